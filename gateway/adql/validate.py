@@ -1,0 +1,379 @@
+"""Parse ADQL text and validate it against the catalogue.
+
+* Syntax: sqlglot with the :class:`~gateway.adql.dialect.ADQL` dialect, plus token checks for
+  invalid SQL sqlglot tolerates (``SELECT a, FROM t``, ``a > > b``).
+* Allow-list: only ADQL 2.1 constructs (ADQL 2.1 §2) pass; anything else is a
+  :class:`~gateway.faults.UsageFault` naming the construct and its line/column.
+* Names: every table must exist in the catalogue and every column in a table in scope
+  (TAP 1.1 §2.7.4 ``QUERY``); errors suggest the nearest existing name.
+* ``SELECT *`` / ``t.*`` are expanded to explicit columns, so result FIELDs follow the declared
+  column order, and each output column gets its FIELD name (TAP 1.1 §3: column name or alias).
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
+
+from ..faults import UsageFault
+from ..schema import Column, Table
+from .dialect import ADQL
+
+GEOMETRY_FUNCTIONS = {"POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "COORD1", "COORD2"}
+GEOMETRY_VALUES = {"POINT": "point", "CIRCLE": "circle", "BOX": "polygon", "POLYGON": "polygon"}
+
+ALLOWED = (
+    exp.Select, exp.From, exp.Join, exp.Table, exp.TableAlias, exp.Alias, exp.Identifier, exp.Column,
+    exp.Star, exp.Literal, exp.Null, exp.Where, exp.Group, exp.Having, exp.Order, exp.Ordered,
+    exp.Limit, exp.Offset, exp.Distinct, exp.Paren, exp.Neg, exp.Not, exp.And, exp.Or, exp.EQ,
+    exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod,
+    exp.DPipe, exp.Like, exp.ILike, exp.In, exp.Between, exp.Is, exp.Exists, exp.Subquery,
+    exp.Tuple, exp.Abs, exp.Ceil, exp.Degrees, exp.Exp, exp.Floor, exp.Ln, exp.Log, exp.Pow,
+    exp.Radians, exp.Rand, exp.Round, exp.Sqrt, exp.Trunc, exp.Sin, exp.Cos, exp.Tan, exp.Asin,
+    exp.Acos, exp.Atan, exp.Atan2, exp.Cot, exp.Pi, exp.Lower, exp.Upper, exp.Coalesce, exp.Cast,
+    exp.DataType, exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max, exp.Contains, exp.Anonymous,
+    exp.Case, exp.If,
+)
+CAST_TYPES = {
+    exp.DataType.Type.SMALLINT, exp.DataType.Type.INT, exp.DataType.Type.BIGINT,
+    exp.DataType.Type.FLOAT, exp.DataType.Type.DOUBLE, exp.DataType.Type.CHAR, exp.DataType.Type.VARCHAR,
+}
+NAMES = {  # user-facing names of sqlglot nodes for error messages
+    exp.Union: "UNION", exp.Except: "EXCEPT", exp.Intersect: "INTERSECT", exp.With: "WITH",
+    exp.BitwiseRightShift: "'>>'", exp.BitwiseLeftShift: "'<<'", exp.Window: "window function (OVER)",
+}
+
+
+class Catalogue(Protocol):
+    def lookup(self, schema: str | None, table: str) -> tuple[str, Table] | None: ...
+    def qualified_names(self) -> list[str]: ...
+
+
+@dataclass
+class OutputColumn:
+    """One result column: FIELD ``name``, declared ``column`` metadata if the expression is a
+    plain column reference, else the ``xtype`` hint of a geometry constructor."""
+
+    name: str
+    column: Column | None = None
+    xtype: str | None = None
+
+
+@dataclass
+class AdqlQuery:
+    """A validated query.  ``ast`` has stars expanded, table references resolved
+    (``node.meta['gw_table']``) and every select expression aliased to its FIELD name."""
+
+    text: str
+    ast: exp.Select
+    output: list[OutputColumn]
+    tables: list[Table] = field(default_factory=list)
+    archives: set[str] = field(default_factory=set)
+
+    @property
+    def top(self) -> int | None:
+        lim = self.ast.args.get("limit")
+        if lim is None:
+            return None
+        return int(lim.expression.name)
+
+
+def position_of(node: exp.Expression | None) -> tuple[int, int] | None:
+    if node is None:
+        return None
+    for n in node.walk():
+        meta = getattr(n, "_meta", None) or {}
+        if "line" in meta:
+            return (meta["line"], max(1, meta["col"] - len(n.name) + 1) if isinstance(n, exp.Identifier) else meta["col"])
+    return None
+
+
+def parse(text: str) -> exp.Select:
+    """Parse one ADQL query.  Raises :class:`UsageFault` with line/column on syntax errors."""
+    if not text or not text.strip():
+        raise UsageFault("QUERY is empty")
+    try:
+        tokens = ADQL().tokenize(text)
+    except TokenError as e:
+        raise UsageFault(f"ADQL syntax error: {e}")
+    for a, b in zip(tokens, tokens[1:]):
+        bad = None
+        if a.token_type == TokenType.COMMA and b.token_type in (TokenType.FROM, TokenType.WHERE, TokenType.R_PAREN):
+            bad = f"unexpected {b.text!r} after ','"
+        elif a.token_type in (TokenType.GT, TokenType.LT) and b.token_type in (TokenType.GT, TokenType.LT):
+            bad = f"unexpected {b.text!r} after {a.text!r}"
+        if bad:
+            raise UsageFault(f"ADQL syntax error: {bad}", position=(b.line, max(1, b.col - len(b.text) + 1)))
+    try:
+        trees = sqlglot.parse(text, read=ADQL)
+    except ParseError as e:
+        err = e.errors[0] if e.errors else {}
+        desc = err.get("description", str(e)).split(". Line")[0]
+        hl = err.get("highlight")
+        msg = f"ADQL syntax error: {desc}" + (f" near {hl!r}" if hl else "")
+        pos = (err["line"], max(1, err["col"] - len(hl or "") + 1)) if "line" in err else None
+        raise UsageFault(msg, position=pos)
+    trees = [t for t in trees if t is not None]
+    if len(trees) != 1:
+        raise UsageFault("QUERY must contain exactly one ADQL SELECT statement")
+    tree = trees[0]
+    if not isinstance(tree, exp.Select):
+        raise UsageFault(f"ADQL supports only SELECT queries, not {NAMES.get(type(tree), tree.key.upper())}",
+                         position=position_of(tree))
+    check_allowed(tree)
+    return tree
+
+
+def check_allowed(tree: exp.Expression) -> None:
+    for node in tree.walk():
+        if isinstance(node, exp.Anonymous):
+            if node.name.upper() not in GEOMETRY_FUNCTIONS:
+                raise UsageFault(f"unknown ADQL function {node.name.upper()}()", position=position_of(node))
+        elif isinstance(node, exp.DataType):
+            if node.this not in CAST_TYPES:
+                raise UsageFault(f"CAST to {node.sql(dialect=ADQL)} is not supported", position=position_of(node.parent))
+        elif isinstance(node, exp.Join):
+            if node.args.get("kind") in ("CROSS",) and node.args.get("on") is None:
+                pass
+        elif not isinstance(node, ALLOWED):
+            name = NAMES.get(type(node)) or node.key.upper()
+            raise UsageFault(f"{name} is not supported in ADQL queries here", position=position_of(node))
+        if isinstance(node, exp.Rand) and node.this is not None:
+            raise UsageFault("RAND(seed) with a seed is not supported", position=position_of(node))
+        if isinstance(node, (exp.Case, exp.If)):
+            raise UsageFault("CASE is not part of ADQL 2.1", position=position_of(node))
+
+
+@dataclass
+class _Source:
+    alias: str
+    alias_quoted: bool
+    columns: list[Column]
+    table: Table | None = None
+
+    def find(self, ident: exp.Identifier) -> Column | None:
+        name = ident.name
+        if ident.quoted:
+            for c in self.columns:
+                if c.name == name:
+                    return c
+        low = name.lower()
+        for c in self.columns:
+            if not c.delimited and c.name.lower() == low:
+                return c
+        return None
+
+
+class _Analyzer:
+    def __init__(self, catalogue: Catalogue):
+        self.catalogue = catalogue
+        self.tables: list[Table] = []
+        self.archives: set[str] = set()
+
+    # -- tables -------------------------------------------------------------------------
+    def resolve_table(self, node: exp.Table) -> _Source:
+        if node.args.get("catalog"):
+            raise UsageFault(f"catalog-qualified table names are not supported: {node.sql(dialect=ADQL)}",
+                             position=position_of(node))
+        schema = node.db or None
+        name = node.name
+        found = self.catalogue.lookup(schema, name)
+        if found is None:
+            wanted = f"{schema}.{name}" if schema else name
+            names = self.catalogue.qualified_names()
+            close = difflib.get_close_matches(wanted.lower(), [n.lower() for n in names], n=1, cutoff=0.6)
+            if not close and not schema:
+                bare = {n.split(".", 1)[-1].lower(): n for n in names}
+                close = [bare[m] for m in difflib.get_close_matches(name.lower(), list(bare), n=1, cutoff=0.6)]
+            hint = ""
+            if close:
+                orig = next(n for n in names if n.lower() == close[0].lower())
+                hint = f"; did you mean {orig}?"
+            raise UsageFault(f"table {wanted} does not exist{hint}", position=position_of(node))
+        archive, table = found
+        self.archives.add(archive)
+        if table not in self.tables:
+            self.tables.append(table)
+        node.meta["gw_table"] = table
+        node.meta["gw_archive"] = archive
+        alias = node.args.get("alias")
+        if alias is not None and alias.this is not None:
+            return _Source(alias.name, alias.this.quoted, table.columns, table)
+        return _Source(table.name, False, table.columns, table)
+
+    # -- scopes ---------------------------------------------------------------------------
+    def analyze_select(self, sel: exp.Select, outer: list[_Source]) -> list[OutputColumn]:
+        sources: list[_Source] = []
+        from_ = sel.args.get("from_") or sel.args.get("from")
+        if from_ is None:
+            raise UsageFault("ADQL queries need a FROM clause", position=position_of(sel))
+        items = [from_.this] + [j.this for j in sel.args.get("joins") or []]
+        for item in items:
+            if isinstance(item, exp.Table):
+                sources.append(self.resolve_table(item))
+            elif isinstance(item, exp.Subquery):
+                inner = item.this
+                if not isinstance(inner, exp.Select):
+                    raise UsageFault("only SELECT subqueries are supported", position=position_of(item))
+                out = self.analyze_select(inner, outer)
+                if not item.alias:
+                    raise UsageFault("a subquery in FROM needs an alias", position=position_of(item))
+                cols = [(o.column.renamed(o.name) if o.column else Column(o.name, "double")) for o in out]
+                sources.append(_Source(item.alias, False, cols))
+            else:
+                raise UsageFault(f"unsupported FROM item {item.sql(dialect=ADQL)}", position=position_of(item))
+        seen = {}
+        for s in sources:
+            key = s.alias if s.alias_quoted else s.alias.lower()
+            if key in seen:
+                raise UsageFault(f"table name or alias {s.alias} is used twice in FROM; give each an alias")
+            seen[key] = s
+        self.expand_stars(sel, sources)
+        scope = sources + outer
+        select_aliases = {e.alias.lower() for e in sel.expressions if isinstance(e, exp.Alias)}
+        # nested subqueries (WHERE ... IN (SELECT ...), EXISTS, scalar subqueries)
+        for node in list(self._scope_nodes(sel)):
+            if isinstance(node, exp.Select) and node is not sel:
+                self.analyze_select(node, scope)
+        for node in list(self._scope_nodes(sel)):
+            if isinstance(node, exp.Column) and not isinstance(node.this, exp.Star):
+                in_order = node.find_ancestor(exp.Order, exp.Having, exp.Group, exp.Select)
+                allow_alias = isinstance(in_order, (exp.Order, exp.Having, exp.Group))
+                self.resolve_column(node, sources, outer, select_aliases if allow_alias else set())
+        return self.name_outputs(sel)
+
+    def _scope_nodes(self, sel: exp.Select):
+        """Nodes of ``sel`` without descending into nested SELECTs or FROM subqueries."""
+        stack = [v for k, v in sel.args.items() if k not in ("from", "from_", "joins")]
+        stack += [j.args.get("on") for j in sel.args.get("joins") or []]
+        while stack:
+            n = stack.pop()
+            if n is None:
+                continue
+            if isinstance(n, list):
+                stack.extend(n)
+                continue
+            if not isinstance(n, exp.Expression):
+                continue
+            if isinstance(n, exp.Subquery) and n.find_ancestor(exp.From, exp.Join) is not None and \
+                    n.parent is not None and isinstance(n.parent, (exp.From, exp.Join)):
+                continue
+            yield n
+            if isinstance(n, exp.Select):
+                continue
+            for k, v in n.args.items():
+                if isinstance(n, exp.Join) and k == "this":
+                    continue
+                stack.append(v)
+
+    def expand_stars(self, sel: exp.Select, sources: list[_Source]) -> None:
+        new = []
+        for e in sel.expressions:
+            if isinstance(e, exp.Star):
+                targets = sources
+            elif isinstance(e, exp.Column) and isinstance(e.this, exp.Star):
+                q = e.table
+                targets = [s for s in sources if (s.alias == q if e.args["table"].quoted else s.alias.lower() == q.lower())
+                           or (s.table is not None and s.table.qualified_name.lower() == f"{e.db}.{q}".lower())]
+                if not targets:
+                    raise UsageFault(f"{e.sql(dialect=ADQL)}: no table {q} in FROM", position=position_of(e))
+            else:
+                new.append(e)
+                continue
+            for s in targets:
+                for c in s.columns:
+                    new.append(exp.Column(this=exp.Identifier(this=c.name, quoted=True),
+                                          table=exp.Identifier(this=s.alias, quoted=True)))
+        sel.set("expressions", new)
+
+    def resolve_column(self, node: exp.Column, local: list[_Source], outer: list[_Source],
+                       select_aliases: set[str]) -> None:
+        ident = node.this
+        qual = node.args.get("table")
+        if qual is not None:
+            scope = local + outer
+            cands = [s for s in scope if (s.alias == qual.name if qual.quoted else s.alias.lower() == qual.name.lower())]
+            if node.db:
+                cands = [s for s in scope if s.table is not None and
+                         s.table.qualified_name.lower() == f"{node.db}.{qual.name}".lower()] or cands
+            if not cands:
+                raise UsageFault(f"{node.sql(dialect=ADQL)}: no table or alias {qual.name} in FROM",
+                                 position=position_of(node))
+            src = cands[0]
+            col = src.find(ident)
+            if col is None:
+                self._unknown_column(node, [src])
+        else:
+            for level in (local, outer):
+                hits = [(s, c) for s, c in ((s, s.find(ident)) for s in level) if c is not None]
+                if len(hits) > 1:
+                    raise UsageFault(f"column {ident.name} is ambiguous (in {', '.join(h[0].alias for h in hits)});"
+                                     " qualify it with a table name or alias", position=position_of(node))
+                if hits:
+                    break
+            if not hits:
+                if ident.name.lower() in select_aliases:
+                    return
+                self._unknown_column(node, local + outer)
+            src, col = hits[0]
+        node.set("this", exp.Identifier(this=col.name, quoted=True))
+        node.set("table", exp.Identifier(this=src.alias, quoted=True))
+        node.set("db", None)
+        node.meta["gw_column"] = col
+
+    def _unknown_column(self, node: exp.Column, sources: list[_Source]):
+        names = [c.name for s in sources for c in s.columns]
+        close = difflib.get_close_matches(node.name.lower(), [n.lower() for n in names], n=1, cutoff=0.6)
+        hint = f"; did you mean {next(n for n in names if n.lower() == close[0])}?" if close else ""
+        where = ", ".join(s.table.qualified_name if s.table else s.alias for s in sources)
+        raise UsageFault(f"column {node.name} does not exist in {where}{hint}", position=position_of(node))
+
+    def name_outputs(self, sel: exp.Select) -> list[OutputColumn]:
+        out: list[OutputColumn] = []
+        used: set[str] = set()
+        new = []
+        for i, e in enumerate(sel.expressions):
+            inner = e.this if isinstance(e, exp.Alias) else e
+            col = inner.meta.get("gw_column") if isinstance(inner, exp.Column) else None
+            if isinstance(e, exp.Alias):
+                name = e.alias
+            elif col is not None:
+                name = col.name
+            elif isinstance(inner, exp.Anonymous):
+                name = inner.name.lower()
+            elif isinstance(inner, exp.Func):
+                name = inner.sql_name().lower()
+            else:
+                name = "expr"
+            base, k = name, 2
+            while name.lower() in used:
+                name, k = f"{base}_{k}", k + 1
+            used.add(name.lower())
+            xtype = GEOMETRY_VALUES.get(inner.name.upper()) if isinstance(inner, exp.Anonymous) else None
+            out.append(OutputColumn(name, col.renamed(name) if col is not None and col.name != name else col, xtype))
+            new.append(exp.Alias(this=inner, alias=exp.Identifier(this=name, quoted=True)))
+        sel.set("expressions", new)
+        return out
+
+
+def analyze(text: str, catalogue: Catalogue) -> AdqlQuery:
+    """Parse and validate ``text`` against ``catalogue``.
+
+    Returns an :class:`AdqlQuery`; raises :class:`UsageFault` (with line/column where known)
+    for syntax errors, constructs outside ADQL 2.1 or this service's declared features, and
+    unknown tables/columns (ADQL 2.1 §2; TAP 1.1 §2.7.4)."""
+    tree = parse(text)
+    an = _Analyzer(catalogue)
+    output = an.analyze_select(tree, [])
+    top = tree.args.get("limit")
+    if top is not None and not (isinstance(top.expression, exp.Literal) and top.expression.is_int):
+        raise UsageFault("TOP needs a non-negative integer", position=position_of(top))
+    off = tree.args.get("offset")
+    if off is not None and not (isinstance(off.expression, exp.Literal) and off.expression.is_int):
+        raise UsageFault("OFFSET needs a non-negative integer", position=position_of(off))
+    return AdqlQuery(text=text, ast=tree, output=output, tables=an.tables, archives=an.archives)

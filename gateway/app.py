@@ -1,0 +1,180 @@
+"""The Flask application factory.
+
+``create_app(config, plugins=(), load_entrypoints=True)`` builds a fresh plugin manager, the
+archives named in the config (each validated by its plugin's model), the catalogue and
+TAP_SCHEMA, and registers the protocol blueprints.  Nothing happens at import time.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+from flask import Flask, Response, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from .archive import Archive
+from .config import ConfigError, GatewayConfig, format_validation_error, load_config
+from .faults import Fault, FatalFault, UsageFault
+from .formats import FormatRegistry
+from .plugins import make_plugin_manager
+from .registry import Catalogue
+from .services.query import QueryService
+
+log = logging.getLogger("gateway")
+
+
+class Gateway:
+    """App-level state: config, plugin manager, archives, catalogue, formats, services."""
+
+    def __init__(self, config: GatewayConfig, plugins=(), load_entrypoints=True):
+        self.config = config
+        self.pm = make_plugin_manager(plugins, load_entrypoints, config.service.plugins_blocked)
+        self.kinds: dict[str, type[Archive]] = {}
+        for classes in self.pm.hook.gateway_register_archives():
+            for cls in classes or []:
+                if cls.kind in self.kinds and self.kinds[cls.kind] is not cls:
+                    raise ConfigError(f"archive kind {cls.kind!r} is registered by two plugins")
+                self.kinds[cls.kind] = cls
+        formats = []
+        for group in reversed(self.pm.hook.gateway_register_formats()):
+            formats.extend(group or [])
+        by_mime = {}
+        for f in formats:
+            by_mime[f.mime] = f
+        self.formats = FormatRegistry(list(by_mime.values()))
+        archives: dict[str, Archive] = {}
+        for name, section in config.archives.items():
+            kind = section.get("kind")
+            cls = self.kinds.get(kind)
+            if cls is None:
+                raise ConfigError(f"archives.{name}.kind: unknown kind {kind!r} "
+                                  f"(installed kinds: {', '.join(sorted(self.kinds)) or 'none'})")
+            try:
+                acfg = cls.Config.model_validate(section)
+            except ValidationError as e:
+                raise ConfigError(format_validation_error(e, prefix=f"archives.{name}"))
+            try:
+                archives[name] = cls(name, acfg, base_dir=config.base_dir)
+            except (ValueError, OSError) as e:
+                raise ConfigError(f"archives.{name}: {e}")
+        self.catalogue = Catalogue(archives)
+        self.queries = QueryService(self)
+        self.started = datetime.now(timezone.utc).replace(microsecond=0)
+
+    # -- helpers used by the blueprints -----------------------------------------------------
+    def url(self, path: str = "") -> str:
+        """Absolute external URL of ``path`` under the service root (P-01: absolute Locations)."""
+        base = str(self.config.service.base_url or request.host_url).rstrip("/")
+        return f"{base}/{path}".rstrip("/") if path else base
+
+    def actor(self):
+        try:
+            return self.pm.hook.gateway_actor_from_request(request=request)
+        except Exception:  # noqa: BLE001
+            log.exception("gateway_actor_from_request failed")
+            return None
+
+    def availability(self) -> tuple[bool, list[str]]:
+        ok, notes = True, []
+        for name, a in self.catalogue.archives.items():
+            try:
+                up, note = a.availability()
+            except Exception as e:  # noqa: BLE001 - a probe failing means "down"
+                up, note = False, f"{name}: availability probe failed ({type(e).__name__})"
+            ok &= up
+            notes.append(note if up else f"DOWN {note}")
+        return ok, notes
+
+    def geometry_functions(self) -> set[str]:
+        sets = [a.capabilities.geometry_functions for a in self.catalogue.archives.values() if a.capabilities.full_adql]
+        return set.intersection(*map(set, sets)) if sets else set()
+
+    def image_archives(self) -> list[Archive]:
+        return [a for a in self.catalogue.archives.values() if a.capabilities.images]
+
+    def positional_tables(self):
+        return [(a, t) for a, t in self.catalogue.tables() if t.positional]
+
+    def examples(self) -> dict[str, tuple[str, str, str, list[str]]]:
+        """Examples that run on the configured tables (DALI examples; TAP 1.1 §2.6)."""
+        out = {}
+        tabs = {t.qualified_name: t for _, t in self.catalogue.tables()}
+        out["tap_schema_tables"] = ("List the tables", "All tables of this service with descriptions.",
+                                    "SELECT table_name, description FROM TAP_SCHEMA.tables ORDER BY table_name",
+                                    ["TAP_SCHEMA.tables"])
+        pos = [t for t in tabs.values() if t.positional]
+        for t in pos[:3]:
+            key = f"cone_{t.name}"
+            out[key] = (f"Cone search on {t.qualified_name}",
+                        f"Rows of {t.qualified_name} within 0.5 degrees of a position, nearest first.",
+                        f"SELECT TOP 100 {t.id_column}, {t.ra_column}, {t.dec_column},\n"
+                        f"  DISTANCE(POINT('ICRS', {t.ra_column}, {t.dec_column}), POINT('ICRS', {self._centre(t)})) AS dist\n"
+                        f"FROM {t.qualified_name}\n"
+                        f"WHERE 1 = CONTAINS(POINT('ICRS', {t.ra_column}, {t.dec_column}), CIRCLE('ICRS', {self._centre(t)}, 0.5))\n"
+                        f"ORDER BY dist", [t.qualified_name])
+        for t in tabs.values():
+            for fk in t.foreign_keys:
+                if fk.target_table in tabs:
+                    tt = tabs[fk.target_table]
+                    on = " AND ".join(f"e.{a} = s.{b}" for a, b in zip(fk.from_columns, fk.target_columns))
+                    out[f"join_{t.name}"] = (
+                        f"Join {t.qualified_name} to {tt.qualified_name}",
+                        f"Rows of {t.qualified_name} with their {tt.qualified_name} row ({fk.description or 'foreign key'}).",
+                        f"SELECT TOP 50 s.*, e.* FROM {tt.qualified_name} AS s\n"
+                        f"JOIN {t.qualified_name} AS e ON {on}", [tt.qualified_name, t.qualified_name])
+        return out
+
+    def _centre(self, t) -> str:
+        arch = self.catalogue.archives[next(a for a, tt in self.catalogue.tables() if tt is t)]
+        try:
+            cur = arch.cursor()
+            ra, dec = cur.execute(f'SELECT "{t.ra_column}", "{t.dec_column}" FROM "{t.schema}"."{t.name}" '
+                                  f'LIMIT 1 OFFSET {max(0, (t.nrows or 1) // 2)}').fetchone()
+            cur.close()
+            return f"{round(ra, 4)}, {round(dec, 4)}"
+        except Exception:  # noqa: BLE001 - non-SQL archives: a fixed position
+            return "180.0, 0.0"
+
+
+def create_app(config: GatewayConfig | str | Path | None = None, plugins=(), load_entrypoints: bool = True) -> Flask:
+    """Build the WSGI app.  ``config``: a :class:`GatewayConfig`, a path to config.yaml, or None
+    (``$VO_GATEWAY_CONFIG`` or ``./config.yaml``).  ``plugins``: extra plugin objects/modules
+    registered after the entry points.  Raises :class:`ConfigError` for invalid configuration."""
+    if not isinstance(config, GatewayConfig):
+        config = load_config(config)
+    app = Flask(__name__)
+    app.response_class.autocorrect_location_header = True
+    gw = Gateway(config, plugins, load_entrypoints)
+    app.extensions["vo_gateway"] = gw
+
+    from .protocols import datalink, root, scs, sia, soda, tap
+    app.register_blueprint(tap.bp, url_prefix="/tap")
+    app.register_blueprint(scs.bp, url_prefix="/scs")
+    app.register_blueprint(sia.bp)
+    app.register_blueprint(soda.bp, url_prefix="/soda")
+    app.register_blueprint(datalink.bp, url_prefix="/datalink")
+    app.register_blueprint(root.bp)
+
+    @app.errorhandler(Fault)
+    def _fault(f: Fault):
+        from .protocols.errors import dali_error
+        return dali_error(f)
+
+    @app.errorhandler(HTTPException)
+    def _http(e: HTTPException):
+        from .protocols.errors import dali_error
+        if e.code == 405:
+            return dali_error(UsageFault(f"method {request.method} not allowed on {request.path}", status=405))
+        if e.code == 404:
+            return dali_error(Fault(f"no resource {request.path}", status=404))
+        return dali_error(Fault(e.description or e.name, status=e.code or 500))
+
+    @app.errorhandler(Exception)
+    def _unexpected(e: Exception):
+        from .protocols.errors import dali_error
+        log.exception("unexpected error on %s", request.path)
+        return dali_error(FatalFault(f"internal error ({type(e).__name__}); the incident was logged"))
+
+    return app

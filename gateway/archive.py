@@ -1,0 +1,153 @@
+"""The ``Archive`` base class: everything the gateway knows about one upstream.
+
+One :class:`Archive` object exists per ``archives:`` entry of ``config.yaml``; its class comes
+from a plugin (``gateway_register_archives``) and is selected by the entry's ``kind``.  An
+archive owns upstream knowledge only (no Flask, no HTTP policy):
+
+* :meth:`tables` — declared tables (the source of TAP_SCHEMA, ``/tables``, result FIELDs);
+* :attr:`capabilities` — what it can push down (the planner and TAPRegExt read this);
+* :meth:`translate` / :meth:`execute` — validated ADQL -> native request -> :class:`RowStream`;
+* optional :meth:`cone_search` (SCS), :meth:`image_search` (SIA), :meth:`cutout` (SODA);
+* :meth:`availability` — VOSI availability probe.
+
+Writing one is described in ``docs/writing_an_archive.md``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from .faults import UsageFault
+from .rowstream import RowStream
+from .schema import Table
+
+
+class ArchiveConfig(BaseModel):
+    """Base of every archive's config model.  Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: str
+    title: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an archive evaluates natively.  ``full_adql`` means the whole validated query
+    (joins, subqueries, aggregates, geometry) is translated and run by the archive."""
+
+    full_adql: bool = False
+    cone: bool = False
+    polygon: bool = False
+    comparisons: bool = False
+    column_selection: bool = False
+    order_by: bool = False
+    top: bool = False
+    joins: bool = False
+    images: bool = False
+    cutouts: bool = False
+    geometry_functions: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Cone:
+    """A cone in ICRS degrees: centre ``ra``, ``dec``; ``radius`` > 0 (SCS ``SR``)."""
+
+    ra: float
+    dec: float
+    radius: float
+
+
+@dataclass
+class ImageQuery:
+    """SIA 2.0 constraints (SIA 2.0 §2.1): each a list whose values are OR-ed.
+
+    ``pos``: ``("circle", ra, dec, r)``, ``("range", ra1, ra2, dec1, dec2)`` or
+    ``("polygon", ra1, dec1, ...)`` in degrees; ``band`` in metres, ``time`` in MJD,
+    ``fov`` in degrees, ``exptime`` in seconds: ``(lo, hi)`` intervals.  Strings match exactly
+    except ``id`` (case-insensitive)."""
+
+    pos: list[tuple] = field(default_factory=list)
+    band: list[tuple[float, float]] = field(default_factory=list)
+    time: list[tuple[float, float]] = field(default_factory=list)
+    pol: list[str] = field(default_factory=list)
+    fov: list[tuple[float, float]] = field(default_factory=list)
+    spatres: list[tuple[float, float]] = field(default_factory=list)
+    exptime: list[tuple[float, float]] = field(default_factory=list)
+    timeres: list[tuple[float, float]] = field(default_factory=list)
+    specrp: list[tuple[float, float]] = field(default_factory=list)
+    id: list[str] = field(default_factory=list)
+    collection: list[str] = field(default_factory=list)
+    facility: list[str] = field(default_factory=list)
+    instrument: list[str] = field(default_factory=list)
+    dptype: list[str] = field(default_factory=list)
+    calib: list[int] = field(default_factory=list)
+    target: list[str] = field(default_factory=list)
+    format: list[str] = field(default_factory=list)
+    maxrec: int | None = None
+
+
+class Archive:
+    """Base class for archive plugins.  Subclasses set ``kind`` and ``Config``."""
+
+    kind: ClassVar[str]
+    Config: ClassVar[type[ArchiveConfig]] = ArchiveConfig
+    capabilities: Capabilities = Capabilities()
+
+    def __init__(self, name: str, config: ArchiveConfig, *, base_dir: Path):
+        self.name = name
+        self.config = config
+        self.base_dir = base_dir
+
+    # -- metadata -------------------------------------------------------------------------
+    def tables(self) -> list[Table]:
+        """Declared tables, each with fully described columns."""
+        raise NotImplementedError
+
+    @property
+    def title(self) -> str:
+        return self.config.title or self.name
+
+    # -- queries --------------------------------------------------------------------------
+    def translate(self, query: Any) -> Any:
+        """Turn a validated :class:`gateway.adql.AdqlQuery` into this archive's native request.
+        Raise :class:`UsageFault` naming any construct the archive cannot evaluate."""
+        raise UsageFault(f"archive {self.name} does not accept ADQL queries")
+
+    def execute(self, native: Any, maxrec: int | None) -> RowStream:
+        """Run a native request; deliver at most ``maxrec`` rows and set ``overflow`` when more
+        existed (fetch ``maxrec + 1``).  ``maxrec`` None means no limit."""
+        raise NotImplementedError
+
+    def cone_search(self, table: Table, cone: Cone, maxrec: int | None, verb: int) -> RowStream:
+        """SCS on a positional ``table``; rows within ``cone`` (SCS 1.03 §2).  ``verb`` 1..3
+        selects the columns (1: id/ra/dec, 2: principal columns, 3: all)."""
+        raise UsageFault(f"archive {self.name} has no cone search")
+
+    def image_search(self, query: ImageQuery) -> RowStream:
+        """SIA: ObsCore-described images matching ``query`` (SIA 2.0 §2)."""
+        raise UsageFault(f"archive {self.name} has no images")
+
+    def image_records(self) -> list[dict]:
+        """ObsCore records (dicts keyed by ObsCore column names, plus ``_footprint``: the
+        corner list ``[(ra, dec), ...]`` and ``_band``) of all images."""
+        return []
+
+    def image_file(self, image_id: str):
+        """Local path of the full dataset for ``image_id`` (publisher DID or obs_id)."""
+        raise UsageFault(f"archive {self.name} has no images")
+
+    def cutout(self, image_id: str, shape: tuple) -> bytes | None:
+        """SODA cutout of image ``image_id`` for ``shape`` (as in :class:`ImageQuery.pos`).
+        Returns FITS bytes, or None when the region contains no pixels (SODA 1.0 §3.3: 204)."""
+        raise UsageFault(f"archive {self.name} has no cutout service")
+
+    def availability(self) -> tuple[bool, str]:
+        """(available, note) for VOSI availability (VOSI 1.1 §3.3)."""
+        return True, f"{self.name}: ok"
+
+    def close(self) -> None:
+        """Release resources (connections, files)."""

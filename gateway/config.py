@@ -1,0 +1,107 @@
+"""``config.yaml``: loading and validation.
+
+Top level: ``service`` (:class:`ServiceConfig`) and ``archives`` (name -> section).  Each archive
+section is validated by its plugin's own model (``Archive.Config``), selected by ``kind``.
+Errors name the exact key path (``archives.demo.tables[0].source``) and what is wrong.
+Secrets are never written in the file: a secret field takes ``{env: VARIABLE}`` and is read from
+the environment when the config is loaded (:class:`EnvSecret`).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import AnyHttpUrl, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+
+
+class ConfigError(Exception):
+    """Configuration is invalid; the message lists every problem with its key path."""
+
+
+def _env_secret(v: Any) -> Any:
+    if isinstance(v, SecretStr):
+        return v
+    if isinstance(v, dict) and set(v) == {"env"}:
+        name = v["env"]
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set")
+        return SecretStr(os.environ[name])
+    raise ValueError("secrets are not written in the config file; use {env: VARIABLE_NAME}")
+
+
+EnvSecret = Annotated[SecretStr, BeforeValidator(_env_secret)]
+"""A secret read from an environment variable: ``password: {env: HSC_PASSWORD}``."""
+
+
+class ServiceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = "vo-gateway"
+    description: str = "IVOA gateway to astronomical archives"
+    base_url: AnyHttpUrl | None = Field(None, description="external URL of the service root, if behind a proxy")
+    maxrec_default: int = Field(20000, ge=0)
+    maxrec_hard: int = Field(10_000_000, ge=1)
+    scs_max_sr: float = Field(10.0, gt=0, le=180)
+    sia_maxrec: int = Field(10000, ge=1)
+    cutout_max_pixels: int = Field(25_000_000, ge=1)
+    plugins_blocked: list[str] = Field(default_factory=list, description="entry-point names not to load")
+
+
+class GatewayConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
+    archives: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not str(part).startswith(("function-", "constrained-")):
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def format_validation_error(e: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for err in e.errors():
+        where = _loc(tuple(err["loc"]))
+        where = f"{prefix}.{where}" if prefix and where else (prefix or where)
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key")
+        elif err["type"] == "missing":
+            lines.append(f"{where}: required field is missing")
+        else:
+            lines.append(f"{where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | os.PathLike | None = None, data: dict | None = None) -> GatewayConfig:
+    """Read and validate the top level of ``config.yaml`` (archive sections are validated when
+    the app is built, by each archive's plugin).  Raises :class:`ConfigError`."""
+    if data is None:
+        p = Path(path or os.environ.get("VO_GATEWAY_CONFIG", "config.yaml"))
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found")
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}")
+        base = p.resolve().parent
+    else:
+        base = Path.cwd()
+    if not isinstance(data, dict):
+        raise ConfigError("config: the top level must be a mapping")
+    try:
+        cfg = GatewayConfig.model_validate({**data, "base_dir": base})
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e))
+    for name, section in cfg.archives.items():
+        if not isinstance(section, dict):
+            raise ConfigError(f"archives.{name}: must be a mapping")
+        if "kind" not in section:
+            raise ConfigError(f"archives.{name}.kind: required field is missing")
+    return cfg

@@ -1,0 +1,55 @@
+"""DALI faults: the exceptions every layer raises and every protocol renders.
+
+The names follow DALI 1.1 §4.2 / SIA 2.0 §4 / DataLink 1.1 §3.4 error vocabularies
+(``UsageFault``, ``TransientFault``, ``FatalFault``, ``NotFoundFault``).  Each protocol renderer
+maps a fault onto its own document shape and HTTP status (``gateway.protocols.errors``).
+"""
+from __future__ import annotations
+
+
+class Fault(Exception):
+    """Base class.  ``status`` is the HTTP status for sync responses; ``position`` is an
+    optional ``(line, column)`` of the offending ADQL token (1-based)."""
+
+    label = "DefaultFault"
+    status = 500
+
+    def __init__(self, message: str, *, position: tuple[int, int] | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.position = position
+        if status is not None:
+            self.status = status
+
+    def __str__(self) -> str:  # message with the position, as users see it
+        if self.position:
+            return f"{self.message} (line {self.position[0]}, column {self.position[1]})"
+        return self.message
+
+
+class UsageFault(Fault):
+    """The client's request is wrong (bad parameter, bad ADQL, unknown table): HTTP 400."""
+
+    label = "UsageFault"
+    status = 400
+
+
+class NotFoundFault(UsageFault):
+    """A named resource (table, image ID, job) does not exist: HTTP 404."""
+
+    label = "NotFoundFault"
+    status = 404
+
+
+class TransientFault(Fault):
+    """An upstream or resource is temporarily unavailable; retrying later may work: HTTP 503."""
+
+    label = "TransientFault"
+    status = 503
+
+
+class FatalFault(Fault):
+    """The service failed in a way that retrying will not fix: HTTP 500."""
+
+    label = "FatalFault"
+    status = 500

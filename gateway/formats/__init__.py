@@ -1,0 +1,50 @@
+"""Output formats: streaming writers from :class:`~gateway.rowstream.RowStream` to bytes.
+
+Each :class:`OutputFormat` has a canonical MIME type, the aliases accepted in
+``RESPONSEFORMAT``/``FORMAT`` (DALI 1.1 §3.4.3; TAP 1.1 §2.7.4 short forms), and a writer that
+yields ``bytes`` chunks.  Formats are registered through the ``gateway_register_formats`` hook;
+the built-in ones come from :mod:`gateway.formats.builtin`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from ..rowstream import RowStream
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """``mime``: canonical MIME type; ``aliases``: other accepted values (case-insensitive);
+    ``writer(stream, infos) -> Iterator[bytes]`` where ``infos`` are ``(name, value)`` pairs to
+    echo (VOTable INFOs); ``ivo_id``: TAPRegExt output-format identifier if standard."""
+
+    mime: str
+    aliases: tuple[str, ...]
+    writer: Callable[[RowStream, list[tuple[str, str]]], Iterator[bytes]]
+    ivo_id: str | None = None
+    extension: str = "dat"
+    is_votable: bool = False
+    extra_mimes: tuple[str, ...] = field(default=())
+
+
+class FormatRegistry:
+    def __init__(self, formats: list[OutputFormat]):
+        self.formats = formats
+        self._by_name: dict[str, OutputFormat] = {}
+        for f in formats:
+            for name in (f.mime, *f.extra_mimes, *f.aliases):
+                self._by_name[name.lower()] = f
+
+    def lookup(self, value: str) -> OutputFormat | None:
+        v = value.strip().lower()
+        if v in self._by_name:
+            return self._by_name[v]
+        base = v.split(";")[0].strip()
+        params = {p.split("=", 1)[0].strip(): p.split("=", 1)[1].strip() for p in v.split(";")[1:] if "=" in p}
+        if base in ("application/x-votable+xml", "text/xml", "application/xml", "votable"):
+            ser = params.get("serialization")
+            if ser:
+                return self._by_name.get(f"votable/{ser}")
+            return self._by_name.get("votable")
+        return self._by_name.get(base)

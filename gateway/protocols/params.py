@@ -1,0 +1,58 @@
+"""DALI 1.1 §3 request parameters: names case-insensitive (query string, urlencoded and
+multipart bodies), values case-sensitive; single-valued parameters given twice are an error."""
+from __future__ import annotations
+
+from flask import request
+
+from ..faults import UsageFault
+
+
+class Params:
+    def __init__(self, pairs: list[tuple[str, str]]):
+        self._values: dict[str, list[str]] = {}
+        for k, v in pairs:
+            self._values.setdefault(k.upper(), []).append(v)
+
+    @classmethod
+    def from_request(cls) -> "Params":
+        pairs = list(request.args.items(multi=True))
+        if request.method == "POST":
+            pairs += list(request.form.items(multi=True))
+        return cls(pairs)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        vals = self._values.get(name.upper())
+        if not vals:
+            return default
+        if len(vals) > 1:
+            raise UsageFault(f"parameter {name.upper()} is single-valued but was given {len(vals)} times")
+        return vals[0]
+
+    def getlist(self, name: str) -> list[str]:
+        return list(self._values.get(name.upper(), []))
+
+    def __contains__(self, name: str) -> bool:
+        return name.upper() in self._values
+
+    def get_int(self, name: str, default: int | None = None, minimum: int | None = 0) -> int | None:
+        v = self.get(name)
+        if v is None or v.strip() == "":
+            return default
+        try:
+            i = int(v)
+        except ValueError:
+            raise UsageFault(f"{name.upper()} must be an integer, got {v!r}")
+        if minimum is not None and i < minimum:
+            raise UsageFault(f"{name.upper()} must be >= {minimum}, got {i}")
+        return i
+
+    def get_float(self, name: str, required: bool = False) -> float | None:
+        v = self.get(name)
+        if v is None or v.strip() == "":
+            if required:
+                raise UsageFault(f"parameter {name.upper()} is required")
+            return None
+        try:
+            return float(v)
+        except ValueError:
+            raise UsageFault(f"{name.upper()} must be a number, got {v!r}")

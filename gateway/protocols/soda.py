@@ -1,0 +1,73 @@
+"""SODA 1.0 synchronous cutouts at ``/soda/sync`` (SODA 1.0 §3, §5).
+
+``ID`` (one dataset), and one of ``POS`` (CIRCLE/RANGE/POLYGON), ``CIRCLE`` (DALI circle
+``ra dec r``) or ``POLYGON`` (DALI polygon).  Returns FITS with the cutout's WCS; a region
+with no pixels gives HTTP 204 (SODA 1.0 §3.3).  Errors are ``text/plain`` beginning with the
+SODA vocabulary (``UsageError``, ``MultiValuedParamNotSupported``, ...).
+"""
+from __future__ import annotations
+
+from xml.sax.saxutils import escape
+
+from flask import Blueprint, Response, current_app
+
+from ..faults import Fault, NotFoundFault, UsageFault
+from . import vosi
+from .errors import soda_error
+from .params import Params
+from .sia import parse_shape
+
+bp = Blueprint("soda", __name__)
+
+
+def gw():
+    return current_app.extensions["vo_gateway"]
+
+
+def find_image(image_id: str):
+    for a in gw().image_archives():
+        for r in a.image_records():
+            if r["obs_publisher_did"].lower() == image_id.lower():
+                return a, r
+    raise NotFoundFault(f"no dataset with ID {image_id}")
+
+
+@bp.route("/sync", methods=["GET", "POST"])
+def sync():
+    p = Params.from_request()
+    try:
+        ids = p.getlist("ID")
+        if not ids:
+            raise UsageFault("ID is required")
+        if len(ids) > 1:
+            return Response("MultiValuedParamNotSupported: this service cuts one ID per request\n", status=400,
+                            mimetype="text/plain")
+        shapes = [parse_shape(v, "POS") for v in p.getlist("POS")]
+        shapes += [parse_shape("CIRCLE " + v, "CIRCLE") for v in p.getlist("CIRCLE")]
+        shapes += [parse_shape("POLYGON " + v, "POLYGON") for v in p.getlist("POLYGON")]
+        if len(shapes) > 1:
+            return Response("MultiValuedParamNotSupported: give one of POS, CIRCLE or POLYGON, once\n", status=400,
+                            mimetype="text/plain")
+        archive, rec = find_image(ids[0])
+        if not shapes:
+            raise UsageFault("give a region: POS, CIRCLE or POLYGON")
+        gw().queries._allowed(gw().actor(), "cutout", archive.name, ids[0])
+        gw().pm.hook.gateway_query_started(actor=gw().actor(), protocol="soda", archive=archive.name,
+                                           query={"ID": ids[0], "shape": shapes[0]})
+        data = archive.cutout(rec["obs_publisher_did"], shapes[0])
+    except Fault as f:
+        return soda_error(f)
+    if data is None:
+        return Response(status=204)
+    return Response(data, mimetype="application/fits",
+                    headers={"Content-Disposition": f'inline; filename="{rec["obs_id"]}-cutout.fits"'})
+
+
+@bp.route("/capabilities")
+def capabilities():
+    base = gw().url("soda")
+    caps = [('<capability standardID="ivo://ivoa.net/std/SODA#sync-1.0"><interface xsi:type="vs:ParamHTTP" '
+             f'role="std"><accessURL use="full">{escape(base)}/sync</accessURL></interface></capability>\n'),
+            vosi.vosi_capability("ivo://ivoa.net/std/VOSI#capabilities", base + "/capabilities"),
+            vosi.vosi_capability("ivo://ivoa.net/std/VOSI#availability", base + "/availability")]
+    return Response(vosi.capabilities_document(caps), mimetype="text/xml")

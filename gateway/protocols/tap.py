@@ -1,0 +1,117 @@
+"""TAP 1.1 (sync) and its VOSI resources under ``/tap`` (TAP 1.1 §2).
+
+``/tap/sync`` (GET, POST): LANG, QUERY, MAXREC, RESPONSEFORMAT/FORMAT; REQUEST=doQuery and
+unknown parameters are ignored (TAP 1.1 §2.7, DALI 1.1 §3).  ``/tap/capabilities``,
+``/tap/availability``, ``/tap/tables[/{schema.table}]``, ``/tap/examples``.
+"""
+from __future__ import annotations
+
+from xml.sax.saxutils import escape
+
+from flask import Blueprint, Response, current_app, request
+
+from ..faults import Fault, NotFoundFault, UsageFault
+from ..services.query import counting
+from . import vosi
+from .errors import dali_error
+from .params import Params
+
+bp = Blueprint("tap", __name__)
+XML = "text/xml"
+
+
+def gw():
+    return current_app.extensions["vo_gateway"]
+
+
+def choose_format(params: Params, default: str = "application/x-votable+xml"):
+    """(OutputFormat, content type) for RESPONSEFORMAT or its TAP synonym FORMAT."""
+    value = params.get("RESPONSEFORMAT")
+    if value is None:
+        value = params.get("FORMAT")
+    if value is None or value.strip() == "":
+        value = default
+    fmt = gw().formats.lookup(value)
+    if fmt is None:
+        raise UsageFault(f"unsupported RESPONSEFORMAT {value!r}; supported: "
+                         + ", ".join(f.mime for f in gw().formats.formats))
+    ctype = value if value.lower().startswith(("text/", "application/", "image/")) else fmt.mime
+    return fmt, ctype
+
+
+@bp.route("/sync", methods=["GET", "POST"])
+def sync():
+    try:
+        p = Params.from_request()
+        fmt, ctype = choose_format(p)
+        maxrec = p.get_int("MAXREC")
+        text = p.get("QUERY")
+        res = gw().queries.adql(p.get("LANG"), text, maxrec, actor=gw().actor())
+    except Fault as f:
+        return dali_error(f)
+    infos = [("standardID", "ivo://ivoa.net/std/TAP"), ("QUERY", text)]
+    g, actor = gw(), gw().actor()
+    chunks = counting(fmt.writer(res.stream, infos), res.stream,
+                      lambda rows: g.queries.finished(actor, "tap", res.archive, text, res.stream, rows))
+    return Response(chunks, mimetype=None, content_type=ctype)
+
+
+@bp.route("/capabilities")
+def capabilities():
+    base = gw().url("tap")
+    caps = [vosi.tap_capability(base, gw().formats.formats, gw().config.service, gw().geometry_functions()),
+            vosi.vosi_capability("ivo://ivoa.net/std/VOSI#capabilities", base + "/capabilities"),
+            vosi.vosi_capability("ivo://ivoa.net/std/VOSI#availability", base + "/availability"),
+            vosi.vosi_capability("ivo://ivoa.net/std/VOSI#tables-1.1", base + "/tables"),
+            vosi.vosi_capability("ivo://ivoa.net/std/DALI#examples", base + "/examples")]
+    resp = Response(vosi.capabilities_document(caps), mimetype=XML)
+    resp.last_modified = gw().started
+    return resp
+
+
+@bp.route("/availability")
+def availability():
+    ok, notes = gw().availability()
+    return Response(vosi.availability_document(ok, notes), mimetype=XML)
+
+
+@bp.route("/tables")
+def tables():
+    p = Params.from_request()
+    detail = (p.get("DETAIL") or "max").lower() != "min"
+    return Response(vosi.tableset_document(gw().catalogue, detail), mimetype=XML)
+
+
+@bp.route("/tables/<path:name>")
+def table(name):
+    found = gw().catalogue.table(name)
+    if found is None:
+        return dali_error(NotFoundFault(f"no table {name}"))
+    return Response('<?xml version="1.0" encoding="UTF-8"?>\n' + vosi.table_xml(found[1], True, root=True),
+                    mimetype=XML)
+
+
+@bp.route("/examples")
+def examples():
+    items = []
+    for key, (name, desc, query, tables) in gw().examples().items():
+        tabs = "".join(f'<span property="table">{escape(t)}</span> ' for t in tables)
+        items.append(f'<div typeof="example" id="{key}" resource="#{key}">\n<h2 property="name">{escape(name)}</h2>\n'
+                     f'<p>{escape(desc)}</p>\n'
+                     f'<pre class="dali-example" property="query">{escape(query)}</pre>\n<p>Tables: {tabs}</p>\n</div>\n')
+    html = ('<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE html>\n<html xmlns="http://www.w3.org/1999/xhtml">'
+            '<head><title>vo-gateway TAP examples</title></head>\n'
+            '<body vocab="http://www.ivoa.net/rdf/examples#">\n<h1>TAP examples</h1>\n' + "".join(items) +
+            "</body></html>\n")
+    return Response(html, mimetype="application/xhtml+xml")
+
+
+@bp.route("/")
+@bp.route("")
+def root():
+    base = gw().url("tap")
+    return Response(f"<!DOCTYPE html><html><head><title>TAP service</title></head><body><h1>TAP service</h1>"
+                    f"<p>Paste <code>{escape(base)}</code> into TOPCAT (VO &#8594; Table Access Protocol).</p>"
+                    f'<ul><li><a href="{base}/capabilities">capabilities</a></li><li><a href="{base}/tables">tables</a></li>'
+                    f'<li><a href="{base}/availability">availability</a></li><li><a href="{base}/examples">examples</a></li>'
+                    "</ul></body></html>", mimetype="text/html")

@@ -1,0 +1,1 @@
+"""Policy between protocols and archives: MAXREC limits, planning, permissions, hooks."""

@@ -1,0 +1,1 @@
+"""vo-gateway plugin: the ``embedded`` archive kind (local files served from DuckDB)."""
