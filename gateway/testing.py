@@ -1,0 +1,75 @@
+"""Test kit for vo-gateway and archive-plugin authors (a pytest plugin, entry point
+``pytest11: vo_gateway``).
+
+Fixtures/helpers:
+
+* :func:`make_app` — an isolated app from a config dict, with explicit plugins and no entry
+  points unless asked.
+* :func:`serve` — run a WSGI app on a free loopback port in a thread (context manager yielding
+  the base URL), for real clients (pyvo, STILTS) against an app built in the test.
+* :func:`parse_votable` — parse VOTable bytes with astropy (pedantic) and return
+  ``(table, query_status, infos)``; raises AssertionError if it is not a valid DALI result.
+* fixture ``gateway_factory`` — ``gateway_factory(config_dict, plugins=[...])`` -> Flask test client.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import threading
+import warnings
+
+import pytest
+
+
+def make_app(config: dict, plugins=(), load_entrypoints: bool = False, base_dir=None):
+    from pathlib import Path
+
+    from .app import create_app
+    from .config import load_config
+    cfg = load_config(data=config)
+    if base_dir is not None:
+        cfg.base_dir = Path(base_dir)
+    return create_app(cfg, plugins=plugins, load_entrypoints=load_entrypoints)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(app):
+    """Serve ``app`` with a threaded werkzeug server on 127.0.0.1; yields the base URL."""
+    from werkzeug.serving import make_server
+    srv = make_server("127.0.0.1", free_port(), app, threaded=True)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_port}"
+    finally:
+        srv.shutdown()
+
+
+def parse_votable(data: bytes):
+    """Parse a DALI VOTable result; return (astropy Table or None, QUERY_STATUS, {INFO name: value})."""
+    from astropy.io.votable import parse
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        vot = parse(io.BytesIO(data), verify="exception")
+    res = vot.resources[0]
+    assert res.type == "results", "first RESOURCE must have type='results'"
+    infos = {i.name: i.value for i in res.infos}
+    statuses = [i for i in res.infos if i.name == "QUERY_STATUS"]
+    assert statuses, "no QUERY_STATUS INFO"
+    status = statuses[-1].value
+    table = res.tables[0].to_table() if res.tables else None
+    return table, status, infos
+
+
+@pytest.fixture
+def gateway_factory():
+    def factory(config: dict, plugins=(), load_entrypoints=False, base_dir=None):
+        return make_app(config, plugins, load_entrypoints, base_dir).test_client()
+    return factory

@@ -87,8 +87,8 @@ class _Base64:
 def write_votable(stream: RowStream, infos: list[tuple[str, str]], serialization: str = "binary2",
                   preamble: str = "", postamble: str = "", field_ids: dict[str, str] | None = None) -> Iterator[bytes]:
     """Yield a complete VOTable for ``stream``.  ``serialization``: ``tabledata``, ``binary``
-    or ``binary2``.  ``preamble``/``postamble``: extra XML inside RESOURCE (e.g. PARAMs) and
-    after it (e.g. service-descriptor RESOURCEs)."""
+    or ``binary2``.  ``preamble``: extra XML inside the results RESOURCE before the TABLE
+    (e.g. PARAMs); ``postamble``: sibling RESOURCEs after it (e.g. service descriptors)."""
     cols = stream.columns
     head = [HEADER, '<RESOURCE type="results">\n', info_xml("QUERY_STATUS", "OK")]
     head += [info_xml(k, v) for k, v in infos]
@@ -127,7 +127,7 @@ def write_votable(stream: RowStream, infos: list[tuple[str, str]], serialization
         tail += info_xml("QUERY_STATUS", "ERROR", error)
     elif stream.overflow:
         tail += info_xml("QUERY_STATUS", "OVERFLOW")
-    tail += postamble + "</RESOURCE>\n</VOTABLE>\n"
+    tail += "</RESOURCE>\n" + postamble + "</VOTABLE>\n"
     yield tail.encode()
 
 

@@ -12,6 +12,9 @@ CAP_NS = ('xmlns:vosi="http://www.ivoa.net/xml/VOSICapabilities/v1.0" '
           f'xmlns:xsi="{XSI}" xmlns:vr="http://www.ivoa.net/xml/VOResource/v1.0" '
           'xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1" xmlns:tr="http://www.ivoa.net/xml/TAPRegExt/v1.0"')
 FEATURES = "ivo://ivoa.net/std/TAPRegExt#features-"
+# ADQL 2.1 §4 defines adql-conditional with the lower-case IVOID; STILTS 3.4.7 compares feature
+# keys case-sensitively and knows the TAPRegExt 1.0 spelling of the others.
+FEATURES_21 = "ivo://ivoa.net/std/tapregext#features-"
 
 
 def vosi_capability(std: str, url: str) -> str:
@@ -36,7 +39,8 @@ def tap_capability(base: str, formats, service, geometry: set[str]) -> str:
             '<version ivo-id="ivo://ivoa.net/std/ADQL#v2.1">2.1</version>'
             '<description>ADQL 2.1; geometry in ICRS degrees</description>')
     for group, forms in feats:
-        lang += f'<languageFeatures type="{FEATURES}{group}">'
+        prefix = FEATURES_21 if group == "adql-conditional" else FEATURES
+        lang += f'<languageFeatures type="{prefix}{group}">'
         lang += "".join(f"<feature><form>{f}</form></feature>" for f in forms)
         lang += "</languageFeatures>"
     lang += "</language>"

@@ -298,6 +298,8 @@ class EmbeddedArchive(DuckDBArchive):
     def cutout(self, image_id: str, shape: tuple) -> bytes | None:
         """SODA cutout: the pixel bounding box of ``shape`` clipped to the image; the output
         WCS is the input WCS shifted to the cutout origin (astropy ``Cutout2D``)."""
+        if not shape_overlaps_polygon(shape, self.image_record(image_id)["_footprint"]):
+            return None
         path = self.image_file(image_id)
         with fits.open(path, memmap=True) as hdul:
             hdu = hdul[0]
@@ -307,12 +309,12 @@ class EmbeddedArchive(DuckDBArchive):
                 ra, dec, r = shape[1:]
                 ang = np.linspace(0, 2 * np.pi, 64, endpoint=False)
                 ddec = r * np.sin(ang)
-                dra = r * np.cos(ang) / max(np.cos(np.radians(np.clip(dec + ddec, -89.999, 89.999))), 1e-6)
+                dra = r * np.cos(ang) / np.maximum(np.cos(np.radians(np.clip(dec + ddec, -89.999, 89.999))), 1e-6)
                 pts = np.column_stack([ra + dra, dec + ddec])
                 pts = np.vstack([pts, [[ra, dec]]])
             else:
                 pts = np.array(shape_vertices(shape), dtype=float)
-            px = w.all_world2pix(pts, 0)
+            px = w.wcs_world2pix(pts, 0)
             x0, x1 = np.floor(px[:, 0].min() + 0.5), np.ceil(px[:, 0].max() + 0.5)
             y0, y1 = np.floor(px[:, 1].min() + 0.5), np.ceil(px[:, 1].max() + 0.5)
             x0, y0 = max(int(x0), 0), max(int(y0), 0)
