@@ -1,0 +1,18 @@
+# vo-gateway: core + first-party plugins, served by gunicorn -k gthread.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 VO_GATEWAY_CONFIG=/app/config.yaml
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY gateway ./gateway
+COPY plugins ./plugins
+RUN pip install --no-cache-dir . ./plugins/embedded
+
+COPY config.yaml ./
+COPY data ./data
+
+RUN useradd --system --home-dir /app gateway
+USER gateway
+EXPOSE 8000
+CMD ["gunicorn", "-k", "gthread", "--workers", "2", "--threads", "8", "--timeout", "300", "--bind", "0.0.0.0:8000", "gateway.wsgi:app"]
