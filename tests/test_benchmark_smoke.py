@@ -1,0 +1,14 @@
+"""The benchmark runner still works (tiny sizes); numbers are printed, not asserted."""
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_bench_quick(live_url):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench.py"), "--quick", "--url", live_url],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    for fmt in ("votable", "csv", "fits"):
+        assert f"  {fmt} " in out.stdout
+    assert "SCS 1' cone" in out.stdout
