@@ -37,7 +37,6 @@ ALLOWED = (
     exp.Radians, exp.Rand, exp.Round, exp.Sqrt, exp.Trunc, exp.Sin, exp.Cos, exp.Tan, exp.Asin,
     exp.Acos, exp.Atan, exp.Atan2, exp.Cot, exp.Pi, exp.Lower, exp.Upper, exp.Coalesce, exp.Cast,
     exp.DataType, exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max, exp.Contains, exp.Anonymous,
-    exp.Case, exp.If,
 )
 CAST_TYPES = {
     exp.DataType.Type.SMALLINT, exp.DataType.Type.INT, exp.DataType.Type.BIGINT,
@@ -46,6 +45,7 @@ CAST_TYPES = {
 NAMES = {  # user-facing names of sqlglot nodes for error messages
     exp.Union: "UNION", exp.Except: "EXCEPT", exp.Intersect: "INTERSECT", exp.With: "WITH",
     exp.BitwiseRightShift: "'>>'", exp.BitwiseLeftShift: "'<<'", exp.Window: "window function (OVER)",
+    exp.Case: "CASE (not part of ADQL 2.1)",
 }
 
 
@@ -137,16 +137,11 @@ def check_allowed(tree: exp.Expression) -> None:
         elif isinstance(node, exp.DataType):
             if node.this not in CAST_TYPES:
                 raise UsageFault(f"CAST to {node.sql(dialect=ADQL)} is not supported", position=position_of(node.parent))
-        elif isinstance(node, exp.Join):
-            if node.args.get("kind") in ("CROSS",) and node.args.get("on") is None:
-                pass
         elif not isinstance(node, ALLOWED):
             name = NAMES.get(type(node)) or node.key.upper()
             raise UsageFault(f"{name} is not supported in ADQL queries here", position=position_of(node))
         if isinstance(node, exp.Rand) and node.this is not None:
             raise UsageFault("RAND(seed) with a seed is not supported", position=position_of(node))
-        if isinstance(node, (exp.Case, exp.If)):
-            raise UsageFault("CASE is not part of ADQL 2.1", position=position_of(node))
 
 
 @dataclass
