@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,22 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ["votable", "votable/td", "votable/b", "csv", "tsv", "fits", "json"]
 
 
-def start_server() -> tuple[subprocess.Popen, str]:
+def start_server():
     sys.path.insert(0, str(ROOT))
-    from gateway.testing import free_port
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config", str(ROOT / "config.yaml"),
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            if requests.get(url + "/tap/availability", timeout=2).ok:
-                return proc, url
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("server did not start")
+    from gateway.testing import start_process
+    return start_process(ROOT / "config.yaml")
 
 
 def timed(fn, repeat):

@@ -52,6 +52,30 @@ def serve(app):
         srv.shutdown()
 
 
+def start_process(config_path, port: int | None = None, log=None):
+    """Start ``vo-gateway serve`` (gunicorn gthread) on a loopback port and wait until
+    ``/tap/availability`` answers; returns ``(Popen, base_url)``.  Raises RuntimeError if it does not start."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import requests
+    port = port or free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path),
+                             "--port", str(port)], stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if requests.get(url + "/tap/availability", timeout=2).ok:
+                return proc, url
+        except requests.ConnectionError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("gateway did not start")
+
+
 def parse_votable(data: bytes):
     """Parse a DALI VOTable result; return (astropy Table or None, QUERY_STATUS, {INFO name: value})."""
     from astropy.io.votable import parse

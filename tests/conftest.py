@@ -1,13 +1,9 @@
 """Shared fixtures: one app on the default config.yaml (test client), and one live
 ``vo-gateway serve`` process (gunicorn gthread) for real clients."""
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,21 +21,11 @@ def client(app):
 
 @pytest.fixture(scope="session")
 def live_url(tmp_path_factory):
-    from gateway.testing import free_port
-    port = free_port()
+    from gateway.testing import start_process
     log = tmp_path_factory.mktemp("live") / "gateway.log"
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config", str(ROOT / "config.yaml"),
-                             "--port", str(port), "--threads", "8"], stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            if requests.get(url + "/tap/availability", timeout=2).ok:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
+    try:
+        proc, url = start_process(ROOT / "config.yaml", log=open(log, "w"))
+    except RuntimeError:
         raise RuntimeError("gateway did not start:\n" + log.read_text())
     yield url
     proc.terminate()
