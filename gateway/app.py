@@ -21,6 +21,7 @@ from .formats import FormatRegistry
 from .plugins import make_plugin_manager
 from .registry import Catalogue
 from .services.query import QueryService
+from .uws.service import JobService
 
 log = logging.getLogger("gateway")
 
@@ -61,6 +62,8 @@ class Gateway:
                 raise ConfigError(f"archives.{name}: {e}")
         self.catalogue = Catalogue(archives)
         self.queries = QueryService(self)
+        self.jobs = JobService(config.jobs, config.base_dir)
+        self.jobs.runners["tap"] = self.queries.run_job
         self.started = datetime.now(timezone.utc).replace(microsecond=0)
 
     # -- helpers used by the blueprints -----------------------------------------------------
@@ -148,8 +151,11 @@ def create_app(config: GatewayConfig | str | Path | None = None, plugins=(), loa
     app.response_class.autocorrect_location_header = True
     gw = Gateway(config, plugins, load_entrypoints)
     app.extensions["vo_gateway"] = gw
+    app.config["MAX_CONTENT_LENGTH"] = config.uploads.max_bytes + 1_000_000  # uploads + the other fields
+    app.config["MAX_FORM_MEMORY_SIZE"] = 10_000_000  # a long QUERY is still a form field
 
-    from .protocols import datalink, root, scs, sia, soda, tap
+    from .protocols import datalink, root, scs, sia, soda, tap, uws
+    app.register_blueprint(uws.make_blueprint("tap", "tap_async", "/tap/async"))
     app.register_blueprint(tap.bp, url_prefix="/tap")
     app.register_blueprint(scs.bp, url_prefix="/scs")
     app.register_blueprint(sia.bp)
@@ -169,6 +175,9 @@ def create_app(config: GatewayConfig | str | Path | None = None, plugins=(), loa
             return dali_error(UsageFault(f"method {request.method} not allowed on {request.path}", status=405))
         if e.code == 404:
             return dali_error(Fault(f"no resource {request.path}", status=404))
+        if e.code == 413:
+            return dali_error(UsageFault(f"request too large: uploads are limited to {config.uploads.max_bytes} "
+                                         "bytes", status=413))
         return dali_error(Fault(e.description or e.name, status=e.code or 500))
 
     @app.errorhandler(Exception)

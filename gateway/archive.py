@@ -49,6 +49,7 @@ class Capabilities:
     joins: bool = False
     images: bool = False
     cutouts: bool = False
+    uploads: bool = False  # can join TAP_UPLOAD tables (AdqlQuery.uploads) in translate/execute
     geometry_functions: frozenset[str] = frozenset()
 
 
@@ -117,9 +118,11 @@ class Archive:
         Raise :class:`UsageFault` naming any construct the archive cannot evaluate."""
         raise UsageFault(f"archive {self.name} does not accept ADQL queries")
 
-    def execute(self, native: Any, maxrec: int | None) -> RowStream:
+    def execute(self, native: Any, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
         """Run a native request; deliver at most ``maxrec`` rows and set ``overflow`` when more
-        existed (fetch ``maxrec + 1``).  ``maxrec`` None means no limit."""
+        existed (fetch ``maxrec + 1``).  ``maxrec`` None means no limit.  ``context`` is the
+        :class:`gateway.uws.executor.JobContext` of an async job (None for sync): register a
+        callback with ``context.on_cancel`` to stop upstream work on ABORT."""
         raise NotImplementedError
 
     def cone_search(self, table: Table, cone: Cone, maxrec: int | None, verb: int) -> RowStream:

@@ -1,6 +1,7 @@
 """``config.yaml``: loading and validation.
 
-Top level: ``service`` (:class:`ServiceConfig`) and ``archives`` (name -> section).  Each archive
+Top level: ``service`` (:class:`ServiceConfig`), ``jobs`` (:class:`JobsConfig`), ``uploads``
+(:class:`UploadsConfig`) and ``archives`` (name -> section).  Each archive
 section is validated by its plugin's own model (``Archive.Config``), selected by ``kind``.
 Errors name the exact key path (``archives.demo.tables[0].source``) and what is wrong.
 Secrets are never written in the file: a secret field takes ``{env: VARIABLE}`` and is read from
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AnyHttpUrl, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
@@ -48,9 +49,43 @@ class ServiceConfig(BaseModel):
     plugins_blocked: list[str] = Field(default_factory=list, description="entry-point names not to load")
 
 
+class JobsConfig(BaseModel):
+    """UWS jobs (``/tap/async``): where job records and results live, who runs them, and the
+    limits of UWS 1.1 §2.2.3 (executionDuration, destruction, blocking WAIT)."""
+
+    model_config = ConfigDict(extra="forbid")
+    store: str = Field("sqlite:///var/jobs.sqlite", description="SQLAlchemy URL of the job store; relative "
+                       "SQLite paths are relative to the config file; postgresql+psycopg://... to share jobs")
+    results_dir: Path = Field(Path("var/results"), description="job results and uploads (shared storage "
+                              "when workers run on other hosts)")
+    executor: Literal["inprocess", "huey"] = "inprocess"
+    queue_url: str | None = Field(None, description="redis://host:port/db for executor: huey")
+    workers: int = Field(2, ge=1, le=64, description="threads running jobs in each gateway/worker process")
+    execution_duration_default: int = Field(3600, ge=0, description="seconds; 0 = unlimited")
+    execution_duration_max: int = Field(14400, ge=1)
+    destruction_default: int = Field(7 * 86400, ge=60, description="seconds after creation")
+    destruction_max: int = Field(30 * 86400, ge=60)
+    wait_max: int = Field(60, ge=1, le=600, description="cap on UWS blocking WAIT, seconds")
+    heartbeat: float = Field(2.0, gt=0, le=60, description="seconds between liveness beats of each process")
+
+
+class UploadsConfig(BaseModel):
+    """TAP_UPLOAD limits (TAP 1.1 §2.7.6, DALI 1.1 §3.4.5), declared as TAPRegExt uploadLimit."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_bytes: int = Field(20_000_000, ge=1, description="per request (all tables)")
+    max_rows: int = Field(1_000_000, ge=1, description="per table")
+    max_tables: int = Field(8, ge=1)
+    http_timeout: float = Field(30.0, gt=0, description="seconds for fetching an http(s) upload")
+    allow_private_hosts: bool = Field(False, description="allow http(s) uploads from loopback/private "
+                                      "addresses (tests and closed networks only)")
+
+
 class GatewayConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
+    uploads: UploadsConfig = Field(default_factory=UploadsConfig)
     archives: dict[str, dict[str, Any]] = Field(default_factory=dict)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
@@ -95,6 +130,8 @@ def load_config(path: str | os.PathLike | None = None, data: dict | None = None)
         base = Path.cwd()
     if not isinstance(data, dict):
         raise ConfigError("config: the top level must be a mapping")
+    if data.get("base_dir") is not None:  # relative paths of the file resolve against this directory
+        base = (base / str(data["base_dir"])).resolve()
     try:
         cfg = GatewayConfig.model_validate({**data, "base_dir": base})
     except ValidationError as e:

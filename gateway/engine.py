@@ -55,7 +55,9 @@ def normalize_batch(b: pa.RecordBatch) -> pa.RecordBatch:
         if pa.types.is_decimal(t):
             col = pc.cast(col, pa.float64() if t.scale else pa.int64(), safe=False)
         elif pa.types.is_timestamp(t) or pa.types.is_date(t):
-            col = pc.strftime(col, format="%Y-%m-%dT%H:%M:%S")
+            col = pc.strftime(col, format="%Y-%m-%dT%H:%M:%S")  # DALI 1.1 §3.3.3; no zero fraction
+            col = pc.replace_substring_regex(col, r"(\.\d*[1-9])0+$", r"\1")
+            col = pc.replace_substring_regex(col, r"\.0+$", "")
         elif pa.types.is_large_string(t) or pa.types.is_dictionary(t):
             col = pc.cast(col, pa.string())
         elif pa.types.is_null(t):
@@ -96,13 +98,14 @@ class SqlPlan:
     sql: str
     outputs: list[OutputColumn]
     maxrec: int | None
+    views: dict[str, pa.Table] | None = None  # uploaded tables, registered per query cursor
 
 
 class DuckDBArchive(Archive):
     """An archive served from a DuckDB database (``self.db``), with full ADQL pushdown."""
 
     capabilities = Capabilities(full_adql=True, cone=True, polygon=True, comparisons=True,
-                                column_selection=True, order_by=True, top=True, joins=True,
+                                column_selection=True, order_by=True, top=True, joins=True, uploads=True,
                                 geometry_functions=GEOMETRY)
 
     def __init__(self, *a, **k):
@@ -117,7 +120,21 @@ class DuckDBArchive(Archive):
     # -- translation -----------------------------------------------------------------------
     def translate(self, query: AdqlQuery) -> SqlPlan:
         tree = GeometryTranslator().rewrite(query.ast.copy())
-        return SqlPlan(tree.sql(dialect="duckdb"), query.output, None)
+        views = {}
+        for node in list(tree.find_all(exp.Table)):
+            if node.meta.get("gw_archive") != "tap_upload":
+                continue
+            name = node.name.lower()
+            view = f"tap_upload__{name}"
+            views[view] = query.uploads[name].data
+            alias = node.args.get("alias")
+            new = exp.Table(this=exp.to_identifier(view, quoted=True),
+                            alias=alias.copy() if alias is not None else exp.TableAlias(this=exp.to_identifier(node.name)))
+            node.replace(new)
+        for col in tree.find_all(exp.Column):  # TAP_UPLOAD.t.c -> t.c
+            if col.args.get("db") is not None and col.text("db").lower() == "tap_upload":
+                col.set("db", None)
+        return SqlPlan(tree.sql(dialect="duckdb"), query.output, None, views or None)
 
     def limited_sql(self, plan: SqlPlan, top: int | None, maxrec: int | None) -> tuple[str, int | None]:
         """SQL with TAP 1.1 §2.7.4 MAXREC-vs-TOP semantics: returns (sql, overflow_limit)."""
@@ -127,13 +144,25 @@ class DuckDBArchive(Archive):
             return plan.sql, None
         return f"SELECT * FROM ({plan.sql}) AS _q LIMIT {maxrec + 1}", maxrec
 
-    def execute(self, native: SqlPlan, maxrec: int | None, top: int | None = None) -> RowStream:
+    def execute(self, native: SqlPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
         sql, limit = self.limited_sql(native, top, maxrec)
-        return self.run_sql(sql, native.outputs, limit)
+        return self.run_sql(sql, native.outputs, limit, views=native.views, context=context)
 
-    def run_sql(self, sql: str, outputs: list[OutputColumn] | None, limit: int | None, params=None) -> RowStream:
+    def run_sql(self, sql: str, outputs: list[OutputColumn] | None, limit: int | None, params=None,
+                views: dict[str, pa.Table] | None = None, context=None) -> RowStream:
+        """Run ``sql`` on a fresh cursor; ``views`` are Arrow tables registered on that cursor
+        only (uploads); ``context.on_cancel`` interrupts the running statement (UWS ABORT)."""
         cur = self.cursor()
+        if context is not None:
+            def interrupt():
+                try:
+                    cur.interrupt()
+                except duckdb.Error:  # already closed: nothing left to stop
+                    pass
+            context.on_cancel(interrupt)
         try:
+            for view, table in (views or {}).items():
+                cur.register(view, table)
             cur.execute(sql, params or [])
             reader = cur.to_arrow_reader(BATCH_ROWS)
         except (duckdb.BinderException, duckdb.ConversionException, duckdb.InvalidInputException,
@@ -142,6 +171,8 @@ class DuckDBArchive(Archive):
             raise UsageFault(f"query failed: {_clean(e)}")
         except duckdb.Error as e:
             cur.close()
+            if context is not None:
+                context.check()
             raise FatalFault(f"query failed in the database engine: {_clean(e)}")
         if outputs is None:
             outputs = [OutputColumn(n) for n in reader.schema.names]
@@ -152,6 +183,8 @@ class DuckDBArchive(Archive):
                 for b in reader:
                     yield normalize_batch(b)
             except duckdb.Error as e:
+                if context is not None:
+                    context.check()
                 raise FatalFault(f"query failed while streaming: {_clean(e)}")
         stream.batches = limit_batches(batches(), limit, stream)
         return stream

@@ -152,3 +152,23 @@ class Catalogue:
             return None
         s, t = qualified.split(".", 1)
         return self.lookup(s, t)
+
+
+class UploadOverlay:
+    """The catalogue seen by one query with uploads: ``TAP_UPLOAD.<name>`` resolves to the
+    uploaded tables (archive ``tap_upload``); everything else to ``base`` (TAP 1.1 §2.7.6)."""
+
+    ARCHIVE = "tap_upload"
+
+    def __init__(self, base: Catalogue, uploads: dict):
+        self.base = base
+        self.uploads = uploads
+
+    def lookup(self, schema: str | None, table: str) -> tuple[str, Table] | None:
+        if schema is not None and schema.lower() == "tap_upload":
+            u = self.uploads.get(table.lower())
+            return (self.ARCHIVE, u.table) if u is not None else None
+        return self.base.lookup(schema, table)
+
+    def qualified_names(self) -> list[str]:
+        return self.base.qualified_names() + [u.table.qualified_name for u in self.uploads.values()]

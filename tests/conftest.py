@@ -9,9 +9,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def app():
+def app(tmp_path_factory):
     from gateway.app import create_app
-    return create_app(ROOT / "config.yaml")
+    return create_app(live_config(tmp_path_factory.mktemp("app")))
 
 
 @pytest.fixture
@@ -19,12 +19,26 @@ def client(app):
     return app.test_client()
 
 
+def live_config(tmp: Path, **sections) -> Path:
+    """config.yaml with its paths kept, jobs stored under ``tmp``, and ``sections`` merged in."""
+    import yaml
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["base_dir"] = str(ROOT)
+    cfg["jobs"] = {"store": f"sqlite:///{tmp}/jobs.sqlite", "results_dir": str(tmp / "results"), "heartbeat": 0.5}
+    for key, value in sections.items():
+        cfg[key] = {**cfg.get(key, {}), **value}
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
 @pytest.fixture(scope="session")
 def live_url(tmp_path_factory):
     from gateway.testing import start_process
-    log = tmp_path_factory.mktemp("live") / "gateway.log"
+    tmp = tmp_path_factory.mktemp("live")
+    log = tmp / "gateway.log"
     try:
-        proc, url = start_process(ROOT / "config.yaml", log=open(log, "w"))
+        proc, url = start_process(live_config(tmp), log=open(log, "w"))
     except RuntimeError:
         raise RuntimeError("gateway did not start:\n" + log.read_text())
     yield url

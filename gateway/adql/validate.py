@@ -74,6 +74,7 @@ class AdqlQuery:
     output: list[OutputColumn]
     tables: list[Table] = field(default_factory=list)
     archives: set[str] = field(default_factory=set)
+    uploads: dict = field(default_factory=dict)  # lower-case name -> gateway.uploads.UploadTable
 
     @property
     def top(self) -> int | None:

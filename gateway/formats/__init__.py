@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from ..faults import UsageFault
 from ..rowstream import RowStream
 
 
@@ -48,3 +49,15 @@ class FormatRegistry:
                 return self._by_name.get(f"votable/{ser}")
             return self._by_name.get("votable")
         return self._by_name.get(base)
+
+    def choose(self, value: str | None, default: str = "application/x-votable+xml") -> tuple[OutputFormat, str]:
+        """(format, Content-Type) for a ``RESPONSEFORMAT`` value (None/empty: VOTable).  The
+        client's MIME value is echoed as Content-Type (DALI 1.1 §3.4.3).  Raises UsageFault."""
+        if value is None or value.strip() == "":
+            value = default
+        fmt = self.lookup(value)
+        if fmt is None:
+            raise UsageFault(f"unsupported RESPONSEFORMAT {value!r}; supported: "
+                             + ", ".join(f.mime for f in self.formats))
+        ctype = value if value.lower().startswith(("text/", "application/", "image/")) else fmt.mime
+        return fmt, ctype

@@ -73,8 +73,8 @@ def binary_cell(arr: pa.Array, datatype: str, arraysize: str | None, binary2: bo
     n = len(arr)
     if datatype == "char":
         data, lens = string_parts(arr)
-        if arraysize and arraysize != "*" and not arraysize.endswith("*"):
-            width = int(arraysize)
+        if not arraysize or (arraysize != "*" and not arraysize.endswith("*")):
+            width = int(arraysize or 1)  # no arraysize: one character (VOTable 1.4 §2.2)
             buf = np.zeros((n, width), np.uint8)
             starts = np.zeros(n, np.int64)
             np.cumsum(lens[:-1], out=starts[1:]) if n else None

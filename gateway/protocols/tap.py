@@ -24,19 +24,10 @@ def gw():
     return current_app.extensions["vo_gateway"]
 
 
-def choose_format(params: Params, default: str = "application/x-votable+xml"):
-    """(OutputFormat, content type) for RESPONSEFORMAT or its TAP synonym FORMAT."""
+def choose_format(params: Params):
+    """(OutputFormat, content type) for RESPONSEFORMAT or its TAP synonym FORMAT (TAP 1.1 §2.7.4)."""
     value = params.get("RESPONSEFORMAT")
-    if value is None:
-        value = params.get("FORMAT")
-    if value is None or value.strip() == "":
-        value = default
-    fmt = gw().formats.lookup(value)
-    if fmt is None:
-        raise UsageFault(f"unsupported RESPONSEFORMAT {value!r}; supported: "
-                         + ", ".join(f.mime for f in gw().formats.formats))
-    ctype = value if value.lower().startswith(("text/", "application/", "image/")) else fmt.mime
-    return fmt, ctype
+    return gw().formats.choose(value if value is not None else params.get("FORMAT"))
 
 
 @bp.route("/sync", methods=["GET", "POST"])
@@ -46,7 +37,8 @@ def sync():
         fmt, ctype = choose_format(p)
         maxrec = p.get_int("MAXREC")
         text = p.get("QUERY")
-        res = gw().queries.adql(p.get("LANG"), text, maxrec, actor=gw().actor())
+        uploads = gw().queries.read_uploads(p.getlist("UPLOAD"), request.files.get)
+        res = gw().queries.adql(p.get("LANG"), text, maxrec, actor=gw().actor(), uploads=uploads)
     except Fault as f:
         return dali_error(f)
     infos = [("standardID", "ivo://ivoa.net/std/TAP"), ("QUERY", text)]
@@ -59,7 +51,8 @@ def sync():
 @bp.route("/capabilities")
 def capabilities():
     base = gw().url("tap")
-    caps = [vosi.tap_capability(base, gw().formats.formats, gw().config.service, gw().geometry_functions()),
+    caps = [vosi.tap_capability(base, gw().formats.formats, gw().config.service, gw().geometry_functions(),
+                                gw().config.jobs, gw().config.uploads),
             vosi.vosi_capability("ivo://ivoa.net/std/VOSI#capabilities", base + "/capabilities"),
             vosi.vosi_capability("ivo://ivoa.net/std/VOSI#availability", base + "/availability"),
             vosi.vosi_capability("ivo://ivoa.net/std/VOSI#tables-1.1", base + "/tables"),

@@ -26,7 +26,9 @@ def capabilities_document(caps: list[str]) -> str:
     return f'<?xml version="1.0" encoding="UTF-8"?>\n<vosi:capabilities {CAP_NS}>\n' + "".join(caps) + "</vosi:capabilities>\n"
 
 
-def tap_capability(base: str, formats, service, geometry: set[str]) -> str:
+def tap_capability(base: str, formats, service, geometry: set[str], jobs=None, uploads=None) -> str:
+    """The TAP capability with TAPRegExt 1.0 content (TAPRegExt §2: language, outputFormat,
+    uploadMethod, retentionPeriod, executionDuration, outputLimit, uploadLimit, in that order)."""
     feats = []
     geo = [g for g in ("POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "COORD1", "COORD2")
            if g in geometry]
@@ -50,8 +52,21 @@ def tap_capability(base: str, formats, service, geometry: set[str]) -> str:
         outs += f"<outputFormat{ivo}><mime>{escape(f.mime)}</mime>"
         outs += "".join(f"<alias>{escape(a)}</alias>" for a in f.aliases if "/" not in a)
         outs += "</outputFormat>"
-    limits = (f'<outputLimit><default unit="row">{service.maxrec_default}</default>'
-              f'<hard unit="row">{service.maxrec_hard}</hard></outputLimit>')
+    limits = ""
+    if uploads is not None:
+        outs += ('<uploadMethod ivo-id="ivo://ivoa.net/std/TAPRegExt#upload-inline"/>'
+                 '<uploadMethod ivo-id="ivo://ivoa.net/std/TAPRegExt#upload-http"/>'
+                 '<uploadMethod ivo-id="ivo://ivoa.net/std/TAPRegExt#upload-https"/>')
+    if jobs is not None:
+        limits += (f'<retentionPeriod><default>{jobs.destruction_default}</default>'
+                   f'<hard>{jobs.destruction_max}</hard></retentionPeriod>'
+                   f'<executionDuration><default>{jobs.execution_duration_default}</default>'
+                   f'<hard>{jobs.execution_duration_max}</hard></executionDuration>')
+    limits += (f'<outputLimit><default unit="row">{service.maxrec_default}</default>'
+               f'<hard unit="row">{service.maxrec_hard}</hard></outputLimit>')
+    if uploads is not None:
+        limits += (f'<uploadLimit><default unit="byte">{uploads.max_bytes}</default>'
+                   f'<hard unit="byte">{uploads.max_bytes}</hard></uploadLimit>')
     return (f'<capability standardID="ivo://ivoa.net/std/TAP" xsi:type="tr:TableAccess">'
             f'<interface xsi:type="vs:ParamHTTP" role="std" version="1.1"><accessURL use="base">{escape(base)}</accessURL>'
             f'</interface>{lang}{outs}{limits}</capability>\n')

@@ -7,13 +7,19 @@ pushdown; any other combination is refused with a message naming the archives in
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 from ..adql import analyze
 from ..archive import Archive, Cone, ImageQuery
 from ..faults import Fault, UsageFault
+from ..protocols.params import Params
+from ..registry import UploadOverlay
 from ..rowstream import RowStream
+from ..uploads import UploadReader
+from ..uws.job import Result
 
 log = logging.getLogger("gateway.query")
 
@@ -41,33 +47,78 @@ class QueryService:
         if ok is False:
             raise Fault(f"not allowed to {action} {resource}", status=403)
 
-    def adql(self, lang: str | None, text: str | None, maxrec: int | None, actor=None) -> QueryResult:
-        """Validate and run an ADQL query.  ``maxrec`` is the client's MAXREC (None: default)."""
+    def adql(self, lang: str | None, text: str | None, maxrec: int | None, actor=None,
+             uploads: dict | None = None, context=None) -> QueryResult:
+        """Validate and run an ADQL query.  ``maxrec`` is the client's MAXREC (None: default);
+        ``uploads`` the TAP_UPLOAD tables ({lower name: UploadTable}); ``context`` the UWS
+        JobContext of an async job.  Raises UsageFault (400) for the client's mistakes."""
         if lang is None:
             raise UsageFault("parameter LANG is required (LANG=ADQL)")
         if lang.upper() not in LANGS:
             raise UsageFault(f"unknown query language {lang!r}; this service accepts ADQL, ADQL-2.0, ADQL-2.1")
         if text is None:
             raise UsageFault("parameter QUERY is required")
-        q = analyze(text, self.gw.catalogue)
-        if len(q.archives) != 1:
+        catalogue = UploadOverlay(self.gw.catalogue, uploads) if uploads else self.gw.catalogue
+        q = analyze(text, catalogue)
+        q.uploads = uploads or {}
+        names = q.archives - {UploadOverlay.ARCHIVE}
+        if len(names) > 1:
             raise UsageFault("a query may not combine tables of different archives here "
-                             f"({', '.join(sorted(q.archives))}); query each archive separately")
-        name = next(iter(q.archives))
+                             f"({', '.join(sorted(names))}); query each archive separately")
+        name = next(iter(names)) if names else "tap_schema"  # uploads alone: any SQL engine will do
         archive = self.gw.catalogue.archives[name]
         if not archive.capabilities.full_adql:
             raise UsageFault(f"archive {name} does not accept ADQL queries")
+        if UploadOverlay.ARCHIVE in q.archives and not archive.capabilities.uploads:
+            raise UsageFault(f"archive {name} cannot join uploaded (TAP_UPLOAD) tables")
         for t in q.tables:
-            self._allowed(actor, "query", name, t.qualified_name)
+            if t.schema != "TAP_UPLOAD":
+                self._allowed(actor, "query", name, t.qualified_name)
         limit = self.maxrec(maxrec)
         native = archive.translate(q)
         self.gw.pm.hook.gateway_query_started(actor=actor, protocol="tap", archive=name, query=text)
         if limit == 0:
-            stream = archive.execute(native, 0, top=None)
+            stream = archive.execute(native, 0, top=None, context=context)
             stream.overflow = True
         else:
-            stream = archive.execute(native, limit, top=q.top)
+            stream = archive.execute(native, limit, top=q.top, context=context)
         return QueryResult(stream, name)
+
+    def read_uploads(self, values: list[str], open_part) -> dict | None:
+        """TAP_UPLOAD tables named by the ``UPLOAD`` parameter values (None if there are none)."""
+        if not values:
+            return None
+        return UploadReader(self.gw.config.uploads).read_all(values, open_part)
+
+    def run_job(self, job, context, job_dir: Path) -> list[Result]:
+        """The TAP async runner (TAP 1.1 §2.2.2): run the job's query and write the result with
+        the same streaming writer as sync to ``job_dir``; the result has id ``result``."""
+        p = Params(job.parameters)
+        value = p.get("RESPONSEFORMAT")
+        fmt, ctype = self.gw.formats.choose(value if value is not None else p.get("FORMAT"))
+
+        def open_part(part: str):
+            path = job.uploads.get(part)
+            return open(path, "rb") if path else None
+        uploads = self.read_uploads(p.getlist("UPLOAD"), open_part)
+        text = p.get("QUERY")
+        res = self.adql(p.get("LANG"), text, p.get_int("MAXREC"), actor=context.actor, uploads=uploads,
+                        context=context)
+        infos = [("standardID", "ivo://ivoa.net/std/TAP"), ("QUERY", text)]
+        path = job_dir / f"result.{fmt.extension}"
+        tmp = path.with_suffix(".part")
+        rows = 0
+
+        def done(n):
+            nonlocal rows
+            rows = n
+            self.finished(context.actor, "tap", res.archive, text, res.stream, n)
+        with open(tmp, "wb") as f:
+            for chunk in counting(fmt.writer(res.stream, infos), res.stream, done):
+                f.write(chunk)
+                context.check()
+        os.replace(tmp, path)
+        return [Result("result", ctype, str(path), path.stat().st_size, rows)]
 
     def cone(self, archive: Archive, table, cone: Cone, maxrec: int | None, verb: int, actor=None) -> RowStream:
         self._allowed(actor, "cone", archive.name, table.qualified_name)
