@@ -1,4 +1,4 @@
-"""``vo-gateway`` command line: serve, plugins, tables, check-config."""
+"""``vo-gateway`` command line: serve, worker, jobs, plugins, tables, check-config."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +22,15 @@ def main(argv=None) -> int:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--workers", type=int, default=1)
     s.add_argument("--threads", type=int, default=8)
+    w = sub.add_parser("worker", help="run UWS jobs from the distributed queue (jobs.executor: huey)")
+    w.add_argument("--config", default=None)
+    w.add_argument("--workers", type=int, default=None, help="job threads (default: jobs.workers)")
+    j = sub.add_parser("jobs", help="list, show or delete UWS jobs in the job store")
+    j.add_argument("--config", default=None)
+    j.add_argument("action", choices=["list", "show", "delete"])
+    j.add_argument("job_id", nargs="?")
+    j.add_argument("--phase", action="append", default=[], help="list: only jobs in this phase (repeatable)")
+    j.add_argument("--last", type=int, default=None, help="list: only the n most recent jobs")
     for name, help_ in (("plugins", "list installed plugins and archive kinds"),
                         ("tables", "list the tables of the configured archives"),
                         ("check-config", "validate the configuration and build every archive")):
@@ -36,6 +45,10 @@ def main(argv=None) -> int:
         print(f"configuration error:\n{e}", file=sys.stderr)
         return 2
     gw = app.extensions["vo_gateway"]
+    if args.cmd == "worker":
+        return worker(gw, args)
+    if args.cmd == "jobs":
+        return jobs(gw, args)
     if args.cmd == "plugins":
         for name, plugin in gw.pm.list_name_plugin():
             print(name)
@@ -45,6 +58,48 @@ def main(argv=None) -> int:
             print(f"{t.qualified_name}\t{archive}\t{t.nrows if t.nrows is not None else ''}\t{t.description or ''}")
     else:
         print(f"configuration OK: {len(gw.catalogue.archives) - 1} archive(s), {len(gw.catalogue.tables())} tables")
+    return 0
+
+
+def worker(gw, args) -> int:
+    """Consume the huey queue: the same job code as in-process, in this process."""
+    import logging
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if gw.config.jobs.executor != "huey":
+        print("configuration error:\njobs.executor: the worker needs executor: huey (with jobs.queue_url)",
+              file=sys.stderr)
+        return 2
+    gw.jobs.start()
+    try:
+        gw.jobs.executor.consume(args.workers or gw.config.jobs.workers)
+    finally:
+        gw.jobs.close()
+    return 0
+
+
+def jobs(gw, args) -> int:
+    """Operator view of the job store (all owners)."""
+    from .uws.job import isoformat
+    store = gw.jobs.store
+    if args.action == "list":
+        for service in sorted(gw.jobs.runners):
+            for j in store.list(service, None, args.phase or None, None, args.last, any_owner=True):
+                query = (j.param("QUERY") or "").replace("\n", " ")[:80]
+                print(f"{j.job_id}\t{service}\t{j.phase}\t{isoformat(j.creation_time)}\t{j.owner_id or '-'}\t{query}")
+        return 0
+    if not args.job_id:
+        print(f"jobs {args.action} needs a job id", file=sys.stderr)
+        return 2
+    j = store.get(args.job_id)
+    if j is None:
+        print(f"no job {args.job_id}", file=sys.stderr)
+        return 1
+    if args.action == "show":
+        from .uws.xml import job_document
+        print(job_document(j, f"{gw.config.service.base_url or ''}/{j.service}/async/{j.job_id}"))
+    else:
+        gw.jobs.destroy(args.job_id)
+        print(f"deleted {args.job_id}")
     return 0
 
 

@@ -180,7 +180,8 @@ def _read_votable(name: str, data: bytes):
         size = f.arraysize if f.arraysize not in (None, "1") else None
         if dt in ("floatComplex", "doubleComplex"):
             raise UsageFault(f"UPLOAD {name}: column {f.name!r} has complex datatype {dt}, which is not supported")
-        col = _column(f.name, "char" if dt == "unicodeChar" else dt, size, f.xtype,
+        dt = {"unicodeChar": "char", "bit": "boolean"}.get(dt, dt)
+        col = _column(f.name, dt, size, f.xtype,
                       str(f.unit) if f.unit is not None else None, f.ucd, f.description)
         cols.append(col)
         arrays.append(_to_arrow(values, col))

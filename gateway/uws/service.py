@@ -19,7 +19,7 @@ import shutil
 import socket
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -193,7 +193,7 @@ class JobService:
         ``files`` maps inline upload part names to file objects.  Runs it if ``PHASE=RUN``."""
         self.start()
         owner_id, key = owner_of(actor)
-        now = utcnow()
+        now = datetime.now(timezone.utc)  # sub-second, so LAST orders jobs of one second correctly
         job = Job(job_id=secrets.token_hex(8), service=service, owner_id=owner_id, owner_key=key,
                   creation_time=now, execution_duration=self.cfg.execution_duration_default,
                   destruction=now + timedelta(seconds=self.cfg.destruction_default))

@@ -128,13 +128,14 @@ class JobStore:
             return c.execute(jobs_t.delete().where(jobs_t.c.job_id == job_id)).rowcount == 1
 
     def list(self, service: str, owner_key: str | None, phases: list[str] | None = None,
-             after: datetime | None = None, last: int | None = None) -> list[Job]:
-        """Jobs of ``service`` visible to ``owner_key`` (None: anonymous jobs only), filtered per
-        UWS 1.1 §2.2.1.1: ``phases`` (union; ARCHIVED only when asked), ``after`` (creationTime),
-        ``last`` (the n most recent, newest first)."""
+             after: datetime | None = None, last: int | None = None, any_owner: bool = False) -> list[Job]:
+        """Jobs of ``service`` owned by ``owner_key`` (None: anonymous jobs; ``any_owner``: all,
+        for operators), filtered per UWS 1.1 §2.2.1.1: ``phases`` (union; ARCHIVED only when
+        asked), ``after`` (creationTime), ``last`` (the n most recent, newest first)."""
         t = jobs_t
         q = sa.select(t).where(t.c.service == service)
-        q = q.where(t.c.owner_key.is_(None) if owner_key is None else t.c.owner_key == owner_key)
+        if not any_owner:
+            q = q.where(t.c.owner_key.is_(None) if owner_key is None else t.c.owner_key == owner_key)
         if phases:
             q = q.where(t.c.phase.in_(phases))
         else:

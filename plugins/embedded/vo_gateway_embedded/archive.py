@@ -18,6 +18,7 @@ import io
 import os
 import tempfile
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -30,8 +31,8 @@ from astropy.nddata import Cutout2D
 from astropy.wcs import WCS
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.archive import ArchiveConfig, Capabilities, ImageQuery
-from gateway.engine import GEOMETRY, DuckDBArchive, votable_type
+from gateway.archive import ArchiveConfig, ImageQuery
+from gateway.engine import DuckDBArchive, votable_type
 from gateway.faults import NotFoundFault, UsageFault
 from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, separation, shape_overlaps_polygon, shape_vertices
 from gateway.rowstream import RowStream, limit_batches
@@ -165,10 +166,8 @@ class EmbeddedArchive(DuckDBArchive):
 
     def __init__(self, name, config: EmbeddedConfig, *, base_dir: Path):
         super().__init__(name, config, base_dir=base_dir)
-        self.capabilities = Capabilities(full_adql=True, cone=True, polygon=True, comparisons=True,
-                                         column_selection=True, order_by=True, top=True, joins=True,
-                                         images=bool(config.images), cutouts=bool(config.images),
-                                         geometry_functions=GEOMETRY)
+        self.capabilities = replace(DuckDBArchive.capabilities, images=bool(config.images),
+                                    cutouts=bool(config.images))
         self._tables: list[Table] = []
         cur = self.cursor()
         cur.execute(f'CREATE SCHEMA "{config.adql_schema}"')
