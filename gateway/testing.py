@@ -54,7 +54,9 @@ def serve(app):
 
 def start_process(config_path, port: int | None = None, log=None):
     """Start ``vo-gateway serve`` (gunicorn gthread) on a loopback port and wait until
-    ``/tap/availability`` answers; returns ``(Popen, base_url)``.  Raises RuntimeError if it does not start."""
+    ``/tap/availability`` answers; returns ``(Popen, base_url)``.  The process leads its own
+    session, so ``os.killpg(proc.pid, signal.SIGKILL)`` kills master and workers.  Raises
+    RuntimeError if it does not start."""
     import os
     import subprocess
     import sys
@@ -64,7 +66,7 @@ def start_process(config_path, port: int | None = None, log=None):
     port = port or free_port()
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path),
                              "--port", str(port)], stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"}, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:

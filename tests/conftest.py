@@ -53,3 +53,76 @@ def stilts_available():
 
 needs_stilts = pytest.mark.skipif(not stilts_available() and not os.environ.get("CI"),
                                   reason="stilts not installed (apt-get install stilts)")
+
+
+def _need(binary_ok: bool, what: str):
+    if not binary_ok:
+        if os.environ.get("CI"):
+            raise RuntimeError(f"{what} is not installed; .ci/run installs it")
+        pytest.skip(f"{what} not installed")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real Redis (Debian ``redis-server``) on a loopback port, stopped by PID afterwards."""
+    import socket
+    import subprocess
+    import time
+    from shutil import which
+
+    from gateway.testing import free_port
+    _need(which("redis-server") is not None, "redis-server")
+    port = free_port()
+    d = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(d)], stdout=open(d / "log", "w"), stderr=subprocess.STDOUT)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """A real PostgreSQL cluster (Debian packages) in a temporary directory on a loopback port,
+    run as the ``postgres`` user when the tests run as root; stopped by PID afterwards."""
+    import glob
+    import pwd
+    import subprocess
+    import time
+
+    from gateway.testing import free_port
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    _need(bool(bins), "PostgreSQL server")
+    bindir = os.path.dirname(bins[-1])
+    d = tmp_path_factory.mktemp("pg")
+    data = d / "data"
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("postgres")
+        os.chmod(d, 0o777)
+        for p in (d, *d.parents):
+            if str(p) == "/":
+                break
+            os.chmod(p, os.stat(p).st_mode | 0o011)  # let postgres traverse to the directory
+        as_user = ["runuser", "-u", "postgres", "--"]
+        data.mkdir()
+        os.chown(data, pw.pw_uid, pw.pw_gid)
+    subprocess.run(as_user + [f"{bindir}/initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    port = free_port()
+    proc = subprocess.Popen(as_user + [f"{bindir}/postgres", "-D", str(data), "-p", str(port), "-k", str(d),
+                                       "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+                            stdout=open(d / "log", "w"), stderr=subprocess.STDOUT)
+    for _ in range(100):
+        if subprocess.run([f"{bindir}/pg_isready", "-h", "127.0.0.1", "-p", str(port)], capture_output=True).returncode == 0:
+            break
+        time.sleep(0.1)
+    yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    proc.terminate()
+    proc.wait(20)

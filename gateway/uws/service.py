@@ -31,6 +31,7 @@ from .store import JobStore
 log = logging.getLogger("gateway.uws")
 
 CONTROL = {"PHASE", "RUNID", "EXECUTIONDURATION", "DESTRUCTION", "ACTION"}
+_LIVE: set[str] = set()  # executor ids of the job services running in this process
 
 
 class ForbiddenFault(Fault):
@@ -93,6 +94,7 @@ class JobService:
                 self.store.engine.dispose(close=False)
             self._pid = os.getpid()
             self.executor_id = f"{self.host}:{self._pid}:{secrets.token_hex(4)}"
+            _LIVE.add(self.executor_id)
             if self.cfg.executor == "huey":
                 if not self.cfg.queue_url:
                     raise ValueError("jobs.queue_url is required for executor: huey")
@@ -110,11 +112,12 @@ class JobService:
         if self.executor is not None:
             self.executor.close()
         if self._pid == os.getpid():
+            _LIVE.discard(self.executor_id)
             self.store.retire(self.executor_id)
         self.store.close()
 
     def _is_dead(self, host: str, pid: int, executor_id: str) -> bool:
-        if executor_id == self.executor_id:
+        if executor_id in _LIVE:
             return False
         return host == self.host and (pid == self._pid or not _pid_alive(pid))
 
