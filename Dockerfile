@@ -7,12 +7,15 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY plugins ./plugins
-RUN pip install --no-cache-dir . ./plugins/embedded
+RUN pip install --no-cache-dir ".[postgresql]" ./plugins/embedded
 
 COPY config.yaml ./
 COPY data ./data
 
-RUN useradd --system --home-dir /app gateway
+# UWS job store and results (jobs.store / jobs.results_dir); mount shared storage here, or point
+# jobs.store at PostgreSQL (docs/deployment.md).  Workers: same image, CMD ["vo-gateway", "worker"].
+RUN useradd --system --home-dir /app gateway && mkdir -p /app/var && chown gateway /app/var
+VOLUME /app/var
 USER gateway
 EXPOSE 8000
 CMD ["gunicorn", "-k", "gthread", "--workers", "2", "--threads", "8", "--timeout", "300", "--bind", "0.0.0.0:8000", "gateway.wsgi:app"]

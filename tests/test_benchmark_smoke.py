@@ -12,3 +12,10 @@ def test_bench_quick(live_url):
     for fmt in ("votable", "csv", "fits"):
         assert f"  {fmt} " in out.stdout
     assert "SCS 1' cone" in out.stdout
+
+
+def test_jobs_bench_quick(live_url):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/jobs.py"), "--quick", "--url", live_url],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "jobs/s" in out.stdout and "WAIT wake-up" in out.stdout

@@ -76,6 +76,7 @@ class JobService:
         self.running: dict[str, JobContext] = {}
         self._actors: dict[str, object] = {}
         self.changed = threading.Condition()
+        self._version = 0
         self._pid: int | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -155,6 +156,7 @@ class JobService:
 
     def _notify(self) -> None:
         with self.changed:
+            self._version += 1
             self.changed.notify_all()
 
     # -- access ---------------------------------------------------------------------------
@@ -313,14 +315,16 @@ class JobService:
         budget = cap if wait < 0 else min(wait, cap)
         end = time.monotonic() + budget
         while True:
+            with self.changed:
+                seen = self._version  # a change notified after this read is not lost
+            if self.store.phase(job.job_id) != job.phase:
+                break
             left = end - time.monotonic()
             if left <= 0:
                 break
-            with self.changed:
-                self.changed.wait(min(0.1, left))
-            p = self.store.phase(job.job_id)
-            if p != job.phase:
-                break
+            with self.changed:  # local changes wake at once; other processes' within 0.1 s
+                if self._version == seen:
+                    self.changed.wait(min(0.1, left))
         return self.store.get(job.job_id) or job
 
     # -- execution ------------------------------------------------------------------------
