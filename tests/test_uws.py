@@ -225,3 +225,62 @@ def test_owners_see_only_their_jobs(c):
     assert a in ids(alice) and a not in ids(bob) and a not in ids(mallory) and a not in ids({})
     assert anon_id in ids({})
     assert b"s3cret" not in c.get(job, headers=alice).data
+
+
+def test_archive_plugins_are_told_to_cancel_their_upstream_jobs(tmp_path):
+    from gateway.archive import Archive, Capabilities
+    from gateway.hookspecs import hookimpl
+    from gateway.rowstream import RowStream
+    from gateway.schema import Column, Table
+
+    cancelled = []
+
+    class Upstream(Archive):
+        kind = "upstreamjob"
+        capabilities = Capabilities(full_adql=True)
+
+        def tables(self):
+            return [Table("up", "t", [Column("x", "int", description="x")])]
+
+        def translate(self, query):
+            return query
+
+        def execute(self, native, maxrec, top=None, context=None):
+            context.on_cancel(lambda: cancelled.append(context.job_id))
+
+            def batches():
+                while not context.cancelled.wait(0.05):  # polling the upstream job
+                    pass
+                context.check()
+                yield from ()
+            return RowStream([Column("x", "int")], batches())
+
+    class Plugin:
+        @hookimpl
+        def gateway_register_archives(self):
+            return [Upstream]
+    app = make_app({"archives": {"u": {"kind": "upstreamjob"}},
+                    "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}},
+                   plugins=[Plugin()])
+    c = app.test_client()
+    try:
+        for how in ("abort", "delete"):
+            job = path_of(c.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT x FROM up.t", "PHASE": "RUN"}))
+            assert doc(c.get(job + "?WAIT=5&PHASE=QUEUED")).findtext("uws:phase", namespaces=NS) == "EXECUTING"
+            if how == "abort":
+                c.post(job + "/phase", data={"PHASE": "ABORT"})
+            else:
+                c.delete(job)
+            t0 = time.monotonic()
+            while job.rsplit("/", 1)[1] not in cancelled:
+                assert time.monotonic() - t0 < 3
+                time.sleep(0.02)
+            assert c.get(job).status_code == (200 if how == "abort" else 404)
+        assert phase_of(c, path_of(c.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT x FROM up.t",
+                                                                "PHASE": "RUN", "EXECUTIONDURATION": "1"}))) != "PENDING"
+        t0 = time.monotonic()
+        while len(cancelled) < 3:  # executionDuration overrun cancels the upstream job too
+            assert time.monotonic() - t0 < 5
+            time.sleep(0.05)
+    finally:
+        app.extensions["vo_gateway"].jobs.close()
