@@ -19,7 +19,7 @@ def client(app):
     return app.test_client()
 
 
-def live_config(tmp: Path, **sections) -> Path:
+def demo_config(tmp: Path, **sections) -> dict:
     """config.yaml with its paths kept, jobs stored under ``tmp``, and ``sections`` merged in."""
     import yaml
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -27,8 +27,14 @@ def live_config(tmp: Path, **sections) -> Path:
     cfg["jobs"] = {"store": f"sqlite:///{tmp}/jobs.sqlite", "results_dir": str(tmp / "results"), "heartbeat": 0.5}
     for key, value in sections.items():
         cfg[key] = {**cfg.get(key, {}), **value}
+    return cfg
+
+
+def live_config(tmp: Path, **sections) -> Path:
+    """:func:`demo_config` written to ``tmp/config.yaml`` (for ``vo-gateway serve``)."""
+    import yaml
     path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(yaml.safe_dump(demo_config(tmp, **sections)))
     return path
 
 

@@ -105,6 +105,10 @@ def test_store_semantics(store):
     store.beat("h:1:a", "h", 1)
     assert store.orphans(60, lambda *a: False) == []
     assert [j.job_id for j, _ in store.orphans(60, lambda host, pid, eid: pid == 1)] == ["j0"]
+    store.prune(3600)
+    assert store.orphans(60, lambda *a: False) == []  # a fresh beat is kept
+    store.prune(-1)
+    assert [j.job_id for j, _ in store.orphans(60, lambda *a: False)] == ["j0"]
     assert sorted(store.expired(t0 + timedelta(days=2))) == ["j0", "j1", "j2"]
     assert store.delete("j1") and store.get("j1") is None
 

@@ -12,12 +12,8 @@ from gateway.testing import make_app, parse_votable, serve
 
 @pytest.fixture
 def upload_app(tmp_path):
-    import yaml
-    from conftest import ROOT
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    cfg["jobs"] = {"store": f"sqlite:///{tmp_path}/jobs.sqlite", "results_dir": str(tmp_path / "results")}
-    cfg["uploads"] = {"max_bytes": 200_000, "allow_private_hosts": False}
-    app = make_app(cfg, load_entrypoints=True, base_dir=ROOT)
+    from conftest import demo_config
+    app = make_app(demo_config(tmp_path, uploads={"max_bytes": 200_000}), load_entrypoints=True)
     yield app
     app.extensions["vo_gateway"].jobs.close()
 
@@ -145,13 +141,10 @@ def test_oversize_upload_refused_with_error_document(c):
 
 
 def test_http_upload_fetched_when_private_hosts_allowed(tmp_path):
-    import yaml
     from flask import Flask
-    from conftest import ROOT
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    cfg["jobs"] = {"store": f"sqlite:///{tmp_path}/jobs.sqlite", "results_dir": str(tmp_path / "results")}
-    cfg["uploads"] = {"allow_private_hosts": True, "http_timeout": 2}
-    app = make_app(cfg, load_entrypoints=True, base_dir=ROOT)
+
+    from conftest import demo_config
+    app = make_app(demo_config(tmp_path, uploads={"allow_private_hosts": True, "http_timeout": 2}), load_entrypoints=True)
     files = Flask("files")
     body = votable_bytes(Table({"k": [5, 6, 7]}), "binary")
     release = threading.Event()

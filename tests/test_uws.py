@@ -15,12 +15,8 @@ SLOW = ("SELECT COUNT(*) AS n FROM demo.gaia_dr3_g10 AS a, demo.gaia_dr3_g10 AS 
 
 @pytest.fixture
 def jobs_app(tmp_path):
-    import yaml
-    from conftest import ROOT
-    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
-    cfg["jobs"] = {"store": f"sqlite:///{tmp_path}/jobs.sqlite", "results_dir": str(tmp_path / "results"),
-                   "wait_max": 5, "heartbeat": 0.2}
-    app = make_app(cfg, load_entrypoints=True, base_dir=ROOT)
+    from conftest import demo_config
+    app = make_app(demo_config(tmp_path, jobs={"wait_max": 5, "heartbeat": 0.2}), load_entrypoints=True)
     yield app
     app.extensions["vo_gateway"].jobs.close()
 

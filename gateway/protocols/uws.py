@@ -107,37 +107,27 @@ def make_blueprint(service: str, name: str, prefix: str) -> Blueprint:
         else:
             raise UsageFault(f"PHASE={value} is not allowed; use PHASE=RUN or PHASE=ABORT")
 
-    @bp.route("/<job_id>/phase", methods=["GET", "POST"])
-    def phase(job_id):
-        j = job(job_id)
-        if request.method == "GET":
-            return text(j.phase)
-        value = Params.from_request().get("PHASE")
-        if value is None:
-            raise UsageFault("POST to phase needs PHASE=RUN or PHASE=ABORT")
-        _phase(j, value)
-        return see_other(job_url(job_id))
+    settable = {  # child: (parameter, text shown, what a POST needs); UWS 1.1 §2.2.3.2-4
+        "phase": ("PHASE", lambda j: j.phase, "PHASE=RUN or PHASE=ABORT"),
+        "executionduration": ("EXECUTIONDURATION", lambda j: str(j.execution_duration), "EXECUTIONDURATION=<seconds>"),
+        "destruction": ("DESTRUCTION", lambda j: isoformat(j.destruction), "DESTRUCTION=<ISO 8601 time>"),
+    }
 
-    @bp.route("/<job_id>/executionduration", methods=["GET", "POST"])
-    def execution_duration(job_id):
+    @bp.route("/<job_id>/<any(phase, executionduration, destruction):child>", methods=["GET", "POST"])
+    def settable_child(job_id, child):
         j = job(job_id)
+        param, show, needs = settable[child]
         if request.method == "GET":
-            return text(str(j.execution_duration))
-        value = Params.from_request().get("EXECUTIONDURATION")
+            return text(show(j))
+        value = Params.from_request().get(param)
         if value is None:
-            raise UsageFault("POST to executionduration needs EXECUTIONDURATION=<seconds>")
-        gw().jobs.set_execution_duration(j, value)
-        return see_other(job_url(job_id))
-
-    @bp.route("/<job_id>/destruction", methods=["GET", "POST"])
-    def destruction(job_id):
-        j = job(job_id)
-        if request.method == "GET":
-            return text(isoformat(j.destruction))
-        value = Params.from_request().get("DESTRUCTION")
-        if value is None:
-            raise UsageFault("POST to destruction needs DESTRUCTION=<ISO 8601 time>")
-        gw().jobs.set_destruction(j, value)
+            raise UsageFault(f"POST to {child} needs {needs}")
+        if child == "phase":
+            _phase(j, value)
+        elif child == "executionduration":
+            gw().jobs.set_execution_duration(j, value)
+        else:
+            gw().jobs.set_destruction(j, value)
         return see_other(job_url(job_id))
 
     @bp.route("/<job_id>/quote")

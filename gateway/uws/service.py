@@ -149,6 +149,7 @@ class JobService:
                 if now - last_sweep >= max(self.cfg.heartbeat, 5):
                     last_sweep = now
                     self.recover()
+                    self.store.prune(3600)
                     for job_id in self.store.expired():
                         self.destroy(job_id)
             except Exception:  # noqa: BLE001 - keep the thread alive through a database hiccup

@@ -170,6 +170,13 @@ class JobStore:
             if n == 0:
                 c.execute(executors_t.insert().values(executor_id=executor_id, host=host, pid=pid, heartbeat=now))
 
+    def prune(self, older_than: float) -> None:
+        """Forget liveness rows not renewed for ``older_than`` seconds (processes long gone;
+        their jobs count as orphans either way)."""
+        limit = utcnow() - timedelta(seconds=older_than)
+        with self.engine.begin() as c:
+            c.execute(executors_t.delete().where(executors_t.c.heartbeat < limit))
+
     def retire(self, executor_id: str) -> None:
         with self.engine.begin() as c:
             c.execute(executors_t.delete().where(executors_t.c.executor_id == executor_id))
