@@ -40,6 +40,8 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "serve":
             return serve(args)
+        if args.cmd == "jobs":
+            return jobs(args)
         app = _app(args.config)
     except ConfigError as e:
         print(f"configuration error:\n{e}", file=sys.stderr)
@@ -47,8 +49,6 @@ def main(argv=None) -> int:
     gw = app.extensions["vo_gateway"]
     if args.cmd == "worker":
         return worker(gw, args)
-    if args.cmd == "jobs":
-        return jobs(gw, args)
     if args.cmd == "plugins":
         for name, plugin in gw.pm.list_name_plugin():
             print(name)
@@ -77,30 +77,35 @@ def worker(gw, args) -> int:
     return 0
 
 
-def jobs(gw, args) -> int:
-    """Operator view of the job store (all owners)."""
+def jobs(args) -> int:
+    """Operator view of the job store (all owners and services); needs no archive."""
+    from .config import load_config
     from .uws.job import isoformat
-    store = gw.jobs.store
-    if args.action == "list":
-        for service in sorted(gw.jobs.runners):
-            for j in store.list(service, None, args.phase or None, None, args.last, any_owner=True):
+    from .uws.service import JobService
+    from .uws.xml import job_document
+    cfg = load_config(args.config)
+    service = JobService(cfg.jobs, cfg.base_dir)
+    try:
+        if args.action == "list":
+            for j in service.store.list(None, None, args.phase or None, None, args.last, any_owner=True):
                 query = (j.param("QUERY") or "").replace("\n", " ")[:80]
-                print(f"{j.job_id}\t{service}\t{j.phase}\t{isoformat(j.creation_time)}\t{j.owner_id or '-'}\t{query}")
+                print(f"{j.job_id}\t{j.service}\t{j.phase}\t{isoformat(j.creation_time)}\t{j.owner_id or '-'}\t{query}")
+            return 0
+        if not args.job_id:
+            print(f"jobs {args.action} needs a job id", file=sys.stderr)
+            return 2
+        j = service.store.get(args.job_id)
+        if j is None:
+            print(f"no job {args.job_id}", file=sys.stderr)
+            return 1
+        if args.action == "show":
+            print(job_document(j, f"{str(cfg.service.base_url or '').rstrip('/')}/{j.service}/async/{j.job_id}"))
+        else:
+            service.destroy(args.job_id)
+            print(f"deleted {args.job_id}")
         return 0
-    if not args.job_id:
-        print(f"jobs {args.action} needs a job id", file=sys.stderr)
-        return 2
-    j = store.get(args.job_id)
-    if j is None:
-        print(f"no job {args.job_id}", file=sys.stderr)
-        return 1
-    if args.action == "show":
-        from .uws.xml import job_document
-        print(job_document(j, f"{gw.config.service.base_url or ''}/{j.service}/async/{j.job_id}"))
-    else:
-        gw.jobs.destroy(args.job_id)
-        print(f"deleted {args.job_id}")
-    return 0
+    finally:
+        service.close()
 
 
 def serve(args) -> int:

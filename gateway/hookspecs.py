@@ -28,7 +28,9 @@ def gateway_register_formats():
 @hookspec(firstresult=True)
 def gateway_actor_from_request(request):
     """Called for every request.  Return a dict describing the authenticated actor (at least
-    ``{"id": ...}``) or None for anonymous.  First non-None result wins."""
+    ``{"id": ...}``; ``id`` is the UWS ownerId, ``key`` (default ``id``) the identity job
+    ownership is checked against) or None for anonymous.  First non-None result wins; the
+    built-in HTTP Basic actor (:mod:`gateway.auth`) is ``trylast``."""
 
 
 @hookspec(firstresult=True)

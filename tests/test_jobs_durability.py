@@ -141,3 +141,29 @@ def test_two_gateway_processes_share_jobs_through_postgresql(tmp_path, postgres_
         for p in (a, b):
             os.killpg(p.pid, signal.SIGTERM)
             p.wait(10)
+
+
+def test_jobs_command_lists_shows_and_deletes(tmp_path):
+    import subprocess
+    import sys
+
+    from gateway.testing import make_app
+    from conftest import demo_config
+    cfg = live_config(tmp_path)
+    app = make_app(demo_config(tmp_path), load_entrypoints=True)
+    c = app.test_client()
+    job_id = c.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 id FROM demo.s82_rrlyrae",
+                                        "RUNID": "cli"}).headers["Location"].rsplit("/", 1)[1]
+    app.extensions["vo_gateway"].jobs.close()
+
+    def cli(*args):
+        out = subprocess.run([sys.executable, "-m", "gateway.cli", "jobs", "--config", str(cfg), *args],
+                             capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        return out.returncode, out.stdout
+    rc, out = cli("list", "--phase", "PENDING")
+    assert rc == 0 and f"{job_id}\ttap\tPENDING" in out and "SELECT TOP 1 id" in out
+    assert cli("list", "--phase", "COMPLETED")[1].strip() == ""
+    rc, out = cli("show", job_id)
+    assert rc == 0 and "<uws:runId>cli</uws:runId>" in out
+    assert cli("delete", job_id) == (0, f"deleted {job_id}\n")
+    assert cli("show", job_id)[0] == 1

@@ -127,13 +127,15 @@ class JobStore:
         with self.engine.begin() as c:
             return c.execute(jobs_t.delete().where(jobs_t.c.job_id == job_id)).rowcount == 1
 
-    def list(self, service: str, owner_key: str | None, phases: list[str] | None = None,
+    def list(self, service: str | None, owner_key: str | None, phases: list[str] | None = None,
              after: datetime | None = None, last: int | None = None, any_owner: bool = False) -> list[Job]:
-        """Jobs of ``service`` owned by ``owner_key`` (None: anonymous jobs; ``any_owner``: all,
-        for operators), filtered per UWS 1.1 §2.2.1.1: ``phases`` (union; ARCHIVED only when
+        """Jobs of ``service`` (None: every service) owned by ``owner_key`` (None: anonymous jobs;
+        ``any_owner``: all, for operators), filtered per UWS 1.1 §2.2.1.1: ``phases`` (union; ARCHIVED only when
         asked), ``after`` (creationTime), ``last`` (the n most recent, newest first)."""
         t = jobs_t
-        q = sa.select(t).where(t.c.service == service)
+        q = sa.select(t)
+        if service is not None:
+            q = q.where(t.c.service == service)
         if not any_owner:
             q = q.where(t.c.owner_key.is_(None) if owner_key is None else t.c.owner_key == owner_key)
         if phases:
