@@ -180,7 +180,7 @@ def _read_votable(name: str, data: bytes):
         size = f.arraysize if f.arraysize not in (None, "1") else None
         if dt in ("floatComplex", "doubleComplex"):
             raise UsageFault(f"UPLOAD {name}: column {f.name!r} has complex datatype {dt}, which is not supported")
-        dt = {"unicodeChar": "char", "bit": "boolean"}.get(dt, dt)
+        dt = "boolean" if dt == "bit" else dt
         col = _column(f.name, dt, size, f.xtype,
                       str(f.unit) if f.unit is not None else None, f.ucd, f.description)
         cols.append(col)
@@ -191,7 +191,7 @@ def _read_votable(name: str, data: bytes):
 def _to_arrow(values, col: Column) -> pa.Array:
     mask = np.ma.getmaskarray(values) if np.ma.isMaskedArray(values) else None
     data = np.ma.getdata(values)
-    if col.datatype == "char":
+    if col.datatype in ("char", "unicodeChar"):
         strs = [None if (mask is not None and mask[i]) else _text(v) for i, v in enumerate(data)]
         arr = pa.array(strs, pa.string())
         if col.xtype == "timestamp":

@@ -43,6 +43,7 @@ def every_type_table() -> Table:
     t["flag"] = [True, False, True]
     t["label"] = MaskedColumn(["a", "b c", ""], mask=[False, False, True])
     t["when"] = ["2020-01-01T12:00:00", "2021-06-30T23:59:59.5", "2000-01-01T00:00:00"]
+    t["name"] = ["Orion Nébula", "M31", "ω Cen"]
     t["pos"] = np.array([[10.0, 20.0], [30.0, -40.0], [0.0, 90.0]])
     t["circ"] = np.array([[10.0, 20.0, 0.5], [30.0, -40.0, 1.0], [1.0, 2.0, 3.0]])
     t["iv"] = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
@@ -72,6 +73,7 @@ def test_every_type_round_trips(c, fmt):
     assert out["big"][0] == 2**62 and out["big"].mask.tolist() == [False, False, True]
     assert list(out["flag"]) == [True, False, True]
     assert out["label"][1] == "b c" and (out["label"][2] is np.ma.masked or out["label"][2] == "")  # char null
+    assert list(out["name"]) == ["Orion Nébula", "M31", "ω Cen"] and fields["name"].datatype == "unicodeChar"
     assert [str(v) for v in out["when"]] == ["2020-01-01T12:00:00", "2021-06-30T23:59:59.5", "2000-01-01T00:00:00"]
     assert out["pos"].tolist()[1] == [30.0, -40.0] and out["circ"].tolist()[0] == [10.0, 20.0, 0.5]
     assert fields["pos"].xtype == "point" and fields["circ"].xtype == "circle" and fields["iv"].xtype == "interval"

@@ -85,6 +85,15 @@ def binary_cell(arr: pa.Array, datatype: str, arraysize: str | None, binary2: bo
             return buf.reshape(-1), np.full(n, width, np.int64)
         prefix = lens.astype(">u4")
         return interleave([fixed(prefix, n), (data, lens)])
+    if datatype == "unicodeChar":  # UCS-2 big-endian, 2 bytes per character (VOTable 1.4 §2.1)
+        enc = [(v or "").encode("utf-16-be") for v in arr.to_pylist()]
+        if not arraysize or (arraysize != "*" and not arraysize.endswith("*")):
+            width = 2 * int(arraysize or 1)
+            enc = [e[:width].ljust(width, b"\0") for e in enc]
+            return np.frombuffer(b"".join(enc), np.uint8), np.full(n, width, np.int64)
+        lens = np.array([len(e) for e in enc], np.int64)
+        data = np.frombuffer(b"".join(enc), np.uint8)
+        return interleave([fixed((lens // 2).astype(">u4"), n), (data, lens)])
     if datatype == "boolean":
         vals = numeric_values(arr, datatype, False).astype(bool)
         out = np.where(vals, ord("T"), ord("F")).astype(np.uint8)

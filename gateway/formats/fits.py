@@ -31,7 +31,7 @@ def write_fits(stream: RowStream, infos) -> Iterator[bytes]:
             else:
                 values = np.array([" ".join(repr(x) for x in v) if v else "" for v in pyl])
             mask = None
-        elif c.datatype == "char":
+        elif c.datatype in ("char", "unicodeChar"):
             values = np.array(["" if v is None else v for v in arr.to_pylist()], dtype=str)
             mask = None
         else:
