@@ -172,6 +172,12 @@ def _read_votable(name: str, data: bytes):
             tab = vot.get_first_table()
     except Exception as e:  # noqa: BLE001 - any parse failure is the client's document
         raise UsageFault(f"UPLOAD {name}: not a readable VOTable ({str(e).splitlines()[0][:200]})")
+    return votable_to_arrow(tab, f"UPLOAD {name}")
+
+
+def votable_to_arrow(tab, what: str) -> tuple[list[Column], list[pa.Array]]:
+    """Columns (FIELD metadata kept) and Arrow arrays of a parsed astropy VOTable ``TableElement``.
+    Used for uploads and for upstream TAP answers.  Raises UsageFault for complex datatypes."""
     cols, arrays = [], []
     arr = tab.array
     for f in tab.fields:
@@ -179,7 +185,7 @@ def _read_votable(name: str, data: bytes):
         dt = f.datatype
         size = f.arraysize if f.arraysize not in (None, "1") else None
         if dt in ("floatComplex", "doubleComplex"):
-            raise UsageFault(f"UPLOAD {name}: column {f.name!r} has complex datatype {dt}, which is not supported")
+            raise UsageFault(f"{what}: column {f.name!r} has complex datatype {dt}, which is not supported")
         dt = "boolean" if dt == "bit" else dt
         col = _column(f.name, dt, size, f.xtype,
                       str(f.unit) if f.unit is not None else None, f.ucd, f.description)

@@ -1,0 +1,258 @@
+"""Kind ``ivoa``: an upstream TAP 1.1 service (e.g. CADC ``argus``) fronted by the gateway.
+
+* Metadata: the configured upstream schemas are read from the upstream's VOSI ``/tables``
+  (pyvo) at start-up and kept in a JSON snapshot (``snapshot:``), which is used when the
+  upstream is unreachable, so the gateway starts offline.  Upstream schema names are exposed
+  under the gateway names of ``schemas:`` (``{upstream: gateway}``).
+* Translation: the validated ADQL AST with the gateway schema names replaced by the upstream
+  ones (an AST transform, never string edits), printed as ADQL.
+* Execution: sync queries go to the upstream ``/sync``; inside a UWS job to the upstream
+  ``/async`` (pyvo ``AsyncTAPJob``), aborted and deleted upstream when the gateway job is
+  cancelled.  MAXREC is forwarded as ``maxrec + 1`` so overflow is exact.  Result FIELDs of
+  column references carry the declared (imported) metadata.
+* Errors: the upstream's ``QUERY_STATUS=ERROR`` text becomes a UsageFault ("upstream TAP
+  service ... said: ..."); HTTP 5xx, timeouts and connection failures become TransientFault.
+
+Only ``tap_url`` is ever contacted (no request parameter names another host).
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import requests
+from pydantic import AnyHttpUrl, Field
+from sqlglot import exp
+
+from gateway.adql.dialect import ADQL
+from gateway.adql.validate import AdqlQuery, OutputColumn
+from gateway.archive import Archive, ArchiveConfig, Capabilities
+from gateway.engine import GEOMETRY, normalize_batch, output_columns
+from gateway.faults import FatalFault, TransientFault, UsageFault
+from gateway.rowstream import RowStream, limit_batches
+from gateway.schema import VOTABLE_DATATYPES, Column, ForeignKey, Table
+from gateway.uploads import votable_to_arrow
+from pyvo.dal.exceptions import DALServiceError
+
+log = logging.getLogger("gateway.ivoa")
+
+
+class IvoaConfig(ArchiveConfig):
+    tap_url: AnyHttpUrl = Field(description="base URL of the upstream TAP service (no trailing /sync)")
+    schemas: dict[str, str] = Field(description="upstream schema -> ADQL schema name in the gateway")
+    tables: list[str] | None = Field(None, description="upstream qualified table names to expose (default: all)")
+    snapshot: Path | None = Field(None, description="JSON metadata snapshot (relative to the config file); "
+                                  "written after a successful import, read when the upstream is unreachable")
+    timeout: float = Field(60.0, gt=0, description="seconds for one upstream HTTP request")
+    poll_wait: int = Field(10, ge=1, le=60, description="UWS WAIT per poll of an upstream async job")
+
+
+class _TimeoutSession(requests.Session):
+    """A requests session with a default timeout (pyvo passes none)."""
+
+    def __init__(self, timeout: float):
+        super().__init__()
+        self.default_timeout = (10, timeout)
+
+    def request(self, *a, **k):
+        k.setdefault("timeout", self.default_timeout)
+        return super().request(*a, **k)
+
+
+@dataclass
+class ForwardPlan:
+    adql: str
+    outputs: list[OutputColumn]
+
+
+class IvoaArchive(Archive):
+    kind = "ivoa"
+    Config = IvoaConfig
+    capabilities = Capabilities(full_adql=True, cone=True, polygon=True, comparisons=True, column_selection=True,
+                                order_by=True, top=True, joins=True, geometry_functions=GEOMETRY)
+
+    def __init__(self, name, config: IvoaConfig, *, base_dir):
+        super().__init__(name, config, base_dir=base_dir)
+        self.url = str(config.tap_url).rstrip("/")
+        self.to_upstream = {g.lower(): u for u, g in config.schemas.items()}
+        self.session = _TimeoutSession(config.timeout)
+        snap = (Path(base_dir) / config.snapshot) if config.snapshot else None
+        try:
+            self._tables = self._import()
+            if snap is not None:
+                snap.parent.mkdir(parents=True, exist_ok=True)
+                snap.write_text(json.dumps([_table_json(t) for t in self._tables], indent=1))
+        except (requests.RequestException, OSError, ValueError, DALServiceError) as e:
+            if snap is None or not snap.exists():
+                raise ValueError(f"upstream {self.url} unreachable ({type(e).__name__}) and no metadata snapshot")
+            log.warning("%s: upstream metadata not readable (%s); using snapshot %s", name, type(e).__name__, snap)
+            self._tables = [_table_from_json(d) for d in json.loads(snap.read_text())]
+
+    # -- metadata -------------------------------------------------------------------------
+    def _import(self) -> list[Table]:
+        import pyvo
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tableset = pyvo.dal.TAPService(self.url, session=self.session).tables
+        wanted = {t.lower() for t in self.config.tables} if self.config.tables else None
+        out = []
+        for t in tableset:
+            schema, _, tname = t.name.rpartition(".")
+            if schema not in self.config.schemas or (wanted is not None and t.name.lower() not in wanted):
+                continue
+            gschema = self.config.schemas[schema]
+            cols = [_column(c) for c in t.columns]
+            fks = []
+            for i, fk in enumerate(getattr(t, "foreignkeys", []) or []):
+                ts, _, tt = fk.targettable.rpartition(".")
+                if ts in self.config.schemas:
+                    fks.append(ForeignKey(f"{gschema}.{tname}.fk{i}", f"{self.config.schemas[ts]}.{tt}",
+                                          tuple(c.fromcolumn for c in fk.fkcolumns),
+                                          tuple(c.targetcolumn for c in fk.fkcolumns), fk.description))
+            ra = next((c.name for c in cols if (c.ucd or "").startswith("pos.eq.ra;meta.main")), None)
+            dec = next((c.name for c in cols if (c.ucd or "").startswith("pos.eq.dec;meta.main")), None)
+            idc = next((c.name for c in cols if (c.ucd or "") == "meta.id;meta.main"), None)
+            out.append(Table(gschema, tname, cols, description=t.description, utype=t.utype,
+                             table_type=t.type or "table", ra_column=ra, dec_column=dec, id_column=idc,
+                             foreign_keys=fks))
+        if not out:
+            raise ValueError(f"none of the schemas {sorted(self.config.schemas)} found upstream")
+        return out
+
+    def tables(self) -> list[Table]:
+        return self._tables
+
+    @property
+    def title(self) -> str:
+        return self.config.title or f"{self.name} (upstream TAP {self.url})"
+
+    # -- queries --------------------------------------------------------------------------
+    def translate(self, query: AdqlQuery) -> ForwardPlan:
+        tree = query.ast.copy()
+        for node in tree.find_all(exp.Table):
+            db = node.args.get("db")
+            if db is not None and db.name.lower() in self.to_upstream:
+                node.set("db", exp.to_identifier(self.to_upstream[db.name.lower()]))
+        for col in tree.find_all(exp.Column):  # schema-qualified column references
+            db = col.args.get("db")
+            if db is not None and db.name.lower() in self.to_upstream:
+                col.set("db", exp.to_identifier(self.to_upstream[db.name.lower()]))
+        return ForwardPlan(tree.sql(dialect=ADQL), query.output)
+
+    def execute(self, native: ForwardPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
+        params = {"LANG": "ADQL", "QUERY": native.adql}
+        if maxrec is not None:
+            params["MAXREC"] = str(maxrec + 1)
+        body = self._run_async(params, context) if context is not None else self._run_sync(params)
+        cols, arrays = self._parse(body)
+        if len(cols) != len(native.outputs):
+            raise FatalFault(f"upstream {self.url} returned {len(cols)} columns for {len(native.outputs)} selected")
+        batch = normalize_batch(pa.RecordBatch.from_arrays(arrays, names=[o.name for o in native.outputs]))
+        stream = RowStream(output_columns(native.outputs, batch.schema), [])
+        stream.batches = limit_batches([batch], maxrec, stream)
+        return stream
+
+    def _run_sync(self, params: dict) -> bytes:
+        try:
+            r = self.session.post(self.url + "/sync", data=params)
+        except requests.Timeout:
+            raise TransientFault(f"upstream TAP service {self.url} did not answer within {self.config.timeout} s")
+        except requests.RequestException as e:
+            raise TransientFault(f"upstream TAP service {self.url} unreachable ({type(e).__name__})")
+        if r.status_code >= 500 and not _is_votable(r):
+            raise TransientFault(f"upstream TAP service {self.url} failed: HTTP {r.status_code} {r.text[:300]}")
+        return r.content
+
+    def _run_async(self, params: dict, context) -> bytes:
+        """Run on the upstream's UWS (pyvo ``AsyncTAPJob``), polling with blocking WAIT; the
+        upstream job is aborted and deleted when the gateway job is cancelled, deleted after use."""
+        import pyvo
+        try:
+            job = pyvo.dal.AsyncTAPJob.create(self.url, params["QUERY"], maxrec=params.get("MAXREC"),
+                                              session=self.session)
+        except DALServiceError as e:
+            raise TransientFault(f"upstream TAP service {self.url} refused the job: {e}")
+
+        def cancel():
+            try:
+                job.abort()
+                job.delete()
+            except Exception:  # noqa: BLE001 - best effort; the upstream destroys it later anyway
+                log.warning("could not cancel upstream job %s", job.url)
+        context.on_cancel(cancel)
+        try:
+            job.run()
+            while job.phase not in ("COMPLETED", "ERROR", "ABORTED"):
+                context.check()
+                job._update(self.session.get(job.url, params={"WAIT": self.config.poll_wait}))
+            if job.phase != "COMPLETED":
+                msg = job.errorsummary.message.content if job.errorsummary and job.errorsummary.message else job.phase
+                raise UsageFault(f"upstream TAP service {self.url} said: {msg}")
+            body = self.session.get(job.result_uri).content
+        except (requests.RequestException, DALServiceError) as e:
+            context.check()  # a failure caused by our own cancel is a cancel
+            raise TransientFault(f"upstream TAP service {self.url} failed during the job ({e})")
+        try:
+            job.delete()
+        except (requests.RequestException, DALServiceError):
+            log.warning("could not delete upstream job %s", job.url)
+        return body
+
+    def _parse(self, body: bytes):
+        from astropy.io.votable import parse
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                vot = parse(io.BytesIO(body), verify="ignore")
+        except Exception as e:  # noqa: BLE001
+            raise TransientFault(f"upstream TAP service {self.url} sent no readable VOTable ({str(e)[:200]})")
+        res = next((r for r in vot.resources if r.type == "results"), vot.resources[0] if vot.resources else None)
+        status = [i for i in (res.infos if res is not None else []) if i.name == "QUERY_STATUS"]
+        if status and status[-1].value == "ERROR":
+            raise UsageFault(f"upstream TAP service {self.url} said: {(status[-1].content or '').strip()}")
+        if res is None or not res.tables:
+            raise TransientFault(f"upstream TAP service {self.url} sent a VOTable without a result table")
+        return votable_to_arrow(res.tables[0], f"upstream {self.url}")
+
+    def availability(self) -> tuple[bool, str]:
+        try:
+            r = self.session.get(self.url + "/availability", timeout=(5, 10))
+            ok = r.ok and b"true" in r.content.lower()
+            return ok, f"{self.name}: upstream {self.url} {'available' if ok else f'HTTP {r.status_code}'}"
+        except requests.RequestException as e:
+            return False, f"{self.name}: upstream {self.url} unreachable ({type(e).__name__})"
+
+
+def _is_votable(r) -> bool:
+    return "xml" in r.headers.get("Content-Type", "")
+
+
+def _column(c) -> Column:
+    d = c.datatype
+    dt = d.content if d is not None and d.content in VOTABLE_DATATYPES else "char"
+    size = d.arraysize if d is not None and d.arraysize not in (None, "1") else None
+    if dt == "char" and d is not None and d.content not in VOTABLE_DATATYPES:
+        size = "*"
+    name = c.name
+    delimited = name.startswith('"')
+    return Column(name.strip('"'), dt, arraysize=size, xtype=getattr(d, "extendedtype", None) if d else None,
+                  unit=str(c.unit) if c.unit else None, ucd=c.ucd or None, utype=c.utype or None,
+                  description=c.description, principal="principal" in (c.flags or []),
+                  indexed="indexed" in (c.flags or []), std="std" in (c.flags or []), delimited=delimited)
+
+
+def _table_json(t: Table) -> dict:
+    d = asdict(t)
+    return d
+
+
+def _table_from_json(d: dict) -> Table:
+    cols = [Column(**c) for c in d.pop("columns")]
+    fks = [ForeignKey(**{**f, "from_columns": tuple(f["from_columns"]), "target_columns": tuple(f["target_columns"])})
+           for f in d.pop("foreign_keys")]
+    return Table(columns=cols, foreign_keys=fks, **d)

@@ -1,0 +1,199 @@
+"""Kind ``ivoa`` (plugins/ivoa): an upstream TAP service fronted by the gateway.  The upstream
+here is a real TAP service on loopback (a second gateway on the demo data) or a small emulator
+for failures; the plugin's HTTP code is the production one (issue 6, generic IVOA upstream)."""
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+from flask import Flask, Response, request
+
+from conftest import demo_config, needs_stilts
+from gateway.hookspecs import hookimpl
+from gateway.testing import make_app, parse_votable, serve
+
+ERROR_VOT = (b'<?xml version="1.0"?><VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">'
+             b'<RESOURCE type="results"><INFO name="QUERY_STATUS" value="ERROR">Unknown column: bogus</INFO>'
+             b"</RESOURCE></VOTABLE>")
+
+
+class Recorder:
+    def __init__(self):
+        self.queries = []
+
+    @hookimpl
+    def gateway_query_started(self, actor, protocol, archive, query):
+        self.queries.append(query)
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    rec = Recorder()
+    app = make_app(demo_config(tmp_path_factory.mktemp("up"), jobs={"heartbeat": 0.2}), plugins=[rec],
+                   load_entrypoints=True)
+    with serve(app) as base:
+        yield base + "/tap", rec, app
+    app.extensions["vo_gateway"].jobs.close()
+
+
+@pytest.fixture(scope="module")
+def front(upstream, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("front")
+    app = make_app({"archives": {"cadc": {"kind": "ivoa", "tap_url": upstream[0], "schemas": {"demo": "up"},
+                                          "snapshot": str(tmp / "snapshot.json")}},
+                    "jobs": {"store": f"sqlite:///{tmp}/jobs.sqlite", "results_dir": str(tmp / "r"), "heartbeat": 0.2}},
+                   load_entrypoints=True)
+    yield app, tmp
+    app.extensions["vo_gateway"].jobs.close()
+
+
+def run(client, q, **extra):
+    r = client.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": q, **extra})
+    return r, parse_votable(r.data)
+
+
+QUERIES = [
+    ("SELECT TOP 5 source_id, ra, dec, DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', 10, 10)) AS d "
+     "FROM {s}.gaia_dr3_g10 WHERE 1=CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 10, 10, 2)) ORDER BY d"),
+    ("SELECT TOP 7 s.id, s.period, e.mjd, e.mag FROM {s}.s82_rrlyrae AS s JOIN {s}.s82_rrlyrae_epochs AS e "
+     "ON e.id = s.id WHERE e.band = 'g' ORDER BY s.id, e.mjd"),
+    "SELECT COUNT(*) AS n, AVG(phot_g_mean_mag) AS g FROM {s}.gaia_dr3_g10 WHERE dec > 80",
+]
+
+
+@pytest.mark.parametrize("q", QUERIES)
+def test_results_equal_the_upstream_answer(front, upstream, q):
+    direct = make_client_for(upstream)
+    r1, (t1, s1, _) = run(front[0].test_client(), q.format(s="up"))
+    r2, (t2, s2, _) = run(direct, q.format(s="demo"))
+    assert r1.status_code == 200 and s1 == s2 == "OK"
+    assert t1.colnames == t2.colnames and len(t1) == len(t2) > 0
+    for name in t1.colnames:
+        assert list(t1[name]) == list(t2[name])
+        assert t1[name].unit == t2[name].unit
+
+
+def make_client_for(upstream):
+    return upstream[2].test_client()
+
+
+def test_maxrec_and_overflow_are_exact(front):
+    c = front[0].test_client()
+    _, (t, status, _) = run(c, "SELECT source_id FROM up.gaia_dr3_g10", MAXREC=4)
+    assert len(t) == 4 and status == "OVERFLOW"
+    _, (t, status, _) = run(c, "SELECT TOP 3 source_id FROM up.gaia_dr3_g10", MAXREC=10)
+    assert len(t) == 3 and status == "OK"
+
+
+def test_names_are_rewritten_in_the_ast_not_the_text(front, upstream):
+    rec = upstream[1]
+    c = front[0].test_client()
+    _, (t, _, _) = run(c, "SELECT TOP 1 'up.gaia_dr3_g10' AS label, up.gaia_dr3_g10.ra FROM up.gaia_dr3_g10")
+    sent = rec.queries[-1]
+    assert "demo.gaia_dr3_g10" in sent and "FROM up." not in sent
+    assert t["label"][0] == "up.gaia_dr3_g10"  # the string literal was left alone
+
+
+def test_metadata_imported_from_upstream(front, upstream):
+    c, d = front[0].test_client(), make_client_for(upstream)
+    q = ("SELECT column_name, datatype, unit, ucd, description FROM TAP_SCHEMA.columns "
+         "WHERE table_name = '{t}' ORDER BY column_name")
+    _, (mine, _, _) = run(c, q.format(t="up.gaia_dr3_g10"))
+    _, (theirs, _, _) = run(d, q.format(t="demo.gaia_dr3_g10"))
+    assert len(mine) == len(theirs) == 6
+    for name in mine.colnames:
+        assert list(mine[name]) == list(theirs[name])
+    _, (fk, _, _) = run(c, "SELECT from_table, target_table FROM TAP_SCHEMA.keys WHERE from_table LIKE 'up.%'")
+    assert list(fk["target_table"]) == ["up.s82_rrlyrae"]
+    snap = json.loads((front[1] / "snapshot.json").read_text())
+    assert {t["name"] for t in snap} == {"sdss_stars", "gaia_dr3_g10", "s82_rrlyrae", "s82_rrlyrae_epochs"}
+
+
+def test_async_maps_onto_upstream_async_and_abort_reaches_it(front, upstream):
+    c = front[0].test_client()
+    up_jobs = make_client_for(upstream)
+    r = c.post("/tap/async", data={"LANG": "ADQL", "PHASE": "RUN",
+                                   "QUERY": "SELECT TOP 3 id FROM up.s82_rrlyrae ORDER BY id"})
+    job = r.headers["Location"][len("http://localhost"):]
+    for _ in range(100):
+        if c.get(job + "/phase").data in (b"COMPLETED", b"ERROR"):
+            break
+        time.sleep(0.1)
+    t, status, _ = parse_votable(c.get(job + "/results/result").data)
+    assert status == "OK" and len(t) == 3
+    assert b"<uws:jobref" not in up_jobs.get("/tap/async").data  # the upstream job was deleted after use
+    slow = ("SELECT COUNT(*) AS n FROM up.gaia_dr3_g10 AS a, up.gaia_dr3_g10 AS b "
+            "WHERE a.phot_g_mean_mag + b.phot_g_mean_mag < -1")
+    job = c.post("/tap/async", data={"LANG": "ADQL", "PHASE": "RUN", "QUERY": slow}).headers["Location"][len("http://localhost"):]
+    t0 = time.monotonic()
+    while b"EXECUTING" not in up_jobs.get("/tap/async?PHASE=EXECUTING").data:
+        assert time.monotonic() - t0 < 10
+        time.sleep(0.05)
+    c.post(job + "/phase", data={"PHASE": "ABORT"})
+    t0 = time.monotonic()
+    while b"<uws:jobref" in up_jobs.get("/tap/async?PHASE=EXECUTING").data:
+        assert time.monotonic() - t0 < 10, "upstream job still running"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def broken(front, tmp_path):
+    """A second front on an emulated upstream that fails in chosen ways; it starts from the
+    snapshot because the emulator has no /tables."""
+    mode = {"now": "error"}
+    emu = Flask("emu")
+    release = threading.Event()
+
+    @emu.route("/tap/sync", methods=["POST"])
+    def sync():
+        if mode["now"] == "error":
+            return Response(ERROR_VOT, 400, mimetype="application/x-votable+xml")
+        if mode["now"] == "500":
+            return Response("database on fire", 500, mimetype="text/plain")
+        if mode["now"] == "garbage":
+            return Response(b"<html>not a votable", 200, mimetype="text/html")
+        release.wait(10)
+        return Response(ERROR_VOT, 200, mimetype="application/x-votable+xml")
+    with serve(emu) as base:
+        app = make_app({"archives": {"cadc": {"kind": "ivoa", "tap_url": base + "/tap", "schemas": {"demo": "up"},
+                                              "snapshot": str(front[1] / "snapshot.json"), "timeout": 1}},
+                        "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}},
+                       load_entrypoints=True)
+        yield app.test_client(), mode
+        release.set()
+        app.extensions["vo_gateway"].jobs.close()
+
+
+def test_upstream_failures_are_reported_as_such(broken):
+    c, mode = broken
+    q = {"LANG": "ADQL", "QUERY": "SELECT TOP 1 id FROM up.s82_rrlyrae"}
+    expected = {"error": (400, b"said: Unknown column: bogus"), "500": (503, b"database on fire"),
+                "garbage": (503, b"no readable VOTable"), "slow": (503, b"did not answer within 1.0 s")}
+    for m, (status, text) in expected.items():
+        mode["now"] = m
+        r = c.get("/tap/sync", query_string=q)
+        assert r.status_code == status and text in r.data, (m, r.data)
+        assert parse_votable(r.data)[1] == "ERROR"
+    assert b"cadc: upstream" in c.get("/tap/availability").data
+
+
+def test_refuses_to_start_without_upstream_or_snapshot(tmp_path):
+    from gateway.config import ConfigError
+    with pytest.raises(ConfigError, match="unreachable .* no metadata snapshot"):
+        make_app({"archives": {"x": {"kind": "ivoa", "tap_url": "http://127.0.0.1:9/tap", "schemas": {"a": "b"}}},
+                  "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}},
+                 load_entrypoints=True)
+
+
+@needs_stilts
+def test_taplint_over_the_fronted_service(front):
+    with serve(front[0]) as base:
+        out = subprocess.run(["stilts", "taplint", f"tapurl={base}/tap", "stages=TMV TME TMS TMC CAP QGE QPO MDQ",
+                              "format=json", "report=EWF", "tables=up.*", "maxtable=4"],
+                             capture_output=True, text=True, timeout=300)
+    doc = json.loads(out.stdout)
+    bad = [(s["code"], r["code"], r["text"]) for s in doc["sections"] for r in s["reports"]
+           if r["level"] in ("ERROR", "FAILURE")]
+    assert bad == []
