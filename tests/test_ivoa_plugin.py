@@ -154,6 +154,8 @@ def broken(front, tmp_path):
             return Response("database on fire", 500, mimetype="text/plain")
         if mode["now"] == "garbage":
             return Response(b"<html>not a votable", 200, mimetype="text/html")
+        if mode["now"] == "elsewhere":
+            return Response("", 303, {"Location": "http://169.254.169.254/latest/meta-data"})
         release.wait(10)
         return Response(ERROR_VOT, 200, mimetype="application/x-votable+xml")
     with serve(emu) as base:
@@ -170,7 +172,8 @@ def test_upstream_failures_are_reported_as_such(broken):
     c, mode = broken
     q = {"LANG": "ADQL", "QUERY": "SELECT TOP 1 id FROM up.s82_rrlyrae"}
     expected = {"error": (400, b"said: Unknown column: bogus"), "500": (503, b"database on fire"),
-                "garbage": (503, b"no readable VOTable"), "slow": (503, b"did not answer within 1.0 s")}
+                "garbage": (503, b"no readable VOTable"),
+                "elsewhere": (503, b"to another host (http://169.254.169.254:80); refused"), "slow": (503, b"did not answer within 1.0 s")}
     for m, (status, text) in expected.items():
         mode["now"] = m
         r = c.get("/tap/sync", query_string=q)

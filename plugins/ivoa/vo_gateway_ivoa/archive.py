@@ -52,16 +52,38 @@ class IvoaConfig(ArchiveConfig):
     poll_wait: int = Field(10, ge=1, le=60, description="UWS WAIT per poll of an upstream async job")
 
 
-class _TimeoutSession(requests.Session):
-    """A requests session with a default timeout (pyvo passes none)."""
+class UpstreamSession(requests.Session):
+    """The only HTTP client of an ``ivoa`` archive: a default timeout (pyvo passes none), and
+    requests only to the configured upstream's scheme://host:port — a URL or redirect to any
+    other host is refused (no request parameter can make the gateway fetch elsewhere)."""
 
-    def __init__(self, timeout: float):
+    MAX_REDIRECTS = 5
+
+    def __init__(self, base_url: str, timeout: float):
         super().__init__()
+        self.origin = _origin(base_url)
         self.default_timeout = (10, timeout)
 
-    def request(self, *a, **k):
+    def request(self, method, url, *a, **k):
         k.setdefault("timeout", self.default_timeout)
-        return super().request(*a, **k)
+        k["allow_redirects"] = False
+        for _ in range(self.MAX_REDIRECTS + 1):
+            if _origin(url) != self.origin:
+                raise TransientFault(f"upstream {self.origin} pointed the gateway to another host ({_origin(url)}); refused")
+            r = super().request(method, url, *a, **k)
+            if not r.is_redirect:
+                return r
+            url = requests.compat.urljoin(url, r.headers["Location"])
+            if r.status_code == 303:
+                method, k = "GET", {key: v for key, v in k.items() if key not in ("data", "files", "json")}
+        raise TransientFault(f"upstream {self.origin} redirected more than {self.MAX_REDIRECTS} times")
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+    p = urlsplit(url)
+    port = p.port or (443 if p.scheme == "https" else 80)
+    return f"{p.scheme}://{(p.hostname or '').lower()}:{port}"
 
 
 @dataclass
@@ -80,7 +102,7 @@ class IvoaArchive(Archive):
         super().__init__(name, config, base_dir=base_dir)
         self.url = str(config.tap_url).rstrip("/")
         self.to_upstream = {g.lower(): u for u, g in config.schemas.items()}
-        self.session = _TimeoutSession(config.timeout)
+        self.session = UpstreamSession(self.url, config.timeout)
         snap = (Path(base_dir) / config.snapshot) if config.snapshot else None
         try:
             self._tables = self._import()
