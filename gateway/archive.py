@@ -120,9 +120,10 @@ class Archive:
 
     def execute(self, native: Any, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
         """Run a native request; deliver at most ``maxrec`` rows and set ``overflow`` when more
-        existed (fetch ``maxrec + 1``).  ``maxrec`` None means no limit.  ``context`` is the
-        :class:`gateway.uws.executor.JobContext` of an async job (None for sync): register a
-        callback with ``context.on_cancel`` to stop upstream work on ABORT."""
+        existed (fetch ``maxrec + 1``).  ``maxrec`` None means no limit.  ``context`` is a
+        :class:`gateway.uws.executor.JobContext`: ``context.job_id`` is set inside a UWS job
+        (None for sync); ``context.actor`` is the caller (with in-memory ``credentials`` when
+        given); register ``context.on_cancel`` to stop upstream work on ABORT."""
         raise NotImplementedError
 
     def cone_search(self, table: Table, cone: Cone, maxrec: int | None, verb: int) -> RowStream:

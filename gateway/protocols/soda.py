@@ -11,6 +11,7 @@ from xml.sax.saxutils import escape
 
 from flask import Blueprint, Response, current_app
 
+from ..auth import public
 from ..faults import Fault, NotFoundFault, UsageFault
 from . import vosi
 from .errors import soda_error
@@ -52,7 +53,7 @@ def sync():
         if not shapes:
             raise UsageFault("give a region: POS, CIRCLE or POLYGON")
         gw().queries._allowed(gw().actor(), "cutout", archive.name, ids[0])
-        gw().pm.hook.gateway_query_started(actor=gw().actor(), protocol="soda", archive=archive.name,
+        gw().pm.hook.gateway_query_started(actor=public(gw().actor()), protocol="soda", archive=archive.name,
                                            query={"ID": ids[0], "shape": shapes[0]})
         data = archive.cutout(rec["obs_publisher_did"], shapes[0])
     except Fault as f:

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Iterator
 
 from ..adql import analyze
+from ..auth import public
 from ..archive import Archive, Cone, ImageQuery
 from ..faults import Fault, UsageFault
 from ..protocols.params import Params
 from ..registry import UploadOverlay
 from ..rowstream import RowStream
 from ..uploads import UploadReader
+from ..uws.executor import JobContext
 from ..uws.job import Result
 
 log = logging.getLogger("gateway.query")
@@ -43,7 +45,8 @@ class QueryService:
         return min(requested, svc.maxrec_hard)
 
     def _allowed(self, actor, action: str, archive: str, resource: str) -> None:
-        ok = self.gw.pm.hook.gateway_permission_allowed(actor=actor, action=action, archive=archive, resource=resource)
+        ok = self.gw.pm.hook.gateway_permission_allowed(actor=public(actor), action=action, archive=archive,
+                                                        resource=resource)
         if ok is False:
             raise Fault(f"not allowed to {action} {resource}", status=403)
 
@@ -51,7 +54,7 @@ class QueryService:
              uploads: dict | None = None, context=None) -> QueryResult:
         """Validate and run an ADQL query.  ``maxrec`` is the client's MAXREC (None: default);
         ``uploads`` the TAP_UPLOAD tables ({lower name: UploadTable}); ``context`` the UWS
-        JobContext of an async job.  Raises UsageFault (400) for the client's mistakes."""
+        JobContext of an async job (a sync query gets one with ``job_id`` None).  Raises UsageFault (400) for the client's mistakes."""
         if lang is None:
             raise UsageFault("parameter LANG is required (LANG=ADQL)")
         if lang.upper() not in LANGS:
@@ -75,8 +78,10 @@ class QueryService:
             if t.schema != "TAP_UPLOAD":
                 self._allowed(actor, "query", name, t.qualified_name)
         limit = self.maxrec(maxrec)
+        if context is None:
+            context = JobContext(None, actor)
         native = archive.translate(q)
-        self.gw.pm.hook.gateway_query_started(actor=actor, protocol="tap", archive=name, query=text)
+        self.gw.pm.hook.gateway_query_started(actor=public(actor), protocol="tap", archive=name, query=text)
         if limit == 0:
             stream = archive.execute(native, 0, top=None, context=context)
             stream.overflow = True
@@ -122,7 +127,7 @@ class QueryService:
 
     def cone(self, archive: Archive, table, cone: Cone, maxrec: int | None, verb: int, actor=None) -> RowStream:
         self._allowed(actor, "cone", archive.name, table.qualified_name)
-        self.gw.pm.hook.gateway_query_started(actor=actor, protocol="scs", archive=archive.name,
+        self.gw.pm.hook.gateway_query_started(actor=public(actor), protocol="scs", archive=archive.name,
                                               query={"RA": cone.ra, "DEC": cone.dec, "SR": cone.radius})
         return archive.cone_search(table, cone, self.maxrec(maxrec), verb)
 
@@ -136,7 +141,7 @@ class QueryService:
         return out
 
     def finished(self, actor, protocol, archive, query, stream: RowStream, rows: int):
-        self.gw.pm.hook.gateway_query_finished(actor=actor, protocol=protocol, archive=archive, query=query,
+        self.gw.pm.hook.gateway_query_finished(actor=public(actor), protocol=protocol, archive=archive, query=query,
                                                rows=rows, overflow=stream.overflow, error=stream.error)
 
 

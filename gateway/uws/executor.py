@@ -24,11 +24,12 @@ class Cancelled(Exception):
 
 
 class JobContext:
-    """What a running job sees.  ``cancelled`` is set on ABORT, on executionDuration overrun
-    and at destruction; callbacks registered with :meth:`on_cancel` run once, then (archives use
-    them to interrupt a database query or cancel an upstream job)."""
+    """What a running query sees: ``actor`` (the caller, with in-memory ``credentials`` if any)
+    and, for a UWS job, ``job_id`` (None for a sync query).  ``cancelled`` is set on ABORT, on
+    executionDuration overrun and at destruction; callbacks registered with :meth:`on_cancel`
+    run once, then (archives use them to interrupt a database query or cancel an upstream job)."""
 
-    def __init__(self, job_id: str, actor=None, deadline: float | None = None):
+    def __init__(self, job_id: str | None, actor=None, deadline: float | None = None):
         self.job_id = job_id
         self.actor = actor
         self.deadline = deadline

@@ -20,26 +20,38 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import requests
-from pydantic import AnyHttpUrl, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from sqlglot import exp
 
 from gateway.adql.dialect import ADQL
 from gateway.adql.validate import AdqlQuery, OutputColumn
 from gateway.archive import Archive, ArchiveConfig, Capabilities
 from gateway.engine import GEOMETRY, normalize_batch, output_columns
-from gateway.faults import FatalFault, TransientFault, UsageFault
+from gateway.faults import FatalFault, Fault, TransientFault, UsageFault
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import VOTABLE_DATATYPES, Column, ForeignKey, Table
 from gateway.uploads import votable_to_arrow
 from pyvo.dal.exceptions import DALServiceError
 
 log = logging.getLogger("gateway.ivoa")
+
+
+class CookieLogin(BaseModel):
+    """CADC's scheme (REFERENCE.md §4): ``POST login_url`` form ``username``/``password`` with
+    ``Accept: text/plain`` answers a token, sent back as cookie ``<cookie>="<token>"``."""
+
+    model_config = ConfigDict(extra="forbid")
+    login_url: AnyHttpUrl
+    cookie: str = "CADC_SSO"
+    token_lifetime: int = Field(3600, ge=60, description="seconds a token is reused for the same credentials")
 
 
 class IvoaConfig(ArchiveConfig):
@@ -50,33 +62,41 @@ class IvoaConfig(ArchiveConfig):
                                   "written after a successful import, read when the upstream is unreachable")
     timeout: float = Field(60.0, gt=0, description="seconds for one upstream HTTP request")
     poll_wait: int = Field(10, ge=1, le=60, description="UWS WAIT per poll of an upstream async job")
+    auth: CookieLogin | None = Field(None, description="per-user upstream login (CADC: cookie CADC_SSO)")
 
 
 class UpstreamSession(requests.Session):
-    """The only HTTP client of an ``ivoa`` archive: a default timeout (pyvo passes none), and
-    requests only to the configured upstream's scheme://host:port — a URL or redirect to any
-    other host is refused (no request parameter can make the gateway fetch elsewhere)."""
+    """The only HTTP client of an ``ivoa`` archive: a default timeout (pyvo passes none),
+    requests only to the configured upstream origins (a URL or redirect to any other host is
+    refused, so no request parameter can make the gateway fetch elsewhere), and no cookie jar:
+    a user's login cookie is set per session (:meth:`IvoaArchive._session_for`) and never kept."""
 
     MAX_REDIRECTS = 5
 
-    def __init__(self, base_url: str, timeout: float):
+    def __init__(self, origins: set[str], timeout: float, adapter: requests.adapters.HTTPAdapter | None = None):
         super().__init__()
-        self.origin = _origin(base_url)
+        from http.cookiejar import DefaultCookiePolicy
+        self.origins = origins
         self.default_timeout = (10, timeout)
+        self.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # store nothing the upstream sets
+        if adapter is not None:  # one connection pool for every user's session
+            self.mount("http://", adapter)
+            self.mount("https://", adapter)
 
     def request(self, method, url, *a, **k):
         k.setdefault("timeout", self.default_timeout)
         k["allow_redirects"] = False
         for _ in range(self.MAX_REDIRECTS + 1):
-            if _origin(url) != self.origin:
-                raise TransientFault(f"upstream {self.origin} pointed the gateway to another host ({_origin(url)}); refused")
+            if _origin(url) not in self.origins:
+                raise TransientFault(f"upstream {sorted(self.origins)[0]} pointed the gateway to another host "
+                                     f"({_origin(url)}); refused")
             r = super().request(method, url, *a, **k)
             if not r.is_redirect:
                 return r
             url = requests.compat.urljoin(url, r.headers["Location"])
             if r.status_code == 303:
                 method, k = "GET", {key: v for key, v in k.items() if key not in ("data", "files", "json")}
-        raise TransientFault(f"upstream {self.origin} redirected more than {self.MAX_REDIRECTS} times")
+        raise TransientFault(f"upstream {sorted(self.origins)[0]} redirected more than {self.MAX_REDIRECTS} times")
 
 
 def _origin(url: str) -> str:
@@ -102,7 +122,11 @@ class IvoaArchive(Archive):
         super().__init__(name, config, base_dir=base_dir)
         self.url = str(config.tap_url).rstrip("/")
         self.to_upstream = {g.lower(): u for u, g in config.schemas.items()}
-        self.session = UpstreamSession(self.url, config.timeout)
+        self.origins = {_origin(self.url)} | ({_origin(str(config.auth.login_url))} if config.auth else set())
+        self.adapter = requests.adapters.HTTPAdapter(pool_maxsize=16)
+        self.session = UpstreamSession(self.origins, config.timeout, self.adapter)
+        self._tokens: dict[str, tuple[str, float]] = {}  # owner key -> (token, expiry); memory only
+        self._tokens_lock = threading.Lock()
         snap = (Path(base_dir) / config.snapshot) if config.snapshot else None
         try:
             self._tables = self._import()
@@ -153,6 +177,37 @@ class IvoaArchive(Archive):
     def title(self) -> str:
         return self.config.title or f"{self.name} (upstream TAP {self.url})"
 
+    # -- per-user access ----------------------------------------------------------------------
+    def _session_for(self, actor) -> UpstreamSession:
+        """The shared anonymous session, or for a caller with credentials a session carrying
+        that caller's own login cookie (REFERENCE.md §4); tokens are cached in memory per owner
+        key, never shared between users, never stored."""
+        creds = (actor or {}).get("credentials")
+        if self.config.auth is None or creds is None:
+            return self.session
+        key = actor["key"]
+        with self._tokens_lock:
+            token, expiry = self._tokens.get(key, (None, 0.0))
+        if token is None or expiry < time.monotonic():
+            token = self._login(creds)
+            with self._tokens_lock:
+                self._tokens[key] = (token, time.monotonic() + self.config.auth.token_lifetime)
+        s = UpstreamSession(self.origins, self.config.timeout, self.adapter)
+        s.headers["Cookie"] = f'{self.config.auth.cookie}="{token}"'
+        return s
+
+    def _login(self, creds) -> str:
+        try:
+            r = self.session.post(str(self.config.auth.login_url), headers={"Accept": "text/plain"},
+                                  data={"username": creds.username, "password": creds.password})
+        except requests.RequestException as e:
+            raise TransientFault(f"upstream login service unreachable ({type(e).__name__})")
+        if r.status_code in (401, 403):
+            raise Fault(f"invalid {self.title} account or password (the upstream login refused them)", status=401)
+        if not r.ok or not r.text.strip():
+            raise TransientFault(f"upstream login failed: HTTP {r.status_code}")
+        return r.text.strip()
+
     # -- queries --------------------------------------------------------------------------
     def translate(self, query: AdqlQuery) -> ForwardPlan:
         tree = query.ast.copy()
@@ -170,7 +225,9 @@ class IvoaArchive(Archive):
         params = {"LANG": "ADQL", "QUERY": native.adql}
         if maxrec is not None:
             params["MAXREC"] = str(maxrec + 1)
-        body = self._run_async(params, context) if context is not None else self._run_sync(params)
+        session = self._session_for(context.actor if context is not None else None)
+        async_job = context is not None and context.job_id is not None
+        body = self._run_async(session, params, context) if async_job else self._run_sync(session, params)
         cols, arrays = self._parse(body)
         if len(cols) != len(native.outputs):
             raise FatalFault(f"upstream {self.url} returned {len(cols)} columns for {len(native.outputs)} selected")
@@ -179,9 +236,9 @@ class IvoaArchive(Archive):
         stream.batches = limit_batches([batch], maxrec, stream)
         return stream
 
-    def _run_sync(self, params: dict) -> bytes:
+    def _run_sync(self, session, params: dict) -> bytes:
         try:
-            r = self.session.post(self.url + "/sync", data=params)
+            r = session.post(self.url + "/sync", data=params)
         except requests.Timeout:
             raise TransientFault(f"upstream TAP service {self.url} did not answer within {self.config.timeout} s")
         except requests.RequestException as e:
@@ -190,13 +247,13 @@ class IvoaArchive(Archive):
             raise TransientFault(f"upstream TAP service {self.url} failed: HTTP {r.status_code} {r.text[:300]}")
         return r.content
 
-    def _run_async(self, params: dict, context) -> bytes:
+    def _run_async(self, session, params: dict, context) -> bytes:
         """Run on the upstream's UWS (pyvo ``AsyncTAPJob``), polling with blocking WAIT; the
         upstream job is aborted and deleted when the gateway job is cancelled, deleted after use."""
         import pyvo
         try:
             job = pyvo.dal.AsyncTAPJob.create(self.url, params["QUERY"], maxrec=params.get("MAXREC"),
-                                              session=self.session)
+                                              session=session)
         except DALServiceError as e:
             raise TransientFault(f"upstream TAP service {self.url} refused the job: {e}")
 
@@ -211,11 +268,11 @@ class IvoaArchive(Archive):
             job.run()
             while job.phase not in ("COMPLETED", "ERROR", "ABORTED"):
                 context.check()
-                job._update(self.session.get(job.url, params={"WAIT": self.config.poll_wait}))
+                job._update(session.get(job.url, params={"WAIT": self.config.poll_wait}))
             if job.phase != "COMPLETED":
                 msg = job.errorsummary.message.content if job.errorsummary and job.errorsummary.message else job.phase
                 raise UsageFault(f"upstream TAP service {self.url} said: {msg}")
-            body = self.session.get(job.result_uri).content
+            body = session.get(job.result_uri).content
         except (requests.RequestException, DALServiceError) as e:
             context.check()  # a failure caused by our own cancel is a cancel
             raise TransientFault(f"upstream TAP service {self.url} failed during the job ({e})")
