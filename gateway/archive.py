@@ -50,6 +50,7 @@ class Capabilities:
     images: bool = False
     cutouts: bool = False
     uploads: bool = False  # can join TAP_UPLOAD tables (AdqlQuery.uploads) in translate/execute
+    datalink_proxy: bool = False  # answers DataLink for the dataset IDs it claims, proxies SODA
     geometry_functions: frozenset[str] = frozenset()
 
 
@@ -147,6 +148,20 @@ class Archive:
     def cutout(self, image_id: str, shape: tuple) -> bytes | None:
         """SODA cutout of image ``image_id`` for ``shape`` (as in :class:`ImageQuery.pos`).
         Returns FITS bytes, or None when the region contains no pixels (SODA 1.0 §3.3: 204)."""
+        raise UsageFault(f"archive {self.name} has no cutout service")
+
+    # -- DataLink / SODA of an upstream (capabilities.datalink_proxy) ------------------------
+    def claims(self, dataset_id: str) -> bool:
+        """Whether this archive answers DataLink for ``dataset_id`` (e.g. by ID prefix)."""
+        return False
+
+    def datalink(self, ids: list[str], actor, soda_url: str) -> bytes:
+        """The DataLink 1.1 document for ``ids``; SODA sync descriptors may be rewritten to the
+        gateway's ``soda_url`` for this archive.  Raises TransientFault for upstream failures."""
+        raise UsageFault(f"archive {self.name} has no DataLink service")
+
+    def soda(self, params: list[tuple[str, str]], actor):
+        """Proxy one SODA sync request: returns ``(status, content_type, body chunks)``."""
         raise UsageFault(f"archive {self.name} has no cutout service")
 
     def availability(self) -> tuple[bool, str]:

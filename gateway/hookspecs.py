@@ -36,7 +36,7 @@ def gateway_actor_from_request(request):
 @hookspec(firstresult=True)
 def gateway_permission_allowed(actor, action, archive, resource):
     """Called before an archive is queried.  ``action`` is ``"query"``, ``"cone"``,
-    ``"images"`` or ``"cutout"``; ``archive`` the archive name; ``resource`` a table name or
+    ``"images"``, ``"cutout"`` or ``"datalink"``; ``archive`` the archive name; ``resource`` a table name or
     image ID.  Return True/False to decide, None to defer (default: allowed)."""
 
 

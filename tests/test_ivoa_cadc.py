@@ -21,14 +21,18 @@ def cadc():
         yield emu, base
 
 
+def cadc_config(base, tmp, **extra):
+    return {"archives": {"cadc": {"kind": "ivoa", "tap_url": base + "/argus", "schemas": {"ivoa": "cadc"},
+                                  "auth": {"login_url": base + "/ac/login"},
+                                  "datalink_url": base + "/caom2ops/datalink", "soda_url": base + "/caom2ops/sync",
+                                  "id_prefixes": ["ivo://cadc.nrc.ca/"], **extra}},
+            "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r")}}
+
+
 @pytest.fixture(scope="module")
 def gw(cadc, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cadc")
-    emu, base = cadc
-    app = make_app({"archives": {"cadc": {"kind": "ivoa", "tap_url": base + "/argus", "schemas": {"ivoa": "cadc"},
-                                          "auth": {"login_url": base + "/ac/login"}}},
-                    "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r")}},
-                   load_entrypoints=True)
+    app = make_app(cadc_config(cadc[1], tmp), load_entrypoints=True)
     with serve(app) as url:
         yield app, url
     app.extensions["vo_gateway"].jobs.close()
@@ -75,3 +79,46 @@ def test_each_user_logs_in_with_own_credentials(gw, cadc):
     r = requests.get(url + "/tap/sync", params=q, headers=basic("alice", "wrong"))
     assert r.status_code == 401 and b"account or password" in r.content and b"wrong" not in r.content
     assert parse_votable(r.content)[1] == "ERROR"
+
+
+DID = "ivo://cadc.nrc.ca/CFHT?282502/282502o"
+
+
+def test_datalink_and_soda_through_the_gateway(gw, cadc):
+    import pyvo
+    emu, base = cadc
+    _, url = gw
+    from pyvo.dal.adhoc import DatalinkResults
+    dl = DatalinkResults.from_result_url(f"{url}/datalink/links?ID={requests.utils.quote(DID)}")
+    assert {r.semantics for r in dl} >= {"#this", "#cutout", "#preview"}
+    this = next(r for r in dl if r.semantics == "#this")
+    assert this.access_url.startswith(base + "/data/pub/CFHT/282502o.fits.gz")  # data links stay direct
+    sync = dl.get_adhocservice_by_ivoid("ivo://ivoa.net/std/SODA#sync-1.0")
+    def param(res, name):
+        return next(p.value for p in res.params if p.name == name)
+    access = param(sync, "accessURL")
+    assert access == f"{url}/soda/cadc/sync"
+    async_ = dl.get_adhocservice_by_ivoid("ivo://ivoa.net/std/SODA#async-1.0")
+    assert param(async_, "accessURL") == base + "/caom2ops/async"
+    soda_id = next(p.value for p in sync.groups[0].entries if p.name == "ID")
+    emu.requests.clear()
+    r = requests.get(access, params={"ID": soda_id, "POS": "CIRCLE 210.3 54.4 0.01"}, headers=basic("bob", "b-pw"))
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/fits"
+    assert r.content == open("tests/fixtures/cadc/soda_cutout_CFHT_MegaCam.fits", "rb").read()
+    cookie = next(c for path, c, _ in emu.requests if path == "/caom2ops/sync")["CADC_SSO"]
+    assert emu.tokens[cookie] == "bob"
+    r = requests.get(access, params={"POS": "CIRCLE 210.3 54.4 0.01"})
+    assert r.status_code == 400 and r.text.startswith("UsageError")
+    r = requests.get(f"{url}/datalink/links", params=[("ID", DID), ("ID", "ivo://example.org/x")])
+    assert parse_votable(r.content)[1] == "ERROR" and b"different archives" in r.content
+
+
+def test_datalink_direct_mode_keeps_upstream_descriptors(cadc, tmp_path):
+    _, base = cadc
+    app = make_app(cadc_config(base, tmp_path, datalink_access="direct"), load_entrypoints=True)
+    try:
+        r = app.test_client().get("/datalink/links", query_string={"ID": DID})
+        assert r.status_code == 200 and f'value="{base}/caom2ops/sync"'.encode() in r.data
+        assert b"/soda/cadc/sync" not in r.data
+    finally:
+        app.extensions["vo_gateway"].jobs.close()

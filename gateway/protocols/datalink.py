@@ -42,6 +42,15 @@ def links():
         if fmt and fmt.split(";")[0].strip().lower() not in ("votable", "application/x-votable+xml", "text/xml"):
             raise UsageFault(f"unsupported RESPONSEFORMAT {fmt!r}; DataLink answers VOTable")
         ids = p.getlist("ID")
+        upstream = {a.name: a for a in gw().catalogue.archives.values()
+                    for i in ids if a.capabilities.datalink_proxy and a.claims(i)}
+        if upstream:
+            if len(upstream) > 1 or not all(next(iter(upstream.values())).claims(i) for i in ids):
+                raise UsageFault("these IDs belong to different archives; ask for each archive's IDs separately")
+            a = next(iter(upstream.values()))
+            for i in ids:
+                gw().queries._allowed(gw().actor(), "datalink", a.name, i)
+            return Response(a.datalink(ids, gw().actor(), gw().url(f"soda/{a.name}/sync")), content_type=MIME)
     except Fault as f:
         return dali_error(f, label=True)
     rows = []

@@ -15,10 +15,15 @@ class Params:
 
     @classmethod
     def from_request(cls) -> "Params":
+        return cls(cls.pairs_from_request())
+
+    @staticmethod
+    def pairs_from_request() -> list[tuple[str, str]]:
+        """(name, value) pairs of the query string and a POSTed form, names as sent."""
         pairs = list(request.args.items(multi=True))
         if request.method == "POST":
             pairs += list(request.form.items(multi=True))
-        return cls(pairs)
+        return pairs
 
     def get(self, name: str, default: str | None = None) -> str | None:
         vals = self._values.get(name.upper())

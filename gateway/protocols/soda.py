@@ -64,6 +64,28 @@ def sync():
                     headers={"Content-Disposition": f'inline; filename="{rec["obs_id"]}-cutout.fits"'})
 
 
+@bp.route("/<archive>/sync", methods=["GET", "POST"])
+def proxy_sync(archive):
+    """SODA sync of an upstream archive (the accessURL its DataLink descriptors point to when
+    ``datalink_access: gateway``): parameters forwarded, the answer streamed back."""
+    a = gw().catalogue.archives.get(archive)
+    try:
+        if a is None or not a.capabilities.datalink_proxy:
+            raise NotFoundFault(f"no SODA service for archive {archive}")
+        p = Params.from_request()
+        ids = p.getlist("ID")
+        if len(ids) != 1:
+            raise UsageFault("give exactly one ID")
+        gw().queries._allowed(gw().actor(), "cutout", a.name, ids[0])
+        pairs = Params.pairs_from_request()
+        gw().pm.hook.gateway_query_started(actor=public(gw().actor()), protocol="soda", archive=a.name,
+                                           query=dict(pairs))
+        status, ctype, body = a.soda(pairs, gw().actor())
+    except Fault as f:
+        return soda_error(f)
+    return Response(body, status=status, content_type=ctype)
+
+
 @bp.route("/capabilities")
 def capabilities():
     base = gw().url("soda")

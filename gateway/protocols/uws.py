@@ -40,11 +40,7 @@ def make_blueprint(service: str, name: str, prefix: str) -> Blueprint:
     def text(value: str) -> Response:
         return Response(value, mimetype="text/plain")
 
-    def pairs() -> list[tuple[str, str]]:
-        out = list(request.args.items(multi=True))
-        if request.method == "POST":
-            out += list(request.form.items(multi=True))
-        return out
+    pairs = Params.pairs_from_request
 
     def files() -> dict:
         return {k: f for k, f in request.files.items(multi=True)} if request.method == "POST" else {}

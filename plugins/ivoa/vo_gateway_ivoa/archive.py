@@ -23,8 +23,9 @@ import logging
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 import requests
@@ -63,6 +64,13 @@ class IvoaConfig(ArchiveConfig):
     timeout: float = Field(60.0, gt=0, description="seconds for one upstream HTTP request")
     poll_wait: int = Field(10, ge=1, le=60, description="UWS WAIT per poll of an upstream async job")
     auth: CookieLogin | None = Field(None, description="per-user upstream login (CADC: cookie CADC_SSO)")
+    datalink_url: AnyHttpUrl | None = Field(None, description="upstream DataLink links endpoint")
+    soda_url: AnyHttpUrl | None = Field(None, description="upstream SODA sync endpoint")
+    id_prefixes: list[str] = Field(default_factory=list, description="dataset IDs this upstream answers "
+                                   "DataLink for, e.g. ivo://cadc.nrc.ca/")
+    datalink_access: Literal["gateway", "direct"] = Field("gateway", description="SODA descriptors of "
+                                                          "DataLink answers point to the gateway or to the upstream")
+    max_cutout_bytes: int = Field(500_000_000, ge=1, description="largest SODA answer passed through")
 
 
 class UpstreamSession(requests.Session):
@@ -122,7 +130,10 @@ class IvoaArchive(Archive):
         super().__init__(name, config, base_dir=base_dir)
         self.url = str(config.tap_url).rstrip("/")
         self.to_upstream = {g.lower(): u for u, g in config.schemas.items()}
-        self.origins = {_origin(self.url)} | ({_origin(str(config.auth.login_url))} if config.auth else set())
+        extra = [config.auth.login_url if config.auth else None, config.datalink_url, config.soda_url]
+        self.origins = {_origin(self.url)} | {_origin(str(u)) for u in extra if u is not None}
+        if config.datalink_url is not None:
+            self.capabilities = replace(self.capabilities, datalink_proxy=True)
         self.adapter = requests.adapters.HTTPAdapter(pool_maxsize=16)
         self.session = UpstreamSession(self.origins, config.timeout, self.adapter)
         self._tokens: dict[str, tuple[str, float]] = {}  # owner key -> (token, expiry); memory only
@@ -298,6 +309,54 @@ class IvoaArchive(Archive):
             raise TransientFault(f"upstream TAP service {self.url} sent a VOTable without a result table")
         return votable_to_arrow(res.tables[0], f"upstream {self.url}")
 
+    # -- DataLink and SODA ----------------------------------------------------------------------
+    def claims(self, dataset_id: str) -> bool:
+        return any(dataset_id.startswith(p) for p in self.config.id_prefixes)
+
+    def datalink(self, ids: list[str], actor, soda_url: str) -> bytes:
+        """The upstream's DataLink document for ``ids`` (DataLink 1.1 §3); with
+        ``datalink_access: gateway`` its SODA sync descriptors point to ``soda_url``."""
+        session = self._session_for(actor)
+        try:
+            r = session.get(str(self.config.datalink_url), params=[("ID", i) for i in ids])
+        except requests.RequestException as e:
+            raise TransientFault(f"upstream DataLink service unreachable ({type(e).__name__})")
+        if r.status_code >= 500:
+            raise TransientFault(f"upstream DataLink service failed: HTTP {r.status_code} {r.text[:300]}")
+        if self.config.datalink_access == "direct" or self.config.soda_url is None:
+            return r.content
+        return rewrite_soda_descriptors(r.content, soda_url)
+
+    def soda(self, params: list[tuple[str, str]], actor):
+        """Forward one SODA sync request to ``soda_url`` with the caller's own login; the
+        answer (FITS or the upstream's text/plain error) is streamed back, at most
+        ``max_cutout_bytes``."""
+        if self.config.soda_url is None:
+            raise UsageFault(f"archive {self.name} has no SODA service configured")
+        session = self._session_for(actor)
+        try:
+            r = session.get(str(self.config.soda_url), params=params, stream=True)
+        except requests.RequestException as e:
+            raise TransientFault(f"upstream SODA service unreachable ({type(e).__name__})")
+        if r.status_code >= 500:
+            raise TransientFault(f"upstream SODA service failed: HTTP {r.status_code} {r.text[:300]}")
+        size = int(r.headers.get("Content-Length") or 0)
+        if size > self.config.max_cutout_bytes:
+            r.close()
+            raise UsageFault(f"the cutout would be {size} bytes; the limit is {self.config.max_cutout_bytes}")
+        limit = self.config.max_cutout_bytes
+
+        def chunks():
+            sent = 0
+            with r:
+                for chunk in r.iter_content(1 << 16):
+                    sent += len(chunk)
+                    if sent > limit:  # status already sent: stop rather than pass more
+                        log.warning("SODA answer of %s cut at %d bytes", self.name, limit)
+                        return
+                    yield chunk
+        return r.status_code, r.headers.get("Content-Type", "application/octet-stream"), chunks()
+
     def availability(self) -> tuple[bool, str]:
         try:
             r = self.session.get(self.url + "/availability", timeout=(5, 10))
@@ -305,6 +364,26 @@ class IvoaArchive(Archive):
             return ok, f"{self.name}: upstream {self.url} {'available' if ok else f'HTTP {r.status_code}'}"
         except requests.RequestException as e:
             return False, f"{self.name}: upstream {self.url} unreachable ({type(e).__name__})"
+
+
+def rewrite_soda_descriptors(doc: bytes, soda_url: str) -> bytes:
+    """Point the ``accessURL`` of every SODA sync service descriptor (DataLink 1.1 §4) of a
+    DataLink document at ``soda_url``; everything else is kept."""
+    from xml.etree import ElementTree as ET
+    try:
+        root = ET.fromstring(doc)
+    except ET.ParseError as e:
+        raise TransientFault(f"upstream DataLink answer is not XML ({e})")
+    for res in root.iter():
+        if not res.tag.endswith("RESOURCE") or res.get("type") != "meta":
+            continue
+        params = {p.get("name"): p for p in res if p.tag.endswith("PARAM")}
+        std = params.get("standardID")
+        if std is not None and (std.get("value") or "").lower().startswith("ivo://ivoa.net/std/soda#sync"):
+            params["accessURL"].set("value", soda_url)
+            params["accessURL"].attrib.pop("arraysize", None)
+            params["accessURL"].set("arraysize", "*")
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
 def _is_votable(r) -> bool:
