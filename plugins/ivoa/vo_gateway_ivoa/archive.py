@@ -128,27 +128,35 @@ class IvoaArchive(Archive):
 
     def __init__(self, name, config: IvoaConfig, *, base_dir):
         super().__init__(name, config, base_dir=base_dir)
-        self.url = str(config.tap_url).rstrip("/")
+        self.url = str(config.tap_url).rstrip("/") if config.tap_url else None
         self.to_upstream = {g.lower(): u for u, g in config.schemas.items()}
-        extra = [config.auth.login_url if config.auth else None, config.datalink_url, config.soda_url]
-        self.origins = {_origin(self.url)} | {_origin(str(u)) for u in extra if u is not None}
+        self.origins = {_origin(str(u)) for u in [self.url, *self.upstream_urls()] if u}
         if config.datalink_url is not None:
             self.capabilities = replace(self.capabilities, datalink_proxy=True)
         self.adapter = requests.adapters.HTTPAdapter(pool_maxsize=16)
         self.session = UpstreamSession(self.origins, config.timeout, self.adapter)
         self._tokens: dict[str, tuple[str, float]] = {}  # owner key -> (token, expiry); memory only
         self._tokens_lock = threading.Lock()
-        snap = (Path(base_dir) / config.snapshot) if config.snapshot else None
+        self._tables = self.load_tables((Path(base_dir) / config.snapshot) if config.snapshot else None)
+
+    def upstream_urls(self) -> list:
+        """Every upstream URL besides ``tap_url`` the archive may contact (its allowed origins)."""
+        c = self.config
+        return [c.auth.login_url if c.auth else None, c.datalink_url, c.soda_url]
+
+    def load_tables(self, snap: Path | None) -> list[Table]:
+        """Import the tables from the upstream; keep them in ``snap``; fall back to ``snap``."""
         try:
-            self._tables = self._import()
+            tables = self._import()
             if snap is not None:
                 snap.parent.mkdir(parents=True, exist_ok=True)
-                snap.write_text(json.dumps([_table_json(t) for t in self._tables], indent=1))
+                snap.write_text(json.dumps([_table_json(t) for t in tables], indent=1))
+            return tables
         except (requests.RequestException, OSError, ValueError, DALServiceError) as e:
             if snap is None or not snap.exists():
                 raise ValueError(f"upstream {self.url} unreachable ({type(e).__name__}) and no metadata snapshot")
-            log.warning("%s: upstream metadata not readable (%s); using snapshot %s", name, type(e).__name__, snap)
-            self._tables = [_table_from_json(d) for d in json.loads(snap.read_text())]
+            log.warning("%s: upstream metadata not readable (%s); using snapshot %s", self.name, type(e).__name__, snap)
+            return [_table_from_json(d) for d in json.loads(snap.read_text())]
 
     # -- metadata -------------------------------------------------------------------------
     def _import(self) -> list[Table]:
