@@ -1,0 +1,1 @@
+"""vo-gateway archive kind ``skymapper``: the SkyMapper Southern Survey (ANU/NCI ASVO)."""

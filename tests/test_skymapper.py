@@ -1,0 +1,172 @@
+"""Kind ``skymapper`` (plugins/skymapper) against the sm-cone emulation and, for the TAP path,
+a real TAP service on loopback serving the same synthetic sky as ``dr2.master`` (issue 6)."""
+
+import subprocess
+
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import needs_stilts
+from emulators.skymapper import _sep, skymapper_app
+from gateway.hookspecs import hookimpl
+from gateway.testing import make_app, parse_votable, serve
+
+SEED_CONE = ("http://skymapper.anu.edu.au/sm-cone/public/query?RA=33.639837321&DEC=-0.766719986&SR=0.1&VERB=3"
+             "&CATALOG=dr2.master&RESPONSEFORMAT=XML")  # the customer's slides
+RA0, DEC0 = 33.639837321, -0.766719986
+
+
+@pytest.fixture(scope="module")
+def emu():
+    app = skymapper_app()
+    with serve(app) as base:
+        yield app, base
+
+
+def sm_config(base, tmp, **extra):
+    return {"archives": {"sm": {"kind": "skymapper", "cone_url": base + "/sm-cone/public/query", "timeout": 2, **extra}},
+            "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r")}}
+
+
+@pytest.fixture(scope="module")
+def gw(emu, tmp_path_factory):
+    app = make_app(sm_config(emu[1], tmp_path_factory.mktemp("sm")), load_entrypoints=True)
+    with serve(app) as url:
+        yield app, url
+    app.extensions["vo_gateway"].jobs.close()
+
+
+def truth(emu_app, catalog, ra, dec, r):
+    t = emu_app.catalogue(catalog)
+    d = _sep(t["raj2000"].to_numpy(), t["dej2000"].to_numpy(), ra, dec)
+    return t.filter(d <= r), d
+
+
+def test_scs_sends_the_seed_request_and_returns_the_upstream_rows(gw, emu):
+    import pyvo
+    app, base = emu
+    res = pyvo.dal.SCSService(gw[1] + "/scs/skymapper_dr2.master").search(pos=(RA0, DEC0), radius=0.1, verbosity=3)
+    sent = app.requests[-1]
+    seed = {k: v[0] for k, v in parse_qs(urlsplit(SEED_CONE).query).items()}
+    assert {k: v for k, v in sent.items() if k != "RESPONSEFORMAT"} == \
+        {k: v for k, v in seed.items() if k != "RESPONSEFORMAT"}
+    assert sent["RESPONSEFORMAT"] == "CSV"  # parsed with pyarrow
+    t = res.to_table()
+    expected, _ = truth(app, "dr2.master", RA0, DEC0, 0.1)
+    assert sorted(map(int, t["object_id"])) == sorted(expected["object_id"].to_pylist()) and len(t) > 10  # ID_MAIN is char (SCS 1.03)
+    assert len(t.colnames) == 100
+    fields = {f.name: f for f in res.votable.get_first_table().fields}
+    assert fields["g_psf"].unit == "mag" and fields["g_psf"].datatype == "float"
+    masked = t["e_g_psf"].mask.sum()
+    assert masked == sum(v is None for v in expected["e_g_psf"].to_pylist())  # nulls kept
+
+
+def test_scs_limits_and_upstream_errors(gw, emu, tmp_path):
+    import requests
+    r = requests.get(gw[1] + "/scs/skymapper_dr2.master", params={"RA": RA0, "DEC": DEC0, "SR": 2})
+    assert b"limited to a radius of 1.0 deg" in r.content
+    broken = make_app(sm_config("http://127.0.0.1:9", tmp_path), load_entrypoints=True)
+    try:
+        r = broken.test_client().get("/scs/skymapper_dr4.master", query_string={"RA": RA0, "DEC": DEC0, "SR": 0.1})
+        assert r.status_code == 503 and b"SkyMapper cone search unreachable" in r.data
+    finally:
+        broken.extensions["vo_gateway"].jobs.close()
+
+
+def test_adql_bounded_by_a_cone_is_answered_exactly(gw, emu):
+    app, _ = emu
+    c = gw[0].test_client()
+    q = ("SELECT object_id, g_psf, r_psf, g_psf - r_psf AS gr, "
+         "DISTANCE(POINT('ICRS', raj2000, dej2000), POINT('ICRS', 33.64, -0.77)) AS d FROM skymapper_dr2.master "
+         "WHERE 1 = CONTAINS(POINT('ICRS', raj2000, dej2000), CIRCLE('ICRS', 33.64, -0.77, 0.2)) "
+         "AND (g_psf < 14 OR r_psf > 20) ORDER BY d")
+    r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": q})
+    got, status, _ = parse_votable(r.data)
+    assert status == "OK"
+    assert app.requests[-1]["SR"] == "0.2" and app.requests[-1]["VERB"] == "3"
+    sel, d = truth(app, "dr2.master", 33.64, -0.77, 0.2)
+    g, rr = sel["g_psf"].to_numpy(), sel["r_psf"].to_numpy()
+    keep = (g < 14) | (rr > 20)
+    ids = np.array(sel["object_id"].to_pylist())[keep]
+    dist = _sep(sel["raj2000"].to_numpy(), sel["dej2000"].to_numpy(), 33.64, -0.77)[keep]
+    assert list(got["object_id"]) == list(ids[np.argsort(dist, kind="stable")])
+    assert np.allclose(got["gr"], got["g_psf"] - got["r_psf"])
+    r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT TOP 3 object_id FROM skymapper_dr4.master"})
+    assert r.status_code == 400 and b"add a cone on skymapper_dr4.master" in r.data
+
+
+def test_metadata_snapshot_in_tap_schema(gw):
+    from astropy.io.votable.ucd import check_ucd
+    c = gw[0].test_client()
+    r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT column_name, unit, ucd FROM TAP_SCHEMA.columns "
+                                         "WHERE table_name = 'skymapper_dr2.master'"})
+    t, _, _ = parse_votable(r.data)
+    assert len(t) == 100
+    by = {row["column_name"]: row for row in t}
+    assert by["raj2000"]["ucd"] == "pos.eq.ra;meta.main" and by["i_psf"]["ucd"] == "phot.mag;em.opt.I"
+    assert all(check_ucd(u, check_controlled_vocabulary=True) for u in t["ucd"] if u)
+
+
+class Recorder:
+    def __init__(self):
+        self.queries = []
+
+    @hookimpl
+    def gateway_query_started(self, actor, protocol, archive, query):
+        self.queries.append(query)
+
+
+@pytest.fixture(scope="module")
+def sm_tap(emu, tmp_path_factory):
+    """SkyMapper's TAP, emulated by a gateway serving the same synthetic dr2.master."""
+    from vo_gateway_skymapper.metadata import dr2_master
+    tmp = tmp_path_factory.mktemp("smtap")
+    pq.write_table(emu[0].catalogue("dr2.master"), tmp / "master.parquet")
+    cols = [{"name": c.name, "unit": c.unit, "ucd": c.ucd, "description": c.description} for c in dr2_master("dr2").columns]
+    rec = Recorder()
+    app = make_app({"archives": {"sm": {"kind": "embedded", "adql_schema": "dr2", "tables": [
+        {"name": "master", "source": str(tmp / "master.parquet"), "description": "SkyMapper DR2 master (emulated)",
+         "columns": cols, "ra_column": "raj2000", "dec_column": "dej2000", "id_column": "object_id"}]}},
+        "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r")}}, plugins=[rec], load_entrypoints=True)
+    with serve(app) as base:
+        yield base + "/tap", rec
+    app.extensions["vo_gateway"].jobs.close()
+
+
+def test_tap_path_forwards_and_handles_the_distance_quirk(emu, sm_tap, gw, tmp_path):
+    tap_url, rec = sm_tap
+    app = make_app(sm_config(emu[1], tmp_path, tap_url=tap_url, catalogs=["dr2.master"]), load_entrypoints=True)
+    try:
+        c = app.test_client()
+        q = ("SELECT TOP 20 object_id, DISTANCE(POINT('ICRS', raj2000, dej2000), POINT('ICRS', 33.64, -0.77)) AS d "
+             "FROM skymapper_dr2.master WHERE 1 = CONTAINS(POINT('ICRS', raj2000, dej2000), "
+             "CIRCLE('ICRS', 33.64, -0.77, 0.2)) ORDER BY DISTANCE(POINT('ICRS', raj2000, dej2000), POINT('ICRS', 33.64, -0.77))")
+        r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": q})
+        via_tap, status, _ = parse_votable(r.data)
+        sent = rec.queries[-1]
+        assert status == "OK" and "FROM dr2.master" in sent and 'ORDER BY "d"' in sent
+        r = gw[0].test_client().get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": q.replace(
+            "ORDER BY DISTANCE(POINT('ICRS', raj2000, dej2000), POINT('ICRS', 33.64, -0.77))", "ORDER BY d")})
+        via_cone, _, _ = parse_votable(r.data)
+        assert list(via_tap["object_id"]) == list(via_cone["object_id"]) and len(via_tap) == 20
+        r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT TOP 2 object_id FROM skymapper_dr2.master "
+                                             "ORDER BY DISTANCE(POINT('ICRS', raj2000, dej2000), POINT('ICRS', 1, 1))"})
+        assert r.status_code == 400 and b"select the DISTANCE with an alias" in r.data
+    finally:
+        app.extensions["vo_gateway"].jobs.close()
+
+
+@needs_stilts
+def test_stilts_cone_through_the_gateway(gw, emu):
+    out = subprocess.run(["stilts", "cone", f"serviceurl={gw[1]}/scs/skymapper_dr2.master", f"lon={RA0}", f"lat={DEC0}",
+                          "radius=0.05", "verb=1", "ofmt=csv"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    expected, _ = truth(emu[0], "dr2.master", RA0, DEC0, 0.05)
+    assert lines[0].split(",")[:3] == ["object_id", "raj2000", "dej2000"]
+    assert sorted(int(l.split(",")[0]) for l in lines[1:]) == sorted(expected["object_id"].to_pylist())
+
+
