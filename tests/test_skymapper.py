@@ -94,8 +94,16 @@ def test_adql_bounded_by_a_cone_is_answered_exactly(gw, emu):
     dist = _sep(sel["raj2000"].to_numpy(), sel["dej2000"].to_numpy(), 33.64, -0.77)[keep]
     assert list(got["object_id"]) == list(ids[np.argsort(dist, kind="stable")])
     assert np.allclose(got["gr"], got["g_psf"] - got["r_psf"])
-    r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT TOP 3 object_id FROM skymapper_dr4.master"})
+    r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT object_id FROM skymapper_dr4.master "
+                                         "WHERE g_psf < 13"})
     assert r.status_code == 400 and b"add a cone on skymapper_dr4.master" in r.data
+    # any n rows (no WHERE/ORDER BY): taken around sample_position, the cone growing until enough
+    for extra in ({"QUERY": "SELECT TOP 300 object_id, raj2000 FROM skymapper_dr4.master"},
+                  {"QUERY": "SELECT object_id FROM skymapper_dr4.master", "MAXREC": "250"}):
+        r = c.get("/tap/sync", query_string={"LANG": "ADQL", **extra})
+        t, status, _ = parse_votable(r.data)
+        assert len(t) == int(extra.get("MAXREC", 300)) and status == ("OVERFLOW" if "MAXREC" in extra else "OK")
+        assert float(app.requests[-1]["SR"]) > 0.05 and app.requests[-1]["CATALOG"] == "dr4.master"
 
 
 def test_metadata_snapshot_in_tap_schema(gw):

@@ -7,6 +7,8 @@
 * ``/argus/sync`` — ADQL on ``ivoa.ObsCore`` evaluated over the real recorded row(s) (DuckDB;
   geometry is answered with CADC's error text for what the emulation cannot evaluate);
   answers are VOTable TABLEDATA with ``QUERY_STATUS``; errors are error VOTables;
+* ``/argus/async`` — UWS 1.1 jobs (in memory; the query runs when RUN is posted), documents
+  written with the gateway's own UWS renderer;
 * ``/ac/login`` — ``username``/``password`` form → the ``CADC_SSO`` token as text/plain, 401 otherwise;
 * ``/caom2ops/datalink`` and ``/caom2ops/sync`` — the real DataLink document and SODA cutout.
 
@@ -48,7 +50,7 @@ def cadc_app(users: dict[str, str] | None = None) -> Flask:
     tab = _obscore()
     db = duckdb.connect()
     db.execute("CREATE SCHEMA ivoa")
-    db.register("obscore_rows", tab.to_table().to_pandas())
+    db.register("obscore_rows", tab.to_table(use_names_over_ids=True).to_pandas())
     db.execute("CREATE TABLE ivoa.ObsCore AS SELECT * FROM obscore_rows")
 
     @app.before_request
@@ -86,9 +88,56 @@ def cadc_app(users: dict[str, str] | None = None) -> Flask:
                 + "".join(cols) + "</table></schema></vosi:tableset>")
         return Response(body, mimetype="text/xml")
 
+    jobs: dict = {}
+
+    @app.route("/argus/async", methods=["POST"])
+    def create():
+        from gateway.uws.job import Job
+        job = Job(job_id=f"j{len(jobs)}", service="tap", parameters=[(k.upper(), v) for k, v in request.form.items()])
+        jobs[job.job_id] = job
+        if request.form.get("PHASE", "").upper() == "RUN":
+            run_job(job)
+        return Response("", 303, {"Location": f"{request.host_url}argus/async/{job.job_id}"})
+
+    def run_job(job):
+        from gateway.uws.job import Result, utcnow
+        resp = evaluate({k: v for k, v in job.parameters})
+        job.start_time = job.end_time = utcnow()
+        if resp.status_code == 200:
+            job.phase, job.results = "COMPLETED", [Result("result", VOT, "", len(resp.data), 0)]
+            job.result_body = resp.data
+        else:
+            job.phase, job.error_message = "ERROR", resp.data.decode()
+
+    @app.route("/argus/async/<job_id>", methods=["GET", "DELETE", "POST"])
+    def job_doc(job_id):
+        from gateway.uws.xml import job_document
+        job = jobs.get(job_id)
+        if job is None:
+            return Response("not found", 404, mimetype="text/plain")
+        if request.method == "DELETE" or request.form.get("ACTION", "").upper() == "DELETE":
+            del jobs[job_id]
+            return Response("", 303, {"Location": f"{request.host_url}argus/async"})
+        return Response(job_document(job, f"{request.host_url}argus/async/{job_id}"), mimetype="text/xml")
+
+    @app.route("/argus/async/<job_id>/phase", methods=["POST"])
+    def phase(job_id):
+        job = jobs[job_id]
+        if request.form.get("PHASE", "").upper() == "RUN" and job.phase == "PENDING":
+            run_job(job)
+        elif request.form.get("PHASE", "").upper() == "ABORT" and job.phase in ("PENDING", "QUEUED", "EXECUTING"):
+            job.phase = "ABORTED"
+        return Response("", 303, {"Location": f"{request.host_url}argus/async/{job_id}"})
+
+    @app.route("/argus/async/<job_id>/results/result")
+    def result(job_id):
+        return Response(jobs[job_id].result_body, mimetype=VOT)
+
     @app.route("/argus/sync", methods=["GET", "POST"])
     def sync():
-        p = {k.upper(): v for k, v in request.values.items()}
+        return evaluate({k.upper(): v for k, v in request.values.items()})
+
+    def evaluate(p: dict) -> Response:
         if p.get("LANG", "").upper() not in ("ADQL", "ADQL-2.0"):
             return error_votable("unknown LANG")
         q = p.get("QUERY", "")

@@ -52,6 +52,8 @@ class SkyMapperConfig(IvoaConfig):
     siap_url: AnyHttpUrl | None = Field(None, description="SIAP base, e.g. https://api.skymapper.nci.org.au/public/siap/dr4")
     max_sr: float = Field(1.0, gt=0, le=10, description="largest cone radius sent to sm-cone, degrees")
     max_rows: int = Field(1_000_000, ge=1, description="largest answer sm-cone gives")
+    sample_position: tuple[float, float] = Field((33.639837321, -0.766719986), description="where 'any n rows' "
+                                                 "queries (TOP n without WHERE/ORDER BY) take their rows, deg")
 
     @model_validator(mode="after")
     def _tables_are_catalogs(self):
@@ -65,13 +67,17 @@ class SkyMapperConfig(IvoaConfig):
 
 @dataclass
 class ConePlan:
-    """ADQL answered from one sm-cone call plus an exact residual evaluated by DuckDB."""
+    """ADQL answered from one sm-cone call plus an exact residual evaluated by DuckDB.
+    ``sample`` marks a query that asks for any n rows (no WHERE, ORDER BY, grouping or
+    DISTINCT): the cone then grows around ``sample_position`` until it holds enough rows."""
 
     catalog: str
     cone: Cone
     sql: str
     view: str
     outputs: list[OutputColumn]
+    sample: bool = False
+    top: int | None = None
 
 
 class SkyMapperArchive(IvoaArchive):
@@ -111,7 +117,15 @@ class SkyMapperArchive(IvoaArchive):
     def execute(self, native, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
         if isinstance(native, ForwardPlan):
             return super().execute(native, maxrec, top, context)
-        batch = self._cone(native.catalog, native.cone, 3, context.actor if context else None)
+        actor = context.actor if context else None
+        batch = self._cone(native.catalog, native.cone, 3, actor)
+        want = (maxrec + 1) if maxrec is not None else self.config.max_rows
+        if native.top is not None:
+            want = min(want, native.top)
+        radius = native.cone.radius
+        while native.sample and batch.num_rows < want and radius < self.config.max_sr:
+            radius = min(radius * 4, self.config.max_sr)
+            batch = self._cone(native.catalog, Cone(native.cone.ra, native.cone.dec, radius), 3, actor)
         con = duckdb.connect()
         con.register(native.view, pa.Table.from_batches([batch]))
         sql = native.sql if maxrec is None else f"SELECT * FROM ({native.sql}) AS _q LIMIT {maxrec + 1}"
@@ -136,6 +150,9 @@ class SkyMapperArchive(IvoaArchive):
         table: Table = node.meta["gw_table"]
         alias = node.alias_or_name
         cone = _find_cone(query.ast, alias, table)
+        sample = cone is None and _any_rows(query.ast)
+        if sample:
+            cone = Cone(*self.config.sample_position, 0.05)
         if cone is None:
             raise UsageFault(f"add a cone on {table.qualified_name}: WHERE 1 = CONTAINS(POINT('ICRS', "
                              f"{table.ra_column}, {table.dec_column}), CIRCLE('ICRS', ra, dec, radius)) "
@@ -148,7 +165,8 @@ class SkyMapperArchive(IvoaArchive):
         for col in tree.find_all(exp.Column):
             if col.args.get("db") is not None:
                 col.set("db", None)
-        return ConePlan(self.upstream_name(table), cone, tree.sql(dialect="duckdb"), view, query.output)
+        return ConePlan(self.upstream_name(table), cone, tree.sql(dialect="duckdb"), view, query.output, sample,
+                        query.top)
 
     # -- SCS ------------------------------------------------------------------------------
     def cone_search(self, table: Table, cone: Cone, maxrec: int | None, verb: int) -> RowStream:
@@ -261,6 +279,15 @@ def _find_cone(tree: exp.Select, alias: str, table: Table) -> Cone | None:
         except (ValueError, TypeError, duckdb.Error):
             continue
     return None
+
+
+def _any_rows(tree: exp.Select) -> bool:
+    """True when any rows of the table answer the query (TAP 1.1 §2.7.4: without ORDER BY a
+    TOP/MAXREC result is an arbitrary subset): no WHERE, ORDER BY, GROUP BY, HAVING, DISTINCT
+    or aggregate."""
+    if any(tree.args.get(k) for k in ("where", "order", "group", "having", "distinct")):
+        return False
+    return not any(True for _ in tree.find_all(exp.AggFunc))
 
 
 def _alias_distance_order(tree: exp.Select) -> None:

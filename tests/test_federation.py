@@ -1,0 +1,50 @@
+"""One gateway over the demo archive, CADC (kind ivoa, emulated from real fixtures) and
+SkyMapper (kind skymapper, emulated sm-cone): taplint finds no errors, and a pyvo user sees
+every archive through the one TAP service (issue 6, "for both")."""
+import json
+import subprocess
+
+import pytest
+
+from conftest import demo_config, needs_stilts
+from emulators.cadc import cadc_app
+from emulators.skymapper import skymapper_app
+from gateway.testing import make_app, serve
+
+
+@pytest.fixture(scope="module")
+def federated(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fed")
+    with serve(cadc_app()) as cadc, serve(skymapper_app()) as sm:
+        cfg = demo_config(tmp)
+        cfg["archives"]["cadc"] = {"kind": "ivoa", "tap_url": cadc + "/argus", "schemas": {"ivoa": "cadc"}}
+        cfg["archives"]["skymapper"] = {"kind": "skymapper", "cone_url": sm + "/sm-cone/public/query"}
+        app = make_app(cfg, load_entrypoints=True)
+        with serve(app) as url:
+            yield url
+        app.extensions["vo_gateway"].jobs.close()
+
+
+def test_pyvo_sees_every_archive(federated):
+    import pyvo
+    tap = pyvo.dal.TAPService(federated + "/tap")
+    names = {t.name for t in tap.tables}
+    assert {"demo.gaia_dr3_g10", "cadc.ObsCore", "skymapper_dr2.master", "skymapper_dr4.master"} <= names
+    assert len(tap.run_sync("SELECT TOP 3 source_id FROM demo.gaia_dr3_g10")) == 3
+    assert len(tap.run_sync("SELECT obs_id FROM cadc.ObsCore")) == 1
+    assert len(tap.run_async("SELECT obs_id, s_ra FROM cadc.ObsCore")) == 1  # upstream UWS job
+    assert len(tap.run_sync("SELECT TOP 4 object_id FROM skymapper_dr2.master")) == 4
+    res = pyvo.dal.SCSService(federated + "/scs/skymapper_dr4.master").search(pos=(33.64, -0.77), radius=0.1)
+    assert len(res) > 0
+
+
+@needs_stilts
+def test_taplint_over_the_federated_service(federated, tmp_path):
+    stages = "TMV TME TMS TMC CPV CAP AVV QGE QPO QAS UWS MDQ OBS UPL EXA"
+    out = subprocess.run(["stilts", "taplint", f"tapurl={federated}/tap", f"stages={stages}", "format=json",
+                          "report=EWF", "maxrepeat=4"], capture_output=True, text=True, timeout=600)
+    (tmp_path / "taplint.json").write_text(out.stdout)
+    doc = json.loads(out.stdout)
+    bad = [(s["code"], r["code"], r["text"]) for s in doc["sections"] for r in s["reports"]
+           if r["level"] in ("ERROR", "FAILURE")]
+    assert bad == []
