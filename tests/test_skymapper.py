@@ -3,6 +3,7 @@ a real TAP service on loopback serving the same synthetic sky as ``dr2.master`` 
 
 import subprocess
 
+import io
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -178,3 +179,60 @@ def test_stilts_cone_through_the_gateway(gw, emu):
     assert sorted(int(l.split(",")[0]) for l in lines[1:]) == sorted(expected["object_id"].to_pylist())
 
 
+
+
+SEED_SIAP = ("http://api.skymapper.nci.org.au/public/siap/dr2/query?POS=33.639837321,-0.766719986&SIZE=0.17,0.17"
+             "&FORMAT=image/fits&INTERSECT=center&%20&RESPONSEFORMAT=HTML")  # the customer's slides
+
+
+@pytest.fixture(scope="module")
+def gw_images(emu, tmp_path_factory):
+    app = make_app(sm_config(emu[1], tmp_path_factory.mktemp("smi"), siap_url=emu[1] + "/siap/dr2"),
+                   load_entrypoints=True)
+    with serve(app) as url:
+        yield app, url
+    app.extensions["vo_gateway"].jobs.close()
+
+
+def test_sia2_sends_the_seed_siap_request_and_lists_each_image(gw_images, emu):
+    import pyvo
+    from emulators.skymapper import synthetic_images
+    app, _ = emu
+    res = pyvo.dal.SIA2Service(gw_images[1] + "/sia/query", check_baseurl=False).search(
+        pos=(RA0, DEC0, 0.085), band=(4.5e-7, 6.5e-7))
+    sent = app.requests[-1]
+    seed = {k: v[0] for k, v in parse_qs(urlsplit(SEED_SIAP).query).items()}
+    assert sent["_path"] == "/siap/dr2/query"
+    assert [sent[k] for k in ("POS", "SIZE", "FORMAT")] == [seed[k] for k in ("POS", "SIZE", "FORMAT")]
+    assert sent["INTERSECT"] == "OVERLAPS" and sent["BAND"] == "g,r"  # SIA 2.0 semantics: overlapping images
+    t = res.to_table()
+    c = np.cos(np.radians(DEC0))
+    expected = sorted(i["unique_image_id"] for i in synthetic_images() if i["band"] in "gr"
+                      and abs((i["ra"] - RA0) * c) <= (i["w"] + 0.17) / 2 and abs(i["dec"] - DEC0) <= (i["h"] + 0.17) / 2)
+    assert sorted(t["obs_id"]) == expected and len(expected) == 8
+    assert set(t["obs_publisher_did"]) == {f"ivo://skymapper.anu.edu.au/dr2?{i}" for i in expected}
+    assert all(4.32e-7 <= v <= 6.97e-7 for v in t["em_min"])
+    assert {"s_region", "t_exptime", "s_resolution", "access_url"} <= set(t.colnames)
+    assert all(u.startswith(emu[1] + "/siap/dr2/get_image?") for u in t["access_url"])
+
+
+def test_datalink_and_soda_cutouts_through_get_image(gw_images, emu):
+    import requests
+    from astropy.io import fits
+    from astropy.wcs import WCS
+    url = gw_images[1]
+    did = "ivo://skymapper.anu.edu.au/dr2?2014041012020021-10"
+    r = requests.get(url + "/datalink/links", params={"ID": did})
+    links, status, _ = parse_votable(r.content)
+    assert status == "OK" and list(links["semantics"]) == ["#this", "#cutout"]
+    assert f'value="{url}/soda/sm/sync"'.encode() in r.content
+    r = requests.get(url + "/soda/sm/sync", params={"ID": did, "POS": "CIRCLE 33.64 -0.77 0.05"})
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/fits"
+    hdu = fits.open(io.BytesIO(r.content))[0]
+    assert hdu.header["IMAGEID"] == "2014041012020021-10"
+    assert np.allclose(WCS(hdu.header).wcs.crval, [33.64, -0.77])
+    assert emu[0].requests[-1]["SIZE"] == "0.1,0.1" and emu[0].requests[-1]["IMAGE"] == "2014041012020021-10"
+    r = requests.get(url + "/soda/sm/sync", params={"ID": did, "CIRCLE": "33.64 -0.77 0.1"})
+    assert r.status_code == 400 and r.text.startswith("UsageError") and "0.17 deg" in r.text
+    r = requests.get(url + "/soda/sm/sync", params={"ID": did[:-2] + "99", "CIRCLE": "33.64 -0.77 0.01"})
+    assert r.status_code == 400 and "unknown IMAGE" in r.text

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from flask import Blueprint, Response, current_app, send_file
 
-from ..archive import ImageQuery
+from ..archive import Archive, ImageQuery
 from ..faults import Fault, NotFoundFault, UsageFault
 from ..formats.votable import error_document
 from ..obscore import OBSCORE_COLUMNS, shape_overlaps_polygon, unit, polygon_contains, shape_vertices
@@ -144,7 +144,8 @@ def sia2():
     # one archive answers in the common case; several are concatenated
     batches, overflow = [], False
     for archive, stream in results:
-        stream = with_access_urls(stream, archive.name)
+        if type(archive).image_file is not Archive.image_file:  # local files: served by /data
+            stream = with_access_urls(stream, archive.name)
         batches.extend(list(stream))
         overflow |= stream.overflow
     rows = sum(b.num_rows for b in batches)

@@ -134,7 +134,8 @@ class QueryService:
     def images(self, query: ImageQuery, actor=None) -> list[tuple[Archive, RowStream]]:
         out = []
         for archive in self.gw.image_archives():
-            if query.collection and archive.config.image_collection not in query.collection:
+            own = getattr(archive.config, "image_collection", None)  # archives naming one collection
+            if query.collection and own is not None and own not in query.collection:
                 continue
             self._allowed(actor, "images", archive.name, archive.name)
             out.append((archive, archive.image_search(query)))

@@ -1,5 +1,8 @@
-"""A loopback emulation of SkyMapper's sm-cone service (REFERENCE.md §3.1; no recorded
-response exists publicly, so it follows the reference): ``GET /sm-cone/public/query`` with
+"""A loopback emulation of SkyMapper's sm-cone and SIAP services (REFERENCE.md §3.1-3.2; no
+recorded response exists publicly, so it follows the reference).  SIAP: ``/siap/{dr}/query``
+(``POS=ra,dec``, ``SIZE``, ``BAND``, ``INTERSECT``, ``MJD_START/END``; CSV rows with
+``unique_image_id, band, image_type, exptime, mjd_obs, mean_fwhm, zpapprox, get_fits, get_mask``)
+and ``/siap/{dr}/get_image`` (FITS cutouts, ``SIZE`` at most 0.17 deg).  sm-cone: ``GET /sm-cone/public/query`` with
 ``RA``, ``DEC``, ``SR`` (deg), ``VERB`` (1: id and position; 2: + PSF magnitudes; 3: all),
 ``CATALOG`` (``dr2.master``, ``dr4.master``; default ``dr4.master``) and ``RESPONSEFORMAT``
 (``CSV`` or ``VOTABLE``), rows sorted by distance from the centre.
@@ -105,4 +108,91 @@ def skymapper_app() -> Flask:
         vot.to_xml(buf)
         return Response(buf.getvalue(), mimetype="text/xml")
 
+    add_siap(app)
     return app
+
+
+# -- SIAP (REFERENCE.md §3.2) -------------------------------------------------------------------
+BAND_ORDER = "uvgriz"
+
+
+def synthetic_images(seed: int = 4510) -> list[dict]:
+    """Exposures covering both fields: per field, 2 epochs x 6 bands x 2 CCDs, main (100 s) and
+    short (5 s) images alternating; each CCD covers 0.5 deg (RA) x 1.0 deg (Dec)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for f, (ra0, dec0) in enumerate(FIELDS):
+        for epoch in range(2):
+            for b, band in enumerate(BAND_ORDER):
+                stamp = f"2014{4 + f:02d}{10 + epoch:02d}12{b:02d}{epoch:02d}21"
+                for ccd in (10, 11):
+                    off = (ccd - 10.5) * 0.5
+                    short = (epoch + b) % 2 == 1
+                    out.append({"unique_image_id": f"{stamp}-{ccd}", "band": band,
+                                "image_type": "short" if short else "main", "exptime": 5.0 if short else 100.0,
+                                "mjd_obs": 56770.5 + 30 * f + epoch + b / 100, "mean_fwhm": float(rng.uniform(2, 3.5)),
+                                "zpapprox": float(rng.uniform(25, 26.5)),
+                                "ra": ra0 + off / np.cos(np.radians(dec0)), "dec": dec0, "w": 0.5, "h": 1.0})
+    return out
+
+
+def _overlap(img, ra, dec, w, h) -> bool:
+    c = np.cos(np.radians(dec))
+    return abs((img["ra"] - ra) * c) <= (img["w"] + w) / 2 and abs(img["dec"] - dec) <= (img["h"] + h) / 2
+
+
+def add_siap(app: Flask) -> None:
+    images = synthetic_images()
+
+    @app.route("/siap/<dr>/query")
+    def siap_query(dr):
+        app.requests.append({"_path": request.path, **dict(request.args)})
+        a = request.args
+        try:
+            ra, dec = (float(x) for x in a["POS"].split(","))
+            size = [float(x) for x in a.get("SIZE", "0.0833").split(",")]
+        except (KeyError, ValueError):
+            return Response("Error: POS=ra,dec and SIZE=deg[,deg] are required", 400, mimetype="text/plain")
+        w, h = (size[0], size[-1])
+        bands = a.get("BAND", "all").lower()
+        wanted = set(BAND_ORDER) if bands == "all" else set(bands.split(","))
+        mode = a.get("INTERSECT", "OVERLAPS").upper()
+        lo, hi = float(a.get("MJD_START", 0)), float(a.get("MJD_END", 1e6))
+        base = request.host_url.rstrip("/") + f"/siap/{dr}"
+        rows = []
+        for img in images:
+            hit = _overlap(img, ra, dec, 0, 0) if mode == "CENTER" else _overlap(img, ra, dec, w, h)
+            if hit and img["band"] in wanted and lo <= img["mjd_obs"] <= hi:
+                q = f"IMAGE={img['unique_image_id']}&SIZE={a.get('SIZE', '0.0833')}&POS={ra},{dec}"
+                rows.append({k: img[k] for k in ("unique_image_id", "band", "image_type", "exptime", "mjd_obs",
+                                                 "mean_fwhm", "zpapprox")}
+                            | {"get_fits": f"{base}/get_image?{q}&FORMAT=fits", "get_mask": f"{base}/get_image?{q}&FORMAT=mask"})
+        names = ["unique_image_id", "band", "image_type", "exptime", "mjd_obs", "mean_fwhm", "zpapprox", "get_fits", "get_mask"]
+        import csv
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")  # URLs with commas are quoted
+        writer.writerow(names)
+        writer.writerows([[r[n] for n in names] for r in rows])
+        return Response(buf.getvalue(), mimetype="text/csv")
+
+    @app.route("/siap/<dr>/get_image")
+    def get_image(dr):
+        from astropy.io import fits
+        app.requests.append({"_path": request.path, **dict(request.args)})
+        a = request.args
+        img = next((i for i in images if i["unique_image_id"] == a.get("IMAGE")), None)
+        if img is None:
+            return Response("Error: unknown IMAGE", 404, mimetype="text/plain")
+        size = [float(x) for x in a.get("SIZE", "0.0833").split(",")]
+        if not 0 < size[0] <= 0.17:
+            return Response("SIZE[0] must be between 0 and 0.17 deg", 400, mimetype="text/plain")
+        ra, dec = (float(x) for x in a["POS"].split(","))
+        n = max(1, int(round(size[0] * 3600 / 2.0)))  # 2"/pixel keeps the emulated cutouts small
+        hdu = fits.PrimaryHDU(np.zeros((n, n), np.float32))
+        hdr = hdu.header
+        hdr.update({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": ra, "CRVAL2": dec, "CRPIX1": (n + 1) / 2,
+                    "CRPIX2": (n + 1) / 2, "CDELT1": -2.0 / 3600, "CDELT2": 2.0 / 3600, "FILTER": img["band"],
+                    "IMAGEID": img["unique_image_id"], "ZPAPPROX": img["zpapprox"], "QAFWHM": img["mean_fwhm"]})
+        buf = io.BytesIO()
+        hdu.writeto(buf)
+        return Response(buf.getvalue(), mimetype="image/fits")

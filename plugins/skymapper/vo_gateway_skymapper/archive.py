@@ -10,6 +10,10 @@
   cone on the table's position (``CONTAINS(POINT, CIRCLE)=1`` or ``DISTANCE(...) < r``): the cone
   is fetched through sm-cone (``VERB=3``) and the whole query is evaluated exactly on those rows
   by the gateway's DuckDB engine (the residual).
+* Images (with ``siap_url``): SIA 2.0 queries become SIAP ``query`` calls (``POS=ra,dec``,
+  ``SIZE=w,h``, ``BAND``, ``MJD_START/END``, ``INTERSECT=OVERLAPS``, ``RESPONSEFORMAT=CSV``), one
+  ObsCore row per image; DataLink for those IDs offers a SODA ``#cutout`` served by
+  ``get_image`` (at most 0.17 deg across, REFERENCE.md §3.2), proxied by the gateway.
 * Metadata: SkyMapper's TAP_SCHEMA when reachable (kept in ``snapshot``), else the bundled
   :mod:`.metadata`.
 """
@@ -17,7 +21,8 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import duckdb
 import pyarrow as pa
@@ -28,9 +33,11 @@ from sqlglot import exp
 
 from gateway.adql.geometry import GeometryTranslator
 from gateway.adql.validate import AdqlQuery, OutputColumn
-from gateway.archive import Cone
+from gateway.archive import Cone, ImageQuery
 from gateway.engine import normalize_batch, output_columns
 from gateway.faults import TransientFault, UsageFault
+from gateway.formats.datalink import links_document, soda_descriptor
+from gateway.obscore import OBSCORE_COLUMNS, obscore_batch
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
 from vo_gateway_ivoa.archive import ForwardPlan, IvoaArchive, IvoaConfig
@@ -80,9 +87,22 @@ class ConePlan:
     top: int | None = None
 
 
+# SkyMapper filters (Bessell et al. 2011, PASP 123, 789): centre and FWHM in nm
+FILTERS = {"u": (349, 42), "v": (384, 31), "g": (510, 156), "r": (617, 158), "i": (779, 140), "z": (916, 84)}
+CUTOUT_MAX = 0.17  # deg, get_image SIZE limit
+
+
 class SkyMapperArchive(IvoaArchive):
     kind = "skymapper"
     Config = SkyMapperConfig
+
+    def __init__(self, name, config, *, base_dir):
+        super().__init__(name, config, base_dir=base_dir)
+        if config.siap_url is not None:
+            self.siap = str(config.siap_url).rstrip("/")
+            self.release = self.siap.rsplit("/", 1)[-1]
+            self.did_prefix = f"ivo://skymapper.anu.edu.au/{self.release}?"
+            self.capabilities = replace(self.capabilities, images=True, cutouts=True, datalink_proxy=True)
 
     def upstream_urls(self) -> list:
         return super().upstream_urls() + [self.config.cone_url, self.config.siap_url]
@@ -168,6 +188,108 @@ class SkyMapperArchive(IvoaArchive):
         return ConePlan(self.upstream_name(table), cone, tree.sql(dialect="duckdb"), view, query.output, sample,
                         query.top)
 
+    # -- images (SIAP) ---------------------------------------------------------------------
+    def image_search(self, query: ImageQuery) -> RowStream:
+        """SIA 2.0 (SIA 2.0 §2.1) through SIAP ``query``: one call per POS; BAND and TIME sent
+        as SkyMapper filters and MJD range; the other constraints applied to the rows exactly."""
+        if not query.pos:
+            raise UsageFault("SkyMapper images are found by position: give POS")
+        bands = _bands(query.band)
+        if bands == "":
+            return RowStream(OBSCORE_COLUMNS, [obscore_batch([])])
+        records, seen = [], set()
+        for shape in query.pos:
+            ra, dec, w, h = _box(shape)
+            for lo, hi in query.time or [(None, None)]:
+                params = {"POS": f"{ra!r},{dec!r}", "SIZE": f"{w:.6g},{h:.6g}", "FORMAT": "image/fits",
+                          "INTERSECT": "OVERLAPS", "VERB": "3", "RESPONSEFORMAT": "CSV"}
+                if bands:
+                    params["BAND"] = bands
+                if lo is not None:
+                    params["MJD_START"], params["MJD_END"] = repr(lo), repr(hi)
+                for row in self._siap(params):
+                    rec = self._obscore(row, ra, dec, w, h)
+                    if rec["obs_publisher_did"] not in seen and _residual(rec, query):
+                        seen.add(rec["obs_publisher_did"])
+                        records.append(rec)
+        stream = RowStream(OBSCORE_COLUMNS, [])
+        stream.batches = limit_batches([obscore_batch(records)], query.maxrec, stream)
+        return stream
+
+    def _siap(self, params: dict) -> list[dict]:
+        try:
+            r = self.session.get(self.siap + "/query", params=params)
+        except requests.RequestException as e:
+            raise TransientFault(f"SkyMapper SIAP unreachable ({type(e).__name__})")
+        if r.status_code >= 500:
+            raise TransientFault(f"SkyMapper SIAP failed: HTTP {r.status_code} {r.text[:300]}")
+        if r.status_code >= 400:
+            raise UsageFault(f"SkyMapper SIAP refused the request: {r.text.strip()[:300]}")
+        try:
+            t = pcsv.read_csv(io.BytesIO(r.content), convert_options=pcsv.ConvertOptions(
+                column_types={"unique_image_id": pa.string(), "band": pa.string()}))
+        except pa.ArrowInvalid as e:
+            raise TransientFault(f"SkyMapper SIAP sent unreadable CSV ({str(e)[:200]})")
+        return t.to_pylist()
+
+    def _obscore(self, row: dict, ra: float, dec: float, w: float, h: float) -> dict:
+        centre, fwhm = FILTERS.get(row["band"], (None, None))
+        c = math.cos(math.radians(dec))
+        corners = [ra - w / 2 / c, dec - h / 2, ra + w / 2 / c, dec - h / 2, ra + w / 2 / c, dec + h / 2,
+                   ra - w / 2 / c, dec + h / 2]
+        return {"dataproduct_type": "image", "calib_level": 2, "obs_collection": f"SkyMapper {self.release.upper()}",
+                "obs_id": row["unique_image_id"], "obs_publisher_did": self.did_prefix + row["unique_image_id"],
+                "access_url": row.get("get_fits"), "access_format": "image/fits",
+                "access_estsize": int(w * h * 3600 * 3600 / 0.25 * 4 / 1024) + 3,
+                "s_ra": ra, "s_dec": dec, "s_fov": max(w, h), "s_region": corners,
+                "s_resolution": row.get("mean_fwhm"), "t_min": row.get("mjd_obs"),
+                "t_max": (row["mjd_obs"] + row["exptime"] / 86400) if row.get("mjd_obs") is not None else None,
+                "t_exptime": row.get("exptime"), "t_xel": 1,
+                "em_min": (centre - fwhm / 2) * 1e-9 if centre else None,
+                "em_max": (centre + fwhm / 2) * 1e-9 if centre else None, "em_xel": 1, "pol_xel": 1,
+                "o_ucd": "phot.count", "facility_name": "SkyMapper 1.35m (Siding Spring Observatory)",
+                "instrument_name": "SkyMapper camera", "target_name": row.get("image_type")}
+
+    def claims(self, dataset_id: str) -> bool:
+        return self.config.siap_url is not None and dataset_id.startswith(self.did_prefix)
+
+    def datalink(self, ids: list[str], actor, soda_url: str) -> bytes:
+        """DataLink 1.1: SkyMapper serves cutouts, not whole CCDs: per ID a ``#cutout`` row to
+        the gateway's SODA (``get_image``, at most 0.17 deg) and a ``#this`` row saying so."""
+        rows = []
+        for i in ids:
+            rows.append([i, "", "", "NotFoundFault: SkyMapper serves cutouts (<= 0.17 deg) only; use #cutout",
+                         "", "#this", "", ""])
+            rows.append([i, "", "soda", "", "SODA cutout from SkyMapper get_image (at most 0.17 deg across)",
+                         "#cutout", "image/fits", ""])
+        return links_document(rows, soda_descriptor(soda_url)).encode()
+
+    def soda(self, params: list[tuple[str, str]], actor):
+        """SODA sync (SODA 1.0 §3) as one ``get_image`` call: CIRCLE/POS CIRCLE -> square of the
+        circle's diameter, POS RANGE -> its box; sizes over 0.17 deg are refused."""
+        p = {k.upper(): v for k, v in params}
+        did = p.get("ID", "")
+        if not self.claims(did):
+            raise UsageFault(f"ID {did!r} is not a SkyMapper {self.release} image")
+        shapes = [_shape(p["POS"])] if p.get("POS") else []
+        if p.get("CIRCLE"):
+            shapes.append(_shape("CIRCLE " + p["CIRCLE"]))
+        if len(shapes) != 1:
+            raise UsageFault("give one region: POS (CIRCLE or RANGE) or CIRCLE")
+        ra, dec, w, h = _box(shapes[0])
+        if max(w, h) > CUTOUT_MAX:
+            raise UsageFault(f"SkyMapper cutouts are at most {CUTOUT_MAX} deg across (asked {max(w, h):.3g} deg)")
+        q = {"IMAGE": did[len(self.did_prefix):], "SIZE": f"{w:.6g},{h:.6g}", "POS": f"{ra!r},{dec!r}", "FORMAT": "fits"}
+        try:
+            r = self.session.get(self.siap + "/get_image", params=q)
+        except requests.RequestException as e:
+            raise TransientFault(f"SkyMapper get_image unreachable ({type(e).__name__})")
+        if r.status_code >= 500:
+            raise TransientFault(f"SkyMapper get_image failed: HTTP {r.status_code} {r.text[:300]}")
+        if r.status_code >= 400:
+            raise UsageFault(f"SkyMapper get_image refused the cutout: {r.text.strip()[:300]}")
+        return 200, "application/fits", [r.content]
+
     # -- SCS ------------------------------------------------------------------------------
     def cone_search(self, table: Table, cone: Cone, maxrec: int | None, verb: int) -> RowStream:
         batch = self._cone(self.upstream_name(table), cone, verb, None)
@@ -199,6 +321,58 @@ class SkyMapperArchive(IvoaArchive):
             raise UsageFault(f"the cone holds more than SkyMapper's limit of {self.config.max_rows} rows; "
                              "use a smaller radius")
         return batch
+
+
+def _shape(value: str) -> tuple:
+    parts = value.split()
+    kind = parts[0].upper()
+    try:
+        nums = [float(x) for x in parts[1:]]
+    except ValueError:
+        raise UsageFault(f"POS {value!r} is not CIRCLE ra dec r or RANGE ra1 ra2 dec1 dec2")
+    if kind == "CIRCLE" and len(nums) == 3:
+        return ("circle", *nums)
+    if kind == "RANGE" and len(nums) == 4:
+        return ("range", *nums)
+    raise UsageFault(f"POS {value!r}: SkyMapper cutouts take CIRCLE or RANGE")
+
+
+def _box(shape: tuple) -> tuple[float, float, float, float]:
+    """(ra, dec, width, height) in degrees of the box SkyMapper's POS/SIZE describe for a shape."""
+    if shape[0] == "circle":
+        _, ra, dec, r = shape
+        return ra, dec, 2 * r, 2 * r
+    if shape[0] == "range":
+        _, ra1, ra2, dec1, dec2 = shape
+        dec = (dec1 + dec2) / 2
+        return (ra1 + ra2) / 2, dec, (ra2 - ra1) * math.cos(math.radians(dec)), dec2 - dec1
+    verts = list(zip(shape[1::2], shape[2::2]))
+    ras, decs = [v[0] for v in verts], [v[1] for v in verts]
+    dec = (min(decs) + max(decs)) / 2
+    return (min(ras) + max(ras)) / 2, dec, (max(ras) - min(ras)) * math.cos(math.radians(dec)), max(decs) - min(decs)
+
+
+def _bands(intervals: list[tuple[float, float]]) -> str | None:
+    """SkyMapper filters overlapping any BAND interval (metres): None = all, "" = none."""
+    if not intervals:
+        return None
+    hit = [b for b, (c, f) in FILTERS.items()
+           if any(lo <= (c + f / 2) * 1e-9 and hi >= (c - f / 2) * 1e-9 for lo, hi in intervals)]
+    return ",".join(hit)
+
+
+def _residual(rec: dict, q: ImageQuery) -> bool:
+    """The SIA 2.0 constraints SIAP does not take, applied exactly to one ObsCore record."""
+    def within(v, intervals):
+        return not intervals or (v is not None and any(lo <= v <= hi for lo, hi in intervals))
+    return (within(rec["t_exptime"], q.exptime) and within(rec["s_fov"], q.fov)
+            and within(rec["s_resolution"], q.spatres)
+            and (not q.collection or rec["obs_collection"] in q.collection)
+            and (not q.facility or rec["facility_name"] in q.facility)
+            and (not q.instrument or rec["instrument_name"] in q.instrument)
+            and (not q.dptype or "image" in q.dptype) and (not q.calib or 2 in q.calib)
+            and (not q.id or rec["obs_publisher_did"].lower() in [i.lower() for i in q.id])
+            and (not q.format or "image/fits" in q.format))
 
 
 def parse_csv(data: bytes, table: Table) -> pa.RecordBatch:
