@@ -98,7 +98,16 @@ class Gateway:
         return [a for a in self.catalogue.archives.values() if a.capabilities.images]
 
     def positional_tables(self):
-        return [(a, t) for a, t in self.catalogue.tables() if t.positional]
+        """(archive name, table) of every table with a cone search: ADQL tables with a position,
+        then cone-only tables of upstream SCS services."""
+        out = [(a, t) for a, t in self.catalogue.tables() if t.positional]
+        for name, arch in self.catalogue.archives.items():
+            out += [(name, t) for t in arch.cone_tables()]
+        return out
+
+    def cone_table(self, qualified: str):
+        """(archive name, table) for an SCS table name, or None."""
+        return next(((a, t) for a, t in self.positional_tables() if t.qualified_name.lower() == qualified.lower()), None)
 
     def examples(self) -> dict[str, tuple[str, str, str, list[str]]]:
         """Examples that run on the configured tables (DALI examples; TAP 1.1 §2.6)."""

@@ -109,6 +109,11 @@ class Archive:
         """Declared tables, each with fully described columns."""
         raise NotImplementedError
 
+    def cone_tables(self) -> list[Table]:
+        """Positional tables served by cone search only (an upstream SCS): offered at
+        ``/scs/{schema.table}``, not in TAP_SCHEMA and not queryable by ADQL."""
+        return []
+
     @property
     def title(self) -> str:
         return self.config.title or self.name

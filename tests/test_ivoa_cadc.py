@@ -122,3 +122,20 @@ def test_datalink_direct_mode_keeps_upstream_descriptors(cadc, tmp_path):
         assert b"/soda/cadc/sync" not in r.data
     finally:
         app.extensions["vo_gateway"].jobs.close()
+
+
+def test_sia2_forwarded_and_mapped_to_obscore(cadc, tmp_path):
+    import pyvo
+    emu, base = cadc
+    app = make_app(cadc_config(base, tmp_path, sia2_url=base + "/sia2/query"), load_entrypoints=True)
+    try:
+        with serve(app) as url:
+            res = pyvo.dal.SIA2Service(url + "/sia/query", check_baseurl=False).search(
+                pos=(210.3, 54.4, 0.2), band=(4e-7, 7e-7), collection="TEST", maxrec=5)
+            t = res.to_table()
+        assert list(t["obs_publisher_did"]) == ["ivo://cadc.nrc.ca/TEST?C190508_1442_SCI/C190508_1442_SCI"]
+        assert t["obs_collection"][0] == "TEST" and t["access_url"][0].startswith("https://example.com/datalink")
+        assert dict(emu.sia2_params)["POS"] == "CIRCLE 210.3 54.4 0.2" and dict(emu.sia2_params)["COLLECTION"] == "TEST"
+        assert dict(emu.sia2_params)["BAND"] == "4e-07 7e-07"
+    finally:
+        app.extensions["vo_gateway"].jobs.close()

@@ -200,3 +200,27 @@ def test_taplint_over_the_fronted_service(front):
     bad = [(s["code"], r["code"], r["text"]) for s in doc["sections"] for r in s["reports"]
            if r["level"] in ("ERROR", "FAILURE")]
     assert bad == []
+
+
+def test_upstream_cone_search_offered_at_scs(upstream, tmp_path):
+    """An upstream SCS (here the demo gateway's) fronted as a cone-only table: not in TAP_SCHEMA."""
+    import pyvo
+    base = upstream[0][:-len("/tap")]
+    app = make_app({"archives": {"gaia": {"kind": "ivoa", "cone_services": [
+        {"table": "bright.gaia_cone", "url": base + "/scs/demo.gaia_dr3_g10", "description": "Gaia G<10 cone"}],
+        "snapshot": str(tmp_path / "snap.json")}},
+        "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}}, load_entrypoints=True)
+    try:
+        with serve(app) as url:
+            res = pyvo.dal.SCSService(url + "/scs/bright.gaia_cone").search(pos=(10, 10), radius=1.0, verbosity=3)
+            direct = pyvo.dal.SCSService(base + "/scs/demo.gaia_dr3_g10").search(pos=(10, 10), radius=1.0, verbosity=3)
+            assert sorted(res.to_table()["source_id"]) == sorted(direct.to_table()["source_id"]) and len(res) > 3
+            fields = {f.name: f.ucd for f in res.votable.get_first_table().fields}
+            assert fields["source_id"] == "ID_MAIN" and fields["ra"] == "POS_EQ_RA_MAIN"
+            tables = pyvo.dal.TAPService(url + "/tap").run_sync("SELECT table_name FROM TAP_SCHEMA.tables").to_table()
+            assert "bright.gaia_cone" not in list(tables["table_name"])
+            r = requests.get(url + "/scs/bright.gaia_cone", params={"RA": 10, "DEC": 10, "SR": 100})
+            assert b"SR" in r.content
+        assert (tmp_path / "snap.cones.json").exists()
+    finally:
+        app.extensions["vo_gateway"].jobs.close()

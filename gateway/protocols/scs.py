@@ -27,8 +27,8 @@ def gw():
 @bp.route("/<name>", methods=["GET", "POST"])
 def cone(name):
     try:
-        found = gw().catalogue.table(name)
-        if found is None or not found[1].positional:
+        found = gw().cone_table(name)
+        if found is None:
             raise NotFoundFault(f"no positional table {name}; cone search is offered for: "
                                 + ", ".join(t.qualified_name for _, t in gw().positional_tables()))
         archive, table = gw().catalogue.archives[found[0]], found[1]

@@ -10,6 +10,7 @@
 * ``/argus/async`` — UWS 1.1 jobs (in memory; the query runs when RUN is posted), documents
   written with the gateway's own UWS renderer;
 * ``/ac/login`` — ``username``/``password`` form → the ``CADC_SSO`` token as text/plain, 401 otherwise;
+* ``/sia2/query`` — the real SIA 2.0 (ObsCore) answer, parameters recorded;
 * ``/caom2ops/datalink`` and ``/caom2ops/sync`` — the real DataLink document and SODA cutout.
 
 ``requests`` on the app object records (path, cookies) of every request for the tests.
@@ -178,6 +179,11 @@ def cadc_app(users: dict[str, str] | None = None) -> Flask:
         token = f"token-{u}-{len(tokens)}"
         tokens[token] = u
         return Response(token, mimetype="text/plain")
+
+    @app.route("/sia2/query")
+    def sia2():
+        app.sia2_params = list(request.args.items(multi=True))  # type: ignore[attr-defined]
+        return Response(here((FIX / "sia2_obscore_query_result.xml").read_text()), mimetype=VOT)
 
     @app.route("/caom2ops/datalink")
     def datalink():

@@ -55,9 +55,19 @@ class CookieLogin(BaseModel):
     token_lifetime: int = Field(3600, ge=60, description="seconds a token is reused for the same credentials")
 
 
+class ConeService(BaseModel):
+    """An upstream Simple Cone Search offered at ``/scs/{table}`` (SCS 1.03)."""
+
+    model_config = ConfigDict(extra="forbid")
+    table: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*$",
+                       description="gateway name schema.table")
+    url: AnyHttpUrl
+    description: str | None = None
+
+
 class IvoaConfig(ArchiveConfig):
-    tap_url: AnyHttpUrl = Field(description="base URL of the upstream TAP service (no trailing /sync)")
-    schemas: dict[str, str] = Field(description="upstream schema -> ADQL schema name in the gateway")
+    tap_url: AnyHttpUrl | None = Field(None, description="base URL of the upstream TAP service (no trailing /sync)")
+    schemas: dict[str, str] = Field(default_factory=dict, description="upstream schema -> ADQL schema name in the gateway")
     tables: list[str] | None = Field(None, description="upstream qualified table names to expose (default: all)")
     snapshot: Path | None = Field(None, description="JSON metadata snapshot (relative to the config file); "
                                   "written after a successful import, read when the upstream is unreachable")
@@ -71,6 +81,8 @@ class IvoaConfig(ArchiveConfig):
     datalink_access: Literal["gateway", "direct"] = Field("gateway", description="SODA descriptors of "
                                                           "DataLink answers point to the gateway or to the upstream")
     max_cutout_bytes: int = Field(500_000_000, ge=1, description="largest SODA answer passed through")
+    cone_services: list[ConeService] = Field(default_factory=list, description="upstream SCS endpoints")
+    sia2_url: AnyHttpUrl | None = Field(None, description="upstream SIA 2.0 query endpoint")
 
 
 class UpstreamSession(requests.Session):
@@ -137,12 +149,109 @@ class IvoaArchive(Archive):
         self.session = UpstreamSession(self.origins, config.timeout, self.adapter)
         self._tokens: dict[str, tuple[str, float]] = {}  # owner key -> (token, expiry); memory only
         self._tokens_lock = threading.Lock()
-        self._tables = self.load_tables((Path(base_dir) / config.snapshot) if config.snapshot else None)
+        snap = (Path(base_dir) / config.snapshot) if config.snapshot else None
+        self._tables = self.load_tables(snap) if self.url else []
+        self._cones = self.load_cones(snap.with_suffix(".cones.json") if snap else None)
+        if config.sia2_url is not None:
+            self.capabilities = replace(self.capabilities, images=True)
+        if self.url is None:
+            self.capabilities = replace(self.capabilities, full_adql=False)
 
     def upstream_urls(self) -> list:
         """Every upstream URL besides ``tap_url`` the archive may contact (its allowed origins)."""
         c = self.config
-        return [c.auth.login_url if c.auth else None, c.datalink_url, c.soda_url]
+        return [c.auth.login_url if c.auth else None, c.datalink_url, c.soda_url, c.sia2_url,
+                *[cs.url for cs in c.cone_services]]
+
+    def load_cones(self, snap: Path | None) -> list[Table]:
+        """Metadata of each upstream cone search from its SR=0 metadata query (SCS 1.03 §2),
+        kept in ``snap``; falls back to ``snap`` when the upstream is unreachable."""
+        if not self.config.cone_services:
+            return []
+        try:
+            out = []
+            for cs in self.config.cone_services:
+                schema, name = cs.table.split(".")
+                body = self._scs_get(str(cs.url), {"RA": "0", "DEC": "0", "SR": "0", "VERB": "3"})
+                cols = [_ucd1plus(c) for c in self._scs_parse(body)[0]]
+                ids = {c.ucd: c.name for c in cols}
+                out.append(Table(schema, name, cols, description=cs.description or f"cone search {cs.url}",
+                                 ra_column=ids.get("pos.eq.ra;meta.main"), dec_column=ids.get("pos.eq.dec;meta.main"),
+                                 id_column=ids.get("meta.id;meta.main")))
+            if snap is not None:
+                snap.write_text(json.dumps([_table_json(t) for t in out], indent=1))
+            return out
+        except (TransientFault, UsageFault) as e:
+            if snap is None or not snap.exists():
+                raise ValueError(f"upstream cone search unreadable ({e}) and no metadata snapshot")
+            return [_table_from_json(d) for d in json.loads(snap.read_text())]
+
+    def cone_tables(self) -> list[Table]:
+        return self._cones
+
+    def cone_search(self, table: Table, cone, maxrec: int | None, verb: int) -> RowStream:
+        """SCS 1.03 on the upstream cone service behind ``table``; columns by the declared metadata."""
+        cs = next((c for c in self.config.cone_services if c.table.lower() == table.qualified_name.lower()), None)
+        if cs is None:
+            return super().cone_search(table, cone, maxrec, verb)
+        body = self._scs_get(str(cs.url), {"RA": repr(cone.ra), "DEC": repr(cone.dec), "SR": repr(cone.radius),
+                                            "VERB": str(verb)})
+        cols, arrays = self._scs_parse(body)
+        declared = [table.column(c.name) or _ucd1plus(c) for c in cols]
+        batch = normalize_batch(pa.RecordBatch.from_arrays(arrays, names=[c.name for c in cols]))
+        stream = RowStream(declared, [])
+        stream.batches = limit_batches([batch], maxrec, stream)
+        return stream
+
+    def _scs_get(self, url: str, params: dict) -> bytes:
+        try:
+            r = self.session.get(url, params=params)
+        except requests.Timeout:
+            raise TransientFault(f"upstream cone search {url} did not answer within {self.config.timeout} s")
+        except requests.RequestException as e:
+            raise TransientFault(f"upstream cone search {url} unreachable ({type(e).__name__})")
+        if r.status_code >= 500:
+            raise TransientFault(f"upstream cone search {url} failed: HTTP {r.status_code} {r.text[:300]}")
+        return r.content
+
+    def _scs_parse(self, body: bytes):
+        """SCS 1.03 answer -> (columns, arrays); its error INFO (VOTABLE-level ``Error`` or
+        ``QUERY_STATUS=ERROR``) becomes a UsageFault with the upstream's text."""
+        from astropy.io.votable import parse
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                vot = parse(io.BytesIO(body), verify="ignore")
+        except Exception as e:  # noqa: BLE001
+            raise TransientFault(f"upstream cone search sent no readable VOTable ({str(e)[:200]})")
+        infos = list(vot.infos) + [i for r in vot.resources for i in r.infos]
+        for i in infos:
+            if i.name == "Error" or (i.name == "QUERY_STATUS" and i.value == "ERROR"):
+                raise UsageFault(f"upstream cone search said: {(i.content or i.value or '').strip()}")
+        tables = [t for r in vot.resources for t in r.tables]
+        if not tables:
+            raise TransientFault("upstream cone search sent a VOTable without a table")
+        return votable_to_arrow(tables[0], "upstream cone search")
+
+    # -- SIA 2.0 ------------------------------------------------------------------------------
+    def image_search(self, query) -> RowStream:
+        """SIA 2.0 (SIA 2.0 §2) forwarded to ``sia2_url``; the answer mapped onto the ObsCore
+        columns (STC-S ``s_region`` polygons become DALI polygons)."""
+        from gateway.obscore import OBSCORE_COLUMNS, obscore_batch
+        params = _sia2_params(query)
+        try:
+            r = self.session.get(str(self.config.sia2_url), params=params)
+        except requests.RequestException as e:
+            raise TransientFault(f"upstream SIA service unreachable ({type(e).__name__})")
+        if r.status_code >= 500:
+            raise TransientFault(f"upstream SIA service failed: HTTP {r.status_code} {r.text[:300]}")
+        cols, arrays = self._parse(r.content)
+        rows = pa.Table.from_arrays(arrays, names=[c.name for c in cols]).to_pylist()
+        for row in rows:
+            row["s_region"] = _stcs_polygon(row.get("s_region"))
+        stream = RowStream(OBSCORE_COLUMNS, [])
+        stream.batches = limit_batches([obscore_batch(rows)], query.maxrec, stream)
+        return stream
 
     def load_tables(self, snap: Path | None) -> list[Table]:
         """Import the tables from the upstream; keep them in ``snap``; fall back to ``snap``."""
@@ -366,12 +475,62 @@ class IvoaArchive(Archive):
         return r.status_code, r.headers.get("Content-Type", "application/octet-stream"), chunks()
 
     def availability(self) -> tuple[bool, str]:
+        if self.url is None:
+            return True, f"{self.name}: no upstream TAP service (cone/SIA/DataLink only)"
         try:
             r = self.session.get(self.url + "/availability", timeout=(5, 10))
             ok = r.ok and b"true" in r.content.lower()
             return ok, f"{self.name}: upstream {self.url} {'available' if ok else f'HTTP {r.status_code}'}"
         except requests.RequestException as e:
             return False, f"{self.name}: upstream {self.url} unreachable ({type(e).__name__})"
+
+
+UCD1 = {"ID_MAIN": "meta.id;meta.main", "POS_EQ_RA_MAIN": "pos.eq.ra;meta.main",
+        "POS_EQ_DEC_MAIN": "pos.eq.dec;meta.main"}
+
+
+def _ucd1plus(c: Column) -> Column:
+    """SCS 1.03 columns carry UCD1 words; the three it mandates become their UCD1+ equivalents,
+    other UCD1 words are dropped (they are not valid UCD1+)."""
+    from astropy.io.votable.ucd import check_ucd
+    ucd = UCD1.get(c.ucd or "", c.ucd)
+    if ucd and not check_ucd(ucd, check_controlled_vocabulary=True):
+        ucd = None
+    return replace(c, ucd=ucd)
+
+
+def _sia2_params(q) -> list[tuple[str, str]]:
+    """SIA 2.0 query parameters (SIA 2.0 §2.1) of an ImageQuery."""
+    out = []
+    for shape in q.pos:
+        kind = shape[0].upper()
+        out.append(("POS", " ".join([kind, *map(repr, shape[1:])])))
+    for name, values in (("BAND", q.band), ("TIME", q.time), ("FOV", q.fov), ("SPATRES", q.spatres),
+                         ("EXPTIME", q.exptime), ("TIMERES", q.timeres), ("SPECRP", q.specrp)):
+        out += [(name, f"{lo!r} {hi!r}") for lo, hi in values]
+    for name, values in (("POL", q.pol), ("ID", q.id), ("COLLECTION", q.collection), ("FACILITY", q.facility),
+                         ("INSTRUMENT", q.instrument), ("DPTYPE", q.dptype), ("TARGET", q.target),
+                         ("FORMAT", q.format), ("CALIB", [str(c) for c in q.calib])):
+        out += [(name, v) for v in values]
+    if q.maxrec is not None:
+        out.append(("MAXREC", str(q.maxrec + 1)))
+    return out
+
+
+def _stcs_polygon(value) -> list[float] | None:
+    """``POLYGON [ICRS] ra1 dec1 ...`` (STC-S, what many ObsCore services emit) -> DALI polygon."""
+    if isinstance(value, list) or value is None:
+        return value
+    parts = str(value).split()
+    if not parts or parts[0].upper() != "POLYGON":
+        return None
+    nums = []
+    for p in parts[1:]:
+        try:
+            nums.append(float(p))
+        except ValueError:
+            continue
+    return nums if len(nums) >= 6 and len(nums) % 2 == 0 else None
 
 
 def rewrite_soda_descriptors(doc: bytes, soda_url: str) -> bytes:
