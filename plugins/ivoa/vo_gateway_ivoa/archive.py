@@ -150,7 +150,7 @@ class IvoaArchive(Archive):
         self._tokens: dict[str, tuple[str, float]] = {}  # owner key -> (token, expiry); memory only
         self._tokens_lock = threading.Lock()
         snap = (Path(base_dir) / config.snapshot) if config.snapshot else None
-        self._tables = self.load_tables(snap) if self.url else []
+        self._tables = self.load_tables(snap)
         self._cones = self.load_cones(snap.with_suffix(".cones.json") if snap else None)
         if config.sia2_url is not None:
             self.capabilities = replace(self.capabilities, images=True)
@@ -255,6 +255,8 @@ class IvoaArchive(Archive):
 
     def load_tables(self, snap: Path | None) -> list[Table]:
         """Import the tables from the upstream; keep them in ``snap``; fall back to ``snap``."""
+        if self.url is None:
+            return []
         try:
             tables = self._import()
             if snap is not None:

@@ -98,6 +98,7 @@ class SkyMapperArchive(IvoaArchive):
 
     def __init__(self, name, config, *, base_dir):
         super().__init__(name, config, base_dir=base_dir)
+        self.capabilities = replace(self.capabilities, full_adql=True)  # TAP, or sm-cone plus residual
         if config.siap_url is not None:
             self.siap = str(config.siap_url).rstrip("/")
             self.release = self.siap.rsplit("/", 1)[-1]
