@@ -22,6 +22,7 @@ ERROR_VOT = (b'<?xml version="1.0"?><VOTABLE version="1.4" xmlns="http://www.ivo
 class Recorder:
     def __init__(self):
         self.queries = []
+        self.formats = []
 
     @hookimpl
     def gateway_query_started(self, actor, protocol, archive, query):
@@ -33,6 +34,10 @@ def upstream(tmp_path_factory):
     rec = Recorder()
     app = make_app(demo_config(tmp_path_factory.mktemp("up"), jobs={"heartbeat": 0.2}), plugins=[rec],
                    load_entrypoints=True)
+
+    @app.before_request
+    def formats():  # what the plugin asked for
+        rec.formats.append((request.path, request.values.get("RESPONSEFORMAT")))
     with serve(app) as base:
         yield base + "/tap", rec, app
     app.extensions["vo_gateway"].jobs.close()
@@ -224,3 +229,19 @@ def test_upstream_cone_search_offered_at_scs(upstream, tmp_path):
         assert (tmp_path / "snap.cones.json").exists()
     finally:
         app.extensions["vo_gateway"].jobs.close()
+
+
+def test_large_plain_selections_stream_as_csv(front, upstream):
+    rec = upstream[1]
+    c = front[0].test_client()
+    q = "SELECT source_id, ra, dec, phot_g_mean_mag FROM {s}.gaia_dr3_g10 WHERE dec > 30"
+    r1, (t1, s1, _) = run(c, q.format(s="up"), MAXREC=200000)
+    assert rec.formats[-1] == ("/tap/sync", "csv")
+    _, (t2, _, _) = run(make_client_for(upstream), q.format(s="demo"), MAXREC=200000)
+    assert s1 == "OK" and len(t1) == len(t2) > 50000
+    assert list(t1["source_id"]) == list(t2["source_id"]) and list(t1["ra"]) == list(t2["ra"])
+    assert t1["phot_g_mean_mag"].dtype == t2["phot_g_mean_mag"].dtype
+    _, (t3, s3, _) = run(c, q.format(s="up"), MAXREC=1000)
+    assert len(t3) == 1000 and s3 == "OVERFLOW"
+    run(c, "SELECT TOP 2 source_id, ra * 2 AS ra2 FROM up.gaia_dr3_g10")  # an expression: VOTable
+    assert rec.formats[-1] == ("/tap/sync", None)

@@ -43,6 +43,8 @@ from gateway.uploads import votable_to_arrow
 from pyvo.dal.exceptions import DALServiceError
 
 log = logging.getLogger("gateway.ivoa")
+CSV_ARROW = {"boolean": pa.bool_(), "unsignedByte": pa.uint8(), "short": pa.int16(), "int": pa.int32(),
+             "long": pa.int64(), "float": pa.float32(), "double": pa.float64(), "char": pa.string()}
 
 
 class CookieLogin(BaseModel):
@@ -73,6 +75,8 @@ class IvoaConfig(ArchiveConfig):
                                   "written after a successful import, read when the upstream is unreachable")
     timeout: float = Field(60.0, gt=0, description="seconds for one upstream HTTP request")
     poll_wait: int = Field(10, ge=1, le=60, description="UWS WAIT per poll of an upstream async job")
+    result_format: Literal["csv", "votable"] = Field("csv", description="how plain column selections are fetched: "
+                                                     "csv is streamed (TAP 1.1 says services should offer it)")
     auth: CookieLogin | None = Field(None, description="per-user upstream login (CADC: cookie CADC_SSO)")
     datalink_url: AnyHttpUrl | None = Field(None, description="upstream DataLink links endpoint")
     soda_url: AnyHttpUrl | None = Field(None, description="upstream SODA sync endpoint")
@@ -352,13 +356,21 @@ class IvoaArchive(Archive):
         return ForwardPlan(tree.sql(dialect=ADQL), query.output)
 
     def execute(self, native: ForwardPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
+        """Forward the query.  When every output column is a declared scalar column the answer
+        is asked as CSV and streamed batch by batch (pyarrow, declared types); otherwise, or when
+        the upstream answers VOTable anyway, the VOTable is parsed whole."""
         params = {"LANG": "ADQL", "QUERY": native.adql}
         if maxrec is not None:
             params["MAXREC"] = str(maxrec + 1)
+        csv_types = self._csv_types(native.outputs)
+        if csv_types is not None:
+            params["RESPONSEFORMAT"] = "csv"
         session = self._session_for(context.actor if context is not None else None)
         async_job = context is not None and context.job_id is not None
-        body = self._run_async(session, params, context) if async_job else self._run_sync(session, params)
-        cols, arrays = self._parse(body)
+        r = self._run_async(session, params, context) if async_job else self._run_sync(session, params)
+        if csv_types is not None and r.headers.get("Content-Type", "").startswith("text/csv"):
+            return self._csv_stream(r, native, csv_types, maxrec)
+        cols, arrays = self._parse(r.content)
         if len(cols) != len(native.outputs):
             raise FatalFault(f"upstream {self.url} returned {len(cols)} columns for {len(native.outputs)} selected")
         batch = normalize_batch(pa.RecordBatch.from_arrays(arrays, names=[o.name for o in native.outputs]))
@@ -366,24 +378,66 @@ class IvoaArchive(Archive):
         stream.batches = limit_batches([batch], maxrec, stream)
         return stream
 
-    def _run_sync(self, session, params: dict) -> bytes:
+    def _csv_types(self, outputs: list[OutputColumn]) -> dict | None:
+        if self.config.result_format != "csv":
+            return None
+        types = {}
+        for o in outputs:
+            c = o.column
+            if c is None or c.datatype not in CSV_ARROW or (c.arraysize and c.datatype != "char") or c.xtype:
+                return None
+            types[o.name] = CSV_ARROW[c.datatype]
+        return types
+
+    def _csv_stream(self, r, native: ForwardPlan, types: dict, maxrec: int | None) -> RowStream:
+        import pyarrow.csv as pcsv
+        if r._content not in (False, None):  # already read (an async result whose job is deleted)
+            source = io.BytesIO(r._content)
+        else:
+            r.raw.decode_content = True
+            source = r.raw
         try:
-            r = session.post(self.url + "/sync", data=params)
+            reader = pcsv.open_csv(source, read_options=pcsv.ReadOptions(block_size=1 << 20),
+                                   convert_options=pcsv.ConvertOptions(
+                                       column_types=types, null_values=[""], strings_can_be_null=True,
+                                       true_values=["T", "true", "True", "1"], false_values=["F", "false", "False", "0"]))
+        except pa.ArrowInvalid as e:
+            r.close()
+            raise TransientFault(f"upstream TAP service {self.url} sent unreadable CSV ({str(e)[:200]})")
+        names = [o.name for o in native.outputs]
+        if len(reader.schema.names) != len(names):
+            r.close()
+            raise FatalFault(f"upstream {self.url} returned {len(reader.schema.names)} columns for {len(names)} selected")
+
+        def batches():
+            try:
+                for b in reader:
+                    yield normalize_batch(pa.RecordBatch.from_arrays(b.columns, names=names))
+            except pa.ArrowInvalid as e:
+                raise FatalFault(f"upstream {self.url} sent unreadable CSV ({str(e)[:200]})")
+        stream = RowStream([o.column for o in native.outputs], [], on_close=r.close)
+        stream.batches = limit_batches(batches(), maxrec, stream)
+        return stream
+
+    def _run_sync(self, session, params: dict):
+        try:
+            r = session.post(self.url + "/sync", data=params, stream=True)
         except requests.Timeout:
             raise TransientFault(f"upstream TAP service {self.url} did not answer within {self.config.timeout} s")
         except requests.RequestException as e:
             raise TransientFault(f"upstream TAP service {self.url} unreachable ({type(e).__name__})")
         if r.status_code >= 500 and not _is_votable(r):
             raise TransientFault(f"upstream TAP service {self.url} failed: HTTP {r.status_code} {r.text[:300]}")
-        return r.content
+        return r
 
-    def _run_async(self, session, params: dict, context) -> bytes:
+    def _run_async(self, session, params: dict, context):
         """Run on the upstream's UWS (pyvo ``AsyncTAPJob``), polling with blocking WAIT; the
         upstream job is aborted and deleted when the gateway job is cancelled, deleted after use."""
         import pyvo
         try:
+            extra = {"RESPONSEFORMAT": params["RESPONSEFORMAT"]} if "RESPONSEFORMAT" in params else {}
             job = pyvo.dal.AsyncTAPJob.create(self.url, params["QUERY"], maxrec=params.get("MAXREC"),
-                                              session=session)
+                                              session=session, **extra)
         except DALServiceError as e:
             raise TransientFault(f"upstream TAP service {self.url} refused the job: {e}")
 
@@ -402,15 +456,17 @@ class IvoaArchive(Archive):
             if job.phase != "COMPLETED":
                 msg = job.errorsummary.message.content if job.errorsummary and job.errorsummary.message else job.phase
                 raise UsageFault(f"upstream TAP service {self.url} said: {msg}")
-            body = session.get(job.result_uri).content
+            result = session.get(job.result_uri, stream=True)
         except (requests.RequestException, DALServiceError) as e:
             context.check()  # a failure caused by our own cancel is a cancel
             raise TransientFault(f"upstream TAP service {self.url} failed during the job ({e})")
+        if result.headers.get("Content-Type", "").startswith("text/csv"):
+            result._content = result.raw.read(decode_content=True)  # the job is deleted next
         try:
             job.delete()
         except (requests.RequestException, DALServiceError):
             log.warning("could not delete upstream job %s", job.url)
-        return body
+        return result
 
     def _parse(self, body: bytes):
         from astropy.io.votable import parse
