@@ -48,3 +48,14 @@ def test_taplint_over_the_federated_service(federated, tmp_path):
     bad = [(s["code"], r["code"], r["text"]) for s in doc["sections"] for r in s["reports"]
            if r["level"] in ("ERROR", "FAILURE")]
     assert bad == []
+
+
+@needs_stilts
+def test_stilts_tapquery_reaches_each_upstream(federated):
+    for q, first in (("SELECT obs_id, s_ra FROM cadc.ObsCore", "obs_id,s_ra"),
+                     ("SELECT TOP 3 object_id, raj2000 FROM skymapper_dr2.master", "object_id,raj2000")):
+        out = subprocess.run(["stilts", "tapquery", f"tapurl={federated}/tap", f"adql={q}", "sync=true", "ofmt=csv"],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.strip().splitlines()
+        assert lines[0] == first and len(lines) > 1
