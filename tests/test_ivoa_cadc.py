@@ -139,3 +139,52 @@ def test_sia2_forwarded_and_mapped_to_obscore(cadc, tmp_path):
         assert dict(emu.sia2_params)["BAND"] == "4e-07 7e-07"
     finally:
         app.extensions["vo_gateway"].jobs.close()
+
+
+@pytest.fixture
+def tls_cadc(tmp_path):
+    """The CADC emulation over HTTPS requiring a client certificate (tls-with-certificate)."""
+    import ssl
+    import subprocess
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from gateway.testing import free_port
+
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=test-ca")
+    (tmp_path / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    for who in ("server", "client"):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{who}.key", "-out", f"{who}.csr", "-subj", f"/CN={who}")
+        run("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{who}.pem", "-days", "2", *(["-extfile", "san.cnf"] if who == "server" else []))
+    (tmp_path / "client-bundle.pem").write_text((tmp_path / "client.pem").read_text() + (tmp_path / "client.key").read_text())
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    ctx.load_verify_locations(tmp_path / "ca.pem")
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    srv = make_server("127.0.0.1", free_port(), cadc_app(), threaded=True, ssl_context=ctx)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{srv.server_port}", tmp_path
+    srv.shutdown()
+
+
+def test_client_certificate_service_account(tls_cadc, monkeypatch):
+    base, d = tls_cadc
+    monkeypatch.setenv("CADC_CERT", str(d / "client-bundle.pem"))
+    cfg = {"archives": {"cadc": {"kind": "ivoa", "tap_url": base + "/argus", "schemas": {"ivoa": "cadc"},
+                                 "ca_bundle": str(d / "ca.pem"), "client_cert": {"env": "CADC_CERT"}}},
+           "jobs": {"store": f"sqlite:///{d}/j.sqlite", "results_dir": str(d / "r")}}
+    app = make_app(cfg, load_entrypoints=True)
+    try:
+        r = app.test_client().get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT obs_id FROM cadc.ObsCore"})
+        assert r.status_code == 200 and parse_votable(r.data)[1] == "OK"
+    finally:
+        app.extensions["vo_gateway"].jobs.close()
+    del cfg["archives"]["cadc"]["client_cert"]
+    from gateway.config import ConfigError
+    with pytest.raises(ConfigError, match="unreachable"):  # without the certificate the TLS handshake fails
+        make_app(cfg, load_entrypoints=True)

@@ -38,6 +38,7 @@ from gateway.archive import Archive, ArchiveConfig, Capabilities
 from gateway.engine import GEOMETRY, normalize_batch, output_columns
 from gateway.faults import FatalFault, Fault, TransientFault, UsageFault
 from gateway.rowstream import RowStream, limit_batches
+from gateway.config import EnvSecret
 from gateway.schema import VOTABLE_DATATYPES, Column, ForeignKey, Table
 from gateway.uploads import votable_to_arrow
 from pyvo.dal.exceptions import DALServiceError
@@ -78,6 +79,10 @@ class IvoaConfig(ArchiveConfig):
     result_format: Literal["csv", "votable"] = Field("csv", description="how plain column selections are fetched: "
                                                      "csv is streamed (TAP 1.1 says services should offer it)")
     auth: CookieLogin | None = Field(None, description="per-user upstream login (CADC: cookie CADC_SSO)")
+    client_cert: EnvSecret | None = Field(None, description="service account for single-user deployments: "
+                                          "{env: VAR} naming a PEM file with certificate and key (CADC "
+                                          "tls-with-certificate), used for requests without user credentials")
+    ca_bundle: Path | None = Field(None, description="CA certificates to verify the upstream (default: system)")
     datalink_url: AnyHttpUrl | None = Field(None, description="upstream DataLink links endpoint")
     soda_url: AnyHttpUrl | None = Field(None, description="upstream SODA sync endpoint")
     id_prefixes: list[str] = Field(default_factory=list, description="dataset IDs this upstream answers "
@@ -109,6 +114,8 @@ class UpstreamSession(requests.Session):
 
     def request(self, method, url, *a, **k):
         k.setdefault("timeout", self.default_timeout)
+        k.setdefault("verify", self.verify)  # explicit: REQUESTS_CA_BUNDLE would override the session's
+        k.setdefault("cert", self.cert)
         k["allow_redirects"] = False
         for _ in range(self.MAX_REDIRECTS + 1):
             if _origin(url) not in self.origins:
@@ -151,6 +158,10 @@ class IvoaArchive(Archive):
             self.capabilities = replace(self.capabilities, datalink_proxy=True)
         self.adapter = requests.adapters.HTTPAdapter(pool_maxsize=16)
         self.session = UpstreamSession(self.origins, config.timeout, self.adapter)
+        if config.ca_bundle is not None:
+            self.session.verify = str(Path(base_dir) / config.ca_bundle)
+        if config.client_cert is not None:
+            self.session.cert = config.client_cert.get_secret_value()
         self._tokens: dict[str, tuple[str, float]] = {}  # owner key -> (token, expiry); memory only
         self._tokens_lock = threading.Lock()
         snap = (Path(base_dir) / config.snapshot) if config.snapshot else None
@@ -327,6 +338,7 @@ class IvoaArchive(Archive):
             with self._tokens_lock:
                 self._tokens[key] = (token, time.monotonic() + self.config.auth.token_lifetime)
         s = UpstreamSession(self.origins, self.config.timeout, self.adapter)
+        s.verify = self.session.verify  # a user's session never carries the service certificate
         s.headers["Cookie"] = f'{self.config.auth.cookie}="{token}"'
         return s
 
