@@ -236,3 +236,18 @@ def test_datalink_and_soda_cutouts_through_get_image(gw_images, emu):
     assert r.status_code == 400 and r.text.startswith("UsageError") and "0.17 deg" in r.text
     r = requests.get(url + "/soda/sm/sync", params={"ID": did[:-2] + "99", "CIRCLE": "33.64 -0.77 0.01"})
     assert r.status_code == 400 and "unknown IMAGE" in r.text
+
+
+def test_sia2_time_becomes_the_mjd_range(gw_images, emu):
+    import pyvo
+    from astropy.time import Time
+    from emulators.skymapper import synthetic_images
+    app, _ = emu
+    res = pyvo.dal.SIA2Service(gw_images[1] + "/sia/query", check_baseurl=False).search(
+        pos=(RA0, DEC0, 0.05), time=(Time(56771.0, format="mjd"), Time(56772.0, format="mjd")))
+    sent = app.requests[-1]
+    assert float(sent["MJD_START"]) == 56771.0 and float(sent["MJD_END"]) == 56772.0 and "BAND" not in sent
+    t = res.to_table()
+    assert len(t) == 12 and all(56771.0 <= v <= 56772.0 for v in t["t_min"])
+    assert sorted(t["obs_id"]) == sorted(i["unique_image_id"] for i in synthetic_images()
+                                         if 56771.0 <= i["mjd_obs"] <= 56772.0 and abs(i["dec"] - DEC0) < 1)
