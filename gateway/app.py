@@ -10,7 +10,7 @@ import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
-from flask import Flask, Response, request
+from flask import Flask, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 

@@ -85,7 +85,6 @@ DID = "ivo://cadc.nrc.ca/CFHT?282502/282502o"
 
 
 def test_datalink_and_soda_through_the_gateway(gw, cadc):
-    import pyvo
     emu, base = cadc
     _, url = gw
     from pyvo.dal.adhoc import DatalinkResults

@@ -23,7 +23,7 @@ from ..obscore import OBSCORE_COLUMNS, shape_overlaps_polygon, unit, polygon_con
 from ..rowstream import RowStream
 from ..schema import Column
 from . import vosi
-from .errors import VOTABLE_MIME, dali_error
+from .errors import dali_error
 from .params import Params
 
 bp = Blueprint("sia", __name__)

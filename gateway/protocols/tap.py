@@ -10,7 +10,7 @@ from xml.sax.saxutils import escape
 
 from flask import Blueprint, Response, current_app, request
 
-from ..faults import Fault, NotFoundFault, UsageFault
+from ..faults import Fault, NotFoundFault
 from ..services.query import counting
 from . import vosi
 from .errors import dali_error

@@ -204,6 +204,22 @@ class IvoaArchive(Archive):
     def cone_tables(self) -> list[Table]:
         return self._cones
 
+    def upstream_get(self, what: str, url: str, params, session=None, refused: str | None = None) -> requests.Response:
+        """GET ``url`` on an allowed upstream.  Timeouts, connection failures and HTTP 5xx become
+        TransientFault naming ``what``; with ``refused`` set, HTTP 4xx becomes a UsageFault
+        "``what`` refused ``refused``: <the upstream's text>"."""
+        try:
+            r = (session or self.session).get(url, params=params)
+        except requests.Timeout:
+            raise TransientFault(f"{what} did not answer within {self.config.timeout} s")
+        except requests.RequestException as e:
+            raise TransientFault(f"{what} unreachable ({type(e).__name__})")
+        if r.status_code >= 500:
+            raise TransientFault(f"{what} failed: HTTP {r.status_code} {r.text[:300]}")
+        if refused is not None and r.status_code >= 400:
+            raise UsageFault(f"{what} refused {refused}: {r.text.strip()[:300]}")
+        return r
+
     def cone_search(self, table: Table, cone, maxrec: int | None, verb: int) -> RowStream:
         """SCS 1.03 on the upstream cone service behind ``table``; columns by the declared metadata."""
         cs = next((c for c in self.config.cone_services if c.table.lower() == table.qualified_name.lower()), None)
@@ -219,26 +235,12 @@ class IvoaArchive(Archive):
         return stream
 
     def _scs_get(self, url: str, params: dict) -> bytes:
-        try:
-            r = self.session.get(url, params=params)
-        except requests.Timeout:
-            raise TransientFault(f"upstream cone search {url} did not answer within {self.config.timeout} s")
-        except requests.RequestException as e:
-            raise TransientFault(f"upstream cone search {url} unreachable ({type(e).__name__})")
-        if r.status_code >= 500:
-            raise TransientFault(f"upstream cone search {url} failed: HTTP {r.status_code} {r.text[:300]}")
-        return r.content
+        return self.upstream_get(f"upstream cone search {url}", url, params).content
 
     def _scs_parse(self, body: bytes):
         """SCS 1.03 answer -> (columns, arrays); its error INFO (VOTABLE-level ``Error`` or
         ``QUERY_STATUS=ERROR``) becomes a UsageFault with the upstream's text."""
-        from astropy.io.votable import parse
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                vot = parse(io.BytesIO(body), verify="ignore")
-        except Exception as e:  # noqa: BLE001
-            raise TransientFault(f"upstream cone search sent no readable VOTable ({str(e)[:200]})")
+        vot = read_votable(body, "upstream cone search")
         infos = list(vot.infos) + [i for r in vot.resources for i in r.infos]
         for i in infos:
             if i.name == "Error" or (i.name == "QUERY_STATUS" and i.value == "ERROR"):
@@ -253,13 +255,7 @@ class IvoaArchive(Archive):
         """SIA 2.0 (SIA 2.0 §2) forwarded to ``sia2_url``; the answer mapped onto the ObsCore
         columns (STC-S ``s_region`` polygons become DALI polygons)."""
         from gateway.obscore import OBSCORE_COLUMNS, obscore_batch
-        params = _sia2_params(query)
-        try:
-            r = self.session.get(str(self.config.sia2_url), params=params)
-        except requests.RequestException as e:
-            raise TransientFault(f"upstream SIA service unreachable ({type(e).__name__})")
-        if r.status_code >= 500:
-            raise TransientFault(f"upstream SIA service failed: HTTP {r.status_code} {r.text[:300]}")
+        r = self.upstream_get("upstream SIA service", str(self.config.sia2_url), _sia2_params(query))
         cols, arrays = self._parse(r.content)
         rows = pa.Table.from_arrays(arrays, names=[c.name for c in cols]).to_pylist()
         for row in rows:
@@ -481,13 +477,7 @@ class IvoaArchive(Archive):
         return result
 
     def _parse(self, body: bytes):
-        from astropy.io.votable import parse
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                vot = parse(io.BytesIO(body), verify="ignore")
-        except Exception as e:  # noqa: BLE001
-            raise TransientFault(f"upstream TAP service {self.url} sent no readable VOTable ({str(e)[:200]})")
+        vot = read_votable(body, f"upstream TAP service {self.url}")
         res = next((r for r in vot.resources if r.type == "results"), vot.resources[0] if vot.resources else None)
         status = [i for i in (res.infos if res is not None else []) if i.name == "QUERY_STATUS"]
         if status and status[-1].value == "ERROR":
@@ -503,13 +493,8 @@ class IvoaArchive(Archive):
     def datalink(self, ids: list[str], actor, soda_url: str) -> bytes:
         """The upstream's DataLink document for ``ids`` (DataLink 1.1 §3); with
         ``datalink_access: gateway`` its SODA sync descriptors point to ``soda_url``."""
-        session = self._session_for(actor)
-        try:
-            r = session.get(str(self.config.datalink_url), params=[("ID", i) for i in ids])
-        except requests.RequestException as e:
-            raise TransientFault(f"upstream DataLink service unreachable ({type(e).__name__})")
-        if r.status_code >= 500:
-            raise TransientFault(f"upstream DataLink service failed: HTTP {r.status_code} {r.text[:300]}")
+        r = self.upstream_get("upstream DataLink service", str(self.config.datalink_url),
+                              [("ID", i) for i in ids], self._session_for(actor))
         if self.config.datalink_access == "direct" or self.config.soda_url is None:
             return r.content
         return rewrite_soda_descriptors(r.content, soda_url)
@@ -621,6 +606,17 @@ def rewrite_soda_descriptors(doc: bytes, soda_url: str) -> bytes:
             params["accessURL"].attrib.pop("arraysize", None)
             params["accessURL"].set("arraysize", "*")
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def read_votable(body: bytes, what: str):
+    """Parse an upstream VOTable leniently (astropy, warnings off); TransientFault if unreadable."""
+    from astropy.io.votable import parse
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return parse(io.BytesIO(body), verify="ignore")
+    except Exception as e:  # noqa: BLE001 - whatever the upstream sent, it is not a VOTable
+        raise TransientFault(f"{what} sent no readable VOTable ({str(e)[:200]})")
 
 
 def _is_votable(r) -> bool:

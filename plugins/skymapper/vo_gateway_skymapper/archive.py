@@ -27,7 +27,6 @@ from dataclasses import dataclass, replace
 import duckdb
 import pyarrow as pa
 import pyarrow.csv as pcsv
-import requests
 from pydantic import AnyHttpUrl, Field, model_validator
 from sqlglot import exp
 
@@ -218,14 +217,7 @@ class SkyMapperArchive(IvoaArchive):
         return stream
 
     def _siap(self, params: dict) -> list[dict]:
-        try:
-            r = self.session.get(self.siap + "/query", params=params)
-        except requests.RequestException as e:
-            raise TransientFault(f"SkyMapper SIAP unreachable ({type(e).__name__})")
-        if r.status_code >= 500:
-            raise TransientFault(f"SkyMapper SIAP failed: HTTP {r.status_code} {r.text[:300]}")
-        if r.status_code >= 400:
-            raise UsageFault(f"SkyMapper SIAP refused the request: {r.text.strip()[:300]}")
+        r = self.upstream_get("SkyMapper SIAP", self.siap + "/query", params, refused="the request")
         try:
             t = pcsv.read_csv(io.BytesIO(r.content), convert_options=pcsv.ConvertOptions(
                 column_types={"unique_image_id": pa.string(), "band": pa.string()}))
@@ -281,14 +273,7 @@ class SkyMapperArchive(IvoaArchive):
         if max(w, h) > CUTOUT_MAX:
             raise UsageFault(f"SkyMapper cutouts are at most {CUTOUT_MAX} deg across (asked {max(w, h):.3g} deg)")
         q = {"IMAGE": did[len(self.did_prefix):], "SIZE": f"{w:.6g},{h:.6g}", "POS": f"{ra!r},{dec!r}", "FORMAT": "fits"}
-        try:
-            r = self.session.get(self.siap + "/get_image", params=q)
-        except requests.RequestException as e:
-            raise TransientFault(f"SkyMapper get_image unreachable ({type(e).__name__})")
-        if r.status_code >= 500:
-            raise TransientFault(f"SkyMapper get_image failed: HTTP {r.status_code} {r.text[:300]}")
-        if r.status_code >= 400:
-            raise UsageFault(f"SkyMapper get_image refused the cutout: {r.text.strip()[:300]}")
+        r = self.upstream_get("SkyMapper get_image", self.siap + "/get_image", q, refused="the cutout")
         return 200, "application/fits", [r.content]
 
     # -- SCS ------------------------------------------------------------------------------
@@ -306,16 +291,8 @@ class SkyMapperArchive(IvoaArchive):
                              f"(asked {cone.radius:g} deg); split the area")
         params = {"RA": repr(cone.ra), "DEC": repr(cone.dec), "SR": repr(cone.radius), "VERB": str(verb),
                   "CATALOG": catalog, "RESPONSEFORMAT": "CSV"}
-        try:
-            r = self._session_for(actor).get(str(self.config.cone_url), params=params)
-        except requests.Timeout:
-            raise TransientFault(f"SkyMapper cone search did not answer within {self.config.timeout} s")
-        except requests.RequestException as e:
-            raise TransientFault(f"SkyMapper cone search unreachable ({type(e).__name__})")
-        if r.status_code >= 500:
-            raise TransientFault(f"SkyMapper cone search failed: HTTP {r.status_code} {r.text[:300]}")
-        if r.status_code >= 400:
-            raise UsageFault(f"SkyMapper cone search refused the request: {r.text.strip()[:300]}")
+        r = self.upstream_get("SkyMapper cone search", str(self.config.cone_url), params, self._session_for(actor),
+                              refused="the request")
         table = next(t for t in self._tables if self.upstream_name(t) == catalog)
         batch = parse_csv(r.content, table)
         if batch.num_rows >= self.config.max_rows:
