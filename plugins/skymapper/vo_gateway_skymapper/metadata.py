@@ -114,10 +114,7 @@ def dr4_master(schema: str) -> Table:
         _c("chi2_psf", "float", "Chi-square of the PSF fit", ucd="stat.fit.chi2"),
     ]
     for b in BANDS:
-        cols += [_c(f"{b}_ngood", "short", f"Number of good measurements in {b}", ucd="meta.number"),
-                 _c(f"{b}_nclip", "short", f"Number of measurements in {b} clipped as outliers", ucd="meta.number"),
-                 _c(f"{b}_flags", "short", f"Bitwise OR of Source Extractor flags in {b}", ucd="meta.code.qual"),
-                 _c(f"{b}_nimaflags", "int", f"Flagged pixels in {b}", ucd="meta.number")]
+        cols += [c for c in _band_quality(b) if c.name != f"{b}_nch"]
     for b in BANDS:
         cols += _band_phot(b)[:2] + _band_phot(b)[3:]
     cols += [
