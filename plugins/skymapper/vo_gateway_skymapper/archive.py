@@ -24,19 +24,17 @@ import logging
 import math
 from dataclasses import dataclass, replace
 
-import duckdb
 import pyarrow as pa
 import pyarrow.csv as pcsv
 from pydantic import AnyHttpUrl, Field, model_validator
 from sqlglot import exp
 
-from gateway.adql.geometry import GeometryTranslator
 from gateway.adql.validate import AdqlQuery, OutputColumn
 from gateway.archive import Cone, ImageQuery
-from gateway.engine import normalize_batch, output_columns
 from gateway.faults import TransientFault, UsageFault
 from gateway.formats.datalink import links_document, soda_descriptor
 from gateway.obscore import OBSCORE_COLUMNS, obscore_batch
+from gateway.residual import any_rows, evaluate, find_cone, residual_sql, single_table
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
 from vo_gateway_ivoa.archive import ForwardPlan, IvoaArchive, IvoaConfig
@@ -146,46 +144,20 @@ class SkyMapperArchive(IvoaArchive):
         while native.sample and batch.num_rows < want and radius < self.config.max_sr:
             radius = min(radius * 4, self.config.max_sr)
             batch = self._cone(native.catalog, Cone(native.cone.ra, native.cone.dec, radius), 3, actor)
-        con = duckdb.connect()
-        con.register(native.view, pa.Table.from_batches([batch]))
-        sql = native.sql if maxrec is None else f"SELECT * FROM ({native.sql}) AS _q LIMIT {maxrec + 1}"
-        try:
-            table = con.execute(sql).to_arrow_table()
-        except duckdb.Error as e:
-            raise UsageFault(f"query failed: {str(e).splitlines()[0]}")
-        finally:
-            con.close()
-        batches = [normalize_batch(b) for b in table.to_batches()] or \
-            [normalize_batch(pa.RecordBatch.from_pylist([], schema=table.schema))]
-        stream = RowStream(output_columns(native.outputs, batches[0].schema), [])
-        stream.batches = limit_batches(batches, maxrec, stream)
-        return stream
+        return evaluate(native.sql, native.view, pa.Table.from_batches([batch]), native.outputs, maxrec)
 
     def _cone_plan(self, query: AdqlQuery) -> ConePlan:
-        tables = list(query.ast.find_all(exp.Table))
-        if len(tables) != 1 or query.uploads:
-            raise UsageFault("without SkyMapper's TAP this service answers queries on one table, bounded by a cone; "
-                             "joins and subqueries need tap_url")
-        node = tables[0]
-        table: Table = node.meta["gw_table"]
-        alias = node.alias_or_name
-        cone = _find_cone(query.ast, alias, table)
-        sample = cone is None and _any_rows(query.ast)
+        table, alias = single_table(query, "without SkyMapper's TAP this service")
+        cone = find_cone(query.ast, alias, table)
+        sample = cone is None and any_rows(query.ast)
         if sample:
             cone = Cone(*self.config.sample_position, 0.05)
         if cone is None:
             raise UsageFault(f"add a cone on {table.qualified_name}: WHERE 1 = CONTAINS(POINT('ICRS', "
                              f"{table.ra_column}, {table.dec_column}), CIRCLE('ICRS', ra, dec, radius)) "
                              f"(radius <= {self.config.max_sr} deg); SkyMapper is searched by position here")
-        tree = GeometryTranslator().rewrite(query.ast.copy())
         view = "sm_" + self.upstream_name(table).replace(".", "_")
-        for t in tree.find_all(exp.Table):
-            t.replace(exp.Table(this=exp.to_identifier(view, quoted=True),
-                                alias=exp.TableAlias(this=exp.to_identifier(alias))))
-        for col in tree.find_all(exp.Column):
-            if col.args.get("db") is not None:
-                col.set("db", None)
-        return ConePlan(self.upstream_name(table), cone, tree.sql(dialect="duckdb"), view, query.output, sample,
+        return ConePlan(self.upstream_name(table), cone, residual_sql(query, view, alias), view, query.output, sample,
                         query.top)
 
     # -- images (SIAP) ---------------------------------------------------------------------
@@ -370,76 +342,6 @@ def parse_csv(data: bytes, table: Table) -> pa.RecordBatch:
     t = t.combine_chunks()
     return pa.RecordBatch.from_arrays([t.column(i).chunk(0) if t.column(i).num_chunks else pa.array([], types[n])
                                        for i, n in enumerate(t.column_names)], names=t.column_names)
-
-
-def _constant(node: exp.Expression) -> float:
-    if any(True for _ in node.find_all(exp.Column)):
-        raise ValueError("not constant")
-    with duckdb.connect() as con:
-        return float(con.execute("SELECT " + node.sql(dialect="duckdb")).fetchone()[0])
-
-
-def _conjuncts(where: exp.Expression):
-    if isinstance(where, exp.And):
-        yield from _conjuncts(where.this)
-        yield from _conjuncts(where.expression)
-    elif isinstance(where, exp.Paren):
-        yield from _conjuncts(where.this)
-    else:
-        yield where
-
-
-def _point_args(node) -> list:
-    args = list(node.expressions)
-    return args[-2:] if isinstance(node, exp.Anonymous) and node.name.upper() == "POINT" else []
-
-
-def _is_pos(args, alias: str, table: Table) -> bool:
-    names = [a.name.lower() if isinstance(a, exp.Column) and (not a.table or a.table.lower() == alias.lower()) else None
-             for a in args]
-    return names == [table.ra_column.lower(), table.dec_column.lower()]
-
-
-def _find_cone(tree: exp.Select, alias: str, table: Table) -> Cone | None:
-    """The cone of a top-level ``CONTAINS(POINT(ra, dec), CIRCLE(a, d, r)) = 1`` or
-    ``DISTANCE(POINT(ra, dec), POINT(a, d)) < r`` conjunct on the table's position columns."""
-    where = tree.args.get("where")
-    if where is None:
-        return None
-    for cond in _conjuncts(where.this):
-        try:
-            if isinstance(cond, exp.EQ):
-                f = cond.this if isinstance(cond.this, exp.Contains) else cond.expression
-                one = cond.expression if f is cond.this else cond.this
-                if isinstance(f, exp.Contains) and _constant(one) == 1:
-                    p, c = f.this, f.expression
-                    if _is_pos(_point_args(p), alias, table) and isinstance(c, exp.Anonymous) \
-                            and c.name.upper() == "CIRCLE":
-                        a, d, r = c.expressions[-3:]
-                        return Cone(_constant(a), _constant(d), _constant(r))
-            if isinstance(cond, (exp.LT, exp.LTE)) and isinstance(cond.this, exp.Anonymous) \
-                    and cond.this.name.upper() == "DISTANCE":
-                args = cond.this.expressions
-                pts = args if len(args) == 2 else []
-                if len(args) == 4:
-                    pts = [exp.Anonymous(this="POINT", expressions=args[:2]),
-                           exp.Anonymous(this="POINT", expressions=args[2:])]
-                for mine, other in (pts, pts[::-1]) if pts else ():
-                    if _is_pos(_point_args(mine), alias, table):
-                        a, d = _point_args(other)
-                        return Cone(_constant(a), _constant(d), _constant(cond.expression))
-        except (ValueError, TypeError, duckdb.Error):
-            continue
-    return None
-
-
-def _any_rows(tree: exp.Select) -> bool:
-    """True when any rows of the table answer the query (TAP 1.1 §2.7.4: without ORDER BY a
-    TOP/MAXREC result is an arbitrary subset): no WHERE, ORDER BY, GROUP BY, HAVING, DISTINCT
-    or aggregate."""
-    if any(tree.args.get(k) for k in ("where", "order", "group", "having", "distinct")):
-        return False
-    return not any(True for _ in tree.find_all(exp.AggFunc))
 
 
 def _alias_distance_order(tree: exp.Select) -> None:
