@@ -1,0 +1,282 @@
+"""Kind ``mast``: the MAST catalogs API (``catalogs.mast.stsci.edu/api/v0.1``, REFERENCE.md §2)
+behind the gateway's TAP and SCS.
+
+Pushdown planner, from the validated ADQL AST to REST parameters (§2.1):
+
+* a cone (``CONTAINS(POINT, CIRCLE)=1`` or ``DISTANCE(...) < r``) -> ``ra``, ``dec``, ``radius``
+  (at most ``max_radius`` = 0.5 deg, the API's limit; larger cones are refused with the limit);
+* ``col > | >= | < | <= constant`` -> ``col.gt|gte|lt|lte``; ``col = constant`` and
+  ``col IN (...)`` -> the value(s) (repeated values are OR-ed by the API);
+* the columns the query reads -> ``columns=[...]``; ``ORDER BY col [DESC]`` -> ``sort_by``;
+* TOP/MAXREC -> ``pagesize`` when everything was pushed down, else ``page`` loops.
+
+The API's answer is CSV (pyarrow, declared types; the ``-999`` sentinels become nulls).  The
+whole query is then evaluated exactly by the gateway on those rows (:mod:`gateway.residual`):
+what the API cannot express (OR across columns, expressions, functions, DISTINCT, GROUP BY...)
+is computed there.  A query the API cannot bound (no cone and no id constraint) is refused
+with a message saying what to add.  Pan-STARRS requests are POSTed as a JSON body (form POSTs
+get HTTP 422 since 2023); HSC requests are GETs.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass, field, replace
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from sqlglot import exp
+
+from gateway.adql.validate import AdqlQuery, OutputColumn
+from gateway.archive import Cone
+from gateway.faults import TransientFault, UsageFault
+from gateway.residual import column_of, conjuncts, cone_term, constant, evaluate, residual_sql, single_table
+from gateway.rowstream import RowStream, limit_batches
+from gateway.schema import Table
+from vo_gateway_ivoa.archive import IvoaArchive, IvoaConfig
+
+from .metadata import BUNDLED
+
+log = logging.getLogger("gateway.mast")
+ARROW = {"boolean": pa.bool_(), "unsignedByte": pa.uint8(), "short": pa.int16(), "int": pa.int32(),
+         "long": pa.int64(), "float": pa.float32(), "double": pa.float64(), "char": pa.string()}
+OPS = {exp.GT: "gt", exp.GTE: "gte", exp.LT: "lt", exp.LTE: "lte"}
+FLIP = {"gt": "lt", "gte": "lte", "lt": "gt", "lte": "gte"}
+
+
+class MastCatalog(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    table: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*$", description="gateway schema.table")
+    path: str = Field(description="API path below base_url, e.g. hsc/v3/summary/magaper2")
+
+
+def _default_catalogs():
+    return [MastCatalog(table="mast_hsc3.summary_magaper2", path="hsc/v3/summary/magaper2"),
+            MastCatalog(table="mast_hsc3.summary_magauto", path="hsc/v3/summary/magauto"),
+            MastCatalog(table="mast_hsc3.detailed", path="hsc/v3/detailed"),
+            MastCatalog(table="mast_ps1dr2.mean", path="panstarrs/dr2/mean")]
+
+
+class MastConfig(IvoaConfig):
+    base_url: AnyHttpUrl = Field("https://catalogs.mast.stsci.edu/api/v0.1", description="catalogs API base")
+    catalogs: list[MastCatalog] = Field(default_factory=_default_catalogs)
+    max_radius: float = Field(0.5, gt=0, le=0.5, description="largest cone the API accepts, deg")
+    pagesize: int = Field(50_000, ge=1, description="rows per API page")
+    max_rows: int = Field(2_000_000, ge=1, description="most rows fetched for one query before refusing")
+
+
+@dataclass
+class RestPlan:
+    """One API request (``params``) plus the exact residual query over its rows."""
+
+    catalog: MastCatalog
+    table: Table
+    params: dict = field(default_factory=dict)
+    sql: str = ""
+    view: str = ""
+    outputs: list[OutputColumn] = field(default_factory=list)
+    exact: bool = False  # every WHERE term pushed down exactly and ORDER BY pushed: pagesize = TOP/MAXREC
+
+
+class MastArchive(IvoaArchive):
+    kind = "mast"
+    Config = MastConfig
+
+    def __init__(self, name, config, *, base_dir):
+        super().__init__(name, config, base_dir=base_dir)
+        self.base = str(config.base_url).rstrip("/")
+        self.capabilities = replace(self.capabilities, full_adql=True)
+        self.by_table = {}
+        for cat, t in zip(config.catalogs, self._tables):
+            self.by_table[t.qualified_name.lower()] = (cat, t)
+
+    def upstream_urls(self) -> list:
+        return super().upstream_urls() + [self.config.base_url]
+
+    def load_tables(self, snap) -> list[Table]:
+        out = []
+        for cat in self.config.catalogs:
+            if cat.path not in BUNDLED:
+                raise ValueError(f"no bundled metadata for MAST table {cat.path}")
+            schema, name = cat.table.split(".")
+            out.append(BUNDLED[cat.path](schema, name))
+        return out
+
+    @property
+    def title(self) -> str:
+        return self.config.title or "MAST catalogs (Hubble Source Catalog, Pan-STARRS)"
+
+    # -- planning -------------------------------------------------------------------------
+    def translate(self, query: AdqlQuery) -> RestPlan:
+        table, alias = single_table(query, "the MAST catalogs API")
+        cat, _ = self.by_table[table.qualified_name.lower()]
+        plan = RestPlan(cat, table, outputs=query.output)
+        where = query.ast.args.get("where")
+        bounded, exact = False, True
+        for cond in conjuncts(where.this) if where is not None else ():
+            cone = cone_term(cond, alias, table)
+            if cone is not None and "ra" not in plan.params:
+                if cone.radius > self.config.max_radius:
+                    raise UsageFault(f"the MAST catalogs API searches cones of at most {self.config.max_radius} deg "
+                                     f"radius (asked {cone.radius:g} deg); split the area into smaller cones")
+                plan.params.update(ra=cone.ra, dec=cone.dec, radius=cone.radius)
+                bounded = True
+                continue
+            pushed = self._push(cond, alias, table, plan.params)
+            exact &= pushed
+            if pushed and self._is_id_term(cond, alias, table):
+                bounded = True
+        if not bounded:
+            raise UsageFault(f"{table.qualified_name} is too large to scan: add a position, e.g. WHERE 1 = CONTAINS("
+                             f"POINT('ICRS', {table.ra_column}, {table.dec_column}), CIRCLE('ICRS', ra, dec, r)) with "
+                             f"r <= {self.config.max_radius} deg, or an id constraint such as {table.id_column} = ...")
+        names = list(dict.fromkeys(c.name for node in query.ast.find_all(exp.Column, bfs=False)
+                                   if (c := column_of(node, alias, table)) is not None))  # in query order
+        plan.params["columns"] = names or [table.id_column]
+        order = query.ast.args.get("order")
+        if order is not None:
+            keys = order.expressions
+            col = column_of(keys[0].this, alias, table) if len(keys) == 1 else None
+            if col is not None:
+                plan.params["sort_by"] = col.name + (".desc" if keys[0].args.get("desc") else "")
+            else:
+                exact = False
+        if any(query.ast.args.get(k) for k in ("group", "having", "distinct")) or \
+                any(True for _ in query.ast.find_all(exp.AggFunc)):
+            exact = False
+        plan.exact = exact
+        plan.view = "mast_" + cat.path.replace("/", "_")
+        plan.sql = residual_sql(query, plan.view, alias)
+        return plan
+
+    def _is_id_term(self, cond, alias, table) -> bool:
+        col = column_of(cond.this, alias, table) if isinstance(cond, (exp.EQ, exp.In)) else None
+        return col is not None and col.name == table.id_column
+
+    def _push(self, cond, alias: str, table: Table, params: dict) -> bool:
+        """Add the API form of one WHERE term; True if it was pushed exactly."""
+        try:
+            if type(cond) in OPS or isinstance(cond, exp.EQ):
+                left, right, op = cond.this, cond.expression, OPS.get(type(cond), "eq")
+                col = column_of(left, alias, table)
+                if col is None and op != "eq":
+                    col, left, right, op = column_of(right, alias, table), right, left, FLIP[op]
+                elif col is None:
+                    col, right = column_of(right, alias, table), left
+                if col is None or col.datatype == "boolean":
+                    return False
+                value = constant(right)
+                if value is None or (col.datatype == "char") != isinstance(value, str):
+                    return False
+                key = col.name if op == "eq" else f"{col.name}.{op}"
+                params.setdefault(key, []).append(value) if op == "eq" else params.__setitem__(key, value)
+                return True
+            if isinstance(cond, exp.In) and not cond.args.get("query"):
+                col = column_of(cond.this, alias, table)
+                values = [constant(v) for v in cond.expressions]
+                if col is None or any(v is None for v in values):
+                    return False
+                params.setdefault(col.name, []).extend(values)
+                return True
+        except (ValueError, TypeError):
+            return False
+        return False
+
+    # -- execution ------------------------------------------------------------------------
+    def execute(self, native: RestPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
+        params = dict(native.params)
+        want = None
+        if native.exact:
+            want = min(x for x in (top, (maxrec + 1) if maxrec is not None else None, self.config.max_rows)
+                       if x is not None)
+        actor = context.actor if context is not None else None
+        rows = self._fetch(native.catalog, native.table, params, want, actor)
+        return evaluate(native.sql, native.view, rows, native.outputs, maxrec)
+
+    def _fetch(self, cat: MastCatalog, table: Table, params: dict, want: int | None, actor) -> pa.Table:
+        """All pages of one API query (or the first ``want`` rows), typed and with -999 as null."""
+        pagesize = min(want, self.config.pagesize) if want else self.config.pagesize
+        pages, total, page = [], 0, 1
+        while True:
+            batch = self._page(cat, table, {**params, "pagesize": pagesize, "page": page}, actor)
+            pages.append(batch)
+            total += batch.num_rows
+            if batch.num_rows < pagesize or (want is not None and total >= want):
+                break
+            if total >= self.config.max_rows:
+                raise UsageFault(f"the query matches more than {self.config.max_rows} rows of {table.qualified_name}; "
+                                 "narrow it (smaller cone, more constraints)")
+            page += 1
+        return pa.Table.from_batches(pages)
+
+    def _page(self, cat: MastCatalog, table: Table, params: dict, actor) -> pa.RecordBatch:
+        url = f"{self.base}/{cat.path}.csv"
+        session = self._session_for(actor)
+        what = f"MAST catalogs API ({cat.path})"
+        try:
+            if cat.path.startswith("panstarrs/"):  # JSON body: form POSTs get 422 (astroquery#2709)
+                body = {k: (v[0] if isinstance(v, list) and len(v) == 1 and k != "columns" else v) for k, v in params.items()}
+                if "sort_by" in body:
+                    body["sort_by"] = [body["sort_by"]]
+                r = session.post(url, data=json.dumps(body), headers={"Content-Type": "application/json",
+                                                                      "Accept": "text/csv"})
+            else:
+                q = [(k, x) for k, v in params.items() if k != "columns" for x in (v if isinstance(v, list) else [v])]
+                q.append(("columns", "[" + ",".join(params["columns"]) + "]"))
+                r = session.get(url, params=q)
+        except Exception as e:  # requests' errors: the upstream is unreachable
+            if isinstance(e, (TransientFault, UsageFault)):
+                raise
+            raise TransientFault(f"{what} unreachable ({type(e).__name__})")
+        if r.status_code >= 500:
+            raise TransientFault(f"{what} failed: HTTP {r.status_code} {r.text[:300]}")
+        if r.status_code >= 400:
+            raise UsageFault(f"{what} refused the request (HTTP {r.status_code}): {r.text.strip()[:300]}")
+        return parse_csv(r.content, table, params["columns"])
+
+    # -- SCS ------------------------------------------------------------------------------
+    def cone_search(self, table: Table, cone: Cone, maxrec: int | None, verb: int) -> RowStream:
+        if cone.radius > self.config.max_radius:
+            raise UsageFault(f"the MAST catalogs API searches cones of at most {self.config.max_radius} deg radius")
+        cat, _ = self.by_table[table.qualified_name.lower()]
+        if verb <= 1:
+            cols = [table.id_column, table.ra_column, table.dec_column]
+        elif verb == 2:
+            cols = [c.name for c in table.columns if c.principal] or [c.name for c in table.columns]
+        else:
+            cols = [c.name for c in table.columns]
+        params = {"ra": cone.ra, "dec": cone.dec, "radius": cone.radius, "columns": cols}
+        rows = self._fetch(cat, table, params, (maxrec + 1) if maxrec is not None else None, None)
+        stream = RowStream([table.column(c) for c in cols], [])
+        stream.batches = limit_batches(rows.to_batches() or [pa.RecordBatch.from_pylist([], schema=rows.schema)],
+                                       maxrec, stream)
+        return stream
+
+    def availability(self) -> tuple[bool, str]:
+        return True, f"{self.name}: MAST catalogs API at {self.base} (checked per query)"
+
+
+def parse_csv(data: bytes, table: Table, columns: list[str]) -> pa.RecordBatch:
+    """API CSV -> one batch with the declared types of ``columns``; numeric -999 sentinels -> null."""
+    types = {}
+    for n in columns:
+        c = table.column(n)
+        types[c.name] = ARROW.get(c.datatype, pa.string())
+    if not data.strip():
+        return pa.RecordBatch.from_pylist([], schema=pa.schema(list(types.items())))
+    try:
+        t = pcsv.read_csv(io.BytesIO(data), convert_options=pcsv.ConvertOptions(
+            column_types=types, null_values=["", "null", "NULL"], strings_can_be_null=True,
+            include_columns=list(types)))
+    except pa.ArrowInvalid as e:
+        raise TransientFault(f"MAST catalogs API sent unreadable CSV ({str(e)[:200]})")
+    arrays = []
+    for name in t.column_names:
+        a = t.column(name).combine_chunks() if t.column(name).num_chunks else pa.array([], types[name])
+        if pa.types.is_floating(a.type) or pa.types.is_signed_integer(a.type):
+            a = pc.if_else(pc.equal(a, pa.scalar(-999, a.type)), pa.nulls(len(a), a.type), a)
+        arrays.append(a)
+    return pa.RecordBatch.from_arrays(arrays, names=t.column_names)

@@ -1,0 +1,111 @@
+"""Kind ``mast`` (plugins/mast) against the MAST catalogs API emulation (issue 5): the seed
+notebook's IC 1613 query, exact residuals, paging, the Pan-STARRS JSON-body rule, limits."""
+import numpy as np
+import pytest
+
+from emulators.mast import IC1613, PS1_FIELD, _sep, mast_app
+from gateway.testing import make_app, parse_votable, serve
+
+SEED = ("https://catalogs.mast.stsci.edu/api/v0.1/hsc/v3/summary/magaper2.csv?A_F475W_N.gte=10&A_F814W_N.gte=10"
+        "&ra=16.2016962&dec=2.1194959&radius=0.5&columns=%5BMatchID%2CMatchRA%2CMatchDec%2CNumFilters%2CNumVisits"
+        "%2CNumImages%2CStartMJD%2CStopMJD%2CA_F475W%2CA_F475W_N%2CA_F475W_MAD%2CA_F814W%2CA_F814W_N%2CA_F814W_MAD%5D")
+
+
+@pytest.fixture(scope="module")
+def emu():
+    app = mast_app()
+    with serve(app) as base:
+        yield app, base
+
+
+@pytest.fixture(scope="module")
+def gw(emu, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mast")
+    app = make_app({"archives": {"mast": {"kind": "mast", "base_url": emu[1] + "/api/v0.1", "pagesize": 400}},
+                    "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r")}}, load_entrypoints=True)
+    yield app.test_client()
+    app.extensions["vo_gateway"].jobs.close()
+
+
+def tap(c, q, **extra):
+    r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": q, **extra})
+    return r, (parse_votable(r.data) if r.status_code == 200 else (None, None, None))
+
+
+def test_seed_variables_query_sends_the_notebook_request(gw, emu):
+    from urllib.parse import parse_qs, urlsplit
+    app, _ = emu
+    cols = ("MatchID, MatchRA, MatchDec, NumFilters, NumVisits, NumImages, StartMJD, StopMJD, A_F475W, A_F475W_N, "
+            "A_F475W_MAD, A_F814W, A_F814W_N, A_F814W_MAD")
+    q = (f"SELECT {cols} FROM mast_hsc3.summary_magaper2 WHERE 1 = CONTAINS(POINT('ICRS', MatchRA, MatchDec), "
+         "CIRCLE('ICRS', 16.2016962, 2.1194959, 0.5)) AND A_F475W_N >= 10 AND A_F814W_N >= 10")
+    r, (t, status, _) = tap(gw, q, MAXREC=100000)
+    assert r.status_code == 200 and status == "OK"
+    path, method, sent = app.requests[-1]
+    seed = parse_qs(urlsplit(SEED).query)
+    assert path == "hsc/v3/summary/magaper2" and method == "GET"
+    for k in ("A_F475W_N.gte", "A_F814W_N.gte", "ra", "dec", "radius", "columns"):
+        assert sent[k] == seed[k], k
+    full = app.table("hsc/v3/summary/magaper2")
+    d = _sep(full["MatchRA"].to_numpy(), full["MatchDec"].to_numpy(), *IC1613)
+    n475, n814 = (full[c].fill_null(-1).to_numpy() for c in ("A_F475W_N", "A_F814W_N"))
+    expected = sorted(np.array(full["MatchID"])[(d <= 0.5) & (n475 >= 10) & (n814 >= 10)])
+    assert sorted(t["MatchID"]) == expected and len(expected) > 400  # more than one page of 400
+    assert any(s.get("page") == ["2"] for _, _, s in app.requests)
+
+
+def test_light_curve_of_one_match(gw, emu):
+    app, _ = emu
+    full = app.table("hsc/v3/detailed")
+    mid = full["MatchID"][0].as_py()
+    q = (f"SELECT MatchID, SourceID, StartMJD, Detector, Filter, MagAper2, Flags, ImageName FROM mast_hsc3.detailed "
+         f"WHERE MatchID = {mid} AND Detector = 'ACS/WFC' AND Filter = 'F475W' ORDER BY StartMJD")
+    r, (t, status, _) = tap(gw, q)
+    sent = app.requests[-1][2]
+    assert sent["MatchID"] == [str(mid)] and sent["Filter"] == ["F475W"] and sent["sort_by"] == ["StartMJD"]
+    rows = [r for r in full.to_pylist() if r["MatchID"] == mid and r["Filter"] == "F475W"]
+    assert list(t["StartMJD"]) == sorted(r["StartMJD"] for r in rows) and len(rows) > 1
+
+
+def test_what_the_api_cannot_express_is_evaluated_exactly(gw, emu):
+    app, _ = emu
+    q = ("SELECT objID, gMeanPSFMag - rMeanPSFMag AS gr FROM mast_ps1dr2.mean WHERE "
+         "DISTANCE(POINT('ICRS', raMean, decMean), POINT('ICRS', 210.802429, 54.34875)) < 0.2 "
+         "AND (gMeanPSFMag < 17 OR rMeanPSFMag > 25) AND nDetections IN (" + ", ".join(map(str, range(30))) + ") "
+         "ORDER BY gr DESC")
+    r, (t, status, _) = tap(gw, q)
+    path, method, sent = app.requests[-1]
+    assert path == "panstarrs/dr2/mean" and method == "POST"  # JSON body, never a form (HTTP 422)
+    assert sent["nDetections"] == list(range(30)) and "sort_by" not in sent
+    full = app.table("panstarrs/dr2/mean")
+    d = _sep(full["raMean"].to_numpy(), full["decMean"].to_numpy(), *PS1_FIELD)
+    g, rr = (np.array(full[c].to_pylist(), dtype=float) for c in ("gMeanPSFMag", "rMeanPSFMag"))
+    nd = full["nDetections"].to_numpy()
+    with np.errstate(invalid="ignore"):
+        keep = (d < 0.2) & ((g < 17) | (rr > 25)) & np.isin(nd, list(range(30))) & ~np.isnan(g - rr)
+    exp_ids = np.array(full["objID"])[keep][np.argsort(-(g - rr)[keep], kind="stable")]
+    got = [x for x, v in zip(t["objID"], t["gr"]) if v is not np.ma.masked]
+    assert got == list(exp_ids) and len(got) > 0
+
+
+def test_null_sentinels_limits_and_unbounded_queries(gw, emu):
+    r, (t, _, _) = tap(gw, "SELECT TOP 50 objID, gMeanPSFMag FROM mast_ps1dr2.mean WHERE "
+                           "1=CONTAINS(POINT('ICRS', raMean, decMean), CIRCLE('ICRS', 210.8, 54.35, 0.3))")
+    assert t["gMeanPSFMag"].mask.any() and not (t["gMeanPSFMag"] == -999).any()  # -999 became null
+    assert emu[0].requests[-1][2]["pagesize"] == [50]  # TOP pushed down as pagesize when exact
+    r, _ = tap(gw, "SELECT objID FROM mast_ps1dr2.mean WHERE 1=CONTAINS(POINT('ICRS', raMean, decMean), "
+                   "CIRCLE('ICRS', 210.8, 54.35, 0.7))")
+    assert r.status_code == 400 and b"at most 0.5 deg" in r.data
+    r, _ = tap(gw, "SELECT objID FROM mast_ps1dr2.mean WHERE gMeanPSFMag < 15")
+    assert r.status_code == 400 and b"add a position" in r.data and b"objID = " in r.data
+    r, (t, status, _) = tap(gw, "SELECT objID FROM mast_ps1dr2.mean WHERE 1=CONTAINS(POINT('ICRS', raMean, decMean), "
+                                "CIRCLE('ICRS', 210.8, 54.35, 0.3))", MAXREC=10)
+    assert len(t) == 10 and status == "OVERFLOW"
+
+
+def test_scs_on_every_positional_table(gw, emu):
+    for table, (ra, dec) in (("mast_hsc3.summary_magaper2", IC1613), ("mast_ps1dr2.mean", PS1_FIELD)):
+        r = gw.get(f"/scs/{table}", query_string={"RA": ra, "DEC": dec, "SR": 0.05})
+        assert r.status_code == 200 and b"ID_MAIN" in r.data
+        sent = emu[0].requests[-1][2]
+        assert float(sent["radius"][0]) == 0.05
