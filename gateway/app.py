@@ -136,6 +136,8 @@ class Gateway:
                         f"Rows of {t.qualified_name} with their {tt.qualified_name} row ({fk.description or 'foreign key'}).",
                         f"SELECT TOP 50 s.*, e.* FROM {tt.qualified_name} AS s\n"
                         f"JOIN {t.qualified_name} AS e ON {on}", [tt.qualified_name, t.qualified_name])
+        for arch in self.catalogue.archives.values():
+            out.update(arch.examples())
         return out
 
     def _centre(self, t) -> str:

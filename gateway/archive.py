@@ -109,6 +109,11 @@ class Archive:
         """Declared tables, each with fully described columns."""
         raise NotImplementedError
 
+    def examples(self) -> dict[str, tuple[str, str, str, list[str]]]:
+        """DALI examples of this archive's typical use: key -> (name, description, ADQL,
+        tables read); added to ``/tap/examples`` (TAP 1.1 §2.6)."""
+        return {}
+
     def cone_tables(self) -> list[Table]:
         """Positional tables served by cone search only (an upstream SCS): offered at
         ``/scs/{schema.table}``, not in TAP_SCHEMA and not queryable by ADQL."""

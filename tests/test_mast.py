@@ -109,3 +109,17 @@ def test_scs_on_every_positional_table(gw, emu):
         assert r.status_code == 200 and b"ID_MAIN" in r.data
         sent = emu[0].requests[-1][2]
         assert float(sent["radius"][0]) == 0.05
+
+
+def test_seed_flow_is_in_the_examples_and_runs(gw):
+    from xml.etree import ElementTree as ET
+    doc = gw.get("/tap/examples").data.decode()
+    assert 'id="hsc_ic1613_variables"' in doc and 'id="hsc_light_curve"' in doc
+    root = ET.fromstring(doc)
+    queries = {e.get("id"): "".join(q.itertext()) for e in root.iter() if e.get("id") in ("hsc_ic1613_variables",
+                                                                                              "hsc_light_curve")
+               for q in e.iter() if q.get("property") == "query"}
+    assert len(queries) == 2
+    for key, q in queries.items():
+        r, (t, status, _) = tap(gw, q, MAXREC=100000)
+        assert r.status_code == 200 and status == "OK", key

@@ -237,6 +237,31 @@ class MastArchive(IvoaArchive):
             raise UsageFault(f"{what} refused the request (HTTP {r.status_code}): {r.text.strip()[:300]}")
         return parse_csv(r.content, table, params["columns"])
 
+    def examples(self) -> dict:
+        """The STScI HSC notebook's flow (variables in IC 1613, then one light curve)."""
+        out = {}
+        summary = next((t for c, t in self.by_table.values() if c.path == "hsc/v3/summary/magaper2"), None)
+        detailed = next((t for c, t in self.by_table.values() if c.path == "hsc/v3/detailed"), None)
+        if summary is not None:
+            out["hsc_ic1613_variables"] = (
+                "HSC: candidate variables in IC 1613",
+                "Matches within 0.5 degrees of IC 1613 with at least 10 ACS F475W and F814W measurements; "
+                "the MAD columns measure variability (STScI HSC API notebook).",
+                "SELECT MatchID, MatchRA, MatchDec, NumFilters, NumVisits, NumImages, StartMJD, StopMJD,\n"
+                "  A_F475W, A_F475W_N, A_F475W_MAD, A_F814W, A_F814W_N, A_F814W_MAD\n"
+                f"FROM {summary.qualified_name}\n"
+                "WHERE 1 = CONTAINS(POINT('ICRS', MatchRA, MatchDec), CIRCLE('ICRS', 16.2016962, 2.1194959, 0.5))\n"
+                "  AND A_F475W_N >= 10 AND A_F814W_N >= 10", [summary.qualified_name])
+        if detailed is not None:
+            out["hsc_light_curve"] = (
+                "HSC: the light curve of one match",
+                "All ACS/WFC F475W measurements of one match (MatchID from the summary table), in time order.",
+                "SELECT MatchID, SourceID, StartMJD, Detector, Filter, MagAper2, Flags, ImageName\n"
+                f"FROM {detailed.qualified_name}\n"
+                "WHERE MatchID = 80189155 AND Detector = 'ACS/WFC' AND Filter = 'F475W'\n"
+                "ORDER BY StartMJD", [detailed.qualified_name])
+        return out
+
     # -- SCS ------------------------------------------------------------------------------
     def cone_search(self, table: Table, cone: Cone, maxrec: int | None, verb: int) -> RowStream:
         if cone.radius > self.config.max_radius:
