@@ -3,7 +3,8 @@ notebook's IC 1613 query, exact residuals, paging, the Pan-STARRS JSON-body rule
 import numpy as np
 import pytest
 
-from emulators.mast import IC1613, PS1_FIELD, _sep, mast_app
+from emulators.mast import IC1613, PS1_FIELD, mast_app
+from gateway.obscore import separation as _sep
 from gateway.testing import make_app, parse_votable, serve
 
 SEED = ("https://catalogs.mast.stsci.edu/api/v0.1/hsc/v3/summary/magaper2.csv?A_F475W_N.gte=10&A_F814W_N.gte=10"

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import needs_stilts
-from emulators.skymapper import _sep, skymapper_app
+from emulators.skymapper import skymapper_app
+from gateway.obscore import separation as _sep
 from gateway.hookspecs import hookimpl
 from gateway.testing import make_app, parse_votable, serve
 

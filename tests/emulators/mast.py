@@ -20,12 +20,14 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 from flask import Flask, Response, request
 
+from gateway.obscore import separation
+
+from . import NP, column_values
+
 from vo_gateway_mast.metadata import BUNDLED
 
 IC1613 = (16.2016962, 2.1194959)
 PS1_FIELD = (210.802429, 54.348750)
-NP = {"short": np.int16, "int": np.int32, "long": np.int64, "float": np.float32, "double": np.float64,
-      "unsignedByte": np.uint8}
 
 
 def _sky(rng, centre, n, r=0.6):
@@ -66,15 +68,10 @@ def synthetic(path: str, seed: int = 1613) -> pa.Table:
             v = dec
         elif name == table.id_column:
             v = np.arange(1, n + 1, dtype=np.int64) * 1000 + (7 if path.startswith("hsc") else 123456789000)
-        elif c.datatype == "char":
-            v = np.array([f"{name}-{i % 17}" for i in range(n)])
         elif name.endswith("_N"):
             v = rng.integers(0, 30, n).astype(NP[c.datatype])
-        elif c.unit == "mag":
-            v = rng.uniform(15, 26, n).astype(NP[c.datatype])
         else:
-            v = (rng.integers(0, 100, n) if c.datatype in ("short", "int", "long", "unsignedByte")
-                 else rng.uniform(0, 1, n)).astype(NP[c.datatype])
+            v = column_values(c, n, rng)
         mask = None
         if c.unit == "mag" or name.endswith("_MAD"):
             mask = rng.uniform(0, 1, n) < (0.2 if path.startswith("panstarrs") else 0.85)
@@ -87,12 +84,6 @@ def synthetic(path: str, seed: int = 1613) -> pa.Table:
 def ARROWT(dt):  # noqa: N802
     return {"short": pa.int16(), "int": pa.int32(), "long": pa.int64(), "float": pa.float32(),
             "double": pa.float64(), "unsignedByte": pa.uint8(), "boolean": pa.bool_()}.get(dt, pa.string())
-
-
-def _sep(ra1, dec1, ra2, dec2):
-    r1, d1, r2, d2 = map(np.radians, (ra1, dec1, ra2, dec2))
-    a = np.sin((d2 - d1) / 2) ** 2 + np.cos(d1) * np.cos(d2) * np.sin((r2 - r1) / 2) ** 2
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(a, 0, 1))))
 
 
 def mast_app() -> Flask:
@@ -137,7 +128,7 @@ def mast_app() -> Flask:
             ra, dec, radius = (float(params[k][0]) for k in ("ra", "dec", "radius"))
             if radius > 0.5:
                 return error(400, "radius must be <= 0.5 degrees")
-            dist = _sep(t[meta.ra_column].to_numpy(), t[meta.dec_column].to_numpy(), ra, dec)
+            dist = separation(t[meta.ra_column].to_numpy(), t[meta.dec_column].to_numpy(), ra, dec)
             keep &= dist <= radius
         for key, values in params.items():
             if key in ("ra", "dec", "radius", "columns", "sort_by", "pagesize", "page", "format"):

@@ -22,10 +22,13 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 from flask import Flask, Response, request
 
+from gateway.obscore import separation
+
+from . import column_values
+
 from vo_gateway_skymapper.metadata import BUNDLED
 
 FIELDS = [(33.639837321, -0.766719986), (200.45, -45.0)]
-NP = {"short": np.int16, "int": np.int32, "long": np.int64, "float": np.float32, "double": np.float64}
 
 
 def synthetic(catalog: str, n_per_field: int = 1500, seed: int = 4510) -> pa.Table:
@@ -46,24 +49,13 @@ def synthetic(catalog: str, n_per_field: int = 1500, seed: int = 4510) -> pa.Tab
             v = np.concatenate(ras) % 360
         elif c.name == "dej2000":
             v = np.concatenate(decs)
-        elif c.datatype == "char":
-            v = np.array([f"SMSS J{i:012d}" for i in range(n)])
-        elif c.unit == "mag":
-            v = rng.uniform(12, 21, n).astype(NP[c.datatype])
         else:
-            v = rng.integers(0, 100, n).astype(NP[c.datatype]) if c.datatype in ("short", "int", "long") else \
-                rng.uniform(0, 1, n).astype(NP[c.datatype])
+            v = column_values(c, n, rng, mags=(12, 21), text="SMSS J{i:012d}")
         mask = None
         if c.name.startswith("e_") or c.name.endswith("_dist"):
             mask = rng.uniform(0, 1, n) < 0.1  # some nulls
         cols[c.name] = pa.array(v, mask=mask)
     return pa.table(cols)
-
-
-def _sep(ra1, dec1, ra2, dec2):
-    r1, d1, r2, d2 = map(np.radians, (ra1, dec1, ra2, dec2))
-    a = np.sin((d2 - d1) / 2) ** 2 + np.cos(d1) * np.cos(d2) * np.sin((r2 - r1) / 2) ** 2
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(a, 0, 1))))
 
 
 def skymapper_app() -> Flask:
@@ -84,7 +76,7 @@ def skymapper_app() -> Flask:
         if cat not in data:
             return Response(f"Error: unknown catalog {cat}", 400, mimetype="text/plain")
         t = data[cat]
-        d = _sep(t["raj2000"].to_numpy(), t["dej2000"].to_numpy(), ra, dec)
+        d = separation(t["raj2000"].to_numpy(), t["dej2000"].to_numpy(), ra, dec)
         idx = np.nonzero(d <= sr)[0]
         idx = idx[np.argsort(d[idx], kind="stable")]
         meta = BUNDLED[cat]("x")
