@@ -165,9 +165,10 @@ class Archive:
         """Whether this archive answers DataLink for ``dataset_id`` (e.g. by ID prefix)."""
         return False
 
-    def datalink(self, ids: list[str], actor, soda_url: str) -> bytes:
-        """The DataLink 1.1 document for ``ids``; SODA sync descriptors may be rewritten to the
-        gateway's ``soda_url`` for this archive.  Raises TransientFault for upstream failures."""
+    def datalink(self, ids: list[str], actor, service_url: str) -> bytes:
+        """The DataLink 1.1 document for ``ids``.  ``service_url`` is the gateway's external
+        root: this archive's SODA proxy is ``{service_url}/soda/{name}/sync``, its TAP
+        ``{service_url}/tap``.  Raises TransientFault for upstream failures."""
         raise UsageFault(f"archive {self.name} has no DataLink service")
 
     def soda(self, params: list[tuple[str, str]], actor):

@@ -24,6 +24,11 @@ class RowStream:
     error: str | None = None
     infos: list[tuple[str, str]] = field(default_factory=list)
     on_close: Callable[[], None] | None = None
+    #: (archive, column): each row has DataLink at ``/datalink/{archive}/links`` with ID = that column
+    datalink: tuple[str, str] | None = None
+    #: extra RESOURCEs after the results (service descriptors) and FIELD IDs they reference
+    postamble: str = ""
+    field_ids: dict[str, str] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         try:

@@ -124,3 +124,30 @@ def test_seed_flow_is_in_the_examples_and_runs(gw):
     for key, q in queries.items():
         r, (t, status, _) = tap(gw, q, MAXREC=100000)
         assert r.status_code == 200 and status == "OK", key
+
+
+def test_summary_rows_link_to_their_light_curves(emu, tmp_path):
+    """pyvo finds each summary row's DataLink (a service descriptor on the MatchID column) and
+    through it the light curve, in sync and async results."""
+    import pyvo
+    app = make_app({"archives": {"mast": {"kind": "mast", "base_url": emu[1] + "/api/v0.1"}},
+                    "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}},
+                   load_entrypoints=True)
+    try:
+        with serve(app) as url:
+            tap = pyvo.dal.TAPService(url + "/tap")
+            q = ("SELECT TOP 3 MatchID, A_F475W_N FROM mast_hsc3.summary_magaper2 WHERE 1=CONTAINS(POINT('ICRS', "
+                 "MatchRA, MatchDec), CIRCLE('ICRS', 16.2016962, 2.1194959, 0.3)) AND A_F475W_N >= 3 ORDER BY MatchID")
+            for res in (tap.run_sync(q), tap.run_async(q)):
+                assert len(res) == 3
+                links = next(res.iter_datalinks())
+                lc = next(r for r in links if r.semantics == "#auxiliary")
+                curve = pyvo.dal.DALResults.from_result_url(lc.access_url).to_table()
+                mid = res.to_table()["MatchID"][0]
+                expected = [r for r in emu[0].table("hsc/v3/detailed").to_pylist() if r["MatchID"] == mid]
+                assert len(curve) == len(expected) > 0 and set(curve["MatchID"]) == {mid}
+                assert list(curve["Filter"]) == sorted(curve["Filter"])
+            r = __import__("requests").get(url + "/datalink/mast/links", params={"ID": "not-a-match"})
+            assert b"not an HSC MatchID" in r.content
+    finally:
+        app.extensions["vo_gateway"].jobs.close()

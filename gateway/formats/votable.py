@@ -90,6 +90,8 @@ def write_votable(stream: RowStream, infos: list[tuple[str, str]], serialization
     or ``binary2``.  ``preamble``: extra XML inside the results RESOURCE before the TABLE
     (e.g. PARAMs); ``postamble``: sibling RESOURCEs after it (e.g. service descriptors)."""
     cols = stream.columns
+    postamble += stream.postamble
+    field_ids = {**(field_ids or {}), **stream.field_ids}
     head = [HEADER, '<RESOURCE type="results">\n', info_xml("QUERY_STATUS", "OK")]
     head += [info_xml(k, v) for k, v in infos]
     head.append(preamble)

@@ -19,6 +19,24 @@ def gw():
     return current_app.extensions["vo_gateway"]
 
 
+@bp.route("/<archive>/links", methods=["GET", "POST"])
+def archive_links(archive):
+    """DataLink for the dataset IDs of one archive (IDs that only make sense within it, e.g.
+    catalogue row identifiers referenced by a service descriptor of a TAP result)."""
+    a = gw().catalogue.archives.get(archive)
+    try:
+        if a is None or not a.capabilities.datalink_proxy:
+            raise Fault(f"no DataLink service for archive {archive}", status=404)
+        ids = Params.from_request().getlist("ID")
+        if not ids:
+            raise UsageFault("ID is required")
+        for i in ids:
+            gw().queries._allowed(gw().actor(), "datalink", a.name, i)
+        return Response(a.datalink(ids, gw().actor(), gw().url()), content_type=MIME)
+    except Fault as f:
+        return dali_error(f, label=True)
+
+
 @bp.route("/links", methods=["GET", "POST"])
 def links():
     p = Params.from_request()
@@ -35,7 +53,7 @@ def links():
             a = next(iter(upstream.values()))
             for i in ids:
                 gw().queries._allowed(gw().actor(), "datalink", a.name, i)
-            return Response(a.datalink(ids, gw().actor(), gw().url(f"soda/{a.name}/sync")), content_type=MIME)
+            return Response(a.datalink(ids, gw().actor(), gw().url()), content_type=MIME)
     except Fault as f:
         return dali_error(f, label=True)
     rows = []

@@ -38,7 +38,8 @@ def sync():
         maxrec = p.get_int("MAXREC")
         text = p.get("QUERY")
         uploads = gw().queries.read_uploads(p.getlist("UPLOAD"), request.files.get)
-        res = gw().queries.adql(p.get("LANG"), text, maxrec, actor=gw().actor(), uploads=uploads)
+        res = gw().queries.adql(p.get("LANG"), text, maxrec, actor=gw().actor(), uploads=uploads,
+                                service_url=gw().url())
     except Fault as f:
         return dali_error(f)
     infos = [("standardID", "ivo://ivoa.net/std/TAP"), ("QUERY", text)]

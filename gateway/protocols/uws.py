@@ -63,7 +63,7 @@ def make_blueprint(service: str, name: str, prefix: str) -> Blueprint:
             phases = [v.upper() for v in p.getlist("PHASE")]
             found = jobs.list(service, gw().actor(), phases, p.get("AFTER"), p.get_int("LAST", minimum=1))
             return Response(xml.job_list_document(found, gw().url(bp_prefix())), mimetype=XML)
-        j = jobs.create(service, gw().actor(), pairs(), files())
+        j = jobs.create(service, gw().actor(), pairs(), files(), service_url=gw().url())
         return see_other(job_url(j.job_id))
 
     @bp.route("/<job_id>", methods=["GET", "POST", "DELETE"])

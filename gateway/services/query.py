@@ -51,7 +51,7 @@ class QueryService:
             raise Fault(f"not allowed to {action} {resource}", status=403)
 
     def adql(self, lang: str | None, text: str | None, maxrec: int | None, actor=None,
-             uploads: dict | None = None, context=None) -> QueryResult:
+             uploads: dict | None = None, context=None, service_url: str | None = None) -> QueryResult:
         """Validate and run an ADQL query.  ``maxrec`` is the client's MAXREC (None: default);
         ``uploads`` the TAP_UPLOAD tables ({lower name: UploadTable}); ``context`` the UWS
         JobContext of an async job (a sync query gets one with ``job_id`` None).  Raises UsageFault (400) for the client's mistakes."""
@@ -79,7 +79,7 @@ class QueryService:
                 self._allowed(actor, "query", name, t.qualified_name)
         limit = self.maxrec(maxrec)
         if context is None:
-            context = JobContext(None, actor)
+            context = JobContext(None, actor, service_url=service_url)
         native = archive.translate(q)
         self.gw.pm.hook.gateway_query_started(actor=public(actor), protocol="tap", archive=name, query=text)
         if limit == 0:
@@ -87,6 +87,8 @@ class QueryService:
             stream.overflow = True
         else:
             stream = archive.execute(native, limit, top=q.top, context=context)
+        if stream.datalink is not None and context.service_url:
+            add_datalink_descriptor(stream, context.service_url)
         return QueryResult(stream, name)
 
     def read_uploads(self, values: list[str], open_part) -> dict | None:
@@ -144,6 +146,22 @@ class QueryService:
     def finished(self, actor, protocol, archive, query, stream: RowStream, rows: int):
         self.gw.pm.hook.gateway_query_finished(actor=public(actor), protocol=protocol, archive=archive, query=query,
                                                rows=rows, overflow=stream.overflow, error=stream.error)
+
+
+def add_datalink_descriptor(stream: RowStream, service_url: str) -> None:
+    """A DataLink service descriptor (DataLink 1.1 §4) whose ID is the column ``stream.datalink``
+    names, so clients (pyvo ``iter_datalinks``, TOPCAT) find each row's links."""
+    from xml.sax.saxutils import quoteattr
+    import re
+    archive, column = stream.datalink
+    fid = column if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", column) else "datalink_id"  # astropy names by ID
+    stream.field_ids[column] = fid
+    stream.postamble += (
+        '<RESOURCE type="meta" utype="adhoc:service" name="datalink">\n'
+        '<PARAM name="standardID" datatype="char" arraysize="*" value="ivo://ivoa.net/std/DataLink#links-1.1"/>\n'
+        f'<PARAM name="accessURL" datatype="char" arraysize="*" value={quoteattr(f"{service_url}/datalink/{archive}/links")}/>\n'
+        '<GROUP name="inputParams">\n<PARAM name="ID" datatype="char" arraysize="*" ucd="meta.id;meta.main" '
+        f'ref={quoteattr(fid)} value=""/>\n</GROUP>\n</RESOURCE>\n')
 
 
 def counting(chunks: Iterator[bytes], stream: RowStream, on_done) -> Iterator[bytes]:

@@ -29,9 +29,10 @@ class JobContext:
     executionDuration overrun and at destruction; callbacks registered with :meth:`on_cancel`
     run once, then (archives use them to interrupt a database query or cancel an upstream job)."""
 
-    def __init__(self, job_id: str | None, actor=None, deadline: float | None = None):
+    def __init__(self, job_id: str | None, actor=None, deadline: float | None = None, service_url: str | None = None):
         self.job_id = job_id
         self.actor = actor
+        self.service_url = service_url  # the gateway's external root, for links in results
         self.deadline = deadline
         self.cancelled = threading.Event()
         self.reason: str | None = None

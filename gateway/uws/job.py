@@ -88,6 +88,7 @@ class Job:
     error_message: str | None = None
     error_type: str | None = None
     executor_id: str | None = None
+    service_url: str | None = None  # the gateway's external root when the job was created
 
     def param(self, name: str) -> str | None:
         vals = [v for k, v in self.parameters if k == name.upper()]

@@ -194,7 +194,8 @@ class JobService:
         return jobs
 
     # -- creation and parameters --------------------------------------------------------------
-    def create(self, service: str, actor, params: list[tuple[str, str]], files: dict) -> Job:
+    def create(self, service: str, actor, params: list[tuple[str, str]], files: dict,
+               service_url: str | None = None) -> Job:
         """New PENDING job with ``params`` (job-control parameters applied, others stored);
         ``files`` maps inline upload part names to file objects.  Runs it if ``PHASE=RUN``."""
         self.start()
@@ -202,7 +203,7 @@ class JobService:
         now = datetime.now(timezone.utc)  # sub-second, so LAST orders jobs of one second correctly
         job = Job(job_id=secrets.token_hex(8), service=service, owner_id=owner_id, owner_key=key,
                   creation_time=now, execution_duration=self.cfg.execution_duration_default,
-                  destruction=now + timedelta(seconds=self.cfg.destruction_default))
+                  destruction=now + timedelta(seconds=self.cfg.destruction_default), service_url=service_url)
         run = self._apply(job, params, files)
         self.store.insert(job)
         if run:
@@ -341,7 +342,7 @@ class JobService:
         if job is None:
             return
         deadline = time.monotonic() + job.execution_duration if job.execution_duration else None
-        ctx = JobContext(job_id, actor, deadline)
+        ctx = JobContext(job_id, actor, deadline, job.service_url)
         if not self.store.update(job_id, only_in=(Phase.QUEUED,), phase=Phase.EXECUTING, start_time=utcnow(),
                                  executor_id=self.executor_id):
             return

@@ -40,6 +40,7 @@ jobs_t = sa.Table(
     sa.Column("error_message", sa.Text),
     sa.Column("error_type", sa.String(16)),
     sa.Column("executor_id", sa.String(128), index=True),
+    sa.Column("service_url", sa.Text),
 )
 
 executors_t = sa.Table(
@@ -64,7 +65,7 @@ def _row_to_job(r) -> Job:
                execution_duration=r.execution_duration, destruction=_aware(r.destruction),
                parameters=[tuple(p) for p in json.loads(r.parameters)], uploads=json.loads(r.uploads),
                results=[Result(**x) for x in json.loads(r.results)], error_message=r.error_message,
-               error_type=r.error_type, executor_id=r.executor_id)
+               error_type=r.error_type, executor_id=r.executor_id, service_url=r.service_url)
 
 
 def _encode(fields: dict) -> dict:

@@ -490,14 +490,14 @@ class IvoaArchive(Archive):
     def claims(self, dataset_id: str) -> bool:
         return any(dataset_id.startswith(p) for p in self.config.id_prefixes)
 
-    def datalink(self, ids: list[str], actor, soda_url: str) -> bytes:
+    def datalink(self, ids: list[str], actor, service_url: str) -> bytes:
         """The upstream's DataLink document for ``ids`` (DataLink 1.1 §3); with
-        ``datalink_access: gateway`` its SODA sync descriptors point to ``soda_url``."""
+        ``datalink_access: gateway`` its SODA sync descriptors point to the gateway's proxy."""
         r = self.upstream_get("upstream DataLink service", str(self.config.datalink_url),
                               [("ID", i) for i in ids], self._session_for(actor))
         if self.config.datalink_access == "direct" or self.config.soda_url is None:
             return r.content
-        return rewrite_soda_descriptors(r.content, soda_url)
+        return rewrite_soda_descriptors(r.content, f"{service_url}/soda/{self.name}/sync")
 
     def soda(self, params: list[tuple[str, str]], actor):
         """Forward one SODA sync request to ``soda_url`` with the caller's own login; the

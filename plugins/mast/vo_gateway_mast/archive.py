@@ -88,7 +88,7 @@ class MastArchive(IvoaArchive):
     def __init__(self, name, config, *, base_dir):
         super().__init__(name, config, base_dir=base_dir)
         self.base = str(config.base_url).rstrip("/")
-        self.capabilities = replace(self.capabilities, full_adql=True)
+        self.capabilities = replace(self.capabilities, full_adql=True, datalink_proxy=True)
         self.by_table = {}
         for cat, t in zip(config.catalogs, self._tables):
             self.by_table[t.qualified_name.lower()] = (cat, t)
@@ -194,7 +194,37 @@ class MastArchive(IvoaArchive):
                        if x is not None)
         actor = context.actor if context is not None else None
         rows = self._fetch(native.catalog, native.table, params, want, actor)
-        return evaluate(native.sql, native.view, rows, native.outputs, maxrec)
+        stream = evaluate(native.sql, native.view, rows, native.outputs, maxrec)
+        if native.catalog.path.startswith("hsc/v3/summary") and self._detailed() is not None:
+            match = next((o.name for o in native.outputs if o.column is not None and o.column.name == "MatchID"), None)
+            if match is not None:  # each summary row links to its light curve
+                stream.datalink = (self.name, match)
+        return stream
+
+    def _detailed(self) -> Table | None:
+        return next((t for c, t in self.by_table.values() if c.path == "hsc/v3/detailed"), None)
+
+    def claims(self, dataset_id: str) -> bool:
+        return False  # MatchIDs are answered at /datalink/{archive}/links only
+
+    def datalink(self, ids: list[str], actor, service_url: str) -> bytes:
+        """DataLink 1.1 for HSC MatchIDs: the match's light curve (all its detailed rows, by
+        filter and time) as a TAP query URL, with semantics ``#auxiliary``."""
+        from urllib.parse import urlencode
+
+        from gateway.formats.datalink import links_document
+        detailed = self._detailed()
+        rows = []
+        for i in ids:
+            if not i.strip().isdigit() or detailed is None:
+                rows.append([i, "", "", "NotFoundFault: not an HSC MatchID", "", "#auxiliary", "", ""])
+                continue
+            q = (f"SELECT MatchID, SourceID, StartMJD, Detector, Filter, MagAper2, MagAuto, Flags, ImageName "
+                 f"FROM {detailed.qualified_name} WHERE MatchID = {int(i)} ORDER BY Filter, StartMJD")
+            url = f"{service_url}/tap/sync?" + urlencode({"LANG": "ADQL", "QUERY": q})
+            rows.append([i, url, "", "", "light curve: every HSC measurement of this match, by filter and time",
+                         "#auxiliary", "application/x-votable+xml", ""])
+        return links_document(rows).encode()
 
     def _fetch(self, cat: MastCatalog, table: Table, params: dict, want: int | None, actor) -> pa.Table:
         """All pages of one API query (or the first ``want`` rows), typed and with -999 as null."""

@@ -218,7 +218,7 @@ class SkyMapperArchive(IvoaArchive):
     def claims(self, dataset_id: str) -> bool:
         return self.config.siap_url is not None and dataset_id.startswith(self.did_prefix)
 
-    def datalink(self, ids: list[str], actor, soda_url: str) -> bytes:
+    def datalink(self, ids: list[str], actor, service_url: str) -> bytes:
         """DataLink 1.1: SkyMapper serves cutouts, not whole CCDs: per ID a ``#cutout`` row to
         the gateway's SODA (``get_image``, at most 0.17 deg) and a ``#this`` row saying so."""
         rows = []
@@ -227,7 +227,7 @@ class SkyMapperArchive(IvoaArchive):
                          "", "#this", "", ""])
             rows.append([i, "", "soda", "", "SODA cutout from SkyMapper get_image (at most 0.17 deg across)",
                          "#cutout", "image/fits", ""])
-        return links_document(rows, soda_descriptor(soda_url)).encode()
+        return links_document(rows, soda_descriptor(f"{service_url}/soda/{self.name}/sync")).encode()
 
     def soda(self, params: list[tuple[str, str]], actor):
         """SODA sync (SODA 1.0 §3) as one ``get_image`` call: CIRCLE/POS CIRCLE -> square of the
