@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pyarrow as pa
 
+from .faults import UsageFault
 from .schema import Column
 
 
@@ -162,3 +163,71 @@ def shape_outline(shape: tuple, step: float = 0.01) -> np.ndarray:
         t = np.linspace(0, 1, n, endpoint=False)
         out.append(np.stack([a1 + (a2 - a1) * t, d1 + (d2 - d1) * t], axis=1))
     return np.concatenate(out)
+
+
+def record_matches(rec: dict, q, band: bool = True, time: bool = True) -> bool:
+    """Whether one ObsCore record satisfies the non-positional SIA 2.0 constraints of ``q``
+    (:class:`gateway.archive.ImageQuery`, SIA 2.0 §2.1: values of one parameter OR-ed,
+    parameters AND-ed).  ``band``/``time`` False skip constraints an upstream already applied."""
+    def within(v, intervals):
+        return not intervals or (v is not None and any(lo <= v <= hi for lo, hi in intervals))
+
+    def overlaps(lo, hi, intervals):
+        return not intervals or (lo is not None and hi is not None and any(a <= hi and b >= lo for a, b in intervals))
+    return ((not band or overlaps(rec.get("em_min"), rec.get("em_max"), q.band))
+            and (not time or overlaps(rec.get("t_min"), rec.get("t_max"), q.time))
+            and within(rec.get("t_exptime"), q.exptime) and within(rec.get("s_fov"), q.fov)
+            and within(rec.get("s_resolution"), q.spatres)
+            and (not q.collection or rec.get("obs_collection") in q.collection)
+            and (not q.facility or rec.get("facility_name") in q.facility)
+            and (not q.instrument or rec.get("instrument_name") in q.instrument)
+            and (not q.dptype or rec.get("dataproduct_type") in q.dptype)
+            and (not q.calib or rec.get("calib_level") in q.calib)
+            and (not q.target or rec.get("target_name") in q.target)
+            and (not q.id or (rec.get("obs_publisher_did") or "").lower() in [i.lower() for i in q.id])
+            and (not q.format or rec.get("access_format") in q.format))
+
+
+# -- SIA 2.0 / SODA shapes ----------------------------------------------------------------
+def dali_number(v: str, what: str) -> float:
+    """A DALI number: a float or +Inf/-Inf (DALI 1.1 §3.3.2); UsageFault naming ``what`` otherwise."""
+    v = v.strip()
+    low = v.lower()
+    if low in ("+inf", "inf"):
+        return math.inf
+    if low == "-inf":
+        return -math.inf
+    try:
+        return float(v)
+    except ValueError:
+        raise UsageFault(f"{what}: {v!r} is not a number")
+
+
+def parse_shape(value: str, name: str = "POS") -> tuple:
+    """DALI/SIA2/SODA shape: ``CIRCLE ra dec r`` | ``RANGE ra1 ra2 dec1 dec2`` |
+    ``POLYGON ra1 dec1 ...`` (SIA 2.0 §2.1.1; SODA 1.0 §3.3.1)."""
+    parts = value.split()
+    if not parts:
+        raise UsageFault(f"{name} is empty")
+    kind = parts[0].upper()
+    nums = [dali_number(x, name) for x in parts[1:]]
+    if kind == "CIRCLE":
+        if len(nums) != 3:
+            raise UsageFault(f"{name}: CIRCLE needs ra dec radius, got {value!r}")
+        ra, dec, r = nums
+        if not (0 <= ra <= 360 and -90 <= dec <= 90 and 0 < r <= 180):
+            raise UsageFault(f"{name}: CIRCLE out of range ({value!r}); ra in [0,360], dec in [-90,90], r in (0,180]")
+        return ("circle", ra, dec, r)
+    if kind == "RANGE":
+        if len(nums) != 4:
+            raise UsageFault(f"{name}: RANGE needs ra1 ra2 dec1 dec2, got {value!r}")
+        if nums[0] > nums[1] or nums[2] > nums[3]:
+            raise UsageFault(f"{name}: RANGE bounds must be ordered low to high ({value!r})")
+        return ("range", *nums)
+    if kind == "POLYGON":
+        if len(nums) < 6 or len(nums) % 2:
+            raise UsageFault(f"{name}: POLYGON needs at least three ra dec pairs, got {value!r}")
+        if any(math.isinf(n) for n in nums):
+            raise UsageFault(f"{name}: POLYGON vertices must be finite")
+        return ("polygon", *nums)
+    raise UsageFault(f"{name}: unknown shape {parts[0]!r}; use CIRCLE, RANGE or POLYGON")

@@ -19,7 +19,8 @@ from flask import Blueprint, Response, current_app, send_file
 from ..archive import Archive, ImageQuery
 from ..faults import Fault, NotFoundFault, UsageFault
 from ..formats.votable import error_document
-from ..obscore import OBSCORE_COLUMNS, shape_overlaps_polygon, unit, polygon_contains, shape_vertices
+from ..obscore import (OBSCORE_COLUMNS, dali_number, parse_shape, polygon_contains, shape_overlaps_polygon,
+                       shape_vertices, unit)
 from ..rowstream import RowStream
 from ..schema import Column
 from . import vosi
@@ -33,56 +34,13 @@ def gw():
     return current_app.extensions["vo_gateway"]
 
 
-def _float(v: str, what: str) -> float:
-    v = v.strip()
-    low = v.lower()
-    if low in ("+inf", "inf"):
-        return math.inf
-    if low == "-inf":
-        return -math.inf
-    try:
-        return float(v)
-    except ValueError:
-        raise UsageFault(f"{what}: {v!r} is not a number")
-
-
-def parse_shape(value: str, name: str = "POS") -> tuple:
-    """DALI/SIA2/SODA shape: ``CIRCLE ra dec r`` | ``RANGE ra1 ra2 dec1 dec2`` |
-    ``POLYGON ra1 dec1 ...`` (SIA 2.0 §2.1.1; SODA 1.0 §3.3.1)."""
-    parts = value.split()
-    if not parts:
-        raise UsageFault(f"{name} is empty")
-    kind = parts[0].upper()
-    nums = [_float(x, name) for x in parts[1:]]
-    if kind == "CIRCLE":
-        if len(nums) != 3:
-            raise UsageFault(f"{name}: CIRCLE needs ra dec radius, got {value!r}")
-        ra, dec, r = nums
-        if not (0 <= ra <= 360 and -90 <= dec <= 90 and 0 < r <= 180):
-            raise UsageFault(f"{name}: CIRCLE out of range ({value!r}); ra in [0,360], dec in [-90,90], r in (0,180]")
-        return ("circle", ra, dec, r)
-    if kind == "RANGE":
-        if len(nums) != 4:
-            raise UsageFault(f"{name}: RANGE needs ra1 ra2 dec1 dec2, got {value!r}")
-        if nums[0] > nums[1] or nums[2] > nums[3]:
-            raise UsageFault(f"{name}: RANGE bounds must be ordered low to high ({value!r})")
-        return ("range", *nums)
-    if kind == "POLYGON":
-        if len(nums) < 6 or len(nums) % 2:
-            raise UsageFault(f"{name}: POLYGON needs at least three ra dec pairs, got {value!r}")
-        if any(math.isinf(n) for n in nums):
-            raise UsageFault(f"{name}: POLYGON vertices must be finite")
-        return ("polygon", *nums)
-    raise UsageFault(f"{name}: unknown shape {parts[0]!r}; use CIRCLE, RANGE or POLYGON")
-
-
 def parse_interval(value: str, name: str) -> tuple[float, float]:
     parts = value.split()
     if len(parts) == 1:
-        v = _float(parts[0], name)
+        v = dali_number(parts[0], name)
         return (v, v)
     if len(parts) == 2:
-        lo, hi = _float(parts[0], name), _float(parts[1], name)
+        lo, hi = dali_number(parts[0], name), dali_number(parts[1], name)
         if lo > hi:
             raise UsageFault(f"{name}: interval lower bound {lo} is above upper bound {hi}")
         return (lo, hi)

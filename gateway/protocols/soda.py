@@ -16,7 +16,7 @@ from ..faults import Fault, NotFoundFault, UsageFault
 from . import vosi
 from .errors import soda_error
 from .params import Params
-from .sia import parse_shape
+from ..obscore import parse_shape
 
 bp = Blueprint("soda", __name__)
 

@@ -44,6 +44,8 @@ log = logging.getLogger("gateway.mast")
 ARROW = {"boolean": pa.bool_(), "unsignedByte": pa.uint8(), "short": pa.int16(), "int": pa.int32(),
          "long": pa.int64(), "float": pa.float32(), "double": pa.float64(), "char": pa.string()}
 OPS = {exp.GT: "gt", exp.GTE: "gte", exp.LT: "lt", exp.LTE: "lte"}
+HLA_PREFIX = "ivo://mast.stsci.edu/hla?"
+PIXSCALE = {"acs": 0.05, "wfc3": 0.04, "wfpc2": 0.1}  # arcsec/pixel of HLA drizzled images
 FLIP = {"gt": "lt", "gte": "lte", "lt": "gt", "lte": "gte"}
 
 
@@ -66,6 +68,9 @@ class MastConfig(IvoaConfig):
     max_radius: float = Field(0.5, gt=0, le=0.5, description="largest cone the API accepts, deg")
     pagesize: int = Field(50_000, ge=1, description="rows per API page")
     max_rows: int = Field(2_000_000, ge=1, description="most rows fetched for one query before refusing")
+    hla_url: AnyHttpUrl | None = Field("https://hla.stsci.edu/cgi-bin/fitscut.cgi", description="HLA fitscut service "
+                                       "(SIA 2.0 over the images of the detailed table, SODA cutouts, previews)")
+    max_cutout_pixels: int = Field(4000, ge=1, description="largest HLA cutout side, pixels")
 
 
 @dataclass
@@ -92,9 +97,11 @@ class MastArchive(IvoaArchive):
         self.by_table = {}
         for cat, t in zip(config.catalogs, self._tables):
             self.by_table[t.qualified_name.lower()] = (cat, t)
+        if config.hla_url is not None and self._detailed() is not None:
+            self.capabilities = replace(self.capabilities, images=True, cutouts=True)
 
     def upstream_urls(self) -> list:
-        return super().upstream_urls() + [self.config.base_url]
+        return super().upstream_urls() + [self.config.base_url, self.config.hla_url]
 
     def load_tables(self, snap) -> list[Table]:
         out = []
@@ -205,17 +212,30 @@ class MastArchive(IvoaArchive):
         return next((t for c, t in self.by_table.values() if c.path == "hsc/v3/detailed"), None)
 
     def claims(self, dataset_id: str) -> bool:
-        return False  # MatchIDs are answered at /datalink/{archive}/links only
+        """HLA images; HSC MatchIDs are answered at /datalink/{archive}/links only."""
+        return self.capabilities.images and dataset_id.startswith(HLA_PREFIX)
 
     def datalink(self, ids: list[str], actor, service_url: str) -> bytes:
-        """DataLink 1.1 for HSC MatchIDs: the match's light curve (all its detailed rows, by
-        filter and time) as a TAP query URL, with semantics ``#auxiliary``."""
+        """DataLink 1.1.  An HLA image: ``#this`` (the whole image, fitscut size=ALL),
+        ``#preview`` (JPEG) and ``#cutout`` (SODA through the gateway).  An HSC MatchID: the
+        match's light curve (all its detailed rows by filter and time) as a TAP query URL,
+        semantics ``#auxiliary``."""
         from urllib.parse import urlencode
 
-        from gateway.formats.datalink import links_document
+        from gateway.formats.datalink import links_document, soda_descriptor
         detailed = self._detailed()
         rows = []
         for i in ids:
+            if self.claims(i):
+                name = i[len(HLA_PREFIX):]
+                base = str(self.config.hla_url)
+                rows.append([i, f"{base}?" + urlencode({"red": name, "size": "ALL", "format": "fits"}), "", "",
+                             f"HLA image {name}", "#this", "image/fits", ""])
+                rows.append([i, f"{base}?" + urlencode({"red": name, "size": "ALL", "format": "jpeg",
+                                                         "output_size": 1024, "autoscale": 99.5, "asinh": 1}),
+                             "", "", "JPEG preview", "#preview", "image/jpeg", ""])
+                rows.append([i, "", "soda", "", "SODA cutout through HLA fitscut", "#cutout", "image/fits", ""])
+                continue
             if not i.strip().isdigit() or detailed is None:
                 rows.append([i, "", "", "NotFoundFault: not an HSC MatchID", "", "#auxiliary", "", ""])
                 continue
@@ -224,7 +244,8 @@ class MastArchive(IvoaArchive):
             url = f"{service_url}/tap/sync?" + urlencode({"LANG": "ADQL", "QUERY": q})
             rows.append([i, url, "", "", "light curve: every HSC measurement of this match, by filter and time",
                          "#auxiliary", "application/x-votable+xml", ""])
-        return links_document(rows).encode()
+        soda = soda_descriptor(f"{service_url}/soda/{self.name}/sync") if any(r[2] == "soda" for r in rows) else ""
+        return links_document(rows, soda).encode()
 
     def _fetch(self, cat: MastCatalog, table: Table, params: dict, want: int | None, actor) -> pa.Table:
         """All pages of one API query (or the first ``want`` rows), typed and with -999 as null."""
@@ -292,6 +313,75 @@ class MastArchive(IvoaArchive):
                 "ORDER BY StartMJD", [detailed.qualified_name])
         return out
 
+    # -- HLA images -------------------------------------------------------------------------
+    def image_search(self, query) -> RowStream:
+        """SIA 2.0 over the HLA images that hold HSC measurements (detailed ``ImageName``): one
+        cone query on the detailed table per POS, one ObsCore row per image; the other SIA 2.0
+        constraints applied exactly to the records."""
+        from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, record_matches
+        detailed = self._detailed()
+        if not query.pos:
+            raise UsageFault("HLA images are found by position: give POS")
+        cat, _ = self.by_table[detailed.qualified_name.lower()]
+        images: dict[str, dict] = {}
+        for shape in query.pos:
+            ra, dec, r = _circle(shape)
+            if r > self.config.max_radius:
+                raise UsageFault(f"HLA images are searched within {self.config.max_radius} deg; give a smaller POS")
+            params = {"ra": ra, "dec": dec, "radius": r, "columns": ["ImageName", "Filter", "Detector", "Instrument",
+                      "StartMJD", "StopMJD", "ExposureTime", "WaveLength", "SourceRA", "SourceDec"]}
+            for row in self._fetch(cat, detailed, params, None, None).to_pylist():
+                name = row["ImageName"]
+                if not name:
+                    continue
+                rec = images.setdefault(name, self._hla_record(row))
+                rec["_ras"].append(row["SourceRA"])
+                rec["_decs"].append(row["SourceDec"])
+        records = []
+        for rec in images.values():
+            ras, decs = rec.pop("_ras"), rec.pop("_decs")
+            rec["s_ra"] = sum(x for x in ras if x is not None) / max(1, sum(x is not None for x in ras))
+            rec["s_dec"] = sum(x for x in decs if x is not None) / max(1, sum(x is not None for x in decs))
+            if record_matches(rec, query):
+                records.append(rec)
+        stream = RowStream(OBSCORE_COLUMNS, [])
+        stream.batches = limit_batches([obscore_batch(records)], query.maxrec, stream)
+        return stream
+
+    def _hla_record(self, row: dict) -> dict:
+        from urllib.parse import urlencode
+        wl = row.get("WaveLength")
+        return {"dataproduct_type": "image", "calib_level": 2, "obs_collection": "HLA", "obs_id": row["ImageName"],
+                "obs_publisher_did": HLA_PREFIX + row["ImageName"], "access_format": "image/fits",
+                "access_url": f"{self.config.hla_url}?" + urlencode({"red": row["ImageName"], "size": "ALL",
+                                                                     "format": "fits"}),
+                "t_min": row.get("StartMJD"), "t_max": row.get("StopMJD"), "t_exptime": row.get("ExposureTime"),
+                "em_min": wl * 0.9e-9 if wl else None, "em_max": wl * 1.1e-9 if wl else None,
+                "facility_name": "HST", "instrument_name": row.get("Detector") or row.get("Instrument"),
+                "o_ucd": "phot.flux.density", "pol_xel": 1, "em_xel": 1, "t_xel": 1, "_ras": [], "_decs": []}
+
+    def soda(self, params: list[tuple[str, str]], actor):
+        """SODA sync (SODA 1.0 §3) as one HLA fitscut call: the circle (or range) becomes
+        ``ra, dec, size`` in the image's pixels; sides over ``max_cutout_pixels`` are refused."""
+        p = {k.upper(): v for k, v in params}
+        did = p.get("ID", "")
+        if not self.claims(did):
+            raise UsageFault(f"ID {did!r} is not an HLA image of this service")
+        name = did[len(HLA_PREFIX):]
+        value = p.get("CIRCLE") and "CIRCLE " + p["CIRCLE"] or p.get("POS")
+        if not value:
+            raise UsageFault("give a region: POS (CIRCLE or RANGE) or CIRCLE")
+        from gateway.obscore import parse_shape
+        ra, dec, r = _circle(parse_shape(value, "POS"))
+        scale = next((v for k, v in PIXSCALE.items() if f"_{k}_" in name), 0.05)
+        size = max(1, int(round(2 * r * 3600 / scale)))
+        if size > self.config.max_cutout_pixels:
+            raise UsageFault(f"the cutout would be {size} pixels across; the limit is {self.config.max_cutout_pixels}")
+        r = self.upstream_get("HLA fitscut", str(self.config.hla_url),
+                              {"red": name, "ra": repr(ra), "dec": repr(dec), "size": size, "format": "fits"},
+                              refused="the cutout")
+        return 200, "application/fits", [r.content]
+
     # -- SCS ------------------------------------------------------------------------------
     def cone_search(self, table: Table, cone: Cone, maxrec: int | None, verb: int) -> RowStream:
         if cone.radius > self.config.max_radius:
@@ -335,3 +425,19 @@ def parse_csv(data: bytes, table: Table, columns: list[str]) -> pa.RecordBatch:
             a = pc.if_else(pc.equal(a, pa.scalar(-999, a.type)), pa.nulls(len(a), a.type), a)
         arrays.append(a)
     return pa.RecordBatch.from_arrays(arrays, names=t.column_names)
+
+
+def _circle(shape: tuple) -> tuple[float, float, float]:
+    """(ra, dec, radius) of the smallest circle around a SIA/SODA shape (degrees)."""
+    import math
+    if shape[0] == "circle":
+        return shape[1], shape[2], shape[3]
+    if shape[0] == "range":
+        _, ra1, ra2, dec1, dec2 = shape
+        dec = (dec1 + dec2) / 2
+        w = (ra2 - ra1) * math.cos(math.radians(dec))
+        return (ra1 + ra2) / 2, dec, math.hypot(w, dec2 - dec1) / 2
+    ras, decs = shape[1::2], shape[2::2]
+    ra, dec = sum(ras) / len(ras), sum(decs) / len(decs)
+    c = math.cos(math.radians(dec))
+    return ra, dec, max(math.hypot((a - ra) * c, d - dec) for a, d in zip(ras, decs))

@@ -33,7 +33,7 @@ from gateway.adql.validate import AdqlQuery, OutputColumn
 from gateway.archive import Cone, ImageQuery
 from gateway.faults import TransientFault, UsageFault
 from gateway.formats.datalink import links_document, soda_descriptor
-from gateway.obscore import OBSCORE_COLUMNS, obscore_batch
+from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, parse_shape, record_matches
 from gateway.residual import any_rows, evaluate, find_cone, residual_sql, single_table
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
@@ -181,7 +181,7 @@ class SkyMapperArchive(IvoaArchive):
                     params["MJD_START"], params["MJD_END"] = repr(lo), repr(hi)
                 for row in self._siap(params):
                     rec = self._obscore(row, ra, dec, w, h)
-                    if rec["obs_publisher_did"] not in seen and _residual(rec, query):
+                    if rec["obs_publisher_did"] not in seen and record_matches(rec, query, band=False, time=False):
                         seen.add(rec["obs_publisher_did"])
                         records.append(rec)
         stream = RowStream(OBSCORE_COLUMNS, [])
@@ -236,9 +236,9 @@ class SkyMapperArchive(IvoaArchive):
         did = p.get("ID", "")
         if not self.claims(did):
             raise UsageFault(f"ID {did!r} is not a SkyMapper {self.release} image")
-        shapes = [_shape(p["POS"])] if p.get("POS") else []
+        shapes = [parse_shape(p["POS"])] if p.get("POS") else []
         if p.get("CIRCLE"):
-            shapes.append(_shape("CIRCLE " + p["CIRCLE"]))
+            shapes.append(parse_shape("CIRCLE " + p["CIRCLE"], "CIRCLE"))
         if len(shapes) != 1:
             raise UsageFault("give one region: POS (CIRCLE or RANGE) or CIRCLE")
         ra, dec, w, h = _box(shapes[0])
@@ -273,20 +273,6 @@ class SkyMapperArchive(IvoaArchive):
         return batch
 
 
-def _shape(value: str) -> tuple:
-    parts = value.split()
-    kind = parts[0].upper()
-    try:
-        nums = [float(x) for x in parts[1:]]
-    except ValueError:
-        raise UsageFault(f"POS {value!r} is not CIRCLE ra dec r or RANGE ra1 ra2 dec1 dec2")
-    if kind == "CIRCLE" and len(nums) == 3:
-        return ("circle", *nums)
-    if kind == "RANGE" and len(nums) == 4:
-        return ("range", *nums)
-    raise UsageFault(f"POS {value!r}: SkyMapper cutouts take CIRCLE or RANGE")
-
-
 def _box(shape: tuple) -> tuple[float, float, float, float]:
     """(ra, dec, width, height) in degrees of the box SkyMapper's POS/SIZE describe for a shape."""
     if shape[0] == "circle":
@@ -309,20 +295,6 @@ def _bands(intervals: list[tuple[float, float]]) -> str | None:
     hit = [b for b, (c, f) in FILTERS.items()
            if any(lo <= (c + f / 2) * 1e-9 and hi >= (c - f / 2) * 1e-9 for lo, hi in intervals)]
     return ",".join(hit)
-
-
-def _residual(rec: dict, q: ImageQuery) -> bool:
-    """The SIA 2.0 constraints SIAP does not take, applied exactly to one ObsCore record."""
-    def within(v, intervals):
-        return not intervals or (v is not None and any(lo <= v <= hi for lo, hi in intervals))
-    return (within(rec["t_exptime"], q.exptime) and within(rec["s_fov"], q.fov)
-            and within(rec["s_resolution"], q.spatres)
-            and (not q.collection or rec["obs_collection"] in q.collection)
-            and (not q.facility or rec["facility_name"] in q.facility)
-            and (not q.instrument or rec["instrument_name"] in q.instrument)
-            and (not q.dptype or "image" in q.dptype) and (not q.calib or 2 in q.calib)
-            and (not q.id or rec["obs_publisher_did"].lower() in [i.lower() for i in q.id])
-            and (not q.format or "image/fits" in q.format))
 
 
 def parse_csv(data: bytes, table: Table) -> pa.RecordBatch:
