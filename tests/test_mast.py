@@ -22,7 +22,8 @@ def emu():
 @pytest.fixture(scope="module")
 def gw(emu, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mast")
-    app = make_app({"archives": {"mast": {"kind": "mast", "base_url": emu[1] + "/api/v0.1", "pagesize": 400}},
+    app = make_app({"archives": {"mast": {"kind": "mast", "base_url": emu[1] + "/api/v0.1", "pagesize": 400,
+                                          "hla_url": emu[1] + "/cgi-bin/fitscut.cgi"}},
                     "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r")}}, load_entrypoints=True)
     yield app.test_client()
     app.extensions["vo_gateway"].jobs.close()
@@ -151,3 +152,29 @@ def test_summary_rows_link_to_their_light_curves(emu, tmp_path):
             assert b"not an HSC MatchID" in r.content
     finally:
         app.extensions["vo_gateway"].jobs.close()
+
+
+def test_hla_images_sia2_datalink_and_soda(gw, emu):
+    import io
+
+    from astropy.io import fits
+    app, base = emu
+    r = gw.get("/sia/query", query_string={"POS": f"CIRCLE {IC1613[0]} {IC1613[1]} 0.05", "MAXREC": 1000})
+    t, status, _ = parse_votable(r.data)
+    full = app.table("hsc/v3/detailed")
+    d = _sep(full["MatchRA"].to_numpy(), full["MatchDec"].to_numpy(), *IC1613)
+    expected = {n for n, keep in zip(full["ImageName"].to_pylist(), d <= 0.05) if keep}
+    assert status == "OK" and set(t["obs_id"]) == expected and len(expected) > 1
+    assert all(u.startswith(base + "/cgi-bin/fitscut.cgi?red=") for u in t["access_url"])
+    r = gw.get("/sia/query", query_string={"POS": f"CIRCLE {IC1613[0]} {IC1613[1]} 0.05", "BAND": "7e-7 9e-7"})
+    red = parse_votable(r.data)[0]
+    assert set(red["obs_id"]) == {n for n in expected if n.endswith("f814w")} and 0 < len(red) < len(t)
+    did = "ivo://mast.stsci.edu/hla?" + sorted(expected)[0]
+    links, _, _ = parse_votable(gw.get("/datalink/links", query_string={"ID": did}).data)
+    assert list(links["semantics"]) == ["#this", "#preview", "#cutout"]
+    r = gw.get("/soda/mast/sync", query_string={"ID": did, "CIRCLE": f"{IC1613[0]} {IC1613[1]} 0.001"})
+    assert r.status_code == 200 and r.mimetype == "application/fits"
+    hdu = fits.open(io.BytesIO(r.data))[0]
+    assert hdu.data.shape == (144, 144) and hdu.header["HLANAME"] == did.split("?", 1)[1]  # 7.2" at 0.05"/px
+    r = gw.get("/soda/mast/sync", query_string={"ID": did, "CIRCLE": f"{IC1613[0]} {IC1613[1]} 0.1"})
+    assert r.status_code == 400 and b"pixels across" in r.data

@@ -49,6 +49,7 @@ def synthetic(path: str, seed: int = 1613) -> pa.Table:
                 for k in range(n):
                     rows.append({"MatchID": mid, "MatchRA": ra, "MatchDec": dec, "SourceID": mid * 100 + len(rows) % 97,
                                  "Filter": filt, "Detector": "ACS/WFC", "Instrument": "ACS", "StartMJD": 53500.0 + 7 * k,
+                                 "StopMJD": 53500.01 + 7 * k, "WaveLength": float(filt[1:4]), "ExposureTime": 500.0,
                                  "MagAper2": 22.0 + rng.normal(0, 0.3), "Flags": 0,
                                  "ImageName": f"hst_10505_{k:02d}_acs_wfc_{filt.lower()}"})
         cols = {}
@@ -178,5 +179,26 @@ def mast_app() -> Flask:
         buf = io.BytesIO()
         pcsv.write_csv(out, buf)
         return Response(buf.getvalue().replace(b'"', b""), mimetype="text/csv")
+
+    @app.route("/cgi-bin/fitscut.cgi")
+    def fitscut():
+        """HLA fitscut (REFERENCE.md §2.5): red=<image>, ra/dec, size (pixels or ALL), format."""
+        from astropy.io import fits
+        a = {k.lower(): v for k, v in request.args.items()}
+        app.requests.append(("fitscut", "GET", dict(a)))
+        names = set(data["hsc/v3/detailed"]["ImageName"].to_pylist())
+        if a.get("red") not in names:
+            return error(400, f"no such dataset {a.get('red')}")
+        n = 400 if a.get("size", "ALL").upper() == "ALL" else int(a["size"])
+        if a.get("format", "fits") in ("jpeg", "jpg", "png"):
+            return Response(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(64) + b"\xff\xd9", mimetype="image/jpeg")
+        ra, dec = float(a.get("ra", IC1613[0])), float(a.get("dec", IC1613[1]))
+        hdu = fits.PrimaryHDU(np.zeros((n, n), np.float32))
+        hdu.header.update({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": ra, "CRVAL2": dec,
+                           "CRPIX1": (n + 1) / 2, "CRPIX2": (n + 1) / 2, "CDELT1": -0.05 / 3600, "CDELT2": 0.05 / 3600,
+                           "HLANAME": a["red"]})
+        buf = io.BytesIO()
+        hdu.writeto(buf)
+        return Response(buf.getvalue(), mimetype="image/fits")
 
     return app
