@@ -23,7 +23,8 @@ def emu():
 def gw(emu, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mast")
     app = make_app({"archives": {"mast": {"kind": "mast", "base_url": emu[1] + "/api/v0.1", "pagesize": 400,
-                                          "hla_url": emu[1] + "/cgi-bin/fitscut.cgi"}},
+                                          "hla_url": emu[1] + "/cgi-bin/fitscut.cgi",
+                                          "ps1_images_url": emu[1] + "/ps1"}},
                     "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r")}}, load_entrypoints=True)
     yield app.test_client()
     app.extensions["vo_gateway"].jobs.close()
@@ -159,14 +160,16 @@ def test_hla_images_sia2_datalink_and_soda(gw, emu):
 
     from astropy.io import fits
     app, base = emu
-    r = gw.get("/sia/query", query_string={"POS": f"CIRCLE {IC1613[0]} {IC1613[1]} 0.05", "MAXREC": 1000})
+    r = gw.get("/sia/query", query_string={"POS": f"CIRCLE {IC1613[0]} {IC1613[1]} 0.05", "MAXREC": 1000,
+                                           "COLLECTION": "HLA"})
     t, status, _ = parse_votable(r.data)
     full = app.table("hsc/v3/detailed")
     d = _sep(full["MatchRA"].to_numpy(), full["MatchDec"].to_numpy(), *IC1613)
     expected = {n for n, keep in zip(full["ImageName"].to_pylist(), d <= 0.05) if keep}
     assert status == "OK" and set(t["obs_id"]) == expected and len(expected) > 1
     assert all(u.startswith(base + "/cgi-bin/fitscut.cgi?red=") for u in t["access_url"])
-    r = gw.get("/sia/query", query_string={"POS": f"CIRCLE {IC1613[0]} {IC1613[1]} 0.05", "BAND": "7e-7 9e-7"})
+    r = gw.get("/sia/query", query_string={"POS": f"CIRCLE {IC1613[0]} {IC1613[1]} 0.05", "BAND": "7e-7 9e-7",
+                                           "COLLECTION": "HLA"})
     red = parse_votable(r.data)[0]
     assert set(red["obs_id"]) == {n for n in expected if n.endswith("f814w")} and 0 < len(red) < len(t)
     did = "ivo://mast.stsci.edu/hla?" + sorted(expected)[0]
@@ -178,3 +181,30 @@ def test_hla_images_sia2_datalink_and_soda(gw, emu):
     assert hdu.data.shape == (144, 144) and hdu.header["HLANAME"] == did.split("?", 1)[1]  # 7.2" at 0.05"/px
     r = gw.get("/soda/mast/sync", query_string={"ID": did, "CIRCLE": f"{IC1613[0]} {IC1613[1]} 0.1"})
     assert r.status_code == 400 and b"pixels across" in r.data
+
+
+def test_ps1_images_stack_and_warp_each_band(gw, emu):
+    import io
+
+    from astropy.io import fits
+    app, base = emu
+    r = gw.get("/sia/query", query_string={"POS": "CIRCLE 83.63321 22.01446 0.01", "COLLECTION": "PS1 DR2"})
+    t, status, _ = parse_votable(r.data)
+    sent = next(p for kind, _, p in reversed(app.requests) if kind == "ps1filenames")
+    assert sent == {"ra": "83.63321", "dec": "22.01446", "filters": "grizy", "type": "stack,warp"}
+    stacks = sorted(n for n, lvl in zip(t["obs_id"], t["calib_level"]) if lvl == 3)
+    recorded = sorted(line.split()[8] for line in open("tests/fixtures/mast/ps1filenames_ra83.633210_dec22.014460_"
+                                                       "RECONSTRUCTED.txt").read().splitlines()[1:])
+    assert stacks == recorded and len(t) == 5 + 10  # five stacks, two warps per band
+    assert all(u.startswith(base + "/ps1/rings.v3.skycell/1784/059/") for u in t["access_url"])
+    r = gw.get("/sia/query", query_string={"POS": "CIRCLE 83.63321 22.01446 0.01", "COLLECTION": "PS1 DR2",
+                                           "BAND": "5.6e-7 6.8e-7", "TIME": "56000 57000"})
+    only, _, _ = parse_votable(r.data)
+    assert list(only["obs_id"]) == ["rings.v3.skycell.1784.059.wrp.r.56300.5.fits"]
+    did = "ivo://mast.stsci.edu/ps1?/rings.v3.skycell/1784/059/rings.v3.skycell.1784.059.stk.g.unconv.fits"
+    links, _, _ = parse_votable(gw.get("/datalink/links", query_string={"ID": did}).data)
+    assert list(links["semantics"]) == ["#this", "#cutout"]
+    r = gw.get("/soda/mast/sync", query_string={"ID": did, "CIRCLE": "83.63321 22.01446 0.005"})
+    hdu = fits.open(io.BytesIO(r.data))[0]
+    assert r.status_code == 200 and hdu.data.shape == (144, 144)  # 36" at 0.25"/px
+    assert hdu.header["PS1FILE"] == did.split("?", 1)[1]

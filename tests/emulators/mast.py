@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -197,6 +198,47 @@ def mast_app() -> Flask:
         hdu.header.update({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": ra, "CRVAL2": dec,
                            "CRPIX1": (n + 1) / 2, "CRPIX2": (n + 1) / 2, "CDELT1": -0.05 / 3600, "CDELT2": 0.05 / 3600,
                            "HLANAME": a["red"]})
+        buf = io.BytesIO()
+        hdu.writeto(buf)
+        return Response(buf.getvalue(), mimetype="image/fits")
+
+    ps1_fixture = (Path(__file__).resolve().parents[1] / "fixtures" / "mast" /
+                   "ps1filenames_ra83.633210_dec22.014460_RECONSTRUCTED.txt").read_text()
+
+    @app.route("/ps1/cgi-bin/ps1filenames.py")
+    def ps1filenames():
+        """PS1 file listing (REFERENCE.md §2.5): the real recorded rows at the recorded position,
+        the same layout elsewhere; warps are two epochs per band."""
+        a = request.args
+        app.requests.append(("ps1filenames", "GET", dict(a)))
+        ra, dec = float(a["ra"]), float(a["dec"])
+        filters = a.get("filters", "grizy")
+        types = a.get("type", "stack").split(",")
+        head, *rows = ps1_fixture.strip().splitlines()
+        if abs(ra - 83.63321) > 1e-4 or abs(dec - 22.01446) > 1e-4:
+            cell = (int(ra * 7) % 2643, int((dec + 90) * 3) % 100)
+            rows = [f"{cell[0]} {cell[1]} {ra} {dec} {f} 0.0 stack /rings.v3.skycell/{cell[0]}/{cell[1]:03d}/"
+                    f"rings.v3.skycell.{cell[0]}.{cell[1]:03d}.stk.{f}.unconv.fits "
+                    f"rings.v3.skycell.{cell[0]}.{cell[1]:03d}.stk.{f}.unconv.fits 0" for f in "girzy"]
+        out = [r for r in rows if r.split()[4] in filters and "stack" in types]
+        if "warp" in types:
+            p, sc = rows[0].split()[:2]
+            for f in filters:
+                for mjd in (55200.25, 56300.5):
+                    name = f"rings.v3.skycell.{p}.{int(sc):03d}.wrp.{f}.{mjd}.fits"
+                    out.append(f"{p} {sc} {ra} {dec} {f} {mjd} warp /rings.v3.skycell/{p}/{int(sc):03d}/{name} {name} 0")
+        return Response("\n".join([head, *out]) + "\n", mimetype="text/plain")
+
+    @app.route("/ps1/cgi-bin/fitscut.cgi")
+    def ps1_fitscut():
+        from astropy.io import fits
+        a = request.args
+        app.requests.append(("ps1fitscut", "GET", dict(a)))
+        n = int(a.get("size", 240))
+        hdu = fits.PrimaryHDU(np.zeros((n, n), np.float32))
+        hdu.header.update({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": float(a["ra"]), "CRVAL2": float(a["dec"]),
+                           "CRPIX1": (n + 1) / 2, "CRPIX2": (n + 1) / 2, "CDELT1": -0.25 / 3600, "CDELT2": 0.25 / 3600,
+                           "PS1FILE": a["red"]})
         buf = io.BytesIO()
         hdu.writeto(buf)
         return Response(buf.getvalue(), mimetype="image/fits")

@@ -45,6 +45,8 @@ ARROW = {"boolean": pa.bool_(), "unsignedByte": pa.uint8(), "short": pa.int16(),
          "long": pa.int64(), "float": pa.float32(), "double": pa.float64(), "char": pa.string()}
 OPS = {exp.GT: "gt", exp.GTE: "gte", exp.LT: "lt", exp.LTE: "lte"}
 HLA_PREFIX = "ivo://mast.stsci.edu/hla?"
+PS1_PREFIX = "ivo://mast.stsci.edu/ps1?"
+PS1_BANDS = {"g": (400, 550), "r": (550, 690), "i": (690, 820), "z": (820, 920), "y": (920, 1080)}  # nm
 PIXSCALE = {"acs": 0.05, "wfc3": 0.04, "wfpc2": 0.1}  # arcsec/pixel of HLA drizzled images
 FLIP = {"gt": "lt", "gte": "lte", "lt": "gt", "lte": "gte"}
 
@@ -70,7 +72,10 @@ class MastConfig(IvoaConfig):
     max_rows: int = Field(2_000_000, ge=1, description="most rows fetched for one query before refusing")
     hla_url: AnyHttpUrl | None = Field("https://hla.stsci.edu/cgi-bin/fitscut.cgi", description="HLA fitscut service "
                                        "(SIA 2.0 over the images of the detailed table, SODA cutouts, previews)")
-    max_cutout_pixels: int = Field(4000, ge=1, description="largest HLA cutout side, pixels")
+    max_cutout_pixels: int = Field(4000, ge=1, description="largest HLA or PS1 cutout side, pixels")
+    ps1_images_url: AnyHttpUrl | None = Field("https://ps1images.stsci.edu", description="PS1 image service "
+                                              "(ps1filenames.py listing, fitscut.cgi cutouts, full files)")
+    ps1_types: list[str] = Field(default_factory=lambda: ["stack", "warp"], description="PS1 image types listed")
 
 
 @dataclass
@@ -97,11 +102,13 @@ class MastArchive(IvoaArchive):
         self.by_table = {}
         for cat, t in zip(config.catalogs, self._tables):
             self.by_table[t.qualified_name.lower()] = (cat, t)
-        if config.hla_url is not None and self._detailed() is not None:
+        self.hla = config.hla_url is not None and self._detailed() is not None
+        self.ps1 = str(config.ps1_images_url).rstrip("/") if config.ps1_images_url else None
+        if self.hla or self.ps1:
             self.capabilities = replace(self.capabilities, images=True, cutouts=True)
 
     def upstream_urls(self) -> list:
-        return super().upstream_urls() + [self.config.base_url, self.config.hla_url]
+        return super().upstream_urls() + [self.config.base_url, self.config.hla_url, self.config.ps1_images_url]
 
     def load_tables(self, snap) -> list[Table]:
         out = []
@@ -213,7 +220,8 @@ class MastArchive(IvoaArchive):
 
     def claims(self, dataset_id: str) -> bool:
         """HLA images; HSC MatchIDs are answered at /datalink/{archive}/links only."""
-        return self.capabilities.images and dataset_id.startswith(HLA_PREFIX)
+        return (self.hla and dataset_id.startswith(HLA_PREFIX)) or (self.ps1 is not None and
+                                                                      dataset_id.startswith(PS1_PREFIX))
 
     def datalink(self, ids: list[str], actor, service_url: str) -> bytes:
         """DataLink 1.1.  An HLA image: ``#this`` (the whole image, fitscut size=ALL),
@@ -226,6 +234,12 @@ class MastArchive(IvoaArchive):
         detailed = self._detailed()
         rows = []
         for i in ids:
+            if self.claims(i) and i.startswith(PS1_PREFIX):
+                filename = i[len(PS1_PREFIX):]
+                rows.append([i, self.ps1 + filename, "", "", f"PS1 image {filename.rsplit('/', 1)[-1]}", "#this",
+                             "image/fits", ""])
+                rows.append([i, "", "soda", "", "SODA cutout through PS1 fitscut", "#cutout", "image/fits", ""])
+                continue
             if self.claims(i):
                 name = i[len(HLA_PREFIX):]
                 base = str(self.config.hla_url)
@@ -315,16 +329,17 @@ class MastArchive(IvoaArchive):
 
     # -- HLA images -------------------------------------------------------------------------
     def image_search(self, query) -> RowStream:
-        """SIA 2.0 over the HLA images that hold HSC measurements (detailed ``ImageName``): one
-        cone query on the detailed table per POS, one ObsCore row per image; the other SIA 2.0
-        constraints applied exactly to the records."""
+        """SIA 2.0 over the HLA images that hold HSC measurements (detailed ``ImageName``: one
+        cone query on the detailed table per POS, one ObsCore row per image) and the PS1 stack
+        and warp files of the skycell at each POS; the other SIA 2.0 constraints applied
+        exactly to the records."""
         from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, record_matches
         detailed = self._detailed()
         if not query.pos:
-            raise UsageFault("HLA images are found by position: give POS")
-        cat, _ = self.by_table[detailed.qualified_name.lower()]
+            raise UsageFault("HST (HLA) and PS1 images are found by position: give POS")
         images: dict[str, dict] = {}
-        for shape in query.pos:
+        for shape in query.pos if self.hla else ():
+            cat, _ = self.by_table[detailed.qualified_name.lower()]
             ra, dec, r = _circle(shape)
             if r > self.config.max_radius:
                 raise UsageFault(f"HLA images are searched within {self.config.max_radius} deg; give a smaller POS")
@@ -337,7 +352,8 @@ class MastArchive(IvoaArchive):
                 rec = images.setdefault(name, self._hla_record(row))
                 rec["_ras"].append(row["SourceRA"])
                 rec["_decs"].append(row["SourceDec"])
-        records = []
+        records = [rec for shape in (query.pos if self.ps1 else ()) for rec in self._ps1_records(shape)
+                   if record_matches(rec, query)]
         for rec in images.values():
             ras, decs = rec.pop("_ras"), rec.pop("_decs")
             rec["s_ra"] = sum(x for x in ras if x is not None) / max(1, sum(x is not None for x in ras))
@@ -347,6 +363,32 @@ class MastArchive(IvoaArchive):
         stream = RowStream(OBSCORE_COLUMNS, [])
         stream.batches = limit_batches([obscore_batch(records)], query.maxrec, stream)
         return stream
+
+    def _ps1_records(self, shape) -> list[dict]:
+        """ObsCore records of the PS1 files of the skycell holding the shape's centre
+        (``ps1filenames.py``, REFERENCE.md §2.5): one per band and image type."""
+        ra, dec, _ = _circle(shape)
+        r = self.upstream_get("PS1 image service", self.ps1 + "/cgi-bin/ps1filenames.py",
+                              {"ra": repr(ra), "dec": repr(dec), "filters": "grizy",
+                               "type": ",".join(self.config.ps1_types)}, refused="the listing")
+        lines = [ln.split() for ln in r.text.splitlines() if ln.strip()]
+        if not lines:
+            return []
+        head = lines[0]
+        out = []
+        for values in lines[1:]:
+            row = dict(zip(head, values))
+            lo, hi = PS1_BANDS.get(row.get("filter"), (None, None))
+            mjd = float(row.get("mjd") or 0) or None
+            stack = row.get("type", "").startswith("stack")
+            out.append({"dataproduct_type": "image", "calib_level": 3 if stack else 2, "obs_collection": "PS1 DR2",
+                        "obs_id": row.get("shortname"), "obs_publisher_did": PS1_PREFIX + row["filename"],
+                        "access_url": self.ps1 + row["filename"], "access_format": "image/fits",
+                        "s_ra": float(row["ra"]), "s_dec": float(row["dec"]), "s_fov": 0.4,
+                        "t_min": mjd, "t_max": mjd, "em_min": lo * 1e-9 if lo else None, "em_max": hi * 1e-9 if hi else None,
+                        "facility_name": "PS1", "instrument_name": "GPC1", "target_name": row.get("type"),
+                        "o_ucd": "phot.flux.density", "pol_xel": 1, "em_xel": 1, "t_xel": 1})
+        return out
 
     def _hla_record(self, row: dict) -> dict:
         from urllib.parse import urlencode
@@ -366,18 +408,20 @@ class MastArchive(IvoaArchive):
         p = {k.upper(): v for k, v in params}
         did = p.get("ID", "")
         if not self.claims(did):
-            raise UsageFault(f"ID {did!r} is not an HLA image of this service")
-        name = did[len(HLA_PREFIX):]
+            raise UsageFault(f"ID {did!r} is not an HLA or PS1 image of this service")
+        ps1 = did.startswith(PS1_PREFIX)
+        name = did[len(PS1_PREFIX if ps1 else HLA_PREFIX):]
         value = p.get("CIRCLE") and "CIRCLE " + p["CIRCLE"] or p.get("POS")
         if not value:
             raise UsageFault("give a region: POS (CIRCLE or RANGE) or CIRCLE")
         from gateway.obscore import parse_shape
         ra, dec, r = _circle(parse_shape(value, "POS"))
-        scale = next((v for k, v in PIXSCALE.items() if f"_{k}_" in name), 0.05)
+        scale = 0.25 if ps1 else next((v for k, v in PIXSCALE.items() if f"_{k}_" in name), 0.05)
         size = max(1, int(round(2 * r * 3600 / scale)))
         if size > self.config.max_cutout_pixels:
             raise UsageFault(f"the cutout would be {size} pixels across; the limit is {self.config.max_cutout_pixels}")
-        r = self.upstream_get("HLA fitscut", str(self.config.hla_url),
+        url = self.ps1 + "/cgi-bin/fitscut.cgi" if ps1 else str(self.config.hla_url)
+        r = self.upstream_get("PS1 fitscut" if ps1 else "HLA fitscut", url,
                               {"red": name, "ra": repr(ra), "dec": repr(dec), "size": size, "format": "fits"},
                               refused="the cutout")
         return 200, "application/fits", [r.content]
