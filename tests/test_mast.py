@@ -24,7 +24,8 @@ def gw(emu, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mast")
     app = make_app({"archives": {"mast": {"kind": "mast", "base_url": emu[1] + "/api/v0.1", "pagesize": 400,
                                           "hla_url": emu[1] + "/cgi-bin/fitscut.cgi",
-                                          "ps1_images_url": emu[1] + "/ps1"}},
+                                          "ps1_images_url": emu[1] + "/ps1",
+                                          "metadata_cache": str(tmp / "mast_metadata.json")}},
                     "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r")}}, load_entrypoints=True)
     yield app.test_client()
     app.extensions["vo_gateway"].jobs.close()
@@ -132,7 +133,7 @@ def test_summary_rows_link_to_their_light_curves(emu, tmp_path):
     """pyvo finds each summary row's DataLink (a service descriptor on the MatchID column) and
     through it the light curve, in sync and async results."""
     import pyvo
-    app = make_app({"archives": {"mast": {"kind": "mast", "base_url": emu[1] + "/api/v0.1"}},
+    app = make_app({"archives": {"mast": {"kind": "mast", "base_url": emu[1] + "/api/v0.1", "metadata_cache": None}},
                     "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}},
                    load_entrypoints=True)
     try:
@@ -208,3 +209,66 @@ def test_ps1_images_stack_and_warp_each_band(gw, emu):
     hdu = fits.open(io.BytesIO(r.data))[0]
     assert r.status_code == 200 and hdu.data.shape == (144, 144)  # 36" at 0.25"/px
     assert hdu.header["PS1FILE"] == did.split("?", 1)[1]
+
+
+def test_metadata_from_the_api_cached_for_offline_starts(emu, tmp_path):
+    import json
+    cache = tmp_path / "meta.json"
+
+    def build(base):
+        return make_app({"archives": {"mast": {"kind": "mast", "base_url": base + "/api/v0.1", "metadata_cache": str(cache)}},
+                         "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}},
+                        load_entrypoints=True)
+    n = len(emu[0].requests)
+    app = build(emu[1])
+    fetched = sorted(p for p, kind, _ in emu[0].requests[n:] if kind == "metadata")
+    app.extensions["vo_gateway"].jobs.close()
+    assert len(fetched) == 16 and cache.exists() and sorted(json.loads(cache.read_text())) == fetched
+    tables = {t.qualified_name: t for _, t in app.extensions["vo_gateway"].catalogue.tables()}
+    ps1 = tables["mast_ps1dr2.mean"]
+    assert ps1.column("gMeanPSFMag").unit == "mag" and ps1.column("objName").ucd == "meta.id;meta.main"
+    api = json.loads(cache.read_text())["hsc/v3/propermotions"]
+    assert [c.name for c in tables["mast_hsc3.propermotions"].columns] == [m["name"] for m in api]
+    offline = build("http://127.0.0.1:9")  # MAST unreachable: the cache is used
+    t2 = {t.qualified_name: t for _, t in offline.extensions["vo_gateway"].catalogue.tables()}
+    offline.extensions["vo_gateway"].jobs.close()
+    assert [c.name for c in t2["mast_ps1dr2.mean"].columns] == [c.name for c in ps1.columns]
+    n = len(emu[0].requests)
+    build(emu[1]).extensions["vo_gateway"].jobs.close()  # a fresh cache is used without asking MAST
+    assert not [p for p, kind, _ in emu[0].requests[n:] if kind == "metadata"]
+
+
+def test_every_listed_table_is_served(gw, emu):
+    app, _ = emu
+    tables = [t for _, t in gw.application.extensions["vo_gateway"].catalogue.tables() if t.schema.startswith("mast_")]
+    names = {t.qualified_name for t in tables}
+    assert {"mast_hsc3.propermotions", "mast_hsc3.sourcepositions", "mast_hsc3.hcvsummary", "mast_hsc3.hcv",
+            "mast_hsc2.summary_magaper2", "mast_hsc2.detailed", "mast_ps1dr1.mean", "mast_ps1dr2.stack",
+            "mast_ps1dr2.detection", "mast_ps1dr2.forced_mean"} <= names
+    for t in tables:
+        if t.positional:
+            ra, dec = (IC1613 if t.schema.startswith("mast_hsc") else PS1_FIELD)
+            q = (f"SELECT TOP 3 {t.id_column} FROM {t.qualified_name} WHERE 1 = CONTAINS(POINT('ICRS', "
+                 f"{t.ra_column}, {t.dec_column}), CIRCLE('ICRS', {ra}, {dec}, 0.2))")
+        else:
+            q = f"SELECT {t.id_column} FROM {t.qualified_name} WHERE {t.id_column} = 7007"
+        r, (res, status, _) = tap(gw, q)
+        assert r.status_code == 200 and status == "OK", (t.qualified_name, r.data[-300:])
+        assert emu[0].requests[-1][0] == next(c.path for c in gw.application.extensions["vo_gateway"].catalogue
+                                              .archives["mast"].config.catalogs if c.table == t.qualified_name)
+
+
+def test_exact_pushdown_streams_pages_and_like(gw, emu):
+    app, _ = emu
+    q = ("SELECT MatchID, Filter, ImageName FROM mast_hsc3.detailed WHERE 1 = CONTAINS(POINT('ICRS', MatchRA, MatchDec), "
+         "CIRCLE('ICRS', 16.2016962, 2.1194959, 0.5)) AND ImageName LIKE 'hst_10505_0%_f814w' ORDER BY MatchID")
+    n = len(app.requests)
+    r, (t, status, _) = tap(gw, q, MAXREC=100000)
+    sent = [p for _, _, p in app.requests[n:]]
+    assert sent[0]["ImageName.like"] == ["hst_10505_0%_f814w"] and sent[0]["sort_by"] == ["MatchID"]
+    assert len(sent) > 1 and all(p["pagesize"] == ["400"] for p in sent)  # several pages, streamed
+    full = app.table("hsc/v3/detailed")
+    d = _sep(full["MatchRA"].to_numpy(), full["MatchDec"].to_numpy(), *IC1613)
+    expected = sorted(m for m, f, keep in zip(full["MatchID"].to_pylist(), full["Filter"].to_pylist(), d <= 0.5)
+                      if keep and f == "F814W")
+    assert list(t["MatchID"]) == expected and set(t["Filter"]) == {"F814W"}

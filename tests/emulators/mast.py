@@ -99,6 +99,7 @@ def mast_app() -> Flask:
 
     @app.route("/api/v0.1/<path:path>/metadata", methods=["GET"])
     def metadata(path):
+        app.requests.append((path, "metadata", {}))
         if path.startswith("panstarrs/dr2/mean"):
             from vo_gateway_mast.metadata import DATA
             return Response((DATA / "panstarrs_dr2_mean_metadata.json").read_text(), mimetype="application/json")
@@ -147,6 +148,10 @@ def mast_app() -> Flask:
                 hit = np.zeros(t.num_rows, bool)
                 for v in values:
                     hit |= valid & (arr == cast(v))
+            elif op == "like":
+                import re as _re
+                pats = [_re.compile("^" + _re.escape(v).replace("%", ".*").replace("_", ".") + "$") for v in values]
+                hit = np.array([ok and any(p.match(str(x)) for p in pats) for ok, x in zip(valid, arr)], bool)
             elif op in ("gt", "gte", "lt", "lte"):
                 hit = valid.copy()
                 for v in values:

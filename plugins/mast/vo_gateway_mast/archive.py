@@ -6,9 +6,11 @@ Pushdown planner, from the validated ADQL AST to REST parameters (§2.1):
 * a cone (``CONTAINS(POINT, CIRCLE)=1`` or ``DISTANCE(...) < r``) -> ``ra``, ``dec``, ``radius``
   (at most ``max_radius`` = 0.5 deg, the API's limit; larger cones are refused with the limit);
 * ``col > | >= | < | <= constant`` -> ``col.gt|gte|lt|lte``; ``col = constant`` and
-  ``col IN (...)`` -> the value(s) (repeated values are OR-ed by the API);
+  ``col IN (...)`` -> the value(s) (repeated values are OR-ed by the API); ``col LIKE 'p'`` ->
+  ``col.like=p``;
 * the columns the query reads -> ``columns=[...]``; ``ORDER BY col [DESC]`` -> ``sort_by``;
-* TOP/MAXREC -> ``pagesize`` when everything was pushed down, else ``page`` loops.
+* TOP/MAXREC -> ``pagesize`` when everything was pushed down (then pages are evaluated and
+  streamed one by one), else ``page`` loops and one evaluation over all rows.
 
 The API's answer is CSV (pyarrow, declared types; the ``-999`` sentinels become nulls).  The
 whole query is then evaluated exactly by the gateway on those rows (:mod:`gateway.residual`):
@@ -27,6 +29,8 @@ from dataclasses import dataclass, field, replace
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
+from pathlib import Path
+
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from sqlglot import exp
 
@@ -57,11 +61,16 @@ class MastCatalog(BaseModel):
     path: str = Field(description="API path below base_url, e.g. hsc/v3/summary/magaper2")
 
 
+SCHEMA_OF = {"hsc/v3": "mast_hsc3", "hsc/v2": "mast_hsc2", "panstarrs/dr1": "mast_ps1dr1", "panstarrs/dr2": "mast_ps1dr2"}
+
+
 def _default_catalogs():
-    return [MastCatalog(table="mast_hsc3.summary_magaper2", path="hsc/v3/summary/magaper2"),
-            MastCatalog(table="mast_hsc3.summary_magauto", path="hsc/v3/summary/magauto"),
-            MastCatalog(table="mast_hsc3.detailed", path="hsc/v3/detailed"),
-            MastCatalog(table="mast_ps1dr2.mean", path="panstarrs/dr2/mean")]
+    out = []
+    for path in BUNDLED:
+        prefix = "/".join(path.split("/")[:2])
+        rest = path.split("/")[2:]
+        out.append(MastCatalog(table=f"{SCHEMA_OF[prefix]}.{'_'.join(rest)}", path=path))
+    return out
 
 
 class MastConfig(IvoaConfig):
@@ -73,6 +82,9 @@ class MastConfig(IvoaConfig):
     hla_url: AnyHttpUrl | None = Field("https://hla.stsci.edu/cgi-bin/fitscut.cgi", description="HLA fitscut service "
                                        "(SIA 2.0 over the images of the detailed table, SODA cutouts, previews)")
     max_cutout_pixels: int = Field(4000, ge=1, description="largest HLA or PS1 cutout side, pixels")
+    metadata_cache: Path | None = Field(Path("var/mast_metadata.json"), description="column metadata read from the "
+                                        "API's /metadata endpoints; refreshed when older than metadata_max_age")
+    metadata_max_age: float = Field(7 * 86400, ge=0, description="seconds")
     ps1_images_url: AnyHttpUrl | None = Field("https://ps1images.stsci.edu", description="PS1 image service "
                                               "(ps1filenames.py listing, fitscut.cgi cutouts, full files)")
     ps1_types: list[str] = Field(default_factory=lambda: ["stack", "warp"], description="PS1 image types listed")
@@ -111,13 +123,40 @@ class MastArchive(IvoaArchive):
         return super().upstream_urls() + [self.config.base_url, self.config.hla_url, self.config.ps1_images_url]
 
     def load_tables(self, snap) -> list[Table]:
-        out = []
+        """Column metadata per catalog: the API's ``/metadata`` (REFERENCE.md §2.1), kept in
+        ``metadata_cache``; a cache younger than ``metadata_max_age`` is used as it is; when
+        MAST is unreachable the cache, else the bundled snapshot (:mod:`.metadata`)."""
+        import json
+        import time
+        cache = (Path(self.base_dir) / self.config.metadata_cache) if self.config.metadata_cache else None
+        known = {}
+        if cache is not None and cache.exists():
+            known = json.loads(cache.read_text())
+        fresh = cache is not None and cache.exists() and time.time() - cache.stat().st_mtime < self.config.metadata_max_age
+        out, fetched = [], {}
         for cat in self.config.catalogs:
             if cat.path not in BUNDLED:
                 raise ValueError(f"no bundled metadata for MAST table {cat.path}")
             schema, name = cat.table.split(".")
-            out.append(BUNDLED[cat.path](schema, name))
+            bundled = BUNDLED[cat.path](schema, name)
+            meta = known.get(cat.path) if fresh else None
+            if meta is None and cache is not None:
+                meta = self._fetch_metadata(cat.path) or known.get(cat.path)
+                if meta is not None:
+                    fetched[cat.path] = meta
+            out.append(table_from_metadata(bundled, meta) if meta else bundled)
+        if fetched and cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps({**known, **fetched}))
         return out
+
+    def _fetch_metadata(self, path: str) -> list | None:
+        import requests
+        try:
+            r = self.session.get(f"{str(self.config.base_url).rstrip('/')}/{path}/metadata", timeout=(5, 20))
+            return r.json() if r.ok else None
+        except (requests.RequestException, ValueError, TransientFault):
+            return None
 
     @property
     def title(self) -> str:
@@ -188,6 +227,13 @@ class MastArchive(IvoaArchive):
                 key = col.name if op == "eq" else f"{col.name}.{op}"
                 params.setdefault(key, []).append(value) if op == "eq" else params.__setitem__(key, value)
                 return True
+            if isinstance(cond, exp.Like):  # SQL LIKE on MAST's database: the same rows
+                col = column_of(cond.this, alias, table)
+                value = constant(cond.expression)
+                if col is None or col.datatype != "char" or not isinstance(value, str) or cond.args.get("escape"):
+                    return False
+                params[f"{col.name}.like"] = value
+                return True
             if isinstance(cond, exp.In) and not cond.args.get("query"):
                 col = column_of(cond.this, alias, table)
                 values = [constant(v) for v in cond.expressions]
@@ -207,12 +253,31 @@ class MastArchive(IvoaArchive):
             want = min(x for x in (top, (maxrec + 1) if maxrec is not None else None, self.config.max_rows)
                        if x is not None)
         actor = context.actor if context is not None else None
-        rows = self._fetch(native.catalog, native.table, params, want, actor)
-        stream = evaluate(native.sql, native.view, rows, native.outputs, maxrec)
+        if native.exact:  # the API filtered and sorted everything: evaluate and stream page by page
+            stream = self._stream_pages(native, params, want, actor, maxrec)
+        else:
+            rows = self._fetch(native.catalog, native.table, params, want, actor)
+            stream = evaluate(native.sql, native.view, rows, native.outputs, maxrec)
         if native.catalog.path.startswith("hsc/v3/summary") and self._detailed() is not None:
             match = next((o.name for o in native.outputs if o.column is not None and o.column.name == "MatchID"), None)
             if match is not None:  # each summary row links to its light curve
                 stream.datalink = (self.name, match)
+        return stream
+
+    def _stream_pages(self, native: RestPlan, params: dict, want: int | None, actor, maxrec: int | None) -> RowStream:
+        """The exact case: every page is evaluated as it arrives (projection, aliases and a
+        re-check of the pushed filters) and streamed; the first page is read before the
+        response starts so its errors become the response's status."""
+        pages = self._pages(native.catalog, native.table, params, want, actor)
+        first = evaluate(native.sql, native.view, pa.Table.from_batches([next(pages)]), native.outputs, None)
+        batches0 = list(first.batches)
+
+        def batches():
+            yield from batches0
+            for page in pages:
+                yield from evaluate(native.sql, native.view, pa.Table.from_batches([page]), native.outputs, None).batches
+        stream = RowStream(first.columns, [])
+        stream.batches = limit_batches(batches(), maxrec, stream)
         return stream
 
     def _detailed(self) -> Table | None:
@@ -261,21 +326,24 @@ class MastArchive(IvoaArchive):
         soda = soda_descriptor(f"{service_url}/soda/{self.name}/sync") if any(r[2] == "soda" for r in rows) else ""
         return links_document(rows, soda).encode()
 
-    def _fetch(self, cat: MastCatalog, table: Table, params: dict, want: int | None, actor) -> pa.Table:
-        """All pages of one API query (or the first ``want`` rows), typed and with -999 as null."""
+    def _pages(self, cat: MastCatalog, table: Table, params: dict, want: int | None, actor):
+        """Yield the pages of one API query (stopping after ``want`` rows), typed, -999 as null."""
         pagesize = min(want, self.config.pagesize) if want else self.config.pagesize
-        pages, total, page = [], 0, 1
+        total, page = 0, 1
         while True:
             batch = self._page(cat, table, {**params, "pagesize": pagesize, "page": page}, actor)
-            pages.append(batch)
+            yield batch
             total += batch.num_rows
             if batch.num_rows < pagesize or (want is not None and total >= want):
-                break
+                return
             if total >= self.config.max_rows:
                 raise UsageFault(f"the query matches more than {self.config.max_rows} rows of {table.qualified_name}; "
                                  "narrow it (smaller cone, more constraints)")
             page += 1
-        return pa.Table.from_batches(pages)
+
+    def _fetch(self, cat: MastCatalog, table: Table, params: dict, want: int | None, actor) -> pa.Table:
+        """All pages of one API query (or the first ``want`` rows) as one table."""
+        return pa.Table.from_batches(list(self._pages(cat, table, params, want, actor)))
 
     def _page(self, cat: MastCatalog, table: Table, params: dict, actor) -> pa.RecordBatch:
         url = f"{self.base}/{cat.path}.csv"
@@ -485,3 +553,35 @@ def _circle(shape: tuple) -> tuple[float, float, float]:
     ra, dec = sum(ras) / len(ras), sum(decs) / len(decs)
     c = math.cos(math.radians(dec))
     return ra, dec, max(math.hypot((a - ra) * c, d - dec) for a, d in zip(ras, decs))
+
+
+def table_from_metadata(bundled: Table, meta: list[dict]) -> Table:
+    """The table with the API's column metadata (name, datatype/type, unit, ucd, description;
+    ``"NULL"`` placeholders and malformed UCDs cleaned).  UCDs and units MAST does not give are
+    kept from the bundled snapshot (positions, ids, magnitudes)."""
+    from dataclasses import replace as dc_replace
+
+    from gateway.schema import VOTABLE_DATATYPES, Column
+
+    from .metadata import clean_ucd
+    old = {c.name.lower(): c for c in bundled.columns}
+    cols = []
+    for m in meta:
+        name = m.get("name") or m.get("column_name")
+        if not name:
+            continue
+        dt = m.get("datatype") or m.get("type")
+        if dt == "float" and str(m.get("size")) != "4":  # HSC "float" is SQL Server's 8-byte float
+            dt = "double"
+        dt = dt if dt in VOTABLE_DATATYPES else "char"
+        prev = old.get(name.lower())
+        unit = None if m.get("unit") in (None, "NULL", "") else m["unit"]
+        col = Column(name, dt, arraysize="*" if dt == "char" else None, unit=unit or (prev.unit if prev else None),
+                     ucd=clean_ucd(m.get("ucd")) or (prev.ucd if prev else None),
+                     description=(None if m.get("description") in (None, "NULL") else m["description"])
+                     or (prev.description if prev else None),
+                     principal=prev.principal if prev else False, indexed=prev.indexed if prev else False)
+        cols.append(col)
+    ids = {c.name for c in cols}
+    keep = all(x in ids for x in (bundled.ra_column, bundled.dec_column, bundled.id_column) if x)
+    return dc_replace(bundled, columns=cols) if cols and keep else bundled

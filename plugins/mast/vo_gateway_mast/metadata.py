@@ -6,6 +6,8 @@ UCDs (``phot.mag;em.opt;;meta.main``), and UCDs assigned where MAST publishes no
 * ``hsc3_summary``: HSC v3 summary (magaper2 or magauto): 19 object columns + 133 filters x
   (mag, MAD, N) = 418 columns, names from the MAST TAP view, descriptions from STScI.
 * ``hsc3_detailed``: the 39 columns of HSC v3 detailed (REFERENCE.md §2.2).
+* the other tables: their real column names from MAST's TAP views, types inferred from the
+  names; the API's ``/metadata`` replaces them whenever MAST is reachable (see the archive).
 """
 from __future__ import annotations
 
@@ -148,9 +150,88 @@ def hsc3_detailed(schema: str, name: str = "detailed") -> Table:
                  "(multi-epoch light curves)", ra_column="MatchRA", dec_column="MatchDec", id_column="MatchID")
 
 
+def tap_columns(view: str) -> list[str]:
+    """Column names of a MAST TAP view (``dbo.X``) from the bundled real list."""
+    import ast
+    import re
+    text = (DATA / "mast_vo_tap_hsc_ps1dr2_table_columns.txt").read_text()
+    i = text.find(view + "\n")
+    if i < 0:
+        raise KeyError(view)
+    return ast.literal_eval(re.search(r"Columns=(\[.*?\])", text[i:], re.S).group(1))
+
+
+def guessed_column(name: str, ra: str | None, dec: str | None, idc: str | None) -> Column:
+    """A column typed from its name (MAST naming conventions), marked as inferred."""
+    n = name.strip('"')
+    low = n.lower()
+    note = " (type inferred from the name; MAST's /metadata replaces it when reachable)"
+    if n == ra or n == dec:
+        return Column(n, "double", unit="deg", ucd="pos.eq.ra;meta.main" if n == ra else "pos.eq.dec;meta.main",
+                      description=("right ascension" if n == ra else "declination") + note, principal=True)
+    if n == idc:
+        return Column(n, "long", ucd="meta.id;meta.main", description="identifier" + note, principal=True, indexed=True)
+    if low.endswith("id"):
+        return Column(n, "long", ucd="meta.id", description="identifier" + note)
+    if low in ("filter", "imagename", "instrument", "detector", "objname") or low.endswith("name"):
+        return Column(n, "char", arraysize="*", ucd="meta.id", description=n + note)
+    if "mag" in low:
+        ucd = "stat.error;phot.mag" if low.endswith(("err", "sigma", "std")) else "phot.mag"
+        return Column(n, "double", unit="mag", ucd=ucd, description=n + note)
+    if low.startswith(("ra", "dec")) and not low.startswith("rad"):
+        return Column(n, "double", unit="deg", ucd="stat.error;pos" if low.endswith("err") else "pos.eq",
+                      description=n + note)
+    if low.startswith(("num", "ndet", "nstack", "nwarp")) or (low.startswith("n") and n[1:2].isupper()):
+        return Column(n, "int", ucd="meta.number", description=n + note)
+    if "flag" in low:
+        return Column(n, "int", ucd="meta.code.qual", description=n + note)
+    if "mjd" in low or low.startswith("epoch") or low == "obstime":
+        return Column(n, "double", unit="d", ucd="time.epoch", description=n + note)
+    return Column(n, "double", description=n + note)
+
+
+def from_tap_view(view: str, ra: str | None, dec: str | None, idc: str, description: str):
+    def build(schema: str, name: str) -> Table:
+        cols = [guessed_column(c, ra, dec, idc) for c in tap_columns(view)]
+        return Table(schema, name, cols, description=description, ra_column=ra, dec_column=dec, id_column=idc)
+    return build
+
+
+def hsc2(kind: str):
+    """HSC v2: the v3 column sets with ``_Sigma`` for ``_MAD`` (REFERENCE.md §2.2)."""
+    def build(schema: str, name: str) -> Table:
+        t = hsc3_summary(schema, name, kind) if kind != "detailed" else hsc3_detailed(schema, name)
+        cols = [Column(c.name[:-4] + "_Sigma", c.datatype, unit=c.unit, ucd=c.ucd,
+                       description=c.description.replace("median absolute deviation", "standard deviation"))
+                if c.name.endswith("_MAD") else c for c in t.columns]
+        return Table(schema, name, cols, description=t.description.replace("v3", "v2"), ra_column=t.ra_column,
+                     dec_column=t.dec_column, id_column=t.id_column)
+    return build
+
+
 BUNDLED = {
     "panstarrs/dr2/mean": ps1_dr2_mean,
     "hsc/v3/summary/magaper2": lambda s, n: hsc3_summary(s, n, "aper2"),
     "hsc/v3/summary/magauto": lambda s, n: hsc3_summary(s, n, "auto"),
     "hsc/v3/detailed": hsc3_detailed,
+    "hsc/v3/propermotions": from_tap_view("dbo.ProperMotionsView", "raMean", "decMean", "ObjID",
+                                          "HSC v3 SWEEPS proper motions (one row per object)"),
+    "hsc/v3/sourcepositions": from_tap_view("dbo.SourcePositionsView", "RA", "Dec", "SourceID",
+                                            "HSC v3 SWEEPS source positions (per-epoch positions of each object)"),
+    "hsc/v3/hcvsummary": from_tap_view("dbo.HCVsummaryView", None, None, "MatchID",
+                                       "Hubble Catalog of Variables: one row per variable and filter"),
+    "hsc/v3/hcv": from_tap_view("dbo.HCVdetailedView", None, None, "MatchID",
+                                "Hubble Catalog of Variables: light-curve points"),
+    "hsc/v2/summary/magaper2": hsc2("aper2"),
+    "hsc/v2/summary/magauto": hsc2("auto"),
+    "hsc/v2/detailed": hsc2("detailed"),
+    "panstarrs/dr1/mean": ps1_dr2_mean,
+    "panstarrs/dr2/stack": from_tap_view("dbo.StackObjectView", "raMean", "decMean", "objID",
+                                         "Pan-STARRS DR2 stack object table (StackObjectView)"),
+    "panstarrs/dr1/stack": from_tap_view("dbo.StackObjectView", "raMean", "decMean", "objID",
+                                         "Pan-STARRS DR1 stack object table (StackObjectView)"),
+    "panstarrs/dr2/detection": from_tap_view("dbo.Detection", "ra", "dec", "objID",
+                                             "Pan-STARRS DR2 single-epoch detections"),
+    "panstarrs/dr2/forced_mean": from_tap_view("dbo.ForcedMeanObjectView", "raMean", "decMean", "objID",
+                                               "Pan-STARRS DR2 forced mean photometry (ForcedMeanObjectView)"),
 }
