@@ -1,0 +1,209 @@
+"""ADQL -> HSC-SSP SQL (PostgreSQL with the HSC stored functions, REFERENCE.md §1.3), by AST
+transforms on the validated query, never string edits.
+
+| ADQL | HSC SQL |
+|---|---|
+| ``CONTAINS(POINT(ra, dec), CIRCLE(a, d, r)) = 1`` | ``coneSearch(coord, a, d, r*3600)`` (arcsec) |
+| ``DISTANCE(POINT(ra, dec), POINT(a, d)) < r`` | ``coneSearch(coord, a, d, r*3600)`` |
+| ``CONTAINS(POINT(ra, dec), BOX(a, d, w, h)) = 1`` | ``boxSearch(coord, a-w/2, a+w/2, d-h/2, d+h/2)`` |
+| ``ra BETWEEN a1 AND a2 AND dec BETWEEN d1 AND d2`` | ``boxSearch(coord, a1, a2, d1, d2)`` |
+| ``TOP n`` | ``LIMIT n`` |
+| gateway schema (``hsc_s23b_wide``) | HSC schema (``s23b_wide``) |
+| ``SELECT *`` of one table | ``SELECT *`` (the validator's expansion is folded back) |
+| other ADQL functions | PostgreSQL equivalents (sqlglot's postgres generator) |
+| any other geometry (POLYGON, INTERSECTS, AREA, DISTANCE in the select list, ...) | refused, naming the construct |
+
+``coord`` is qualified like the POINT's columns (``f.coord``).  RA wrap follows boxSearch's
+rule: a box crossing RA 0 is written ``boxSearch(coord, 350, 370, d1, d2)``.
+"""
+from __future__ import annotations
+
+from sqlglot import exp
+
+from gateway.adql.validate import AdqlQuery, position_of
+from gateway.faults import UsageFault
+from gateway.residual import column_of, conjuncts, cone_term, constant
+
+GEOMETRY = {"POINT", "CIRCLE", "BOX", "POLYGON", "REGION", "CONTAINS", "INTERSECTS", "DISTANCE", "AREA",
+            "CENTROID", "COORD1", "COORD2", "COORDSYS"}
+
+
+def _num(x: float, fmt: str = "r") -> exp.Expression:
+    text = repr(float(x)) if fmt == "r" else f"{x:.12g}"
+    lit = exp.Literal.number(text.lstrip("-"))
+    return exp.Neg(this=lit) if text.startswith("-") else lit
+
+
+def _call(name: str, *args) -> exp.Expression:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def _coord(point_arg: exp.Column) -> exp.Column:
+    return exp.column("coord", table=point_arg.table or None)
+
+
+def _tables(query: AdqlQuery):
+    """(alias, Table) of every table reference of the query."""
+    for node in query.ast.find_all(exp.Table):
+        yield node.alias_or_name, node.meta["gw_table"]
+
+
+def _position_columns(cond, tables):
+    """(alias, table) whose ra/dec columns the cone/box term uses."""
+    for alias, table in tables:
+        if table.positional:
+            yield alias, table
+
+
+def _box_term(cond: exp.Expression, alias: str, table) -> tuple[exp.Column, tuple] | None:
+    """``CONTAINS(POINT(ra, dec), BOX(a, d, w, h)) = 1`` on the table's position."""
+    if not isinstance(cond, exp.EQ):
+        return None
+    f = cond.this if isinstance(cond.this, exp.Contains) else cond.expression
+    other = cond.expression if f is cond.this else cond.this
+    if not isinstance(f, exp.Contains):
+        return None
+    p, b = f.this, f.expression
+    try:
+        if constant(other) != 1 or not (isinstance(b, exp.Anonymous) and b.name.upper() == "BOX"):
+            return None
+    except (ValueError, TypeError):
+        return None
+    args = list(p.expressions)[-2:] if isinstance(p, exp.Anonymous) and p.name.upper() == "POINT" else []
+    cols = [column_of(a, alias, table) for a in args]
+    if len(cols) != 2 or None in cols or [c.name for c in cols] != [table.ra_column, table.dec_column]:
+        return None
+    a, d, w, h = (float(constant(x)) for x in b.expressions[-4:])
+    return args[0], (a - w / 2, a + w / 2, d - h / 2, d + h / 2)
+
+
+def _range_terms(conds, alias, table):
+    """``ra BETWEEN a1 AND a2`` and ``dec BETWEEN d1 AND d2`` among the WHERE terms."""
+    found = {}
+    for c in conds:
+        if isinstance(c, exp.Between):
+            col = column_of(c.this, alias, table)
+            if col is not None and col.name in (table.ra_column, table.dec_column):
+                try:
+                    found[col.name] = (c, c.this, float(constant(c.args["low"])), float(constant(c.args["high"])))
+                except (ValueError, TypeError):
+                    continue
+    if table.ra_column in found and table.dec_column in found:
+        return found[table.ra_column], found[table.dec_column]
+    return None
+
+
+def _centre_nodes(cond, alias, table):
+    """The centre of a cone term as the user wrote it (literal text kept): the CIRCLE's first
+    two numbers, or the other POINT of a DISTANCE."""
+    for node in cond.find_all(exp.Anonymous):
+        if node.name.upper() == "CIRCLE":
+            a, d = node.expressions[-3:-1]
+            return a.copy(), d.copy()
+        if node.name.upper() == "POINT":
+            args = list(node.expressions)[-2:]
+            if all(column_of(x, alias, table) is None for x in args) and not any(True for x in args
+                                                                                  for _ in x.find_all(exp.Column)):
+                return args[0].copy(), args[1].copy()
+    return None
+
+
+def box_search(coord: exp.Column, ra1: float, ra2: float, dec1: float, dec2: float) -> exp.Expression:
+    """``boxSearch`` with its RA-wrap rule (REFERENCE.md §1.3): ra1 > ra2 or ra1 < 0 is written
+    as ``ra1 .. ra2 + 360`` so the box crosses RA 0."""
+    if ra1 < 0:
+        ra1, ra2 = ra1 + 360, ra2 + 360
+    elif ra2 < ra1:
+        ra2 += 360
+    return _call("boxSearch", coord, _num(ra1), _num(ra2), _num(dec1), _num(dec2))
+
+
+def to_hsc_sql(query: AdqlQuery, schemas: dict[str, str]) -> str:
+    """HSC SQL text for a validated query.  ``schemas`` maps gateway schema names (lower-case)
+    to HSC schemas.  Raises UsageFault naming any construct HSC cannot evaluate."""
+    tree = query.ast.copy()
+    tables = list(_tables(query))
+    where = tree.args.get("where")
+    if where is not None:
+        new = []
+        conds = list(conjuncts(where.this))
+        for alias, table in [(a, t) for a, t in tables if t.positional]:
+            rng = _range_terms(conds, alias, table)
+            if rng is not None:
+                (ra_node, ra_col, a1, a2), (dec_node, _, d1, d2) = rng
+                conds = [c for c in conds if c is not ra_node and c is not dec_node]
+                new.append(box_search(_coord(ra_col), a1, a2, d1, d2))
+        for cond in conds:
+            replaced = None
+            for alias, table in [(a, t) for a, t in tables if t.positional]:
+                cone = cone_term(cond, alias, table)
+                if cone is not None:
+                    point = next(n for n in cond.find_all(exp.Column) if column_of(n, alias, table) is not None)
+                    ra, dec = _centre_nodes(cond, alias, table) or (_num(cone.ra), _num(cone.dec))
+                    replaced = _call("coneSearch", _coord(point), ra, dec, _num(cone.radius * 3600, "g"))
+                    break
+                box = _box_term(cond, alias, table)
+                if box is not None:
+                    replaced = box_search(_coord(box[0]), *box[1])
+                    break
+            new.append(replaced if replaced is not None else cond.copy())
+        combined = new[0]
+        for c in new[1:]:
+            combined = exp.And(this=combined, expression=c)
+        where.set("this", combined)
+    left = [n for n in tree.find_all(exp.Anonymous, exp.Contains)
+            if ("CONTAINS" if isinstance(n, exp.Contains) else n.name.upper()) in GEOMETRY]
+    if left:  # name the innermost construct (the POLYGON rather than its CONTAINS)
+        node = next((n for n in left if not isinstance(n, exp.Contains) and n.name.upper() not in
+                     ("INTERSECTS", "POINT")), left[0])
+        name = "CONTAINS" if isinstance(node, exp.Contains) else node.name.upper()
+        raise UsageFault(f"{name} is not available on HSC-SSP here: only cones (CONTAINS with CIRCLE, or "
+                         "DISTANCE(...) < r) and boxes (BOX, or ra/dec BETWEEN) on a table's position are "
+                         "translated", position=position_of(node))
+    for t in tree.find_all(exp.Table):
+        db = t.args.get("db")
+        if db is not None and db.name.lower() in schemas:
+            t.set("db", exp.to_identifier(schemas[db.name.lower()]))
+    _fold_star(tree, tables)
+    for e in tree.expressions:  # the validator's FIELD-name aliases where they change nothing
+        if isinstance(e, exp.Alias) and isinstance(e.this, exp.Column) and e.alias.lower() == e.this.name.lower():
+            e.replace(e.this)
+    _plain_names(tree, tables)
+    for o in tree.find_all(exp.Ordered):  # ADQL leaves NULL order open: PostgreSQL's default, unwritten
+        o.set("nulls_first", bool(o.args.get("desc")))
+    return tree.sql(dialect="postgres", normalize_functions=False)
+
+
+def _plain_names(tree: exp.Select, tables) -> None:
+    """Write names as HSC users do: no quotes on lower-case regular identifiers, and no
+    qualifier that only repeats the single table's own name."""
+    import re
+    bare = {t.name.lower() for a, t in tables if a.lower() == t.name.lower()}
+    for col in tree.find_all(exp.Column):
+        if len(tables) == 1 and col.table and col.table.lower() in bare and not col.args.get("db"):
+            col.set("table", None)
+    for ident in tree.find_all(exp.Identifier):
+        if ident.quoted and re.fullmatch(r"[a-z_][a-z0-9_]*", ident.name) and ident.name not in PG_RESERVED:
+            ident.set("quoted", False)
+
+
+PG_RESERVED = {"all", "analyse", "analyze", "and", "any", "array", "as", "asc", "both", "case", "cast", "check",
+               "collate", "column", "constraint", "create", "default", "desc", "distinct", "do", "else", "end",
+               "except", "false", "for", "foreign", "from", "grant", "group", "having", "in", "into", "leading",
+               "limit", "not", "null", "offset", "on", "only", "or", "order", "primary", "references", "select",
+               "some", "table", "then", "to", "trailing", "true", "union", "unique", "user", "using", "when",
+               "where", "window", "with"}
+
+
+def _fold_star(tree: exp.Select, tables) -> None:
+    if len(tables) != 1:
+        return
+    _, table = tables[0]
+    names = []
+    for e in tree.expressions:
+        inner = e.this if isinstance(e, exp.Alias) else e
+        if not isinstance(inner, exp.Column) or (isinstance(e, exp.Alias) and e.alias != inner.name):
+            return
+        names.append(inner.name)
+    if [n.lower() for n in names] == [c.name.lower() for c in table.columns]:
+        tree.set("expressions", [exp.Star()])

@@ -1,0 +1,89 @@
+"""ADQL -> HSC-SSP SQL (plugins/hsc, issue 4 item 3): the seed document's three example queries,
+written in ADQL, become the SQL the seed shows; what HSC cannot do is refused by name."""
+import sys
+from pathlib import Path
+
+import pytest
+import sqlglot
+
+from gateway.adql import analyze
+from gateway.faults import UsageFault
+from gateway.schema import Column, Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "hsc"))
+from vo_gateway_hsc.translate import to_hsc_sql  # noqa: E402
+
+FORCED = Table("hsc_s23b_wide", "forced", [
+    Column("object_id", "long", ucd="meta.id;meta.main"), Column("ra", "double", unit="deg", ucd="pos.eq.ra;meta.main"),
+    Column("dec", "double", unit="deg", ucd="pos.eq.dec;meta.main"), Column("isprimary", "boolean"),
+    Column("i_cmodel_flux", "double"), Column("i_cmodel_mag", "float", unit="mag")],
+    ra_column="ra", dec_column="dec", id_column="object_id")
+PHOTOZ = Table("hsc_s23b_wide", "photoz_mizuki", [Column("object_id", "long"), Column("photoz_best", "float")])
+SCHEMAS = {"hsc_s23b_wide": "s23b_wide"}
+
+
+class Tables:
+    """The catalogue interface analyze() needs, over two tables."""
+
+    def lookup(self, schema, name):
+        for t in (FORCED, PHOTOZ):
+            if t.name == name.lower() and (schema is None or schema.lower() == t.schema):
+                return "hsc", t
+        return None
+
+    def qualified_names(self):
+        return [FORCED.qualified_name, PHOTOZ.qualified_name]
+
+
+def hsc(adql: str) -> str:
+    return to_hsc_sql(analyze(adql, Tables()), SCHEMAS)
+
+
+def same(a: str, b: str) -> bool:
+    norm = lambda s: sqlglot.transpile(s, read="postgres", write="postgres")[0].lower()  # noqa: E731
+    return norm(a) == norm(b)
+
+
+SEED = [  # (ADQL, the SQL in ../shared/seeds/hsc_ssp_data_access_tools.txt)
+    ("SELECT object_id, ra, dec, i_cmodel_flux, i_cmodel_mag FROM hsc_s23b_wide.forced "
+     "WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 136.47, -0.05, 60/3600.0)) AND i_cmodel_flux > 0 "
+     "ORDER BY i_cmodel_flux DESC",
+     "SELECT object_id, ra, dec, i_cmodel_flux, i_cmodel_mag FROM s23b_wide.forced "
+     "WHERE coneSearch(coord, 136.47, -0.05, 60) AND i_cmodel_flux > 0 ORDER BY i_cmodel_flux DESC"),
+    ("SELECT TOP 1000 * FROM hsc_s23b_wide.forced WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
+     "BOX('ICRS', 136.5, 0, 1, 1))",
+     "SELECT * FROM s23b_wide.forced WHERE boxSearch(coord, 136.0, 137.0, -0.5, 0.5) LIMIT 1000"),
+    ("SELECT f.object_id, f.ra, f.dec, f.i_cmodel_mag, p.photoz_best FROM hsc_s23b_wide.forced AS f "
+     "JOIN hsc_s23b_wide.photoz_mizuki AS p ON f.object_id = p.object_id "
+     "WHERE 1 = CONTAINS(POINT('ICRS', f.ra, f.dec), CIRCLE('ICRS', 150.0, 2.0, 120/3600.0))",
+     "SELECT f.object_id, f.ra, f.dec, f.i_cmodel_mag, p.photoz_best FROM s23b_wide.forced AS f "
+     "JOIN s23b_wide.photoz_mizuki AS p ON f.object_id = p.object_id WHERE coneSearch(f.coord, 150.0, 2.0, 120)"),
+]
+
+
+@pytest.mark.parametrize("adql,expected", SEED)
+def test_seed_examples_become_the_seed_sql(adql, expected):
+    got = hsc(adql)
+    assert same(got, expected), got
+
+
+def test_distance_cone_ra_ranges_and_wrap():
+    got = hsc("SELECT TOP 5 object_id FROM hsc_s23b_wide.forced WHERE "
+              "DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', 10, 20)) < 0.01 AND isprimary = 1")
+    assert same(got, "SELECT object_id FROM s23b_wide.forced WHERE coneSearch(coord, 10, 20, 36) AND isprimary = 1 "
+                     "LIMIT 5"), got
+    got = hsc("SELECT object_id FROM hsc_s23b_wide.forced WHERE ra BETWEEN 350 AND 10 AND dec BETWEEN -1 AND 1")
+    assert "boxSearch(coord, 350.0, 370.0, -1.0, 1.0)" in got  # crossing RA 0 (boxSearch's own rule)
+    got = hsc("SELECT object_id FROM hsc_s23b_wide.forced WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
+              "BOX('ICRS', 0.5, 0, 2, 1))")
+    assert "boxSearch(coord, 359.5, 361.5, -0.5, 0.5)" in got and "ORDER" not in got
+
+
+def test_what_hsc_cannot_do_is_refused_by_name():
+    with pytest.raises(UsageFault, match="POLYGON is not available on HSC-SSP") as e:
+        hsc("SELECT object_id FROM hsc_s23b_wide.forced WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
+            "POLYGON('ICRS', 10, 10, 11, 10, 11, 11))")
+    assert e.value.position is not None
+    with pytest.raises(UsageFault, match="DISTANCE is not available"):
+        hsc("SELECT DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', 1, 1)) AS d FROM hsc_s23b_wide.forced "
+            "WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 1, 1, 0.1))")
