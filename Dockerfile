@@ -7,7 +7,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY plugins ./plugins
-RUN pip install --no-cache-dir ".[postgresql]" ./plugins/embedded ./plugins/ivoa ./plugins/skymapper ./plugins/mast
+RUN pip install --no-cache-dir ".[postgresql]" ./plugins/embedded ./plugins/ivoa ./plugins/skymapper ./plugins/mast ./plugins/hsc
 
 COPY config.yaml ./
 COPY data ./data

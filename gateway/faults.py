@@ -14,10 +14,12 @@ class Fault(Exception):
     label = "DefaultFault"
     status = 500
 
-    def __init__(self, message: str, *, position: tuple[int, int] | None = None, status: int | None = None):
+    def __init__(self, message: str, *, position: tuple[int, int] | None = None, status: int | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.message = message
         self.position = position
+        self.headers = headers or {}  # e.g. WWW-Authenticate on a 401
         if status is not None:
             self.status = status
 

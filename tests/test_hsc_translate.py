@@ -1,8 +1,5 @@
 """ADQL -> HSC-SSP SQL (plugins/hsc, issue 4 item 3): the seed document's three example queries,
 written in ADQL, become the SQL the seed shows; what HSC cannot do is refused by name."""
-import sys
-from pathlib import Path
-
 import pytest
 import sqlglot
 
@@ -10,8 +7,7 @@ from gateway.adql import analyze
 from gateway.faults import UsageFault
 from gateway.schema import Column, Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "hsc"))
-from vo_gateway_hsc.translate import to_hsc_sql  # noqa: E402
+from vo_gateway_hsc.translate import to_hsc_sql
 
 FORCED = Table("hsc_s23b_wide", "forced", [
     Column("object_id", "long", ucd="meta.id;meta.main"), Column("ra", "double", unit="deg", ucd="pos.eq.ra;meta.main"),

@@ -20,7 +20,7 @@ VOTABLE_MIME = "application/x-votable+xml"
 
 def dali_error(f: Fault, label: bool = False) -> Response:
     msg = f"{f.label}: {f}" if label else str(f)
-    return Response(error_document(msg), status=f.status, mimetype=VOTABLE_MIME)
+    return Response(error_document(msg), status=f.status, mimetype=VOTABLE_MIME, headers=f.headers)
 
 
 def scs_error(f: Fault) -> Response:

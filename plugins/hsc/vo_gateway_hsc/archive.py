@@ -1,0 +1,213 @@
+"""Kind ``hsc``: Subaru HSC-SSP catalogs through the catalog-job API (REFERENCE.md §1.2), with
+each user's own HSC account.
+
+* Translation: :mod:`.translate` (ADQL AST -> HSC SQL).  MAXREC wraps the query in ``LIMIT``.
+* Execution, as the official ``hscSspQuery3.py`` does it: JSON POST ``submit`` (credential in
+  the body, ``catalog_job`` with ``sql``, ``out_format=csv``, ``include_metainfo_to_body``,
+  ``release_version``; ``nomail``, ``skip_syntax_check``, numeric ``clientVersion``), ``status``
+  polling with doubling back-off (``done`` -> download, ``error`` -> the HSC message), streamed
+  ``download`` parsed with pyarrow into the declared types (``#`` metainfo lines skipped, the
+  ``# `` header kept, 64-bit ``object_id`` exact), ``delete`` after download, ``cancel`` when the
+  UWS job is aborted or deleted.  A sync query waits ``sync_wait`` seconds, then the HSC job is
+  cancelled and the user is told to use /tap/async.
+* Credentials: the caller's HTTP Basic credentials (in memory only) become the HSC credential;
+  without them an operator's service account (``account``) is used if configured, else the
+  answer is 401 with ``WWW-Authenticate: Basic`` so TOPCAT and pyvo ask for them.
+* Errors: HSC 401 -> 401 "invalid HSC account or password"; 406 -> the server's SQL error text
+  (400); 5xx, timeouts and unreadable answers -> TransientFault with the upstream message.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import requests
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+
+from gateway.adql.validate import AdqlQuery, OutputColumn
+from gateway.archive import Archive, ArchiveConfig, Capabilities
+from gateway.config import EnvSecret
+from gateway.engine import GEOMETRY, normalize_batch, output_columns
+from gateway.faults import Fault, TransientFault, UsageFault
+from gateway.rowstream import RowStream, limit_batches
+from gateway.schema import Table
+from vo_gateway_ivoa.archive import UpstreamSession, _origin
+
+from .metadata import forced, photoz
+from .translate import to_hsc_sql
+
+log = logging.getLogger("gateway.hsc")
+ARROW = {"boolean": pa.bool_(), "short": pa.int16(), "int": pa.int32(), "long": pa.int64(), "float": pa.float32(),
+         "double": pa.float64(), "char": pa.string()}
+
+
+class Account(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str
+    password: EnvSecret
+
+
+class HscConfig(ArchiveConfig):
+    api_url: AnyHttpUrl = Field("https://hsc-release.mtk.nao.ac.jp/datasearch/api/catalog_jobs/",
+                                description="catalog-job API (public: hsc-release; internal: hscdata)")
+    release_version: str = Field("pdr3", description="release_version token (pdr3, dr4, ...)")
+    schemas: dict[str, str] = Field(default_factory=lambda: {"pdr3_wide": "hsc_pdr3_wide"},
+                                    description="HSC schema (rerun) -> ADQL schema name in the gateway")
+    photoz_tables: list[str] = Field(default_factory=lambda: ["photoz_mizuki", "photoz_demp", "photoz_dnnz"])
+    account: Account | None = Field(None, description="service account for single-user deployments")
+    client_version: float = 20190514.1
+    timeout: float = Field(60.0, gt=0)
+    sync_wait: float = Field(60.0, gt=0, description="seconds a sync query waits for its HSC job")
+    poll_initial: float = Field(1.0, gt=0)
+    poll_max: float = Field(300.0, gt=0)
+    skip_syntax_check: bool = False
+
+
+@dataclass
+class HscPlan:
+    sql: str
+    outputs: list[OutputColumn]
+
+
+class HscArchive(Archive):
+    kind = "hsc"
+    Config = HscConfig
+    capabilities = Capabilities(full_adql=True, cone=True, comparisons=True, column_selection=True, order_by=True,
+                                top=True, joins=True, geometry_functions=GEOMETRY)
+
+    def __init__(self, name, config: HscConfig, *, base_dir):
+        super().__init__(name, config, base_dir=base_dir)
+        self.url = str(config.api_url)
+        if not self.url.endswith("/"):
+            self.url += "/"
+        self.session = UpstreamSession({_origin(self.url)}, config.timeout, requests.adapters.HTTPAdapter())
+        self.to_hsc = {g.lower(): h for h, g in config.schemas.items()}
+        old = config.release_version.startswith(("pdr1", "pdr2"))
+        self._tables = []
+        for hsc_schema, gschema in config.schemas.items():
+            self._tables.append(forced(gschema, rename_sigma=not old))
+            self._tables += [photoz(gschema, t) for t in config.photoz_tables]
+
+    def tables(self) -> list[Table]:
+        return self._tables
+
+    @property
+    def title(self) -> str:
+        return self.config.title or f"Subaru HSC-SSP ({self.config.release_version})"
+
+    def translate(self, query: AdqlQuery) -> HscPlan:
+        return HscPlan(to_hsc_sql(query, self.to_hsc), query.output)
+
+    # -- the catalog-job API --------------------------------------------------------------
+    def _credential(self, actor) -> dict:
+        creds = (actor or {}).get("credentials")
+        if creds is not None:
+            return {"account_name": creds.username, "password": creds.password}
+        if self.config.account is not None:
+            return {"account_name": self.config.account.username,
+                    "password": self.config.account.password.get_secret_value()}
+        raise Fault(f"{self.title} needs your HSC account: give your user name and password (HTTP Basic)",
+                    status=401, headers={"WWW-Authenticate": f'Basic realm="{self.title}"'})
+
+    def _post(self, verb: str, credential: dict, stream: bool = False, **body) -> requests.Response:
+        payload = {"credential": credential, "clientVersion": self.config.client_version, **body}
+        try:
+            r = self.session.post(self.url + verb, data=json.dumps(payload),
+                                  headers={"Content-Type": "application/json"}, stream=stream)
+        except requests.Timeout:
+            raise TransientFault(f"HSC-SSP did not answer {verb} within {self.config.timeout} s")
+        except requests.RequestException as e:
+            raise TransientFault(f"HSC-SSP unreachable ({type(e).__name__})")
+        if r.status_code == 401:
+            raise Fault("invalid HSC account or password", status=401,
+                        headers={"WWW-Authenticate": f'Basic realm="{self.title}"'})
+        if r.status_code == 406:
+            raise UsageFault(f"HSC-SSP refused the query: {r.text.strip()[:1000]}")
+        if r.status_code >= 400:
+            raise TransientFault(f"HSC-SSP {verb} failed: HTTP {r.status_code} {r.text.strip()[:300]}")
+        return r
+
+    def execute(self, native: HscPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
+        sql = native.sql if maxrec is None or (top is not None and top <= maxrec) else \
+            f"SELECT * FROM ({native.sql}) AS q LIMIT {maxrec + 1}"
+        credential = self._credential(context.actor if context is not None else None)
+        job = self._post("submit", credential, catalog_job={
+            "sql": sql, "out_format": "csv", "include_metainfo_to_body": True,
+            "release_version": self.config.release_version}, nomail=True,
+            skip_syntax_check=self.config.skip_syntax_check).json()
+        job_id = job["id"]
+        cancelled = []
+
+        def cancel():
+            if not cancelled:
+                cancelled.append(True)
+                for verb in ("cancel", "delete"):
+                    try:
+                        self._post(verb, credential, id=job_id)
+                    except Fault:
+                        log.warning("could not %s HSC job %s", verb, job_id)
+        if context is not None:
+            context.on_cancel(cancel)
+        sync = context is None or context.job_id is None
+        deadline = time.monotonic() + self.config.sync_wait if sync else None
+        interval = self.config.poll_initial
+        while True:
+            if context is not None:
+                context.check()
+            status = self._post("status", credential, id=job_id).json()
+            if status.get("status") == "done":
+                break
+            if status.get("status") == "error":
+                cancel()
+                raise UsageFault(f"HSC-SSP: {status.get('error') or 'the job failed'}")
+            if deadline is not None and time.monotonic() + interval > deadline:
+                cancel()
+                raise Fault(f"the HSC-SSP job did not finish within {self.config.sync_wait:g} s; submit long "
+                            "queries to TAP async (/tap/async), which waits for HSC jobs", status=503)
+            time.sleep(interval)
+            interval = min(interval * 2, self.config.poll_max)
+        r = self._post("download", credential, stream=True, id=job_id)
+        body = r.content
+        try:
+            self._post("delete", credential, id=job_id)
+        except Fault:
+            log.warning("could not delete HSC job %s", job_id)
+        batch = parse_result(body, native.outputs)
+        stream = RowStream(output_columns(native.outputs, batch.schema), [])
+        stream.batches = limit_batches([batch], maxrec, stream)
+        return stream
+
+    def availability(self) -> tuple[bool, str]:
+        return True, f"{self.name}: HSC-SSP catalog-job API at {self.url} (checked per query)"
+
+
+def parse_result(data: bytes, outputs: list[OutputColumn]) -> pa.RecordBatch:
+    """HSC CSV with ``#`` metainfo lines; the last ``#`` line is the header (``# a,b,c``)."""
+    lines = data.split(b"\n")
+    k = 0
+    while k < len(lines) and lines[k].startswith(b"#"):
+        k += 1
+    if k == 0:
+        raise TransientFault("HSC-SSP sent a result without its header line")
+    header = lines[k - 1][1:].strip()
+    body = header + b"\n" + b"\n".join(lines[k:])
+    names = [o.name for o in outputs]
+    types = {}
+    for o, h in zip(outputs, header.decode().split(",")):
+        if o.column is not None and o.column.datatype in ARROW:
+            types[h.strip()] = ARROW[o.column.datatype]
+    try:
+        t = pcsv.read_csv(io.BytesIO(body), convert_options=pcsv.ConvertOptions(
+            column_types=types, null_values=["", "NULL", "null"], strings_can_be_null=True,
+            true_values=["t", "true", "True"], false_values=["f", "false", "False"]))
+    except pa.ArrowInvalid as e:
+        raise TransientFault(f"HSC-SSP sent an unreadable result ({str(e)[:200]})")
+    if t.num_columns != len(names):
+        raise TransientFault(f"HSC-SSP returned {t.num_columns} columns for {len(names)} selected")
+    arrays = [c.combine_chunks() if c.num_chunks else pa.array([], c.type) for c in t.columns]
+    return normalize_batch(pa.RecordBatch.from_arrays(arrays, names=names))

@@ -1,0 +1,121 @@
+"""A loopback emulation of the HSC-SSP catalog-job API (REFERENCE.md §1.2; no recorded response
+exists, so it follows the reference and the official tools' code):
+
+``POST {base}submit|status|download|delete|cancel|preview``, JSON bodies with
+``credential: {account_name, password}`` and a numeric ``clientVersion`` (a string answers 500).
+Bad credentials -> 401; SQL that does not run -> 406 with the error text (syntax check) or, with
+``skip_syntax_check``, ``status: "error"`` later.  Jobs go ``running`` -> ``done`` after
+``app.polls_to_done`` status calls.  ``download`` gives CSV with ``#`` metainfo lines and the
+header line prefixed ``# ``.  The SQL runs in DuckDB over a synthetic sky (schemas
+``s23b_wide`` and ``pdr3_wide``: ``forced``, ``photoz_mizuki``) where ``coneSearch(coord, ra,
+dec, arcsec)`` and ``boxSearch(coord, ra1, ra2, dec1, dec2)`` (with the RA-wrap rule) exist.
+``app.jobs`` and ``app.requests`` are kept for the tests.
+"""
+from __future__ import annotations
+
+import io
+import itertools
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import sqlglot
+from flask import Flask, Response, request
+
+CENTRES = [(150.0, 2.0), (136.47, -0.05)]
+
+
+def hsc_app(users: dict[str, str] | None = None, n: int = 2000) -> Flask:
+    app = Flask("hsc-emulator")
+    users = users or {"alice": "a-pw"}
+    app.requests, app.jobs, app.polls_to_done = [], {}, 2  # type: ignore[attr-defined]
+    ids = itertools.count(1000)
+    rng = np.random.default_rng(4242)
+    db = duckdb.connect()
+    ras, decs = [], []
+    for ra0, dec0 in CENTRES:
+        r = np.sqrt(rng.uniform(0, 1, n)) * 0.2
+        th = rng.uniform(0, 2 * np.pi, n)
+        decs.append(dec0 + r * np.sin(th))
+        ras.append(ra0 + r * np.cos(th) / np.cos(np.radians(dec0)))
+    ra, dec = np.concatenate(ras), np.concatenate(decs)
+    m = len(ra)
+    object_id = (np.int64(9813) << 42) + np.arange(m, dtype=np.int64)  # 64-bit ids (tract << 42 | ...)
+    forced = pa.table({"object_id": object_id, "ra": ra, "dec": dec, "isprimary": rng.uniform(0, 1, m) < 0.9,
+                       "i_cmodel_flux": rng.lognormal(7, 1.5, m).astype(np.float32),
+                       "i_cmodel_mag": rng.uniform(18, 27, m).astype(np.float32),
+                       "g_cmodel_mag": rng.uniform(18, 27, m).astype(np.float32)})
+    photoz = pa.table({"object_id": object_id, "photoz_best": rng.uniform(0, 4, m).astype(np.float32)})
+    db.register("forced_rows", forced)
+    db.register("photoz_rows", photoz)
+    for schema in ("s23b_wide", "pdr3_wide"):
+        db.execute(f"CREATE SCHEMA {schema}")
+        db.execute(f"CREATE TABLE {schema}.forced AS SELECT *, {{'ra': ra, 'dec': dec}} AS coord FROM forced_rows")
+        db.execute(f"CREATE TABLE {schema}.photoz_mizuki AS SELECT * FROM photoz_rows")
+    db.execute("""CREATE MACRO conesearch(c, ra0, dec0, r) AS
+        degrees(2 * asin(sqrt(pow(sin(radians(c.dec - dec0) / 2), 2) + cos(radians(c.dec)) * cos(radians(dec0))
+        * pow(sin(radians(c.ra - ra0) / 2), 2)))) * 3600 <= r""")
+    db.execute("""CREATE MACRO boxsearch(c, ra1, ra2, dec1, dec2) AS
+        c.dec BETWEEN dec1 AND dec2 AND (CASE WHEN ra1 <= ra2 AND ra2 <= 360 THEN c.ra BETWEEN ra1 AND ra2
+        WHEN ra2 > 360 THEN c.ra >= ra1 OR c.ra <= ra2 - 360 ELSE c.ra BETWEEN ra2 AND ra1 END)""")
+    app.forced = forced  # type: ignore[attr-defined]
+    app.photoz = photoz  # type: ignore[attr-defined]
+
+    def reply(status, body, mimetype="application/json"):
+        import json
+        return Response(json.dumps(body) if mimetype == "application/json" else body, status, mimetype=mimetype)
+
+    def run(sql: str) -> pa.Table:
+        duck = sqlglot.transpile(sql, read="postgres", write="duckdb")[0]
+        return db.cursor().execute(duck).to_arrow_table()
+
+    @app.route("/datasearch/api/catalog_jobs/<verb>", methods=["POST"])
+    def api(verb):
+        body = request.get_json(force=True)
+        app.requests.append((verb, body))
+        if not isinstance(body.get("clientVersion"), (int, float)):
+            return reply(500, "<html>Internal Server Error</html>", "text/html")
+        cred = body.get("credential") or {}
+        if users.get(cred.get("account_name")) != cred.get("password"):
+            return reply(401, "Unauthorized", "text/plain")
+        if verb == "submit":
+            job = body["catalog_job"]
+            try:
+                result = run(job["sql"]) if not body.get("skip_syntax_check") else None
+            except (duckdb.Error, sqlglot.errors.ParseError) as e:
+                return reply(406, f"SQL error: {str(e).splitlines()[0]}", "text/plain")
+            jid = next(ids)
+            app.jobs[jid] = {"sql": job["sql"], "status": "running", "polls": 0, "result": result,
+                             "owner": cred["account_name"], "release": job.get("release_version")}
+            return reply(200, {"id": jid, "status": "running"})
+        job = app.jobs.get(body.get("id"))
+        if job is None or job["owner"] != cred["account_name"]:
+            return reply(404, "no such job", "text/plain")
+        if verb == "status":
+            if job["status"] == "running":
+                job["polls"] += 1
+                if job["polls"] >= app.polls_to_done:
+                    try:
+                        job["result"] = job["result"] if job["result"] is not None else run(job["sql"])
+                        job["status"] = "done"
+                    except duckdb.Error as e:
+                        job["status"], job["error"] = "error", str(e).splitlines()[0]
+            return reply(200, {"id": body["id"], "status": job["status"], **({"error": job["error"]} if "error" in job else {})})
+        if verb == "download":
+            t = job["result"].drop_columns([c for c in job["result"].column_names if c == "coord"])
+            buf = io.BytesIO()
+            pcsv.write_csv(t, buf)
+            text = buf.getvalue().decode().replace('"', "")
+            head, _, rows = text.partition("\n")
+            meta = f"# job_id: {body['id']}\n# sql: {job['sql'].replace(chr(10), ' ')}\n"
+            return reply(200, meta + "# " + head + "\n" + rows, "text/csv")
+        if verb in ("delete", "cancel"):
+            if verb == "cancel":
+                job["status"] = "cancelled"
+            else:
+                app.jobs.pop(body["id"], None)
+            return reply(200, {})
+        return reply(404, "unknown verb", "text/plain")
+
+    return app
