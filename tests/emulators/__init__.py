@@ -17,3 +17,14 @@ def column_values(c, n: int, rng, mags=(15.0, 26.0), text="{name}-{i}"):
     if c.datatype in ("short", "int", "long", "unsignedByte"):
         return rng.integers(0, 100, n).astype(NP[c.datatype])
     return rng.uniform(0, 1, n).astype(NP[c.datatype])
+
+
+def discs(rng, centres, n: int, radius: float):
+    """(ra, dec) arrays of ``n`` positions uniform in a disc of ``radius`` deg around each centre."""
+    ras, decs = [], []
+    for ra0, dec0 in centres:
+        r = np.sqrt(rng.uniform(0, 1, n)) * radius
+        th = rng.uniform(0, 2 * np.pi, n)
+        decs.append(dec0 + r * np.sin(th))
+        ras.append((ra0 + r * np.cos(th) / np.cos(np.radians(dec0))) % 360)
+    return np.concatenate(ras), np.concatenate(decs)

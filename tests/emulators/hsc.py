@@ -23,6 +23,8 @@ import pyarrow.csv as pcsv
 import sqlglot
 from flask import Flask, Response, request
 
+from . import discs
+
 CENTRES = [(150.0, 2.0), (136.47, -0.05)]
 
 
@@ -33,13 +35,7 @@ def hsc_app(users: dict[str, str] | None = None, n: int = 2000) -> Flask:
     ids = itertools.count(1000)
     rng = np.random.default_rng(4242)
     db = duckdb.connect()
-    ras, decs = [], []
-    for ra0, dec0 in CENTRES:
-        r = np.sqrt(rng.uniform(0, 1, n)) * 0.2
-        th = rng.uniform(0, 2 * np.pi, n)
-        decs.append(dec0 + r * np.sin(th))
-        ras.append(ra0 + r * np.cos(th) / np.cos(np.radians(dec0)))
-    ra, dec = np.concatenate(ras), np.concatenate(decs)
+    ra, dec = discs(rng, CENTRES, n, 0.2)
     m = len(ra)
     object_id = (np.int64(9813) << 42) + np.arange(m, dtype=np.int64)  # 64-bit ids (tract << 42 | ...)
     forced = pa.table({"object_id": object_id, "ra": ra, "dec": dec, "isprimary": rng.uniform(0, 1, m) < 0.9,

@@ -23,19 +23,12 @@ from flask import Flask, Response, request
 
 from gateway.obscore import separation
 
-from . import NP, column_values
+from . import NP, column_values, discs
 
 from vo_gateway_mast.metadata import BUNDLED
 
 IC1613 = (16.2016962, 2.1194959)
 PS1_FIELD = (210.802429, 54.348750)
-
-
-def _sky(rng, centre, n, r=0.6):
-    rr = np.sqrt(rng.uniform(0, 1, n)) * r
-    th = rng.uniform(0, 2 * np.pi, n)
-    dec = centre[1] + rr * np.sin(th)
-    return (centre[0] + rr * np.cos(th) / np.cos(np.radians(centre[1]))) % 360, dec
 
 
 def synthetic(path: str, seed: int = 1613) -> pa.Table:
@@ -60,7 +53,7 @@ def synthetic(path: str, seed: int = 1613) -> pa.Table:
         return pa.table(cols)
     n = 3000
     centre = PS1_FIELD if path.startswith("panstarrs") else IC1613
-    ra, dec = _sky(rng, centre, n)
+    ra, dec = discs(rng, [centre], n, 0.6)
     cols = {}
     for c in table.columns:
         name = c.name

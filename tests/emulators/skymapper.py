@@ -24,7 +24,7 @@ from flask import Flask, Response, request
 
 from gateway.obscore import separation
 
-from . import column_values
+from . import column_values, discs
 
 from vo_gateway_skymapper.metadata import BUNDLED
 
@@ -34,21 +34,16 @@ FIELDS = [(33.639837321, -0.766719986), (200.45, -45.0)]
 def synthetic(catalog: str, n_per_field: int = 1500, seed: int = 4510) -> pa.Table:
     table = BUNDLED[catalog]("x")
     rng = np.random.default_rng(seed + (0 if catalog == "dr2.master" else 1))
-    ras, decs = [], []
-    for ra0, dec0 in FIELDS:
-        r = np.sqrt(rng.uniform(0, 1, n_per_field)) * 1.0
-        th = rng.uniform(0, 2 * np.pi, n_per_field)
-        decs.append(dec0 + r * np.sin(th))
-        ras.append(ra0 + r * np.cos(th) / np.cos(np.radians(dec0)))
+    all_ra, all_dec = discs(rng, FIELDS, n_per_field, 1.0)
     n = n_per_field * len(FIELDS)
     cols = {}
     for c in table.columns:
         if c.name == "object_id":
             v = np.arange(1, n + 1, dtype=np.int64) + (100_000_000 if catalog == "dr4.master" else 0)
         elif c.name == "raj2000":
-            v = np.concatenate(ras) % 360
+            v = all_ra
         elif c.name == "dej2000":
-            v = np.concatenate(decs)
+            v = all_dec
         else:
             v = column_values(c, n, rng, mags=(12, 21), text="SMSS J{i:012d}")
         mask = None
