@@ -1,12 +1,14 @@
-"""One gateway over the demo archive, CADC (kind ivoa, emulated from real fixtures) and
-SkyMapper (kind skymapper, emulated sm-cone): taplint finds no errors, and a pyvo user sees
-every archive through the one TAP service (issue 6, "for both")."""
+"""One gateway over the demo archive, CADC (kind ivoa, emulated from real fixtures), SkyMapper
+(kind skymapper, emulated sm-cone) and HSC-SSP (kind hsc, emulated catalog-job API, an operator
+service account): taplint finds no errors, and a pyvo user sees every archive through the one
+TAP service (issues 4 and 6)."""
 import subprocess
 
 import pytest
 
 from conftest import demo_config, needs_stilts, taplint
 from emulators.cadc import cadc_app
+from emulators.hsc import hsc_app
 from emulators.skymapper import skymapper_app
 from gateway.testing import make_app, serve
 
@@ -14,10 +16,18 @@ from gateway.testing import make_app, serve
 @pytest.fixture(scope="module")
 def federated(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fed")
-    with serve(cadc_app()) as cadc, serve(skymapper_app()) as sm:
+    import os
+    os.environ["VO_GATEWAY_TEST_HSC_PASSWORD"] = "svc-pw"
+    with serve(cadc_app()) as cadc, serve(skymapper_app()) as sm, \
+            serve(hsc_app(users={"svc": "svc-pw"}, n=300, missing=())) as hsc:
         cfg = demo_config(tmp)
         cfg["archives"]["cadc"] = {"kind": "ivoa", "tap_url": cadc + "/argus", "schemas": {"ivoa": "cadc"}}
         cfg["archives"]["skymapper"] = {"kind": "skymapper", "cone_url": sm + "/sm-cone/public/query"}
+        cfg["archives"]["hsc"] = {"kind": "hsc", "api_url": hsc + "/datasearch/api/catalog_jobs/",
+                                  "release_version": "dr4", "schemas": {"s23b_wide": "hsc_s23b_wide"},
+                                  "photoz_tables": ["photoz_mizuki"], "poll_initial": 0.01, "das_url": None,
+                                  "psf_url": None,
+                                  "account": {"username": "svc", "password": {"env": "VO_GATEWAY_TEST_HSC_PASSWORD"}}}
         app = make_app(cfg, load_entrypoints=True)
         with serve(app) as url:
             yield url
@@ -28,7 +38,9 @@ def test_pyvo_sees_every_archive(federated):
     import pyvo
     tap = pyvo.dal.TAPService(federated + "/tap")
     names = {t.name for t in tap.tables}
-    assert {"demo.gaia_dr3_g10", "cadc.ObsCore", "skymapper_dr2.master", "skymapper_dr4.master"} <= names
+    assert {"demo.gaia_dr3_g10", "cadc.ObsCore", "skymapper_dr2.master", "skymapper_dr4.master",
+            "hsc_s23b_wide.forced", "hsc_s23b_wide.photoz_mizuki"} <= names
+    assert len(tap.run_sync("SELECT TOP 2 object_id, i_cmodel_mag FROM hsc_s23b_wide.forced")) == 2
     assert len(tap.run_sync("SELECT TOP 3 source_id FROM demo.gaia_dr3_g10")) == 3
     assert len(tap.run_sync("SELECT obs_id FROM cadc.ObsCore")) == 1
     assert len(tap.run_async("SELECT obs_id, s_ra FROM cadc.ObsCore")) == 1  # upstream UWS job

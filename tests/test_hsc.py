@@ -25,7 +25,8 @@ def gw(emu, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hsc")
     app = make_app({"archives": {"hsc": {"kind": "hsc", "api_url": emu[1] + "/datasearch/api/catalog_jobs/",
                                          "release_version": "dr4", "schemas": {"s23b_wide": "hsc_s23b_wide"},
-                                         "poll_initial": 0.01, "sync_wait": 3}},
+                                         "poll_initial": 0.01, "sync_wait": 3,
+                                         "das_url": emu[1] + "/das_cutout/pdr3", "psf_url": emu[1] + "/psf/pdr3"}},
                     "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r"), "heartbeat": 0.2}},
                    load_entrypoints=True)
     with serve(app) as url:
@@ -116,3 +117,67 @@ def test_abort_cancels_the_hsc_job(gw, emu):
         assert s.get(job + "/phase").text == "ABORTED"
     finally:
         app.polls_to_done = 2
+
+
+def test_cutout_and_psf_through_datalink_and_soda(gw, emu, tmp_path):
+    import io
+
+    from astropy.io import fits
+    from pyvo.dal.adhoc import DatalinkResults
+    app, base = emu
+    url = gw[1]
+    s = requests.Session()
+    s.auth = ("alice", "a-pw")
+    did = "ivo://hsc.mtk.nao.ac.jp/s23b_wide?coadd/HSC-I"
+    dl = DatalinkResults.from_result_url(f"{url}/datalink/links?ID={requests.utils.quote(did)}", session=s)
+    rows = {r.semantics: r for r in dl}
+    assert set(rows) == {"#cutout", "#auxiliary"}
+    soda = next(p.value for p in dl.get_adhocservice_by_ivoid("ivo://ivoa.net/std/SODA#sync-1.0").params
+                if p.name == "accessURL")
+    r = s.get(soda, params={"ID": did, "CIRCLE": "150.0 2.0 0.002"})
+    sent = app.requests[-1][1]
+    direct = requests.get(base + "/das_cutout/pdr3/cgi-bin/cutout", params=sent, auth=("alice", "a-pw"))
+    assert r.status_code == 200 and r.content == direct.content  # the FITS the service produced, unchanged
+    hdus = fits.open(io.BytesIO(r.content))
+    assert [h.name for h in hdus] == ["PRIMARY", "IMAGE", "MASK", "VARIANCE"] and hdus[1].header["FILTER"] == "HSC-I"
+    assert sent["sw"] == "14.4asec" and sent["rerun"] == "s23b_wide" and sent["type"] == "coadd"
+    r = s.get(soda, params={"ID": rows["#auxiliary"]["ID"], "POS": "CIRCLE 150.0 2.0 0.001"})
+    psf = fits.open(io.BytesIO(r.content))[0]
+    assert r.status_code == 200 and psf.data.shape == (41, 41) and abs(psf.data.sum() - 1) < 1e-5
+    assert app.requests[-1][0] == "psf" and app.requests[-1][1]["filter"] == "HSC-I"
+    assert s.get(soda, params={"ID": did, "CIRCLE": "10 10 0.002"}).status_code == 204  # no data there
+    r = requests.get(soda, params={"ID": did, "CIRCLE": "150.0 2.0 0.002"})
+    assert r.status_code == 401 and "WWW-Authenticate" in r.headers
+
+
+def test_sia2_one_row_per_filter_and_type_and_failures(gw, emu, monkeypatch):
+    import pyvo
+    app, base = emu
+    s = requests.Session()
+    s.auth = ("alice", "a-pw")
+    res = pyvo.dal.SIA2Service(gw[1] + "/sia/query", session=s, check_baseurl=False).search(
+        pos=(150.0, 2.0, 0.002), band=(6e-7, 9e-7))
+    t = res.to_table()
+    assert sorted(t["obs_id"]) == sorted(f"s23b_wide-{k}-{f}" for k in ("coadd", "coadd-bg")
+                                         for f in ("HSC-R", "HSC-I", "HSC-Z"))
+    rec = next(r for r in res if r["obs_id"] == "s23b_wide-coadd-bg-HSC-I")
+    assert s.get(rec.access_url).status_code == 200  # the DAS cutout itself, with the user's account
+    dl = rec.getdatalink()
+    assert {r.semantics for r in dl} == {"#cutout", "#auxiliary"}
+    r = s.get(gw[1] + "/soda/hsc/sync", params={"ID": rec["obs_publisher_did"], "CIRCLE": "150 2 0.001"})
+    assert r.status_code == 200 and app.requests[-1][1]["type"] == "coadd/bg"
+    # upstream failures: a job ending in error, and a 502 from the API
+    q = {"LANG": "ADQL", "QUERY": "SELECT TOP 1 object_id FROM hsc_s23b_wide.forced"}
+    orig = app.view_functions["api"]
+
+    def failing(verb):
+        if verb == "status":
+            return app.response_class('{"status": "error", "error": "canceling statement due to statement timeout"}',
+                                      mimetype="application/json")
+        return orig(verb)
+    monkeypatch.setitem(app.view_functions, "api", failing)
+    r = s.get(gw[1] + "/tap/sync", params=q)
+    assert r.status_code == 400 and b"statement timeout" in r.content
+    monkeypatch.setitem(app.view_functions, "api", lambda verb: app.response_class("Proxy Error", 502))
+    r = s.get(gw[1] + "/tap/sync", params=q)
+    assert r.status_code == 503 and b"HTTP 502 Proxy Error" in r.content

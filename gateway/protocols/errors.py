@@ -25,7 +25,7 @@ def dali_error(f: Fault, label: bool = False) -> Response:
 
 def scs_error(f: Fault) -> Response:
     body = HEADER + f'<INFO name="Error" ID="Error" value={quoteattr(str(f))}/>\n<RESOURCE type="results"/>\n</VOTABLE>\n'
-    return Response(body, status=f.status, mimetype="text/xml")
+    return Response(body, status=f.status, mimetype="text/xml", headers=f.headers)
 
 
 def soda_error(f: Fault) -> Response:
@@ -37,4 +37,4 @@ def soda_error(f: Fault) -> Response:
         label = "ServiceUnavailable"
     else:
         label = "Error"
-    return Response(f"{label}: {f}\n", status=f.status, mimetype="text/plain")
+    return Response(f"{label}: {f}\n", status=f.status, mimetype="text/plain", headers=f.headers)

@@ -23,12 +23,21 @@ import pyarrow.csv as pcsv
 import sqlglot
 from flask import Flask, Response, request
 
-from . import discs
+from vo_gateway_hsc import metadata
+
+from . import column_values, discs
 
 CENTRES = [(150.0, 2.0), (136.47, -0.05)]
 
 
-def hsc_app(users: dict[str, str] | None = None, n: int = 2000) -> Flask:
+def _values(c, m, rng):
+    if c.datatype == "boolean":
+        return rng.uniform(0, 1, m) < 0.1
+    return column_values(c, m, rng, mags=(18, 27))
+
+
+def hsc_app(users: dict[str, str] | None = None, n: int = 2000, missing=("a_g",)) -> Flask:
+    """``missing``: columns of the bundled metadata the emulated tables lack (schema drift)."""
     app = Flask("hsc-emulator")
     users = users or {"alice": "a-pw"}
     app.requests, app.jobs, app.polls_to_done = [], {}, 2  # type: ignore[attr-defined]
@@ -38,11 +47,12 @@ def hsc_app(users: dict[str, str] | None = None, n: int = 2000) -> Flask:
     ra, dec = discs(rng, CENTRES, n, 0.2)
     m = len(ra)
     object_id = (np.int64(9813) << 42) + np.arange(m, dtype=np.int64)  # 64-bit ids (tract << 42 | ...)
-    forced = pa.table({"object_id": object_id, "ra": ra, "dec": dec, "isprimary": rng.uniform(0, 1, m) < 0.9,
-                       "i_cmodel_flux": rng.lognormal(7, 1.5, m).astype(np.float32),
-                       "i_cmodel_mag": rng.uniform(18, 27, m).astype(np.float32),
-                       "g_cmodel_mag": rng.uniform(18, 27, m).astype(np.float32)})
-    photoz = pa.table({"object_id": object_id, "photoz_best": rng.uniform(0, 4, m).astype(np.float32)})
+    special = {"object_id": object_id, "ra": ra, "dec": dec, "isprimary": rng.uniform(0, 1, m) < 0.9,
+               "i_cmodel_flux": rng.lognormal(7, 1.5, m).astype(np.float32)}
+    forced = pa.table({c.name: special.get(c.name, _values(c, m, rng)) for c in metadata.forced("x", True).columns
+                       if c.name not in missing})
+    photoz = pa.table({c.name: object_id if c.name == "object_id" else _values(c, m, rng)
+                       for c in metadata.photoz("x", "photoz_mizuki").columns})
     db.register("forced_rows", forced)
     db.register("photoz_rows", photoz)
     for schema in ("s23b_wide", "pdr3_wide"):
@@ -113,5 +123,45 @@ def hsc_app(users: dict[str, str] | None = None, n: int = 2000) -> Flask:
                 app.jobs.pop(body["id"], None)
             return reply(200, {})
         return reply(404, "unknown verb", "text/plain")
+
+    def fits_bytes(hdus) -> bytes:
+        from astropy.io import fits
+        buf = io.BytesIO()
+        fits.HDUList(hdus).writeto(buf)
+        return buf.getvalue()
+
+    def basic_ok() -> bool:
+        a = request.authorization
+        return a is not None and users.get(a.username) == a.password
+
+    @app.route("/das_cutout/pdr3/cgi-bin/cutout")
+    def das_cutout():
+        """DAS cutout (REFERENCE.md §1.5): HDU0 empty, HDU1 image, HDU2 mask, HDU3 variance."""
+        from astropy.io import fits
+        app.requests.append(("cutout", dict(request.args)))
+        if not basic_ok():
+            return Response("Unauthorized", 401, {"WWW-Authenticate": 'Basic realm="hsc-ssp"'})
+        a = request.args
+        ra, dec = float(a["ra"]), float(a["dec"])
+        if min(abs(ra - c[0]) + abs(dec - c[1]) for c in CENTRES) > 1:
+            return Response("Rectangle not found in observed area", 404, mimetype="text/plain")
+        n = max(1, int(float(a["sw"].removesuffix("asec")) / 0.168))  # HSC pixels are 0.168"
+        img = fits.ImageHDU(np.full((n, n), ord(a["filter"][-1]), np.float32), name="IMAGE")
+        img.header.update({"CRVAL1": ra, "CRVAL2": dec, "FILTER": a["filter"], "RERUN": a["rerun"]})
+        return Response(fits_bytes([fits.PrimaryHDU(), img, fits.ImageHDU(np.zeros((n, n), np.int32), name="MASK"),
+                                    fits.ImageHDU(np.ones((n, n), np.float32), name="VARIANCE")]),
+                        mimetype="application/fits")
+
+    @app.route("/psf/pdr3/cgi/getpsf")
+    def getpsf():
+        from astropy.io import fits
+        app.requests.append(("psf", dict(request.args)))
+        if not basic_ok():
+            return Response("Unauthorized", 401, {"WWW-Authenticate": 'Basic realm="hsc-ssp"'})
+        y, x = np.mgrid[-20:21, -20:21]
+        psf = np.exp(-(x ** 2 + y ** 2) / (2 * 2.5 ** 2)).astype(np.float32)
+        hdu = fits.PrimaryHDU(psf / psf.sum())
+        hdu.header.update({"FILTER": request.args["filter"], "RA": float(request.args["ra"])})
+        return Response(fits_bytes([hdu]), mimetype="application/fits")
 
     return app

@@ -22,7 +22,7 @@ import io
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
@@ -47,8 +47,12 @@ ARROW = {"boolean": pa.bool_(), "short": pa.int16(), "int": pa.int32(), "long": 
 
 
 class Account(BaseModel):
+    """An operator's service account for single-user installs, from environment variables as
+    the official tools use them: ``{username: {env: SSP_PDR_USR}, password: {env: SSP_PDR_PWD}}``
+    (internal: ``SSP_IDR_USR``/``SSP_IDR_PWD``)."""
+
     model_config = ConfigDict(extra="forbid")
-    username: str
+    username: EnvSecret | str
     password: EnvSecret
 
 
@@ -66,6 +70,11 @@ class HscConfig(ArchiveConfig):
     poll_initial: float = Field(1.0, gt=0)
     poll_max: float = Field(300.0, gt=0)
     skip_syntax_check: bool = False
+    das_url: AnyHttpUrl | None = Field("https://hsc-release.mtk.nao.ac.jp/das_cutout/pdr3",
+                                       description="DAS cutout service (internal: .../das_quarry/dr4)")
+    psf_url: AnyHttpUrl | None = Field("https://hsc-release.mtk.nao.ac.jp/psf/pdr3", description="PSF picker")
+    filters: list[str] = Field(default_factory=lambda: ["HSC-G", "HSC-R", "HSC-I", "HSC-Z", "HSC-Y"])
+    max_cutout_arcmin: float = Field(35.0, gt=0, description="largest cutout side, arcmin")
 
 
 @dataclass
@@ -85,7 +94,10 @@ class HscArchive(Archive):
         self.url = str(config.api_url)
         if not self.url.endswith("/"):
             self.url += "/"
-        self.session = UpstreamSession({_origin(self.url)}, config.timeout, requests.adapters.HTTPAdapter())
+        origins = {_origin(str(u)) for u in (self.url, config.das_url, config.psf_url) if u}
+        self.session = UpstreamSession(origins, config.timeout, requests.adapters.HTTPAdapter())
+        if config.das_url is not None:
+            self.capabilities = replace(self.capabilities, cutouts=True, datalink_proxy=True, images=True)
         self.to_hsc = {g.lower(): h for h, g in config.schemas.items()}
         old = config.release_version.startswith(("pdr1", "pdr2"))
         self._tables = []
@@ -109,7 +121,8 @@ class HscArchive(Archive):
         if creds is not None:
             return {"account_name": creds.username, "password": creds.password}
         if self.config.account is not None:
-            return {"account_name": self.config.account.username,
+            user = self.config.account.username
+            return {"account_name": user if isinstance(user, str) else user.get_secret_value(),
                     "password": self.config.account.password.get_secret_value()}
         raise Fault(f"{self.title} needs your HSC account: give your user name and password (HTTP Basic)",
                     status=401, headers={"WWW-Authenticate": f'Basic realm="{self.title}"'})
@@ -182,6 +195,110 @@ class HscArchive(Archive):
         stream.batches = limit_batches([batch], maxrec, stream)
         return stream
 
+    # -- DAS cutouts and PSFs (REFERENCE.md §1.5-1.6) ---------------------------------------
+    DID = "ivo://hsc.mtk.nao.ac.jp/"
+    DAS_TYPES = {"coadd": "coadd", "coadd-bg": "coadd/bg"}
+    FILTER_NM = {"HSC-G": (400, 550), "HSC-R": (540, 700), "HSC-I": (690, 850), "HSC-Z": (850, 930),
+                 "HSC-Y": (930, 1070)}
+
+    def image_search(self, query) -> RowStream:
+        """SIA 2.0 (SIA 2.0 §2): per POS, one row per rerun, filter and image type (coadd,
+        coadd with background) with ObsCore columns; ``access_url`` is the DAS cutout of the
+        POS box (HTTP Basic with the user's HSC account), the DataLink gives the SODA path."""
+        from urllib.parse import urlencode
+
+        from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, record_matches
+        if not query.pos:
+            raise UsageFault("HSC-SSP images are cut out around a position: give POS")
+        records = []
+        for shape in query.pos:
+            ra, dec, w, h = _box(shape)
+            for rerun in self.config.schemas:
+                for kind, das_type in self.DAS_TYPES.items():
+                    for filt in self.config.filters:
+                        lo, hi = self.FILTER_NM.get(filt, (None, None))
+                        q = {"ra": repr(ra), "dec": repr(dec), "sw": f"{w * 3600:.6g}asec", "sh": f"{h * 3600:.6g}asec",
+                             "type": das_type, "image": "on", "mask": "on", "variance": "on", "filter": filt,
+                             "tract": "", "rerun": rerun}
+                        rec = {"dataproduct_type": "image", "calib_level": 3, "obs_collection": f"HSC-SSP {rerun}",
+                               "obs_id": f"{rerun}-{kind}-{filt}", "obs_publisher_did": f"{self.DID}{rerun}?{kind}/{filt}",
+                               "access_url": f"{str(self.config.das_url).rstrip('/')}/cgi-bin/cutout?" + urlencode(q),
+                               "access_format": "application/fits", "s_ra": ra, "s_dec": dec, "s_fov": max(w, h),
+                               "s_resolution": 0.168, "em_min": lo * 1e-9 if lo else None,
+                               "em_max": hi * 1e-9 if hi else None, "facility_name": "Subaru",
+                               "instrument_name": "Hyper Suprime-Cam", "target_name": kind, "o_ucd": "phot.flux",
+                               "pol_xel": 1, "em_xel": 1, "t_xel": 1}
+                        if record_matches(rec, query):
+                            records.append(rec)
+        stream = RowStream(OBSCORE_COLUMNS, [])
+        stream.batches = limit_batches([obscore_batch(records)], query.maxrec, stream)
+        return stream
+
+    def claims(self, dataset_id: str) -> bool:
+        """``ivo://hsc.mtk.nao.ac.jp/<rerun>?coadd/<filter>`` (the coadd of a rerun in a filter)
+        and ``...?psf/<filter>`` (its PSF model), for the configured reruns and filters."""
+        rerun, kind, filt = _parse_did(dataset_id, self.DID)
+        return rerun in self.config.schemas and kind in ("coadd", "coadd-bg", "psf") and filt in self.config.filters
+
+    def datalink(self, ids: list[str], actor, service_url: str) -> bytes:
+        """DataLink 1.1 for a coadd: ``#cutout`` (SODA through DAS cutout) and ``#auxiliary``
+        (the PSF model at a position, a SODA call on the ``?psf/`` ID)."""
+        from gateway.formats.datalink import links_document, soda_descriptor
+        rows = []
+        for i in ids:
+            if not self.claims(i):
+                rows.append([i, "", "", "NotFoundFault: not an HSC-SSP coadd of this service", "", "#cutout", "", ""])
+                continue
+            psf = i.replace("?coadd-bg/", "?psf/").replace("?coadd/", "?psf/")
+            rows.append([i, "", "soda", "", "cutout of the coadd (DAS cutout: image, mask, variance)",
+                         "#cutout", "application/fits", ""])
+            rows.append([psf, "", "soda", "", "PSF model at the centre of POS (PSF picker)", "#auxiliary",
+                         "application/fits", ""])
+        return links_document(rows, soda_descriptor(f"{service_url}/soda/{self.name}/sync")).encode()
+
+    def soda(self, params: list[tuple[str, str]], actor):
+        """SODA sync: a coadd ID cuts the region out with DAS cutout (``sw``/``sh`` of the
+        circle's or range's box); a PSF ID asks the PSF picker at the region's centre.  The
+        caller's HSC account is sent as HTTP Basic, as the HSC tools do."""
+        from gateway.obscore import parse_shape
+        p = {k.upper(): v for k, v in params}
+        did = p.get("ID", "")
+        if not self.claims(did):
+            raise UsageFault(f"ID {did!r} is not an HSC-SSP coadd or PSF of this service")
+        rerun, kind, filt = _parse_did(did, self.DID)
+        value = "CIRCLE " + p["CIRCLE"] if p.get("CIRCLE") else p.get("POS")
+        if not value:
+            raise UsageFault("give a region: POS (CIRCLE or RANGE) or CIRCLE")
+        shape = parse_shape(value, "POS")
+        if shape[0] == "polygon":
+            raise UsageFault("HSC cutouts take CIRCLE or RANGE regions")
+        ra, dec, w, h = _box(shape)
+        if max(w, h) * 60 > self.config.max_cutout_arcmin:
+            raise UsageFault(f"HSC cutouts are at most {self.config.max_cutout_arcmin:g} arcmin across")
+        cred = self._credential(actor)
+        auth = (cred["account_name"], cred["password"])
+        if kind in self.DAS_TYPES:
+            url = f"{str(self.config.das_url).rstrip('/')}/cgi-bin/cutout"
+            q = {"ra": repr(ra), "dec": repr(dec), "sw": f"{w * 3600:.6g}asec", "sh": f"{h * 3600:.6g}asec",
+                 "type": self.DAS_TYPES[kind], "image": "on", "mask": "on", "variance": "on", "filter": filt, "tract": "",
+                 "rerun": rerun}
+        else:
+            url = f"{str(self.config.psf_url).rstrip('/')}/cgi/getpsf"
+            q = {"ra": repr(ra), "dec": repr(dec), "filter": filt, "rerun": rerun, "tract": "auto", "patch": "auto",
+                 "type": "coadd", "centered": "true"}
+        try:
+            r = self.session.get(url, params=q, auth=auth)
+        except requests.RequestException as e:
+            raise TransientFault(f"HSC-SSP {kind} service unreachable ({type(e).__name__})")
+        if r.status_code == 401:
+            raise Fault("invalid HSC account or password", status=401,
+                        headers={"WWW-Authenticate": f'Basic realm="{self.title}"'})
+        if r.status_code == 404 and "not found in observed area" in r.text:
+            return 204, "text/plain", [b""]  # SODA 1.0 §3.3: the region holds no data
+        if r.status_code >= 400:
+            raise TransientFault(f"HSC-SSP {kind} service failed: HTTP {r.status_code} {r.text.strip()[:300]}")
+        return 200, "application/fits", [r.content]
+
     def availability(self) -> tuple[bool, str]:
         return True, f"{self.name}: HSC-SSP catalog-job API at {self.url} (checked per query)"
 
@@ -211,3 +328,23 @@ def parse_result(data: bytes, outputs: list[OutputColumn]) -> pa.RecordBatch:
         raise TransientFault(f"HSC-SSP returned {t.num_columns} columns for {len(names)} selected")
     arrays = [c.combine_chunks() if c.num_chunks else pa.array([], c.type) for c in t.columns]
     return normalize_batch(pa.RecordBatch.from_arrays(arrays, names=names))
+
+
+def _parse_did(did: str, prefix: str) -> tuple[str, str, str]:
+    """(rerun, kind, filter) of ``ivo://hsc.mtk.nao.ac.jp/<rerun>?<kind>/<filter>``."""
+    if not did.startswith(prefix) or "?" not in did:
+        return "", "", ""
+    rerun, _, rest = did[len(prefix):].partition("?")
+    kind, _, filt = rest.partition("/")
+    return rerun, kind, filt
+
+
+def _box(shape: tuple) -> tuple[float, float, float, float]:
+    """(ra, dec, width, height) in degrees of the box around a CIRCLE or RANGE."""
+    import math
+    if shape[0] == "circle":
+        return shape[1], shape[2], 2 * shape[3], 2 * shape[3]
+    if shape[0] == "range":
+        ra, dec = (shape[1] + shape[2]) / 2, (shape[3] + shape[4]) / 2
+        return ra, dec, (shape[2] - shape[1]) * math.cos(math.radians(dec)), shape[4] - shape[3]
+    raise UsageFault("HSC images take CIRCLE or RANGE regions")
