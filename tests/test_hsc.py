@@ -182,3 +182,21 @@ def test_sia2_one_row_per_filter_and_type_and_failures(gw, emu, monkeypatch):
     monkeypatch.setitem(app.view_functions, "api", lambda verb: app.response_class("Proxy Error", 502))
     r = s.get(gw[1] + "/tap/sync", params=q)
     assert r.status_code == 503 and b"HTTP 502 Proxy Error" in r.content
+
+
+def test_download_streamed_and_truncation_reported(gw, emu):
+    app, _ = emu
+    s = requests.Session()
+    s.auth = ("alice", "a-pw")
+    q = ("SELECT object_id, ra, dec, i_cmodel_mag FROM hsc_s23b_wide.forced WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
+         "CIRCLE('ICRS', 150.0, 2.0, 0.3))")
+    r = s.get(gw[1] + "/tap/sync", params={"LANG": "ADQL", "QUERY": q, "RESPONSEFORMAT": "csv"})
+    assert r.status_code == 200 and len(r.text.splitlines()) == 1 + sum(1 for d in app.forced["dec"].to_pylist()
+                                                                        if abs(d - 2.0) < 0.25)
+    app.truncate = True
+    try:
+        r = s.get(gw[1] + "/tap/sync", params={"LANG": "ADQL", "QUERY": q})
+        assert r.status_code == 503 and b"unreadable or broke off" in r.content
+        assert parse_votable(r.content)[1] == "ERROR"
+    finally:
+        app.truncate = False

@@ -185,14 +185,28 @@ class HscArchive(Archive):
             time.sleep(interval)
             interval = min(interval * 2, self.config.poll_max)
         r = self._post("download", credential, stream=True, id=job_id)
-        body = r.content
+        r.raw.decode_content = True
+
+        def finish():
+            r.close()
+            try:
+                self._post("delete", credential, id=job_id)
+            except Fault:
+                log.warning("could not delete HSC job %s", job_id)
         try:
-            self._post("delete", credential, id=job_id)
-        except Fault:
-            log.warning("could not delete HSC job %s", job_id)
-        batch = parse_result(body, native.outputs)
-        stream = RowStream(output_columns(native.outputs, batch.schema), [])
-        stream.batches = limit_batches([batch], maxrec, stream)
+            batches = stream_result(r.raw, native.outputs)
+            first = next(batches, None)  # read before the response starts: early errors set the status
+        except Exception:
+            finish()
+            raise
+        columns = output_columns(native.outputs, (first or _empty(native.outputs)).schema)
+
+        def all_batches():
+            if first is not None:
+                yield first
+            yield from batches
+        stream = RowStream(columns, [], on_close=finish)
+        stream.batches = limit_batches(all_batches(), maxrec, stream)
         return stream
 
     # -- DAS cutouts and PSFs (REFERENCE.md §1.5-1.6) ---------------------------------------
@@ -303,31 +317,64 @@ class HscArchive(Archive):
         return True, f"{self.name}: HSC-SSP catalog-job API at {self.url} (checked per query)"
 
 
-def parse_result(data: bytes, outputs: list[OutputColumn]) -> pa.RecordBatch:
-    """HSC CSV with ``#`` metainfo lines; the last ``#`` line is the header (``# a,b,c``)."""
-    lines = data.split(b"\n")
-    k = 0
-    while k < len(lines) and lines[k].startswith(b"#"):
-        k += 1
-    if k == 0:
-        raise TransientFault("HSC-SSP sent a result without its header line")
-    header = lines[k - 1][1:].strip()
-    body = header + b"\n" + b"\n".join(lines[k:])
+class _Body(io.RawIOBase):
+    """The download stream without its ``#`` metainfo lines: the header line (``# a,b,c``)
+    becomes the CSV header (REFERENCE.md §1.2, "Result layout")."""
+
+    def __init__(self, raw):
+        self.raw, self.buf = raw, b""
+        data = b""
+        while True:
+            chunk = raw.read(65536)
+            data += chunk
+            lines = data.split(b"\n")
+            k = 0
+            while k < len(lines) - 1 and lines[k].startswith(b"#"):
+                k += 1
+            if k < len(lines) - 1 or not chunk:  # a data line (or the end) is in sight
+                break
+        if k == 0 or not lines[k - 1].startswith(b"#"):
+            raise TransientFault("HSC-SSP sent a result without its header line")
+        self.header = lines[k - 1][1:].strip().decode()
+        self.buf = (self.header + "\n").encode() + b"\n".join(lines[k:])
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        if not self.buf:
+            self.buf = self.raw.read(len(b))
+        n = min(len(b), len(self.buf))
+        b[:n], self.buf = self.buf[:n], self.buf[n:]
+        return n
+
+
+def stream_result(raw, outputs: list[OutputColumn]):
+    """Parse an HSC CSV download batch by batch (pyarrow, declared types, 64-bit ids exact)."""
+    body = _Body(raw)
     names = [o.name for o in outputs]
-    types = {}
-    for o, h in zip(outputs, header.decode().split(",")):
-        if o.column is not None and o.column.datatype in ARROW:
-            types[h.strip()] = ARROW[o.column.datatype]
+    header = [h.strip() for h in body.header.split(",")]
+    if len(header) != len(names):
+        raise TransientFault(f"HSC-SSP returned {len(header)} columns for {len(names)} selected")
+    types = {h: ARROW[o.column.datatype] for o, h in zip(outputs, header)
+             if o.column is not None and o.column.datatype in ARROW}
     try:
-        t = pcsv.read_csv(io.BytesIO(body), convert_options=pcsv.ConvertOptions(
-            column_types=types, null_values=["", "NULL", "null"], strings_can_be_null=True,
-            true_values=["t", "true", "True"], false_values=["f", "false", "False"]))
+        reader = pcsv.open_csv(io.BufferedReader(body, 1 << 20), read_options=pcsv.ReadOptions(block_size=1 << 20),
+                               convert_options=pcsv.ConvertOptions(
+                                   column_types=types, null_values=["", "NULL", "null"], strings_can_be_null=True,
+                                   true_values=["t", "true", "True"], false_values=["f", "false", "False"]))
     except pa.ArrowInvalid as e:
-        raise TransientFault(f"HSC-SSP sent an unreadable result ({str(e)[:200]})")
-    if t.num_columns != len(names):
-        raise TransientFault(f"HSC-SSP returned {t.num_columns} columns for {len(names)} selected")
-    arrays = [c.combine_chunks() if c.num_chunks else pa.array([], c.type) for c in t.columns]
-    return normalize_batch(pa.RecordBatch.from_arrays(arrays, names=names))
+        raise TransientFault(f"HSC-SSP result download is unreadable or broke off ({str(e)[:200]})")
+    try:
+        for b in reader:
+            yield normalize_batch(pa.RecordBatch.from_arrays(b.columns, names=names))
+    except (pa.ArrowInvalid, OSError, requests.RequestException) as e:
+        raise TransientFault(f"HSC-SSP result download is unreadable or broke off ({str(e)[:200]})")
+
+
+def _empty(outputs: list[OutputColumn]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([pa.array([], ARROW.get(o.column.datatype, pa.string()) if o.column else pa.string())
+                                       for o in outputs], names=[o.name for o in outputs])
 
 
 def _parse_did(did: str, prefix: str) -> tuple[str, str, str]:
