@@ -231,3 +231,19 @@ def parse_shape(value: str, name: str = "POS") -> tuple:
             raise UsageFault(f"{name}: POLYGON vertices must be finite")
         return ("polygon", *nums)
     raise UsageFault(f"{name}: unknown shape {parts[0]!r}; use CIRCLE, RANGE or POLYGON")
+
+
+def shape_box(shape: tuple) -> tuple[float, float, float, float]:
+    """(ra, dec, width, height) in degrees of the RA/Dec box around a CIRCLE, RANGE or POLYGON
+    (width measured on the sky at the box's central declination), as services that take a
+    centre and a size (SkyMapper SIAP, HSC DAS cutout) want it."""
+    if shape[0] == "circle":
+        _, ra, dec, r = shape
+        return ra, dec, 2 * r, 2 * r
+    if shape[0] == "range":
+        _, ra1, ra2, dec1, dec2 = shape
+        dec = (dec1 + dec2) / 2
+        return (ra1 + ra2) / 2, dec, (ra2 - ra1) * math.cos(math.radians(dec)), dec2 - dec1
+    ras, decs = shape[1::2], shape[2::2]
+    dec = (min(decs) + max(decs)) / 2
+    return (min(ras) + max(ras)) / 2, dec, (max(ras) - min(ras)) * math.cos(math.radians(dec)), max(decs) - min(decs)

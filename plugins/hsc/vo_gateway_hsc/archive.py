@@ -221,12 +221,14 @@ class HscArchive(Archive):
         POS box (HTTP Basic with the user's HSC account), the DataLink gives the SODA path."""
         from urllib.parse import urlencode
 
-        from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, record_matches
+        from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, record_matches, shape_box
         if not query.pos:
             raise UsageFault("HSC-SSP images are cut out around a position: give POS")
         records = []
         for shape in query.pos:
-            ra, dec, w, h = _box(shape)
+            if shape[0] == "polygon":
+                raise UsageFault("HSC images take CIRCLE or RANGE regions")
+            ra, dec, w, h = shape_box(shape)
             for rerun in self.config.schemas:
                 for kind, das_type in self.DAS_TYPES.items():
                     for filt in self.config.filters:
@@ -274,7 +276,7 @@ class HscArchive(Archive):
         """SODA sync: a coadd ID cuts the region out with DAS cutout (``sw``/``sh`` of the
         circle's or range's box); a PSF ID asks the PSF picker at the region's centre.  The
         caller's HSC account is sent as HTTP Basic, as the HSC tools do."""
-        from gateway.obscore import parse_shape
+        from gateway.obscore import parse_shape, shape_box
         p = {k.upper(): v for k, v in params}
         did = p.get("ID", "")
         if not self.claims(did):
@@ -286,7 +288,7 @@ class HscArchive(Archive):
         shape = parse_shape(value, "POS")
         if shape[0] == "polygon":
             raise UsageFault("HSC cutouts take CIRCLE or RANGE regions")
-        ra, dec, w, h = _box(shape)
+        ra, dec, w, h = shape_box(shape)
         if max(w, h) * 60 > self.config.max_cutout_arcmin:
             raise UsageFault(f"HSC cutouts are at most {self.config.max_cutout_arcmin:g} arcmin across")
         cred = self._credential(actor)
@@ -385,13 +387,3 @@ def _parse_did(did: str, prefix: str) -> tuple[str, str, str]:
     kind, _, filt = rest.partition("/")
     return rerun, kind, filt
 
-
-def _box(shape: tuple) -> tuple[float, float, float, float]:
-    """(ra, dec, width, height) in degrees of the box around a CIRCLE or RANGE."""
-    import math
-    if shape[0] == "circle":
-        return shape[1], shape[2], 2 * shape[3], 2 * shape[3]
-    if shape[0] == "range":
-        ra, dec = (shape[1] + shape[2]) / 2, (shape[3] + shape[4]) / 2
-        return ra, dec, (shape[2] - shape[1]) * math.cos(math.radians(dec)), shape[4] - shape[3]
-    raise UsageFault("HSC images take CIRCLE or RANGE regions")

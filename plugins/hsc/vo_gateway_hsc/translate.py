@@ -48,13 +48,6 @@ def _tables(query: AdqlQuery):
         yield node.alias_or_name, node.meta["gw_table"]
 
 
-def _position_columns(cond, tables):
-    """(alias, table) whose ra/dec columns the cone/box term uses."""
-    for alias, table in tables:
-        if table.positional:
-            yield alias, table
-
-
 def _box_term(cond: exp.Expression, alias: str, table) -> tuple[exp.Column, tuple] | None:
     """``CONTAINS(POINT(ra, dec), BOX(a, d, w, h)) = 1`` on the table's position."""
     if not isinstance(cond, exp.EQ):

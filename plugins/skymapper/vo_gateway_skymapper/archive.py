@@ -33,7 +33,7 @@ from gateway.adql.validate import AdqlQuery, OutputColumn
 from gateway.archive import Cone, ImageQuery
 from gateway.faults import TransientFault, UsageFault
 from gateway.formats.datalink import links_document, soda_descriptor
-from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, parse_shape, record_matches
+from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, parse_shape, record_matches, shape_box
 from gateway.residual import any_rows, evaluate, find_cone, residual_sql, single_table
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
@@ -171,7 +171,7 @@ class SkyMapperArchive(IvoaArchive):
             return RowStream(OBSCORE_COLUMNS, [obscore_batch([])])
         records, seen = [], set()
         for shape in query.pos:
-            ra, dec, w, h = _box(shape)
+            ra, dec, w, h = shape_box(shape)
             for lo, hi in query.time or [(None, None)]:
                 params = {"POS": f"{ra!r},{dec!r}", "SIZE": f"{w:.6g},{h:.6g}", "FORMAT": "image/fits",
                           "INTERSECT": "OVERLAPS", "VERB": "3", "RESPONSEFORMAT": "CSV"}
@@ -241,7 +241,7 @@ class SkyMapperArchive(IvoaArchive):
             shapes.append(parse_shape("CIRCLE " + p["CIRCLE"], "CIRCLE"))
         if len(shapes) != 1:
             raise UsageFault("give one region: POS (CIRCLE or RANGE) or CIRCLE")
-        ra, dec, w, h = _box(shapes[0])
+        ra, dec, w, h = shape_box(shapes[0])
         if max(w, h) > CUTOUT_MAX:
             raise UsageFault(f"SkyMapper cutouts are at most {CUTOUT_MAX} deg across (asked {max(w, h):.3g} deg)")
         q = {"IMAGE": did[len(self.did_prefix):], "SIZE": f"{w:.6g},{h:.6g}", "POS": f"{ra!r},{dec!r}", "FORMAT": "fits"}
@@ -271,21 +271,6 @@ class SkyMapperArchive(IvoaArchive):
             raise UsageFault(f"the cone holds more than SkyMapper's limit of {self.config.max_rows} rows; "
                              "use a smaller radius")
         return batch
-
-
-def _box(shape: tuple) -> tuple[float, float, float, float]:
-    """(ra, dec, width, height) in degrees of the box SkyMapper's POS/SIZE describe for a shape."""
-    if shape[0] == "circle":
-        _, ra, dec, r = shape
-        return ra, dec, 2 * r, 2 * r
-    if shape[0] == "range":
-        _, ra1, ra2, dec1, dec2 = shape
-        dec = (dec1 + dec2) / 2
-        return (ra1 + ra2) / 2, dec, (ra2 - ra1) * math.cos(math.radians(dec)), dec2 - dec1
-    verts = list(zip(shape[1::2], shape[2::2]))
-    ras, decs = [v[0] for v in verts], [v[1] for v in verts]
-    dec = (min(decs) + max(decs)) / 2
-    return (min(ras) + max(ras)) / 2, dec, (max(ras) - min(ras)) * math.cos(math.radians(dec)), max(decs) - min(decs)
 
 
 def _bands(intervals: list[tuple[float, float]]) -> str | None:
