@@ -50,6 +50,12 @@ class FormatRegistry:
             return self._by_name.get("votable")
         return self._by_name.get(base)
 
+    def for_params(self, params) -> tuple[OutputFormat, str]:
+        """:meth:`choose` for a request's ``RESPONSEFORMAT``, or its TAP synonym ``FORMAT``
+        (TAP 1.1 §2.7.4); ``params`` is a :class:`gateway.protocols.params.Params`."""
+        value = params.get("RESPONSEFORMAT")
+        return self.choose(value if value is not None else params.get("FORMAT"))
+
     def choose(self, value: str | None, default: str = "application/x-votable+xml") -> tuple[OutputFormat, str]:
         """(format, Content-Type) for a ``RESPONSEFORMAT`` value (None/empty: VOTable).  The
         client's MIME value is echoed as Content-Type (DALI 1.1 §3.4.3).  Raises UsageFault."""

@@ -30,11 +30,16 @@ def archive_links(archive):
         ids = Params.from_request().getlist("ID")
         if not ids:
             raise UsageFault("ID is required")
-        for i in ids:
-            gw().queries._allowed(gw().actor(), "datalink", a.name, i)
-        return Response(a.datalink(ids, gw().actor(), gw().url()), content_type=MIME)
+        return archive_document(a, ids)
     except Fault as f:
         return dali_error(f, label=True)
+
+
+def archive_document(a, ids: list[str]) -> Response:
+    """The DataLink document an archive writes for its own IDs, after the permission hook."""
+    for i in ids:
+        gw().queries._allowed(gw().actor(), "datalink", a.name, i)
+    return Response(a.datalink(ids, gw().actor(), gw().url()), content_type=MIME)
 
 
 @bp.route("/links", methods=["GET", "POST"])
@@ -50,10 +55,7 @@ def links():
         if upstream:
             if len(upstream) > 1 or not all(next(iter(upstream.values())).claims(i) for i in ids):
                 raise UsageFault("these IDs belong to different archives; ask for each archive's IDs separately")
-            a = next(iter(upstream.values()))
-            for i in ids:
-                gw().queries._allowed(gw().actor(), "datalink", a.name, i)
-            return Response(a.datalink(ids, gw().actor(), gw().url()), content_type=MIME)
+            return archive_document(next(iter(upstream.values())), ids)
     except Fault as f:
         return dali_error(f, label=True)
     rows = []

@@ -24,17 +24,11 @@ def gw():
     return current_app.extensions["vo_gateway"]
 
 
-def choose_format(params: Params):
-    """(OutputFormat, content type) for RESPONSEFORMAT or its TAP synonym FORMAT (TAP 1.1 §2.7.4)."""
-    value = params.get("RESPONSEFORMAT")
-    return gw().formats.choose(value if value is not None else params.get("FORMAT"))
-
-
 @bp.route("/sync", methods=["GET", "POST"])
 def sync():
     try:
         p = Params.from_request()
-        fmt, ctype = choose_format(p)
+        fmt, ctype = gw().formats.for_params(p)
         maxrec = p.get_int("MAXREC")
         text = p.get("QUERY")
         uploads = gw().queries.read_uploads(p.getlist("UPLOAD"), request.files.get)

@@ -6,6 +6,7 @@ pushdown; any other combination is refused with a message naming the archives in
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -101,12 +102,11 @@ class QueryService:
         """The TAP async runner (TAP 1.1 §2.2.2): run the job's query and write the result with
         the same streaming writer as sync to ``job_dir``; the result has id ``result``."""
         p = Params(job.parameters)
-        value = p.get("RESPONSEFORMAT")
-        fmt, ctype = self.gw.formats.choose(value if value is not None else p.get("FORMAT"))
+        fmt, ctype = self.gw.formats.for_params(p)
 
-        def open_part(part: str):
+        def open_part(part: str):  # read at once: no file handle outlives the job's upload reading
             path = job.uploads.get(part)
-            return open(path, "rb") if path else None
+            return io.BytesIO(Path(path).read_bytes()) if path else None
         uploads = self.read_uploads(p.getlist("UPLOAD"), open_part)
         text = p.get("QUERY")
         res = self.adql(p.get("LANG"), text, p.get_int("MAXREC"), actor=context.actor, uploads=uploads,
