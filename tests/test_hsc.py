@@ -68,6 +68,34 @@ def test_cone_with_photoz_join_sync_and_async(gw, emu):
     assert verbs[-2:] == ["download", "delete"] and "status" in verbs
 
 
+def test_split_table_join_and_boolean_flags(gw, emu):
+    app, _ = emu
+    t = tap(gw[1], ("alice", "a-pw")).run_sync(
+        "SELECT object_id, i_cmodel_mag, i_psfflux_mag FROM hsc_s23b_wide.forced "
+        "LEFT JOIN hsc_s23b_wide.forced2 USING (object_id) "
+        "WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 150.0, 2.0, 120/3600.0)) AND isprimary = 1").to_table()
+    f, f2 = app.forced.to_pandas().set_index("object_id"), app.forced2.to_pandas().set_index("object_id")
+    keep = [i for i in truth(app) if f.loc[i, "isprimary"]]
+    assert sorted(t["object_id"]) == keep and 0 < len(keep) < len(truth(app))
+    row = t[0]
+    assert np.isclose(row["i_psfflux_mag"], f2.loc[row["object_id"], "i_psfflux_mag"])
+    assert "AND forced.isprimary" in next(b for v, b in reversed(app.requests) if v == "submit")["catalog_job"]["sql"]
+
+
+def test_tap_schema_has_every_table_with_units_and_keys(gw):
+    import pyvo
+    tables = {t.name: t for t in pyvo.dal.TAPService(gw[1] + "/tap").tables if t.name.startswith("hsc_s23b_wide.")}
+    assert {f"hsc_s23b_wide.{n}" for n in ("forced", "forced2", "forced5", "meas", "meas4", "random", "specz",
+                                           "photoz_mizuki")} <= set(tables)
+    cols = {c.name: c for c in tables["hsc_s23b_wide.forced"].columns}
+    assert cols["i_cmodel_magerr"].unit == "mag" and "i_cmodel_magsigma" not in cols  # PDR3+ naming
+    assert cols["i_cmodel_flux"].unit == "nJy" and cols["object_id"].datatype.content == "long"
+    assert cols["i_cmodel_mag"].ucd == "phot.mag;em.opt.I"
+    r = requests.get(gw[1] + "/tap/sync", params={"LANG": "ADQL", "RESPONSEFORMAT": "csv", "QUERY":
+                     "SELECT from_table, target_table FROM TAP_SCHEMA.keys WHERE from_table = 'hsc_s23b_wide.forced2'"})
+    assert r.text.replace('"', "").splitlines()[1:] == ["hsc_s23b_wide.forced2,hsc_s23b_wide.forced"]
+
+
 def test_credentials_are_the_users_own(gw, emu):
     url = gw[1]
     q = {"LANG": "ADQL", "QUERY": Q}

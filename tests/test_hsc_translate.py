@@ -9,6 +9,7 @@ from gateway.schema import Column, Table
 
 from vo_gateway_hsc.translate import to_hsc_sql
 
+FORCED2 = Table("hsc_s23b_wide", "forced2", [Column("object_id", "long"), Column("i_psfflux_mag", "float", unit="mag")])
 FORCED = Table("hsc_s23b_wide", "forced", [
     Column("object_id", "long", ucd="meta.id;meta.main"), Column("ra", "double", unit="deg", ucd="pos.eq.ra;meta.main"),
     Column("dec", "double", unit="deg", ucd="pos.eq.dec;meta.main"), Column("isprimary", "boolean"),
@@ -22,13 +23,13 @@ class Tables:
     """The catalogue interface analyze() needs, over two tables."""
 
     def lookup(self, schema, name):
-        for t in (FORCED, PHOTOZ):
+        for t in (FORCED, FORCED2, PHOTOZ):
             if t.name == name.lower() and (schema is None or schema.lower() == t.schema):
                 return "hsc", t
         return None
 
     def qualified_names(self):
-        return [FORCED.qualified_name, PHOTOZ.qualified_name]
+        return [t.qualified_name for t in (FORCED, FORCED2, PHOTOZ)]
 
 
 def hsc(adql: str) -> str:
@@ -66,8 +67,8 @@ def test_seed_examples_become_the_seed_sql(adql, expected):
 def test_distance_cone_ra_ranges_and_wrap():
     got = hsc("SELECT TOP 5 object_id FROM hsc_s23b_wide.forced WHERE "
               "DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', 10, 20)) < 0.01 AND isprimary = 1")
-    assert same(got, "SELECT object_id FROM s23b_wide.forced WHERE coneSearch(coord, 10, 20, 36) AND isprimary = 1 "
-                     "LIMIT 5"), got
+    assert same(got, "SELECT object_id FROM s23b_wide.forced WHERE coneSearch(coord, 10, 20, 36) AND isprimary "
+                     "LIMIT 5"), got  # PostgreSQL booleans: no boolean = integer operator
     got = hsc("SELECT object_id FROM hsc_s23b_wide.forced WHERE ra BETWEEN 350 AND 10 AND dec BETWEEN -1 AND 1")
     assert "boxSearch(coord, 350.0, 370.0, -1.0, 1.0)" in got  # crossing RA 0 (boxSearch's own rule)
     got = hsc("SELECT object_id FROM hsc_s23b_wide.forced WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
@@ -83,3 +84,15 @@ def test_what_hsc_cannot_do_is_refused_by_name():
     with pytest.raises(UsageFault, match="DISTANCE is not available"):
         hsc("SELECT DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', 1, 1)) AS d FROM hsc_s23b_wide.forced "
             "WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 1, 1, 0.1))")
+
+
+def test_split_tables_join_using_object_id_and_booleans():
+    got = hsc("SELECT object_id, i_cmodel_mag, i_psfflux_mag FROM hsc_s23b_wide.forced "
+              "LEFT JOIN hsc_s23b_wide.forced2 USING (object_id) WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
+              "CIRCLE('ICRS', 150, 2, 0.01)) AND isprimary = 0")
+    assert same(got, "SELECT forced.object_id, forced.i_cmodel_mag, forced2.i_psfflux_mag FROM s23b_wide.forced "
+                     "LEFT JOIN s23b_wide.forced2 USING (object_id) WHERE coneSearch(forced.coord, 150, 2, 36) "
+                     "AND NOT forced.isprimary"), got
+    with pytest.raises(UsageFault, match="ambiguous"):  # only the USING column is merged
+        hsc("SELECT object_id FROM hsc_s23b_wide.forced JOIN hsc_s23b_wide.forced2 ON forced.object_id = "
+            "forced2.object_id")

@@ -236,11 +236,12 @@ class _Analyzer:
         for node in list(self._scope_nodes(sel)):
             if isinstance(node, exp.Select) and node is not sel:
                 self.analyze_select(node, scope)
+        using = {i.name.lower() for j in sel.args.get("joins") or [] for i in j.args.get("using") or []}
         for node in list(self._scope_nodes(sel)):
             if isinstance(node, exp.Column) and not isinstance(node.this, exp.Star):
                 in_order = node.find_ancestor(exp.Order, exp.Having, exp.Group, exp.Select)
                 allow_alias = isinstance(in_order, (exp.Order, exp.Having, exp.Group))
-                self.resolve_column(node, sources, outer, select_aliases if allow_alias else set())
+                self.resolve_column(node, sources, outer, select_aliases if allow_alias else set(), using)
         return self.name_outputs(sel)
 
     def _scope_nodes(self, sel: exp.Select):
@@ -288,7 +289,9 @@ class _Analyzer:
         sel.set("expressions", new)
 
     def resolve_column(self, node: exp.Column, local: list[_Source], outer: list[_Source],
-                       select_aliases: set[str]) -> None:
+                       select_aliases: set[str], using: set[str] = frozenset()) -> None:
+        """Bind ``node`` to its table's column.  An unqualified name shared by several tables is
+        ambiguous unless it is a ``JOIN ... USING`` column (ADQL 2.1 §2.2.1: one merged column)."""
         ident = node.this
         qual = node.args.get("table")
         if qual is not None:
@@ -307,7 +310,7 @@ class _Analyzer:
         else:
             for level in (local, outer):
                 hits = [(s, c) for s, c in ((s, s.find(ident)) for s in level) if c is not None]
-                if len(hits) > 1:
+                if len(hits) > 1 and not (level is local and ident.name.lower() in using):
                     raise UsageFault(f"column {ident.name} is ambiguous (in {', '.join(h[0].alias for h in hits)});"
                                      " qualify it with a table name or alias", position=position_of(node))
                 if hits:

@@ -7,7 +7,8 @@ Bad credentials -> 401; SQL that does not run -> 406 with the error text (syntax
 ``skip_syntax_check``, ``status: "error"`` later.  Jobs go ``running`` -> ``done`` after
 ``app.polls_to_done`` status calls.  ``download`` gives CSV with ``#`` metainfo lines and the
 header line prefixed ``# ``.  The SQL runs in DuckDB over a synthetic sky (schemas
-``s23b_wide`` and ``pdr3_wide``: ``forced``, ``photoz_mizuki``) where ``coneSearch(coord, ra,
+``s23b_wide`` and ``pdr3_wide``: every table of the bundled metadata and ``photoz_mizuki``, one row
+per ``forced`` object) where ``coneSearch(coord, ra,
 dec, arcsec)`` and ``boxSearch(coord, ra1, ra2, dec1, dec2)`` (with the RA-wrap rule) exist.
 ``app.jobs`` and ``app.requests`` are kept for the tests.
 """
@@ -51,14 +52,16 @@ def hsc_app(users: dict[str, str] | None = None, n: int = 2000, missing=("a_g",)
                "i_cmodel_flux": rng.lognormal(7, 1.5, m).astype(np.float32)}
     forced = pa.table({c.name: special.get(c.name, _values(c, m, rng)) for c in metadata.forced("x", True).columns
                        if c.name not in missing})
-    photoz = pa.table({c.name: object_id if c.name == "object_id" else _values(c, m, rng)
-                       for c in metadata.photoz("x", "photoz_mizuki").columns})
-    db.register("forced_rows", forced)
-    db.register("photoz_rows", photoz)
+    tables = {"forced": forced}
+    for t in metadata.rerun_tables("x", "s23b_wide", True, ["photoz_mizuki"])[1:]:  # one row per forced object
+        tables[t.name] = pa.table({c.name: object_id if c.name == "object_id" else
+                                   special[c.name] if c.name in ("ra", "dec") else _values(c, m, rng) for c in t.columns})
     for schema in ("s23b_wide", "pdr3_wide"):
         db.execute(f"CREATE SCHEMA {schema}")
-        db.execute(f"CREATE TABLE {schema}.forced AS SELECT *, {{'ra': ra, 'dec': dec}} AS coord FROM forced_rows")
-        db.execute(f"CREATE TABLE {schema}.photoz_mizuki AS SELECT * FROM photoz_rows")
+        for name, rows in tables.items():
+            db.register(f"{name}_rows", rows)
+            coord = ", {'ra': ra, 'dec': dec} AS coord" if "ra" in rows.column_names else ""
+            db.execute(f"CREATE TABLE {schema}.{name} AS SELECT *{coord} FROM {name}_rows")
     db.execute("""CREATE MACRO conesearch(c, ra0, dec0, r) AS
         degrees(2 * asin(sqrt(pow(sin(radians(c.dec - dec0) / 2), 2) + cos(radians(c.dec)) * cos(radians(dec0))
         * pow(sin(radians(c.ra - ra0) / 2), 2)))) * 3600 <= r""")
@@ -66,14 +69,23 @@ def hsc_app(users: dict[str, str] | None = None, n: int = 2000, missing=("a_g",)
         c.dec BETWEEN dec1 AND dec2 AND (CASE WHEN ra1 <= ra2 AND ra2 <= 360 THEN c.ra BETWEEN ra1 AND ra2
         WHEN ra2 > 360 THEN c.ra >= ra1 OR c.ra <= ra2 - 360 ELSE c.ra BETWEEN ra2 AND ra1 END)""")
     app.forced = forced  # type: ignore[attr-defined]
-    app.photoz = photoz  # type: ignore[attr-defined]
+    app.photoz = tables["photoz_mizuki"]  # type: ignore[attr-defined]
+    app.forced2 = tables["forced2"]  # type: ignore[attr-defined]
 
     def reply(status, body, mimetype="application/json"):
         import json
         return Response(json.dumps(body) if mimetype == "application/json" else body, status, mimetype=mimetype)
 
+    booleans = {c.name for c in metadata.forced("x", True).columns if c.datatype == "boolean"}
+
     def run(sql: str) -> pa.Table:
-        duck = sqlglot.transpile(sql, read="postgres", write="duckdb")[0]
+        tree = sqlglot.parse_one(sql, read="postgres")
+        for cmp in tree.find_all(sqlglot.exp.EQ, sqlglot.exp.NEQ):  # PostgreSQL has no boolean = integer
+            sides = (cmp.this, cmp.expression)
+            if any(isinstance(a, sqlglot.exp.Column) and a.name in booleans for a in sides) and \
+                    any(isinstance(b, sqlglot.exp.Literal) and not b.is_string for b in sides):
+                raise duckdb.BinderException("operator does not exist: boolean = integer")
+        duck = tree.sql(dialect="duckdb")
         return db.cursor().execute(duck).to_arrow_table()
 
     @app.route("/datasearch/api/catalog_jobs/<verb>", methods=["POST"])

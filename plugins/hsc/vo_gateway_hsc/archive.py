@@ -23,6 +23,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
@@ -38,7 +39,7 @@ from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
 from vo_gateway_ivoa.archive import UpstreamSession, _origin
 
-from .metadata import forced, photoz
+from .metadata import TABLES, rerun_tables
 from .translate import to_hsc_sql
 
 log = logging.getLogger("gateway.hsc")
@@ -62,6 +63,9 @@ class HscConfig(ArchiveConfig):
     release_version: str = Field("pdr3", description="release_version token (pdr3, dr4, ...)")
     schemas: dict[str, str] = Field(default_factory=lambda: {"pdr3_wide": "hsc_pdr3_wide"},
                                     description="HSC schema (rerun) -> ADQL schema name in the gateway")
+    tables: list[Literal[tuple(TABLES)]] | None = Field(
+        None, description="HSC tables offered per schema (default: all of forced, forced2-5, meas, meas2-4, "
+                          "random, specz)")
     photoz_tables: list[str] = Field(default_factory=lambda: ["photoz_mizuki", "photoz_demp", "photoz_dnnz"])
     account: Account | None = Field(None, description="service account for single-user deployments")
     client_version: float = 20190514.1
@@ -102,8 +106,7 @@ class HscArchive(Archive):
         old = config.release_version.startswith(("pdr1", "pdr2"))
         self._tables = []
         for hsc_schema, gschema in config.schemas.items():
-            self._tables.append(forced(gschema, rename_sigma=not old))
-            self._tables += [photoz(gschema, t) for t in config.photoz_tables]
+            self._tables += rerun_tables(gschema, hsc_schema, not old, config.photoz_tables, config.tables)
 
     def tables(self) -> list[Table]:
         return self._tables

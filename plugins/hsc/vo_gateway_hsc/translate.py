@@ -8,6 +8,7 @@ transforms on the validated query, never string edits.
 | ``CONTAINS(POINT(ra, dec), BOX(a, d, w, h)) = 1`` | ``boxSearch(coord, a-w/2, a+w/2, d-h/2, d+h/2)`` |
 | ``ra BETWEEN a1 AND a2 AND dec BETWEEN d1 AND d2`` | ``boxSearch(coord, a1, a2, d1, d2)`` |
 | ``TOP n`` | ``LIMIT n`` |
+| ``flag = 1`` / ``flag = 0`` on a boolean column (ADQL has no boolean literals) | ``flag`` / ``NOT flag`` |
 | gateway schema (``hsc_s23b_wide``) | HSC schema (``s23b_wide``) |
 | ``SELECT *`` of one table | ``SELECT *`` (the validator's expansion is folded back) |
 | other ADQL functions | PostgreSQL equivalents (sqlglot's postgres generator) |
@@ -157,6 +158,7 @@ def to_hsc_sql(query: AdqlQuery, schemas: dict[str, str]) -> str:
         db = t.args.get("db")
         if db is not None and db.name.lower() in schemas:
             t.set("db", exp.to_identifier(schemas[db.name.lower()]))
+    _booleans(tree, tables)
     _fold_star(tree, tables)
     for e in tree.expressions:  # the validator's FIELD-name aliases where they change nothing
         if isinstance(e, exp.Alias) and isinstance(e.this, exp.Column) and e.alias.lower() == e.this.name.lower():
@@ -165,6 +167,24 @@ def to_hsc_sql(query: AdqlQuery, schemas: dict[str, str]) -> str:
     for o in tree.find_all(exp.Ordered):  # ADQL leaves NULL order open: PostgreSQL's default, unwritten
         o.set("nulls_first", bool(o.args.get("desc")))
     return tree.sql(dialect="postgres", normalize_functions=False)
+
+
+def _booleans(tree: exp.Select, tables) -> None:
+    """``isprimary = 1`` -> ``isprimary``, ``= 0`` (or ``<> 1``) -> ``NOT isprimary``: PostgreSQL
+    has no boolean = integer operator, and ADQL users write booleans as 1/0 (ADQL 2.1 §2.3)."""
+    for node in list(tree.find_all(exp.EQ, exp.NEQ)):
+        for side, other in ((node.this, node.expression), (node.expression, node.this)):
+            if not isinstance(side, exp.Column):
+                continue
+            col = next((c for c in (column_of(side, a, t) for a, t in tables) if c is not None), None)
+            try:
+                value = constant(other)
+            except (ValueError, TypeError):
+                continue
+            if col is not None and col.datatype == "boolean" and value in (0, 1):
+                truth = (value == 1) != isinstance(node, exp.NEQ)
+                node.replace(side.copy() if truth else exp.Not(this=side.copy()))
+                break
 
 
 def _plain_names(tree: exp.Select, tables) -> None:
