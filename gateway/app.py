@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from .archive import Archive
+from .auth import public
 from .config import ConfigError, GatewayConfig, format_validation_error, load_config
 from .faults import Fault, FatalFault, UsageFault
 from .formats import FormatRegistry
@@ -64,7 +65,19 @@ class Gateway:
         self.queries = QueryService(self)
         self.jobs = JobService(config.jobs, config.base_dir)
         self.jobs.runners["tap"] = self.queries.run_job
+        for name, a in archives.items():
+            if a.capabilities.soda_async:
+                self.jobs.runners[f"soda:{name}"] = self._soda_runner(a)
         self.started = datetime.now(timezone.utc).replace(microsecond=0)
+
+    def _soda_runner(self, archive: Archive):
+        def run(job, context, job_dir):
+            for i in [v for k, v in job.parameters if k == "ID"]:
+                self.queries._allowed(context.actor, "cutout", archive.name, i)
+            self.pm.hook.gateway_query_started(actor=public(context.actor), protocol="soda", archive=archive.name,
+                                               query=dict(job.parameters))
+            return archive.soda_job(list(job.parameters), context, job_dir)
+        return run
 
     # -- helpers used by the blueprints -----------------------------------------------------
     def url(self, path: str = "") -> str:
@@ -167,6 +180,9 @@ def create_app(config: GatewayConfig | str | Path | None = None, plugins=(), loa
 
     from .protocols import datalink, root, scs, sia, soda, tap, uws
     app.register_blueprint(uws.make_blueprint("tap", "tap_async", "/tap/async"))
+    for name, a in gw.catalogue.archives.items():
+        if a.capabilities.soda_async:  # before soda.bp: /soda/{name}/async is this job list
+            app.register_blueprint(uws.make_blueprint(f"soda:{name}", f"soda_async_{name}", f"/soda/{name}/async"))
     app.register_blueprint(tap.bp, url_prefix="/tap")
     app.register_blueprint(scs.bp, url_prefix="/scs")
     app.register_blueprint(sia.bp)

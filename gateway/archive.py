@@ -51,6 +51,7 @@ class Capabilities:
     cutouts: bool = False
     uploads: bool = False  # can join TAP_UPLOAD tables (AdqlQuery.uploads) in translate/execute
     datalink_proxy: bool = False  # answers DataLink for the dataset IDs it claims, proxies SODA
+    soda_async: bool = False  # SODA async jobs at /soda/{name}/async (Archive.soda_job)
     geometry_functions: frozenset[str] = frozenset()
 
 
@@ -174,6 +175,17 @@ class Archive:
     def soda(self, params: list[tuple[str, str]], actor):
         """Proxy one SODA sync request: returns ``(status, content_type, body chunks)``."""
         raise UsageFault(f"archive {self.name} has no cutout service")
+
+    def soda_job(self, params: list[tuple[str, str]], context, job_dir) -> list:
+        """Run one SODA async job (SODA 1.0 §3.1, ``capabilities.soda_async``): ``params`` are
+        the job's (NAME, value) pairs, names upper-case, multi-valued ``ID``/``POS``/``CIRCLE``
+        kept in order; ``context`` is the :class:`gateway.uws.executor.JobContext` (``actor``
+        with the caller's credentials, ``check()``, ``on_cancel()``); files go in ``job_dir``.
+        Returns :class:`gateway.uws.job.Result` entries, one per combination of the
+        multi-valued inputs (SODA-05); a combination without data gets a ``text/plain``
+        result starting ``Error``.  Raises UsageFault for bad input, TransientFault for
+        upstream failures (the job goes to ERROR with that message)."""
+        raise UsageFault(f"archive {self.name} has no asynchronous cutout service")
 
     def availability(self) -> tuple[bool, str]:
         """(available, note) for VOSI availability (VOSI 1.1 §3.3)."""

@@ -1,5 +1,7 @@
 """Kind ``hsc`` (plugins/hsc) against the catalog-job API emulation (issue 4): ADQL cone on
 ``forced`` with a photo-z join through pyvo, sync and async, with the user's own HSC account."""
+import io
+
 import numpy as np
 import pytest
 import requests
@@ -179,6 +181,69 @@ def test_cutout_and_psf_through_datalink_and_soda(gw, emu, tmp_path):
     assert r.status_code == 401 and "WWW-Authenticate" in r.headers
 
 
+def test_bulk_cutouts_and_psfs_through_soda_async(gw, emu):
+    """Several IDs x regions: one SODA async job, one DAS bulk list upload and one PSF bulk
+    upload; each combination a result, equal to the single cutout; the row DAS left out of its
+    tar reported as a text/plain error result (SODA 1.0 §3.1, SODA-05)."""
+    import time
+
+    from pyvo.io.uws import parse_job
+    app, base = emu
+    s = requests.Session()
+    s.auth = ("alice", "a-pw")
+    url = gw[1] + "/soda/hsc"
+    caps = s.get(url + "/capabilities").text
+    assert "ivo://ivoa.net/std/SODA#async-1.0" in caps and "ivo://ivoa.net/std/SODA#sync-1.0" in caps
+    coadd, psf = "ivo://hsc.mtk.nao.ac.jp/s23b_wide?coadd/HSC-I", "ivo://hsc.mtk.nao.ac.jp/s23b_wide?psf/HSC-I"
+    r = s.get(url + "/sync", params=[("ID", coadd), ("CIRCLE", "150 2 0.002"), ("CIRCLE", "150.01 2 0.002")])
+    assert r.status_code == 400 and r.text.startswith("MultiValuedParamNotSupported") and "/async" in r.text
+    n = len(app.requests)
+    job = s.post(url + "/async", data=[("ID", coadd), ("ID", psf), ("CIRCLE", "150.0 2.0 0.002"),
+                                       ("CIRCLE", "10 10 0.002"), ("POS", "RANGE 150.01 150.02 2.0 2.01"),
+                                       ("PHASE", "RUN")]).url
+    t0 = time.monotonic()
+    while (phase := s.get(job + "/phase").text) not in ("COMPLETED", "ERROR"):
+        assert time.monotonic() - t0 < 20
+        time.sleep(0.05)
+    doc = parse_job(io.BytesIO(s.get(job).content))
+    assert phase == "COMPLETED", doc.errorsummary
+    sent = [(k, b) for k, b in app.requests[n:] if k.endswith("-bulk")]
+    assert [k for k, _ in sent] == ["cutout-bulk", "psf-bulk"]  # one upload per service, no single calls
+    assert sent[0][1].splitlines()[0] == "#? rerun type filter tract ra dec sw sh image mask variance"
+    assert sent[0][1].splitlines()[1].startswith("s23b_wide coadd HSC-I any 1.5000000000000000e+02deg")
+    results = [(r.id_, r.href) for r in doc.results]
+    assert [i for i, _ in results] == ["coadd-1", "coadd-2", "coadd-3", "psf-4", "psf-5", "psf-6"]
+    bodies = [s.get(h) for _, h in results]
+    assert bodies[1].headers["Content-Type"].startswith("text/plain") and bodies[1].text.startswith("Error")
+    assert "CIRCLE 10 10 0.002" in bodies[1].text and bodies[4].text.startswith("Error")
+    single = s.get(url + "/sync", params={"ID": coadd, "CIRCLE": "150.0 2.0 0.002"})
+    assert bodies[0].content == single.content and single.content[:6] == b"SIMPLE"
+    single = s.get(url + "/sync", params={"ID": coadd, "POS": "RANGE 150.01 150.02 2.0 2.01"})
+    assert bodies[2].content == single.content
+    assert bodies[3].content == s.get(url + "/sync", params={"ID": psf, "CIRCLE": "150.0 2.0 0.002"}).content
+    assert bodies[3].content[:6] == b"SIMPLE" and bodies[5].content[:6] == b"SIMPLE"
+    assert b"a-pw" not in s.get(job).content  # the credential is not in the job document
+    # a tar that breaks off: the job ends in ERROR with the upstream named
+    app.truncate = True
+    try:
+        job = s.post(url + "/async", data=[("ID", coadd), ("CIRCLE", "150.0 2.0 0.002"), ("CIRCLE", "150 2.01 0.002"),
+                                           ("PHASE", "RUN")]).url
+        t0 = time.monotonic()
+        while (phase := s.get(job + "/phase").text) not in ("COMPLETED", "ERROR"):
+            assert time.monotonic() - t0 < 20
+            time.sleep(0.05)
+        assert phase == "ERROR" and "bulk answer broke off" in s.get(job + "/error").text
+    finally:
+        app.truncate = False
+    r = requests.post(url + "/async", data=[("ID", coadd), ("CIRCLE", "150.0 2.0 0.002"), ("PHASE", "RUN")])
+    job = r.url
+    t0 = time.monotonic()
+    while (phase := requests.get(job + "/phase").text) not in ("COMPLETED", "ERROR"):
+        assert time.monotonic() - t0 < 20
+        time.sleep(0.05)
+    assert phase == "ERROR" and "needs your HSC account" in requests.get(job + "/error").text
+
+
 def test_sia2_one_row_per_filter_and_type_and_failures(gw, emu, monkeypatch):
     import pyvo
     app, base = emu
@@ -228,3 +293,35 @@ def test_download_streamed_and_truncation_reported(gw, emu):
         assert parse_votable(r.content)[1] == "ERROR"
     finally:
         app.truncate = False
+
+
+def test_both_deployments_of_the_readme_configure(monkeypatch, tmp_path):
+    """The public (PDR3) and internal (DR4) configurations of plugins/hsc/README.md load as
+    written (with the internal service account from the official tools' variables)."""
+    import re
+
+    import yaml
+
+    from conftest import ROOT
+    text = (ROOT / "plugins/hsc/README.md").read_text()
+    cfg = yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
+    internal = cfg["archives"]["hsc_internal"]
+    internal["account"] = {"username": {"env": "SSP_IDR_USR"}, "password": {"env": "SSP_IDR_PWD"}}
+    monkeypatch.setenv("SSP_IDR_USR", "me")
+    monkeypatch.setenv("SSP_IDR_PWD", "secret")
+    cfg["jobs"] = {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}
+    app = make_app(cfg, load_entrypoints=True)
+    try:
+        gw_ = app.extensions["vo_gateway"]
+        archives = gw_.catalogue.archives
+        assert archives["hsc"].config.release_version == "pdr3" and archives["hsc_internal"].url.startswith(
+            "https://hscdata.mtk.nao.ac.jp/")
+        names = {t.qualified_name: t for _, t in gw_.catalogue.tables()}
+        assert {"hsc_pdr3_wide.forced", "hsc_pdr3_dud_rev.meas", "hsc_s23b_deep.forced2"} <= set(names)
+        assert names["hsc_pdr3_dud.forced"].column("n816_cmodel_magerr") is not None  # D/UD narrow bands
+        assert names["hsc_pdr3_wide.forced"].column("n816_cmodel_mag") is None
+        assert archives["hsc_internal"]._credential(None) == {"account_name": "me", "password": "secret"}
+        with pytest.raises(Exception, match="needs your HSC account"):
+            archives["hsc"]._credential(None)
+    finally:
+        gw_.jobs.close()

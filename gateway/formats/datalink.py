@@ -36,11 +36,12 @@ def links_document(rows: list[list[str]], descriptors: str = "") -> str:
     return "".join(out)
 
 
-def soda_descriptor(access_url: str, rid: str = "soda") -> str:
-    """A SODA sync service descriptor (SODA 1.0 §3, DataLink 1.1 §4) whose ID parameter
-    takes the ``ID`` column of the links table (``ref="id_col"``)."""
+def soda_descriptor(access_url: str, rid: str = "soda", mode: str = "sync") -> str:
+    """A SODA service descriptor (SODA 1.0 §3, DataLink 1.1 §4; ``mode`` ``sync`` or
+    ``async``) whose ID parameter takes the ``ID`` column of the links table (``ref="id_col"``)."""
     return (f'<RESOURCE type="meta" utype="adhoc:service" ID={quoteattr(rid)} name={quoteattr(rid)}>\n'
-            '<PARAM name="standardID" datatype="char" arraysize="*" value="ivo://ivoa.net/std/SODA#sync-1.0"/>\n'
+            '<PARAM name="standardID" datatype="char" arraysize="*" '
+            f'value="ivo://ivoa.net/std/SODA#{mode}-1.0"/>\n'
             f'<PARAM name="accessURL" datatype="char" arraysize="*" value={quoteattr(access_url)}/>\n'
             '<GROUP name="inputParams">\n'
             '<PARAM name="ID" datatype="char" arraysize="*" ucd="meta.id;meta.main" ref="id_col" value=""/>\n'

@@ -86,11 +86,34 @@ def proxy_sync(archive):
     return Response(body, status=status, content_type=ctype)
 
 
+def _capabilities(base: str, modes=("sync",)) -> Response:
+    caps = [(f'<capability standardID="ivo://ivoa.net/std/SODA#{m}-1.0"><interface xsi:type="vs:ParamHTTP" '
+             f'role="std"><accessURL use="full">{escape(base)}/{m}</accessURL></interface></capability>\n')
+            for m in modes]
+    caps += [vosi.vosi_capability("ivo://ivoa.net/std/VOSI#capabilities", base + "/capabilities"),
+             vosi.vosi_capability("ivo://ivoa.net/std/VOSI#availability", base + "/availability")]
+    return Response(vosi.capabilities_document(caps), mimetype="text/xml")
+
+
 @bp.route("/capabilities")
 def capabilities():
-    base = gw().url("soda")
-    caps = [('<capability standardID="ivo://ivoa.net/std/SODA#sync-1.0"><interface xsi:type="vs:ParamHTTP" '
-             f'role="std"><accessURL use="full">{escape(base)}/sync</accessURL></interface></capability>\n'),
-            vosi.vosi_capability("ivo://ivoa.net/std/VOSI#capabilities", base + "/capabilities"),
-            vosi.vosi_capability("ivo://ivoa.net/std/VOSI#availability", base + "/availability")]
-    return Response(vosi.capabilities_document(caps), mimetype="text/xml")
+    return _capabilities(gw().url("soda"))
+
+
+@bp.route("/<archive>/capabilities")
+def archive_capabilities(archive):
+    """VOSI capabilities of an archive's SODA service (SODA 1.0 §2, SODA-01): sync, and async
+    where the archive runs SODA jobs."""
+    a = gw().catalogue.archives.get(archive)
+    if a is None or not a.capabilities.datalink_proxy:
+        return soda_error(NotFoundFault(f"no SODA service for archive {archive}"))
+    return _capabilities(gw().url(f"soda/{archive}"), ("sync", "async") if a.capabilities.soda_async else ("sync",))
+
+
+@bp.route("/<archive>/availability")
+def archive_availability(archive):
+    a = gw().catalogue.archives.get(archive)
+    if a is None or not a.capabilities.datalink_proxy:
+        return soda_error(NotFoundFault(f"no SODA service for archive {archive}"))
+    ok, note = a.availability()
+    return Response(vosi.availability_document(ok, [note]), mimetype="text/xml")

@@ -222,7 +222,12 @@ class JobService:
             self.run(job, actor)
 
     def _apply(self, job: Job, params: list[tuple[str, str]], files: dict) -> bool:
+        """Apply one request's parameters.  A name given again in a later request replaces its
+        earlier values; values repeated within one request are all kept (multi-valued
+        parameters such as SODA's ID, POS and CIRCLE, SODA 1.0 §3.2; single-valued ones are
+        refused when the job runs, DALI 1.1 §3.2)."""
         run = False
+        here: set[str] = set()
         for name, value in params:
             n = name.upper()
             if n == "PHASE":
@@ -237,8 +242,11 @@ class JobService:
                 job.destruction = self._destruction(job, value)
             elif n == "UPLOAD":  # accumulates across POSTs (TAP 1.1 §2.7.6)
                 job.parameters.append((n, value))
-            elif n != "ACTION":  # a later value replaces an earlier one
-                job.parameters = [(k, v) for k, v in job.parameters if k != n] + [(n, value)]
+            elif n != "ACTION":
+                if n not in here:
+                    job.parameters = [(k, v) for k, v in job.parameters if k != n]
+                    here.add(n)
+                job.parameters.append((n, value))
         if files:
             updir = self.job_dir(job.job_id) / "uploads"
             updir.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,14 @@ from . import column_values, discs
 CENTRES = [(150.0, 2.0), (136.47, -0.05)]
 
 
+def angle(text: str) -> float:
+    """An angle of a DAS list or query: degrees, or suffixed deg/amin/arcmin/asec/arcsec."""
+    for suffix, scale in (("deg", 1), ("amin", 1 / 60), ("arcmin", 1 / 60), ("asec", 1 / 3600), ("arcsec", 1 / 3600)):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * scale
+    return float(text)
+
+
 def _values(c, m, rng):
     if c.datatype == "boolean":
         return rng.uniform(0, 1, m) < 0.1
@@ -149,34 +157,78 @@ def hsc_app(users: dict[str, str] | None = None, n: int = 2000, missing=("a_g",)
         a = request.authorization
         return a is not None and users.get(a.username) == a.password
 
-    @app.route("/das_cutout/pdr3/cgi-bin/cutout")
-    def das_cutout():
-        """DAS cutout (REFERENCE.md §1.5): HDU0 empty, HDU1 image, HDU2 mask, HDU3 variance."""
+    def cutout_fits(a) -> bytes | None:
+        """One DAS cutout (REFERENCE.md §1.5): HDU0 empty, HDU1 image, HDU2 mask, HDU3
+        variance; None where the sky has no data ("Rectangle not found in observed area")."""
         from astropy.io import fits
-        app.requests.append(("cutout", dict(request.args)))
-        if not basic_ok():
-            return Response("Unauthorized", 401, {"WWW-Authenticate": 'Basic realm="hsc-ssp"'})
-        a = request.args
-        ra, dec = float(a["ra"]), float(a["dec"])
+        ra, dec = angle(a["ra"]), angle(a["dec"])
         if min(abs(ra - c[0]) + abs(dec - c[1]) for c in CENTRES) > 1:
-            return Response("Rectangle not found in observed area", 404, mimetype="text/plain")
-        n = max(1, int(float(a["sw"].removesuffix("asec")) / 0.168))  # HSC pixels are 0.168"
+            return None
+        n = max(1, int(angle(a["sw"]) * 3600 / 0.168))  # HSC pixels are 0.168"
         img = fits.ImageHDU(np.full((n, n), ord(a["filter"][-1]), np.float32), name="IMAGE")
-        img.header.update({"CRVAL1": ra, "CRVAL2": dec, "FILTER": a["filter"], "RERUN": a["rerun"]})
-        return Response(fits_bytes([fits.PrimaryHDU(), img, fits.ImageHDU(np.zeros((n, n), np.int32), name="MASK"),
-                                    fits.ImageHDU(np.ones((n, n), np.float32), name="VARIANCE")]),
-                        mimetype="application/fits")
+        img.header.update({"CRVAL1": ra, "CRVAL2": dec, "FILTER": a["filter"], "RERUN": a["rerun"],
+                           "TYPE": a.get("type", "coadd")})
+        return fits_bytes([fits.PrimaryHDU(), img, fits.ImageHDU(np.zeros((n, n), np.int32), name="MASK"),
+                           fits.ImageHDU(np.ones((n, n), np.float32), name="VARIANCE")])
 
-    @app.route("/psf/pdr3/cgi/getpsf")
-    def getpsf():
+    def psf_fits(a) -> bytes | None:
         from astropy.io import fits
-        app.requests.append(("psf", dict(request.args)))
-        if not basic_ok():
-            return Response("Unauthorized", 401, {"WWW-Authenticate": 'Basic realm="hsc-ssp"'})
+        if min(abs(angle(a["ra"]) - c[0]) + abs(angle(a["dec"]) - c[1]) for c in CENTRES) > 1:
+            return None
         y, x = np.mgrid[-20:21, -20:21]
         psf = np.exp(-(x ** 2 + y ** 2) / (2 * 2.5 ** 2)).astype(np.float32)
         hdu = fits.PrimaryHDU(psf / psf.sum())
-        hdu.header.update({"FILTER": request.args["filter"], "RA": float(request.args["ra"])})
-        return Response(fits_bytes([hdu]), mimetype="application/fits")
+        hdu.header.update({"FILTER": a["filter"], "RA": angle(a["ra"])})
+        return fits_bytes([hdu])
+
+    def bulk(make, name) -> Response:
+        """A list upload (``#? col ...`` then rows): an uncompressed tar whose members carry
+        the line number (from 2); rows without data are left out, as the real service does."""
+        import tarfile
+        lines = request.files["list"].read().decode().splitlines()
+        cols = lines[0].removeprefix("#?").split()
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for lineno, line in enumerate(lines[1:], start=2):
+                row = dict(zip(cols, line.split()))
+                data = make(row)
+                if data is not None:
+                    info = tarfile.TarInfo(name(lineno, row))
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        out = buf.getvalue()
+        if app.truncate:
+            out = out[: len(out) // 2]
+        return Response(out, mimetype="application/x-tar")
+
+    @app.route("/das_cutout/pdr3/cgi-bin/cutout", methods=["GET", "POST"])
+    def das_cutout():
+        if not basic_ok():
+            return Response("Unauthorized", 401, {"WWW-Authenticate": 'Basic realm="hsc-ssp"'})
+        if request.method == "POST":
+            app.requests.append(("cutout-bulk", request.files["list"].read().decode()))
+            request.files["list"].seek(0)
+            return bulk(cutout_fits, lambda n, r: f"arch-230101-000000/{n}-cutout-{r['filter']}-{r['tract']}-"
+                                                  f"{r['rerun']}.fits")
+        app.requests.append(("cutout", dict(request.args)))
+        data = cutout_fits(request.args)
+        if data is None:
+            return Response("Rectangle not found in observed area", 404, mimetype="text/plain")
+        return Response(data, mimetype="application/fits")
+
+    @app.route("/psf/pdr3/cgi/getpsf", methods=["GET", "POST"])
+    def getpsf():
+        if not basic_ok():
+            return Response("Unauthorized", 401, {"WWW-Authenticate": 'Basic realm="hsc-ssp"'})
+        if request.method == "POST" and request.args.get("bulk") == "on":
+            app.requests.append(("psf-bulk", request.files["list"].read().decode()))
+            request.files["list"].seek(0)
+            return bulk(psf_fits, lambda n, r: f"{n}-psf-calexp-{r['rerun']}-{r['filter']}-9813-4,4-{r['ra']}-"
+                                               f"{r['dec']}.fits")
+        app.requests.append(("psf", dict(request.args)))
+        data = psf_fits(request.args)
+        if data is None:
+            return Response("PSF: patch not found in observed area", 404, mimetype="text/plain")
+        return Response(data, mimetype="application/fits")
 
     return app

@@ -101,7 +101,8 @@ class HscArchive(Archive):
         origins = {_origin(str(u)) for u in (self.url, config.das_url, config.psf_url) if u}
         self.session = UpstreamSession(origins, config.timeout, requests.adapters.HTTPAdapter())
         if config.das_url is not None:
-            self.capabilities = replace(self.capabilities, cutouts=True, datalink_proxy=True, images=True)
+            self.capabilities = replace(self.capabilities, cutouts=True, datalink_proxy=True, images=True,
+                                        soda_async=True)
         self.to_hsc = {g.lower(): h for h, g in config.schemas.items()}
         old = config.release_version.startswith(("pdr1", "pdr2"))
         self._tables = []
@@ -273,50 +274,149 @@ class HscArchive(Archive):
                          "#cutout", "application/fits", ""])
             rows.append([psf, "", "soda", "", "PSF model at the centre of POS (PSF picker)", "#auxiliary",
                          "application/fits", ""])
-        return links_document(rows, soda_descriptor(f"{service_url}/soda/{self.name}/sync")).encode()
+        return links_document(rows, soda_descriptor(f"{service_url}/soda/{self.name}/sync") + soda_descriptor(
+            f"{service_url}/soda/{self.name}/async", "soda-async", "async")).encode()
 
-    def soda(self, params: list[tuple[str, str]], actor):
-        """SODA sync: a coadd ID cuts the region out with DAS cutout (``sw``/``sh`` of the
-        circle's or range's box); a PSF ID asks the PSF picker at the region's centre.  The
-        caller's HSC account is sent as HTTP Basic, as the HSC tools do."""
-        from gateway.obscore import parse_shape, shape_box
-        p = {k.upper(): v for k, v in params}
-        did = p.get("ID", "")
+    def _cutout_request(self, did: str, shape: tuple) -> dict:
+        """The DAS cutout or PSF picker parameters for one dataset ID and region (REFERENCE.md
+        §1.5-1.6), with ``_kind`` (coadd, coadd-bg, psf).  Raises UsageFault for bad input."""
+        from gateway.obscore import shape_box
         if not self.claims(did):
             raise UsageFault(f"ID {did!r} is not an HSC-SSP coadd or PSF of this service")
         rerun, kind, filt = _parse_did(did, self.DID)
-        value = "CIRCLE " + p["CIRCLE"] if p.get("CIRCLE") else p.get("POS")
-        if not value:
-            raise UsageFault("give a region: POS (CIRCLE or RANGE) or CIRCLE")
-        shape = parse_shape(value, "POS")
         if shape[0] == "polygon":
             raise UsageFault("HSC cutouts take CIRCLE or RANGE regions")
         ra, dec, w, h = shape_box(shape)
         if max(w, h) * 60 > self.config.max_cutout_arcmin:
             raise UsageFault(f"HSC cutouts are at most {self.config.max_cutout_arcmin:g} arcmin across")
-        cred = self._credential(actor)
-        auth = (cred["account_name"], cred["password"])
         if kind in self.DAS_TYPES:
-            url = f"{str(self.config.das_url).rstrip('/')}/cgi-bin/cutout"
-            q = {"ra": repr(ra), "dec": repr(dec), "sw": f"{w * 3600:.6g}asec", "sh": f"{h * 3600:.6g}asec",
-                 "type": self.DAS_TYPES[kind], "image": "on", "mask": "on", "variance": "on", "filter": filt, "tract": "",
-                 "rerun": rerun}
-        else:
-            url = f"{str(self.config.psf_url).rstrip('/')}/cgi/getpsf"
-            q = {"ra": repr(ra), "dec": repr(dec), "filter": filt, "rerun": rerun, "tract": "auto", "patch": "auto",
-                 "type": "coadd", "centered": "true"}
+            return {"_kind": kind, "ra": repr(ra), "dec": repr(dec), "sw": f"{w * 3600:.6g}asec",
+                    "sh": f"{h * 3600:.6g}asec", "type": self.DAS_TYPES[kind], "image": "on", "mask": "on",
+                    "variance": "on", "filter": filt, "tract": "", "rerun": rerun}
+        return {"_kind": kind, "ra": repr(ra), "dec": repr(dec), "filter": filt, "rerun": rerun, "tract": "auto",
+                "patch": "auto", "type": "coadd", "centered": "true"}
+
+    def _upstream(self, method: str, url: str, cred: dict, what: str, **kw) -> requests.Response:
         try:
-            r = self.session.get(url, params=q, auth=auth)
+            r = self.session.request(method, url, auth=(cred["account_name"], cred["password"]), **kw)
         except requests.RequestException as e:
-            raise TransientFault(f"HSC-SSP {kind} service unreachable ({type(e).__name__})")
+            raise TransientFault(f"HSC-SSP {what} service unreachable ({type(e).__name__})")
         if r.status_code == 401:
             raise Fault("invalid HSC account or password", status=401,
                         headers={"WWW-Authenticate": f'Basic realm="{self.title}"'})
+        return r
+
+    def _service_url(self, kind: str) -> str:
+        if kind == "psf":
+            return f"{str(self.config.psf_url).rstrip('/')}/cgi/getpsf"
+        return f"{str(self.config.das_url).rstrip('/')}/cgi-bin/cutout"
+
+    @staticmethod
+    def _regions(p: list[tuple[str, str]]) -> list[tuple]:
+        from gateway.obscore import parse_shape
+        shapes = []
+        for k, v in p:
+            if k.upper() == "POS":
+                shapes.append(parse_shape(v, "POS"))
+            elif k.upper() == "CIRCLE":
+                shapes.append(parse_shape("CIRCLE " + v, "CIRCLE"))
+            elif k.upper() == "POLYGON":
+                shapes.append(parse_shape("POLYGON " + v, "POLYGON"))
+        return shapes
+
+    def soda(self, params: list[tuple[str, str]], actor):
+        """SODA sync: a coadd ID cuts the region out with DAS cutout (``sw``/``sh`` of the
+        circle's or range's box); a PSF ID asks the PSF picker at the region's centre.  The
+        caller's HSC account is sent as HTTP Basic, as the HSC tools do.  One ID and one
+        region per request; several go to SODA async (``/soda/{name}/async``, bulk upload)."""
+        ids = [v for k, v in params if k.upper() == "ID"]
+        shapes = self._regions(params)
+        if len(ids) > 1 or len(shapes) > 1:
+            return 400, "text/plain", [f"MultiValuedParamNotSupported: SODA sync takes one ID and one region; "
+                                       f"submit several to {self.name}'s SODA async service "
+                                       f"(/soda/{self.name}/async)\n".encode()]
+        if not ids:
+            raise UsageFault("ID is required")
+        if not shapes:
+            raise UsageFault("give a region: POS (CIRCLE or RANGE) or CIRCLE")
+        q = self._cutout_request(ids[0], shapes[0])
+        kind = q.pop("_kind")
+        r = self._upstream("GET", self._service_url(kind), self._credential(actor), kind, params=q)
         if r.status_code == 404 and "not found in observed area" in r.text:
             return 204, "text/plain", [b""]  # SODA 1.0 §3.3: the region holds no data
         if r.status_code >= 400:
             raise TransientFault(f"HSC-SSP {kind} service failed: HTTP {r.status_code} {r.text.strip()[:300]}")
         return 200, "application/fits", [r.content]
+
+    BULK_ROWS = 990  # rows per uploaded list, as downloadCutout.py sends them (REFERENCE.md §1.5)
+
+    def soda_job(self, params: list[tuple[str, str]], context, job_dir) -> list:
+        """SODA async (SODA 1.0 §3.1): one result per (ID, region) combination, in request
+        order (SODA-05).  Coadd cutouts go to DAS cutout as bulk list uploads (``#? rerun type
+        filter tract ra dec sw sh image mask variance``, 990 rows a request), PSFs to the PSF
+        picker's bulk mode (``?bulk=on``, ``#? rerun type filter tract patch ra dec
+        centered``); each answer is an uncompressed tar read as it streams, whose member
+        names carry the list line number (from 2).  A combination the upstream left out of
+        the tar (no data there) gets a ``text/plain`` result ``Error: ...`` naming it."""
+        from gateway.uws.job import Result
+        ids = [v for k, v in params if k == "ID"]
+        shapes = self._regions(params)
+        if not ids or not shapes:
+            raise UsageFault("give at least one ID and one region (POS, CIRCLE)")
+        combos = [(i, s, self._cutout_request(i, s)) for i in ids for s in shapes]
+        cred = self._credential(context.actor)
+        results: list = [None] * len(combos)
+        for kind in ("coadd", "psf"):
+            todo = [k for k, c in enumerate(combos) if (c[2]["_kind"] == "psf") == (kind == "psf")]
+            for start in range(0, len(todo), self.BULK_ROWS):
+                chunk = todo[start:start + self.BULK_ROWS]
+                for line, data in self._bulk(kind, [combos[k][2] for k in chunk], cred, context):
+                    k = chunk[line - 2]
+                    path = job_dir / f"{kind}-{k + 1}.fits"
+                    path.write_bytes(data)
+                    results[k] = Result(f"{kind}-{k + 1}", "application/fits", str(path), len(data))
+        for k, r in enumerate(results):
+            if r is None:
+                did, shape, q = combos[k]
+                path = job_dir / f"{q['_kind'].replace('coadd-bg', 'coadd')}-{k + 1}.txt"
+                path.write_text(f"Error: HSC-SSP has no data for ID={did} in {_shape_text(shape)} (the upstream "
+                                "left this row out of its answer)\n")
+                results[k] = Result(path.stem, "text/plain", str(path), path.stat().st_size)
+        return results
+
+    def _bulk(self, kind: str, rows: list[dict], cred: dict, context):
+        """(list line number, FITS bytes) of one bulk request, as the tar streams in."""
+        import re
+        import tarfile
+        cols = (["rerun", "type", "filter", "tract", "patch", "ra", "dec", "centered"] if kind == "psf" else
+                ["rerun", "type", "filter", "tract", "ra", "dec", "sw", "sh", "image", "mask", "variance"])
+        value = {"image": lambda v: "true", "mask": lambda v: "true", "variance": lambda v: "true",
+                 "ra": lambda v: f"{float(v):.16e}deg", "dec": lambda v: f"{float(v):.16e}deg",
+                 "tract": lambda v: v or "any"}
+        text = "#? " + " ".join(cols) + "\n" + "".join(
+            " ".join(value.get(c, str)(r[c]) for c in cols) + "\n" for r in rows)
+        r = self._upstream("POST", self._service_url(kind), cred, kind, stream=True,
+                           params={"bulk": "on"} if kind == "psf" else None,
+                           files={"list": ("coordlist.txt", text.encode(), "text/plain")})
+        context.on_cancel(r.close)
+        if r.status_code >= 400:
+            r.close()
+            raise TransientFault(f"HSC-SSP {kind} bulk request failed: HTTP {r.status_code} {r.text.strip()[:300]}")
+        seen = 0
+        try:
+            with tarfile.open(fileobj=r.raw, mode="r|") as tar:
+                for member in tar:
+                    context.check()
+                    m = re.search(r"(?:^|/)(\d+)-", member.name)
+                    if not member.isfile() or m is None or not 2 <= int(m.group(1)) < len(rows) + 2:
+                        continue
+                    seen += 1
+                    yield int(m.group(1)), tar.extractfile(member).read()
+        except (tarfile.TarError, OSError, requests.RequestException) as e:
+            raise TransientFault(f"HSC-SSP {kind} bulk answer broke off after {seen} of {len(rows)} files "
+                                 f"({type(e).__name__})")
+        finally:
+            r.close()
 
     def availability(self) -> tuple[bool, str]:
         return True, f"{self.name}: HSC-SSP catalog-job API at {self.url} (checked per query)"
@@ -380,6 +480,11 @@ def stream_result(raw, outputs: list[OutputColumn]):
 def _empty(outputs: list[OutputColumn]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.array([], ARROW.get(o.column.datatype, pa.string()) if o.column else pa.string())
                                        for o in outputs], names=[o.name for o in outputs])
+
+
+def _shape_text(shape: tuple) -> str:
+    """A region as the user wrote it in SODA terms (``CIRCLE ra dec r``, ``RANGE ...``)."""
+    return " ".join([shape[0].upper(), *(f"{x:g}" for x in shape[1:])])
 
 
 def _parse_did(did: str, prefix: str) -> tuple[str, str, str]:
