@@ -14,12 +14,12 @@ from gateway.testing import make_app, serve
 
 
 @pytest.fixture(scope="module")
-def federated(tmp_path_factory):
+def federated(tmp_path_factory, postgres_url):
     tmp = tmp_path_factory.mktemp("fed")
     import os
     os.environ["VO_GATEWAY_TEST_HSC_PASSWORD"] = "svc-pw"
     with serve(cadc_app()) as cadc, serve(skymapper_app()) as sm, \
-            serve(hsc_app(users={"svc": "svc-pw"}, n=300, missing=())) as hsc:
+            serve(hsc_app(postgres_url, users={"svc": "svc-pw"}, n=300, missing=())) as hsc:
         cfg = demo_config(tmp)
         cfg["archives"]["cadc"] = {"kind": "ivoa", "tap_url": cadc + "/argus", "schemas": {"ivoa": "cadc"}}
         cfg["archives"]["skymapper"] = {"kind": "skymapper", "cone_url": sm + "/sm-cone/public/query"}

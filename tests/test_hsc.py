@@ -16,8 +16,8 @@ Q = ("SELECT f.object_id, f.ra, f.dec, f.i_cmodel_mag, p.photoz_best FROM hsc_s2
 
 
 @pytest.fixture(scope="module")
-def emu():
-    app = hsc_app(users={"alice": "a-pw", "bob": "b-pw"})
+def emu(postgres_url):
+    app = hsc_app(postgres_url, users={"alice": "a-pw", "bob": "b-pw"})
     with serve(app) as base:
         yield app, base
 
@@ -82,6 +82,27 @@ def test_split_table_join_and_boolean_flags(gw, emu):
     row = t[0]
     assert np.isclose(row["i_psfflux_mag"], f2.loc[row["object_id"], "i_psfflux_mag"])
     assert "AND forced.isprimary" in next(b for v, b in reversed(app.requests) if v == "submit")["catalog_job"]["sql"]
+
+
+def test_functions_boxes_and_booleans_run_on_postgresql(gw, emu):
+    """The translated SQL runs on the emulator's real PostgreSQL: PostgreSQL spellings of ADQL
+    functions, boxSearch for BOX and for ra/dec BETWEEN, booleans compared as booleans."""
+    app, _ = emu
+    service = tap(gw[1], ("alice", "a-pw"))
+    f = app.forced.to_pandas()
+    t = service.run_sync("SELECT object_id, ROUND(ra, 3) AS r3, TRUNCATE(dec, 1) AS d1, LOG10(i_cmodel_flux) AS lf "
+                         "FROM hsc_s23b_wide.forced WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
+                         "BOX('ICRS', 150.0, 2.0, 0.1, 0.05)) AND isprimary = 0 AND i_cmodel_flux > 0").to_table()
+    box = f[(abs(f.ra - 150.0) <= 0.05) & (abs(f.dec - 2.0) <= 0.025) & ~f.isprimary & (f.i_cmodel_flux > 0)]
+    assert sorted(t["object_id"]) == sorted(box.object_id) and len(box) > 0
+    row = box.set_index("object_id").loc[t["object_id"][0]]
+    assert np.isclose(t["r3"][0], round(row.ra, 3)) and np.isclose(t["d1"][0], np.trunc(row.dec * 10) / 10)
+    assert np.isclose(t["lf"][0], np.log10(row.i_cmodel_flux), rtol=1e-6)
+    t = service.run_sync("SELECT COUNT(*) AS n FROM hsc_s23b_wide.forced WHERE ra BETWEEN 149.9 AND 150.1 "
+                         "AND dec BETWEEN 1.9 AND 2.1").to_table()
+    assert t["n"][0] == ((f.ra >= 149.9) & (f.ra <= 150.1) & (f.dec >= 1.9) & (f.dec <= 2.1)).sum()
+    assert "boxSearch(coord, 149.9, 150.1, 1.9, 2.1)" in next(
+        b for v, b in reversed(app.requests) if v == "submit")["catalog_job"]["sql"]
 
 
 def test_tap_schema_has_every_table_with_units_and_keys(gw):

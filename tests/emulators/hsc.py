@@ -6,10 +6,13 @@ exists, so it follows the reference and the official tools' code):
 Bad credentials -> 401; SQL that does not run -> 406 with the error text (syntax check) or, with
 ``skip_syntax_check``, ``status: "error"`` later.  Jobs go ``running`` -> ``done`` after
 ``app.polls_to_done`` status calls.  ``download`` gives CSV with ``#`` metainfo lines and the
-header line prefixed ``# ``.  The SQL runs in DuckDB over a synthetic sky (schemas
-``s23b_wide`` and ``pdr3_wide``: every table of the bundled metadata and ``photoz_mizuki``, one row
-per ``forced`` object) where ``coneSearch(coord, ra,
-dec, arcsec)`` and ``boxSearch(coord, ra1, ra2, dec1, dec2)`` (with the RA-wrap rule) exist.
+header line prefixed ``# ``.  The SQL runs on a real PostgreSQL, as on the real service
+(REFERENCE.md §1.3: PostgreSQL with ``cube``/``earthdistance``), over a synthetic sky (schemas
+``s23b_wide`` and ``pdr3_wide``: every table of the bundled metadata and ``photoz_mizuki``, one
+row per ``forced`` object; ``coord`` an ``earth`` value) with the stored functions
+``coneSearch(coord, ra, dec, arcsec)`` and ``boxSearch(coord, ra1, ra2, dec1, dec2)`` (with its
+RA-wrap rule), so PostgreSQL itself judges the dialect (no boolean = integer, no
+round(double precision, int), ...).  The submit-time syntax check is PostgreSQL's ``EXPLAIN``.
 ``app.jobs`` and ``app.requests`` are kept for the tests.
 """
 from __future__ import annotations
@@ -17,11 +20,10 @@ from __future__ import annotations
 import io
 import itertools
 
-import duckdb
 import numpy as np
+import psycopg
 import pyarrow as pa
 import pyarrow.csv as pcsv
-import sqlglot
 from flask import Flask, Response, request
 
 from vo_gateway_hsc import metadata
@@ -45,14 +47,33 @@ def _values(c, m, rng):
     return column_values(c, m, rng, mags=(18, 27))
 
 
-def hsc_app(users: dict[str, str] | None = None, n: int = 2000, missing=("a_g",)) -> Flask:
-    """``missing``: columns of the bundled metadata the emulated tables lack (schema drift)."""
+PG_TYPES = {"boolean": "boolean", "short": "smallint", "int": "integer", "long": "bigint", "float": "real",
+            "double": "double precision", "char": "text"}
+FUNCTIONS = """
+CREATE EXTENSION IF NOT EXISTS cube;
+CREATE EXTENSION IF NOT EXISTS earthdistance;
+CREATE FUNCTION coneSearch(c earth, ra0 float8, dec0 float8, r_arcsec float8) RETURNS boolean AS $$
+    SELECT earth_distance(c, ll_to_earth(dec0, ra0)) <= radians(r_arcsec / 3600.0) * earth() $$
+    LANGUAGE sql IMMUTABLE;
+CREATE FUNCTION boxSearch(c earth, ra1 float8, ra2 float8, dec1 float8, dec2 float8) RETURNS boolean AS $$
+    SELECT latitude(c) BETWEEN dec1 AND dec2 AND CASE
+        WHEN ra1 <= ra2 AND ra2 <= 360 THEN ra BETWEEN ra1 AND ra2
+        WHEN ra2 > 360 THEN ra >= ra1 OR ra <= ra2 - 360
+        ELSE ra BETWEEN ra2 AND ra1 END
+    FROM (SELECT (longitude(c) + 360)::numeric % 360 AS ra) AS s $$ LANGUAGE sql IMMUTABLE;
+"""
+_DATABASES = itertools.count(1)
+
+
+def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, missing=("a_g",)) -> Flask:
+    """``pg_url``: a PostgreSQL server (``postgresql://...``, the tests' ``postgres_url``) in
+    which the emulator makes a database of its own.  ``missing``: columns of the bundled
+    metadata the emulated tables lack (schema drift)."""
     app = Flask("hsc-emulator")
     users = users or {"alice": "a-pw"}
     app.requests, app.jobs, app.polls_to_done, app.truncate = [], {}, 2, False  # type: ignore[attr-defined]
     ids = itertools.count(1000)
     rng = np.random.default_rng(4242)
-    db = duckdb.connect()
     ra, dec = discs(rng, CENTRES, n, 0.2)
     m = len(ra)
     object_id = (np.int64(9813) << 42) + np.arange(m, dtype=np.int64)  # 64-bit ids (tract << 42 | ...)
@@ -64,18 +85,28 @@ def hsc_app(users: dict[str, str] | None = None, n: int = 2000, missing=("a_g",)
     for t in metadata.rerun_tables("x", "s23b_wide", True, ["photoz_mizuki"])[1:]:  # one row per forced object
         tables[t.name] = pa.table({c.name: object_id if c.name == "object_id" else
                                    special[c.name] if c.name in ("ra", "dec") else _values(c, m, rng) for c in t.columns})
-    for schema in ("s23b_wide", "pdr3_wide"):
-        db.execute(f"CREATE SCHEMA {schema}")
+    server = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    dbname = f"hsc_emulator_{next(_DATABASES)}_{id(app)}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {dbname}")
+        admin.execute(f"CREATE DATABASE {dbname}")
+    dsn = server.rsplit("/", 1)[0] + "/" + dbname
+    types = {t.name: {c.name: c.datatype for c in t.columns}
+             for t in metadata.rerun_tables("x", "s23b_wide", True, ["photoz_mizuki"])}
+    with psycopg.connect(dsn, autocommit=True) as con:
+        con.execute(FUNCTIONS)
+        con.execute("CREATE SCHEMA s23b_wide; CREATE SCHEMA pdr3_wide")
         for name, rows in tables.items():
-            db.register(f"{name}_rows", rows)
-            coord = ", {'ra': ra, 'dec': dec} AS coord" if "ra" in rows.column_names else ""
-            db.execute(f"CREATE TABLE {schema}.{name} AS SELECT *{coord} FROM {name}_rows")
-    db.execute("""CREATE MACRO conesearch(c, ra0, dec0, r) AS
-        degrees(2 * asin(sqrt(pow(sin(radians(c.dec - dec0) / 2), 2) + cos(radians(c.dec)) * cos(radians(dec0))
-        * pow(sin(radians(c.ra - ra0) / 2), 2)))) * 3600 <= r""")
-    db.execute("""CREATE MACRO boxsearch(c, ra1, ra2, dec1, dec2) AS
-        c.dec BETWEEN dec1 AND dec2 AND (CASE WHEN ra1 <= ra2 AND ra2 <= 360 THEN c.ra BETWEEN ra1 AND ra2
-        WHEN ra2 > 360 THEN c.ra >= ra1 OR c.ra <= ra2 - 360 ELSE c.ra BETWEEN ra2 AND ra1 END)""")
+            cols = ", ".join(f'"{c}" {PG_TYPES[types[name][c]]}' for c in rows.column_names)
+            con.execute(f"CREATE TABLE s23b_wide.{name} ({cols})")
+            buf = io.BytesIO()
+            pcsv.write_csv(rows, buf)
+            with con.cursor().copy(f"COPY s23b_wide.{name} FROM STDIN WITH (FORMAT csv, HEADER true)") as cp:
+                cp.write(buf.getvalue())
+            if "ra" in rows.column_names:
+                con.execute(f"ALTER TABLE s23b_wide.{name} ADD COLUMN coord earth")
+                con.execute(f'UPDATE s23b_wide.{name} SET coord = ll_to_earth("dec", ra)')
+            con.execute(f"CREATE VIEW pdr3_wide.{name} AS SELECT * FROM s23b_wide.{name}")
     app.forced = forced  # type: ignore[attr-defined]
     app.photoz = tables["photoz_mizuki"]  # type: ignore[attr-defined]
     app.forced2 = tables["forced2"]  # type: ignore[attr-defined]
@@ -84,17 +115,20 @@ def hsc_app(users: dict[str, str] | None = None, n: int = 2000, missing=("a_g",)
         import json
         return Response(json.dumps(body) if mimetype == "application/json" else body, status, mimetype=mimetype)
 
-    booleans = {c.name for c in metadata.forced("x", True).columns if c.datatype == "boolean"}
+    def run(sql: str, explain: bool = False) -> bytes | None:
+        """The result as PostgreSQL writes CSV (header line first), or only the plan check."""
+        with psycopg.connect(dsn, autocommit=True) as con:
+            if explain:
+                con.execute("EXPLAIN " + sql)
+                return None
+            out = io.BytesIO()
+            with con.cursor().copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)") as cp:
+                for chunk in cp:
+                    out.write(chunk)
+            return out.getvalue()
 
-    def run(sql: str) -> pa.Table:
-        tree = sqlglot.parse_one(sql, read="postgres")
-        for cmp in tree.find_all(sqlglot.exp.EQ, sqlglot.exp.NEQ):  # PostgreSQL has no boolean = integer
-            sides = (cmp.this, cmp.expression)
-            if any(isinstance(a, sqlglot.exp.Column) and a.name in booleans for a in sides) and \
-                    any(isinstance(b, sqlglot.exp.Literal) and not b.is_string for b in sides):
-                raise duckdb.BinderException("operator does not exist: boolean = integer")
-        duck = tree.sql(dialect="duckdb")
-        return db.cursor().execute(duck).to_arrow_table()
+    def pg_error(e: psycopg.Error) -> str:
+        return f"SQL error: {str(e).splitlines()[0]}"
 
     @app.route("/datasearch/api/catalog_jobs/<verb>", methods=["POST"])
     def api(verb):
@@ -108,11 +142,12 @@ def hsc_app(users: dict[str, str] | None = None, n: int = 2000, missing=("a_g",)
         if verb == "submit":
             job = body["catalog_job"]
             try:
-                result = run(job["sql"]) if not body.get("skip_syntax_check") else None
-            except (duckdb.Error, sqlglot.errors.ParseError) as e:
-                return reply(406, f"SQL error: {str(e).splitlines()[0]}", "text/plain")
+                if not body.get("skip_syntax_check"):
+                    run(job["sql"], explain=True)
+            except psycopg.Error as e:
+                return reply(406, pg_error(e), "text/plain")
             jid = next(ids)
-            app.jobs[jid] = {"sql": job["sql"], "status": "running", "polls": 0, "result": result,
+            app.jobs[jid] = {"sql": job["sql"], "status": "running", "polls": 0, "result": None,
                              "owner": cred["account_name"], "release": job.get("release_version")}
             return reply(200, {"id": jid, "status": "running"})
         job = app.jobs.get(body.get("id"))
@@ -123,17 +158,13 @@ def hsc_app(users: dict[str, str] | None = None, n: int = 2000, missing=("a_g",)
                 job["polls"] += 1
                 if job["polls"] >= app.polls_to_done:
                     try:
-                        job["result"] = job["result"] if job["result"] is not None else run(job["sql"])
+                        job["result"] = run(job["sql"])
                         job["status"] = "done"
-                    except duckdb.Error as e:
+                    except psycopg.Error as e:
                         job["status"], job["error"] = "error", str(e).splitlines()[0]
             return reply(200, {"id": body["id"], "status": job["status"], **({"error": job["error"]} if "error" in job else {})})
         if verb == "download":
-            t = job["result"].drop_columns([c for c in job["result"].column_names if c == "coord"])
-            buf = io.BytesIO()
-            pcsv.write_csv(t, buf)
-            text = buf.getvalue().decode().replace('"', "")
-            head, _, rows = text.partition("\n")
+            head, _, rows = job["result"].decode().partition("\n")
             meta = f"# job_id: {body['id']}\n# sql: {job['sql'].replace(chr(10), ' ')}\n"
             text = meta + "# " + head + "\n" + rows
             if app.truncate:  # the connection broke off in the middle of a row

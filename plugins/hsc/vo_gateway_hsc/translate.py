@@ -11,7 +11,9 @@ transforms on the validated query, never string edits.
 | ``flag = 1`` / ``flag = 0`` on a boolean column (ADQL has no boolean literals) | ``flag`` / ``NOT flag`` |
 | gateway schema (``hsc_s23b_wide``) | HSC schema (``s23b_wide``) |
 | ``SELECT *`` of one table | ``SELECT *`` (the validator's expansion is folded back) |
-| other ADQL functions | PostgreSQL equivalents (sqlglot's postgres generator) |
+| ``LOG10(x)`` / ``LOG(x)`` | ``LOG(x)`` (base 10 in PostgreSQL) / ``LN(x)`` |
+| ``ROUND(x, n)``, ``TRUNCATE(x, n)`` | ``ROUND(CAST(x AS NUMERIC), n)``, ``TRUNC(CAST(x AS NUMERIC), n)`` (PostgreSQL has these for numeric only) |
+| other ADQL functions | PostgreSQL equivalents (sqlglot's postgres generator: ``RAND`` -> ``RANDOM``, ``MOD`` -> ``%``, ...) |
 | any other geometry (POLYGON, INTERSECTS, AREA, DISTANCE in the select list, ...) | refused, naming the construct |
 
 ``coord`` is qualified like the POINT's columns (``f.coord``).  RA wrap follows boxSearch's
@@ -159,6 +161,7 @@ def to_hsc_sql(query: AdqlQuery, schemas: dict[str, str]) -> str:
         if db is not None and db.name.lower() in schemas:
             t.set("db", exp.to_identifier(schemas[db.name.lower()]))
     _booleans(tree, tables)
+    _postgres_functions(tree)
     _fold_star(tree, tables)
     for e in tree.expressions:  # the validator's FIELD-name aliases where they change nothing
         if isinstance(e, exp.Alias) and isinstance(e.this, exp.Column) and e.alias.lower() == e.this.name.lower():
@@ -167,6 +170,22 @@ def to_hsc_sql(query: AdqlQuery, schemas: dict[str, str]) -> str:
     for o in tree.find_all(exp.Ordered):  # ADQL leaves NULL order open: PostgreSQL's default, unwritten
         o.set("nulls_first", bool(o.args.get("desc")))
     return tree.sql(dialect="postgres", normalize_functions=False)
+
+
+def _postgres_functions(tree: exp.Select) -> None:
+    """ADQL math functions whose PostgreSQL spelling or argument types differ (ADQL 2.1 §2.3)."""
+    for node in list(tree.find_all(exp.Log)):
+        base = node.args.get("expression")
+        if base is not None:
+            try:
+                ten = constant(node.this) == 10
+            except (ValueError, TypeError):
+                ten = False
+            if ten:  # LOG10(x) parses as Log(this=10, expression=x): PostgreSQL's log(x) is base 10
+                node.replace(_call("LOG", base.copy()))
+    for node in list(tree.find_all(exp.Round, exp.Trunc)):
+        if node.args.get("decimals") is not None:  # round(double precision, int) does not exist
+            node.set("this", exp.Cast(this=node.this.copy(), to=exp.DataType.build("DECIMAL")))
 
 
 def _booleans(tree: exp.Select, tables) -> None:
