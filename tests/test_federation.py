@@ -41,6 +41,8 @@ def test_pyvo_sees_every_archive(federated):
     assert {"demo.gaia_dr3_g10", "cadc.ObsCore", "skymapper_dr2.master", "skymapper_dr4.master",
             "hsc_s23b_wide.forced", "hsc_s23b_wide.photoz_mizuki"} <= names
     assert len(tap.run_sync("SELECT TOP 2 object_id, i_cmodel_mag FROM hsc_s23b_wide.forced")) == 2
+    star = tap.run_sync("SELECT TOP 2 * FROM hsc_s23b_wide.random").to_table()  # HSC adds coord: dropped by name
+    assert len(star) == 2 and star.colnames == [c.name for c in tap.tables["hsc_s23b_wide.random"].columns]
     assert len(tap.run_sync("SELECT TOP 3 source_id FROM demo.gaia_dr3_g10")) == 3
     assert len(tap.run_sync("SELECT obs_id FROM cadc.ObsCore")) == 1
     assert len(tap.run_async("SELECT obs_id, s_ra FROM cadc.ObsCore")) == 1  # upstream UWS job

@@ -455,18 +455,27 @@ class _Body(io.RawIOBase):
 
 
 def stream_result(raw, outputs: list[OutputColumn]):
-    """Parse an HSC CSV download batch by batch (pyarrow, declared types, 64-bit ids exact)."""
+    """Parse an HSC CSV download batch by batch (pyarrow, declared types, 64-bit ids exact).
+    The columns are taken by position, or by name when the download has more of them than
+    were selected (``SELECT *`` also brings the internal ``coord``)."""
     body = _Body(raw)
     names = [o.name for o in outputs]
     header = [h.strip() for h in body.header.split(",")]
-    if len(header) != len(names):
-        raise TransientFault(f"HSC-SSP returned {len(header)} columns for {len(names)} selected")
-    types = {h: ARROW[o.column.datatype] for o, h in zip(outputs, header)
+    if len(header) == len(names):
+        picked = header
+    else:
+        where = {h.lower(): h for h in header}
+        picked = [where.get((o.column.name if o.column is not None else o.name).lower()) for o in outputs]
+        if None in picked or len(set(picked)) != len(picked):
+            raise TransientFault(f"HSC-SSP returned {len(header)} columns ({', '.join(header[:8])}...) for the "
+                                 f"{len(names)} selected")
+    types = {h: ARROW[o.column.datatype] for o, h in zip(outputs, picked)
              if o.column is not None and o.column.datatype in ARROW}
     try:
         reader = pcsv.open_csv(io.BufferedReader(body, 1 << 20), read_options=pcsv.ReadOptions(block_size=1 << 20),
                                convert_options=pcsv.ConvertOptions(
                                    column_types=types, null_values=["", "NULL", "null"], strings_can_be_null=True,
+                                   include_columns=picked,
                                    true_values=["t", "true", "True"], false_values=["f", "false", "False"]))
     except pa.ArrowInvalid as e:
         raise TransientFault(f"HSC-SSP result download is unreadable or broke off ({str(e)[:200]})")
