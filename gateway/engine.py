@@ -9,6 +9,7 @@ Measured here (2 cores): a 1′ cone over the 482k-row dec-sorted Gaia table, 1.
 """
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
-from .adql.geometry import GeometryTranslator, Circle, Point
+from .adql.geometry import GeometryTranslator, Point, haversine
 from .adql.validate import AdqlQuery, OutputColumn
 from .archive import Archive, Capabilities, Cone
 from .faults import FatalFault, UsageFault
@@ -99,6 +100,8 @@ class SqlPlan:
     outputs: list[OutputColumn]
     maxrec: int | None
     views: dict[str, pa.Table] | None = None  # uploaded tables, registered per query cursor
+    cap: int | None = None  # a top-level TOP taken out of the SQL and applied while streaming
+    ordered: bool = False  # top-level ORDER BY: a MAXREC cut is an SQL LIMIT (DuckDB's top-N)
 
 
 class DuckDBArchive(Archive):
@@ -112,6 +115,7 @@ class DuckDBArchive(Archive):
         super().__init__(*a, **k)
         self.db = duckdb.connect(":memory:", config={"threads": 2})
         self._lock = threading.Lock()
+        self._cone_cache: dict[tuple, tuple[list[Column], str]] = {}
 
     def cursor(self):
         with self._lock:
@@ -134,24 +138,36 @@ class DuckDBArchive(Archive):
         for col in tree.find_all(exp.Column):  # TAP_UPLOAD.t.c -> t.c
             if col.args.get("db") is not None and col.text("db").lower() == "tap_upload":
                 col.set("db", None)
-        return SqlPlan(tree.sql(dialect="duckdb"), query.output, None, views or None)
-
-    def limited_sql(self, plan: SqlPlan, top: int | None, maxrec: int | None) -> tuple[str, int | None]:
-        """SQL with TAP 1.1 §2.7.4 MAXREC-vs-TOP semantics: returns (sql, overflow_limit)."""
-        if maxrec == 0:
-            return f"SELECT * FROM ({plan.sql}) AS _q LIMIT 0", None
-        if maxrec is None or (top is not None and top <= maxrec):
-            return plan.sql, None
-        return f"SELECT * FROM ({plan.sql}) AS _q LIMIT {maxrec + 1}", maxrec
+        cap = None
+        limit = tree.args.get("limit") if isinstance(tree, exp.Select) else None
+        if limit is not None and not tree.args.get("order") and not tree.args.get("offset"):
+            try:  # DuckDB materialises a large LIMIT before the first row; a cut while streaming does not
+                cap = int(limit.expression.name) if isinstance(limit.expression, exp.Literal) else None
+            except ValueError:
+                cap = None
+            if cap is not None:
+                tree.set("limit", None)
+        ordered = isinstance(tree, exp.Select) and bool(tree.args.get("order"))
+        return SqlPlan(tree.sql(dialect="duckdb"), query.output, None, views or None, cap, ordered)
 
     def execute(self, native: SqlPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
-        sql, limit = self.limited_sql(native, top, maxrec)
-        return self.run_sql(sql, native.outputs, limit, views=native.views, context=context)
+        """TAP 1.1 §2.7.4: MAXREC caps the rows (``maxrec + 1`` are read, OVERFLOW when the
+        last exists); a TOP within MAXREC needs no cap.  Unsorted queries are cut while
+        streaming, never by an SQL LIMIT around them (DuckDB would materialise a large one
+        before the first row); sorted ones by an SQL LIMIT, which DuckDB runs as a top-N."""
+        limit = None if maxrec is None or (top is not None and top <= maxrec) else maxrec
+        sql = native.sql
+        if maxrec == 0 or (limit is not None and native.ordered):
+            sql = f"SELECT * FROM ({sql}) AS _q LIMIT {0 if maxrec == 0 else limit + 1}"
+        return self.run_sql(sql, native.outputs, None if maxrec == 0 else limit, views=native.views,
+                            context=context, cap=native.cap)
 
     def run_sql(self, sql: str, outputs: list[OutputColumn] | None, limit: int | None, params=None,
-                views: dict[str, pa.Table] | None = None, context=None) -> RowStream:
+                views: dict[str, pa.Table] | None = None, context=None, cap: int | None = None) -> RowStream:
         """Run ``sql`` on a fresh cursor; ``views`` are Arrow tables registered on that cursor
-        only (uploads); ``context.on_cancel`` interrupts the running statement (UWS ABORT)."""
+        only (uploads); ``context.on_cancel`` interrupts the running statement (UWS ABORT).
+        ``limit``: MAXREC (rows beyond it set OVERFLOW); ``cap``: rows the query itself
+        allows (its TOP), cut without OVERFLOW.  The cursor closes when the stream does."""
         cur = self.cursor()
         if context is not None:
             def interrupt():
@@ -179,8 +195,14 @@ class DuckDBArchive(Archive):
         stream = RowStream(output_columns(outputs, reader.schema), [], on_close=cur.close)
 
         def batches():
+            left = cap
             try:
                 for b in reader:
+                    if left is not None:
+                        if left <= 0:
+                            return
+                        b = b.slice(0, left) if b.num_rows > left else b
+                        left -= b.num_rows
                     yield normalize_batch(b)
             except duckdb.Error as e:
                 if context is not None:
@@ -191,22 +213,44 @@ class DuckDBArchive(Archive):
 
     # -- SCS --------------------------------------------------------------------------------
     def cone_search(self, table: Table, cone: Cone, maxrec: int | None, verb: int) -> RowStream:
+        """SCS (SCS 1.03 §2): the rows within ``cone`` of the table's position, with the VERB
+        column set.  The SQL of a (table, VERB) pair is built once and run with parameters:
+        a declination band and an RA band (exact bounds of the circle, none across RA 0 or
+        near a pole) in front of the haversine test."""
+        cols, sql = self._cone_sql(table, verb, maxrec is not None)
+        params = {"ra": cone.ra, "dec": cone.dec, "r": cone.radius, "lo": cone.dec - cone.radius,
+                  "hi": cone.dec + cone.radius, "ralo": 0.0, "rahi": 360.0}
+        if abs(cone.dec) + cone.radius < 89.0:
+            half = math.degrees(math.asin(min(1.0, math.sin(math.radians(cone.radius)) /
+                                              math.cos(math.radians(cone.dec)))))
+            if cone.ra - half >= 0 and cone.ra + half <= 360:
+                params["ralo"], params["rahi"] = cone.ra - half, cone.ra + half
+        if maxrec is not None:
+            params["lim"] = maxrec + 1
+        return self.run_sql(sql, [OutputColumn(c.name, c) for c in cols], maxrec, params=params)
+
+    def _cone_sql(self, table: Table, verb: int, limited: bool) -> tuple[list[Column], str]:
+        key = (table.qualified_name, verb, limited)
+        hit = self._cone_cache.get(key)
+        if hit is not None:
+            return hit
         if verb <= 1:
-            names = [table.id_column, table.ra_column, table.dec_column]
-            cols = [table.column(n) for n in names]
+            cols = [table.column(n) for n in (table.id_column, table.ra_column, table.dec_column)]
         elif verb == 2:
             cols = [c for c in table.columns if c.principal] or table.columns
         else:
             cols = table.columns
-        pred = GeometryTranslator().cone(
-            Point(exp.column(table.ra_column, quoted=True), exp.column(table.dec_column, quoted=True)),
-            Circle(Point(exp.Literal.number(repr(cone.ra)), exp.Literal.number(repr(cone.dec))),
-                   exp.Literal.number(repr(cone.radius))))
+        ra, dec = exp.column(table.ra_column, quoted=True), exp.column(table.dec_column, quoted=True)
+        dist = haversine(Point(ra, dec), Point(exp.Placeholder(this="ra"), exp.Placeholder(this="dec")))
+        pred = exp.and_(exp.Between(this=dec.copy(), low=exp.Placeholder(this="lo"), high=exp.Placeholder(this="hi")),
+                        exp.Between(this=ra.copy(), low=exp.Placeholder(this="ralo"), high=exp.Placeholder(this="rahi")),
+                        exp.LTE(this=dist, expression=exp.Placeholder(this="r")))
         select = ", ".join(f'"{c.name}"' for c in cols)
         sql = f'SELECT {select} FROM "{table.schema}"."{table.name}" WHERE {pred.sql(dialect="duckdb")}'
-        if maxrec is not None:
-            sql += f" LIMIT {maxrec + 1}"
-        return self.run_sql(sql, [OutputColumn(c.name, c) for c in cols], maxrec)
+        if limited:
+            sql += " LIMIT $lim"
+        self._cone_cache[key] = (cols, sql)
+        return cols, sql
 
     def availability(self) -> tuple[bool, str]:
         try:

@@ -52,9 +52,10 @@ def serve(app):
         srv.shutdown()
 
 
-def start_process(config_path, port: int | None = None, log=None):
+def start_process(config_path, port: int | None = None, log=None, extra_args=()):
     """Start ``vo-gateway serve`` (gunicorn gthread) on a loopback port and wait until
-    ``/tap/availability`` answers; returns ``(Popen, base_url)``.  The process leads its own
+    ``/tap/availability`` answers; returns ``(Popen, base_url)``.  ``extra_args``: more
+    ``serve`` options (``--workers 2``).  The process leads its own
     session, so ``os.killpg(proc.pid, signal.SIGKILL)`` kills master and workers.  Raises
     RuntimeError if it does not start."""
     import os
@@ -65,7 +66,7 @@ def start_process(config_path, port: int | None = None, log=None):
     import requests
     port = port or free_port()
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path),
-                             "--port", str(port)], stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                             "--port", str(port), *extra_args], stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONWARNINGS": "ignore"}, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):

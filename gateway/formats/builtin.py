@@ -17,7 +17,7 @@ TAPREGEXT = "ivo://ivoa.net/std/TAPRegExt#"
 @hookimpl(trylast=True)
 def gateway_register_formats():
     return [
-        OutputFormat(VOTABLE, ("votable", "votable/binary2", "votableb2", "application/x-votable+xml;serialization=binary2",
+        OutputFormat(VOTABLE, ("votable", "votable/binary2", "votable/b2", "votableb2", "application/x-votable+xml;serialization=binary2",
                                "text/xml", "application/xml"),
                      partial(write_votable, serialization="binary2"), TAPREGEXT + "output-votable-binary2",
                      "vot", True),

@@ -16,8 +16,17 @@ NULL_INT = {"short": -32768, "int": -2147483648, "long": -9223372036854775808, "
 
 
 def interleave(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise concatenation of per-row byte cells."""
+    """Row-wise concatenation of per-row byte cells.  When every cell of every part has one
+    width (numeric and fixed-size columns), rows are one copy of the parts side by side."""
     n = len(parts[0][1])
+    if n and all(len(ln) and ln[0] == ln[-1] and (ln == ln[0]).all() for _, ln in parts):
+        widths = [int(ln[0]) for _, ln in parts]
+        out = np.empty((n, sum(widths)), np.uint8)
+        at = 0
+        for (data, _), w in zip(parts, widths):
+            out[:, at:at + w] = data[: n * w].reshape(n, w)
+            at += w
+        return out.reshape(-1), np.full(n, at, np.int64)
     lens = [p[1].astype(np.int64) for p in parts]
     row_len = np.sum(lens, axis=0) if n else np.zeros(0, np.int64)
     row_start = np.zeros(n, np.int64)
