@@ -116,6 +116,8 @@ class DuckDBArchive(Archive):
         self.db = duckdb.connect(":memory:", config={"threads": 2})
         self._lock = threading.Lock()
         self._cone_cache: dict[tuple, tuple[list[Column], str]] = {}
+        self._cone_statements: dict[str, str] = {}
+        self._local = threading.local()
 
     def cursor(self):
         with self._lock:
@@ -163,12 +165,14 @@ class DuckDBArchive(Archive):
                             context=context, cap=native.cap)
 
     def run_sql(self, sql: str, outputs: list[OutputColumn] | None, limit: int | None, params=None,
-                views: dict[str, pa.Table] | None = None, context=None, cap: int | None = None) -> RowStream:
+                views: dict[str, pa.Table] | None = None, context=None, cap: int | None = None,
+                cursor=None) -> RowStream:
         """Run ``sql`` on a fresh cursor; ``views`` are Arrow tables registered on that cursor
         only (uploads); ``context.on_cancel`` interrupts the running statement (UWS ABORT).
         ``limit``: MAXREC (rows beyond it set OVERFLOW); ``cap``: rows the query itself
-        allows (its TOP), cut without OVERFLOW.  The cursor closes when the stream does."""
-        cur = self.cursor()
+        allows (its TOP), cut without OVERFLOW.  The cursor closes when the stream does, unless
+        ``cursor`` (a connection of this thread's, kept open) is given."""
+        cur = cursor or self.cursor()
         if context is not None:
             def interrupt():
                 try:
@@ -183,16 +187,20 @@ class DuckDBArchive(Archive):
             reader = cur.to_arrow_reader(BATCH_ROWS)
         except (duckdb.BinderException, duckdb.ConversionException, duckdb.InvalidInputException,
                 duckdb.OutOfRangeException, duckdb.ParserException) as e:
-            cur.close()
+            if cursor is None:
+                cur.close()
             raise UsageFault(f"query failed: {_clean(e)}")
         except duckdb.Error as e:
-            cur.close()
+            if cursor is None:
+                cur.close()
             if context is not None:
                 context.check()
             raise FatalFault(f"query failed in the database engine: {_clean(e)}")
         if outputs is None:
             outputs = [OutputColumn(n) for n in reader.schema.names]
-        stream = RowStream(output_columns(outputs, reader.schema), [], on_close=cur.close)
+        if cursor is not None:
+            self._local.reader = reader  # closed before the thread's next query, if not drained
+        stream = RowStream(output_columns(outputs, reader.schema), [], on_close=cur.close if cursor is None else reader.close)
 
         def batches():
             left = cap
@@ -217,19 +225,38 @@ class DuckDBArchive(Archive):
         column set.  The SQL of a (table, VERB) pair is built once and run with parameters:
         a declination band and an RA band (exact bounds of the circle, none across RA 0 or
         near a pole) in front of the haversine test."""
-        cols, sql = self._cone_sql(table, verb, maxrec is not None)
-        params = {"ra": cone.ra, "dec": cone.dec, "r": cone.radius, "lo": cone.dec - cone.radius,
-                  "hi": cone.dec + cone.radius, "ralo": 0.0, "rahi": 360.0}
+        cols, name = self._cone_sql(table, verb, maxrec is not None)
+        ralo, rahi = 0.0, 360.0
         if abs(cone.dec) + cone.radius < 89.0:
             half = math.degrees(math.asin(min(1.0, math.sin(math.radians(cone.radius)) /
                                               math.cos(math.radians(cone.dec)))))
             if cone.ra - half >= 0 and cone.ra + half <= 360:
-                params["ralo"], params["rahi"] = cone.ra - half, cone.ra + half
+                ralo, rahi = cone.ra - half, cone.ra + half
+        args = [cone.ra, cone.dec, cone.radius, cone.dec - cone.radius, cone.dec + cone.radius, ralo, rahi]
         if maxrec is not None:
-            params["lim"] = maxrec + 1
-        return self.run_sql(sql, [OutputColumn(c.name, c) for c in cols], maxrec, params=params)
+            args.append(maxrec + 1)
+        cur = self._prepared_cursor(name)
+        return self.run_sql(f"EXECUTE {name}({', '.join(repr(float(x)) for x in args[:7])}"
+                            + (f", {int(args[7])})" if maxrec is not None else ")"),
+                            [OutputColumn(c.name, c) for c in cols], maxrec, cursor=cur)
+
+    def _prepared_cursor(self, name: str):
+        """This thread's own connection, with the cone statement ``name`` prepared on it
+        (DuckDB plans a prepared statement once: about 1 ms less per cone search)."""
+        local = self._local
+        if getattr(local, "cursor", None) is None:
+            local.cursor, local.names, local.reader = self.cursor(), set(), None
+        if local.reader is not None:  # a stream left undrained (MAXREC cut, client gone) frees the connection
+            local.reader.close()
+            local.reader = None
+        if name not in local.names:
+            local.cursor.execute(f"PREPARE {name} AS {self._cone_statements[name]}")
+            local.names.add(name)
+        return local.cursor
 
     def _cone_sql(self, table: Table, verb: int, limited: bool) -> tuple[list[Column], str]:
+        """(columns, name of the prepared statement) of a cone search; parameters $1..$8: ra,
+        dec, r, dec band low/high, RA band low/high, row limit."""
         key = (table.qualified_name, verb, limited)
         hit = self._cone_cache.get(key)
         if hit is not None:
@@ -241,16 +268,18 @@ class DuckDBArchive(Archive):
         else:
             cols = table.columns
         ra, dec = exp.column(table.ra_column, quoted=True), exp.column(table.dec_column, quoted=True)
-        dist = haversine(Point(ra, dec), Point(exp.Placeholder(this="ra"), exp.Placeholder(this="dec")))
-        pred = exp.and_(exp.Between(this=dec.copy(), low=exp.Placeholder(this="lo"), high=exp.Placeholder(this="hi")),
-                        exp.Between(this=ra.copy(), low=exp.Placeholder(this="ralo"), high=exp.Placeholder(this="rahi")),
-                        exp.LTE(this=dist, expression=exp.Placeholder(this="r")))
+        par = [exp.Placeholder(this=str(i)) for i in range(1, 9)]
+        dist = haversine(Point(ra, dec), Point(par[0], par[1]))
+        pred = exp.and_(exp.Between(this=dec.copy(), low=par[3], high=par[4]),
+                        exp.Between(this=ra.copy(), low=par[5], high=par[6]), exp.LTE(this=dist, expression=par[2]))
         select = ", ".join(f'"{c.name}"' for c in cols)
         sql = f'SELECT {select} FROM "{table.schema}"."{table.name}" WHERE {pred.sql(dialect="duckdb")}'
         if limited:
-            sql += " LIMIT $lim"
-        self._cone_cache[key] = (cols, sql)
-        return cols, sql
+            sql += " LIMIT $8"
+        name = f"gw_cone_{len(self._cone_cache)}"
+        self._cone_statements[name] = sql
+        self._cone_cache[key] = (cols, name)
+        return cols, name
 
     def availability(self) -> tuple[bool, str]:
         try:
