@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
@@ -261,12 +262,7 @@ class DuckDBArchive(Archive):
         hit = self._cone_cache.get(key)
         if hit is not None:
             return hit
-        if verb <= 1:
-            cols = [table.column(n) for n in (table.id_column, table.ra_column, table.dec_column)]
-        elif verb == 2:
-            cols = [c for c in table.columns if c.principal] or table.columns
-        else:
-            cols = table.columns
+        cols = scs_columns(table, verb)
         ra, dec = exp.column(table.ra_column, quoted=True), exp.column(table.dec_column, quoted=True)
         par = [exp.Placeholder(this=str(i)) for i in range(1, 9)]
         dist = haversine(Point(ra, dec), Point(par[0], par[1]))
@@ -290,6 +286,35 @@ class DuckDBArchive(Archive):
 
     def close(self) -> None:
         self.db.close()
+
+
+def scs_columns(table: Table, verb: int) -> list[Column]:
+    """The columns of an SCS answer (SCS 1.03 §2): VERB 1 id/ra/dec, 2 the principal
+    columns, 3 all."""
+    if verb <= 1:
+        return [table.column(n) for n in (table.id_column, table.ra_column, table.dec_column)]
+    if verb == 2:
+        return [c for c in table.columns if c.principal] or table.columns
+    return table.columns
+
+
+def cone_rows(ra: np.ndarray, dec: np.ndarray, cone: Cone) -> np.ndarray:
+    """Indices (ascending) of the positions within ``cone``, for ``dec`` sorted ascending
+    (NaN last): a binary search for the declination band, the exact RA band of the circle,
+    then the same haversine test as the SQL of :func:`gateway.adql.geometry.haversine`."""
+    lo = int(np.searchsorted(dec, cone.dec - cone.radius, side="left"))
+    hi = int(np.searchsorted(dec, cone.dec + cone.radius, side="right"))
+    idx = np.arange(lo, hi)
+    r, d = ra[lo:hi], dec[lo:hi]
+    if abs(cone.dec) + cone.radius < 89.0:
+        half = math.degrees(math.asin(min(1.0, math.sin(math.radians(cone.radius)) / math.cos(math.radians(cone.dec)))))
+        if cone.ra - half >= 0 and cone.ra + half <= 360:
+            keep = (r >= cone.ra - half) & (r <= cone.ra + half)
+            idx, r, d = idx[keep], r[keep], d[keep]
+    h = np.sin(np.radians(cone.dec - d) / 2.0) ** 2 + \
+        np.cos(np.radians(d)) * math.cos(math.radians(cone.dec)) * np.sin(np.radians(cone.ra - r) / 2.0) ** 2
+    dist = np.degrees(2.0 * np.arcsin(np.minimum(1.0, np.sqrt(h))))
+    return idx[dist <= cone.radius]
 
 
 def _clean(e: Exception) -> str:
