@@ -163,16 +163,19 @@ class DuckDBArchive(Archive):
         if maxrec == 0 or (limit is not None and native.ordered):
             sql = f"SELECT * FROM ({sql}) AS _q LIMIT {0 if maxrec == 0 else limit + 1}"
         return self.run_sql(sql, native.outputs, None if maxrec == 0 else limit, views=native.views,
-                            context=context, cap=native.cap)
+                            context=context, cap=native.cap, deferred=native.ordered and maxrec != 0)
 
     def run_sql(self, sql: str, outputs: list[OutputColumn] | None, limit: int | None, params=None,
                 views: dict[str, pa.Table] | None = None, context=None, cap: int | None = None,
-                cursor=None) -> RowStream:
+                cursor=None, deferred: bool = False) -> RowStream:
         """Run ``sql`` on a fresh cursor; ``views`` are Arrow tables registered on that cursor
         only (uploads); ``context.on_cancel`` interrupts the running statement (UWS ABORT).
         ``limit``: MAXREC (rows beyond it set OVERFLOW); ``cap``: rows the query itself
         allows (its TOP), cut without OVERFLOW.  The cursor closes when the stream does, unless
-        ``cursor`` (a connection of this thread's, kept open) is given."""
+        ``cursor`` (a connection of this thread's, kept open) is given.  ``deferred`` (sorted
+        queries): the statement is bound now (its errors raise here) but runs when the first
+        batch is read, so a writer's header goes out while DuckDB sorts; an error then is
+        reported in the output (VOTable ``QUERY_STATUS=ERROR``, DALI 1.1 §4.4)."""
         cur = cursor or self.cursor()
         if context is not None:
             def interrupt():
@@ -184,10 +187,15 @@ class DuckDBArchive(Archive):
         try:
             for view, table in (views or {}).items():
                 cur.register(view, table)
-            cur.execute(sql, params or [])
-            reader = cur.to_arrow_reader(BATCH_ROWS)
-        except (duckdb.BinderException, duckdb.ConversionException, duckdb.InvalidInputException,
-                duckdb.OutOfRangeException, duckdb.ParserException) as e:
+            if deferred:
+                rel = cur.sql(sql, params=params or None)
+                schema = rel.limit(0).to_arrow_table().schema
+                reader = None
+            else:
+                cur.execute(sql, params or [])
+                reader = cur.to_arrow_reader(BATCH_ROWS)
+                schema = reader.schema
+        except USER_ERRORS as e:
             if cursor is None:
                 cur.close()
             raise UsageFault(f"query failed: {_clean(e)}")
@@ -198,21 +206,23 @@ class DuckDBArchive(Archive):
                 context.check()
             raise FatalFault(f"query failed in the database engine: {_clean(e)}")
         if outputs is None:
-            outputs = [OutputColumn(n) for n in reader.schema.names]
+            outputs = [OutputColumn(n) for n in schema.names]
         if cursor is not None:
             self._local.reader = reader  # closed before the thread's next query, if not drained
-        stream = RowStream(output_columns(outputs, reader.schema), [], on_close=cur.close if cursor is None else reader.close)
+        stream = RowStream(output_columns(outputs, schema), [], on_close=cur.close if cursor is None else reader.close)
 
         def batches():
             left = cap
             try:
-                for b in reader:
+                for b in reader if reader is not None else rel.to_arrow_reader(BATCH_ROWS):
                     if left is not None:
                         if left <= 0:
                             return
                         b = b.slice(0, left) if b.num_rows > left else b
                         left -= b.num_rows
                     yield normalize_batch(b)
+            except USER_ERRORS as e:  # a deferred (sorted) query meets the user's mistake only now
+                raise UsageFault(f"query failed: {_clean(e)}")
             except duckdb.Error as e:
                 if context is not None:
                     context.check()
@@ -286,6 +296,10 @@ class DuckDBArchive(Archive):
 
     def close(self) -> None:
         self.db.close()
+
+
+USER_ERRORS = (duckdb.BinderException, duckdb.ConversionException, duckdb.InvalidInputException,
+               duckdb.OutOfRangeException, duckdb.ParserException)  # the query's fault, not the engine's
 
 
 def scs_columns(table: Table, verb: int) -> list[Column]:

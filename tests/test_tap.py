@@ -188,3 +188,23 @@ def test_scs_index_answers_what_the_sql_cone_answers(app, client):
     vot = parse(io.BytesIO(client.get("/scs/demo.gaia_dr3_g10?RA=83.8&DEC=-5.4&SR=5&MAXREC=3").data), verify="ignore")
     assert len(vot.get_first_table().array) == 3
     assert [i.value for i in vot.resources[0].infos if i.name == "QUERY_STATUS"][-1] == "OVERFLOW"
+
+
+def test_sorted_query_streams_its_header_and_reports_late_errors(client):
+    """A sorted query's header is written before DuckDB has sorted (deferred execution), so
+    an error the engine meets while running it comes in-band (QUERY_STATUS=ERROR after the
+    TABLE, DALI 1.1 §4.4); FITS, which needs every row first, still gets an error document
+    with 400; binding errors are still 400 before anything is sent."""
+    q = "SELECT TOP 3 source_id, CAST('x' AS INTEGER) AS bad FROM demo.gaia_dr3_g10 ORDER BY source_id"
+    r = sync(client, q)
+    assert r.status_code == 200 and b'<INFO name="QUERY_STATUS" value="ERROR">query failed: Could not convert' in r.data
+    assert r.data.index(b"</TABLE>") < r.data.index(b'value="ERROR"')
+    r = sync(client, q, RESPONSEFORMAT="fits")
+    assert r.status_code == 400 and parse_votable(r.data)[1] == "ERROR"
+    r = sync(client, q, RESPONSEFORMAT="csv")
+    assert r.status_code == 200 and r.data.splitlines()[-1].startswith(b"# QUERY_STATUS=ERROR: query failed")
+    r = sync(client, "SELECT TOP 3 source_id FROM demo.gaia_dr3_g10 ORDER BY nope")
+    assert r.status_code == 400 and b"nope" in r.data
+    t, st, _ = parse_votable(sync(client, "SELECT TOP 4 source_id FROM demo.gaia_dr3_g10 ORDER BY source_id DESC").data)
+    g = np.sort(pq.read_table(GAIA)["source_id"].to_numpy())[::-1][:4]
+    assert st == "OK" and list(t["source_id"]) == list(g)

@@ -6,6 +6,8 @@ unknown parameters are ignored (TAP 1.1 §2.7, DALI 1.1 §3).  ``/tap/capabiliti
 """
 from __future__ import annotations
 
+import itertools
+
 from xml.sax.saxutils import escape
 
 from flask import Blueprint, Response, current_app, request
@@ -40,7 +42,12 @@ def sync():
     g, actor = gw(), gw().actor()
     chunks = counting(fmt.writer(res.stream, infos), res.stream,
                       lambda rows: g.queries.finished(actor, "tap", res.archive, text, res.stream, rows))
-    return Response(chunks, mimetype=None, content_type=ctype)
+    try:  # a writer that needs every row before its first byte (FITS) fails here, before the status is sent
+        first = next(chunks, b"")
+    except Fault as f:
+        chunks.close()
+        return dali_error(f)
+    return Response(itertools.chain([first], chunks), mimetype=None, content_type=ctype)
 
 
 @bp.route("/capabilities")
