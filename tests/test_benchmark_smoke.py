@@ -19,3 +19,13 @@ def test_jobs_bench_quick(live_url):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "jobs/s" in out.stdout and "WAIT wake-up" in out.stdout
+
+
+def test_vs_dachs_quick():
+    """The DaCHS comparison runner on a tiny generated catalogue, gateway side only."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/vs_dachs.py"), "--no-dachs", "--quick", "--rows", "5000",
+                          "--catalog", "/nonexistent/catalog.csv"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for line in ("SCS 1' cone median", "TAP 1000 rows BINARY2", "server RSS growth", "gateway overhead",
+                 "result size", "concurrent clients"):
+        assert line in out.stdout, out.stdout
