@@ -103,6 +103,7 @@ class SqlPlan:
     views: dict[str, pa.Table] | None = None  # uploaded tables, registered per query cursor
     cap: int | None = None  # a top-level TOP taken out of the SQL and applied while streaming
     ordered: bool = False  # top-level ORDER BY: a MAXREC cut is an SQL LIMIT (DuckDB's top-N)
+    probe: str | None = None  # ordered queries: the same without ORDER BY, LIMIT 0 (binds and types, sorts nothing)
 
 
 class DuckDBArchive(Archive):
@@ -151,7 +152,14 @@ class DuckDBArchive(Archive):
             if cap is not None:
                 tree.set("limit", None)
         ordered = isinstance(tree, exp.Select) and bool(tree.args.get("order"))
-        return SqlPlan(tree.sql(dialect="duckdb"), query.output, None, views or None, cap, ordered)
+        probe = None
+        if ordered:
+            bare = tree.copy()
+            bare.set("order", None)
+            bare.set("offset", None)
+            bare.set("limit", exp.Limit(expression=exp.Literal.number(0)))
+            probe = bare.sql(dialect="duckdb")
+        return SqlPlan(tree.sql(dialect="duckdb"), query.output, None, views or None, cap, ordered, probe)
 
     def execute(self, native: SqlPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
         """TAP 1.1 §2.7.4: MAXREC caps the rows (``maxrec + 1`` are read, OVERFLOW when the
@@ -163,19 +171,20 @@ class DuckDBArchive(Archive):
         if maxrec == 0 or (limit is not None and native.ordered):
             sql = f"SELECT * FROM ({sql}) AS _q LIMIT {0 if maxrec == 0 else limit + 1}"
         return self.run_sql(sql, native.outputs, None if maxrec == 0 else limit, views=native.views,
-                            context=context, cap=native.cap, deferred=native.ordered and maxrec != 0)
+                            context=context, cap=native.cap, probe=native.probe if maxrec != 0 else None)
 
     def run_sql(self, sql: str, outputs: list[OutputColumn] | None, limit: int | None, params=None,
                 views: dict[str, pa.Table] | None = None, context=None, cap: int | None = None,
-                cursor=None, deferred: bool = False) -> RowStream:
+                cursor=None, probe: str | None = None) -> RowStream:
         """Run ``sql`` on a fresh cursor; ``views`` are Arrow tables registered on that cursor
         only (uploads); ``context.on_cancel`` interrupts the running statement (UWS ABORT).
         ``limit``: MAXREC (rows beyond it set OVERFLOW); ``cap``: rows the query itself
         allows (its TOP), cut without OVERFLOW.  The cursor closes when the stream does, unless
-        ``cursor`` (a connection of this thread's, kept open) is given.  ``deferred`` (sorted
-        queries): the statement is bound now (its errors raise here) but runs when the first
-        batch is read, so a writer's header goes out while DuckDB sorts; an error then is
-        reported in the output (VOTable ``QUERY_STATUS=ERROR``, DALI 1.1 §4.4)."""
+        ``cursor`` (a connection of this thread's, kept open) is given.  ``probe`` (sorted
+        queries: the query without ORDER BY, LIMIT 0) is run now, so binding errors raise here
+        and the column types are known, while ``sql`` runs when the first batch is read: a
+        writer's header goes out while DuckDB sorts, and an error then is reported in the
+        output (VOTable ``QUERY_STATUS=ERROR``, DALI 1.1 §4.4)."""
         cur = cursor or self.cursor()
         if context is not None:
             def interrupt():
@@ -187,9 +196,9 @@ class DuckDBArchive(Archive):
         try:
             for view, table in (views or {}).items():
                 cur.register(view, table)
-            if deferred:
-                rel = cur.sql(sql, params=params or None)
-                schema = rel.limit(0).to_arrow_table().schema
+            if probe is not None:
+                cur.execute(probe, params or [])
+                schema = cur.to_arrow_table().schema
                 reader = None
             else:
                 cur.execute(sql, params or [])
@@ -214,7 +223,7 @@ class DuckDBArchive(Archive):
         def batches():
             left = cap
             try:
-                for b in reader if reader is not None else rel.to_arrow_reader(BATCH_ROWS):
+                for b in reader if reader is not None else cur.execute(sql, params or []).to_arrow_reader(BATCH_ROWS):
                     if left is not None:
                         if left <= 0:
                             return
