@@ -232,34 +232,29 @@ def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, mis
             out = out[: len(out) // 2]
         return Response(out, mimetype="application/x-tar")
 
-    @app.route("/das_cutout/pdr3/cgi-bin/cutout", methods=["GET", "POST"])
-    def das_cutout():
+    def image_service(kind: str, make, name, bulk_on: bool, not_found: str) -> Response:
+        """One image CGI: HTTP Basic; a POSTed list (bulk) answers a tar, a GET one FITS."""
         if not basic_ok():
             return Response("Unauthorized", 401, {"WWW-Authenticate": 'Basic realm="hsc-ssp"'})
-        if request.method == "POST":
-            app.requests.append(("cutout-bulk", request.files["list"].read().decode()))
+        if request.method == "POST" and bulk_on:
+            app.requests.append((f"{kind}-bulk", request.files["list"].read().decode()))
             request.files["list"].seek(0)
-            return bulk(cutout_fits, lambda n, r: f"arch-230101-000000/{n}-cutout-{r['filter']}-{r['tract']}-"
-                                                  f"{r['rerun']}.fits")
-        app.requests.append(("cutout", dict(request.args)))
-        data = cutout_fits(request.args)
+            return bulk(make, name)
+        app.requests.append((kind, dict(request.args)))
+        data = make(request.args)
         if data is None:
-            return Response("Rectangle not found in observed area", 404, mimetype="text/plain")
+            return Response(not_found, 404, mimetype="text/plain")
         return Response(data, mimetype="application/fits")
+
+    @app.route("/das_cutout/pdr3/cgi-bin/cutout", methods=["GET", "POST"])
+    def das_cutout():
+        return image_service("cutout", cutout_fits, lambda n, r: f"arch-230101-000000/{n}-cutout-{r['filter']}-"
+                             f"{r['tract']}-{r['rerun']}.fits", True, "Rectangle not found in observed area")
 
     @app.route("/psf/pdr3/cgi/getpsf", methods=["GET", "POST"])
     def getpsf():
-        if not basic_ok():
-            return Response("Unauthorized", 401, {"WWW-Authenticate": 'Basic realm="hsc-ssp"'})
-        if request.method == "POST" and request.args.get("bulk") == "on":
-            app.requests.append(("psf-bulk", request.files["list"].read().decode()))
-            request.files["list"].seek(0)
-            return bulk(psf_fits, lambda n, r: f"{n}-psf-calexp-{r['rerun']}-{r['filter']}-9813-4,4-{r['ra']}-"
-                                               f"{r['dec']}.fits")
-        app.requests.append(("psf", dict(request.args)))
-        data = psf_fits(request.args)
-        if data is None:
-            return Response("PSF: patch not found in observed area", 404, mimetype="text/plain")
-        return Response(data, mimetype="application/fits")
+        return image_service("psf", psf_fits, lambda n, r: f"{n}-psf-calexp-{r['rerun']}-{r['filter']}-9813-4,4-"
+                             f"{r['ra']}-{r['dec']}.fits", request.args.get("bulk") == "on",
+                             "PSF: patch not found in observed area")
 
     return app
