@@ -29,6 +29,11 @@ class RowStream:
     #: extra RESOURCEs after the results (service descriptors) and FIELD IDs they reference
     postamble: str = ""
     field_ids: dict[str, str] = field(default_factory=dict)
+    #: the rows already as CSV (RFC 4180 records, no header line, MAXREC applied) when the
+    #: producer has them so, e.g. an upstream's CSV answer: ``write_csv`` passes the bytes on
+    #: instead of encoding batches; the producer counts them in ``rows_passed``
+    csv_body: Callable[[], Iterator[bytes]] | None = None
+    rows_passed: int = 0
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         try:

@@ -37,6 +37,15 @@ def write_csv(stream: RowStream, infos, delimiter: str = ",") -> Iterator[bytes]
         yield (",".join(_csv_quote(c.name) for c in cols) + "\r\n").encode()
     else:
         yield ("\t".join(c.name for c in cols) + "\n").encode()
+    if delimiter == "," and stream.csv_body is not None:
+        try:
+            yield from stream.csv_body()
+        except Fault as e:
+            stream.error = str(e)
+            yield f"\n# QUERY_STATUS=ERROR: {e}\n".encode()
+        finally:
+            stream.close()
+        return
     try:
         for batch in stream:
             if not batch.num_rows:

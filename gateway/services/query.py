@@ -180,6 +180,6 @@ def counting(chunks: Iterator[bytes], stream: RowStream, on_done) -> Iterator[by
     finally:
         stream.close()
         try:
-            on_done(rows)
+            on_done(rows or stream.rows_passed)
         except Exception:  # noqa: BLE001 - a notification hook must not break a response
             log.exception("gateway_query_finished hook failed")

@@ -398,33 +398,86 @@ class IvoaArchive(Archive):
         return types
 
     def _csv_stream(self, r, native: ForwardPlan, types: dict, maxrec: int | None) -> RowStream:
+        """The upstream's CSV answer as a stream.  Its header line is read now (the column
+        count checked); the rows are parsed batch by batch with pyarrow into the declared
+        types when a writer wants batches, or passed on as the upstream wrote them when the
+        client asked CSV too (``RowStream.csv_body``: no second encoding), cut after
+        ``maxrec`` records (quote-aware) with OVERFLOW when the upstream had more."""
+        import csv
+
+        import numpy as np
         import pyarrow.csv as pcsv
         if r._content not in (False, None):  # already read (an async result whose job is deleted)
             source = io.BytesIO(r._content)
         else:
             r.raw.decode_content = True
             source = r.raw
-        try:
-            reader = pcsv.open_csv(source, read_options=pcsv.ReadOptions(block_size=1 << 20),
-                                   convert_options=pcsv.ConvertOptions(
-                                       column_types=types, null_values=[""], strings_can_be_null=True,
-                                       true_values=["T", "true", "True", "1"], false_values=["F", "false", "False", "0"]))
-        except pa.ArrowInvalid as e:
-            r.close()
-            raise TransientFault(f"upstream TAP service {self.url} sent unreadable CSV ({str(e)[:200]})")
+        head = b""
+        while b"\n" not in head:
+            chunk = source.read(1 << 16)
+            if not chunk:
+                break
+            head += chunk
+        line, _, rest = head.partition(b"\n")
+        header = next(csv.reader([line.decode("utf-8", "replace").rstrip("\r")]), [])
         names = [o.name for o in native.outputs]
-        if len(reader.schema.names) != len(names):
+        if len(header) != len(names):
             r.close()
-            raise FatalFault(f"upstream {self.url} returned {len(reader.schema.names)} columns for {len(names)} selected")
+            raise FatalFault(f"upstream {self.url} returned {len(header)} columns for {len(names)} selected")
+
+        def chunks():
+            if rest:
+                yield rest
+            while True:
+                chunk = source.read(1 << 20)
+                if not chunk:
+                    return
+                yield chunk
 
         def batches():
+            body = io.BufferedReader(_Chunks(chunks()), 1 << 20)
             try:
+                reader = pcsv.open_csv(body, read_options=pcsv.ReadOptions(block_size=1 << 20, column_names=header),
+                                       convert_options=pcsv.ConvertOptions(
+                                           column_types=dict(zip(header, types.values())), null_values=[""],
+                                           strings_can_be_null=True, true_values=["T", "true", "True", "1"],
+                                           false_values=["F", "false", "False", "0"]))
                 for b in reader:
                     yield normalize_batch(pa.RecordBatch.from_arrays(b.columns, names=names))
-            except pa.ArrowInvalid as e:
+            except (pa.ArrowInvalid, OSError, requests.RequestException) as e:
                 raise FatalFault(f"upstream {self.url} sent unreadable CSV ({str(e)[:200]})")
+
+        def csv_body():
+            rows, quoted, last_open = 0, 0, False
+            pending = chunks()
+            try:
+                for chunk in pending:
+                    a = np.frombuffer(chunk, np.uint8)
+                    parity = (np.cumsum(a == 34) + quoted) & 1
+                    ends = np.flatnonzero((a == 10) & (parity == 0))
+                    if maxrec is not None and rows + len(ends) >= maxrec:
+                        cut = int(ends[maxrec - rows - 1]) + 1 if maxrec > rows else 0
+                        if chunk[cut:].strip() or any(c.strip() for c in pending):
+                            stream.overflow = True
+                        rows = maxrec
+                        if cut:
+                            yield chunk[:cut]
+                        return
+                    rows += len(ends)
+                    quoted = int(parity[-1]) if len(a) else quoted
+                    tail = chunk[int(ends[-1]) + 1:] if len(ends) else chunk
+                    last_open = bool(tail.strip())
+                    yield chunk
+                if last_open:  # a last record without its line end
+                    rows += 1
+                    yield b"\r\n"
+            except (OSError, requests.RequestException) as e:
+                raise FatalFault(f"upstream {self.url} broke off its CSV answer ({type(e).__name__})")
+            finally:
+                stream.rows_passed = rows
         stream = RowStream([o.column for o in native.outputs], [], on_close=r.close)
         stream.batches = limit_batches(batches(), maxrec, stream)
+        stream.csv_body = csv_body
         return stream
 
     def _run_sync(self, session, params: dict):
@@ -647,3 +700,23 @@ def _table_from_json(d: dict) -> Table:
     fks = [ForeignKey(**{**f, "from_columns": tuple(f["from_columns"]), "target_columns": tuple(f["target_columns"])})
            for f in d.pop("foreign_keys")]
     return Table(columns=cols, foreign_keys=fks, **d)
+
+
+class _Chunks(io.RawIOBase):
+    """A readable file over an iterator of byte chunks (for pyarrow's CSV reader)."""
+
+    def __init__(self, chunks):
+        self.chunks, self.buf = chunks, b""
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        while not self.buf:
+            self.buf = next(self.chunks, None)
+            if self.buf is None:
+                self.buf = b""
+                return 0
+        n = min(len(b), len(self.buf))
+        b[:n], self.buf = self.buf[:n], self.buf[n:]
+        return n
