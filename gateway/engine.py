@@ -200,9 +200,8 @@ class DuckDBArchive(Archive):
                 cur.execute(probe, params or [])
                 schema = cur.to_arrow_table().schema
                 reader = None
-            else:
-                cur.execute(sql, params or [])
-                reader = cur.to_arrow_reader(BATCH_ROWS)
+            else:  # a relation's reader streams; a DB-API result's copies the rows first (1e7 rows: 470 MiB)
+                reader = cur.sql(sql, params=params or None).to_arrow_reader(BATCH_ROWS)
                 schema = reader.schema
         except USER_ERRORS as e:
             if cursor is None:
@@ -223,7 +222,7 @@ class DuckDBArchive(Archive):
         def batches():
             left = cap
             try:
-                for b in reader if reader is not None else cur.execute(sql, params or []).to_arrow_reader(BATCH_ROWS):
+                for b in reader if reader is not None else cur.sql(sql, params=params or None).to_arrow_reader(BATCH_ROWS):
                     if left is not None:
                         if left <= 0:
                             return
