@@ -102,8 +102,9 @@ class SqlPlan:
     maxrec: int | None
     views: dict[str, pa.Table] | None = None  # uploaded tables, registered per query cursor
     cap: int | None = None  # a top-level TOP taken out of the SQL and applied while streaming
-    ordered: bool = False  # top-level ORDER BY: a MAXREC cut is an SQL LIMIT (DuckDB's top-N)
-    probe: str | None = None  # ordered queries: the same without ORDER BY, LIMIT 0 (binds and types, sorts nothing)
+    #: top-level ORDER BY only: the query without it, LIMIT 0 (binds and types, sorts nothing);
+    #: such a query's MAXREC cut is an SQL LIMIT (DuckDB's top-N)
+    probe: str | None = None
 
 
 class DuckDBArchive(Archive):
@@ -117,8 +118,7 @@ class DuckDBArchive(Archive):
         super().__init__(*a, **k)
         self.db = duckdb.connect(":memory:", config={"threads": 2})
         self._lock = threading.Lock()
-        self._cone_cache: dict[tuple, tuple[list[Column], str]] = {}
-        self._cone_statements: dict[str, str] = {}
+        self._cone_cache: dict[tuple, tuple[list[Column], str, str]] = {}
         self._local = threading.local()
 
     def cursor(self):
@@ -151,15 +151,14 @@ class DuckDBArchive(Archive):
                 cap = None
             if cap is not None:
                 tree.set("limit", None)
-        ordered = isinstance(tree, exp.Select) and bool(tree.args.get("order"))
         probe = None
-        if ordered:
+        if isinstance(tree, exp.Select) and tree.args.get("order"):
             bare = tree.copy()
             bare.set("order", None)
             bare.set("offset", None)
             bare.set("limit", exp.Limit(expression=exp.Literal.number(0)))
             probe = bare.sql(dialect="duckdb")
-        return SqlPlan(tree.sql(dialect="duckdb"), query.output, None, views or None, cap, ordered, probe)
+        return SqlPlan(tree.sql(dialect="duckdb"), query.output, None, views or None, cap, probe)
 
     def execute(self, native: SqlPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
         """TAP 1.1 §2.7.4: MAXREC caps the rows (``maxrec + 1`` are read, OVERFLOW when the
@@ -168,7 +167,7 @@ class DuckDBArchive(Archive):
         before the first row); sorted ones by an SQL LIMIT, which DuckDB runs as a top-N."""
         limit = None if maxrec is None or (top is not None and top <= maxrec) else maxrec
         sql = native.sql
-        if maxrec == 0 or (limit is not None and native.ordered):
+        if maxrec == 0 or (limit is not None and native.probe is not None):
             sql = f"SELECT * FROM ({sql}) AS _q LIMIT {0 if maxrec == 0 else limit + 1}"
         return self.run_sql(sql, native.outputs, None if maxrec == 0 else limit, views=native.views,
                             context=context, cap=native.cap, probe=native.probe if maxrec != 0 else None)
@@ -244,24 +243,19 @@ class DuckDBArchive(Archive):
         column set.  The SQL of a (table, VERB) pair is built once and run with parameters:
         a declination band and an RA band (exact bounds of the circle, none across RA 0 or
         near a pole) in front of the haversine test."""
-        cols, name = self._cone_sql(table, verb, maxrec is not None)
-        ralo, rahi = 0.0, 360.0
-        if abs(cone.dec) + cone.radius < 89.0:
-            half = math.degrees(math.asin(min(1.0, math.sin(math.radians(cone.radius)) /
-                                              math.cos(math.radians(cone.dec)))))
-            if cone.ra - half >= 0 and cone.ra + half <= 360:
-                ralo, rahi = cone.ra - half, cone.ra + half
+        cols, name, sql = self._cone_sql(table, verb, maxrec is not None)
+        ralo, rahi = ra_band(cone) or (0.0, 360.0)
         args = [cone.ra, cone.dec, cone.radius, cone.dec - cone.radius, cone.dec + cone.radius, ralo, rahi]
         if maxrec is not None:
             args.append(maxrec + 1)
-        cur = self._prepared_cursor(name)
+        cur = self._prepared_cursor(name, sql)
         return self.run_sql(f"EXECUTE {name}({', '.join(repr(float(x)) for x in args[:7])}"
                             + (f", {int(args[7])})" if maxrec is not None else ")"),
                             [OutputColumn(c.name, c) for c in cols], maxrec, cursor=cur)
 
-    def _prepared_cursor(self, name: str):
-        """This thread's own connection, with the cone statement ``name`` prepared on it
-        (DuckDB plans a prepared statement once: about 1 ms less per cone search)."""
+    def _prepared_cursor(self, name: str, sql: str):
+        """This thread's own connection, with ``sql`` prepared on it as ``name`` (DuckDB
+        plans a prepared statement once: about 1 ms less per cone search)."""
         local = self._local
         if getattr(local, "cursor", None) is None:
             local.cursor, local.names, local.reader = self.cursor(), set(), None
@@ -269,13 +263,13 @@ class DuckDBArchive(Archive):
             local.reader.close()
             local.reader = None
         if name not in local.names:
-            local.cursor.execute(f"PREPARE {name} AS {self._cone_statements[name]}")
+            local.cursor.execute(f"PREPARE {name} AS {sql}")
             local.names.add(name)
         return local.cursor
 
-    def _cone_sql(self, table: Table, verb: int, limited: bool) -> tuple[list[Column], str]:
-        """(columns, name of the prepared statement) of a cone search; parameters $1..$8: ra,
-        dec, r, dec band low/high, RA band low/high, row limit."""
+    def _cone_sql(self, table: Table, verb: int, limited: bool) -> tuple[list[Column], str, str]:
+        """(columns, statement name, SQL) of a cone search; parameters $1..$8: ra, dec, r,
+        dec band low/high, RA band low/high, row limit."""
         key = (table.qualified_name, verb, limited)
         hit = self._cone_cache.get(key)
         if hit is not None:
@@ -290,10 +284,8 @@ class DuckDBArchive(Archive):
         sql = f'SELECT {select} FROM "{table.schema}"."{table.name}" WHERE {pred.sql(dialect="duckdb")}'
         if limited:
             sql += " LIMIT $8"
-        name = f"gw_cone_{len(self._cone_cache)}"
-        self._cone_statements[name] = sql
-        self._cone_cache[key] = (cols, name)
-        return cols, name
+        self._cone_cache[key] = hit = (cols, f"gw_cone_{len(self._cone_cache)}", sql)
+        return hit
 
     def availability(self) -> tuple[bool, str]:
         try:
@@ -320,6 +312,17 @@ def scs_columns(table: Table, verb: int) -> list[Column]:
     return table.columns
 
 
+def ra_band(cone: Cone) -> tuple[float, float] | None:
+    """The exact RA interval of a circle, ``ra ± asin(sin r / cos dec)``; None when the
+    circle reaches within 1 degree of a pole or crosses RA 0 (no RA filter then)."""
+    if abs(cone.dec) + cone.radius >= 89.0:
+        return None
+    half = math.degrees(math.asin(min(1.0, math.sin(math.radians(cone.radius)) / math.cos(math.radians(cone.dec)))))
+    if cone.ra - half < 0 or cone.ra + half > 360:
+        return None
+    return cone.ra - half, cone.ra + half
+
+
 def cone_rows(ra: np.ndarray, dec: np.ndarray, cone: Cone) -> np.ndarray:
     """Indices (ascending) of the positions within ``cone``, for ``dec`` sorted ascending
     (NaN last): a binary search for the declination band, the exact RA band of the circle,
@@ -328,11 +331,10 @@ def cone_rows(ra: np.ndarray, dec: np.ndarray, cone: Cone) -> np.ndarray:
     hi = int(np.searchsorted(dec, cone.dec + cone.radius, side="right"))
     idx = np.arange(lo, hi)
     r, d = ra[lo:hi], dec[lo:hi]
-    if abs(cone.dec) + cone.radius < 89.0:
-        half = math.degrees(math.asin(min(1.0, math.sin(math.radians(cone.radius)) / math.cos(math.radians(cone.dec)))))
-        if cone.ra - half >= 0 and cone.ra + half <= 360:
-            keep = (r >= cone.ra - half) & (r <= cone.ra + half)
-            idx, r, d = idx[keep], r[keep], d[keep]
+    band = ra_band(cone)
+    if band is not None:
+        keep = (r >= band[0]) & (r <= band[1])
+        idx, r, d = idx[keep], r[keep], d[keep]
     h = np.sin(np.radians(cone.dec - d) / 2.0) ** 2 + \
         np.cos(np.radians(d)) * math.cos(math.radians(cone.dec)) * np.sin(np.radians(cone.ra - r) / 2.0) ** 2
     dist = np.degrees(2.0 * np.arcsin(np.minimum(1.0, np.sqrt(h))))

@@ -19,6 +19,7 @@ each user's own HSC account.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import time
@@ -37,7 +38,7 @@ from gateway.engine import GEOMETRY, normalize_batch, output_columns
 from gateway.faults import Fault, TransientFault, UsageFault
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
-from vo_gateway_ivoa.archive import UpstreamSession, _origin
+from vo_gateway_ivoa.archive import ChunkReader, UpstreamSession, _origin
 
 from .metadata import TABLES, rerun_tables
 from .translate import to_hsc_sql
@@ -128,8 +129,11 @@ class HscArchive(Archive):
             user = self.config.account.username
             return {"account_name": user if isinstance(user, str) else user.get_secret_value(),
                     "password": self.config.account.password.get_secret_value()}
-        raise Fault(f"{self.title} needs your HSC account: give your user name and password (HTTP Basic)",
-                    status=401, headers={"WWW-Authenticate": f'Basic realm="{self.title}"'})
+        raise self._challenge(f"{self.title} needs your HSC account: give your user name and password (HTTP Basic)")
+
+    def _challenge(self, message: str) -> Fault:
+        """401 with the Basic challenge TOPCAT and pyvo answer with the user's HSC account."""
+        return Fault(message, status=401, headers={"WWW-Authenticate": f'Basic realm="{self.title}"'})
 
     def _post(self, verb: str, credential: dict, stream: bool = False, **body) -> requests.Response:
         payload = {"credential": credential, "clientVersion": self.config.client_version, **body}
@@ -141,8 +145,7 @@ class HscArchive(Archive):
         except requests.RequestException as e:
             raise TransientFault(f"HSC-SSP unreachable ({type(e).__name__})")
         if r.status_code == 401:
-            raise Fault("invalid HSC account or password", status=401,
-                        headers={"WWW-Authenticate": f'Basic realm="{self.title}"'})
+            raise self._challenge("invalid HSC account or password")
         if r.status_code == 406:
             raise UsageFault(f"HSC-SSP refused the query: {r.text.strip()[:1000]}")
         if r.status_code >= 400:
@@ -237,9 +240,7 @@ class HscArchive(Archive):
                 for kind, das_type in self.DAS_TYPES.items():
                     for filt in self.config.filters:
                         lo, hi = self.FILTER_NM.get(filt, (None, None))
-                        q = {"ra": repr(ra), "dec": repr(dec), "sw": f"{w * 3600:.6g}asec", "sh": f"{h * 3600:.6g}asec",
-                             "type": das_type, "image": "on", "mask": "on", "variance": "on", "filter": filt,
-                             "tract": "", "rerun": rerun}
+                        q = _das_query(rerun, das_type, filt, ra, dec, w, h)
                         rec = {"dataproduct_type": "image", "calib_level": 3, "obs_collection": f"HSC-SSP {rerun}",
                                "obs_id": f"{rerun}-{kind}-{filt}", "obs_publisher_did": f"{self.DID}{rerun}?{kind}/{filt}",
                                "access_url": f"{str(self.config.das_url).rstrip('/')}/cgi-bin/cutout?" + urlencode(q),
@@ -290,9 +291,7 @@ class HscArchive(Archive):
         if max(w, h) * 60 > self.config.max_cutout_arcmin:
             raise UsageFault(f"HSC cutouts are at most {self.config.max_cutout_arcmin:g} arcmin across")
         if kind in self.DAS_TYPES:
-            return {"_kind": kind, "ra": repr(ra), "dec": repr(dec), "sw": f"{w * 3600:.6g}asec",
-                    "sh": f"{h * 3600:.6g}asec", "type": self.DAS_TYPES[kind], "image": "on", "mask": "on",
-                    "variance": "on", "filter": filt, "tract": "", "rerun": rerun}
+            return {"_kind": kind, **_das_query(rerun, self.DAS_TYPES[kind], filt, ra, dec, w, h)}
         return {"_kind": kind, "ra": repr(ra), "dec": repr(dec), "filter": filt, "rerun": rerun, "tract": "auto",
                 "patch": "auto", "type": "coadd", "centered": "true"}
 
@@ -302,8 +301,7 @@ class HscArchive(Archive):
         except requests.RequestException as e:
             raise TransientFault(f"HSC-SSP {what} service unreachable ({type(e).__name__})")
         if r.status_code == 401:
-            raise Fault("invalid HSC account or password", status=401,
-                        headers={"WWW-Authenticate": f'Basic realm="{self.title}"'})
+            raise self._challenge("invalid HSC account or password")
         return r
 
     def _service_url(self, kind: str) -> str:
@@ -422,45 +420,34 @@ class HscArchive(Archive):
         return True, f"{self.name}: HSC-SSP catalog-job API at {self.url} (checked per query)"
 
 
-class _Body(io.RawIOBase):
-    """The download stream without its ``#`` metainfo lines: the header line (``# a,b,c``)
-    becomes the CSV header (REFERENCE.md §1.2, "Result layout")."""
-
-    def __init__(self, raw):
-        self.raw, self.buf = raw, b""
-        data = b""
-        while True:
-            chunk = raw.read(65536)
-            data += chunk
-            lines = data.split(b"\n")
-            k = 0
-            while k < len(lines) - 1 and lines[k].startswith(b"#"):
-                k += 1
-            if k < len(lines) - 1 or not chunk:  # a data line (or the end) is in sight
-                break
-        if k == 0 or not lines[k - 1].startswith(b"#"):
-            raise TransientFault("HSC-SSP sent a result without its header line")
-        self.header = lines[k - 1][1:].strip().decode()
-        self.buf = (self.header + "\n").encode() + b"\n".join(lines[k:])
-
-    def readable(self):
-        return True
-
-    def readinto(self, b):
-        if not self.buf:
-            self.buf = self.raw.read(len(b))
-        n = min(len(b), len(self.buf))
-        b[:n], self.buf = self.buf[:n], self.buf[n:]
-        return n
+def _body(raw) -> tuple[str, ChunkReader]:
+    """(header, readable CSV with that header first) of the download stream without its
+    ``#`` metainfo lines: the header line (``# a,b,c``) becomes the CSV header (REFERENCE.md
+    §1.2, "Result layout")."""
+    data = b""
+    while True:
+        chunk = raw.read(65536)
+        data += chunk
+        lines = data.split(b"\n")
+        k = 0
+        while k < len(lines) - 1 and lines[k].startswith(b"#"):
+            k += 1
+        if k < len(lines) - 1 or not chunk:  # a data line (or the end) is in sight
+            break
+    if k == 0 or not lines[k - 1].startswith(b"#"):
+        raise TransientFault("HSC-SSP sent a result without its header line")
+    header = lines[k - 1][1:].strip().decode()
+    first = (header + "\n").encode() + b"\n".join(lines[k:])
+    return header, ChunkReader(itertools.chain([first], iter(lambda: raw.read(1 << 20), b"")))
 
 
 def stream_result(raw, outputs: list[OutputColumn]):
     """Parse an HSC CSV download batch by batch (pyarrow, declared types, 64-bit ids exact).
     The columns are taken by position, or by name when the download has more of them than
     were selected (``SELECT *`` also brings the internal ``coord``)."""
-    body = _Body(raw)
+    text, body = _body(raw)
     names = [o.name for o in outputs]
-    header = [h.strip() for h in body.header.split(",")]
+    header = [h.strip() for h in text.split(",")]
     if len(header) == len(names):
         picked = header
     else:
@@ -489,6 +476,14 @@ def stream_result(raw, outputs: list[OutputColumn]):
 def _empty(outputs: list[OutputColumn]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.array([], ARROW.get(o.column.datatype, pa.string()) if o.column else pa.string())
                                        for o in outputs], names=[o.name for o in outputs])
+
+
+def _das_query(rerun: str, das_type: str, filt: str, ra: float, dec: float, w: float, h: float) -> dict:
+    """DAS cutout parameters (REFERENCE.md §1.5) for a ``w`` x ``h`` degree box at (ra, dec):
+    image, mask and variance HDUs, any tract."""
+    return {"ra": repr(ra), "dec": repr(dec), "sw": f"{w * 3600:.6g}asec", "sh": f"{h * 3600:.6g}asec",
+            "type": das_type, "image": "on", "mask": "on", "variance": "on", "filter": filt, "tract": "",
+            "rerun": rerun}
 
 
 def _shape_text(shape: tuple) -> str:

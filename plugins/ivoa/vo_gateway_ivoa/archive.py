@@ -435,7 +435,7 @@ class IvoaArchive(Archive):
                 yield chunk
 
         def batches():
-            body = io.BufferedReader(_Chunks(chunks()), 1 << 20)
+            body = io.BufferedReader(ChunkReader(chunks()), 1 << 20)
             try:
                 reader = pcsv.open_csv(body, read_options=pcsv.ReadOptions(block_size=1 << 20, column_names=header),
                                        convert_options=pcsv.ConvertOptions(
@@ -702,8 +702,9 @@ def _table_from_json(d: dict) -> Table:
     return Table(columns=cols, foreign_keys=fks, **d)
 
 
-class _Chunks(io.RawIOBase):
-    """A readable file over an iterator of byte chunks (for pyarrow's CSV reader)."""
+class ChunkReader(io.RawIOBase):
+    """A readable file over an iterator of byte chunks (for pyarrow's CSV reader over an
+    upstream answer that has been partly read already)."""
 
     def __init__(self, chunks):
         self.chunks, self.buf = chunks, b""
