@@ -64,14 +64,21 @@ def sync():
                     headers={"Content-Disposition": f'inline; filename="{rec["obs_id"]}-cutout.fits"'})
 
 
+def soda_archive(name: str):
+    """The archive whose SODA service is at ``/soda/{name}/`` (capabilities.datalink_proxy);
+    NotFoundFault otherwise."""
+    a = gw().catalogue.archives.get(name)
+    if a is None or not a.capabilities.datalink_proxy:
+        raise NotFoundFault(f"no SODA service for archive {name}")
+    return a
+
+
 @bp.route("/<archive>/sync", methods=["GET", "POST"])
 def proxy_sync(archive):
     """SODA sync of an upstream archive (the accessURL its DataLink descriptors point to when
     ``datalink_access: gateway``): parameters forwarded, the answer streamed back."""
-    a = gw().catalogue.archives.get(archive)
     try:
-        if a is None or not a.capabilities.datalink_proxy:
-            raise NotFoundFault(f"no SODA service for archive {archive}")
+        a = soda_archive(archive)
         p = Params.from_request()
         ids = p.getlist("ID")
         if len(ids) != 1:
@@ -104,16 +111,18 @@ def capabilities():
 def archive_capabilities(archive):
     """VOSI capabilities of an archive's SODA service (SODA 1.0 §2, SODA-01): sync, and async
     where the archive runs SODA jobs."""
-    a = gw().catalogue.archives.get(archive)
-    if a is None or not a.capabilities.datalink_proxy:
-        return soda_error(NotFoundFault(f"no SODA service for archive {archive}"))
+    try:
+        a = soda_archive(archive)
+    except Fault as f:
+        return soda_error(f)
     return _capabilities(gw().url(f"soda/{archive}"), ("sync", "async") if a.capabilities.soda_async else ("sync",))
 
 
 @bp.route("/<archive>/availability")
 def archive_availability(archive):
-    a = gw().catalogue.archives.get(archive)
-    if a is None or not a.capabilities.datalink_proxy:
-        return soda_error(NotFoundFault(f"no SODA service for archive {archive}"))
+    try:
+        a = soda_archive(archive)
+    except Fault as f:
+        return soda_error(f)
     ok, note = a.availability()
     return Response(vosi.availability_document(ok, [note]), mimetype="text/xml")
