@@ -29,10 +29,13 @@ class RowStream:
     #: extra RESOURCEs after the results (service descriptors) and FIELD IDs they reference
     postamble: str = ""
     field_ids: dict[str, str] = field(default_factory=dict)
-    #: the rows already as CSV (RFC 4180 records, no header line, MAXREC applied) when the
-    #: producer has them so, e.g. an upstream's CSV answer: ``write_csv`` passes the bytes on
-    #: instead of encoding batches; the producer counts them in ``rows_passed``
-    csv_body: Callable[[], Iterator[bytes]] | None = None
+    #: the rows already encoded, by serialization, when the producer has them so (e.g. an
+    #: upstream's own answer), so the writer passes the bytes on instead of encoding batches:
+    #: ``"csv"`` RFC 4180 records without the header line; ``"binary2"`` the base64 text of a
+    #: VOTable BINARY2 STREAM for exactly ``columns`` (whole 4-character groups, lines ending
+    #: in newlines).  MAXREC is applied; the producer sets ``overflow`` and counts the rows
+    #: in ``rows_passed``.  A writer uses one of them or ``batches``, never both.
+    encoded: dict[str, Callable[[], Iterator[bytes]]] = field(default_factory=dict)
     rows_passed: int = 0
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:

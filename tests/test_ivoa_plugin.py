@@ -229,13 +229,13 @@ def test_large_plain_selections_stream_as_csv(front, upstream):
     rec = upstream[1]
     c = front[0].test_client()
     q = "SELECT source_id, ra, dec, phot_g_mean_mag FROM {s}.gaia_dr3_g10 WHERE dec > 30"
-    r1, (t1, s1, _) = run(c, q.format(s="up"), MAXREC=200000)
+    r1, (t1, s1, _) = run(c, q.format(s="up"), MAXREC=200000, RESPONSEFORMAT="votable/td")
     assert rec.formats[-1] == ("/tap/sync", "csv")
     _, (t2, _, _) = run(make_client_for(upstream), q.format(s="demo"), MAXREC=200000)
     assert s1 == "OK" and len(t1) == len(t2) > 50000
     assert list(t1["source_id"]) == list(t2["source_id"]) and list(t1["ra"]) == list(t2["ra"])
     assert t1["phot_g_mean_mag"].dtype == t2["phot_g_mean_mag"].dtype
-    _, (t3, s3, _) = run(c, q.format(s="up"), MAXREC=1000)
+    _, (t3, s3, _) = run(c, q.format(s="up"), MAXREC=1000, RESPONSEFORMAT="votable/td")
     assert len(t3) == 1000 and s3 == "OVERFLOW"
     run(c, "SELECT TOP 2 source_id, ra * 2 AS ra2 FROM up.gaia_dr3_g10")  # an expression: VOTable
     assert rec.formats[-1] == ("/tap/sync", None)
@@ -268,9 +268,124 @@ def test_csv_answers_pass_through_unchanged(front, upstream):
         resp = rq.models.Response()
         resp._content, resp.status_code, resp._content_consumed = body, 200, True
         stream = archive._csv_stream(resp, ForwardPlan("", outputs), {"a": None, "b": None}, maxrec)
-        assert b"".join(stream.csv_body()) == expect and stream.overflow is overflow
+        assert b"".join(stream.encoded["csv"]()) == expect and stream.overflow is overflow
         assert stream.rows_passed == (maxrec or 3)
         resp._content = body
         stream = archive._csv_stream(resp, ForwardPlan("", outputs), {"a": pa.int32(), "b": pa.string()}, maxrec)
         rows = pa.Table.from_batches(list(stream))
         assert rows["b"].to_pylist() == ["x\ny", 'q"\n,', "z"][: maxrec or 3] and stream.overflow is overflow
+
+
+def _stream_text(body: bytes) -> bytes:
+    return body.split(b'<STREAM encoding="base64">\n', 1)[1].split(b"</STREAM>", 1)[0]
+
+
+def test_binary2_answers_pass_through(front, upstream):
+    """A BINARY2 request (the default VOTable) over an upstream that offers BINARY2 in its
+    capabilities asks for BINARY2 and copies the rows through: the STREAM is byte-equal to the
+    upstream's own; MAXREC cuts whole rows with OVERFLOW; the row count reaches the hook; a
+    TABLEDATA request, an expression column or a char(*) column take the other paths."""
+    from gateway.hookspecs import hookimpl
+
+    rec = upstream[1]
+    c = front[0].test_client()
+    q = "SELECT source_id, ra, dec, phot_g_mean_mag FROM {s}.gaia_dr3_g10 WHERE dec > 30"
+    r1, (t1, s1, _) = run(c, q.format(s="up"), MAXREC=200000)
+    assert rec.formats[-1] == ("/tap/sync", "application/x-votable+xml")
+    r2, (t2, _, _) = run(make_client_for(upstream), q.format(s="demo"), MAXREC=200000)
+    assert s1 == "OK" and len(t1) == len(t2) > 50000
+    assert _stream_text(r1.data).replace(b"\n", b"") == _stream_text(r2.data).replace(b"\n", b"")
+    for name in t1.colnames:
+        assert t1[name].dtype == t2[name].dtype and (t1[name] == t2[name]).all()
+    n = len(t2)
+    for maxrec, status in ((1000, "OVERFLOW"), (n, "OK"), (n - 1, "OVERFLOW"), (1, "OVERFLOW")):
+        _, (t, st, _) = run(c, q.format(s="up"), MAXREC=maxrec)
+        assert len(t) == min(maxrec, n) and st == status, (maxrec, st)
+        assert list(t["source_id"]) == list(t2["source_id"][:maxrec])
+
+    class Rows:
+        seen = []
+
+        @hookimpl
+        def gateway_query_finished(self, actor, protocol, archive, query, rows, overflow, error):
+            self.seen.append((rows, overflow))
+    pm, hook = front[0].extensions["vo_gateway"].pm, Rows()
+    pm.register(hook)
+    try:
+        run(c, q.format(s="up"), MAXREC=1234)
+        assert Rows.seen[-1] == (1234, True)
+    finally:
+        pm.unregister(hook)
+    run(c, "SELECT TOP 3 s.id, s.ra FROM up.s82_rrlyrae AS s ORDER BY s.id")
+    assert rec.formats[-1] == ("/tap/sync", "application/x-votable+xml")
+    _, (t, st, _) = run(c, "SELECT TOP 3 e.band, e.mjd FROM up.s82_rrlyrae_epochs AS e ORDER BY e.mjd")
+    assert rec.formats[-1] == ("/tap/sync", "csv") and st == "OK" and len(t) == 3  # band is char(*)
+    run(c, "SELECT TOP 2 source_id, ra * 2 AS ra2 FROM up.gaia_dr3_g10")
+    assert rec.formats[-1] == ("/tap/sync", None)
+
+
+def _upstream_answer(columns, batches, overflow=False, error=None, serialization="binary2") -> bytes:
+    """A BINARY2 answer as the gateway's own writer produces it (the upstream's bytes)."""
+    from gateway.formats.votable import write_votable
+    from gateway.rowstream import RowStream
+
+    def gen():
+        yield from batches
+        if error:
+            from gateway.faults import UsageFault
+            raise UsageFault(error)
+    stream = RowStream(columns, gen(), overflow=overflow)
+    return b"".join(write_votable(stream, [], serialization))
+
+
+def test_binary2_reader_cuts_counts_and_reports_the_trailer():
+    """Binary2Answer on chunk boundaries of every size: rows cut at MAXREC exactly, the
+    upstream's own OVERFLOW and in-band ERROR carried over, a layout that is not the declared
+    one or not BINARY2 falls back to the whole body, a broken-off stream is an error."""
+    import base64
+
+    import numpy as np
+
+    from gateway.faults import Fault
+    from gateway.schema import Column
+    from vo_gateway_ivoa.binary2 import Binary2Answer, row_width
+    cols = [Column("id", "long"), Column("flux", "float"), Column("band", "char", "2"), Column("pos", "double", "2")]
+    n = 3000
+    rng = np.random.default_rng(1)
+    flux = pa.array(rng.random(n).astype("float32"), mask=rng.random(n) < 0.1)
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(np.arange(n, dtype="int64")), flux, pa.array(["gr"] * n),
+         pa.FixedSizeListArray.from_arrays(pa.array(rng.random(2 * n)), 2)], names=[c.name for c in cols])
+    assert row_width(cols) == 1 + 8 + 4 + 2 + 16
+    assert row_width([Column("s", "char", "*")]) is None and row_width([None]) is None
+
+    def chunks(body, size):
+        return iter([body[i:i + size] for i in range(0, len(body), size)])
+
+    def read(body, maxrec, size=997):
+        flags = {"overflow": False, "rows": None}
+        a = Binary2Answer(chunks(body, size), cols, "upstream X")
+        assert a.ok
+        text = b"".join(a.rows(maxrec, lambda: flags.update(overflow=True), lambda k: flags.update(rows=k)))
+        return base64.b64decode(text), flags
+
+    plain = _upstream_answer(cols, [batch.slice(0, 1000), batch.slice(1000)])
+    whole, _ = read(plain, None)
+    assert len(whole) == n * 31
+    for size in (1, 7, 76, 4096):
+        for maxrec in (None, n, n - 1, 1, 0):
+            data, flags = read(plain, maxrec, size)
+            k = n if maxrec is None else min(maxrec, n)
+            assert data == whole[:k * 31] and flags["rows"] == k
+            assert flags["overflow"] is (maxrec is not None and maxrec < n), (size, maxrec)
+    _, flags = read(_upstream_answer(cols, [batch], overflow=True), None)
+    assert flags == {"overflow": True, "rows": n}
+    with pytest.raises(Fault, match="upstream X said: the upstream fell over"):
+        read(_upstream_answer(cols, [batch], error="the upstream fell over"), None)
+    with pytest.raises(Fault, match="broke off"):
+        read(plain[: len(plain) // 2], None)
+    other = [Column("id", "long"), Column("flux", "double"), cols[2], cols[3]]
+    td = _upstream_answer(cols, [batch], serialization="tabledata")
+    for body, declared in ((plain, other), (td, cols)):
+        a = Binary2Answer(chunks(body, 100), declared, "upstream X")
+        assert not a.ok and a.whole() == body

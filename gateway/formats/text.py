@@ -37,9 +37,9 @@ def write_csv(stream: RowStream, infos, delimiter: str = ",") -> Iterator[bytes]
         yield (",".join(_csv_quote(c.name) for c in cols) + "\r\n").encode()
     else:
         yield ("\t".join(c.name for c in cols) + "\n").encode()
-    if delimiter == "," and stream.csv_body is not None:
+    if delimiter == "," and "csv" in stream.encoded:
         try:
-            yield from stream.csv_body()
+            yield from stream.encoded["csv"]()
         except Fault as e:
             stream.error = str(e)
             yield f"\n# QUERY_STATUS=ERROR: {e}\n".encode()

@@ -70,7 +70,7 @@ def error_document(message: str, infos: list[tuple[str, str]] = ()) -> bytes:
     return (body + "</RESOURCE>\n</VOTABLE>\n").encode()
 
 
-class _Base64:
+class Base64Lines:
     """base64 of a byte stream in 76-character lines (what ``base64.encodebytes`` writes),
     encoded by one C call per chunk and broken into lines with numpy."""
 
@@ -111,10 +111,15 @@ def write_votable(stream: RowStream, infos: list[tuple[str, str]], serialization
     tag = {"tabledata": "TABLEDATA", "binary": "BINARY", "binary2": "BINARY2"}[serialization]
     head.append(f"<DATA><{tag}>" + ("\n" if tag == "TABLEDATA" else '<STREAM encoding="base64">\n'))
     yield "".join(head).encode()
-    b64 = _Base64()
+    b64 = Base64Lines()
     error = None
     try:
-        for batch in stream:
+        if serialization in stream.encoded:
+            try:
+                yield from stream.encoded[serialization]()
+            finally:
+                stream.close()
+        for batch in stream if serialization not in stream.encoded else ():
             if batch.num_rows == 0:
                 continue
             if serialization == "tabledata":

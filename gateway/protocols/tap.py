@@ -35,7 +35,7 @@ def sync():
         text = p.get("QUERY")
         uploads = gw().queries.read_uploads(p.getlist("UPLOAD"), request.files.get)
         res = gw().queries.adql(p.get("LANG"), text, maxrec, actor=gw().actor(), uploads=uploads,
-                                service_url=gw().url())
+                                service_url=gw().url(), response_format=fmt.mime)
     except Fault as f:
         return dali_error(f)
     infos = [("standardID", "ivo://ivoa.net/std/TAP"), ("QUERY", text)]

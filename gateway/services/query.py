@@ -52,10 +52,12 @@ class QueryService:
             raise Fault(f"not allowed to {action} {resource}", status=403)
 
     def adql(self, lang: str | None, text: str | None, maxrec: int | None, actor=None,
-             uploads: dict | None = None, context=None, service_url: str | None = None) -> QueryResult:
+             uploads: dict | None = None, context=None, service_url: str | None = None,
+             response_format: str | None = None) -> QueryResult:
         """Validate and run an ADQL query.  ``maxrec`` is the client's MAXREC (None: default);
         ``uploads`` the TAP_UPLOAD tables ({lower name: UploadTable}); ``context`` the UWS
-        JobContext of an async job (a sync query gets one with ``job_id`` None).  Raises UsageFault (400) for the client's mistakes."""
+        JobContext of an async job (a sync query gets one with ``job_id`` None);
+        ``response_format`` the MIME type of the output format (``JobContext.response_format``).  Raises UsageFault (400) for the client's mistakes."""
         if lang is None:
             raise UsageFault("parameter LANG is required (LANG=ADQL)")
         if lang.upper() not in LANGS:
@@ -81,6 +83,7 @@ class QueryService:
         limit = self.maxrec(maxrec)
         if context is None:
             context = JobContext(None, actor, service_url=service_url)
+        context.response_format = response_format
         native = archive.translate(q)
         self.gw.pm.hook.gateway_query_started(actor=public(actor), protocol="tap", archive=name, query=text)
         if limit == 0:
@@ -110,7 +113,7 @@ class QueryService:
         uploads = self.read_uploads(p.getlist("UPLOAD"), open_part)
         text = p.get("QUERY")
         res = self.adql(p.get("LANG"), text, p.get_int("MAXREC"), actor=context.actor, uploads=uploads,
-                        context=context)
+                        context=context, response_format=fmt.mime)
         infos = [("standardID", "ivo://ivoa.net/std/TAP"), ("QUERY", text)]
         path = job_dir / f"result.{fmt.extension}"
         tmp = path.with_suffix(".part")

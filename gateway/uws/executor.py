@@ -33,6 +33,9 @@ class JobContext:
         self.job_id = job_id
         self.actor = actor
         self.service_url = service_url  # the gateway's external root, for links in results
+        #: MIME type of the output format the result is written in (TAP 1.1 §2.7.4 RESPONSEFORMAT),
+        #: so a producer that has the rows encoded so already can fill ``RowStream.encoded``
+        self.response_format: str | None = None
         self.deadline = deadline
         self.cancelled = threading.Event()
         self.reason: str | None = None

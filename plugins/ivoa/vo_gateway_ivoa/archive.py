@@ -25,7 +25,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
 import pyarrow as pa
 import requests
@@ -41,6 +41,9 @@ from gateway.rowstream import RowStream, limit_batches
 from gateway.config import EnvSecret
 from gateway.schema import VOTABLE_DATATYPES, Column, ForeignKey, Table
 from gateway.uploads import votable_to_arrow
+from gateway.formats.builtin import VOTABLE as VOTABLE_MIME
+
+from .binary2 import Binary2Answer, row_width
 from pyvo.dal.exceptions import DALServiceError
 
 log = logging.getLogger("gateway.ivoa")
@@ -166,6 +169,7 @@ class IvoaArchive(Archive):
         self._tokens_lock = threading.Lock()
         snap = (Path(base_dir) / config.snapshot) if config.snapshot else None
         self._tables = self.load_tables(snap)
+        self.binary2_format = self._upstream_binary2() if self.url and config.result_format == "csv" else None
         self._cones = self.load_cones(snap.with_suffix(".cones.json") if snap else None)
         if config.sia2_url is not None:
             self.capabilities = replace(self.capabilities, images=True)
@@ -370,21 +374,80 @@ class IvoaArchive(Archive):
         params = {"LANG": "ADQL", "QUERY": native.adql}
         if maxrec is not None:
             params["MAXREC"] = str(maxrec + 1)
-        csv_types = self._csv_types(native.outputs)
-        if csv_types is not None:
+        declared = [o.column for o in native.outputs]
+        binary2 = (context is not None and context.response_format == VOTABLE_MIME
+                   and self.binary2_format is not None and row_width(declared) is not None)
+        csv_types = None if binary2 else self._csv_types(native.outputs)
+        if binary2:
+            params["RESPONSEFORMAT"] = self.binary2_format
+        elif csv_types is not None:
             params["RESPONSEFORMAT"] = "csv"
         session = self._session_for(context.actor if context is not None else None)
         async_job = context is not None and context.job_id is not None
         r = self._run_async(session, params, context) if async_job else self._run_sync(session, params)
         if csv_types is not None and r.headers.get("Content-Type", "").startswith("text/csv"):
             return self._csv_stream(r, native, csv_types, maxrec)
-        cols, arrays = self._parse(r.content)
+        if binary2 and _is_votable(r):
+            answer = Binary2Answer(self._body_chunks(r), declared, f"upstream TAP service {self.url}")
+            if answer.ok:
+                return self._binary2_stream(r, answer, native, maxrec)
+            body = answer.whole()
+        else:
+            body = r.content
+        cols, arrays = self._parse(body)
         if len(cols) != len(native.outputs):
             raise FatalFault(f"upstream {self.url} returned {len(cols)} columns for {len(native.outputs)} selected")
         batch = normalize_batch(pa.RecordBatch.from_arrays(arrays, names=[o.name for o in native.outputs]))
         stream = RowStream(output_columns(native.outputs, batch.schema), [])
         stream.batches = limit_batches([batch], maxrec, stream)
         return stream
+
+    def _binary2_stream(self, r, answer: Binary2Answer, native: ForwardPlan, maxrec: int | None) -> RowStream:
+        """The upstream's BINARY2 answer whose FIELDs have the declared layout: its rows passed
+        on to a BINARY2 writer (``RowStream.encoded``), or parsed whole for any other writer."""
+        def overflow():
+            stream.overflow = True
+
+        def counted(n):
+            stream.rows_passed = n
+
+        def batches():
+            cols, arrays = self._parse(answer.whole())
+            batch = normalize_batch(pa.RecordBatch.from_arrays(arrays, names=[o.name for o in native.outputs]))
+            yield from limit_batches([batch], maxrec, stream)
+        stream = RowStream([o.column for o in native.outputs], [], on_close=r.close)
+        stream.batches = batches()
+        stream.encoded["binary2"] = lambda: answer.rows(maxrec, overflow, counted)
+        return stream
+
+    @staticmethod
+    def _body_chunks(r) -> Iterator[bytes]:
+        """The response body in chunks as it arrives (or as already read), content-decoded."""
+        if r._content not in (False, None):
+            yield r._content
+            return
+        try:
+            yield from r.raw.stream(1 << 20, decode_content=True)
+        except (OSError, requests.RequestException) as e:
+            raise FatalFault(f"upstream answer broke off ({type(e).__name__})")
+
+    def _upstream_binary2(self) -> str | None:
+        """The RESPONSEFORMAT value for VOTable BINARY2 that the upstream's TAPRegExt
+        capabilities list (TAPRegExt 1.0 §2.5, ivo-id ``#output-votable-binary2``), or None."""
+        import pyvo
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                caps = pyvo.dal.TAPService(self.url, session=self.session).capabilities
+        except Exception as e:  # noqa: BLE001 - without capabilities the gateway fetches CSV
+            log.info("%s: upstream capabilities not readable (%s); BINARY2 not asked", self.name, type(e).__name__)
+            return None
+        for cap in caps:
+            for f in getattr(cap, "outputformats", None) or []:
+                if (f.ivo_id or "").lower().endswith("#output-votable-binary2") or \
+                        "serialization=binary2" in (f.mime or "").lower().replace(" ", ""):
+                    return f.mime
+        return None
 
     def _csv_types(self, outputs: list[OutputColumn]) -> dict | None:
         if self.config.result_format != "csv":
@@ -401,7 +464,7 @@ class IvoaArchive(Archive):
         """The upstream's CSV answer as a stream.  Its header line is read now (the column
         count checked); the rows are parsed batch by batch with pyarrow into the declared
         types when a writer wants batches, or passed on as the upstream wrote them when the
-        client asked CSV too (``RowStream.csv_body``: no second encoding), cut after
+        client asked CSV too (``RowStream.encoded``: no second encoding), cut after
         ``maxrec`` records (quote-aware) with OVERFLOW when the upstream had more."""
         import csv
 
@@ -477,7 +540,7 @@ class IvoaArchive(Archive):
                 stream.rows_passed = rows
         stream = RowStream([o.column for o in native.outputs], [], on_close=r.close)
         stream.batches = limit_batches(batches(), maxrec, stream)
-        stream.csv_body = csv_body
+        stream.encoded["csv"] = csv_body
         return stream
 
     def _run_sync(self, session, params: dict):
@@ -521,8 +584,7 @@ class IvoaArchive(Archive):
         except (requests.RequestException, DALServiceError) as e:
             context.check()  # a failure caused by our own cancel is a cancel
             raise TransientFault(f"upstream TAP service {self.url} failed during the job ({e})")
-        if result.headers.get("Content-Type", "").startswith("text/csv"):
-            result._content = result.raw.read(decode_content=True)  # the job is deleted next
+        result._content = result.raw.read(decode_content=True)  # the job is deleted next
         try:
             job.delete()
         except (requests.RequestException, DALServiceError):
