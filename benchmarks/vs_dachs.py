@@ -293,6 +293,8 @@ def main(argv=None):
     ap.add_argument("--scale-rows", type=int, default=1_000_000, help="largest result of the scale table (1e7 ok)")
     ap.add_argument("--wrk-seconds", type=int, default=15)
     ap.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke)")
+    ap.add_argument("--only", default="servers,overhead,scaling",
+                    help="comma-separated parts to run: servers (the ratio table), overhead, scaling")
     a = ap.parse_args(argv)
     if a.quick:
         a.n, a.big, a.reps, a.million, a.scale_rows, a.wrk_seconds = 3, 1000, 1, min(a.rows, 10_000), 10_000, 2
@@ -308,14 +310,15 @@ def main(argv=None):
         print(f"# vo-gateway vs DaCHS, {a.catalog_rows} rows ({catalog}); {os.cpu_count()} CPUs; "
               f"load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"# gateway: gunicorn gthread, {a.workers} workers x {a.threads} threads at {base}")
-        results = [server("gateway", base, "bench.main", "scs/bench.main", proc.pid, a)]
-        if not a.no_dachs:
+        parts = set(a.only.split(","))
+        results = [server("gateway", base, "bench.main", "scs/bench.main", proc.pid, a)] if "servers" in parts else []
+        if results and not a.no_dachs:
             pid = a.dachs_pid
             if pid is None and (PEER / "pids.txt").exists():
                 pid = next((int(v) for k, v in (ln.split() for ln in open(PEER / "pids.txt")) if k == "dachs"), None)
             results.append(server("dachs", a.dachs, "bench.main", "bench/q/cone/scs.xml", pid, a))
-        over = overhead(base, work, a)
-        rows, conc = scaling(base, proc.pid, a)
+        over = overhead(base, work, a) if "overhead" in parts else {}
+        rows, conc = scaling(base, proc.pid, a) if "scaling" in parts else ([], [])
         report(results, over, rows, conc, a)
         print(f"# load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
@@ -325,6 +328,27 @@ def main(argv=None):
 
 
 def report(results, over, rows, conc, a):
+    if results:
+        report_servers(results, a)
+    if over:
+        print(f"\ngateway overhead, {a.big}-row answer from a loopback TAP upstream (kind ivoa), median of {a.reps}:")
+    for fmt, (direct, front) in over.items():
+        pct = (front / direct - 1) * 100
+        print(f"  {fmt:<12} direct {direct:.3f} s, through the gateway {front:.3f} s: {pct:+.0f} % "
+              f"(target <= 5 %: {verdict(pct <= 5)})")
+    if rows:
+        print("\nresult size (TAP sync SELECT TOP n *, BINARY2):")
+        print(f"  {'rows':>10} {'total s':>9} {'first byte ms':>14} {'RSS growth MiB':>15} {'MB':>8} {'us/row':>8}")
+    for n, total, ttfb, growth, nbytes in rows:
+        print(f"  {n:>10} {total:>9.3f} {ttfb * 1e3:>14.1f} {growth:>15.1f} {nbytes / 1e6:>8.1f} {total / n * 1e6:>8.2f}")
+    if conc:
+        print("\nconcurrent clients (TAP sync 3' cones, ~80 rows, BINARY2):")
+        print(f"  {'clients':>8} {'queries/s':>10} {'p50 ms':>8} {'p90 ms':>8}")
+    for clients, qps, p50, p90 in conc:
+        print(f"  {clients:>8} {qps:>10.1f} {p50 * 1e3:>8.1f} {p90 * 1e3:>8.1f}")
+
+
+def report_servers(results, a):
     g = results[0]
     d = results[1] if len(results) > 1 else None
     print(f"\n{'measure':<34} {'vo-gateway':>12} {'DaCHS':>12} {'ratio':>8}  target")
@@ -353,20 +377,6 @@ def report(results, over, rows, conc, a):
               f"{w['p50_ms']:.1f} ms, p99 {w['p99_ms']:.1f} ms  (target >= 500/s, 0 errors: "
               f"{verdict(w['rps'] >= 500 and w['errors'] == 0)})" +
               (f"   DaCHS: {d['wrk']['rps']:.0f}/s, {d['wrk']['errors']} errors" if d and "wrk" in d else ""))
-    print(f"\ngateway overhead, {a.big}-row answer from a loopback TAP upstream (kind ivoa), median of {a.reps}:")
-    for fmt, (direct, front) in over.items():
-        pct = (front / direct - 1) * 100
-        print(f"  {fmt:<12} direct {direct:.3f} s, through the gateway {front:.3f} s: +{pct:.0f} % "
-              f"(target <= 5 %: {verdict(pct <= 5)})")
-    print("\nresult size (TAP sync SELECT TOP n *, BINARY2):")
-    print(f"  {'rows':>10} {'total s':>9} {'first byte ms':>14} {'RSS growth MiB':>15} {'MB':>8} {'us/row':>8}")
-    for n, total, ttfb, growth, nbytes in rows:
-        print(f"  {n:>10} {total:>9.3f} {ttfb * 1e3:>14.1f} {growth:>15.1f} {nbytes / 1e6:>8.1f} {total / n * 1e6:>8.2f}")
-    print("\nconcurrent clients (TAP sync 3' cones, ~80 rows, BINARY2):")
-    print(f"  {'clients':>8} {'queries/s':>10} {'p50 ms':>8} {'p90 ms':>8}")
-    for clients, qps, p50, p90 in conc:
-        print(f"  {clients:>8} {qps:>10.1f} {p50 * 1e3:>8.1f} {p90 * 1e3:>8.1f}")
-
 
 if __name__ == "__main__":
     main()

@@ -95,6 +95,24 @@ def output_columns(outputs: list[OutputColumn], schema: pa.Schema) -> list[Colum
     return cols
 
 
+def _order_by_output_names(tree: exp.Expression) -> None:
+    """A plain name in ORDER BY that is an output column's name sorts by that output column,
+    also when a table column has the same name (SQL-92 §13.1, sort key = a column of the
+    derived table; ADQL 2.1 follows SQL-92); DuckDB would bind the table column, so such a key
+    becomes the output column's position."""
+    if not isinstance(tree, exp.Select) or tree.args.get("order") is None:
+        return
+    names = [p.alias_or_name.lower() if isinstance(p, (exp.Alias, exp.Column)) else None for p in tree.expressions]
+    for o in tree.args["order"].expressions:
+        col = o.this
+        if not isinstance(col, exp.Column) or col.table or col.name.lower() not in names:
+            continue
+        i = names.index(col.name.lower())
+        target = tree.expressions[i].unalias()
+        if not (isinstance(target, exp.Column) and target.name.lower() == col.name.lower()):
+            o.set("this", exp.Literal.number(i + 1))
+
+
 @dataclass
 class SqlPlan:
     sql: str
@@ -105,6 +123,11 @@ class SqlPlan:
     #: top-level ORDER BY only: the query without it, LIMIT 0 (binds and types, sorts nothing);
     #: such a query's MAXREC cut is an SQL LIMIT (DuckDB's top-N)
     probe: str | None = None
+    #: sorted values of the ORDER BY key when the query is a whole-table ``ORDER BY key``
+    #: (see :meth:`DuckDBArchive.order_index`): ``sql`` then has one ``?``, the key's bound
+    #: for the rows wanted (``key <= ?``; ``>=`` when ``descending``)
+    order_values: np.ndarray | None = None
+    descending: bool = False
 
 
 class DuckDBArchive(Archive):
@@ -120,6 +143,35 @@ class DuckDBArchive(Archive):
         self._lock = threading.Lock()
         self._cone_cache: dict[tuple, tuple[list[Column], str, str]] = {}
         self._local = threading.local()
+        self._order_index: dict[tuple[str, str], np.ndarray] = {}
+
+    def order_index(self, table: str, column: str, values: np.ndarray) -> None:
+        """Keep the sorted ``values`` of ``table.column`` (a numeric column without NULLs):
+        a query that sorts the whole table by it (``SELECT [TOP n] ... FROM table ORDER BY
+        column [DESC]``, no WHERE, join, grouping or OFFSET) then reads only the rows up to the
+        key of its n-th row (``column <= bound``, one scan, no top-N over the whole table), as a
+        database B-tree index serves ``ORDER BY ... LIMIT``.  Costs 8 bytes per row."""
+        self._order_index[(table.lower(), column.lower())] = np.sort(np.asarray(values))
+
+    def _order_key(self, tree: exp.Expression):
+        """(key column expression, sorted values, descending) when ``tree`` sorts one whole
+        indexed table by the key alone (:meth:`order_index`), else None."""
+        if not isinstance(tree, exp.Select) or not self._order_index:
+            return None
+        if any(tree.args.get(k) for k in ("where", "joins", "group", "having", "distinct", "offset", "qualify")):
+            return None
+        order, src = tree.args.get("order"), tree.args.get("from_")
+        if order is None or len(order.expressions) != 1 or src is None or not isinstance(src.this, exp.Table):
+            return None
+        if tree.find(exp.AggFunc, exp.Window, exp.Subquery) is not None:
+            return None
+        o, table = order.expressions[0], src.this
+        col = o.this
+        if not isinstance(col, exp.Column) or (col.table and col.table.lower() not in
+                                               {table.alias_or_name.lower(), table.name.lower()}):
+            return None
+        values = self._order_index.get((f"{table.db}.{table.name}".lower(), col.name.lower()))
+        return None if values is None else (col, values, bool(o.args.get("desc")))
 
     def cursor(self):
         with self._lock:
@@ -142,6 +194,12 @@ class DuckDBArchive(Archive):
         for col in tree.find_all(exp.Column):  # TAP_UPLOAD.t.c -> t.c
             if col.args.get("db") is not None and col.text("db").lower() == "tap_upload":
                 col.set("db", None)
+        _order_by_output_names(tree)
+        keyed = self._order_key(tree)
+        if keyed is not None:
+            col, values, desc = keyed
+            tree.set("where", exp.Where(this=(exp.GTE if desc else exp.LTE)(this=col.copy(),
+                                                                           expression=exp.Placeholder())))
         cap = None
         limit = tree.args.get("limit") if isinstance(tree, exp.Select) else None
         if limit is not None and not tree.args.get("order") and not tree.args.get("offset"):
@@ -158,7 +216,8 @@ class DuckDBArchive(Archive):
             bare.set("offset", None)
             bare.set("limit", exp.Limit(expression=exp.Literal.number(0)))
             probe = bare.sql(dialect="duckdb")
-        return SqlPlan(tree.sql(dialect="duckdb"), query.output, None, views or None, cap, probe)
+        return SqlPlan(tree.sql(dialect="duckdb"), query.output, None, views or None, cap, probe,
+                       keyed[1] if keyed else None, bool(keyed and keyed[2]))
 
     def execute(self, native: SqlPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
         """TAP 1.1 §2.7.4: MAXREC caps the rows (``maxrec + 1`` are read, OVERFLOW when the
@@ -169,7 +228,13 @@ class DuckDBArchive(Archive):
         sql = native.sql
         if maxrec == 0 or (limit is not None and native.probe is not None):
             sql = f"SELECT * FROM ({sql}) AS _q LIMIT {0 if maxrec == 0 else limit + 1}"
-        return self.run_sql(sql, native.outputs, None if maxrec == 0 else limit, views=native.views,
+        params = None
+        if native.order_values is not None:  # the key of the last row wanted bounds the scan
+            values = native.order_values
+            wanted = min([len(values)] + [n for n in (top, None if limit is None else limit + 1) if n is not None])
+            bound = values[-max(wanted, 1)] if native.descending else values[max(wanted, 1) - 1]
+            params = [bound.item()]
+        return self.run_sql(sql, native.outputs, None if maxrec == 0 else limit, params=params, views=native.views,
                             context=context, cap=native.cap, probe=native.probe if maxrec != 0 else None)
 
     def run_sql(self, sql: str, outputs: list[OutputColumn] | None, limit: int | None, params=None,

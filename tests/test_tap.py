@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 from astropy.io import fits
 
+from gateway.adql.validate import analyze
 from gateway.testing import parse_votable
 from tests.conftest import ROOT
 
@@ -208,3 +209,32 @@ def test_sorted_query_streams_its_header_and_reports_late_errors(client):
     t, st, _ = parse_votable(sync(client, "SELECT TOP 4 source_id FROM demo.gaia_dr3_g10 ORDER BY source_id DESC").data)
     g = np.sort(pq.read_table(GAIA)["source_id"].to_numpy())[::-1][:4]
     assert st == "OK" and list(t["source_id"]) == list(g)
+
+
+def test_whole_table_sorts_by_the_id_read_only_the_rows_wanted(app, client):
+    """``SELECT TOP n ... ORDER BY id [DESC]`` over a whole table is bounded by the id of its
+    n-th row (the order index), and answers exactly what sorting all rows answers: numpy's
+    sort of the source file is the truth; TOP, MAXREC/OVERFLOW, DESC, an alias and a table
+    qualifier; a WHERE, an output alias shadowing the key or a second key keep the full sort."""
+    ids = np.sort(pq.read_table(ROOT / "data/demo/gaia_dr3_g10.parquet", columns=["source_id"])["source_id"].to_numpy())
+    archive = app.extensions["vo_gateway"].catalogue.archives["demo"]
+    cases = [("SELECT TOP 1000 source_id, ra FROM demo.gaia_dr3_g10 ORDER BY source_id", {}, ids[:1000], "OK"),
+             ("SELECT TOP 7 g.source_id AS s FROM demo.gaia_dr3_g10 AS g ORDER BY g.source_id DESC", {},
+              ids[::-1][:7], "OK"),
+             ("SELECT source_id FROM demo.gaia_dr3_g10 ORDER BY source_id", {"MAXREC": 2500}, ids[:2500], "OVERFLOW"),
+             ("SELECT TOP 3000 source_id FROM demo.gaia_dr3_g10 ORDER BY source_id DESC", {"MAXREC": 3000},
+              ids[::-1][:3000], "OK")]
+    for q, extra, expect, status in cases:
+        plan = archive.translate(analyze(q, app.extensions["vo_gateway"].catalogue))
+        assert plan.order_values is not None and "?" in plan.sql, q
+        t, st, _ = parse_votable(sync(client, q, **extra).data)
+        assert st == status and np.array_equal(np.asarray(t.columns[0]), expect), q
+    for q in ("SELECT TOP 5 source_id FROM demo.gaia_dr3_g10 WHERE dec > 0 ORDER BY source_id",
+              "SELECT TOP 5 ra AS source_id FROM demo.gaia_dr3_g10 ORDER BY source_id",
+              "SELECT TOP 5 source_id FROM demo.gaia_dr3_g10 ORDER BY source_id, ra",
+              "SELECT TOP 5 source_id FROM demo.gaia_dr3_g10 ORDER BY ra"):
+        plan = archive.translate(analyze(q, app.extensions["vo_gateway"].catalogue))
+        assert plan.order_values is None and "?" not in plan.sql, q
+    t, _, _ = parse_votable(sync(client, "SELECT TOP 5 ra AS source_id FROM demo.gaia_dr3_g10 ORDER BY source_id").data)
+    ra = pq.read_table(ROOT / "data/demo/gaia_dr3_g10.parquet", columns=["ra"])["ra"].to_numpy()
+    assert np.allclose(np.asarray(t["source_id"]), np.sort(ra)[:5])

@@ -237,7 +237,14 @@ class _Analyzer:
             if isinstance(node, exp.Select) and node is not sel:
                 self.analyze_select(node, scope)
         using = {i.name.lower() for j in sel.args.get("joins") or [] for i in j.args.get("using") or []}
+        # a plain ORDER BY name that is an output column's sorts by it, also when a table column
+        # has that name (SQL-92 §13.1: sort keys are columns of the result); left unbound here
+        sort_aliases = {e.alias.lower() for e in sel.expressions if isinstance(e, exp.Alias)
+                        and not (isinstance(e.this, exp.Column) and e.this.name.lower() == e.alias.lower())}
         for node in list(self._scope_nodes(sel)):
+            if isinstance(node, exp.Column) and not node.table and node.name.lower() in sort_aliases \
+                    and isinstance(node.parent, exp.Ordered) and isinstance(node.parent.parent, exp.Order):
+                continue
             if isinstance(node, exp.Column) and not isinstance(node.this, exp.Star):
                 in_order = node.find_ancestor(exp.Order, exp.Having, exp.Group, exp.Select)
                 allow_alias = isinstance(in_order, (exp.Order, exp.Having, exp.Group))

@@ -220,6 +220,9 @@ class EmbeddedArchive(DuckDBArchive):
         cur.register("_ingest", data)
         cur.execute(f'CREATE TABLE "{self.config.adql_schema}"."{spec.name}" AS SELECT * FROM _ingest')
         cur.unregister("_ingest")
+        key = data[spec.id_column] if spec.id_column else None
+        if key is not None and key.null_count == 0 and (pa.types.is_integer(key.type) or pa.types.is_floating(key.type)):
+            self.order_index(f"{self.config.adql_schema}.{spec.name}", spec.id_column, key.to_numpy())
         fks = [ForeignKey(f"{self.config.adql_schema}_{spec.name}_{i}", fk.target_table, tuple(fk.columns),
                           tuple(fk.target_columns), fk.description) for i, fk in enumerate(spec.foreign_keys)]
         return Table(self.config.adql_schema, spec.name, cols, spec.description, ra_column=spec.ra_column,
