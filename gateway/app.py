@@ -165,6 +165,30 @@ class Gateway:
             return "180.0, 0.0"
 
 
+#: MIME types compressed for clients that ask (FITS is left alone: image pixels hardly compress)
+COMPRESSED = ["application/x-votable+xml", "text/xml", "application/xml", "text/csv", "text/tab-separated-values",
+              "application/json", "text/plain"]
+
+
+def compress(app: Flask, level: int) -> None:
+    """gzip or deflate responses (Flask-Compress) when the client's ``Accept-Encoding`` asks;
+    streamed results stay streamed, compressed chunk by chunk.  BINARY/BINARY2 VOTables are
+    sent as they are: base64 of binary cells shrank by 22 % at gzip level 1 for 52 ms per MB
+    here (12 MB: 0.62 s), where the benchmark catalogue's CSV shrank 2.3x for 22 ms per MB."""
+    from flask_compress import Compress
+
+    class VotableAwareCompress(Compress):
+        def after_request(self, response):
+            ctype = response.headers.get("Content-Type", "").lower().replace(" ", "")
+            if ctype.startswith("application/x-votable+xml") and "serialization=tabledata" not in ctype:
+                return response
+            return super().after_request(response)
+    app.config.update(COMPRESS_MIMETYPES=COMPRESSED, COMPRESS_LEVEL=level, COMPRESS_DEFLATE_LEVEL=level,
+                      COMPRESS_ALGORITHM=["gzip", "deflate"], COMPRESS_ALGORITHM_STREAMING=["gzip", "deflate"],
+                      COMPRESS_STREAMS=True, COMPRESS_MIN_SIZE=1024, COMPRESS_EVALUATE_CONDITIONAL_REQUEST=False)
+    VotableAwareCompress(app)
+
+
 def create_app(config: GatewayConfig | str | Path | None = None, plugins=(), load_entrypoints: bool = True) -> Flask:
     """Build the WSGI app.  ``config``: a :class:`GatewayConfig`, a path to config.yaml, or None
     (``$VO_GATEWAY_CONFIG`` or ``./config.yaml``).  ``plugins``: extra plugin objects/modules
@@ -176,6 +200,8 @@ def create_app(config: GatewayConfig | str | Path | None = None, plugins=(), loa
     gw = Gateway(config, plugins, load_entrypoints)
     app.extensions["vo_gateway"] = gw
     app.config["MAX_CONTENT_LENGTH"] = config.uploads.max_bytes + 1_000_000  # uploads + the other fields
+    if config.service.compress_level:
+        compress(app, config.service.compress_level)
     app.config["MAX_FORM_MEMORY_SIZE"] = 10_000_000  # a long QUERY is still a form field
 
     from .protocols import datalink, root, scs, sia, soda, tap, uws

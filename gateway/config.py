@@ -47,6 +47,8 @@ class ServiceConfig(BaseModel):
     sia_maxrec: int = Field(10000, ge=1)
     cutout_max_pixels: int = Field(25_000_000, ge=1)
     plugins_blocked: list[str] = Field(default_factory=list, description="entry-point names not to load")
+    compress_level: int = Field(1, ge=0, le=9, description="gzip/deflate level of responses to clients that "
+                                "send Accept-Encoding (RFC 9110 §12.5.3); 1 is fastest, 0 turns compression off")
 
 
 class JobsConfig(BaseModel):

@@ -238,3 +238,22 @@ def test_whole_table_sorts_by_the_id_read_only_the_rows_wanted(app, client):
     t, _, _ = parse_votable(sync(client, "SELECT TOP 5 ra AS source_id FROM demo.gaia_dr3_g10 ORDER BY source_id").data)
     ra = pq.read_table(ROOT / "data/demo/gaia_dr3_g10.parquet", columns=["ra"])["ra"].to_numpy()
     assert np.allclose(np.asarray(t["source_id"]), np.sort(ra)[:5])
+
+
+def test_results_are_gzipped_for_clients_that_ask(client):
+    """Accept-Encoding: gzip (what requests, so pyvo, sends) gets a gzip body that inflates to
+    exactly the uncompressed answer; a client that does not ask gets identity; FITS and the
+    BINARY2 VOTable are never compressed."""
+    import gzip
+    q = {"LANG": "ADQL", "QUERY": "SELECT TOP 3000 source_id, ra, dec FROM demo.gaia_dr3_g10 ORDER BY source_id"}
+    plain = client.post("/tap/sync", data=q)
+    assert "Content-Encoding" not in plain.headers
+    z = client.post("/tap/sync", data=q, headers={"Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in z.headers and z.data == plain.data  # BINARY2: base64 hardly shrinks
+    for fmt in ("csv", "votable/td", "tsv", "json"):
+        z = client.post("/tap/sync", data={**q, "RESPONSEFORMAT": fmt}, headers={"Accept-Encoding": "gzip, deflate"})
+        ref = client.post("/tap/sync", data={**q, "RESPONSEFORMAT": fmt})
+        assert z.headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in z.headers["Vary"]
+        assert gzip.decompress(z.data) == ref.data and len(z.data) < len(ref.data)
+    f = client.post("/tap/sync", data={**q, "RESPONSEFORMAT": "fits"}, headers={"Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in f.headers and f.data[:6] == b"SIMPLE"
