@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from .archive import Archive
 from .auth import public
+from .cache import ResultCache
 from .config import ConfigError, GatewayConfig, format_validation_error, load_config
 from .faults import Fault, FatalFault, UsageFault
 from .formats import FormatRegistry
@@ -62,6 +63,7 @@ class Gateway:
             except (ValueError, OSError) as e:
                 raise ConfigError(f"archives.{name}: {e}")
         self.catalogue = Catalogue(archives)
+        self.cache = ResultCache(config.cache, config.base_dir) if config.cache.ttl else None
         self.queries = QueryService(self)
         self.jobs = JobService(config.jobs, config.base_dir)
         self.jobs.runners["tap"] = self.queries.run_job

@@ -138,6 +138,13 @@ class Archive:
         given); register ``context.on_cancel`` to stop upstream work on ABORT."""
         raise NotImplementedError
 
+    def result_key(self, native: Any) -> str | None:
+        """This archive's text of the native request ``native`` (from :meth:`translate`) for
+        the result cache (:mod:`gateway.cache`): two equal texts must mean the same answer
+        from the upstream for the same caller.  None (the default): results are not cached,
+        right for archives whose rows are local and fast."""
+        return None
+
     def cone_search(self, table: Table, cone: Cone, maxrec: int | None, verb: int) -> RowStream:
         """SCS on a positional ``table``; rows within ``cone`` (SCS 1.03 §2).  ``verb`` 1..3
         selects the columns (1: id/ra/dec, 2: principal columns, 3: all)."""

@@ -83,11 +83,25 @@ class UploadsConfig(BaseModel):
                                       "addresses (tests and closed networks only)")
 
 
+class CacheConfig(BaseModel):
+    """The result cache of identical upstream queries (:mod:`gateway.cache`): kept per caller
+    (keyed by the owner key, a hash of the credentials), never shared between users."""
+
+    model_config = ConfigDict(extra="forbid")
+    ttl: int = Field(600, ge=0, description="seconds a result is reused; 0 turns the cache off")
+    dir: Path = Field(Path("var/cache"), description="cache directory (relative to the config file), "
+                      "shared by the processes of one host")
+    max_bytes: int = Field(1 << 30, ge=1 << 20, description="size of the whole cache; least recently used "
+                           "entries go first")
+    max_entry_bytes: int = Field(64 << 20, ge=1, description="larger results are streamed but not kept")
+
+
 class GatewayConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     uploads: UploadsConfig = Field(default_factory=UploadsConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     archives: dict[str, dict[str, Any]] = Field(default_factory=dict)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 

@@ -389,3 +389,60 @@ def test_binary2_reader_cuts_counts_and_reports_the_trailer():
     for body, declared in ((plain, other), (td, cols)):
         a = Binary2Answer(chunks(body, 100), declared, "upstream X")
         assert not a.ok and a.whole() == body
+
+
+def test_result_cache_reuses_identical_queries_per_caller(upstream, tmp_path):
+    """With the result cache on, an identical query of the same caller is answered without
+    the upstream, byte-equal, in every format; another MAXREC, another format or another
+    caller (HTTP Basic: another owner key) asks the upstream again; no password reaches the
+    cache directory; a failed or over-size result is not kept."""
+    import base64
+
+    from gateway.cache import ResultCache
+    from gateway.config import CacheConfig
+    from gateway.faults import FatalFault
+    from gateway.rowstream import RowStream
+    from gateway.schema import Column
+    rec = upstream[1]
+    app = make_app({"archives": {"cadc": {"kind": "ivoa", "tap_url": upstream[0], "schemas": {"demo": "up"}}},
+                    "jobs": {"store": f"sqlite:///{tmp_path}/jobs.sqlite", "results_dir": str(tmp_path / "r")},
+                    "cache": {"ttl": 600, "dir": str(tmp_path / "cache")}}, load_entrypoints=True)
+    c = app.test_client()
+    q = "SELECT source_id, ra, phot_g_mean_mag FROM up.gaia_dr3_g10 WHERE dec > 70"
+
+    def ask(fmt=None, user=None, **extra):
+        headers = {"Authorization": "Basic " + base64.b64encode(f"{user}:pw-{user}-secret".encode()).decode()} \
+            if user else {}
+        before = len(rec.queries)
+        r = c.get("/tap/sync", headers=headers, query_string={"LANG": "ADQL", "QUERY": q, "MAXREC": 5000,
+                                                              **({"RESPONSEFORMAT": fmt} if fmt else {}), **extra})
+        assert r.status_code == 200
+        return r.data, len(rec.queries) - before
+    try:
+        for fmt in (None, "csv", "votable/td", "fits"):
+            first, went = ask(fmt)
+            again, went_again = ask(fmt)
+            assert went == 1 and went_again == 0 and again == first, fmt
+        assert ask(MAXREC=10)[1] == 1
+        alice, went = ask(user="alice")
+        assert went == 1 and ask(user="alice") == (alice, 0)
+        assert ask(user="bob")[1] == 1  # the same query, another caller: not shared
+        for f in (tmp_path / "cache").rglob("*"):
+            if f.is_file():
+                assert b"pw-alice-secret" not in f.read_bytes() and b"alice" not in f.read_bytes()
+    finally:
+        app.extensions["vo_gateway"].jobs.close()
+    cache = ResultCache(CacheConfig(dir=tmp_path / "c2", max_entry_bytes=100), tmp_path)
+    cols = [Column("x", "long")]
+
+    def failing():
+        yield pa.record_batch([pa.array([1, 2])], names=["x"])
+        raise FatalFault("upstream broke off")
+    with pytest.raises(FatalFault):
+        list(cache.tee("k1", RowStream(cols, failing())))
+    list(cache.tee("k2", RowStream(cols, [pa.record_batch([pa.array(range(1000))], names=["x"])])))
+    list(cache.tee("k3", RowStream(cols, [pa.record_batch([pa.array([7])], names=["x"])], overflow=True)))
+    assert cache.get("k1") is None and cache.get("k2") is None
+    hit = cache.get("k3")
+    assert [b.column(0).to_pylist() for b in hit] == [[7]] and hit.overflow
+    cache.close()

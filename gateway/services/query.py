@@ -86,11 +86,17 @@ class QueryService:
         context.response_format = response_format
         native = archive.translate(q)
         self.gw.pm.hook.gateway_query_started(actor=public(actor), protocol="tap", archive=name, query=text)
-        if limit == 0:
-            stream = archive.execute(native, 0, top=None, context=context)
-            stream.overflow = True
-        else:
-            stream = archive.execute(native, limit, top=q.top, context=context)
+        request = archive.result_key(native) if self.gw.cache is not None and not q.uploads else None
+        key = None if request is None else self.gw.cache.key(name, request, limit, q.top, response_format, actor)
+        stream = None if key is None else self.gw.cache.get(key)
+        if stream is None:
+            if limit == 0:
+                stream = archive.execute(native, 0, top=None, context=context)
+                stream.overflow = True
+            else:
+                stream = archive.execute(native, limit, top=q.top, context=context)
+            if key is not None:
+                stream = self.gw.cache.tee(key, stream)
         if stream.datalink is not None and context.service_url:
             add_datalink_descriptor(stream, context.service_url)
         return QueryResult(stream, name)

@@ -152,6 +152,9 @@ class HscArchive(Archive):
             raise TransientFault(f"HSC-SSP {verb} failed: HTTP {r.status_code} {r.text.strip()[:300]}")
         return r
 
+    def result_key(self, native: HscPlan) -> str:
+        return native.sql
+
     def execute(self, native: HscPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
         sql = native.sql if maxrec is None or (top is not None and top <= maxrec) else \
             f"SELECT * FROM ({native.sql}) AS q LIMIT {maxrec + 1}"

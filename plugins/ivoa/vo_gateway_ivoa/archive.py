@@ -78,6 +78,8 @@ class IvoaConfig(ArchiveConfig):
     snapshot: Path | None = Field(None, description="JSON metadata snapshot (relative to the config file); "
                                   "written after a successful import, read when the upstream is unreachable")
     timeout: float = Field(60.0, gt=0, description="seconds for one upstream HTTP request")
+    compression: bool = Field(True, description="ask the upstream for gzip (Accept-Encoding); false for an "
+                              "upstream on this host or LAN, where compressing costs more time than it saves")
     poll_wait: int = Field(10, ge=1, le=60, description="UWS WAIT per poll of an upstream async job")
     result_format: Literal["csv", "votable"] = Field("csv", description="how plain column selections are fetched: "
                                                      "csv is streamed (TAP 1.1 says services should offer it)")
@@ -161,6 +163,8 @@ class IvoaArchive(Archive):
             self.capabilities = replace(self.capabilities, datalink_proxy=True)
         self.adapter = requests.adapters.HTTPAdapter(pool_maxsize=16)
         self.session = UpstreamSession(self.origins, config.timeout, self.adapter)
+        if not config.compression:
+            self.session.headers["Accept-Encoding"] = "identity"
         if config.ca_bundle is not None:
             self.session.verify = str(Path(base_dir) / config.ca_bundle)
         if config.client_cert is not None:
@@ -339,6 +343,7 @@ class IvoaArchive(Archive):
                 self._tokens[key] = (token, time.monotonic() + self.config.auth.token_lifetime)
         s = UpstreamSession(self.origins, self.config.timeout, self.adapter)
         s.verify = self.session.verify  # a user's session never carries the service certificate
+        s.headers["Accept-Encoding"] = self.session.headers["Accept-Encoding"]
         s.headers["Cookie"] = f'{self.config.auth.cookie}="{token}"'
         return s
 
@@ -366,6 +371,9 @@ class IvoaArchive(Archive):
             if db is not None and db.name.lower() in self.to_upstream:
                 col.set("db", exp.to_identifier(self.to_upstream[db.name.lower()]))
         return ForwardPlan(tree.sql(dialect=ADQL), query.output)
+
+    def result_key(self, native) -> str | None:
+        return native.adql if isinstance(native, ForwardPlan) else None
 
     def execute(self, native: ForwardPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
         """Forward the query.  When every output column is a declared scalar column the answer

@@ -246,6 +246,11 @@ class MastArchive(IvoaArchive):
         return False
 
     # -- execution ------------------------------------------------------------------------
+    def result_key(self, native) -> str | None:
+        if not isinstance(native, RestPlan):
+            return super().result_key(native)
+        return repr((native.table.qualified_name, sorted(native.params.items()), native.sql, native.exact))
+
     def execute(self, native: RestPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
         params = dict(native.params)
         want = None

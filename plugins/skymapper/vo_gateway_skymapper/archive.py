@@ -132,6 +132,11 @@ class SkyMapperArchive(IvoaArchive):
             return super().translate(query)
         return self._cone_plan(query)
 
+    def result_key(self, native) -> str | None:
+        if not isinstance(native, ConePlan):
+            return super().result_key(native)
+        return repr((native.catalog, native.cone, native.sql, native.sample, native.top))
+
     def execute(self, native, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
         if isinstance(native, ForwardPlan):
             return super().execute(native, maxrec, top, context)
