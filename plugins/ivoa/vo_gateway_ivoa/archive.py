@@ -29,6 +29,7 @@ from typing import Iterator, Literal
 
 import pyarrow as pa
 import requests
+import urllib3
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from sqlglot import exp
 
@@ -428,16 +429,16 @@ class IvoaArchive(Archive):
         stream.encoded["binary2"] = lambda: answer.rows(maxrec, overflow, counted)
         return stream
 
-    @staticmethod
-    def _body_chunks(r) -> Iterator[bytes]:
-        """The response body in chunks as it arrives (or as already read), content-decoded."""
+    def _body_chunks(self, r) -> Iterator[bytes]:
+        """The response body in chunks as they arrive (HTTP chunks of a chunked answer, at
+        most 1 MiB each), content-decoded; or the body already read."""
         if r._content not in (False, None):
             yield r._content
             return
         try:
             yield from r.raw.stream(1 << 20, decode_content=True)
-        except (OSError, requests.RequestException) as e:
-            raise FatalFault(f"upstream answer broke off ({type(e).__name__})")
+        except (OSError, requests.RequestException, urllib3.exceptions.HTTPError) as e:
+            raise TransientFault(f"upstream {self.url} broke off its answer ({type(e).__name__})")
 
     def _upstream_binary2(self) -> str | None:
         """The RESPONSEFORMAT value for VOTable BINARY2 that the upstream's TAPRegExt
@@ -478,15 +479,11 @@ class IvoaArchive(Archive):
 
         import numpy as np
         import pyarrow.csv as pcsv
-        if r._content not in (False, None):  # already read (an async result whose job is deleted)
-            source = io.BytesIO(r._content)
-        else:
-            r.raw.decode_content = True
-            source = r.raw
+        body_chunks = self._body_chunks(r)
         head = b""
         while b"\n" not in head:
-            chunk = source.read(1 << 16)
-            if not chunk:
+            chunk = next(body_chunks, None)
+            if chunk is None:
                 break
             head += chunk
         line, _, rest = head.partition(b"\n")
@@ -499,11 +496,7 @@ class IvoaArchive(Archive):
         def chunks():
             if rest:
                 yield rest
-            while True:
-                chunk = source.read(1 << 20)
-                if not chunk:
-                    return
-                yield chunk
+            yield from body_chunks
 
         def batches():
             body = io.BufferedReader(ChunkReader(chunks()), 1 << 20)
@@ -523,6 +516,13 @@ class IvoaArchive(Archive):
             pending = chunks()
             try:
                 for chunk in pending:
+                    if not quoted and b'"' not in chunk:  # no quoted field: every line end ends a record
+                        n = chunk.count(b"\n")
+                        if maxrec is None or rows + n < maxrec:
+                            rows += n
+                            last_open = bool(chunk[chunk.rfind(b"\n") + 1:].strip())
+                            yield chunk
+                            continue
                     a = np.frombuffer(chunk, np.uint8)
                     parity = (np.cumsum(a == 34) + quoted) & 1
                     ends = np.flatnonzero((a == 10) & (parity == 0))
@@ -543,7 +543,7 @@ class IvoaArchive(Archive):
                     rows += 1
                     yield b"\r\n"
             except (OSError, requests.RequestException) as e:
-                raise FatalFault(f"upstream {self.url} broke off its CSV answer ({type(e).__name__})")
+                raise TransientFault(f"upstream {self.url} broke off its CSV answer ({type(e).__name__})")
             finally:
                 stream.rows_passed = rows
         stream = RowStream([o.column for o in native.outputs], [], on_close=r.close)
