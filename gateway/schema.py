@@ -41,6 +41,9 @@ class Column:
         """Name as written in TAP_SCHEMA (quoted when delimited)."""
         return f'"{self.name}"' if self.delimited else self.name
 
+    def __deepcopy__(self, memo):  # immutable; ADQL ASTs carry columns in node.meta, copied per query
+        return self
+
     def renamed(self, name: str) -> "Column":
         return replace(self, name=name, delimited=False)
 
@@ -61,6 +64,9 @@ class Table:
     id_column: str | None = None
     nrows: int | None = None
     foreign_keys: list["ForeignKey"] = field(default_factory=list)
+
+    def __deepcopy__(self, memo):  # shared catalogue metadata: an AST copy keeps the reference
+        return self
 
     @property
     def qualified_name(self) -> str:
