@@ -215,8 +215,8 @@ class DuckDBArchive(Archive):
             bare.set("order", None)
             bare.set("offset", None)
             bare.set("limit", exp.Limit(expression=exp.Literal.number(0)))
-            probe = bare.sql(dialect="duckdb")
-        return SqlPlan(tree.sql(dialect="duckdb"), query.output, None, views or None, cap, probe,
+            probe = bare.sql(dialect="duckdb", copy=False)
+        return SqlPlan(tree.sql(dialect="duckdb", copy=False), query.output, None, views or None, cap, probe,
                        keyed[1] if keyed else None, bool(keyed and keyed[2]))
 
     def execute(self, native: SqlPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:

@@ -269,6 +269,7 @@ class GeometryTranslator:
         return exp.Array(expressions=[_f(v) for xy in g.verts for v in xy])
 
     def rewrite(self, tree: exp.Expression) -> exp.Expression:
+        """Rewrite ``tree`` (changed in place: pass a copy) into engine SQL predicates and values."""
         def comparison(node: exp.Expression):
             # CONTAINS(...) = 1 / 1 = CONTAINS(...) / ... = 0 -> boolean predicate
             if isinstance(node, (exp.EQ, exp.NEQ)):
@@ -290,7 +291,7 @@ class GeometryTranslator:
                                                             expression=self.value(d) if d is node.expression else node.expression))
             return node
 
-        tree = tree.transform(comparison)
+        tree = tree.transform(comparison, copy=False)  # callers pass their own copy
 
         def values(node: exp.Expression):
             if isinstance(node, exp.Contains):
@@ -301,7 +302,7 @@ class GeometryTranslator:
                 return self.value(node)
             return node
 
-        return tree.transform(values)
+        return tree.transform(values, copy=False)
 
     def _distance_points(self, d: exp.Anonymous):
         args = d.expressions

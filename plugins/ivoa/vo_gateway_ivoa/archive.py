@@ -371,7 +371,7 @@ class IvoaArchive(Archive):
             db = col.args.get("db")
             if db is not None and db.name.lower() in self.to_upstream:
                 col.set("db", exp.to_identifier(self.to_upstream[db.name.lower()]))
-        return ForwardPlan(tree.sql(dialect=ADQL), query.output)
+        return ForwardPlan(tree.sql(dialect=ADQL, copy=False), query.output)
 
     def result_key(self, native) -> str | None:
         return native.adql if isinstance(native, ForwardPlan) else None
