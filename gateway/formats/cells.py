@@ -12,6 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 BE = {"short": ">i2", "int": ">i4", "long": ">i8", "float": ">f4", "double": ">f8", "unsignedByte": "u1"}
+XML_FORBIDDEN = "[\x00-\x08\x0b\x0c\x0e-\x1f]"  # control characters XML 1.0 does not allow
+XML_SPECIAL = "[&<>\x00-\x08\x0b\x0c\x0e-\x1f]"
 NULL_INT = {"short": -32768, "int": -2147483648, "long": -9223372036854775808, "unsignedByte": 255}
 
 
@@ -153,14 +155,15 @@ def text_cells(arr: pa.Array, datatype: str, escape_xml: bool) -> pa.Array:
         out = pc.if_else(arr, "T", "F")
     elif pa.types.is_floating(t):
         out = arr.cast(pa.string())
-        out = pc.replace_substring(out, "nan", "NaN")
-        out = pc.replace_substring_regex(out, "^inf$", "+Inf")
-        out = pc.replace_substring(out, "-inf", "-Inf")
+        if pc.all(pc.is_finite(arr)).as_py() is False:  # None: every cell null; True: nothing to respell
+            out = pc.replace_substring(out, "nan", "NaN")
+            out = pc.replace_substring_regex(out, "^inf$", "+Inf")
+            out = pc.replace_substring(out, "-inf", "-Inf")
     else:
         out = arr.cast(pa.string())
-    if escape_xml and pa.types.is_string(t):
+    if escape_xml and pa.types.is_string(t) and pc.any(pc.match_substring_regex(out, XML_SPECIAL)).as_py():
         out = pc.replace_substring(out, "&", "&amp;")
         out = pc.replace_substring(out, "<", "&lt;")
         out = pc.replace_substring(out, ">", "&gt;")
-        out = pc.replace_substring_regex(out, "[\x00-\x08\x0b\x0c\x0e-\x1f]", "?")
+        out = pc.replace_substring_regex(out, XML_FORBIDDEN, "?")
     return out

@@ -150,11 +150,13 @@ def write_votable(stream: RowStream, infos: list[tuple[str, str]], serialization
 
 
 def tabledata_rows(batch: pa.RecordBatch, cols: list[Column]) -> bytes:
-    parts = []
+    """``<TR><TD>..</TD>..</TR>`` lines of a batch (VOTable 1.4 §6), built by one Arrow
+    element-wise join over the columns' text cells (null -> empty cell)."""
+    args: list = ["<TR><TD>"]
     for a, c in zip(batch.columns, cols):
         txt = cells.text_cells(a, c.datatype, escape_xml=True)
-        txt = pc.fill_null(txt, "")
-        parts.append(pc.binary_join_element_wise("<TD>", txt, "</TD>", ""))
-    rows = pc.binary_join_element_wise("<TR>", *parts, "</TR>\n", "")
+        args += [pc.fill_null(txt, "") if txt.null_count else txt, "</TD><TD>"]
+    args[-1] = "</TD></TR>\n"
+    rows = pc.binary_join_element_wise(*args, "")
     data, _ = cells.string_parts(rows)
     return data.tobytes()
