@@ -37,6 +37,11 @@ class RowStream:
     #: in ``rows_passed``.  A writer uses one of them or ``batches``, never both.
     encoded: dict[str, Callable[[], Iterator[bytes]]] = field(default_factory=dict)
     rows_passed: int = 0
+    #: ``() -> (rows, overflow)``: how many rows the stream will deliver and whether MAXREC
+    #: cuts it (OVERFLOW), for writers that need the count before the first row (FITS
+    #: ``NAXIS2``).  None when the producer cannot tell without reading every row; calling it
+    #: costs the producer a counting query and raises the query's Fault.
+    count: Callable[[], tuple[int, bool]] | None = None
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         try:

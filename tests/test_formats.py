@@ -9,8 +9,11 @@ import math
 import numpy as np
 import pyarrow as pa
 import pytest
+from astropy.io import fits
+from astropy.table import Table
 from astropy.io.votable import parse
 
+from gateway.formats.fits import write_fits
 from gateway.formats.votable import tabledata_rows, write_votable
 from gateway.rowstream import RowStream
 from gateway.schema import Column
@@ -60,3 +63,66 @@ def test_tabledata_spellings():
     second = tabledata_rows(batches()[1], COLS).decode().splitlines()  # x all finite or null
     assert second == ["<TR><TD>4</TD><TD></TD><TD>3</TD><TD>plain</TD></TR>",
                       "<TR><TD>5</TD><TD>-0.25</TD><TD>+Inf</TD><TD>z</TD></TR>"]
+
+
+FITS_COLS = [Column("id", "long"), Column("n", "int"), Column("s", "short"), Column("b", "unsignedByte"),
+             Column("ok", "boolean"), Column("x", "double", unit="deg", ucd="pos.eq.ra"), Column("m", "float"),
+             Column("code", "char", "3"), Column("p", "double", "2")]
+
+
+def fits_batches(pulled: list):
+    t = pa.table({"id": pa.array(range(5), pa.int64()), "n": pa.array([1, None, 3, 4, 5], pa.int32()),
+                  "s": pa.array([None, 2, 3, 4, 5], pa.int16()), "b": pa.array([1, 2, None, 4, 5], pa.uint8()),
+                  "ok": pa.array([True, False, None, True, False]), "x": pa.array(X[:5], pa.float64()),
+                  "m": pa.array(M[:5], pa.float32()), "code": pa.array(["ab", "abc", None, "", "xyz"]),
+                  "p": pa.array([[1.0, 2.0], [3.0, 4.0], None, [5.0, 6.0], [7.0, 8.0]], pa.list_(pa.float64(), 2))})
+    for b in t.to_batches(max_chunksize=2):
+        pulled.append(b.num_rows)
+        yield b
+
+
+def test_fits_streamed_equals_gathered():
+    """With a row count the FITS writer streams: its header goes out before the rows after the
+    first batch are read, and the file reads back (astropy) the same as the gathered one."""
+    pulled = []
+    stream = RowStream(FITS_COLS, fits_batches(pulled), count=lambda: (5, True))
+    chunks = write_fits(stream, [])
+    header = next(chunks)
+    assert pulled == [2] and header.startswith(b"SIMPLE  =") and len(header) % 2880 == 0
+    body = b"".join(chunks)
+    width = 8 + 4 + 2 + 1 + 1 + 8 + 4 + 3 + 16
+    assert [body[r * width + 15] for r in range(5)] == [ord("T"), ord("F"), 0, ord("T"), ord("F")]  # L null: 0
+    streamed = fits.open(io.BytesIO(header + body))[1]
+    gathered = fits.open(io.BytesIO(b"".join(write_fits(RowStream(FITS_COLS, fits_batches([])), []))))[1]
+    assert streamed.header["NAXIS2"] == 5 and streamed.header["QUERYST"] == "OVERFLOW"
+    assert streamed.header["TUCD6"] == "pos.eq.ra" and streamed.header["TUNIT6"] == "deg"
+    s, g = Table.read(streamed), Table.read(gathered)  # TNULLn applied: nulls masked
+    for name in ("id", "n", "s", "b", "code"):
+        assert [None if v is np.ma.masked else v for v in s[name]] == \
+               [None if v is np.ma.masked else v for v in g[name]], name
+    for name in ("x", "m", "p"):
+        assert np.array_equal(np.ma.filled(s[name], np.nan), np.ma.filled(g[name], np.nan), equal_nan=True), name
+    assert list(streamed.data["n"]) == [1, streamed.header["TNULL2"], 3, 4, 5]
+    assert [None if v is np.ma.masked else int(v) for v in s["n"]] == [1, None, 3, 4, 5]
+    assert [str(v) for v in s["code"]] == ["ab", "abc", "", "", "xyz"]
+
+
+def test_fits_without_a_count_or_fixed_widths_is_gathered():
+    """Variable-length strings have no FITS width before every row is seen: gathered."""
+    pulled = []
+    chunks = write_fits(RowStream(COLS, batches(), count=lambda: (6, False)), [])
+    hdu = fits.open(io.BytesIO(b"".join(chunks)))[1]
+    assert hdu.header["NAXIS2"] == 6 and [str(v) for v in hdu.data["name"]][:2] == ["a&b", "<c>"]
+    stream = RowStream(FITS_COLS, fits_batches(pulled))
+    next(write_fits(stream, []))
+    assert pulled == [2, 2, 1]
+
+
+def test_fits_count_mismatch_breaks_the_response_off():
+    from gateway.faults import Fault
+    chunks = write_fits(RowStream(FITS_COLS, fits_batches([]), count=lambda: (4, False)), [])
+    with pytest.raises(Fault, match="more rows than the 4 counted"):
+        b"".join(chunks)
+    chunks = write_fits(RowStream(FITS_COLS, fits_batches([]), count=lambda: (9, False)), [])
+    with pytest.raises(Fault, match="5 rows, not the 9 counted"):
+        b"".join(chunks)

@@ -114,11 +114,17 @@ def binary_cell(arr: pa.Array, datatype: str, arraysize: str | None, binary2: bo
         if arr.null_count:
             arr = pc.fill_null(arr, pa.scalar([], arr.type)) if not pa.types.is_fixed_size_list(arr.type) else arr
         arr = pa.concat_arrays([arr]) if arr.offset else arr
-        flat = arr.flatten() if not arr.offset else arr.values
-        vals = numeric_values(flat, datatype, 0).astype(BE[datatype])
-        if pa.types.is_fixed_size_list(arr.type):
-            lens = np.full(n, arr.type.list_size, np.int64)
+        if pa.types.is_fixed_size_list(arr.type):  # every slot, null ones too (flatten() drops those)
+            size = arr.type.list_size
+            fill = np.nan if datatype in ("float", "double") else (0 if binary2 else NULL_INT.get(datatype, 0))
+            vals = numeric_values(arr.values.slice(0, n * size), datatype, fill).reshape(n, size)
+            if arr.null_count:
+                vals = vals.astype(np.float64) if datatype in ("float", "double") else vals.copy()
+                vals[null_mask(arr)] = fill
+            vals = vals.reshape(-1).astype(BE[datatype])
+            lens = np.full(n, size, np.int64)
         else:
+            vals = numeric_values(arr.flatten(), datatype, 0).astype(BE[datatype])
             offs = np.asarray(arr.offsets.to_numpy(zero_copy_only=False), np.int64)
             lens = np.diff(offs)
         item = np.dtype(BE[datatype]).itemsize

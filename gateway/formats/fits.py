@@ -1,9 +1,17 @@
-"""FITS binary-table writer (astropy).  FITS needs the row count in the header before the data,
-so the (MAXREC-bounded) result is gathered first and then written; nulls become NaN for floats
-and TNULL for integers (astropy's masked-column handling)."""
+"""FITS binary-table writer (FITS 4.0 §7.3; astropy for the headers).
+
+FITS needs the row count (``NAXIS2``) and every field's width in the header before the data.
+When the stream can count its rows first (:attr:`RowStream.count`, the DuckDB archives) and
+every column has a fixed width, the table is streamed: the header goes out after the count and
+the query's first batch, then each batch as big-endian rows, so memory stays at one batch
+whatever the size.  Otherwise (variable-length strings or arrays, upstream archives) the
+MAXREC-bounded result is gathered first and written by astropy.  Nulls are NaN for floats,
+``TNULLn`` for integers and 0 for logicals (FITS 4.0 §7.3.3.1, §7.3.5)."""
 from __future__ import annotations
 
 import io
+import itertools
+import logging
 from typing import Iterator
 
 import numpy as np
@@ -11,10 +19,96 @@ import pyarrow as pa
 from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 
+from ..faults import FatalFault
 from ..rowstream import RowStream
+from ..schema import Column
+from . import cells
+
+BLOCK = 2880
+TFORM = {"short": "I", "int": "J", "long": "K", "float": "E", "double": "D", "unsignedByte": "B", "boolean": "L"}
+log = logging.getLogger("gateway.fits")
 
 
 def write_fits(stream: RowStream, infos) -> Iterator[bytes]:
+    """The result as a FITS file: an empty primary HDU and one BINTABLE with ``TUCDn`` and,
+    when MAXREC cut the result, ``QUERYST = 'OVERFLOW'``.  Faults of the query (counting, first
+    batch) raise before the first byte, so the caller can still answer with an error document."""
+    forms = fixed_forms(stream.columns) if stream.count is not None else None
+    if forms is not None:
+        yield from _stream_fits(stream, forms)
+    else:
+        yield from _gathered_fits(stream)
+
+
+def fixed_forms(cols: list[Column]) -> list[tuple[str, int]] | None:
+    """``(TFORMn, repeat)`` of each column when all have a fixed width, else None."""
+    out = []
+    for c in cols:
+        n = c.arraysize
+        if n is not None and not n.isdigit():
+            return None  # variable length ("*", "n*") or multi-dimensional
+        if c.datatype == "char":
+            out.append((f"{int(n or 1)}A", int(n or 1)))
+        elif c.datatype in TFORM and (n is None or c.datatype != "boolean"):
+            out.append((f"{n or ''}{TFORM[c.datatype]}", int(n or 1)))
+        else:
+            return None  # unicodeChar, arrays of logicals
+    return out
+
+
+def _header(cols: list[Column], forms, rows: int, overflow: bool) -> bytes:
+    fcols = [fits.Column(name=c.name, format=f, unit=c.unit,
+                         null=cells.NULL_INT[c.datatype] if c.datatype in cells.NULL_INT else None)
+             for c, (f, _) in zip(cols, forms)]
+    hdu = fits.BinTableHDU.from_columns(fcols, nrows=0)
+    hdu.header["NAXIS2"] = rows
+    for i, c in enumerate(cols, start=1):
+        if c.ucd:
+            hdu.header[f"TUCD{i}"] = c.ucd
+    if overflow:
+        hdu.header["QUERYST"] = ("OVERFLOW", "DALI QUERY_STATUS: result truncated at MAXREC")
+    return fits.PrimaryHDU().header.tostring().encode() + hdu.header.tostring().encode()
+
+
+def _fits_cell(arr: pa.Array, c: Column, repeat: int) -> tuple[np.ndarray, np.ndarray]:
+    if c.datatype == "boolean":  # 'T', 'F', null 0 (FITS 4.0 §7.3.3.1)
+        vals = cells.numeric_values(arr, "boolean", False).astype(bool)
+        out = np.where(vals, ord("T"), ord("F")).astype(np.uint8)
+        out[cells.null_mask(arr)] = 0
+        return out, np.ones(len(arr), np.int64)
+    if c.datatype == "char":
+        return cells.binary_cell(arr, "char", str(repeat), False)
+    return cells.binary_cell(arr, c.datatype, c.arraysize, False)  # BINARY nulls: NaN, TNULL values
+
+
+def _stream_fits(stream: RowStream, forms) -> Iterator[bytes]:
+    cols = stream.columns
+    rows, overflow = stream.count()
+    batches = iter(stream)
+    first = next(batches, None)  # the query's own errors come before the first byte too
+    yield _header(cols, forms, rows, overflow)
+    written = 0
+    for b in itertools.chain([first] if first is not None else [], batches):
+        if not b.num_rows:
+            continue
+        if written + b.num_rows > rows:
+            raise FatalFault(f"the result has more rows than the {rows} counted")
+        data, _ = cells.interleave([_fits_cell(b.column(j), c, r) for j, (c, (_, r)) in enumerate(zip(cols, forms))])
+        written += b.num_rows
+        yield data.tobytes()
+    if written != rows:  # cannot be reported in FITS: break the response off rather than pad it
+        log.error("FITS stream: %d rows written, %d counted", written, rows)
+        raise FatalFault(f"the result has {written} rows, not the {rows} counted")
+    width = sum(_fits_cell_width(c, r) for c, (_, r) in zip(cols, forms))
+    yield b"\0" * (-(written * width) % BLOCK)
+
+
+def _fits_cell_width(c: Column, repeat: int) -> int:
+    return repeat * (1 if c.datatype in ("char", "boolean", "unsignedByte") else
+                     np.dtype(cells.BE[c.datatype]).itemsize)
+
+
+def _gathered_fits(stream: RowStream) -> Iterator[bytes]:
     batches = [b for b in stream if b.num_rows]
     cols = stream.columns
     t = Table()
@@ -36,7 +130,8 @@ def write_fits(stream: RowStream, infos) -> Iterator[bytes]:
             mask = None
         else:
             mask = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), bool)
-            values = np.asarray(arr.fill_null(0 if c.datatype not in ("float", "double") else np.nan)
+            fill = np.nan if c.datatype in ("float", "double") else (False if c.datatype == "boolean" else 0)
+            values = np.asarray(arr.fill_null(fill)
                                 .to_numpy(zero_copy_only=False)) if arr.null_count else \
                 np.asarray(arr.to_numpy(zero_copy_only=False))
             if c.datatype == "boolean":
