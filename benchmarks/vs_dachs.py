@@ -188,10 +188,15 @@ def server(name: str, base: str, table: str, scs_path: str, pid: int | None, a) 
     pos = [(rng.uniform(146, 154), rng.uniform(-2, 6)) for _ in range(a.n)]
     out = measure(name, base, table, scs_path, pos, 1 / 60, a)
     n = a.million
-    with PeakRss(pid) as mem:
-        res = tap(base, f"SELECT TOP {n} * FROM {table}", "votable/b2" if name == "gateway" else "votable", n)
-    out["million"] = {"s": res["total"], "ttfb": res["ttfb"], "rss_growth": mem.growth, "rss_start": mem.start,
-                      "bytes": res["bytes"]}
+    out["million"] = {}
+    for label, (gw_fmt, dachs_fmt, _) in FORMATS.items():  # DaCHS: its default VOTable only (~10 s each)
+        if name != "gateway" and label != "BINARY":
+            continue
+        with PeakRss(pid) as mem:
+            res = tap(base, f"SELECT TOP {n} * FROM {table}", gw_fmt if name == "gateway" else dachs_fmt, n)
+        assert res["code"] == 200, res
+        out["million"][label] = {"s": res["total"], "ttfb": res["ttfb"], "rss_growth": mem.growth,
+                                 "rss_start": mem.start, "bytes": res["bytes"]}
     if shutil.which("wrk"):
         out["wrk"] = wrk(f"{base}/{scs_path}", a.wrk_seconds)
     return out
@@ -403,11 +408,13 @@ def report_servers(results, a, million=True):
         line(f"  first byte, {label}", g["big"][label]["ttfb"] * 1e3, d and d["big"][label]["ttfb"] * 1e3, "ms")
     if not million:
         return
-    m = g["million"]
-    line(f"TAP {a.million} rows VOTable", m["s"], d and d["million"]["s"], " s")
-    print(f"{'  first byte':<34} {m['ttfb'] * 1e3:>10.1f}ms  (target < 50 ms: {verdict(m['ttfb'] < 0.05)})")
-    print(f"{'  server RSS growth':<34} {m['rss_growth']:>9.1f}MiB  (target < 50 MiB: {verdict(m['rss_growth'] < 50)})"
-          + (f"   DaCHS: {d['million']['rss_growth']:.0f} MiB" if d else ""))
+    dm = d["million"]["BINARY"] if d else None
+    for label, m in g["million"].items():
+        line(f"TAP {a.million} rows {label}", m["s"], dm["s"] if dm and label == "BINARY" else None, " s")
+        print(f"{'  first byte':<34} {m['ttfb'] * 1e3:>10.1f}ms  (target < 50 ms: {verdict(m['ttfb'] < 0.05)})"
+              + (f"   DaCHS: {dm['ttfb'] * 1e3:.0f} ms" if dm and label == "BINARY" else ""))
+        print(f"{'  server RSS growth':<34} {m['rss_growth']:>9.1f}MiB  (target < 50 MiB: "
+              f"{verdict(m['rss_growth'] < 50)})" + (f"   DaCHS: {dm['rss_growth']:.0f} MiB" if dm and label == "BINARY" else ""))
     if "wrk" in g:
         w = g["wrk"]
         print(f"{'SCS under wrk (2 thr, 16 conn)':<34} {w['rps']:>9.0f}/s  errors {w['errors']}, p50 "

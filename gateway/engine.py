@@ -128,9 +128,11 @@ class SqlPlan:
     #: for the rows wanted (``key <= ?``; ``>=`` when ``descending``)
     order_values: np.ndarray | None = None
     descending: bool = False
-    #: ``sql`` without its top-level ORDER BY (which never changes how many rows there are),
-    #: for the row count that writers needing it first (FITS NAXIS2) ask of the stream
+    #: ``sql`` without its top-level ORDER BY, OFFSET and TOP, and those two numbers: the rows
+    #: there are, for writers that need the count first (FITS NAXIS2).  DuckDB counts such a
+    #: query without reading its columns; around a LIMIT it would read them (late materialisation)
     count_sql: str | None = None
+    count_window: tuple[int, int | None] = (0, None)
 
 
 class DuckDBArchive(Archive):
@@ -213,14 +215,18 @@ class DuckDBArchive(Archive):
             if cap is not None:
                 tree.set("limit", None)
         probe = count_sql = None
-        if isinstance(tree, exp.Select) and tree.args.get("order"):
+        window = (0, cap)
+        if isinstance(tree, exp.Select) and any(tree.args.get(k) for k in ("order", "limit", "offset")):
+            window = (_literal_int(tree.args.get("offset")) or 0, _literal_int(tree.args.get("limit")) or cap)
             bare = tree.copy()
-            bare.set("order", None)
+            for k in ("order", "limit", "offset"):
+                bare.set(k, None)
             count_sql = bare.sql(dialect="duckdb", copy=False)
-            probe = f"SELECT * FROM ({count_sql}) AS _p LIMIT 0"
+            if tree.args.get("order"):
+                probe = f"SELECT * FROM ({count_sql}) AS _p LIMIT 0"
         sql = tree.sql(dialect="duckdb", copy=False)
         return SqlPlan(sql, query.output, None, views or None, cap, probe,
-                       keyed[1] if keyed else None, bool(keyed and keyed[2]), count_sql or sql)
+                       keyed[1] if keyed else None, bool(keyed and keyed[2]), count_sql or sql, window)
 
     def execute(self, native: SqlPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
         """TAP 1.1 §2.7.4: MAXREC caps the rows (``maxrec + 1`` are read, OVERFLOW when the
@@ -239,11 +245,11 @@ class DuckDBArchive(Archive):
             params = [bound.item()]
         return self.run_sql(sql, native.outputs, None if maxrec == 0 else limit, params=params, views=native.views,
                             context=context, cap=native.cap, probe=native.probe if maxrec != 0 else None,
-                            count_sql=native.count_sql if maxrec != 0 else None)
+                            count=(native.count_sql, native.count_window) if maxrec != 0 else None)
 
     def run_sql(self, sql: str, outputs: list[OutputColumn] | None, limit: int | None, params=None,
                 views: dict[str, pa.Table] | None = None, context=None, cap: int | None = None,
-                cursor=None, probe: str | None = None, count_sql: str | None = None) -> RowStream:
+                cursor=None, probe: str | None = None, count: tuple[str, tuple] | None = None) -> RowStream:
         """Run ``sql`` on a fresh cursor; ``views`` are Arrow tables registered on that cursor
         only (uploads); ``context.on_cancel`` interrupts the running statement (UWS ABORT).
         ``limit``: MAXREC (rows beyond it set OVERFLOW); ``cap``: rows the query itself
@@ -252,8 +258,9 @@ class DuckDBArchive(Archive):
         queries: the query without ORDER BY, LIMIT 0) is run now, so binding errors raise here
         and the column types are known, while ``sql`` runs when the first batch is read: a
         writer's header goes out while DuckDB sorts, and an error then is reported in the
-        output (VOTable ``QUERY_STATUS=ERROR``, DALI 1.1 §4.4).  ``count_sql`` (the query
-        without its ORDER BY, same parameters) gives the stream its ``count``."""
+        output (VOTable ``QUERY_STATUS=ERROR``, DALI 1.1 §4.4).  ``count``: ``(sql, (offset,
+        top))``, the query without ORDER BY, OFFSET and TOP (same parameters) and those two,
+        gives the stream its ``count``."""
         cur = cursor or self.cursor()
         if context is not None:
             def interrupt():
@@ -305,26 +312,27 @@ class DuckDBArchive(Archive):
                     context.check()
                 raise FatalFault(f"query failed while streaming: {_clean(e)}")
         stream.batches = limit_batches(batches(), limit, stream)
-        if count_sql is not None:
-            stream.count = lambda: self._count(count_sql, params, views, limit, cap)
+        if count is not None:
+            stream.count = lambda: self._count(*count, params, views, limit)
         return stream
 
-    def _count(self, count_sql: str, params, views, limit: int | None, cap: int | None) -> tuple[int, bool]:
+    def _count(self, count_sql: str, window: tuple[int, int | None], params, views,
+               limit: int | None) -> tuple[int, bool]:
         """(rows a :meth:`run_sql` stream delivers, whether MAXREC cut it): one counting query
-        on a cursor of its own, reading at most ``min(cap, limit + 1)`` rows of ``count_sql``."""
-        bound = min([n for n in (cap, None if limit is None else limit + 1) if n is not None], default=None)
-        inner = f"SELECT 1 FROM ({count_sql}) AS _c" + ("" if bound is None else f" LIMIT {int(bound)}")
+        on a cursor of its own, then OFFSET, TOP and MAXREC applied to the number."""
         cur = self.cursor()
         try:
             for view, table in (views or {}).items():
                 cur.register(view, table)
-            n = cur.execute(f"SELECT count(*) FROM ({inner}) AS _n", params or []).fetchone()[0]
+            n = cur.execute(f"SELECT count(*) FROM ({count_sql}) AS _n", params or []).fetchone()[0]
         except USER_ERRORS as e:
             raise UsageFault(f"query failed: {_clean(e)}")
         except duckdb.Error as e:
             raise FatalFault(f"query failed in the database engine: {_clean(e)}")
         finally:
             cur.close()
+        offset, top = window
+        n = max(0, n - offset) if top is None else min(max(0, n - offset), top)
         return (n, False) if limit is None or n <= limit else (limit, True)
 
     # -- SCS --------------------------------------------------------------------------------
@@ -386,6 +394,12 @@ class DuckDBArchive(Archive):
 
     def close(self) -> None:
         self.db.close()
+
+
+def _literal_int(node) -> int | None:
+    """The number of a ``LIMIT``/``OFFSET`` node (ADQL allows only integer literals there)."""
+    value = node.expression if node is not None else None
+    return int(value.name) if isinstance(value, exp.Literal) and value.is_int else None
 
 
 USER_ERRORS = (duckdb.BinderException, duckdb.ConversionException, duckdb.InvalidInputException,
