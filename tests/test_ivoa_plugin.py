@@ -446,3 +446,15 @@ def test_result_cache_reuses_identical_queries_per_caller(upstream, tmp_path):
     hit = cache.get("k3")
     assert [b.column(0).to_pylist() for b in hit] == [[7]] and hit.overflow
     cache.close()
+
+
+def test_upstream_session_reads_proxies_once_per_origin(monkeypatch):
+    """The environment's proxy settings still apply (read when the session is made, per
+    origin, honouring NO_PROXY); ~/.netrc and per-request environment lookups do not."""
+    from vo_gateway_ivoa.archive import UpstreamSession
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "near.example")
+    s = UpstreamSession({"http://far.example:80", "http://near.example:80"}, 5)
+    assert s.trust_env is False
+    assert s.origin_proxies["http://far.example:80"].get("http") == "http://proxy.example:3128"
+    assert not s.origin_proxies["http://near.example:80"].get("http")

@@ -15,7 +15,6 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import TokenType
@@ -111,7 +110,7 @@ def parse(text: str) -> exp.Select:
         if bad:
             raise UsageFault(f"ADQL syntax error: {bad}", position=(b.line, max(1, b.col - len(b.text) + 1)))
     try:
-        trees = sqlglot.parse(text, read=ADQL)
+        trees = ADQL().parser().parse(tokens, text)  # the tokens above: the text is tokenized once
     except ParseError as e:
         err = e.errors[0] if e.errors else {}
         desc = err.get("description", str(e)).split(". Line")[0]

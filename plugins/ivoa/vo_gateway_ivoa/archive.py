@@ -104,7 +104,10 @@ class UpstreamSession(requests.Session):
     """The only HTTP client of an ``ivoa`` archive: a default timeout (pyvo passes none),
     requests only to the configured upstream origins (a URL or redirect to any other host is
     refused, so no request parameter can make the gateway fetch elsewhere), and no cookie jar:
-    a user's login cookie is set per session (:meth:`IvoaArchive._session_for`) and never kept."""
+    a user's login cookie is set per session (:meth:`IvoaArchive._session_for`) and never kept.
+    The environment (proxy variables) is read once per session, for its origins, instead of on
+    every request as requests does (about 0.5 ms a call); a ``.netrc`` is never consulted, so
+    no service-wide login can reach an upstream on a user's behalf."""
 
     MAX_REDIRECTS = 5
 
@@ -114,6 +117,8 @@ class UpstreamSession(requests.Session):
         self.origins = origins
         self.default_timeout = (10, timeout)
         self.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # store nothing the upstream sets
+        self.trust_env = False
+        self.origin_proxies = {o: requests.utils.get_environ_proxies(o) for o in origins}
         if adapter is not None:  # one connection pool for every user's session
             self.mount("http://", adapter)
             self.mount("https://", adapter)
@@ -127,7 +132,7 @@ class UpstreamSession(requests.Session):
             if _origin(url) not in self.origins:
                 raise TransientFault(f"upstream {sorted(self.origins)[0]} pointed the gateway to another host "
                                      f"({_origin(url)}); refused")
-            r = super().request(method, url, *a, **k)
+            r = super().request(method, url, *a, proxies=self.origin_proxies.get(_origin(url)), **k)
             if not r.is_redirect:
                 return r
             url = requests.compat.urljoin(url, r.headers["Location"])
@@ -363,14 +368,10 @@ class IvoaArchive(Archive):
     # -- queries --------------------------------------------------------------------------
     def translate(self, query: AdqlQuery) -> ForwardPlan:
         tree = query.ast.copy()
-        for node in tree.find_all(exp.Table):
+        for node in tree.find_all(exp.Table, exp.Column):  # tables and schema-qualified columns, one walk
             db = node.args.get("db")
             if db is not None and db.name.lower() in self.to_upstream:
                 node.set("db", exp.to_identifier(self.to_upstream[db.name.lower()]))
-        for col in tree.find_all(exp.Column):  # schema-qualified column references
-            db = col.args.get("db")
-            if db is not None and db.name.lower() in self.to_upstream:
-                col.set("db", exp.to_identifier(self.to_upstream[db.name.lower()]))
         return ForwardPlan(tree.sql(dialect=ADQL, copy=False), query.output)
 
     def result_key(self, native) -> str | None:
