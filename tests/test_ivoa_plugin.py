@@ -92,6 +92,25 @@ def test_maxrec_and_overflow_are_exact(front):
     assert len(t) == 3 and status == "OK"
 
 
+@pytest.mark.parametrize("q, qualifier", [
+    ("SELECT TOP 2 ra, dec FROM up.gaia_dr3_g10 ORDER BY ra", "demo.gaia_dr3_g10.ra"),
+    ("SELECT TOP 2 up.gaia_dr3_g10.ra FROM up.gaia_dr3_g10", "demo.gaia_dr3_g10.ra"),
+    ("SELECT TOP 2 G.ra FROM up.gaia_dr3_g10 AS G WHERE g.dec > 0", "G.ra"),
+    ('SELECT TOP 2 "Gx".ra FROM up.gaia_dr3_g10 AS "Gx"', '"Gx".ra'),
+    ("SELECT TOP 2 s.ra FROM (SELECT ra FROM up.gaia_dr3_g10) AS s", "s.ra"),
+])
+def test_columns_are_qualified_as_from_exposes_them(front, upstream, q, qualifier):
+    """Forwarded ADQL names each column's table the way FROM exposes it: the alias as
+    written, or schema.table for an unaliased table; never a delimited form of a regular name
+    ("gaia_dr3_g10".ra), which strict services such as DaCHS refuse (in SQL-92 the exposed name
+    of an unaliased table is its table name, schema included)."""
+    rec = upstream[1]
+    r, (t, status, _) = run(front[0].test_client(), q)
+    sent = rec.queries[-1]
+    assert r.status_code == 200 and status == "OK" and len(t) == 2
+    assert qualifier.replace(".ra", '."ra"') in sent and '"gaia_dr3_g10"' not in sent and '"G"' not in sent, sent
+
+
 def test_names_are_rewritten_in_the_ast_not_the_text(front, upstream):
     rec = upstream[1]
     c = front[0].test_client()

@@ -368,10 +368,26 @@ class IvoaArchive(Archive):
     # -- queries --------------------------------------------------------------------------
     def translate(self, query: AdqlQuery) -> ForwardPlan:
         tree = query.ast.copy()
-        for node in tree.find_all(exp.Table, exp.Column):  # tables and schema-qualified columns, one walk
+        written = {}  # how FROM names each source: its alias, or schema.table as the user wrote it
+        for node in tree.find_all(exp.Table, exp.Subquery, exp.CTE):
             db = node.args.get("db")
             if db is not None and db.name.lower() in self.to_upstream:
-                node.set("db", exp.to_identifier(self.to_upstream[db.name.lower()]))
+                db = exp.to_identifier(self.to_upstream[db.name.lower()])
+                node.set("db", db)
+            alias = node.args.get("alias")
+            if alias is not None and isinstance(alias.this, exp.Identifier):
+                written.setdefault(alias.this.name, (alias.this, None))
+            elif isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier):
+                written.setdefault(node.this.name, (node.this, db))
+        for col in tree.find_all(exp.Column):
+            # the analyzer qualifies every column with its source as a delimited identifier
+            # ("main"."ra"); strict services (DaCHS: "table '"main"' could not be located", and
+            # for a plain main too) get the qualifier FROM exposes: the alias, or schema.table
+            qual = col.args.get("table")
+            if qual is not None and qual.name in written:
+                ident, db = written[qual.name]
+                col.set("table", ident.copy())
+                col.set("db", db.copy() if db is not None else None)
         return ForwardPlan(tree.sql(dialect=ADQL, copy=False), query.output)
 
     def result_key(self, native) -> str | None:
