@@ -6,7 +6,8 @@ every column has a fixed width, the table is streamed: the header goes out after
 the query's first batch, then each batch as big-endian rows, so memory stays at one batch
 whatever the size.  Otherwise (variable-length strings or arrays, upstream archives) the
 MAXREC-bounded result is gathered first and written by astropy.  Nulls are NaN for floats,
-``TNULLn`` for integers and 0 for logicals (FITS 4.0 §7.3.3.1, §7.3.5)."""
+``TNULLn`` for integers (FITS 4.0 §7.3.2) and 0 for logicals; strings shorter than the field
+end with NUL (§7.3.3.1)."""
 from __future__ import annotations
 
 import io
@@ -40,26 +41,25 @@ def write_fits(stream: RowStream, infos) -> Iterator[bytes]:
         yield from _gathered_fits(stream)
 
 
-def fixed_forms(cols: list[Column]) -> list[tuple[str, int]] | None:
-    """``(TFORMn, repeat)`` of each column when all have a fixed width, else None."""
+def fixed_forms(cols: list[Column]) -> list[str] | None:
+    """The ``TFORMn`` of each column when all have a fixed width, else None."""
     out = []
     for c in cols:
         n = c.arraysize
         if n is not None and not n.isdigit():
             return None  # variable length ("*", "n*") or multi-dimensional
         if c.datatype == "char":
-            out.append((f"{int(n or 1)}A", int(n or 1)))
+            out.append(f"{n or 1}A")
         elif c.datatype in TFORM and (n is None or c.datatype != "boolean"):
-            out.append((f"{n or ''}{TFORM[c.datatype]}", int(n or 1)))
+            out.append(f"{n or ''}{TFORM[c.datatype]}")
         else:
             return None  # unicodeChar, arrays of logicals
     return out
 
 
-def _header(cols: list[Column], forms, rows: int, overflow: bool) -> bytes:
-    fcols = [fits.Column(name=c.name, format=f, unit=c.unit,
-                         null=cells.NULL_INT[c.datatype] if c.datatype in cells.NULL_INT else None)
-             for c, (f, _) in zip(cols, forms)]
+def _header(cols: list[Column], forms: list[str], rows: int, overflow: bool) -> bytes:
+    fcols = [fits.Column(name=c.name, format=f, unit=c.unit, null=cells.NULL_INT.get(c.datatype))
+             for c, f in zip(cols, forms)]
     hdu = fits.BinTableHDU.from_columns(fcols, nrows=0)
     hdu.header["NAXIS2"] = rows
     for i, c in enumerate(cols, start=1):
@@ -70,42 +70,37 @@ def _header(cols: list[Column], forms, rows: int, overflow: bool) -> bytes:
     return fits.PrimaryHDU().header.tostring().encode() + hdu.header.tostring().encode()
 
 
-def _fits_cell(arr: pa.Array, c: Column, repeat: int) -> tuple[np.ndarray, np.ndarray]:
-    if c.datatype == "boolean":  # 'T', 'F', null 0 (FITS 4.0 §7.3.3.1)
+def _fits_cell(arr: pa.Array, c: Column) -> tuple[np.ndarray, np.ndarray]:
+    """One column of a batch as FITS cells: VOTable BINARY's big-endian cells (nulls NaN or
+    the ``TNULLn`` value, short strings NUL-padded), logicals 'T', 'F' or 0 for null."""
+    if c.datatype == "boolean":
         vals = cells.numeric_values(arr, "boolean", False).astype(bool)
         out = np.where(vals, ord("T"), ord("F")).astype(np.uint8)
         out[cells.null_mask(arr)] = 0
         return out, np.ones(len(arr), np.int64)
-    if c.datatype == "char":
-        return cells.binary_cell(arr, "char", str(repeat), False)
-    return cells.binary_cell(arr, c.datatype, c.arraysize, False)  # BINARY nulls: NaN, TNULL values
+    return cells.binary_cell(arr, c.datatype, c.arraysize, False)
 
 
-def _stream_fits(stream: RowStream, forms) -> Iterator[bytes]:
+def _stream_fits(stream: RowStream, forms: list[str]) -> Iterator[bytes]:
     cols = stream.columns
     rows, overflow = stream.count()
     batches = iter(stream)
     first = next(batches, None)  # the query's own errors come before the first byte too
     yield _header(cols, forms, rows, overflow)
-    written = 0
+    written = nbytes = 0
     for b in itertools.chain([first] if first is not None else [], batches):
         if not b.num_rows:
             continue
         if written + b.num_rows > rows:
             raise FatalFault(f"the result has more rows than the {rows} counted")
-        data, _ = cells.interleave([_fits_cell(b.column(j), c, r) for j, (c, (_, r)) in enumerate(zip(cols, forms))])
+        data, _ = cells.interleave([_fits_cell(b.column(j), c) for j, c in enumerate(cols)])
         written += b.num_rows
+        nbytes += data.size
         yield data.tobytes()
     if written != rows:  # cannot be reported in FITS: break the response off rather than pad it
         log.error("FITS stream: %d rows written, %d counted", written, rows)
         raise FatalFault(f"the result has {written} rows, not the {rows} counted")
-    width = sum(_fits_cell_width(c, r) for c, (_, r) in zip(cols, forms))
-    yield b"\0" * (-(written * width) % BLOCK)
-
-
-def _fits_cell_width(c: Column, repeat: int) -> int:
-    return repeat * (1 if c.datatype in ("char", "boolean", "unsignedByte") else
-                     np.dtype(cells.BE[c.datatype]).itemsize)
+    yield b"\0" * (-nbytes % BLOCK)
 
 
 def _gathered_fits(stream: RowStream) -> Iterator[bytes]:
