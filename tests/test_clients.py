@@ -12,6 +12,7 @@ import requests
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from gateway.testing import parse_votable
 from tests.conftest import ALL_TAPLINT_STAGES, ROOT, needs_stilts, taplint
 
 warnings.filterwarnings("ignore")
@@ -145,3 +146,26 @@ def test_stilts_tapquery_and_cone(live_url):
                           "radius=0.05", "omode=count"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "rows:" in out.stdout and int(out.stdout.split("rows:")[1].split()[0]) > 5
+
+
+@needs_stilts
+def test_stilts_reads_streamed_fits(live_url, tmp_path):
+    """The streamed FITS (header from the row count, rows batch by batch) is read by STILTS,
+    TOPCAT's table library, with the values and nulls of the same query as VOTable."""
+    q = ("SELECT TOP 40000 source_id, ra, phot_bp_mean_mag, POINT(ra, dec) AS pos FROM demo.gaia_dr3_g10 "
+         "ORDER BY source_id")
+    params = {"LANG": "ADQL", "QUERY": q, "MAXREC": 30000}
+    f = tmp_path / "r.fits"
+    f.write_bytes(requests.get(live_url + "/tap/sync", params={**params, "RESPONSEFORMAT": "fits"}).content)
+    out = subprocess.run(["stilts", "tpipe", f"in={f}", "ifmt=fits", "cmd=keepcols 'source_id ra phot_bp_mean_mag'",
+                          "ofmt=csv"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    from astropy.table import Table
+    got = Table.read(out.stdout, format="ascii.csv")
+    ref, status, _ = parse_votable(requests.get(live_url + "/tap/sync", params=params).content)
+    assert status == "OVERFLOW" and len(got) == len(ref) == 30000
+    assert list(got["source_id"]) == list(ref["source_id"]) and np.array_equal(got["ra"], ref["ra"])
+    bp_ref = np.ma.filled(ref["phot_bp_mean_mag"].astype(float), np.nan)
+    bp = np.ma.filled(got["phot_bp_mean_mag"].astype(float), np.nan)
+    assert np.isnan(bp_ref).any() and np.array_equal(np.isnan(bp), np.isnan(bp_ref))
+    assert np.allclose(bp, bp_ref, rtol=1e-6, atol=0, equal_nan=True)
