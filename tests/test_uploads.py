@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 import pytest
+from astropy.io import fits
 from astropy.io.votable import parse
 from astropy.table import MaskedColumn, Table
 
@@ -101,6 +102,16 @@ def test_delimited_names_and_crossmatch_with_embedded_table(c):
     r = c.post("/tap/sync", data={"LANG": "ADQL", "QUERY": q2, "UPLOAD": "mine,param:m", "m": (io.BytesIO(up), "m")},
                content_type="multipart/form-data")
     assert sorted(parse_votable(r.data)[0]["label"]) == ["x", "y"]
+    # FITS streamed from a join with an upload: the row count is taken with the upload registered too
+    q3 = ("SELECT g.source_id, DISTANCE(POINT('ICRS', g.ra, g.dec), POINT('ICRS', u.\"Ra J2000\", u.DEC)) AS d "
+          "FROM TAP_UPLOAD.mine AS u JOIN demo.gaia_dr3_g10 AS g "
+          "ON DISTANCE(POINT('ICRS', g.ra, g.dec), POINT('ICRS', u.\"Ra J2000\", u.DEC)) < 0.0001 ORDER BY g.source_id")
+    r = c.post("/tap/sync", data={"LANG": "ADQL", "QUERY": q3, "UPLOAD": "mine,param:m", "RESPONSEFORMAT": "fits",
+                                  "m": (io.BytesIO(up), "m")}, content_type="multipart/form-data")
+    assert r.status_code == 200, r.data
+    hdu = fits.open(io.BytesIO(r.data))[1]
+    assert hdu.header["NAXIS2"] == 2 and sorted(hdu.data["source_id"]) == list(hdu.data["source_id"])
+    assert "TNULL1" in hdu.header  # the streaming writer declares every integer column's null
     # unquoted, the name is not a column (it is not a regular identifier)
     r = c.post("/tap/sync", data={"LANG": "ADQL", "QUERY": "SELECT ra FROM TAP_UPLOAD.mine", "UPLOAD": "mine,param:m",
                                   "m": (io.BytesIO(up), "m")}, content_type="multipart/form-data")
