@@ -96,6 +96,7 @@ def test_maxrec_and_overflow_are_exact(front):
     ("SELECT TOP 2 ra, dec FROM up.gaia_dr3_g10 ORDER BY ra", "demo.gaia_dr3_g10.ra"),
     ("SELECT TOP 2 up.gaia_dr3_g10.ra FROM up.gaia_dr3_g10", "demo.gaia_dr3_g10.ra"),
     ("SELECT TOP 2 G.ra FROM up.gaia_dr3_g10 AS G WHERE g.dec > 0", "G.ra"),
+    ("SELECT TOP 2 ra FROM UP.GAIA_DR3_G10", "demo.GAIA_DR3_G10.ra"),
     ('SELECT TOP 2 "Gx".ra FROM up.gaia_dr3_g10 AS "Gx"', '"Gx".ra'),
     ("SELECT TOP 2 s.ra FROM (SELECT ra FROM up.gaia_dr3_g10) AS s", "s.ra"),
 ])

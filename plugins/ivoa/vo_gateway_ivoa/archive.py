@@ -376,16 +376,21 @@ class IvoaArchive(Archive):
                 node.set("db", db)
             alias = node.args.get("alias")
             if alias is not None and isinstance(alias.this, exp.Identifier):
-                written.setdefault(alias.this.name, (alias.this, None))
+                exposed = (alias.this, None)
             elif isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier):
-                written.setdefault(node.this.name, (node.this, db))
+                exposed = (node.this, db)
+            else:
+                continue
+            written.setdefault(exposed[0].name, exposed)
+            written.setdefault(exposed[0].name.lower(), exposed)  # FROM UP.GAIA: the analyzer's "gaia"
         for col in tree.find_all(exp.Column):
             # the analyzer qualifies every column with its source as a delimited identifier
             # ("main"."ra"); strict services (DaCHS: "table '"main"' could not be located", and
             # for a plain main too) get the qualifier FROM exposes: the alias, or schema.table
             qual = col.args.get("table")
-            if qual is not None and qual.name in written:
-                ident, db = written[qual.name]
+            exposed = None if qual is None else written.get(qual.name) or written.get(qual.name.lower())
+            if exposed is not None:
+                ident, db = exposed
                 col.set("table", ident.copy())
                 col.set("db", db.copy() if db is not None else None)
         return ForwardPlan(tree.sql(dialect=ADQL, copy=False), query.output)
