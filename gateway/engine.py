@@ -217,7 +217,8 @@ class DuckDBArchive(Archive):
         probe = count_sql = None
         window = (0, cap)
         if isinstance(tree, exp.Select) and any(tree.args.get(k) for k in ("order", "limit", "offset")):
-            window = (_literal_int(tree.args.get("offset")) or 0, _literal_int(tree.args.get("limit")) or cap)
+            top = _literal_int(tree.args.get("limit"))
+            window = (_literal_int(tree.args.get("offset")) or 0, cap if top is None else top)
             bare = tree.copy()
             for k in ("order", "limit", "offset"):
                 bare.set(k, None)

@@ -270,6 +270,7 @@ def test_results_are_gzipped_for_clients_that_ask(client):
     ("SELECT source_id FROM demo.gaia_dr3_g10 WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
      "CIRCLE('ICRS', 83.8, -5.4, 3))", None),
     ("SELECT source_id FROM demo.gaia_dr3_g10 WHERE dec > 90", None),                    # no rows
+    ("SELECT TOP 0 source_id FROM demo.gaia_dr3_g10 ORDER BY ra", None),                 # TOP 0
 ])
 def test_stream_count_is_what_the_stream_delivers(app, query, maxrec):
     """``RowStream.count`` (FITS needs NAXIS2 first) equals the rows the same stream then
