@@ -110,13 +110,14 @@ def binary_cell(arr: pa.Array, datatype: str, arraysize: str | None, binary2: bo
         out = np.where(vals, ord("T"), ord("F")).astype(np.uint8)
         out[null_mask(arr)] = ord("?")
         return out, np.ones(n, np.int64)
+    # a null number: NaN for floats; BINARY2 flags nulls, BINARY writes the integer's null value
+    fill = np.nan if datatype in ("float", "double") else (0 if binary2 else NULL_INT.get(datatype, 0))
     if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
         if arr.null_count:
             arr = pc.fill_null(arr, pa.scalar([], arr.type)) if not pa.types.is_fixed_size_list(arr.type) else arr
         arr = pa.concat_arrays([arr]) if arr.offset else arr
         if pa.types.is_fixed_size_list(arr.type):  # every slot, null ones too (flatten() drops those)
             size = arr.type.list_size
-            fill = np.nan if datatype in ("float", "double") else (0 if binary2 else NULL_INT.get(datatype, 0))
             vals = numeric_values(arr.values.slice(0, n * size), datatype, fill).reshape(n, size)
             if arr.null_count:
                 vals = vals.astype(np.float64) if datatype in ("float", "double") else vals.copy()
@@ -132,7 +133,6 @@ def binary_cell(arr: pa.Array, datatype: str, arraysize: str | None, binary2: bo
         if arraysize == "*" or (arraysize or "").endswith("*"):
             return interleave([fixed(lens.astype(">u4"), n), data])
         return data
-    fill = np.nan if datatype in ("float", "double") else (0 if binary2 else NULL_INT.get(datatype, 0))
     vals = numeric_values(arr, datatype, fill)
     if datatype in ("float", "double") and arr.null_count:
         vals = vals.astype(np.float64)
