@@ -13,13 +13,10 @@ one query only and never in TAP_SCHEMA.
 from __future__ import annotations
 
 import io
-import ipaddress
 import re
-import socket
 import warnings
 from dataclasses import dataclass
 from typing import Callable
-from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -106,30 +103,20 @@ class UploadReader:
         return out
 
     def fetch(self, url: str, budget: int) -> bytes:
-        """GET an http(s) upload: public addresses only, no redirects, ``budget`` bytes and
-        ``http_timeout`` seconds at most."""
+        """GET an http(s) upload (:class:`gateway.upstream.UpstreamSession`): public addresses
+        only, checked where the connection is made (also across redirects), ``budget`` bytes
+        and ``http_timeout`` seconds in all at most."""
         import requests
-        parts = urlsplit(url)
-        host = parts.hostname
-        if not host:
-            raise UsageFault(f"UPLOAD URL {url!r} has no host")
+
+        from .upstream import UpstreamSession, iter_body
+        session = UpstreamSession(None, self.cfg.http_timeout, deadline=self.cfg.http_timeout,
+                                  allow_private=self.cfg.allow_private_hosts)
         try:
-            infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80))
-        except OSError:
-            raise UsageFault(f"UPLOAD URL host {host!r} cannot be resolved")
-        if not self.cfg.allow_private_hosts:
-            for info in infos:
-                ip = ipaddress.ip_address(info[4][0])
-                if not ip.is_global:
-                    raise UsageFault(f"UPLOAD URL {url!r} points to a non-public address ({ip}); refused")
-        try:
-            with requests.get(url, stream=True, timeout=(5, self.cfg.http_timeout), allow_redirects=False) as r:
-                if r.is_redirect:
-                    raise UsageFault(f"UPLOAD URL {url!r} redirects; give the final URL")
+            with session.get(url, stream=True) as r:
                 if r.status_code != 200:
                     raise UsageFault(f"UPLOAD URL {url!r} answered HTTP {r.status_code}")
                 buf = bytearray()
-                for chunk in r.iter_content(65536):
+                for chunk in iter_body(r, f"UPLOAD URL {url!r}", 65536):
                     buf += chunk
                     if len(buf) > budget:
                         raise UsageFault(f"uploaded tables exceed the upload limit of {self.cfg.max_bytes} bytes")
@@ -138,6 +125,8 @@ class UploadReader:
             raise TransientFault(f"UPLOAD URL {url!r} did not answer within {self.cfg.http_timeout} s")
         except requests.RequestException as e:
             raise TransientFault(f"UPLOAD URL {url!r} could not be read ({type(e).__name__})")
+        finally:
+            session.close()
 
     def read_table(self, name: str, data: bytes) -> UploadTable:
         head = data[:200].lstrip(b"\xef\xbb\xbf \t\r\n")

@@ -38,7 +38,7 @@ from gateway.engine import GEOMETRY, normalize_batch, output_columns
 from gateway.faults import Fault, TransientFault, UsageFault
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
-from vo_gateway_ivoa.archive import ChunkReader, UpstreamSession, _origin
+from gateway.upstream import ChunkReader, UpstreamSession, checked_csv, iter_body, origin
 
 from .metadata import TABLES, rerun_tables
 from .translate import to_hsc_sql
@@ -70,7 +70,8 @@ class HscConfig(ArchiveConfig):
     photoz_tables: list[str] = Field(default_factory=lambda: ["photoz_mizuki", "photoz_demp", "photoz_dnnz"])
     account: Account | None = Field(None, description="service account for single-user deployments")
     client_version: float = 20190514.1
-    timeout: float = Field(60.0, gt=0)
+    timeout: float = Field(60.0, gt=0, description="seconds one read of an HSC-SSP answer may wait")
+    deadline: float = Field(600.0, gt=0, description="seconds one HSC-SSP call may take in all, its whole answer read")
     sync_wait: float = Field(60.0, gt=0, description="seconds a sync query waits for its HSC job")
     poll_initial: float = Field(1.0, gt=0)
     poll_max: float = Field(300.0, gt=0)
@@ -99,8 +100,8 @@ class HscArchive(Archive):
         self.url = str(config.api_url)
         if not self.url.endswith("/"):
             self.url += "/"
-        origins = {_origin(str(u)) for u in (self.url, config.das_url, config.psf_url) if u}
-        self.session = UpstreamSession(origins, config.timeout, requests.adapters.HTTPAdapter())
+        origins = {origin(str(u)) for u in (self.url, config.das_url, config.psf_url) if u}
+        self.session = UpstreamSession(origins, config.timeout, deadline=config.deadline)
         if config.das_url is not None:
             self.capabilities = replace(self.capabilities, cutouts=True, datalink_proxy=True, images=True,
                                         soda_async=True)
@@ -195,7 +196,6 @@ class HscArchive(Archive):
             time.sleep(interval)
             interval = min(interval * 2, self.config.poll_max)
         r = self._post("download", credential, stream=True, id=job_id)
-        r.raw.decode_content = True
 
         def finish():
             r.close()
@@ -204,7 +204,8 @@ class HscArchive(Archive):
             except Fault:
                 log.warning("could not delete HSC job %s", job_id)
         try:
-            batches = stream_result(r.raw, native.outputs)
+            batches = stream_result(checked_csv(iter_body(r, "HSC-SSP result download"), "HSC-SSP result download"),
+                                    native.outputs)
             first = next(batches, None)  # read before the response starts: early errors set the status
         except Exception:
             finish()
@@ -404,8 +405,9 @@ class HscArchive(Archive):
             r.close()
             raise TransientFault(f"HSC-SSP {kind} bulk request failed: HTTP {r.status_code} {r.text.strip()[:300]}")
         seen = 0
+        body = TailKeeper(iter_body(r, f"HSC-SSP {kind} bulk answer"))
         try:
-            with tarfile.open(fileobj=r.raw, mode="r|") as tar:
+            with tarfile.open(fileobj=body, mode="r|") as tar:
                 for member in tar:
                     context.check()
                     m = re.search(r"(?:^|/)(\d+)-", member.name)
@@ -413,6 +415,10 @@ class HscArchive(Archive):
                         continue
                     seen += 1
                     yield int(m.group(1)), tar.extractfile(member).read()
+            while body.read(1 << 16):  # the end-of-archive blocks (POSIX: two zero records) must arrive
+                pass
+            if body.tail.count(0) != len(body.tail) or len(body.tail) < 1024:
+                raise tarfile.ReadError("no end-of-archive marker")
         except (tarfile.TarError, OSError, requests.RequestException) as e:
             raise TransientFault(f"HSC-SSP {kind} bulk answer broke off after {seen} of {len(rows)} files "
                                  f"({type(e).__name__})")
@@ -423,13 +429,24 @@ class HscArchive(Archive):
         return True, f"{self.name}: HSC-SSP catalog-job API at {self.url} (checked per query)"
 
 
-def _body(raw) -> tuple[str, ChunkReader]:
+class TailKeeper(ChunkReader):
+    """A ChunkReader keeping the last 1024 bytes read (a tar's end-of-archive blocks)."""
+
+    tail = b""
+
+    def readinto(self, b):
+        n = super().readinto(b)
+        self.tail = (self.tail + bytes(b[:n]))[-1024:]
+        return n
+
+
+def _body(chunks) -> tuple[str, ChunkReader]:
     """(header, readable CSV with that header first) of the download stream without its
     ``#`` metainfo lines: the header line (``# a,b,c``) becomes the CSV header (REFERENCE.md
     §1.2, "Result layout")."""
     data = b""
     while True:
-        chunk = raw.read(65536)
+        chunk = next(chunks, b"")
         data += chunk
         lines = data.split(b"\n")
         k = 0
@@ -441,14 +458,14 @@ def _body(raw) -> tuple[str, ChunkReader]:
         raise TransientFault("HSC-SSP sent a result without its header line")
     header = lines[k - 1][1:].strip().decode()
     first = (header + "\n").encode() + b"\n".join(lines[k:])
-    return header, ChunkReader(itertools.chain([first], iter(lambda: raw.read(1 << 20), b"")))
+    return header, ChunkReader(itertools.chain([first], chunks))
 
 
-def stream_result(raw, outputs: list[OutputColumn]):
+def stream_result(chunks, outputs: list[OutputColumn]):
     """Parse an HSC CSV download batch by batch (pyarrow, declared types, 64-bit ids exact).
     The columns are taken by position, or by name when the download has more of them than
     were selected (``SELECT *`` also brings the internal ``coord``)."""
-    text, body = _body(raw)
+    text, body = _body(iter(chunks))
     names = [o.name for o in outputs]
     header = [h.strip() for h in text.split(",")]
     if len(header) == len(names):

@@ -29,7 +29,6 @@ from typing import Iterator, Literal
 
 import pyarrow as pa
 import requests
-import urllib3
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from sqlglot import exp
 
@@ -42,6 +41,8 @@ from gateway.rowstream import RowStream, limit_batches
 from gateway.config import EnvSecret
 from gateway.schema import VOTABLE_DATATYPES, Column, ForeignKey, Table
 from gateway.uploads import votable_to_arrow
+from gateway.upstream import (AddressPolicy, ChunkReader, GuardedAdapter, UpstreamSession, check_complete, checked_csv,
+                              iter_body, origin, read_body)
 from gateway.formats.builtin import VOTABLE as VOTABLE_MIME
 
 from .binary2 import Binary2Answer, row_width
@@ -78,7 +79,9 @@ class IvoaConfig(ArchiveConfig):
     tables: list[str] | None = Field(None, description="upstream qualified table names to expose (default: all)")
     snapshot: Path | None = Field(None, description="JSON metadata snapshot (relative to the config file); "
                                   "written after a successful import, read when the upstream is unreachable")
-    timeout: float = Field(60.0, gt=0, description="seconds for one upstream HTTP request")
+    timeout: float = Field(60.0, gt=0, description="seconds one read of an upstream answer may wait")
+    deadline: float = Field(600.0, gt=0, description="seconds one upstream call may take in all, its whole "
+                            "answer read (an upstream trickling its answer is cut off here)")
     compression: bool = Field(True, description="ask the upstream for gzip (Accept-Encoding); false for an "
                               "upstream on this host or LAN, where compressing costs more time than it saves")
     poll_wait: int = Field(10, ge=1, le=60, description="UWS WAIT per poll of an upstream async job")
@@ -100,54 +103,6 @@ class IvoaConfig(ArchiveConfig):
     sia2_url: AnyHttpUrl | None = Field(None, description="upstream SIA 2.0 query endpoint")
 
 
-class UpstreamSession(requests.Session):
-    """The only HTTP client of an ``ivoa`` archive: a default timeout (pyvo passes none),
-    requests only to the configured upstream origins (a URL or redirect to any other host is
-    refused, so no request parameter can make the gateway fetch elsewhere), and no cookie jar:
-    a user's login cookie is set per session (:meth:`IvoaArchive._session_for`) and never kept.
-    The environment (proxy variables) is read once per session, for its origins, instead of on
-    every request as requests does (about 0.5 ms a call); a ``.netrc`` is never consulted, so
-    no service-wide login can reach an upstream on a user's behalf."""
-
-    MAX_REDIRECTS = 5
-
-    def __init__(self, origins: set[str], timeout: float, adapter: requests.adapters.HTTPAdapter | None = None):
-        super().__init__()
-        from http.cookiejar import DefaultCookiePolicy
-        self.origins = origins
-        self.default_timeout = (10, timeout)
-        self.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # store nothing the upstream sets
-        self.trust_env = False
-        self.origin_proxies = {o: requests.utils.get_environ_proxies(o) for o in origins}
-        if adapter is not None:  # one connection pool for every user's session
-            self.mount("http://", adapter)
-            self.mount("https://", adapter)
-
-    def request(self, method, url, *a, **k):
-        k.setdefault("timeout", self.default_timeout)
-        k.setdefault("verify", self.verify)  # explicit: REQUESTS_CA_BUNDLE would override the session's
-        k.setdefault("cert", self.cert)
-        k["allow_redirects"] = False
-        for _ in range(self.MAX_REDIRECTS + 1):
-            if _origin(url) not in self.origins:
-                raise TransientFault(f"upstream {sorted(self.origins)[0]} pointed the gateway to another host "
-                                     f"({_origin(url)}); refused")
-            r = super().request(method, url, *a, proxies=self.origin_proxies.get(_origin(url)), **k)
-            if not r.is_redirect:
-                return r
-            url = requests.compat.urljoin(url, r.headers["Location"])
-            if r.status_code == 303:
-                method, k = "GET", {key: v for key, v in k.items() if key not in ("data", "files", "json")}
-        raise TransientFault(f"upstream {sorted(self.origins)[0]} redirected more than {self.MAX_REDIRECTS} times")
-
-
-def _origin(url: str) -> str:
-    from urllib.parse import urlsplit
-    p = urlsplit(url)
-    port = p.port or (443 if p.scheme == "https" else 80)
-    return f"{p.scheme}://{(p.hostname or '').lower()}:{port}"
-
-
 @dataclass
 class ForwardPlan:
     adql: str
@@ -164,11 +119,11 @@ class IvoaArchive(Archive):
         super().__init__(name, config, base_dir=base_dir)
         self.url = str(config.tap_url).rstrip("/") if config.tap_url else None
         self.to_upstream = {g.lower(): u for u, g in config.schemas.items()}
-        self.origins = {_origin(str(u)) for u in [self.url, *self.upstream_urls()] if u}
+        self.origins = {origin(str(u)) for u in [self.url, *self.upstream_urls()] if u}
         if config.datalink_url is not None:
             self.capabilities = replace(self.capabilities, datalink_proxy=True)
-        self.adapter = requests.adapters.HTTPAdapter(pool_maxsize=16)
-        self.session = UpstreamSession(self.origins, config.timeout, self.adapter)
+        self.adapter = GuardedAdapter(AddressPolicy(frozenset(self.origins)), pool_maxsize=16)
+        self.session = UpstreamSession(self.origins, config.timeout, self.adapter, deadline=config.deadline)
         if not config.compression:
             self.session.headers["Accept-Encoding"] = "identity"
         if config.ca_bundle is not None:
@@ -347,7 +302,7 @@ class IvoaArchive(Archive):
             token = self._login(creds)
             with self._tokens_lock:
                 self._tokens[key] = (token, time.monotonic() + self.config.auth.token_lifetime)
-        s = UpstreamSession(self.origins, self.config.timeout, self.adapter)
+        s = UpstreamSession(self.origins, self.config.timeout, self.adapter, deadline=self.config.deadline)
         s.verify = self.session.verify  # a user's session never carries the service certificate
         s.headers["Accept-Encoding"] = self.session.headers["Accept-Encoding"]
         s.headers["Cookie"] = f'{self.config.auth.cookie}="{token}"'
@@ -424,7 +379,7 @@ class IvoaArchive(Archive):
                 return self._binary2_stream(r, answer, native, maxrec)
             body = answer.whole()
         else:
-            body = r.content
+            body = read_body(r, f"upstream TAP service {self.url}")
         cols, arrays = self._parse(body)
         if len(cols) != len(native.outputs):
             raise FatalFault(f"upstream {self.url} returned {len(cols)} columns for {len(native.outputs)} selected")
@@ -452,15 +407,8 @@ class IvoaArchive(Archive):
         return stream
 
     def _body_chunks(self, r) -> Iterator[bytes]:
-        """The response body in chunks as they arrive (HTTP chunks of a chunked answer, at
-        most 1 MiB each), content-decoded; or the body already read."""
-        if r._content not in (False, None):
-            yield r._content
-            return
-        try:
-            yield from r.raw.stream(1 << 20, decode_content=True)
-        except (OSError, requests.RequestException, urllib3.exceptions.HTTPError) as e:
-            raise TransientFault(f"upstream {self.url} broke off its answer ({type(e).__name__})")
+        """The response body in chunks as they arrive (:func:`gateway.upstream.iter_body`)."""
+        return iter_body(r, f"upstream TAP service {self.url}")
 
     def _upstream_binary2(self) -> str | None:
         """The RESPONSEFORMAT value for VOTable BINARY2 that the upstream's TAPRegExt
@@ -501,7 +449,7 @@ class IvoaArchive(Archive):
 
         import numpy as np
         import pyarrow.csv as pcsv
-        body_chunks = self._body_chunks(r)
+        body_chunks = checked_csv(self._body_chunks(r), f"upstream TAP service {self.url}")
         head = b""
         while b"\n" not in head:
             chunk = next(body_chunks, None)
@@ -534,7 +482,7 @@ class IvoaArchive(Archive):
                 raise FatalFault(f"upstream {self.url} sent unreadable CSV ({str(e)[:200]})")
 
         def csv_body():
-            rows, quoted, last_open = 0, 0, False
+            rows, quoted = 0, 0
             pending = chunks()
             try:
                 for chunk in pending:
@@ -542,7 +490,6 @@ class IvoaArchive(Archive):
                         n = chunk.count(b"\n")
                         if maxrec is None or rows + n < maxrec:
                             rows += n
-                            last_open = bool(chunk[chunk.rfind(b"\n") + 1:].strip())
                             yield chunk
                             continue
                     a = np.frombuffer(chunk, np.uint8)
@@ -558,12 +505,7 @@ class IvoaArchive(Archive):
                         return
                     rows += len(ends)
                     quoted = int(parity[-1]) if len(a) else quoted
-                    tail = chunk[int(ends[-1]) + 1:] if len(ends) else chunk
-                    last_open = bool(tail.strip())
                     yield chunk
-                if last_open:  # a last record without its line end
-                    rows += 1
-                    yield b"\r\n"
             except (OSError, requests.RequestException) as e:
                 raise TransientFault(f"upstream {self.url} broke off its CSV answer ({type(e).__name__})")
             finally:
@@ -614,7 +556,7 @@ class IvoaArchive(Archive):
         except (requests.RequestException, DALServiceError) as e:
             context.check()  # a failure caused by our own cancel is a cancel
             raise TransientFault(f"upstream TAP service {self.url} failed during the job ({e})")
-        result._content = result.raw.read(decode_content=True)  # the job is deleted next
+        read_body(result, f"upstream TAP service {self.url}")  # whole before the job is deleted
         try:
             job.delete()
         except (requests.RequestException, DALServiceError):
@@ -640,6 +582,7 @@ class IvoaArchive(Archive):
         ``datalink_access: gateway`` its SODA sync descriptors point to the gateway's proxy."""
         r = self.upstream_get("upstream DataLink service", str(self.config.datalink_url),
                               [("ID", i) for i in ids], self._session_for(actor))
+        check_complete(r.content, "votable", "upstream DataLink service")
         if self.config.datalink_access == "direct" or self.config.soda_url is None:
             return r.content
         return rewrite_soda_descriptors(r.content, f"{service_url}/soda/{self.name}/sync")
@@ -666,11 +609,10 @@ class IvoaArchive(Archive):
         def chunks():
             sent = 0
             with r:
-                for chunk in r.iter_content(1 << 16):
+                for chunk in iter_body(r, "upstream SODA service", 1 << 16):
                     sent += len(chunk)
-                    if sent > limit:  # status already sent: stop rather than pass more
-                        log.warning("SODA answer of %s cut at %d bytes", self.name, limit)
-                        return
+                    if sent > limit:  # status already sent: break the response off, never end it as whole
+                        raise TransientFault(f"the cutout exceeds the limit of {limit} bytes")
                     yield chunk
         return r.status_code, r.headers.get("Content-Type", "application/octet-stream"), chunks()
 
@@ -754,14 +696,17 @@ def rewrite_soda_descriptors(doc: bytes, soda_url: str) -> bytes:
 
 
 def read_votable(body: bytes, what: str):
-    """Parse an upstream VOTable leniently (astropy, warnings off); TransientFault if unreadable."""
+    """Parse an upstream VOTable leniently (astropy, warnings off); TransientFault if it is
+    unreadable or stops before its closing ``</VOTABLE>``."""
     from astropy.io.votable import parse
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return parse(io.BytesIO(body), verify="ignore")
+            vot = parse(io.BytesIO(body), verify="ignore")
     except Exception as e:  # noqa: BLE001 - whatever the upstream sent, it is not a VOTable
         raise TransientFault(f"{what} sent no readable VOTable ({str(e)[:200]})")
+    check_complete(body, "votable", what)  # astropy reads a VOTable cut after a row as a whole one
+    return vot
 
 
 def _is_votable(r) -> bool:
@@ -792,24 +737,3 @@ def _table_from_json(d: dict) -> Table:
     fks = [ForeignKey(**{**f, "from_columns": tuple(f["from_columns"]), "target_columns": tuple(f["target_columns"])})
            for f in d.pop("foreign_keys")]
     return Table(columns=cols, foreign_keys=fks, **d)
-
-
-class ChunkReader(io.RawIOBase):
-    """A readable file over an iterator of byte chunks (for pyarrow's CSV reader over an
-    upstream answer that has been partly read already)."""
-
-    def __init__(self, chunks):
-        self.chunks, self.buf = chunks, b""
-
-    def readable(self):
-        return True
-
-    def readinto(self, b):
-        while not self.buf:
-            self.buf = next(self.chunks, None)
-            if self.buf is None:
-                self.buf = b""
-                return 0
-        n = min(len(b), len(self.buf))
-        b[:n], self.buf = self.buf[:n], self.buf[n:]
-        return n

@@ -40,6 +40,7 @@ from gateway.faults import TransientFault, UsageFault
 from gateway.residual import column_of, conjuncts, cone_term, constant, evaluate, residual_sql, single_table
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
+from gateway.upstream import read_body
 from vo_gateway_ivoa.archive import IvoaArchive, IvoaConfig
 
 from .metadata import BUNDLED
@@ -373,7 +374,7 @@ class MastArchive(IvoaArchive):
             raise TransientFault(f"{what} failed: HTTP {r.status_code} {r.text[:300]}")
         if r.status_code >= 400:
             raise UsageFault(f"{what} refused the request (HTTP {r.status_code}): {r.text.strip()[:300]}")
-        return parse_csv(r.content, table, params["columns"])
+        return parse_csv(read_body(r, what, "csv"), table, params["columns"])
 
     def examples(self) -> dict:
         """The STScI HSC notebook's flow (variables in IC 1613, then one light curve)."""

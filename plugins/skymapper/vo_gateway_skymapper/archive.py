@@ -37,6 +37,7 @@ from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, parse_shape, record_
 from gateway.residual import any_rows, evaluate, find_cone, residual_sql, single_table
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
+from gateway.upstream import check_complete
 from vo_gateway_ivoa.archive import ForwardPlan, IvoaArchive, IvoaConfig
 
 from .metadata import BUNDLED
@@ -271,6 +272,7 @@ class SkyMapperArchive(IvoaArchive):
         r = self.upstream_get("SkyMapper cone search", str(self.config.cone_url), params, self._session_for(actor),
                               refused="the request")
         table = next(t for t in self._tables if self.upstream_name(t) == catalog)
+        check_complete(r.content, "csv", "SkyMapper cone search")
         batch = parse_csv(r.content, table)
         if batch.num_rows >= self.config.max_rows:
             raise UsageFault(f"the cone holds more than SkyMapper's limit of {self.config.max_rows} rows; "
