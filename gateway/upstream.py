@@ -151,7 +151,7 @@ class _Watchdog:
                 _, _, call, conn = heapq.heappop(self.heap)
             if getattr(conn, "_vo_call", None) is call:  # the connection still serves that call
                 call.expired = True
-                sock = conn.sock
+                sock = conn._vo_sock  # http.client drops conn.sock once a closing answer began
                 if sock is not None:
                     try:
                         sock.shutdown(socket.SHUT_RDWR)
@@ -197,6 +197,7 @@ class _Guarded:
 
     def connect(self):
         super().connect()
+        self._vo_sock = self.sock
         call = getattr(_current, "call", None)
         if call is not None and getattr(self, "_vo_call", None) is call:
             _watchdog.add(call, self)
@@ -205,6 +206,7 @@ class _Guarded:
         call = getattr(_current, "call", None)
         self._vo_call = call
         if call is not None and self.sock is not None:  # a kept-alive connection: connect() is skipped
+            self._vo_sock = self.sock
             _watchdog.add(call, self)
         return super().request(*a, **k)
 
@@ -278,9 +280,12 @@ class UpstreamSession(requests.Session):
                 if self.origins is None:  # a user's URL (TAP_UPLOAD): the user's mistake
                     raise
                 raise TransientFault(f"{self._what()} pointed the gateway to another address ({e.message})")
-            except requests.RequestException:
+            except requests.RequestException as e:
                 if call.expired:
                     raise TransientFault(f"{self._what()} did not finish within its deadline of {call.seconds:g} s")
+                if isinstance(e, requests.exceptions.ChunkedEncodingError):  # the body, read here, was cut
+                    raise TransientFault(f"{self._what()} broke off its answer ({e.__class__.__name__}: shorter "
+                                         "than its Content-Length or without its last chunk)")
                 raise
             r.upstream_call = call
             if call.expired:
