@@ -704,7 +704,7 @@ def read_votable(body: bytes, what: str):
             warnings.simplefilter("ignore")
             vot = parse(io.BytesIO(body), verify="ignore")
     except Exception as e:  # noqa: BLE001 - whatever the upstream sent, it is not a VOTable
-        if body.lstrip()[:1] == b"<":
+        if b"VOTABLE" in body[:4096]:
             check_complete(body, "votable", what)  # a cut VOTable is reported as cut
         raise TransientFault(f"{what} sent no readable VOTable ({str(e)[:200]})")
     check_complete(body, "votable", what)  # astropy reads a VOTable cut after a row as a whole one
