@@ -18,4 +18,4 @@ RUN useradd --system --home-dir /app gateway && mkdir -p /app/var && chown gatew
 VOLUME /app/var
 USER gateway
 EXPOSE 8000
-CMD ["gunicorn", "-k", "gthread", "--workers", "2", "--threads", "8", "--timeout", "300", "--bind", "0.0.0.0:8000", "gateway.wsgi:app"]
+CMD ["gunicorn", "-c", "python:gateway.gunicorn_conf", "--workers", "2", "--threads", "8", "--bind", "0.0.0.0:8000", "gateway.wsgi:app"]

@@ -238,6 +238,8 @@ def create_app(config: GatewayConfig | str | Path | None = None, plugins=(), loa
     @app.errorhandler(Exception)
     def _unexpected(e: Exception):
         from .protocols.errors import dali_error
+        if isinstance(e, RecursionError):  # only a client's input nests this deep
+            return dali_error(UsageFault("the request is nested too deeply to evaluate; simplify it"))
         log.exception("unexpected error on %s", request.path)
         return dali_error(FatalFault(f"internal error ({type(e).__name__}); the incident was logged"))
 

@@ -114,10 +114,13 @@ def serve(args) -> int:
     config = os.path.abspath(args.config or os.environ.get("VO_GATEWAY_CONFIG", "config.yaml"))
     app = _app(config)  # validate before forking
 
+    from . import gunicorn_conf
+    settings = {k: v for k, v in vars(gunicorn_conf).items() if not k.startswith("_")}
+
     class App(BaseApplication):
         def load_config(self):
-            for k, v in {"bind": f"{args.host}:{args.port}", "worker_class": "gthread", "workers": args.workers,
-                         "threads": args.threads, "timeout": 300, "keepalive": 5}.items():
+            for k, v in {**settings, "bind": f"{args.host}:{args.port}", "workers": args.workers,
+                         "threads": args.threads}.items():
                 self.cfg.set(k, v)
 
         def load(self):

@@ -47,6 +47,10 @@ class ServiceConfig(BaseModel):
     sia_maxrec: int = Field(10000, ge=1)
     cutout_max_pixels: int = Field(25_000_000, ge=1)
     plugins_blocked: list[str] = Field(default_factory=list, description="entry-point names not to load")
+    max_query_length: int = Field(1_000_000, ge=1000, description="characters of ADQL text accepted; longer "
+                                  "queries get a 400 (long value lists belong in a TAP_UPLOAD table)")
+    sync_execution_duration: float = Field(300, gt=0, description="seconds a sync TAP query may run before it is "
+                                           "stopped with an error pointing to /tap/async")
     compress_level: int = Field(1, ge=0, le=9, description="gzip/deflate level of responses to clients that "
                                 "send Accept-Encoding (RFC 9110 §12.5.3); 1 is fastest, 0 turns compression off")
 

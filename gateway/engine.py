@@ -78,14 +78,30 @@ def normalized_type(t: pa.DataType) -> pa.DataType:
     return normalize_batch(pa.RecordBatch.from_arrays([pa.nulls(0, t)], names=["x"])).schema.types[0]
 
 
+def writable(t: pa.DataType) -> bool:
+    """Whether every output format can hold a normalized Arrow type: the scalars of
+    ARROW_TO_VOTABLE and lists of its numbers (VOTable arrays, DALI geometries)."""
+    if t in ARROW_TO_VOTABLE:
+        return True
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return t.value_type in ARROW_TO_VOTABLE and not pa.types.is_string(t.value_type)
+    return False
+
+
 def output_columns(outputs: list[OutputColumn], schema: pa.Schema) -> list[Column]:
-    """FIELD metadata: declared metadata for column references, else typed from the engine."""
+    """FIELD metadata: declared metadata for column references, else typed from the engine.
+    Raises UsageFault, before any byte is sent, for a result column no format can hold (a row
+    value such as ``(2, 10)``, a map, a binary string)."""
     cols = []
     for o, t in zip(outputs, schema.types):
         if o.column is not None:
             cols.append(o.column)
             continue
-        dt, asz = votable_type(normalized_type(t))
+        t = normalized_type(t)
+        if not writable(t):
+            raise UsageFault(f"result column {o.name!r} would be a {t} value, which no output format can hold; "
+                             "select scalar values (a row value such as (a, b) is not a column)")
+        dt, asz = votable_type(t)
         if o.xtype == "point":
             asz = "2"
         elif o.xtype == "circle":
@@ -308,9 +324,11 @@ class DuckDBArchive(Archive):
                     yield normalize_batch(b)
             except USER_ERRORS as e:  # a deferred (sorted) query meets the user's mistake only now
                 raise UsageFault(f"query failed: {_clean(e)}")
-            except duckdb.Error as e:
+            except (duckdb.Error, OSError, pa.ArrowException) as e:  # Arrow's reader re-raises DuckDB's as OSError
                 if context is not None:
                     context.check()
+                if str(e).startswith(USER_ERROR_PREFIXES):
+                    raise UsageFault(f"query failed: {_clean(e)}")
                 raise FatalFault(f"query failed while streaming: {_clean(e)}")
         stream.batches = limit_batches(batches(), limit, stream)
         if count is not None:
@@ -405,6 +423,7 @@ def _literal_int(node) -> int | None:
 
 USER_ERRORS = (duckdb.BinderException, duckdb.ConversionException, duckdb.InvalidInputException,
                duckdb.OutOfRangeException, duckdb.ParserException)  # the query's fault, not the engine's
+USER_ERROR_PREFIXES = ("Binder Error", "Conversion Error", "Invalid Input Error", "Parser Error", "Out of Range Error")
 
 
 def scs_columns(table: Table, verb: int) -> list[Column]:

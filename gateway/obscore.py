@@ -211,6 +211,8 @@ def parse_shape(value: str, name: str = "POS") -> tuple:
         raise UsageFault(f"{name} is empty")
     kind = parts[0].upper()
     nums = [dali_number(x, name) for x in parts[1:]]
+    if any(math.isnan(n) for n in nums):
+        raise UsageFault(f"{name}: NaN is not a coordinate ({value!r})")
     if kind == "CIRCLE":
         if len(nums) != 3:
             raise UsageFault(f"{name}: CIRCLE needs ra dec radius, got {value!r}")
@@ -229,6 +231,8 @@ def parse_shape(value: str, name: str = "POS") -> tuple:
             raise UsageFault(f"{name}: POLYGON needs at least three ra dec pairs, got {value!r}")
         if any(math.isinf(n) for n in nums):
             raise UsageFault(f"{name}: POLYGON vertices must be finite")
+        if any(not -90 <= d <= 90 for d in nums[1::2]):
+            raise UsageFault(f"{name}: POLYGON declinations must lie in [-90, 90] ({value!r})")
         return ("polygon", *nums)
     raise UsageFault(f"{name}: unknown shape {parts[0]!r}; use CIRCLE, RANGE or POLYGON")
 

@@ -114,12 +114,66 @@ def check_url(url: str, what: str = "URL") -> str:
 # -- deadlines ---------------------------------------------------------------------------------
 
 class Call:
-    """One upstream call's total deadline (monotonic seconds) and whether it was cut at it."""
+    """One upstream call: its total deadline (monotonic seconds), the connection serving it,
+    and why it was stopped, if it was (``reason``: the deadline, or its request's
+    :class:`Scope` being stopped)."""
 
     def __init__(self, seconds: float | None):
         self.seconds = seconds
         self.deadline = None if seconds is None else time.monotonic() + seconds
-        self.expired = False
+        self.reason: str | None = None
+        self.conn = None
+        scope = getattr(_current, "scope", None)
+        if scope is not None:
+            scope.add(self)
+
+    @property
+    def expired(self) -> bool:
+        return self.reason is not None
+
+    def stop(self, reason: str) -> None:
+        """Cut the call off now: its socket is shut down, so a blocked read returns."""
+        self.reason = self.reason or reason
+        conn = self.conn
+        if conn is not None and getattr(conn, "_vo_call", None) is self:
+            sock = getattr(conn, "_vo_sock", None)  # http.client drops conn.sock once a closing answer began
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+class Scope:
+    """The upstream calls made for one client request (a sync query, an async job), so that
+    they stop together when it is cancelled (client gone, sync limit, UWS ABORT).  Active for
+    the calls made in a thread between :meth:`enter` and :meth:`exit`."""
+
+    def __init__(self):
+        self.calls: list[Call] = []
+        self.reason: str | None = None
+        self.lock = threading.Lock()
+
+    def add(self, call: Call) -> None:
+        with self.lock:
+            self.calls = [c for c in self.calls if c.conn is None or getattr(c.conn, "_vo_call", None) is c]
+            self.calls.append(call)
+        if self.reason is not None:
+            call.stop(self.reason)
+
+    def stop(self, reason: str) -> None:
+        with self.lock:
+            self.reason = self.reason or reason
+            calls = list(self.calls)
+        for c in calls:
+            c.stop(self.reason)
+
+    def enter(self) -> None:
+        _current.scope = self
+
+    @staticmethod
+    def exit() -> None:
+        _current.scope = None
 
 
 class _Watchdog:
@@ -150,13 +204,7 @@ class _Watchdog:
                     self.cond.wait(None if not self.heap else max(0.0, self.heap[0][0] - time.monotonic()))
                 _, _, call, conn = heapq.heappop(self.heap)
             if getattr(conn, "_vo_call", None) is call:  # the connection still serves that call
-                call.expired = True
-                sock = conn._vo_sock  # http.client drops conn.sock once a closing answer began
-                if sock is not None:
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+                call.stop(f"did not finish within its deadline of {call.seconds:g} s")
 
 
 _watchdog = _Watchdog()
@@ -205,6 +253,8 @@ class _Guarded:
     def request(self, *a, **k):
         call = getattr(_current, "call", None)
         self._vo_call = call
+        if call is not None:
+            call.conn = self
         if call is not None and self.sock is not None:  # a kept-alive connection: connect() is skipped
             self._vo_sock = self.sock
             _watchdog.add(call, self)
@@ -266,6 +316,8 @@ class UpstreamSession(requests.Session):
         k.setdefault("cert", self.cert)
         k["allow_redirects"] = False
         call = Call(self.deadline)
+        if call.expired:  # its request was cancelled already
+            raise TransientFault(f"{self._what()} not asked: {call.reason}")
         for hop in range(self.MAX_REDIRECTS + 1):
             try:
                 check_url(url, "URL" if hop == 0 else "redirect to")
@@ -282,7 +334,7 @@ class UpstreamSession(requests.Session):
                 raise TransientFault(f"{self._what()} pointed the gateway to another address ({e.message})")
             except requests.RequestException as e:
                 if call.expired:
-                    raise TransientFault(f"{self._what()} did not finish within its deadline of {call.seconds:g} s")
+                    raise TransientFault(f"{self._what()} {call.reason}")
                 if isinstance(e, requests.exceptions.ChunkedEncodingError):  # the body, read here, was cut
                     raise TransientFault(f"{self._what()} broke off its answer ({e.__class__.__name__}: shorter "
                                          "than its Content-Length or without its last chunk)")
@@ -290,7 +342,7 @@ class UpstreamSession(requests.Session):
             r.upstream_call = call
             if call.expired:
                 r.close()
-                raise TransientFault(f"{self._what()} did not finish within its deadline of {call.seconds:g} s")
+                raise TransientFault(f"{self._what()} {call.reason}")
             if not r.is_redirect:
                 return r
             r.close()
@@ -318,10 +370,10 @@ def iter_body(r: requests.Response, what: str, size: int = 1 << 20) -> Iterator[
             yield from r.raw.stream(size, decode_content=True)
         except _ERRORS as e:
             if call is not None and call.expired:
-                raise TransientFault(f"{what} did not finish its answer within {call.seconds:g} s")
+                raise TransientFault(f"{what} {call.reason}")
             raise TransientFault(f"{what} broke off its answer ({type(e).__name__})")
     if call is not None and call.expired:
-        raise TransientFault(f"{what} did not finish its answer within {call.seconds:g} s")
+        raise TransientFault(f"{what} {call.reason}")
 
 
 def read_body(r: requests.Response, what: str, kind: str | None = None) -> bytes:

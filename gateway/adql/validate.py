@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import difflib
+import sys
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -93,14 +94,72 @@ def position_of(node: exp.Expression | None) -> tuple[int, int] | None:
     return None
 
 
+#: Bounds on a query's shape, checked before and right after parsing (a parser, translator or
+#: SQL engine recursing through a deeper tree would exhaust the stack): parentheses, function
+#: calls and subqueries nested deeper than MAX_NESTING, a run of prefix operators (NOT, unary
+#: - and +) longer than MAX_NESTING, a parsed tree deeper than MAX_TREE_DEPTH (a chain of
+#: 400 operators), and a string or numeric literal longer than MAX_LITERAL characters.
+MAX_NESTING = 64
+#: the parser spends about 25 Python frames per nesting level; Python 3.11 frames of pure
+#: Python calls do not grow the C stack, so a deeper limit than CPython's default 1000 is safe
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+MAX_TREE_DEPTH = 400
+MAX_LITERAL = 65_536
+#: the largest exact numeric literal any engine and writer can hold (DECIMAL(38), VOTable long/double)
+MAX_DIGITS = 38
+_PREFIX = {TokenType.NOT, TokenType.DASH, TokenType.PLUS}
+
+
+def _check_bounds(tokens) -> None:
+    depth, run = 0, 0
+    for t in tokens:
+        where = (t.line, max(1, t.col - len(t.text) + 1))
+        if t.token_type == TokenType.L_PAREN:
+            depth += 1
+            if depth > MAX_NESTING:
+                raise UsageFault(f"the query nests parentheses, functions or subqueries more than {MAX_NESTING} "
+                                 "levels deep; simplify it", position=where)
+        elif t.token_type == TokenType.R_PAREN:
+            depth = max(0, depth - 1)
+        run = run + 1 if t.token_type in _PREFIX else 0
+        if run > MAX_NESTING:
+            raise UsageFault(f"more than {MAX_NESTING} NOT, - or + operators in a row; simplify the expression",
+                             position=where)
+        if t.token_type in (TokenType.STRING, TokenType.NUMBER) and len(t.text) > MAX_LITERAL:
+            raise UsageFault(f"a literal of {len(t.text)} characters; literals are limited to {MAX_LITERAL} "
+                             "(upload long lists as a TAP_UPLOAD table)", position=where)
+        if t.token_type == TokenType.NUMBER:
+            digits = t.text.lower().split("e")[0].replace(".", "").lstrip("0")
+            if "e" not in t.text.lower() and len(digits) > MAX_DIGITS:
+                raise UsageFault(f"the number {t.text[:50]} has more than {MAX_DIGITS} digits; write it as "
+                                 "an approximate literal (e.g. 1.5E40)", position=where)
+
+
+def _check_depth(tree: exp.Expression) -> None:
+    """Raise UsageFault if the parsed tree is deeper than MAX_TREE_DEPTH (walked iteratively)."""
+    stack = [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        if d > MAX_TREE_DEPTH:
+            raise UsageFault(f"the query's expressions are nested more than {MAX_TREE_DEPTH} levels deep (a long "
+                             "chain of operators); simplify it, or put long lists of values in IN (...) or a "
+                             "TAP_UPLOAD table", position=position_of(node))
+        stack.extend((child, d + 1) for child in node.iter_expressions())
+
+
 def parse(text: str) -> exp.Select:
-    """Parse one ADQL query.  Raises :class:`UsageFault` with line/column on syntax errors."""
+    """Parse one ADQL query.  Raises :class:`UsageFault` with line/column on syntax errors
+    and for queries beyond the shape bounds above."""
     if not text or not text.strip():
         raise UsageFault("QUERY is empty")
     try:
         tokens = ADQL().tokenize(text)
     except TokenError as e:
-        raise UsageFault(f"ADQL syntax error: {e}")
+        raise UsageFault(f"ADQL syntax error: {_token_error(e)}")
+    except (ValueError, IndexError, RecursionError):  # the tokenizer's own failures on malformed text
+        raise UsageFault("ADQL syntax error: the query text could not be split into ADQL tokens "
+                         "(check quotes and comments)")
+    _check_bounds(tokens)
     for a, b in zip(tokens, tokens[1:]):
         bad = None
         if a.token_type == TokenType.COMMA and b.token_type in (TokenType.FROM, TokenType.WHERE, TokenType.R_PAREN):
@@ -118,6 +177,8 @@ def parse(text: str) -> exp.Select:
         msg = f"ADQL syntax error: {desc}" + (f" near {hl!r}" if hl else "")
         pos = (err["line"], max(1, err["col"] - len(hl or "") + 1)) if "line" in err else None
         raise UsageFault(msg, position=pos)
+    except RecursionError:
+        raise UsageFault(f"the query is nested too deeply to parse; keep nesting under {MAX_NESTING} levels")
     trees = [t for t in trees if t is not None]
     if len(trees) != 1:
         raise UsageFault("QUERY must contain exactly one ADQL SELECT statement")
@@ -125,8 +186,19 @@ def parse(text: str) -> exp.Select:
     if not isinstance(tree, exp.Select):
         raise UsageFault(f"ADQL supports only SELECT queries, not {NAMES.get(type(tree), tree.key.upper())}",
                          position=position_of(tree))
+    _check_depth(tree)
     check_allowed(tree)
     return tree
+
+
+def _token_error(e: TokenError) -> str:
+    """sqlglot's tokenizer message in the user's terms (no parser internals)."""
+    msg = str(e)
+    if "Missing" in msg and "'" in msg:
+        return "a quoted string or delimited identifier is not closed"
+    if "Error tokenizing" in msg:
+        return "unreadable text " + msg.split("Error tokenizing", 1)[1].strip()[:80]
+    return msg.splitlines()[0][:200]
 
 
 def check_allowed(tree: exp.Expression) -> None:

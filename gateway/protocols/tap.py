@@ -28,20 +28,29 @@ def gw():
 
 @bp.route("/sync", methods=["GET", "POST"])
 def sync():
+    g, actor = gw(), gw().actor()
+    client = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+    context, release = g.queries.sync_context(actor, g.url(), client)
     try:
         p = Params.from_request()
-        fmt, ctype = gw().formats.for_params(p)
+        fmt, ctype = g.formats.for_params(p)
         maxrec = p.get_int("MAXREC")
         text = p.get("QUERY")
-        uploads = gw().queries.read_uploads(p.getlist("UPLOAD"), request.files.get)
-        res = gw().queries.adql(p.get("LANG"), text, maxrec, actor=gw().actor(), uploads=uploads,
-                                service_url=gw().url(), response_format=fmt.mime)
+        uploads = g.queries.read_uploads(p.getlist("UPLOAD"), request.files.get)
+        res = g.queries.adql(p.get("LANG"), text, maxrec, actor=actor, uploads=uploads, context=context,
+                             service_url=g.url(), response_format=fmt.mime)
     except Fault as f:
+        release()
         return dali_error(f)
+    except BaseException:
+        release()
+        raise
     infos = [("standardID", "ivo://ivoa.net/std/TAP"), ("QUERY", text)]
-    g, actor = gw(), gw().actor()
-    chunks = counting(fmt.writer(res.stream, infos), res.stream,
-                      lambda rows: g.queries.finished(actor, "tap", res.archive, text, res.stream, rows))
+
+    def done(rows):
+        release()
+        g.queries.finished(actor, "tap", res.archive, text, res.stream, rows)
+    chunks = counting(fmt.writer(res.stream, infos), res.stream, done)
     try:  # a writer that needs every row before its first byte (FITS) fails here, before the status is sent
         first = next(chunks, b"")
     except Fault as f:

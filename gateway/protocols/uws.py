@@ -48,13 +48,6 @@ def make_blueprint(service: str, name: str, prefix: str) -> Blueprint:
     def job(job_id: str):
         return gw().jobs.get(service, job_id, gw().actor())
 
-    @bp.errorhandler(Exception)
-    def _errors(e):
-        from ..faults import Fault
-        if isinstance(e, Fault):
-            return dali_error(e)
-        raise e
-
     @bp.route("", methods=["GET", "POST"])
     def job_list():
         jobs = gw().jobs

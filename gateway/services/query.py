@@ -16,7 +16,7 @@ from typing import Iterator
 from ..adql import analyze
 from ..auth import public
 from ..archive import Archive, Cone, ImageQuery
-from ..faults import Fault, UsageFault
+from ..faults import FatalFault, Fault, TransientFault, UsageFault
 from ..protocols.params import Params
 from ..registry import UploadOverlay
 from ..rowstream import RowStream
@@ -37,7 +37,17 @@ class QueryResult:
 
 class QueryService:
     def __init__(self, gateway):
+        from .watch import SyncWatch
         self.gw = gateway
+        self.watch = SyncWatch()
+
+    def sync_context(self, actor, service_url: str | None, client_socket) -> tuple[JobContext, object]:
+        """The context of one sync request, watched (:mod:`gateway.services.watch`): cancelled
+        when ``client_socket`` closes or ``service.sync_execution_duration`` passes.  Returns
+        (context, release); call ``release()`` once the response has ended."""
+        context = JobContext(None, actor, service_url=service_url)
+        token = self.watch.watch(context, client_socket, self.gw.config.service.sync_execution_duration)
+        return context, lambda: self.watch.release(token)
 
     def maxrec(self, requested: int | None) -> int:
         svc = self.gw.config.service
@@ -64,6 +74,9 @@ class QueryService:
             raise UsageFault(f"unknown query language {lang!r}; this service accepts ADQL, ADQL-2.0, ADQL-2.1")
         if text is None:
             raise UsageFault("parameter QUERY is required")
+        if len(text) > self.gw.config.service.max_query_length:
+            raise UsageFault(f"QUERY has {len(text)} characters; this service accepts at most "
+                             f"{self.gw.config.service.max_query_length} (upload long lists as a TAP_UPLOAD table)")
         catalogue = UploadOverlay(self.gw.catalogue, uploads) if uploads else self.gw.catalogue
         q = analyze(text, catalogue)
         q.uploads = uploads or {}
@@ -116,6 +129,16 @@ class QueryService:
         def open_part(part: str):  # read at once: no file handle outlives the job's upload reading
             path = job.uploads.get(part)
             return io.BytesIO(Path(path).read_bytes()) if path else None
+        from ..upstream import Scope
+        scope = Scope()  # ABORT and executionDuration also cut the job's upstream calls off
+        context.on_cancel(lambda: scope.stop(context.reason or "the job was aborted"))
+        scope.enter()
+        try:
+            return self._run_job(p, fmt, ctype, context, job_dir, open_part)
+        finally:
+            Scope.exit()
+
+    def _run_job(self, p, fmt, ctype, context, job_dir: Path, open_part) -> list[Result]:
         uploads = self.read_uploads(p.getlist("UPLOAD"), open_part)
         text = p.get("QUERY")
         res = self.adql(p.get("LANG"), text, p.get_int("MAXREC"), actor=context.actor, uploads=uploads,
@@ -129,11 +152,24 @@ class QueryService:
             nonlocal rows
             rows = n
             self.finished(context.actor, "tap", res.archive, text, res.stream, n)
-        with open(tmp, "wb") as f:
-            for chunk in counting(fmt.writer(res.stream, infos), res.stream, done):
-                f.write(chunk)
-                context.check()
-        os.replace(tmp, path)
+        written = 0
+        try:
+            with open(tmp, "wb") as f:
+                for chunk in counting(fmt.writer(res.stream, infos), res.stream, done):
+                    f.write(chunk)
+                    written += len(chunk)
+                    context.check()
+                f.flush()
+                os.fsync(f.fileno())  # on disk before the job says COMPLETED
+            if os.stat(tmp).st_size != written:
+                raise FatalFault(f"the result was not fully written ({os.stat(tmp).st_size} of {written} bytes)")
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise storage_fault(e)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # never a partial result left behind
+            raise
         return [Result("result", ctype, str(path), path.stat().st_size, rows)]
 
     def cone(self, archive: Archive, table, cone: Cone, maxrec: int | None, verb: int, actor=None) -> RowStream:
@@ -155,6 +191,15 @@ class QueryService:
     def finished(self, actor, protocol, archive, query, stream: RowStream, rows: int):
         self.gw.pm.hook.gateway_query_finished(actor=public(actor), protocol=protocol, archive=archive, query=query,
                                                rows=rows, overflow=stream.overflow, error=stream.error)
+
+
+def storage_fault(e: OSError) -> Fault:
+    """The job's error for a failed write of its result: "results storage is full" for
+    ENOSPC/EDQUOT (a retry once space is freed works: transient), else the system's message."""
+    import errno
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return TransientFault("results storage is full: the result could not be written; try again later")
+    return FatalFault(f"the result could not be written ({e.strerror or type(e).__name__})")
 
 
 def add_datalink_descriptor(stream: RowStream, service_url: str) -> None:

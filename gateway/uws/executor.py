@@ -16,11 +16,19 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+from ..faults import Fault
+
 log = logging.getLogger("gateway.uws")
 
 
-class Cancelled(Exception):
-    """Raised inside a job when it was aborted or ran past its execution duration."""
+class Cancelled(Fault):
+    """Raised inside a job or a sync query when it was aborted, ran past its execution
+    duration or sync limit, or its client went away.  A Fault, so a writer that has begun
+    reports it in-band (DALI 1.1 §4.4); HTTP 400 before the first byte (the query asked more
+    than the service's limits allow)."""
+
+    label = "UsageFault"
+    status = 400
 
 
 class JobContext:

@@ -48,7 +48,10 @@ def parse_time(text: str) -> datetime:
         t = t[:-1]
     dt = datetime.fromisoformat(t)
     if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            raise ValueError(f"{text!r} is outside the years 1-9999 in UTC")
     return dt.replace(tzinfo=timezone.utc)
 
 

@@ -259,8 +259,9 @@ class JobService:
     def _duration(self, value: str) -> int:
         try:
             v = int(float(value))
-        except ValueError:
-            raise UsageFault(f"EXECUTIONDURATION must be a number of seconds, not {value!r}")
+        except (ValueError, OverflowError):  # OverflowError: inf, 1e999
+            raise UsageFault(f"EXECUTIONDURATION must be a finite number of seconds (0 asks for the longest "
+                             f"allowed, {self.cfg.execution_duration_max} s), not {value!r}")
         if v < 0:
             raise UsageFault("EXECUTIONDURATION must not be negative")
         return self.cfg.execution_duration_max if v == 0 else min(v, self.cfg.execution_duration_max)
@@ -373,6 +374,14 @@ class JobService:
         except Fault as f:
             self.store.update(job_id, only_in=(Phase.EXECUTING,), phase=Phase.ERROR, end_time=utcnow(),
                               error_message=str(f), error_type="transient" if isinstance(f, TransientFault) else "fatal")
+        except OSError as e:  # job directory, uploads: the storage failed, not the query
+            import errno
+            full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+            log.error("job %s: results storage failed (%s)", job_id, e.strerror)
+            self.store.update(job_id, only_in=(Phase.EXECUTING,), phase=Phase.ERROR, end_time=utcnow(),
+                              error_message="results storage is full; try again later" if full else
+                              f"results storage failed ({e.strerror or type(e).__name__})",
+                              error_type="transient")
         except Exception as e:  # noqa: BLE001 - any failure ends in ERROR, never a stuck job
             log.exception("job %s failed", job_id)
             self.store.update(job_id, only_in=(Phase.EXECUTING,), phase=Phase.ERROR, end_time=utcnow(),
