@@ -391,9 +391,13 @@ _VOTABLE_END = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?VOTABLE\s*>\s*(?:<!--.*?-->
 
 def check_complete(body: bytes, kind: str, what: str) -> None:
     """Raise TransientFault when ``body`` stops before its format's end: a VOTable without its
-    closing ``</VOTABLE>`` (VOTable 1.4 §3), or a non-empty CSV without its final line end
-    (RFC 4180 §2: the upstreams the gateway reads end every record)."""
-    if kind == "votable":
+    closing ``</VOTABLE>`` (VOTable 1.4 §3), a non-empty CSV without its final line end
+    (RFC 4180 §2: the upstreams the gateway reads end every record), or a FITS file that is
+    not whole 2880-byte blocks (FITS 4.0 §3.1)."""
+    if kind == "fits":
+        if len(body) % 2880 or not body.startswith(b"SIMPLE  ="):
+            raise TransientFault(f"{what} broke off its answer (the FITS file is not whole 2880-byte blocks)")
+    elif kind == "votable":
         if not _VOTABLE_END.search(body[-4096:]):
             raise TransientFault(f"{what} broke off its answer (the VOTable has no closing </VOTABLE>)")
     elif kind == "csv":

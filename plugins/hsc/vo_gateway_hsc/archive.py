@@ -38,7 +38,7 @@ from gateway.engine import GEOMETRY, normalize_batch, output_columns
 from gateway.faults import Fault, TransientFault, UsageFault
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
-from gateway.upstream import ChunkReader, UpstreamSession, checked_csv, iter_body, origin
+from gateway.upstream import ChunkReader, UpstreamSession, check_complete, checked_csv, iter_body, origin
 
 from .metadata import TABLES, rerun_tables
 from .translate import to_hsc_sql
@@ -348,6 +348,7 @@ class HscArchive(Archive):
             return 204, "text/plain", [b""]  # SODA 1.0 §3.3: the region holds no data
         if r.status_code >= 400:
             raise TransientFault(f"HSC-SSP {kind} service failed: HTTP {r.status_code} {r.text.strip()[:300]}")
+        check_complete(r.content, "fits", f"HSC-SSP {kind} service")
         return 200, "application/fits", [r.content]
 
     BULK_ROWS = 990  # rows per uploaded list, as downloadCutout.py sends them (REFERENCE.md §1.5)

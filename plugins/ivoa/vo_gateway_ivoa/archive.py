@@ -605,6 +605,7 @@ class IvoaArchive(Archive):
             r.close()
             raise UsageFault(f"the cutout would be {size} bytes; the limit is {self.config.max_cutout_bytes}")
         limit = self.config.max_cutout_bytes
+        fits = r.status_code == 200 and "fits" in r.headers.get("Content-Type", "").lower()
 
         def chunks():
             sent = 0
@@ -614,6 +615,8 @@ class IvoaArchive(Archive):
                     if sent > limit:  # status already sent: break the response off, never end it as whole
                         raise TransientFault(f"the cutout exceeds the limit of {limit} bytes")
                     yield chunk
+            if fits and sent % 2880:  # FITS 4.0 §3.1: whole blocks; a cut file breaks the response off
+                raise TransientFault("upstream SODA service broke off its FITS answer")
         return r.status_code, r.headers.get("Content-Type", "application/octet-stream"), chunks()
 
     def availability(self) -> tuple[bool, str]:

@@ -40,7 +40,7 @@ from gateway.faults import TransientFault, UsageFault
 from gateway.residual import column_of, conjuncts, cone_term, constant, evaluate, residual_sql, single_table
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
-from gateway.upstream import read_body
+from gateway.upstream import check_complete, read_body
 from vo_gateway_ivoa.archive import IvoaArchive, IvoaConfig
 
 from .metadata import BUNDLED
@@ -498,6 +498,7 @@ class MastArchive(IvoaArchive):
         r = self.upstream_get("PS1 fitscut" if ps1 else "HLA fitscut", url,
                               {"red": name, "ra": repr(ra), "dec": repr(dec), "size": size, "format": "fits"},
                               refused="the cutout")
+        check_complete(r.content, "fits", "PS1 fitscut" if ps1 else "HLA fitscut")
         return 200, "application/fits", [r.content]
 
     # -- SCS ------------------------------------------------------------------------------
