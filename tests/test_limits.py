@@ -144,3 +144,19 @@ def test_results_disk_full_leaves_no_partial_file_and_harms_no_later_job(tmp_pat
     finally:
         monkeypatch.undo()
         gw.jobs.close()
+
+
+def test_long_get_queries_reach_the_service(server):
+    """gunicorn's own request-line limit (4094 bytes, an HTML 414 page) is lifted
+    (``gateway.gunicorn_conf``): a 40 kB GET query runs, and one over ``max_query_length``
+    gets the service's DALI error."""
+    import requests
+    proc, url = server
+    ids = ", ".join(str(i) for i in range(8000))
+    r = requests.get(url + "/tap/sync", params={"LANG": "ADQL", "QUERY": f"SELECT TOP 5 objid FROM demo.sdss_stars "
+                                                f"WHERE run IN ({ids})"}, timeout=30)
+    assert len(r.request.url) > 40_000 and r.status_code == 200, r.content[:300]
+    assert len(parse_votable(r.content)[0]) == 5
+    r = requests.get(url + "/tap/sync", params={"LANG": "ADQL", "QUERY": "SELECT 1 FROM demo.sdss_stars" + " " * 1_000_001},
+                     timeout=30)
+    assert r.status_code == 400 and b"at most 1000000" in r.content

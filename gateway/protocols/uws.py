@@ -13,7 +13,6 @@ from ..faults import NotFoundFault, UsageFault
 from ..formats.votable import error_document
 from ..uws import xml
 from ..uws.job import Phase, isoformat
-from .errors import dali_error
 from .params import Params
 
 XML = "text/xml"
