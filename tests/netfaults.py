@@ -47,7 +47,7 @@ class CuttingProxy:
       after a line end);
     * ``short``: the full Content-Length, the body cut at two thirds;
     * ``chunked``: chunked encoding without its last chunk;
-    * ``trickle``: the headers, then one byte of the body every 0.3 s.
+    * ``trickle``: the headers, then one byte of the body every 0.1 s.
     """
 
     def __init__(self, target: str):
@@ -55,6 +55,7 @@ class CuttingProxy:
         self.mode: str | None = None
         self.match = ""
         self.cuts = 0
+        self.closed_at: float | None = None  # when the gateway hung up on a trickled answer
         self.server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
@@ -106,9 +107,12 @@ class CuttingProxy:
                           + f"{cut:x}\r\n".encode() + out[:cut] + b"\r\n")
             elif mode == "trickle":
                 c.sendall(f"{status}{keep}Content-Length: {len(out)}\r\nConnection: close\r\n\r\n".encode())
-                for i in range(len(out)):
-                    c.sendall(out[i:i + 1])
-                    time.sleep(0.3)
+                try:
+                    for i in range(len(out)):
+                        c.sendall(out[i:i + 1])
+                        time.sleep(0.1)
+                except OSError:
+                    self.closed_at = time.monotonic()
         except OSError:
             pass
         finally:
