@@ -192,11 +192,12 @@ def test_cutout_and_psf_through_datalink_and_soda(gw, emu, tmp_path):
     assert r.status_code == 200 and r.content == direct.content  # the FITS the service produced, unchanged
     hdus = fits.open(io.BytesIO(r.content))
     assert [h.name for h in hdus] == ["PRIMARY", "IMAGE", "MASK", "VARIANCE"] and hdus[1].header["FILTER"] == "HSC-I"
-    assert sent["sw"] == "14.4asec" and sent["rerun"] == "s23b_wide" and sent["type"] == "coadd"
+    assert sent["sw"] == "7.2asec" and sent["rerun"] == "s23b_wide" and sent["type"] == "coadd"  # semi-width
     r = s.get(soda, params={"ID": rows["#auxiliary"]["ID"], "POS": "CIRCLE 150.0 2.0 0.001"})
     psf = fits.open(io.BytesIO(r.content))[0]
     assert r.status_code == 200 and psf.data.shape == (41, 41) and abs(psf.data.sum() - 1) < 1e-5
-    assert next(b for k, b in reversed(app.requests) if k == "psf")["filter"] == "HSC-I"
+    psf_list = next(b for k, b in reversed(app.requests) if k == "psf-bulk").splitlines()  # the tool's transport
+    assert len(psf_list) == 2 and psf_list[1].split()[2] == "HSC-I"
     assert s.get(soda, params={"ID": did, "CIRCLE": "10 10 0.002"}).status_code == 204  # no data there
     r = requests.get(soda, params={"ID": did, "CIRCLE": "150.0 2.0 0.002"})
     assert r.status_code == 401 and "WWW-Authenticate" in r.headers
@@ -346,3 +347,182 @@ def test_both_deployments_of_the_readme_configure(monkeypatch, tmp_path):
             archives["hsc"]._credential(None)
     finally:
         gw_.jobs.close()
+
+
+# -- fidelity to the official tools (downloadCutout.py, downloadPsf.py; the seed's examples) -------
+
+SEED_RA, SEED_DEC = 136.471165, -0.046470
+
+
+def _deg(text: str) -> float:
+    """An angle as the tools write it (1.2345e+02deg, 10arcsec, 10asec) in degrees."""
+    for unit, scale in (("arcsec", 1 / 3600), ("asec", 1 / 3600), ("arcmin", 1 / 60), ("amin", 1 / 60), ("deg", 1)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * scale
+    return float(text)
+
+
+def official_cutout_list(rows: list[dict]) -> list[dict]:
+    """What downloadCutout.py uploads for ``rows`` (its ``_format_rect_member``: columns
+    ``rerun type filter tract ra dec sw sh image mask variance``, angles ``{x:.16e}deg``,
+    sw/sh the semi-width and semi-height, tract ``any``), parsed back into fields."""
+    out = []
+    for r in rows:
+        out.append({"rerun": r["rerun"], "type": r["type"], "filter": r["filter"], "tract": "any",
+                    "ra": f"{r['ra']:.16e}deg", "dec": f"{r['dec']:.16e}deg", "sw": f"{_deg(r['sw']):.16e}deg",
+                    "sh": f"{_deg(r['sh']):.16e}deg", "image": "true", "mask": "true", "variance": "true"})
+    return out
+
+
+def official_psf_list(rows: list[dict]) -> list[dict]:
+    """What downloadPsf.py POSTs to ``getpsf?bulk=on``, even for one PSF (its
+    ``_format_psfreq_member``: ``rerun type filter tract patch ra dec centered``)."""
+    return [{"rerun": r["rerun"], "type": "coadd", "filter": r["filter"], "tract": "auto", "patch": "auto",
+             "ra": f"{r['ra']:.16e}deg", "dec": f"{r['dec']:.16e}deg", "centered": "true"} for r in rows]
+
+
+def parsed_list(text: str) -> list[dict]:
+    lines = text.splitlines()
+    cols = lines[0].removeprefix("#?").split()
+    return [dict(zip(cols, line.split())) for line in lines[1:]]
+
+
+def same_fields(ours: dict, theirs: dict):
+    """Field by field, angles compared as numbers (units parsed) to 1 mas."""
+    assert set(ours) == set(theirs), (sorted(ours), sorted(theirs))
+    for k, v in theirs.items():
+        if k in ("ra", "dec", "sw", "sh"):
+            assert abs(_deg(ours[k]) - _deg(v)) < 3e-7, (k, ours[k], v)
+        else:
+            assert ours[k] == v, (k, ours[k], v)
+
+
+def _job(s, url, data):
+    import time
+
+    from pyvo.io.uws import parse_job
+    job = s.post(url + "/async", data=[*data, ("PHASE", "RUN")]).url
+    t0 = time.monotonic()
+    while (phase := s.get(job + "/phase").text) not in ("COMPLETED", "ERROR"):
+        assert time.monotonic() - t0 < 20
+        time.sleep(0.05)
+    assert phase == "COMPLETED", s.get(job + "/error").text
+    return parse_job(io.BytesIO(s.get(job).content))
+
+
+def test_seed_cutouts_are_what_downloadcutout_sends(gw, emu):
+    """The seed's single cutout (--sw 10arcsec --sh 10arcsec, HSC-I, coadd/bg) and its 5-band
+    list, asked as SODA CIRCLE 136.471165 -0.046470 10": the DAS request is the tool's, field
+    by field (semi-widths: 10", not 20"), and the FITS is what the emulator serves for the
+    tool's own request (a 20" x 20" box: 119 x 119 pixels of 0.168")."""
+    from astropy.io import fits
+    app, base = emu
+    s = requests.Session()
+    s.auth = ("alice", "a-pw")
+    url = gw[1] + "/soda/hsc"
+    r10 = 10 / 3600
+    coadd_bg = "ivo://hsc.mtk.nao.ac.jp/s23b_wide?coadd-bg/HSC-I"
+    r = s.get(url + "/sync", params={"ID": coadd_bg, "CIRCLE": f"{SEED_RA} {SEED_DEC} {r10!r}"})
+    sent = next(b for k, b in reversed(app.requests) if k == "cutout")
+    assert abs(_deg(sent["sw"]) - r10) < 3e-7 and abs(_deg(sent["sh"]) - r10) < 3e-7, sent
+    assert (sent["type"], sent["filter"], sent["rerun"]) == ("coadd/bg", "HSC-I", "s23b_wide")
+    tool = requests.get(base + "/das_cutout/pdr3/cgi-bin/cutout", auth=("alice", "a-pw"), params={
+        "ra": SEED_RA, "dec": SEED_DEC, "sw": "10arcsec", "sh": "10arcsec", "filter": "HSC-I", "rerun": "s23b_wide",
+        "type": "coadd/bg", "image": "true", "mask": "true", "variance": "true", "tract": ""})
+    assert r.status_code == 200 and r.content == tool.content
+    assert fits.open(io.BytesIO(r.content))[1].data.shape == (119, 119)
+    # SIA 2.0 at the same POS: the access_url is the same DAS request, and downloads the same FITS
+    import urllib.parse
+    sia = s.get(gw[1] + "/sia/query", params={"POS": f"CIRCLE {SEED_RA} {SEED_DEC} {r10!r}"})
+    rows = parse_votable(sia.content)[0]
+    url_bg = next(u for u, d in zip(rows["access_url"], rows["obs_publisher_did"]) if d == coadd_bg)
+    q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url_bg).query))
+    assert abs(_deg(q["sw"]) - r10) < 3e-7 and abs(_deg(q["sh"]) - r10) < 3e-7, q
+    got = s.get(url_bg.replace("https://hsc-release.mtk.nao.ac.jp", base))
+    assert got.status_code == 200 and got.content == tool.content
+    # the 5-band list: one SODA async job
+    bands = ["HSC-G", "HSC-R", "HSC-I", "HSC-Z", "HSC-Y"]
+    n = len(app.requests)
+    doc = _job(s, url, [("ID", f"ivo://hsc.mtk.nao.ac.jp/s23b_wide?coadd-bg/{b}") for b in bands]
+               + [("CIRCLE", f"{SEED_RA} {SEED_DEC} {r10!r}")])
+    uploads = [b for k, b in app.requests[n:] if k == "cutout-bulk"]
+    assert len(uploads) == 1
+    ours = parsed_list(uploads[0])
+    theirs = official_cutout_list([{"rerun": "s23b_wide", "type": "coadd/bg", "filter": b, "ra": SEED_RA,
+                                    "dec": SEED_DEC, "sw": "10arcsec", "sh": "10arcsec"} for b in bands])
+    assert len(ours) == 5
+    for o, t in zip(ours, theirs):
+        same_fields(o, t)
+    for res, b in zip(doc.results, bands):
+        img = fits.open(io.BytesIO(s.get(res.href).content))[1]
+        assert img.data.shape == (119, 119) and img.header["FILTER"] == b
+
+
+def test_seed_psfs_are_what_downloadpsf_sends(gw, emu):
+    """The seed's single PSF (HSC-I, coadd, centered) and its 5-band list go up as
+    downloadPsf.py sends them: a bulk=on list, one row for one PSF; the tools' --tract,
+    --patch and --centered are SODA parameters the service descriptor declares."""
+    from pyvo.dal.adhoc import DatalinkResults
+    app, base = emu
+    s = requests.Session()
+    s.auth = ("alice", "a-pw")
+    url = gw[1] + "/soda/hsc"
+    psf = "ivo://hsc.mtk.nao.ac.jp/s23b_wide?psf/HSC-I"
+    n = len(app.requests)
+    r = s.get(url + "/sync", params={"ID": psf, "POS": f"CIRCLE {SEED_RA} {SEED_DEC} 0.001"})
+    assert r.status_code == 200 and r.content[:6] == b"SIMPLE"
+    calls = [(k, b) for k, b in app.requests[n:] if k.startswith("psf")]
+    assert [k for k, _ in calls] == ["psf-bulk"]
+    same_fields(parsed_list(calls[0][1])[0],
+                official_psf_list([{"rerun": "s23b_wide", "filter": "HSC-I", "ra": SEED_RA, "dec": SEED_DEC}])[0])
+    bands = ["HSC-G", "HSC-R", "HSC-I", "HSC-Z", "HSC-Y"]
+    n = len(app.requests)
+    doc = _job(s, url, [("ID", f"ivo://hsc.mtk.nao.ac.jp/s23b_wide?psf/{b}") for b in bands]
+               + [("CIRCLE", f"{SEED_RA} {SEED_DEC} 0.001")])
+    uploads = [b for k, b in app.requests[n:] if k == "psf-bulk"]
+    assert len(uploads) == 1 and len(doc.results) == 5
+    for o, t in zip(parsed_list(uploads[0]), official_psf_list(
+            [{"rerun": "s23b_wide", "filter": b, "ra": SEED_RA, "dec": SEED_DEC} for b in bands])):
+        same_fields(o, t)
+    # the tools' options
+    n = len(app.requests)
+    r = s.get(url + "/sync", params={"ID": psf, "POS": f"CIRCLE {SEED_RA} {SEED_DEC} 0.001", "TRACT": "9813",
+                                     "PATCH": "4,4", "CENTERED": "false"})
+    row = parsed_list(next(b for k, b in app.requests[n:] if k == "psf-bulk"))[0]
+    assert (row["tract"], row["patch"], row["centered"]) == ("9813", "4,4", "false")
+    r = s.get(url + "/sync", params={"ID": psf, "POS": f"CIRCLE {SEED_RA} {SEED_DEC} 0.001", "PATCH": "four"})
+    assert r.status_code == 400 and "PATCH must be x,y" in r.text
+    did = "ivo://hsc.mtk.nao.ac.jp/s23b_wide?coadd/HSC-I"
+    dl = DatalinkResults.from_result_url(f"{gw[1]}/datalink/links?ID={requests.utils.quote(did)}", session=s)
+    names = {p.name for p in dl.get_adhocservice_by_ivoid("ivo://ivoa.net/std/SODA#sync-1.0").groups[0].entries}
+    assert {"TRACT", "PATCH", "CENTERED", "ID", "POS", "CIRCLE"} <= names
+
+
+def test_sync_limit_sits_on_the_ordered_query(gw, emu):
+    """MAXREC under an ORDER BY ... DESC: the LIMIT is the ordered query's own (not an outer
+    SELECT over a subquery, whose order SQL does not keep); the rows are the top ones."""
+    app, base = emu
+    s = requests.Session()
+    s.auth = ("alice", "a-pw")
+    q = ("SELECT object_id, i_cmodel_mag FROM hsc_s23b_wide.forced WHERE "
+         "1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 150.0, 2.0, 0.2)) ORDER BY i_cmodel_mag DESC")
+    n = len(app.requests)
+    r = s.get(gw[1] + "/tap/sync", params={"LANG": "ADQL", "QUERY": q, "MAXREC": 7, "RESPONSEFORMAT": "csv"})
+    assert r.status_code == 200
+    sql = next(b for k, b in app.requests[n:] if k == "submit")
+    sql = sql["catalog_job"]["sql"] if isinstance(sql, dict) else sql
+    assert "AS q" not in sql and sql.rstrip().endswith("LIMIT 8") and "DESC" in sql, sql
+    got = [float(line.split(",")[1]) for line in r.text.splitlines()[1:]]
+    f = app.forced
+    import numpy as np
+    sel = np.array([m for ra_, dec_, m in zip(f["ra"].to_pylist(), f["dec"].to_pylist(), f["i_cmodel_mag"].to_pylist())
+                    if m is not None and _sep(ra_, dec_, 150.0, 2.0) < 0.2])
+    want = sorted(sel, reverse=True)[:7]
+    assert len(got) == 7 and np.allclose(got, want, rtol=1e-6, atol=0), (got, want)
+
+
+def _sep(ra1, dec1, ra2, dec2):
+    import math
+    r = math.radians
+    c = (math.sin(r(dec1)) * math.sin(r(dec2)) + math.cos(r(dec1)) * math.cos(r(dec2)) * math.cos(r(ra1 - ra2)))
+    return math.degrees(math.acos(min(1.0, c)))

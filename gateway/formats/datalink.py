@@ -36,9 +36,10 @@ def links_document(rows: list[list[str]], descriptors: str = "") -> str:
     return "".join(out)
 
 
-def soda_descriptor(access_url: str, rid: str = "soda", mode: str = "sync") -> str:
+def soda_descriptor(access_url: str, rid: str = "soda", mode: str = "sync", extra_params: str = "") -> str:
     """A SODA service descriptor (SODA 1.0 §3, DataLink 1.1 §4; ``mode`` ``sync`` or
-    ``async``) whose ID parameter takes the ``ID`` column of the links table (``ref="id_col"``)."""
+    ``async``) whose ID parameter takes the ``ID`` column of the links table (``ref="id_col"``);
+    ``extra_params``: PARAM elements of an archive's own options, added to ``inputParams``."""
     return (f'<RESOURCE type="meta" utype="adhoc:service" ID={quoteattr(rid)} name={quoteattr(rid)}>\n'
             '<PARAM name="standardID" datatype="char" arraysize="*" '
             f'value="ivo://ivoa.net/std/SODA#{mode}-1.0"/>\n'
@@ -49,4 +50,4 @@ def soda_descriptor(access_url: str, rid: str = "soda", mode: str = "sync") -> s
             "<DESCRIPTION>CIRCLE ra dec r | RANGE ra1 ra2 dec1 dec2 | POLYGON ra1 dec1 ... (ICRS deg)</DESCRIPTION></PARAM>\n"
             '<PARAM name="CIRCLE" datatype="double" arraysize="3" xtype="circle" unit="deg" ucd="pos.outline;obs" value=""/>\n'
             '<PARAM name="POLYGON" datatype="double" arraysize="*" xtype="polygon" unit="deg" ucd="pos.outline;obs" value=""/>\n'
-            "</GROUP>\n</RESOURCE>\n")
+            + extra_params + "</GROUP>\n</RESOURCE>\n")

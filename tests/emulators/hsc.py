@@ -195,12 +195,14 @@ def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, mis
         ra, dec = angle(a["ra"]), angle(a["dec"])
         if min(abs(ra - c[0]) + abs(dec - c[1]) for c in CENTRES) > 1:
             return None
-        n = max(1, int(angle(a["sw"]) * 3600 / 0.168))  # HSC pixels are 0.168"
-        img = fits.ImageHDU(np.full((n, n), ord(a["filter"][-1]), np.float32), name="IMAGE")
+        # sw/sh are the semi-width and semi-height (downloadCutout.py); HSC pixels are 0.168"
+        n = max(1, int(2 * angle(a["sw"]) * 3600 / 0.168))
+        m = max(1, int(2 * angle(a["sh"]) * 3600 / 0.168))
+        img = fits.ImageHDU(np.full((m, n), ord(a["filter"][-1]), np.float32), name="IMAGE")
         img.header.update({"CRVAL1": ra, "CRVAL2": dec, "FILTER": a["filter"], "RERUN": a["rerun"],
                            "TYPE": a.get("type", "coadd")})
-        return fits_bytes([fits.PrimaryHDU(), img, fits.ImageHDU(np.zeros((n, n), np.int32), name="MASK"),
-                           fits.ImageHDU(np.ones((n, n), np.float32), name="VARIANCE")])
+        return fits_bytes([fits.PrimaryHDU(), img, fits.ImageHDU(np.zeros((m, n), np.int32), name="MASK"),
+                           fits.ImageHDU(np.ones((m, n), np.float32), name="VARIANCE")])
 
     def psf_fits(a) -> bytes | None:
         from astropy.io import fits

@@ -87,6 +87,7 @@ class HscConfig(ArchiveConfig):
 class HscPlan:
     sql: str
     outputs: list[OutputColumn]
+    query: AdqlQuery | None = None  # re-translated with MAXREC + 1 as its own LIMIT
 
 
 class HscArchive(Archive):
@@ -119,7 +120,7 @@ class HscArchive(Archive):
         return self.config.title or f"Subaru HSC-SSP ({self.config.release_version})"
 
     def translate(self, query: AdqlQuery) -> HscPlan:
-        return HscPlan(to_hsc_sql(query, self.to_hsc), query.output)
+        return HscPlan(to_hsc_sql(query, self.to_hsc), query.output, query)
 
     # -- the catalog-job API --------------------------------------------------------------
     def _credential(self, actor) -> dict:
@@ -157,8 +158,8 @@ class HscArchive(Archive):
         return native.sql
 
     def execute(self, native: HscPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
-        sql = native.sql if maxrec is None or (top is not None and top <= maxrec) else \
-            f"SELECT * FROM ({native.sql}) AS q LIMIT {maxrec + 1}"
+        sql = native.sql if maxrec is None or (top is not None and top <= maxrec) or native.query is None else \
+            to_hsc_sql(native.query, self.to_hsc, limit=maxrec + 1)
         credential = self._credential(context.actor if context is not None else None)
         job = self._post("submit", credential, catalog_job={
             "sql": sql, "out_format": "csv", "include_metainfo_to_body": True,
@@ -279,12 +280,30 @@ class HscArchive(Archive):
                          "#cutout", "application/fits", ""])
             rows.append([psf, "", "soda", "", "PSF model at the centre of POS (PSF picker)", "#auxiliary",
                          "application/fits", ""])
-        return links_document(rows, soda_descriptor(f"{service_url}/soda/{self.name}/sync") + soda_descriptor(
-            f"{service_url}/soda/{self.name}/async", "soda-async", "async")).encode()
+        return links_document(rows, soda_descriptor(f"{service_url}/soda/{self.name}/sync", extra_params=SODA_OPTIONS)
+                              + soda_descriptor(f"{service_url}/soda/{self.name}/async", "soda-async", "async",
+                                                SODA_OPTIONS)).encode()
 
-    def _cutout_request(self, did: str, shape: tuple) -> dict:
+    @staticmethod
+    def _options(params: list[tuple[str, str]]) -> dict:
+        """The tools' own options, as the SODA service descriptor declares them (``TRACT``;
+        for PSFs also ``PATCH`` ``x,y`` and ``CENTERED`` true/false; downloadCutout.py and
+        downloadPsf.py ``--tract``/``--patch``/``--centered``).  Raises UsageFault."""
+        import re
+        opts = {k.upper(): v.strip() for k, v in params if k.upper() in ("TRACT", "PATCH", "CENTERED")}
+        if opts.get("TRACT") and not opts["TRACT"].isdigit():
+            raise UsageFault(f"TRACT must be a tract number (e.g. 9813), not {opts['TRACT']!r}")
+        if opts.get("PATCH") and not re.fullmatch(r"\d+,\d+", opts["PATCH"]):
+            raise UsageFault(f"PATCH must be x,y (e.g. 4,4), not {opts['PATCH']!r}")
+        if opts.get("CENTERED", "true").lower() not in ("true", "false"):
+            raise UsageFault(f"CENTERED must be true or false, not {opts['CENTERED']!r}")
+        return opts
+
+    def _cutout_request(self, did: str, shape: tuple, opts: dict | None = None) -> dict:
         """The DAS cutout or PSF picker parameters for one dataset ID and region (REFERENCE.md
-        §1.5-1.6), with ``_kind`` (coadd, coadd-bg, psf).  Raises UsageFault for bad input."""
+        §1.5-1.6), with ``_kind`` (coadd, coadd-bg, psf); ``opts`` from :meth:`_options`.
+        Raises UsageFault for bad input."""
+        opts = opts or {}
         from gateway.obscore import shape_box
         if not self.claims(did):
             raise UsageFault(f"ID {did!r} is not an HSC-SSP coadd or PSF of this service")
@@ -295,9 +314,12 @@ class HscArchive(Archive):
         if max(w, h) * 60 > self.config.max_cutout_arcmin:
             raise UsageFault(f"HSC cutouts are at most {self.config.max_cutout_arcmin:g} arcmin across")
         if kind in self.DAS_TYPES:
-            return {"_kind": kind, **_das_query(rerun, self.DAS_TYPES[kind], filt, ra, dec, w, h)}
-        return {"_kind": kind, "ra": repr(ra), "dec": repr(dec), "filter": filt, "rerun": rerun, "tract": "auto",
-                "patch": "auto", "type": "coadd", "centered": "true"}
+            q = _das_query(rerun, self.DAS_TYPES[kind], filt, ra, dec, w, h)
+            q["tract"] = opts.get("TRACT", "")
+            return {"_kind": kind, **q}
+        return {"_kind": kind, "ra": repr(ra), "dec": repr(dec), "filter": filt, "rerun": rerun,
+                "tract": opts.get("TRACT") or "auto", "patch": opts.get("PATCH") or "auto", "type": "coadd",
+                "centered": opts.get("CENTERED", "true").lower()}
 
     def _upstream(self, method: str, url: str, cred: dict, what: str, **kw) -> requests.Response:
         try:
@@ -341,8 +363,13 @@ class HscArchive(Archive):
             raise UsageFault("ID is required")
         if not shapes:
             raise UsageFault("give a region: POS (CIRCLE or RANGE) or CIRCLE")
-        q = self._cutout_request(ids[0], shapes[0])
+        q = self._cutout_request(ids[0], shapes[0], self._options(params))
         kind = q.pop("_kind")
+        if kind == "psf":  # downloadPsf.py always POSTs a bulk=on list, one row for one PSF
+            files = list(self._bulk("psf", [q], self._credential(actor), None))
+            if not files:
+                return 204, "text/plain", [b""]  # SODA 1.0 §3.3: no PSF there
+            return 200, "application/fits", [files[0][1]]
         r = self._upstream("GET", self._service_url(kind), self._credential(actor), kind, params=q)
         if r.status_code == 404 and "not found in observed area" in r.text:
             return 204, "text/plain", [b""]  # SODA 1.0 §3.3: the region holds no data
@@ -366,7 +393,8 @@ class HscArchive(Archive):
         shapes = self._regions(params)
         if not ids or not shapes:
             raise UsageFault("give at least one ID and one region (POS, CIRCLE)")
-        combos = [(i, s, self._cutout_request(i, s)) for i in ids for s in shapes]
+        opts = self._options(params)
+        combos = [(i, s, self._cutout_request(i, s, opts)) for i in ids for s in shapes]
         cred = self._credential(context.actor)
         results: list = [None] * len(combos)
         for kind in ("coadd", "psf"):
@@ -395,13 +423,15 @@ class HscArchive(Archive):
                 ["rerun", "type", "filter", "tract", "ra", "dec", "sw", "sh", "image", "mask", "variance"])
         value = {"image": lambda v: "true", "mask": lambda v: "true", "variance": lambda v: "true",
                  "ra": lambda v: f"{float(v):.16e}deg", "dec": lambda v: f"{float(v):.16e}deg",
-                 "tract": lambda v: v or "any"}
+                 "sw": lambda v: f"{_degrees(v):.16e}deg", "sh": lambda v: f"{_degrees(v):.16e}deg",
+                 "tract": lambda v: v or "any", "patch": lambda v: v or "auto"}
         text = "#? " + " ".join(cols) + "\n" + "".join(
             " ".join(value.get(c, str)(r[c]) for c in cols) + "\n" for r in rows)
         r = self._upstream("POST", self._service_url(kind), cred, kind, stream=True,
                            params={"bulk": "on"} if kind == "psf" else None,
                            files={"list": ("coordlist.txt", text.encode(), "text/plain")})
-        context.on_cancel(r.close)
+        if context is not None:
+            context.on_cancel(r.close)
         if r.status_code >= 400:
             r.close()
             raise TransientFault(f"HSC-SSP {kind} bulk request failed: HTTP {r.status_code} {r.text.strip()[:300]}")
@@ -410,7 +440,8 @@ class HscArchive(Archive):
         try:
             with tarfile.open(fileobj=body, mode="r|") as tar:
                 for member in tar:
-                    context.check()
+                    if context is not None:
+                        context.check()
                     m = re.search(r"(?:^|/)(\d+)-", member.name)
                     if not member.isfile() or m is None or not 2 <= int(m.group(1)) < len(rows) + 2:
                         continue
@@ -428,6 +459,17 @@ class HscArchive(Archive):
 
     def availability(self) -> tuple[bool, str]:
         return True, f"{self.name}: HSC-SSP catalog-job API at {self.url} (checked per query)"
+
+
+#: the tools' options offered through SODA (downloadCutout.py --tract; downloadPsf.py --tract
+#: --patch --centered; REFERENCE.md §1.5-1.6)
+SODA_OPTIONS = (
+    '<PARAM name="TRACT" datatype="int" ucd="meta.id;obs.field" value=""><DESCRIPTION>HSC tract of the '
+    'cutout or PSF (default: any tract covering the position)</DESCRIPTION></PARAM>\n'
+    '<PARAM name="PATCH" datatype="char" arraysize="*" ucd="meta.id;obs.field" value=""><DESCRIPTION>patch '
+    'x,y within the tract, for PSFs (default: auto)</DESCRIPTION></PARAM>\n'
+    '<PARAM name="CENTERED" datatype="boolean" value=""><DESCRIPTION>PSFs: centre the PSF in its image '
+    '(default true)</DESCRIPTION></PARAM>\n')
 
 
 class TailKeeper(ChunkReader):
@@ -501,10 +543,19 @@ def _empty(outputs: list[OutputColumn]) -> pa.RecordBatch:
 
 def _das_query(rerun: str, das_type: str, filt: str, ra: float, dec: float, w: float, h: float) -> dict:
     """DAS cutout parameters (REFERENCE.md §1.5) for a ``w`` x ``h`` degree box at (ra, dec):
-    image, mask and variance HDUs, any tract."""
-    return {"ra": repr(ra), "dec": repr(dec), "sw": f"{w * 3600:.6g}asec", "sh": f"{h * 3600:.6g}asec",
+    image, mask and variance HDUs, any tract.  ``sw``/``sh`` are the box's *semi*-width and
+    semi-height, as ``downloadCutout.py`` defines them (``--sw 10arcsec`` cuts a 20" box)."""
+    return {"ra": repr(ra), "dec": repr(dec), "sw": f"{w / 2 * 3600:.6g}asec", "sh": f"{h / 2 * 3600:.6g}asec",
             "type": das_type, "image": "on", "mask": "on", "variance": "on", "filter": filt, "tract": "",
             "rerun": rerun}
+
+
+def _degrees(value: str) -> float:
+    """An angle as DAS writes it (``10asec``, ``0.5amin``, ``1.2deg``, bare degrees) in degrees."""
+    for unit, scale in (("asec", 1 / 3600), ("arcsec", 1 / 3600), ("amin", 1 / 60), ("arcmin", 1 / 60), ("deg", 1.0)):
+        if value.endswith(unit):
+            return float(value[: -len(unit)]) * scale
+    return float(value)
 
 
 def _shape_text(shape: tuple) -> str:

@@ -114,10 +114,18 @@ def box_search(coord: exp.Column, ra1: float, ra2: float, dec1: float, dec2: flo
     return _call("boxSearch", coord, _num(ra1), _num(ra2), _num(dec1), _num(dec2))
 
 
-def to_hsc_sql(query: AdqlQuery, schemas: dict[str, str]) -> str:
+def to_hsc_sql(query: AdqlQuery, schemas: dict[str, str], limit: int | None = None) -> str:
     """HSC SQL text for a validated query.  ``schemas`` maps gateway schema names (lower-case)
-    to HSC schemas.  Raises UsageFault naming any construct HSC cannot evaluate."""
+    to HSC schemas; ``limit`` (MAXREC + 1) becomes the query's own LIMIT, lowered from its TOP
+    if that is larger: on the ordered query itself, since SQL keeps no subquery's order in an
+    outer query (and the ``-citus`` releases are distributed).  Raises UsageFault naming any
+    construct HSC cannot evaluate."""
     tree = query.ast.copy()
+    if limit is not None:
+        top = tree.args.get("limit")
+        current = int(top.expression.name) if top is not None and isinstance(top.expression, exp.Literal) else None
+        if current is None or limit < current:
+            tree.set("limit", exp.Limit(expression=exp.Literal.number(limit)))
     tables = list(_tables(query))
     where = tree.args.get("where")
     if where is not None:
