@@ -526,3 +526,33 @@ def _sep(ra1, dec1, ra2, dec2):
     r = math.radians
     c = (math.sin(r(dec1)) * math.sin(r(dec2)) + math.cos(r(dec1)) * math.cos(r(dec2)) * math.cos(r(ra1 - ra2)))
     return math.degrees(math.acos(min(1.0, c)))
+
+
+def test_filters_aliases_all_and_warps(gw, emu):
+    """Filters by name or tool alias (i, N816), the narrow bands, ``all`` (every configured
+    filter, as the tools expand it) and ``type=warp`` (several files): one file per ID and
+    region in SODA sync, several as SODA async results; unknown filters list the valid ones."""
+    app, base = emu
+    s = requests.Session()
+    s.auth = ("alice", "a-pw")
+    url = gw[1] + "/soda/hsc"
+    pos = f"CIRCLE {SEED_RA} {SEED_DEC} 0.002"
+    for name, physical in (("i", "HSC-I"), ("N816", "NB0816"), ("NB0921", "NB0921")):
+        r = s.get(url + "/sync", params={"ID": f"ivo://hsc.mtk.nao.ac.jp/s23b_wide?coadd/{name}", "POS": pos})
+        assert r.status_code == 200 and next(b for k, b in reversed(app.requests) if k == "cutout")["filter"] == physical
+    for did in ("?coadd/all", "?warp/HSC-I", "?psf/all"):
+        r = s.get(url + "/sync", params={"ID": "ivo://hsc.mtk.nao.ac.jp/s23b_wide" + did, "POS": pos})
+        assert r.status_code == 400 and r.text.startswith("MultiValuedParamNotSupported") and "/async" in r.text
+    r = s.get(url + "/sync", params={"ID": "ivo://hsc.mtk.nao.ac.jp/s23b_wide?coadd/HSC-Q", "POS": pos})
+    assert r.status_code == 400 and "unknown HSC filter 'HSC-Q'" in r.text and "NB0816" in r.text
+    n = len(app.requests)
+    doc = _job(s, url, [("ID", "ivo://hsc.mtk.nao.ac.jp/s23b_wide?coadd/all"), ("ID", "ivo://hsc.mtk.nao.ac.jp/s23b_wide?warp/r"),
+                        ("ID", "ivo://hsc.mtk.nao.ac.jp/s23b_wide?psf/all"), ("POS", pos)])
+    uploads = {k: parsed_list(b) for k, b in app.requests[n:] if k.endswith("-bulk")}
+    assert [r["filter"] for r in uploads["cutout-bulk"]] == ["HSC-G", "HSC-R", "HSC-I", "HSC-Z", "HSC-Y", "HSC-R"]
+    assert uploads["cutout-bulk"][5]["type"] == "warp"
+    assert [r["filter"] for r in uploads["psf-bulk"]] == ["HSC-G", "HSC-R", "HSC-I", "HSC-Z", "HSC-Y"]
+    ids = [r.id_ for r in doc.results]
+    assert ids[:5] == [f"coadd-{k}" for k in range(1, 6)]
+    assert ids[5:7] == ["warp-6-11697", "warp-6-11699"] and ids[7:] == [f"psf-{k}" for k in range(7, 12)]
+    assert all(s.get(r.href).content[:6] == b"SIMPLE" for r in doc.results)

@@ -225,10 +225,16 @@ def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, mis
             for lineno, line in enumerate(lines[1:], start=2):
                 row = dict(zip(cols, line.split()))
                 data = make(row)
-                if data is not None:
-                    info = tarfile.TarInfo(name(lineno, row))
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
+                if data is None:
+                    continue
+                members = [(name(lineno, row), data)]
+                if row.get("type") == "warp":  # a tar of the coadd's warps (REFERENCE.md §1.5)
+                    members = [(f"arch-230101-000000/{lineno}-warps-{row['filter']}-9813-{row['rerun']}/"
+                                f"warp-{visit}.fits", data) for visit in (11690 + lineno, 11692 + lineno)]
+                for member, body in members:
+                    info = tarfile.TarInfo(member)
+                    info.size = len(body)
+                    tar.addfile(info, io.BytesIO(body))
         out = buf.getvalue()
         if app.truncate:
             out = out[: len(out) // 2]

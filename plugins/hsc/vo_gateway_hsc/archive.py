@@ -223,7 +223,11 @@ class HscArchive(Archive):
 
     # -- DAS cutouts and PSFs (REFERENCE.md §1.5-1.6) ---------------------------------------
     DID = "ivo://hsc.mtk.nao.ac.jp/"
-    DAS_TYPES = {"coadd": "coadd", "coadd-bg": "coadd/bg"}
+    DAS_TYPES = {"coadd": "coadd", "coadd-bg": "coadd/bg", "warp": "warp"}
+    #: HSC filters and the aliases downloadCutout.py/downloadPsf.py accept (their parse_filter)
+    FILTERS = {"HSC-G": {"g", "W-S-G+"}, "HSC-R": {"r", "W-S-R+"}, "HSC-I": {"i", "W-S-I+"},
+               "HSC-Z": {"z", "W-S-Z+"}, "HSC-Y": {"y", "W-S-ZR"}, "IB0945": {"I945"},
+               **{f"NB{n:04d}": {f"N{n}"} for n in (387, 400, 468, 515, 527, 656, 718, 816, 921, 926, 973, 1010)}}
     FILTER_NM = {"HSC-G": (400, 550), "HSC-R": (540, 700), "HSC-I": (690, 850), "HSC-Z": (850, 930),
                  "HSC-Y": (930, 1070)}
 
@@ -243,6 +247,8 @@ class HscArchive(Archive):
             ra, dec, w, h = shape_box(shape)
             for rerun in self.config.schemas:
                 for kind, das_type in self.DAS_TYPES.items():
+                    if kind == "warp":  # several files per cutout: SODA async, not one access_url
+                        continue
                     for filt in self.config.filters:
                         lo, hi = self.FILTER_NM.get(filt, (None, None))
                         q = _das_query(rerun, das_type, filt, ra, dec, w, h)
@@ -261,10 +267,22 @@ class HscArchive(Archive):
         return stream
 
     def claims(self, dataset_id: str) -> bool:
-        """``ivo://hsc.mtk.nao.ac.jp/<rerun>?coadd/<filter>`` (the coadd of a rerun in a filter)
-        and ``...?psf/<filter>`` (its PSF model), for the configured reruns and filters."""
+        """``ivo://hsc.mtk.nao.ac.jp/<rerun>?coadd/<filter>`` (the coadd of a rerun in a filter),
+        ``?coadd-bg/`` (with background), ``?warp/`` (the warps of that coadd: several files,
+        SODA async) and ``...?psf/<filter>`` (its PSF model), for the configured reruns; the
+        filter is checked when the ID is used (:meth:`filters_of`)."""
         rerun, kind, filt = _parse_did(dataset_id, self.DID)
-        return rerun in self.config.schemas and kind in ("coadd", "coadd-bg", "psf") and filt in self.config.filters
+        return rerun in self.config.schemas and kind in (*self.DAS_TYPES, "psf") and bool(filt)
+
+    def filters_of(self, name: str) -> list[str]:
+        """The filter an ID names, by its name or a tool alias (``i``, ``N816``); ``all``: every
+        configured filter (as the tools expand it).  Raises UsageFault listing the valid names."""
+        if name.lower() == "all":
+            return list(self.config.filters)
+        for physical, aliases in self.FILTERS.items():
+            if name == physical or name in aliases:
+                return [physical]
+        raise UsageFault(f"unknown HSC filter {name!r}; valid: {', '.join(self.FILTERS)} (or all)")
 
     def datalink(self, ids: list[str], actor, service_url: str) -> bytes:
         """DataLink 1.1 for a coadd: ``#cutout`` (SODA through DAS cutout) and ``#auxiliary``
@@ -299,27 +317,34 @@ class HscArchive(Archive):
             raise UsageFault(f"CENTERED must be true or false, not {opts['CENTERED']!r}")
         return opts
 
-    def _cutout_request(self, did: str, shape: tuple, opts: dict | None = None) -> dict:
+    def _cutout_requests(self, did: str, shape: tuple, opts: dict | None = None) -> list[dict]:
         """The DAS cutout or PSF picker parameters for one dataset ID and region (REFERENCE.md
-        §1.5-1.6), with ``_kind`` (coadd, coadd-bg, psf); ``opts`` from :meth:`_options`.
-        Raises UsageFault for bad input."""
-        opts = opts or {}
+        §1.5-1.6), one per filter (``all`` names several), each with ``_kind`` (coadd,
+        coadd-bg, warp, psf); ``opts`` from :meth:`_options`.  Raises UsageFault for bad input."""
         from gateway.obscore import shape_box
+        opts = opts or {}
         if not self.claims(did):
-            raise UsageFault(f"ID {did!r} is not an HSC-SSP coadd or PSF of this service")
+            raise UsageFault(f"ID {did!r} is not an HSC-SSP coadd, warp or PSF of this service "
+                             f"(ivo://hsc.mtk.nao.ac.jp/<rerun>?coadd|coadd-bg|warp|psf/<filter>, reruns "
+                             f"{', '.join(self.config.schemas)})")
         rerun, kind, filt = _parse_did(did, self.DID)
         if shape[0] == "polygon":
             raise UsageFault("HSC cutouts take CIRCLE or RANGE regions")
         ra, dec, w, h = shape_box(shape)
         if max(w, h) * 60 > self.config.max_cutout_arcmin:
-            raise UsageFault(f"HSC cutouts are at most {self.config.max_cutout_arcmin:g} arcmin across")
-        if kind in self.DAS_TYPES:
-            q = _das_query(rerun, self.DAS_TYPES[kind], filt, ra, dec, w, h)
-            q["tract"] = opts.get("TRACT", "")
-            return {"_kind": kind, **q}
-        return {"_kind": kind, "ra": repr(ra), "dec": repr(dec), "filter": filt, "rerun": rerun,
-                "tract": opts.get("TRACT") or "auto", "patch": opts.get("PATCH") or "auto", "type": "coadd",
-                "centered": opts.get("CENTERED", "true").lower()}
+            raise UsageFault(f"HSC cutouts are at most {self.config.max_cutout_arcmin:g} arcmin across "
+                             f"(asked {max(w, h) * 60:.3g} arcmin)")
+        out = []
+        for f in self.filters_of(filt):
+            if kind in self.DAS_TYPES:
+                q = _das_query(rerun, self.DAS_TYPES[kind], f, ra, dec, w, h)
+                q["tract"] = opts.get("TRACT", "")
+                out.append({"_kind": kind, **q})
+            else:
+                out.append({"_kind": kind, "ra": repr(ra), "dec": repr(dec), "filter": f, "rerun": rerun,
+                            "tract": opts.get("TRACT") or "auto", "patch": opts.get("PATCH") or "auto",
+                            "type": "coadd", "centered": opts.get("CENTERED", "true").lower()})
+        return out
 
     def _upstream(self, method: str, url: str, cred: dict, what: str, **kw) -> requests.Response:
         try:
@@ -363,7 +388,12 @@ class HscArchive(Archive):
             raise UsageFault("ID is required")
         if not shapes:
             raise UsageFault("give a region: POS (CIRCLE or RANGE) or CIRCLE")
-        q = self._cutout_request(ids[0], shapes[0], self._options(params))
+        reqs = self._cutout_requests(ids[0], shapes[0], self._options(params))
+        if len(reqs) > 1 or reqs[0]["_kind"] == "warp":
+            return 400, "text/plain", [f"MultiValuedParamNotSupported: {ids[0]} is several files (filter=all, "
+                                       f"or warps); submit it to {self.name}'s SODA async service "
+                                       f"(/soda/{self.name}/async)\n".encode()]
+        q = reqs[0]
         kind = q.pop("_kind")
         if kind == "psf":  # downloadPsf.py always POSTs a bulk=on list, one row for one PSF
             files = list(self._bulk("psf", [q], self._credential(actor), None))
@@ -393,30 +423,36 @@ class HscArchive(Archive):
         shapes = self._regions(params)
         if not ids or not shapes:
             raise UsageFault("give at least one ID and one region (POS, CIRCLE)")
+        import re
         opts = self._options(params)
-        combos = [(i, s, self._cutout_request(i, s, opts)) for i in ids for s in shapes]
+        combos = [(i, s, q) for i in ids for s in shapes for q in self._cutout_requests(i, s, opts)]
         cred = self._credential(context.actor)
-        results: list = [None] * len(combos)
+        results: list[list] = [[] for _ in combos]
         for kind in ("coadd", "psf"):
             todo = [k for k, c in enumerate(combos) if (c[2]["_kind"] == "psf") == (kind == "psf")]
             for start in range(0, len(todo), self.BULK_ROWS):
                 chunk = todo[start:start + self.BULK_ROWS]
-                for line, data in self._bulk(kind, [combos[k][2] for k in chunk], cred, context):
+                for line, data, member in self._bulk(kind, [combos[k][2] for k in chunk], cred, context):
                     k = chunk[line - 2]
-                    path = job_dir / f"{kind}-{k + 1}.fits"
+                    if combos[k][2]["_kind"] == "warp":  # one file per visit (warp-<visit>.fits)
+                        visit = re.search(r"warp-(\d+)\.fits$", member)
+                        rid = f"warp-{k + 1}-{visit.group(1) if visit else len(results[k]) + 1}"
+                    else:
+                        rid = f"{kind}-{k + 1}"
+                    path = job_dir / f"{rid}.fits"
                     path.write_bytes(data)
-                    results[k] = Result(f"{kind}-{k + 1}", "application/fits", str(path), len(data))
+                    results[k].append(Result(rid, "application/fits", str(path), len(data)))
         for k, r in enumerate(results):
-            if r is None:
+            if not r:
                 did, shape, q = combos[k]
                 path = job_dir / f"{q['_kind'].replace('coadd-bg', 'coadd')}-{k + 1}.txt"
-                path.write_text(f"Error: HSC-SSP has no data for ID={did} in {_shape_text(shape)} (the upstream "
-                                "left this row out of its answer)\n")
-                results[k] = Result(path.stem, "text/plain", str(path), path.stat().st_size)
-        return results
+                path.write_text(f"Error: HSC-SSP has no data for ID={did} ({q['filter']}) in {_shape_text(shape)} "
+                                "(the upstream left this row out of its answer)\n")
+                r.append(Result(path.stem, "text/plain", str(path), path.stat().st_size))
+        return [x for r in results for x in r]
 
     def _bulk(self, kind: str, rows: list[dict], cred: dict, context):
-        """(list line number, FITS bytes) of one bulk request, as the tar streams in."""
+        """(list line number, FITS bytes, member name) of one bulk request, as the tar streams in."""
         import re
         import tarfile
         cols = (["rerun", "type", "filter", "tract", "patch", "ra", "dec", "centered"] if kind == "psf" else
@@ -446,7 +482,7 @@ class HscArchive(Archive):
                     if not member.isfile() or m is None or not 2 <= int(m.group(1)) < len(rows) + 2:
                         continue
                     seen += 1
-                    yield int(m.group(1)), tar.extractfile(member).read()
+                    yield int(m.group(1)), tar.extractfile(member).read(), member.name
             while body.read(1 << 16):  # the end-of-archive blocks (POSIX: two zero records) must arrive
                 pass
             if body.tail.count(0) != len(body.tail) or len(body.tail) < 1024:
