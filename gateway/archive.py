@@ -56,6 +56,18 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class Udf:
+    """An ADQL user-defined function an archive evaluates (ADQL 2.1 §2.4.2), declared in
+    TAPRegExt ``languageFeatures type="ivo://ivoa.net/std/TAPRegExt#features-udf"``
+    (TAPRegExt 1.0 §2.3): ``form`` is its signature (``name(arg TYPE, ...) -> TYPE``), one
+    per arity; a query using it runs only on the archives that declare it."""
+
+    name: str
+    form: str
+    description: str
+
+
+@dataclass(frozen=True)
 class Cone:
     """A cone in ICRS degrees: centre ``ra``, ``dec``; ``radius`` > 0 (SCS ``SR``)."""
 
@@ -109,6 +121,10 @@ class Archive:
     def tables(self) -> list[Table]:
         """Declared tables, each with fully described columns."""
         raise NotImplementedError
+
+    def udfs(self) -> list[Udf]:
+        """The ADQL user-defined functions this archive's ``translate`` handles (:class:`Udf`)."""
+        return []
 
     def examples(self) -> dict[str, tuple[str, str, str, list[str]]]:
         """DALI examples of this archive's typical use: key -> (name, description, ADQL,

@@ -144,6 +144,18 @@ class Catalogue:
     def qualified_names(self) -> list[str]:
         return [t.qualified_name for _, t in self._tables]
 
+    def udfs(self) -> dict[str, tuple[list, list[str]]]:
+        """ADQL user-defined functions: upper-case name -> ([Udf forms], [archive names])."""
+        out: dict[str, tuple[list, list[str]]] = {}
+        for name, arch in self.archives.items():
+            for u in arch.udfs():
+                forms, owners = out.setdefault(u.name.upper(), ([], []))
+                if u.form not in [f.form for f in forms]:
+                    forms.append(u)
+                if name not in owners:
+                    owners.append(name)
+        return out
+
     def tables(self) -> list[tuple[str, Table]]:
         return list(self._tables)
 
@@ -172,3 +184,6 @@ class UploadOverlay:
 
     def qualified_names(self) -> list[str]:
         return self.base.qualified_names() + [u.table.qualified_name for u in self.uploads.values()]
+
+    def udfs(self):
+        return self.base.udfs()

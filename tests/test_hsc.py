@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import requests
 
+from conftest import needs_stilts
 from emulators.hsc import hsc_app
 from gateway.obscore import separation
 from gateway.testing import make_app, parse_votable, serve
@@ -556,3 +557,53 @@ def test_filters_aliases_all_and_warps(gw, emu):
     assert ids[:5] == [f"coadd-{k}" for k in range(1, 6)]
     assert ids[5:7] == ["warp-6-11697", "warp-6-11699"] and ids[7:] == [f"psf-{k}" for k in range(7, 12)]
     assert all(s.get(r.href).content[:6] == b"SIMPLE" for r in doc.results)
+
+
+def test_tractsearch_is_a_declared_udf_translated_for_hsc(gw, emu, tmp_path):
+    """``tractSearch(object_id, tract[, tract2])``: declared in TAPRegExt features-udf with its
+    signatures, translated to HSC's stored function (rows = numpy over the emulator's ids,
+    tract = object_id >> 42), and refused with the archive named where it does not exist."""
+    from xml.etree import ElementTree as ET
+    app, base = emu
+    caps = ET.fromstring(requests.get(gw[1] + "/tap/capabilities").content)
+    udf = [f for lf in caps.iter() if lf.tag.endswith("languageFeatures")
+           and lf.get("type") == "ivo://ivoa.net/std/TAPRegExt#features-udf" for f in lf]
+    forms = [next(x.text for x in f if x.tag.endswith("form")) for f in udf]
+    assert forms == ["tractSearch(object_id BIGINT, tract INTEGER) -> INTEGER",
+                     "tractSearch(object_id BIGINT, tract1 INTEGER, tract2 INTEGER) -> INTEGER"]
+    s = requests.Session()
+    s.auth = ("alice", "a-pw")
+    ids = np.array(app.forced["object_id"].to_pylist(), dtype=np.int64)
+    for cond, want in (("1 = tractSearch(object_id, 9814)", ids[(ids >> 42) == 9814]),
+                       ("tractSearch(object_id, 9813) = 0", ids[(ids >> 42) != 9813]),
+                       ("1 = tractSearch(object_id, 9813, 9814)", ids)):
+        n = len(app.requests)
+        r = s.get(gw[1] + "/tap/sync", params={"LANG": "ADQL", "MAXREC": 100000, "RESPONSEFORMAT": "csv",
+                                               "QUERY": f"SELECT object_id FROM hsc_s23b_wide.forced WHERE {cond}"})
+        assert r.status_code == 200, r.text[:300]
+        got = sorted(int(x) for x in r.text.splitlines()[1:])
+        assert got == sorted(want.tolist()) and 0 < len(got)
+        sql = next(b for k, b in app.requests[n:] if k == "submit")["catalog_job"]["sql"]
+        assert "tractSearch(" in sql and "= 1" not in sql, sql
+    from conftest import demo_config
+    both = make_app(demo_config(tmp_path, archives={"hsc": {
+        "kind": "hsc", "api_url": base + "/datasearch/api/catalog_jobs/", "release_version": "dr4",
+        "schemas": {"s23b_wide": "hsc_s23b_wide"}, "das_url": None, "psf_url": None}}), load_entrypoints=True)
+    r = both.test_client().get("/tap/sync", query_string={
+        "LANG": "ADQL", "QUERY": "SELECT ra FROM demo.sdss_stars WHERE 1 = tractSearch(objid, 9813)"})
+    both.extensions["vo_gateway"].jobs.close()
+    assert r.status_code == 400 and b"tractsearch() is a function of archive hsc only" in r.data.lower(), r.data
+
+
+@needs_stilts
+def test_taplint_clean_with_the_udf_declared(gw):
+    """taplint's capability stage reads the features-udf forms (TAPRegExt 1.0 §2.3)."""
+    from conftest import taplint
+    bad, doc = taplint(gw[1] + "/tap", "CAP TME")
+    assert bad == [], bad
+
+
+def test_tractsearch_unknown_where_no_archive_declares_it(client):
+    r = client.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY":
+                                              "SELECT ra FROM demo.sdss_stars WHERE 1 = tractSearch(objid, 9813)"})
+    assert r.status_code == 400 and b"unknown ADQL function TRACTSEARCH()" in r.data

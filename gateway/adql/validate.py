@@ -75,6 +75,7 @@ class AdqlQuery:
     tables: list[Table] = field(default_factory=list)
     archives: set[str] = field(default_factory=set)
     uploads: dict = field(default_factory=dict)  # lower-case name -> gateway.uploads.UploadTable
+    udfs: set[str] = field(default_factory=set)  # upper-case names of the user-defined functions used
 
     @property
     def top(self) -> int | None:
@@ -147,7 +148,7 @@ def _check_depth(tree: exp.Expression) -> None:
         stack.extend((child, d + 1) for child in node.iter_expressions())
 
 
-def parse(text: str) -> exp.Select:
+def parse(text: str, udfs: frozenset[str] = frozenset()) -> exp.Select:
     """Parse one ADQL query.  Raises :class:`UsageFault` with line/column on syntax errors
     and for queries beyond the shape bounds above."""
     if not text or not text.strip():
@@ -187,7 +188,7 @@ def parse(text: str) -> exp.Select:
         raise UsageFault(f"ADQL supports only SELECT queries, not {NAMES.get(type(tree), tree.key.upper())}",
                          position=position_of(tree))
     _check_depth(tree)
-    check_allowed(tree)
+    check_allowed(tree, udfs)
     return tree
 
 
@@ -201,10 +202,12 @@ def _token_error(e: TokenError) -> str:
     return msg.splitlines()[0][:200]
 
 
-def check_allowed(tree: exp.Expression) -> None:
+def check_allowed(tree: exp.Expression, udfs: frozenset[str] = frozenset()) -> None:
+    """Raise UsageFault for any construct outside ADQL 2.1 as this service declares it;
+    ``udfs``: the upper-case names of the declared user-defined functions."""
     for node in tree.walk():
         if isinstance(node, exp.Anonymous):
-            if node.name.upper() not in GEOMETRY_FUNCTIONS:
+            if node.name.upper() not in GEOMETRY_FUNCTIONS and node.name.upper() not in udfs:
                 raise UsageFault(f"unknown ADQL function {node.name.upper()}()", position=position_of(node))
         elif isinstance(node, exp.DataType):
             if node.this not in CAST_TYPES:
@@ -444,7 +447,8 @@ def analyze(text: str, catalogue: Catalogue) -> AdqlQuery:
     Returns an :class:`AdqlQuery`; raises :class:`UsageFault` (with line/column where known)
     for syntax errors, constructs outside ADQL 2.1 or this service's declared features, and
     unknown tables/columns (ADQL 2.1 §2; TAP 1.1 §2.7.4)."""
-    tree = parse(text)
+    declared = getattr(catalogue, "udfs", dict)()
+    tree = parse(text, frozenset(declared))
     an = _Analyzer(catalogue)
     output = an.analyze_select(tree, [])
     top = tree.args.get("limit")
@@ -453,4 +457,5 @@ def analyze(text: str, catalogue: Catalogue) -> AdqlQuery:
     off = tree.args.get("offset")
     if off is not None and not (isinstance(off.expression, exp.Literal) and off.expression.is_int):
         raise UsageFault("OFFSET needs a non-negative integer", position=position_of(off))
-    return AdqlQuery(text=text, ast=tree, output=output, tables=an.tables, archives=an.archives)
+    used = {n.name.upper() for n in tree.find_all(exp.Anonymous) if n.name.upper() in declared}
+    return AdqlQuery(text=text, ast=tree, output=output, tables=an.tables, archives=an.archives, udfs=used)

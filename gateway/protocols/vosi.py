@@ -26,9 +26,10 @@ def capabilities_document(caps: list[str]) -> str:
     return f'<?xml version="1.0" encoding="UTF-8"?>\n<vosi:capabilities {CAP_NS}>\n' + "".join(caps) + "</vosi:capabilities>\n"
 
 
-def tap_capability(base: str, formats, service, geometry: set[str], jobs=None, uploads=None) -> str:
+def tap_capability(base: str, formats, service, geometry: set[str], jobs=None, uploads=None, udfs=()) -> str:
     """The TAP capability with TAPRegExt 1.0 content (TAPRegExt §2: language, outputFormat,
-    uploadMethod, retentionPeriod, executionDuration, outputLimit, uploadLimit, in that order)."""
+    uploadMethod, retentionPeriod, executionDuration, outputLimit, uploadLimit, in that order).
+    ``udfs``: the archives' :class:`~gateway.archive.Udf` forms (TAPRegExt §2.3, ``features-udf``)."""
     feats = []
     geo = [g for g in ("POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "COORD1", "COORD2")
            if g in geometry]
@@ -44,6 +45,11 @@ def tap_capability(base: str, formats, service, geometry: set[str], jobs=None, u
         prefix = FEATURES_21 if group == "adql-conditional" else FEATURES
         lang += f'<languageFeatures type="{prefix}{group}">'
         lang += "".join(f"<feature><form>{f}</form></feature>" for f in forms)
+        lang += "</languageFeatures>"
+    if udfs:
+        lang += f'<languageFeatures type="{FEATURES}udf">'
+        lang += "".join(f"<feature><form>{escape(u.form)}</form><description>{escape(u.description)}</description>"
+                        "</feature>" for u in udfs)
         lang += "</languageFeatures>"
     lang += "</language>"
     outs = ""

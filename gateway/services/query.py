@@ -88,6 +88,11 @@ class QueryService:
         archive = self.gw.catalogue.archives[name]
         if not archive.capabilities.full_adql:
             raise UsageFault(f"archive {name} does not accept ADQL queries")
+        for fn in sorted(q.udfs):
+            owners = self.gw.catalogue.udfs()[fn][1]
+            if name not in owners:
+                raise UsageFault(f"{fn.lower()}() is a function of archive {', '.join(owners)} only (declared in "
+                                 f"/tap/capabilities); this query runs on archive {name}, which lacks it")
         if UploadOverlay.ARCHIVE in q.archives and not archive.capabilities.uploads:
             raise UsageFault(f"archive {name} cannot join uploaded (TAP_UPLOAD) tables")
         for t in q.tables:

@@ -61,6 +61,10 @@ CREATE FUNCTION boxSearch(c earth, ra1 float8, ra2 float8, dec1 float8, dec2 flo
         WHEN ra2 > 360 THEN ra >= ra1 OR ra <= ra2 - 360
         ELSE ra BETWEEN ra2 AND ra1 END
     FROM (SELECT (longitude(c) + 360)::numeric % 360 AS ra) AS s $$ LANGUAGE sql IMMUTABLE;
+CREATE FUNCTION tractSearch(object_id bigint, t integer) RETURNS boolean AS $$
+    SELECT (object_id >> 42) = t $$ LANGUAGE sql IMMUTABLE;
+CREATE FUNCTION tractSearch(object_id bigint, t1 integer, t2 integer) RETURNS boolean AS $$
+    SELECT (object_id >> 42) BETWEEN t1 AND t2 $$ LANGUAGE sql IMMUTABLE;
 """
 _DATABASES = itertools.count(1)
 
@@ -76,7 +80,8 @@ def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, mis
     rng = np.random.default_rng(4242)
     ra, dec = discs(rng, CENTRES, n, 0.2)
     m = len(ra)
-    object_id = (np.int64(9813) << 42) + np.arange(m, dtype=np.int64)  # 64-bit ids (tract << 42 | ...)
+    tract = np.where(np.arange(m) % 3 == 0, 9814, 9813).astype(np.int64)
+    object_id = (tract << 42) + np.arange(m, dtype=np.int64)  # 64-bit ids (tract << 42 | ...), two tracts
     special = {"object_id": object_id, "ra": ra, "dec": dec, "isprimary": rng.uniform(0, 1, m) < 0.9,
                "i_cmodel_flux": rng.lognormal(7, 1.5, m).astype(np.float32)}
     forced = pa.table({c.name: special.get(c.name, _values(c, m, rng)) for c in metadata.forced("x", True).columns

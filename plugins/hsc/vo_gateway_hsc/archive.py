@@ -32,7 +32,7 @@ import requests
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from gateway.adql.validate import AdqlQuery, OutputColumn
-from gateway.archive import Archive, ArchiveConfig, Capabilities
+from gateway.archive import Archive, ArchiveConfig, Capabilities, Udf
 from gateway.config import EnvSecret
 from gateway.engine import GEOMETRY, normalize_batch, output_columns
 from gateway.faults import Fault, TransientFault, UsageFault
@@ -114,6 +114,16 @@ class HscArchive(Archive):
 
     def tables(self) -> list[Table]:
         return self._tables
+
+    def udfs(self) -> list[Udf]:
+        """HSC's ``tractSearch`` stored function (REFERENCE.md §1.3; the seed's "Tract
+        selection"): the way to select by tract (the ``tract`` column is computed, and HSC
+        says not to filter on it)."""
+        what = ("1 if object_id lies in tract {} (HSC-SSP stored function tractSearch; object_id >> 42 is "
+                "the tract), else 0")
+        return [Udf("tractSearch", "tractSearch(object_id BIGINT, tract INTEGER) -> INTEGER", what.format("tract")),
+                Udf("tractSearch", "tractSearch(object_id BIGINT, tract1 INTEGER, tract2 INTEGER) -> INTEGER",
+                    what.format("tract1 to tract2 (inclusive)"))]
 
     @property
     def title(self) -> str:

@@ -169,6 +169,7 @@ def to_hsc_sql(query: AdqlQuery, schemas: dict[str, str], limit: int | None = No
         if db is not None and db.name.lower() in schemas:
             t.set("db", exp.to_identifier(schemas[db.name.lower()]))
     _booleans(tree, tables)
+    _tract_search(tree)
     _postgres_functions(tree)
     _fold_star(tree, tables)
     for e in tree.expressions:  # the validator's FIELD-name aliases where they change nothing
@@ -194,6 +195,30 @@ def _postgres_functions(tree: exp.Select) -> None:
     for node in list(tree.find_all(exp.Round, exp.Trunc)):
         if node.args.get("decimals") is not None:  # round(double precision, int) does not exist
             node.set("this", exp.Cast(this=node.this.copy(), to=exp.DataType.build("DECIMAL")))
+
+
+def _tract_search(tree: exp.Select) -> None:
+    """ADQL ``1 = tractSearch(object_id, t[, t2])`` (a user-defined function, integer-valued
+    as ADQL predicates are) -> HSC's boolean stored function ``tractSearch(...)``
+    (REFERENCE.md §1.3); ``= 0`` -> ``NOT``; elsewhere ``tractSearch(...)::integer``."""
+    calls = [n for n in tree.find_all(exp.Anonymous) if n.name.lower() == "tractsearch"]
+    for call in calls:
+        if len(call.expressions) not in (2, 3):
+            raise UsageFault("tractSearch takes (object_id, tract) or (object_id, tract1, tract2)",
+                             position=position_of(call))
+        fn = exp.Anonymous(this="tractSearch", expressions=[a.copy() for a in call.expressions])
+        parent = call.parent
+        if isinstance(parent, (exp.EQ, exp.NEQ)):
+            other = parent.expression if parent.this is call else parent.this
+            try:
+                value = constant(other)
+            except (ValueError, TypeError):
+                value = None
+            if value in (0, 1):
+                truth = (value == 1) == isinstance(parent, exp.EQ)
+                parent.replace(fn if truth else exp.Not(this=fn))
+                continue
+        call.replace(exp.Cast(this=fn, to=exp.DataType.build("INT")))
 
 
 def _booleans(tree: exp.Select, tables) -> None:
