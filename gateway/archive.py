@@ -103,6 +103,9 @@ class ImageQuery:
     target: list[str] = field(default_factory=list)
     format: list[str] = field(default_factory=list)
     maxrec: int | None = None
+    #: SIA 1.0 §4.1 INTERSECT for a query from ``/sia1``: COVERS, ENCLOSED, CENTER or OVERLAPS
+    #: (SIA 2.0 POS always means OVERLAPS); archives whose upstream takes it pass it on
+    intersect: str = "OVERLAPS"
 
 
 class Archive:

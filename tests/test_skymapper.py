@@ -217,6 +217,35 @@ def test_sia2_sends_the_seed_siap_request_and_lists_each_image(gw_images, emu):
     assert all(u.startswith(emu[1] + "/siap/dr2/get_image?") for u in t["access_url"])
 
 
+def test_sia1_intersect_is_passed_to_skymapper_siap(gw_images, emu):
+    """The seed's SIAP URL (INTERSECT=center) through the gateway's SIA 1.0 (SIA 1.0 §4.1):
+    pyvo's SIA 1 search sends POS/SIZE/FORMAT/INTERSECT; SkyMapper's SIAP gets the seed's own
+    POS, SIZE, FORMAT and INTERSECT=CENTER, and the images listed are exactly those containing
+    the position (numpy over the emulator's images), with their get_image URLs."""
+    import pyvo
+    from emulators.skymapper import synthetic_images
+    app, _ = emu
+    seed = {k: v[0] for k, v in parse_qs(urlsplit(SEED_SIAP).query).items()}
+    res = pyvo.dal.SIAService(gw_images[1] + "/sia1?").search((RA0, DEC0), size=0.17, format="image/fits",
+                                                              intersect="center")
+    sent = app.requests[-1]
+    assert sent["_path"] == "/siap/dr2/query"
+    assert sent["INTERSECT"] == seed["INTERSECT"].upper() == "CENTER"
+    assert [float(x) for x in sent["POS"].split(",")] == [float(x) for x in seed["POS"].split(",")]
+    assert [round(float(x), 6) for x in sent["SIZE"].split(",")] == [0.17, 0.17] and sent["FORMAT"] == seed["FORMAT"]
+    c = np.cos(np.radians(DEC0))
+    expected = sorted(i["unique_image_id"] for i in synthetic_images()
+                      if abs((i["ra"] - RA0) * c) <= i["w"] / 2 and abs(i["dec"] - DEC0) <= i["h"] / 2)
+    t = res.to_table()
+    assert sorted(t["title"]) == expected and len(expected) > 0
+    assert all(u.startswith(emu[1] + "/siap/dr2/get_image?") for u in t["access_url"])
+    overlaps = pyvo.dal.SIAService(gw_images[1] + "/sia1?").search((RA0, DEC0), size=0.17, intersect="overlaps")
+    assert app.requests[-1]["INTERSECT"] == "OVERLAPS"
+    expected = sorted(i["unique_image_id"] for i in synthetic_images()
+                      if abs((i["ra"] - RA0) * c) <= (i["w"] + 0.17) / 2 and abs(i["dec"] - DEC0) <= (i["h"] + 0.17) / 2)
+    assert sorted(overlaps.to_table()["title"]) == expected
+
+
 def test_datalink_and_soda_cutouts_through_get_image(gw_images, emu):
     import requests
     from astropy.io import fits

@@ -187,13 +187,29 @@ def sia1():
                 raise UsageFault(f"INTERSECT must be one of {', '.join(INTERSECTS)}")
             if "all" in formats or "image/fits" in formats:  # the archives' images are FITS
                 for archive in gw().image_archives():
-                    for r in archive.image_records():
+                    local = archive.image_records()
+                    for r in local:
                         if _sia1_match(r, ra, dec, sra, sdec, mode):
                             records.append((archive, r))
+                    if not local:  # an upstream image service: asked with the same INTERSECT
+                        records += [(archive, r) for r in _upstream_images(archive, ra, dec, sra, sdec, mode)]
     except Fault as f:
         body = error_document(str(f))
         return Response(body, status=f.status, mimetype="text/xml")
     return Response(_sia1_votable(records, metadata), mimetype="text/xml")
+
+
+def _upstream_images(archive, ra, dec, sra, sdec, mode) -> list[dict]:
+    """SIA 1.0 records from an archive without local image records: its ``image_search`` on
+    the POS/SIZE box (SIA 1.0 §4.1), the INTERSECT mode passed on (``ImageQuery.intersect``)."""
+    from ..archive import ImageQuery
+    cosd = max(math.cos(math.radians(dec)), 1e-6)
+    box = ("range", ra - sra / 2 / cosd, ra + sra / 2 / cosd, max(-90.0, dec - sdec / 2), min(90.0, dec + sdec / 2))
+    q = ImageQuery(pos=[box], intersect=mode, maxrec=gw().config.service.sia_maxrec)
+    out = []
+    for batch in archive.image_search(q):
+        out += batch.to_pylist()
+    return out
 
 
 def _sia1_match(r, ra, dec, sra, sdec, mode) -> bool:
@@ -224,11 +240,17 @@ def _sia1_votable(records, metadata: bool) -> str:
     out += [field_xml(c) for c in SIA1_COLUMNS]
     out.append("<DATA><TABLEDATA>\n")
     for archive, r in records:
-        scale = r["s_fov"] / math.hypot(r["s_xel1"], r["s_xel2"])
-        url = gw().url(f"data/{archive.name}/{r['obs_id']}.fits")
-        cells = [r["obs_id"], repr(r["s_ra"]), repr(r["s_dec"]), "2", f"{r['s_xel1']} {r['s_xel2']}",
-                 f"{scale!r} {scale!r}", "image/fits", repr(r["t_min"]) if r["t_min"] is not None else "",
-                 r["_band"] or "", repr((r["em_min"] + r["em_max"]) / 2), "ICRS", str(r["access_estsize"] * 1024), url]
+        local = "_footprint" in r  # the archive's own files, served at /data/{archive}/
+        xel = (r.get("s_xel1"), r.get("s_xel2"))
+        scale = r["s_fov"] / math.hypot(*xel) if None not in xel and r.get("s_fov") else None
+        url = gw().url(f"data/{archive.name}/{r['obs_id']}.fits") if local else r.get("access_url") or ""
+        em = (r["em_min"] + r["em_max"]) / 2 if r.get("em_min") is not None and r.get("em_max") is not None else None
+        cells = [r["obs_id"], repr(r["s_ra"]), repr(r["s_dec"]), "2", f"{xel[0]} {xel[1]}" if None not in xel else "",
+                 f"{scale!r} {scale!r}" if scale else "", "image/fits",
+                 repr(r["t_min"]) if r.get("t_min") is not None else "",
+                 (r.get("_band") or "") if local else "",
+                 repr(em) if em is not None else "", "ICRS",
+                 str(r["access_estsize"] * 1024) if r.get("access_estsize") is not None else "", url]
         out.append("<TR>" + "".join(f"<TD>{escape(c)}</TD>" for c in cells) + "</TR>\n")
     out.append("</TABLEDATA></DATA>\n</TABLE>\n")
     if metadata:

@@ -169,7 +169,8 @@ class SkyMapperArchive(IvoaArchive):
     # -- images (SIAP) ---------------------------------------------------------------------
     def image_search(self, query: ImageQuery) -> RowStream:
         """SIA 2.0 (SIA 2.0 §2.1) through SIAP ``query``: one call per POS; BAND and TIME sent
-        as SkyMapper filters and MJD range; the other constraints applied to the rows exactly."""
+        as SkyMapper filters and MJD range, ``query.intersect`` (SIA 1.0 INTERSECT, from
+        ``/sia1``) as SIAP's own; the other constraints applied to the rows exactly."""
         if not query.pos:
             raise UsageFault("SkyMapper images are found by position: give POS")
         bands = _bands(query.band)
@@ -180,7 +181,7 @@ class SkyMapperArchive(IvoaArchive):
             ra, dec, w, h = shape_box(shape)
             for lo, hi in query.time or [(None, None)]:
                 params = {"POS": f"{ra!r},{dec!r}", "SIZE": f"{w:.6g},{h:.6g}", "FORMAT": "image/fits",
-                          "INTERSECT": "OVERLAPS", "VERB": "3", "RESPONSEFORMAT": "CSV"}
+                          "INTERSECT": query.intersect, "VERB": "3", "RESPONSEFORMAT": "CSV"}
                 if bands:
                     params["BAND"] = bands
                 if lo is not None:
