@@ -7,6 +7,7 @@ import io
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -64,6 +65,44 @@ def test_scs_sends_the_seed_request_and_returns_the_upstream_rows(gw, emu):
     assert fields["g_psf"].unit == "mag" and fields["g_psf"].datatype == "float"
     masked = t["e_g_psf"].mask.sum()
     assert masked == sum(v is None for v in expected["e_g_psf"].to_pylist())  # nulls kept
+
+
+SEED_PHOT = ("http://skymapper.anu.edu.au/sm-cone/public/query?RA=33.639837321&DEC=-0.766719986&SR=0.1&VERB=3"
+             "&CATALOG=dr2.photometry&RESPONSEFORMAT=CSV")  # the customer's slides
+
+
+def test_per_epoch_photometry_reproduces_the_seed_request(emu, tmp_path):
+    """``dr2.photometry`` (and ``dr4.photometry``) can be configured: a pyvo SCS search at the
+    seed's position sends exactly the seed's sm-cone request, the rows are the emulator's
+    detections within the cone (numpy on ra_img/decl_img), and ADQL gives one object's epochs."""
+    import pyvo
+    import requests
+    app, base = emu
+    gwapp = make_app(sm_config(base, tmp_path, catalogs=["dr2.master", "dr2.photometry", "dr4.photometry"]),
+                     load_entrypoints=True)
+    try:
+        with serve(gwapp) as url:
+            res = pyvo.dal.SCSService(url + "/scs/skymapper_dr2.photometry").search(pos=(RA0, DEC0), radius=0.1,
+                                                                                    verbosity=3)
+            sent = app.requests[-1]
+            assert sent == {k: v[0] for k, v in parse_qs(urlsplit(SEED_PHOT).query).items()}
+            t = app.catalogue("dr2.photometry")
+            d = _sep(t["ra_img"].to_numpy(), t["decl_img"].to_numpy(), RA0, DEC0)
+            want = t.filter(d <= 0.1)
+            got = res.to_table()
+            assert sorted(zip(map(int, got["object_id"]), map(int, got["image_id"]))) == \
+                sorted(zip(want["object_id"].to_pylist(), want["image_id"].to_pylist())) and len(got) > 40
+            oid = int(want["object_id"][0].as_py())
+            q = (f"SELECT image_id, filter, mag_psf FROM skymapper_dr2.photometry WHERE object_id = {oid} AND "
+                 f"1 = CONTAINS(POINT('ICRS', ra_img, decl_img), CIRCLE('ICRS', {RA0}, {DEC0}, 0.1))")
+            r = requests.get(url + "/tap/sync", params={"LANG": "ADQL", "QUERY": q})
+            epochs = parse_votable(r.content)[0]
+            mine = want.filter(pc.equal(want["object_id"], oid))
+            assert sorted(map(int, epochs["image_id"])) == sorted(mine["image_id"].to_pylist()) and len(epochs) == 4
+            tables = {t.name for t in pyvo.dal.TAPService(url + "/tap").tables}
+            assert {"skymapper_dr2.photometry", "skymapper_dr4.photometry"} <= tables
+    finally:
+        gwapp.extensions["vo_gateway"].jobs.close()
 
 
 def test_scs_limits_and_upstream_errors(gw, emu, tmp_path):

@@ -53,9 +53,28 @@ def synthetic(catalog: str, n_per_field: int = 1500, seed: int = 4510) -> pa.Tab
     return pa.table(cols)
 
 
+def synthetic_photometry(master: pa.Table, release: str, epochs: int = 4, seed: int = 4511) -> pa.Table:
+    """Per-epoch rows of every ``master`` object: ``epochs`` detections each, 0.2" scatter
+    around the mean position, one filter and image per detection."""
+    rng = np.random.default_rng(seed + (0 if release == "dr2" else 1))
+    n = master.num_rows * epochs
+    oid = np.repeat(master["object_id"].to_numpy(), epochs)
+    jitter = rng.normal(0, 0.2 / 3600, (2, n))
+    cosd = np.cos(np.radians(np.repeat(master["dej2000"].to_numpy(), epochs)))
+    return pa.table({
+        "object_id": oid, "image_id": rng.integers(1_000_000, 9_999_999, n, dtype=np.int64),
+        "ra_img": np.repeat(master["raj2000"].to_numpy(), epochs) + jitter[0] / cosd,
+        "decl_img": np.repeat(master["dej2000"].to_numpy(), epochs) + jitter[1],
+        "filter": pa.array(rng.choice(list("uvgriz"), n)), "mag_psf": rng.uniform(12, 21, n).astype(np.float32),
+        "e_mag_psf": rng.uniform(0.01, 0.2, n).astype(np.float32), "flags": rng.integers(0, 4, n).astype(np.int16),
+        "nimaflags": rng.integers(0, 3, n).astype(np.int32)})
+
+
 def skymapper_app() -> Flask:
     app = Flask("skymapper-emulator")
-    data = {name: synthetic(name) for name in BUNDLED}
+    data = {name: synthetic(name) for name in BUNDLED if name.endswith(".master")}
+    for rel in ("dr2", "dr4"):
+        data[f"{rel}.photometry"] = synthetic_photometry(data[f"{rel}.master"], rel)
     app.requests = []  # type: ignore[attr-defined]
     app.catalogue = data.__getitem__  # type: ignore[attr-defined]
 
@@ -71,13 +90,13 @@ def skymapper_app() -> Flask:
         if cat not in data:
             return Response(f"Error: unknown catalog {cat}", 400, mimetype="text/plain")
         t = data[cat]
-        d = separation(t["raj2000"].to_numpy(), t["dej2000"].to_numpy(), ra, dec)
+        meta = BUNDLED[cat]("x")
+        d = separation(t[meta.ra_column].to_numpy(), t[meta.dec_column].to_numpy(), ra, dec)
         idx = np.nonzero(d <= sr)[0]
         idx = idx[np.argsort(d[idx], kind="stable")]
-        meta = BUNDLED[cat]("x")
         verb = int(a.get("VERB", 2))
         if verb <= 1:
-            names = ["object_id", "raj2000", "dej2000"]
+            names = ["object_id", meta.ra_column, meta.dec_column]
         elif verb == 2:
             names = [c.name for c in meta.columns if c.principal]
         else:

@@ -2,7 +2,7 @@
 
 ``dr2.master``: the full column list of REFERENCE.md §3.4 (derived from the official table
 browser ``skymapper.anu.edu.au/table-browser/dr2/``); ``dr4.master``: the columns of §3.5 that
-were seen in queries that ran.  SkyMapper publishes no UCDs in these sources; the UCDs here are
+were seen in queries that ran; ``dr2.photometry``/``dr4.photometry``: see :func:`photometry`.  SkyMapper publishes no UCDs in these sources; the UCDs here are
 assigned by the plugin (UCD1+).  When SkyMapper's TAP is configured and reachable its
 TAP_SCHEMA replaces this snapshot.
 """
@@ -127,4 +127,35 @@ def dr4_master(schema: str) -> Table:
                  ra_column="raj2000", dec_column="dej2000", id_column="object_id")
 
 
-BUNDLED = {"dr2.master": dr2_master, "dr4.master": dr4_master}
+def photometry(schema: str, release: str) -> Table:
+    """Per-epoch photometry (``dr2.photometry``, ``dr4.photometry``: one row per detection of a
+    master object in one image; the analogue of Pan-STARRS detections).  Columns: those of
+    REFERENCE.md §3.5 for ``dr4.photometry`` whose type a query that ran against SkyMapper's
+    TAP established (object_id, image_id, ra_img, decl_img, filter, mag_psf, e_mag_psf, flags),
+    with ``nimaflags`` typed as in the master table.  DR2's photometry table has the same
+    layout [INF: the DR2 table browser's list could not be read here]; SkyMapper's TAP_SCHEMA
+    replaces this snapshot when ``tap_url`` is configured and reachable."""
+    cols = [
+        _c("object_id", "long", f"object_id of the {release.upper()} master object detected", ucd="meta.id",
+           principal=True, indexed=True),
+        _c("image_id", "long", "Identifier of the image the detection is in", ucd="meta.id;obs.image",
+           principal=True),
+        _c("ra_img", "double", "ICRS right ascension of the detection in this image", "deg", "pos.eq.ra;meta.main",
+           principal=True),
+        _c("decl_img", "double", "ICRS declination of the detection in this image", "deg", "pos.eq.dec;meta.main",
+           principal=True, indexed=True),
+        _c("filter", "char", "SkyMapper filter of the image (u, v, g, r, i or z)", ucd="meta.id;instr.filter",
+           arraysize="1", principal=True),
+        _c("mag_psf", "float", "PSF magnitude of the detection (AB)", "mag", "phot.mag", principal=True),
+        _c("e_mag_psf", "float", "Error of the PSF magnitude", "mag", "stat.error;phot.mag", principal=True),
+        _c("flags", "short", "Source Extractor flags of the detection", ucd="meta.code.qual"),
+        _c("nimaflags", "int", "Flagged pixels from bad, saturated or crosstalk pixels of the detection",
+           ucd="meta.number"),
+    ]
+    return Table(schema, "photometry", cols, description=f"SkyMapper {release.upper()} per-epoch photometry: one row "
+                 "per detection of a master object in one image", ra_column="ra_img", dec_column="decl_img")
+
+
+BUNDLED = {"dr2.master": dr2_master, "dr4.master": dr4_master,
+           "dr2.photometry": lambda schema: photometry(schema, "dr2"),
+           "dr4.photometry": lambda schema: photometry(schema, "dr4")}
