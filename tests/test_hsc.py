@@ -454,9 +454,24 @@ def test_seed_cutouts_are_what_downloadcutout_sends(gw, emu):
     assert len(ours) == 5
     for o, t in zip(ours, theirs):
         same_fields(o, t)
-    for res, b in zip(doc.results, bands):
-        img = fits.open(io.BytesIO(s.get(res.href).content))[1]
+    tool_files = tool_bulk(base + "/das_cutout/pdr3/cgi-bin/cutout", theirs)
+    for res, b, mine in zip(doc.results, bands, tool_files):
+        body = s.get(res.href).content
+        img = fits.open(io.BytesIO(body))[1]
         assert img.data.shape == (119, 119) and img.header["FILTER"] == b
+        assert body == mine  # the FITS the service gives the tool's own list
+
+
+def tool_bulk(url: str, rows: list[dict], params=None) -> list[bytes]:
+    """POST ``rows`` as the official tools do (a multipart ``list`` file) and return the tar's
+    members in line order."""
+    import tarfile
+    cols = list(rows[0])
+    text = "\n".join(["#? " + " ".join(cols)] + [" ".join(r[c] for c in cols) for r in rows])
+    r = requests.post(url, params=params, auth=("alice", "a-pw"),
+                      files={"list": ("coordlist.txt", text.encode(), "text/plain")})
+    with tarfile.open(fileobj=io.BytesIO(r.content), mode="r|") as tar:
+        return [tar.extractfile(m).read() for m in tar if m.isfile()]
 
 
 def test_seed_psfs_are_what_downloadpsf_sends(gw, emu):
@@ -482,9 +497,12 @@ def test_seed_psfs_are_what_downloadpsf_sends(gw, emu):
                + [("CIRCLE", f"{SEED_RA} {SEED_DEC} 0.001")])
     uploads = [b for k, b in app.requests[n:] if k == "psf-bulk"]
     assert len(uploads) == 1 and len(doc.results) == 5
-    for o, t in zip(parsed_list(uploads[0]), official_psf_list(
-            [{"rerun": "s23b_wide", "filter": b, "ra": SEED_RA, "dec": SEED_DEC} for b in bands])):
+    theirs = official_psf_list([{"rerun": "s23b_wide", "filter": b, "ra": SEED_RA, "dec": SEED_DEC} for b in bands])
+    for o, t in zip(parsed_list(uploads[0]), theirs):
         same_fields(o, t)
+    tool_files = tool_bulk(base + "/psf/pdr3/cgi/getpsf", theirs, {"bulk": "on"})
+    assert [s.get(res.href).content for res in doc.results] == tool_files
+    assert r.content == tool_bulk(base + "/psf/pdr3/cgi/getpsf", theirs[2:3], {"bulk": "on"})[0]
     # the tools' options
     n = len(app.requests)
     r = s.get(url + "/sync", params={"ID": psf, "POS": f"CIRCLE {SEED_RA} {SEED_DEC} 0.001", "TRACT": "9813",

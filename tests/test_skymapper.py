@@ -7,6 +7,7 @@ import io
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -176,13 +177,56 @@ def sm_tap(emu, tmp_path_factory):
     pq.write_table(emu[0].catalogue("dr2.master"), tmp / "master.parquet")
     cols = [{"name": c.name, "unit": c.unit, "ucd": c.ucd, "description": c.description} for c in dr2_master("dr2").columns]
     rec = Recorder()
+    from vo_gateway_skymapper.metadata import photometry
+    phot = emu[0].catalogue("dr2.photometry")
+    pq.write_table(phot, tmp / "photometry.parquet")
+    image_ids = np.unique(phot["image_id"].to_numpy())
+    rng = np.random.default_rng(7)
+    pq.write_table(pa.table({"image_id": image_ids, "date": rng.uniform(56000, 58500, len(image_ids)),
+                             "exp_time": np.full(len(image_ids), 100.0, np.float32)}), tmp / "images.parquet")
+    pcols = [{"name": c.name, "unit": c.unit, "ucd": c.ucd, "description": c.description}
+             for c in photometry("dr2", "dr2").columns]
+    icols = [{"name": "image_id", "description": "image identifier", "ucd": "meta.id;obs.image"},
+             {"name": "date", "description": "MJD of the exposure start", "unit": "d", "ucd": "time.start"},
+             {"name": "exp_time", "description": "exposure time", "unit": "s", "ucd": "time.duration;obs.exposure"}]
     app = make_app({"archives": {"sm": {"kind": "embedded", "adql_schema": "dr2", "tables": [
         {"name": "master", "source": str(tmp / "master.parquet"), "description": "SkyMapper DR2 master (emulated)",
-         "columns": cols, "ra_column": "raj2000", "dec_column": "dej2000", "id_column": "object_id"}]}},
+         "columns": cols, "ra_column": "raj2000", "dec_column": "dej2000", "id_column": "object_id"},
+        {"name": "photometry", "source": str(tmp / "photometry.parquet"), "description": "SkyMapper DR2 photometry",
+         "columns": pcols, "ra_column": "ra_img", "dec_column": "decl_img"},
+        {"name": "images", "source": str(tmp / "images.parquet"), "description": "SkyMapper DR2 images",
+         "columns": icols}]}},
         "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r")}}, plugins=[rec], load_entrypoints=True)
     with serve(app) as base:
         yield base + "/tap", rec
     app.extensions["vo_gateway"].jobs.close()
+
+
+def test_master_rows_link_to_their_light_curves(emu, sm_tap, tmp_path):
+    """With SkyMapper's TAP (emulated), master rows carry a DataLink service descriptor; each
+    object's #auxiliary link is its light curve: every dr2.photometry detection with its
+    image's MJD, by time (compared with the emulator's rows joined in pandas)."""
+    import pyvo
+    tap_url, rec = sm_tap
+    app = make_app(sm_config(emu[1], tmp_path, tap_url=tap_url,
+                             catalogs=["dr2.master", "dr2.photometry", "dr2.images"]), load_entrypoints=True)
+    try:
+        with serve(app) as url:
+            res = pyvo.dal.TAPService(url + "/tap").run_sync(
+                "SELECT TOP 3 object_id, raj2000, dej2000 FROM skymapper_dr2.master WHERE "
+                f"1 = CONTAINS(POINT('ICRS', raj2000, dej2000), CIRCLE('ICRS', {RA0}, {DEC0}, 0.1))")
+            assert len(res) == 3
+            phot = emu[0].catalogue("dr2.photometry").to_pandas()
+            images = pq.read_table(next(p for p in tmp_path.parent.glob("smtap*/images.parquet"))).to_pandas()
+            for row, links in zip(res, res.iter_datalinks()):
+                aux = [lk for lk in links if lk.semantics == "#auxiliary"]
+                assert len(aux) == 1 and aux[0].content_type == "application/x-votable+xml"
+                curve = parse_votable(__import__("requests").get(aux[0].access_url).content)[0]
+                want = phot[phot.object_id == int(row["object_id"])].merge(images, on="image_id").sort_values("date")
+                assert list(curve["image_id"]) == list(want["image_id"]) and len(want) == 4
+                assert np.allclose(curve["mjd"], want["date"]) and list(curve["filter"]) == list(want["filter"])
+    finally:
+        app.extensions["vo_gateway"].jobs.close()
 
 
 def test_tap_path_forwards_and_handles_the_distance_quirk(emu, sm_tap, gw, tmp_path):

@@ -102,6 +102,16 @@ class SkyMapperArchive(IvoaArchive):
             self.release = self.siap.rsplit("/", 1)[-1]
             self.did_prefix = f"ivo://skymapper.anu.edu.au/{self.release}?"
             self.capabilities = replace(self.capabilities, images=True, cutouts=True, datalink_proxy=True)
+        #: gateway schema -> (master, photometry, images): the releases whose objects get a light
+        #: curve link (per-epoch photometry with the images' MJD needs SkyMapper's TAP: sm-cone
+        #: serves no images table and takes no object_id)
+        by = {(t.schema.lower(), t.name.lower()): t for t in self._tables}
+        self.lightcurves = {s: (by[(s, "master")], by[(s, "photometry")], by[(s, "images")])
+                            for s, n in by if n == "master" and (s, "photometry") in by and (s, "images") in by}
+        if self.url is None:
+            self.lightcurves = {}
+        if self.lightcurves:
+            self.capabilities = replace(self.capabilities, datalink_proxy=True)
 
     def upstream_urls(self) -> list:
         return super().upstream_urls() + [self.config.cone_url, self.config.siap_url]
@@ -140,7 +150,13 @@ class SkyMapperArchive(IvoaArchive):
 
     def execute(self, native, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
         if isinstance(native, ForwardPlan):
-            return super().execute(native, maxrec, top, context)
+            stream = super().execute(native, maxrec, top, context)
+            ids = [m.column("object_id") for m, _, _ in self.lightcurves.values()]
+            out = next((o.name for o in native.outputs if o.column is not None and any(o.column is c for c in ids)),
+                       None)
+            if out is not None:  # each master row links to its per-epoch photometry (DataLink)
+                stream.datalink = (self.name, out)
+            return stream
         actor = context.actor if context else None
         batch = self._cone(native.catalog, native.cone, 3, actor)
         want = (maxrec + 1) if maxrec is not None else self.config.max_rows
@@ -226,15 +242,32 @@ class SkyMapperArchive(IvoaArchive):
         return self.config.siap_url is not None and dataset_id.startswith(self.did_prefix)
 
     def datalink(self, ids: list[str], actor, service_url: str) -> bytes:
-        """DataLink 1.1: SkyMapper serves cutouts, not whole CCDs: per ID a ``#cutout`` row to
-        the gateway's SODA (``get_image``, at most 0.17 deg) and a ``#this`` row saying so."""
+        """DataLink 1.1: SkyMapper serves cutouts, not whole CCDs: per image ID a ``#cutout``
+        row to the gateway's SODA (``get_image``, at most 0.17 deg) and a ``#this`` row saying
+        so.  A master ``object_id``: its light curve, per release with per-epoch photometry,
+        as a TAP query URL (every detection with its image's MJD, by time), ``#auxiliary`` as
+        MAST does for HSC matches."""
+        from urllib.parse import urlencode
         rows = []
         for i in ids:
+            if not self.claims(i):
+                if not i.strip().isdigit() or not self.lightcurves:
+                    rows.append([i, "", "", "NotFoundFault: not a SkyMapper image ID or master object_id",
+                                 "", "#auxiliary", "", ""])
+                for master, phot, images in self.lightcurves.values() if i.strip().isdigit() else ():
+                    q = (f"SELECT p.image_id, i.date AS mjd, p.filter, p.mag_psf, p.e_mag_psf, p.flags "
+                         f"FROM {phot.qualified_name} AS p JOIN {images.qualified_name} AS i ON i.image_id = p.image_id "
+                         f"WHERE p.object_id = {int(i)} ORDER BY i.date")
+                    rows.append([i, f"{service_url}/tap/sync?" + urlencode({"LANG": "ADQL", "QUERY": q}), "", "",
+                                 f"light curve: every {phot.qualified_name} detection of this object, by MJD",
+                                 "#auxiliary", "application/x-votable+xml", ""])
+                continue
             rows.append([i, "", "", "NotFoundFault: SkyMapper serves cutouts (<= 0.17 deg) only; use #cutout",
                          "", "#this", "", ""])
             rows.append([i, "", "soda", "", "SODA cutout from SkyMapper get_image (at most 0.17 deg across)",
                          "#cutout", "image/fits", ""])
-        return links_document(rows, soda_descriptor(f"{service_url}/soda/{self.name}/sync")).encode()
+        soda = soda_descriptor(f"{service_url}/soda/{self.name}/sync") if any(r[2] == "soda" for r in rows) else ""
+        return links_document(rows, soda).encode()
 
     def soda(self, params: list[tuple[str, str]], actor):
         """SODA sync (SODA 1.0 §3) as one ``get_image`` call: CIRCLE/POS CIRCLE -> square of the
