@@ -29,3 +29,10 @@ def test_vs_dachs_quick():
     for line in ("SCS 1' cone median", "TAP 1000 rows BINARY2", "server RSS growth", "gateway overhead",
                  "result size", "concurrent clients"):
         assert line in out.stdout, out.stdout
+
+
+def test_fuzz_bench_small():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/fuzz.py"), "--n", "200", "--seed", "5"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "200 queries" in out.stdout and "bad answers (5xx, broken streams, in-band internal errors): 0" in out.stdout
