@@ -70,6 +70,12 @@ def test_pyvo_sia1_sia2_datalink_soda(live_url):
     sia2 = pyvo.dal.SIA2Service(live_url + "/sia")
     res = sia2.search(pos=(200.45, 36.8, 0.05), band=(5.6e-7, 6.9e-7))
     assert [r["obs_id"] for r in res] == ["frame-r-004510-4-0030"]
+    # the SIA 2.0 access_url downloads the image, the same file as SIA 1.0 gives (issue 19)
+    got = requests.get(res[0]["access_url"])  # pyvo's getdataset() asks the IVOA vocabulary server first
+    assert got.status_code == 200 and got.headers["Content-Type"].startswith("image/fits")
+    direct = got.content
+    assert fits.open(io.BytesIO(direct))[0].header["FILTER"].strip() == "r"
+    assert direct == next(r.getdataset().read() for r in r1 if r.title == "frame-r-004510-4-0030")
     assert len(sia2.search(pos=(10, 10, 0.05))) == 0
     from astropy.time import Time
     run = (Time(53081.3, format="mjd"), Time(53081.4, format="mjd"))  # the 2004-03-17 run

@@ -169,6 +169,9 @@ def test_hla_images_sia2_datalink_and_soda(gw, emu):
     expected = {n for n, keep in zip(full["ImageName"].to_pylist(), d <= 0.05) if keep}
     assert status == "OK" and set(t["obs_id"]) == expected and len(expected) > 1
     assert all(u.startswith(base + "/cgi-bin/fitscut.cgi?red=") for u in t["access_url"])
+    import requests
+    got = requests.get(t["access_url"][0])  # the SIA 2.0 access_url downloads the image
+    assert got.status_code == 200 and got.content[:6] == b"SIMPLE"
     r = gw.get("/sia/query", query_string={"POS": f"CIRCLE {IC1613[0]} {IC1613[1]} 0.05", "BAND": "7e-7 9e-7",
                                            "COLLECTION": "HLA"})
     red = parse_votable(r.data)[0]

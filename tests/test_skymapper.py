@@ -298,6 +298,9 @@ def test_sia2_sends_the_seed_siap_request_and_lists_each_image(gw_images, emu):
     assert all(4.32e-7 <= v <= 6.97e-7 for v in t["em_min"])
     assert {"s_region", "t_exptime", "s_resolution", "access_url"} <= set(t.colnames)
     assert all(u.startswith(emu[1] + "/siap/dr2/get_image?") for u in t["access_url"])
+    import requests
+    got = requests.get(t["access_url"][0])  # the SIA 2.0 access_url downloads the image
+    assert got.status_code == 200 and got.content[:6] == b"SIMPLE"
 
 
 def test_sia1_intersect_is_passed_to_skymapper_siap(gw_images, emu):

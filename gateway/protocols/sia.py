@@ -63,7 +63,7 @@ def sia2_query(p: Params) -> ImageQuery:
 
 
 def with_access_urls(stream: RowStream, archive: str) -> RowStream:
-    base = gw().url(f"data/{archive}/")
+    base = gw().url(f"data/{archive}") + "/"  # Gateway.url strips a trailing slash
     orig = stream.batches
     names = [c.name for c in stream.columns]
     i_url, i_id = names.index("access_url"), names.index("obs_id")
