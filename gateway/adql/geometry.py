@@ -258,7 +258,8 @@ class GeometryTranslator:
             p = self.geom(node.expressions[0]) if node.expressions else None
             if not isinstance(p, Point):
                 raise UsageFault(f"{name} takes a POINT", position=position_of(node))
-            return p.x if name == "COORD1" else p.y
+            # ADQL 2.1 §4.2.6-7: a POINT's coordinates are double, whatever its literals' type
+            return exp.Cast(this=_paren(p.x if name == "COORD1" else p.y), to=exp.DataType.build("DOUBLE"))
         if name in ("CONTAINS", "INTERSECTS"):
             return exp.Cast(this=_paren(self.predicate(node)), to=exp.DataType.build("INT"))
         g = self.geom(node)
