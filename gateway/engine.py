@@ -111,6 +111,24 @@ def output_columns(outputs: list[OutputColumn], schema: pa.Schema) -> list[Colum
     return cols
 
 
+def _sized_char_casts(tree: exp.Expression) -> None:
+    """``CAST(x AS VARCHAR(n))`` keeps at most n characters, ``CAST(x AS CHAR(n))`` exactly n
+    (padded with spaces), as SQL-92 §6.10 defines an explicit cast to a character string of a
+    given length (ADQL 2.1 §2.10 CAST targets); DuckDB ignores the length, so it is written out."""
+    for cast in list(tree.find_all(exp.Cast)):
+        to = cast.args.get("to")
+        if not isinstance(to, exp.DataType) or to.this not in (exp.DataType.Type.CHAR, exp.DataType.Type.VARCHAR):
+            continue
+        size = next((p for p in to.expressions if isinstance(p, exp.DataTypeParam)), None)
+        if size is None:
+            continue
+        n = exp.Literal.number(int(size.this.name))
+        text = exp.Cast(this=cast.this.copy(), to=exp.DataType.build("VARCHAR"))
+        cut = exp.Substring(this=text, start=exp.Literal.number(1), length=n)
+        cast.replace(exp.Anonymous(this="RPAD", expressions=[cut, n, exp.Literal.string(" ")])
+                     if to.this == exp.DataType.Type.CHAR else cut)
+
+
 def _order_by_output_names(tree: exp.Expression) -> None:
     """A plain name in ORDER BY that is an output column's name sorts by that output column,
     also when a table column has the same name (SQL-92 §13.1, sort key = a column of the
@@ -216,6 +234,7 @@ class DuckDBArchive(Archive):
             if col.args.get("db") is not None and col.text("db").lower() == "tap_upload":
                 col.set("db", None)
         _order_by_output_names(tree)
+        _sized_char_casts(tree)
         keyed = self._order_key(tree)
         if keyed is not None:
             col, values, desc = keyed

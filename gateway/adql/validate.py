@@ -46,6 +46,11 @@ NAMES = {  # user-facing names of sqlglot nodes for error messages
     exp.Union: "UNION", exp.Except: "EXCEPT", exp.Intersect: "INTERSECT", exp.With: "WITH",
     exp.BitwiseRightShift: "'>>'", exp.BitwiseLeftShift: "'<<'", exp.Window: "window function (OVER)",
     exp.Case: "CASE (not part of ADQL 2.1)",
+    exp.BitwiseAnd: "the bitwise operator '&' (not part of ADQL 2.1)",
+    exp.BitwiseOr: "the bitwise operator '|' (not part of ADQL 2.1)",
+    exp.BitwiseXor: "the bitwise operator '^' (not part of ADQL 2.1)",
+    exp.BitwiseNot: "the bitwise operator '~' (not part of ADQL 2.1)",
+    exp.DataTypeParam: "a type parameter",
 }
 
 
@@ -184,9 +189,18 @@ def parse(text: str, udfs: frozenset[str] = frozenset()) -> exp.Select:
     if len(trees) != 1:
         raise UsageFault("QUERY must contain exactly one ADQL SELECT statement")
     tree = trees[0]
+    if isinstance(tree, (exp.Union, exp.Except, exp.Intersect)):
+        raise UsageFault(f"{NAMES[type(tree)]} (ADQL 2.1 set operations) is not supported here; run the SELECTs "
+                         "separately", position=position_of(tree))
     if not isinstance(tree, exp.Select):
-        raise UsageFault(f"ADQL supports only SELECT queries, not {NAMES.get(type(tree), tree.key.upper())}",
-                         position=position_of(tree))
+        first = next((t for t in tokens if t.token_type not in (TokenType.L_PAREN,)), None)
+        word = first.text if first is not None else ""
+        if word.upper() in ("INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "WITH"):
+            what = f"a {word.upper()} statement"
+        else:
+            what = repr(word)
+        raise UsageFault(f"an ADQL query begins with SELECT, not {what}",
+                         position=(first.line, max(1, first.col - len(first.text) + 1)) if first else None)
     _check_depth(tree)
     check_allowed(tree, udfs)
     return tree
@@ -209,6 +223,11 @@ def check_allowed(tree: exp.Expression, udfs: frozenset[str] = frozenset()) -> N
         if isinstance(node, exp.Anonymous):
             if node.name.upper() not in GEOMETRY_FUNCTIONS and node.name.upper() not in udfs:
                 raise UsageFault(f"unknown ADQL function {node.name.upper()}()", position=position_of(node))
+        elif isinstance(node, exp.DataTypeParam) and isinstance(node.parent, exp.DataType) and \
+                node.parent.this in (exp.DataType.Type.CHAR, exp.DataType.Type.VARCHAR):
+            if not (isinstance(node.this, exp.Literal) and node.this.is_int and int(node.this.name) > 0):
+                raise UsageFault("CHAR(n) and VARCHAR(n) take a positive whole length", position=position_of(node.parent))
+            continue
         elif isinstance(node, exp.DataType):
             if node.this not in CAST_TYPES:
                 raise UsageFault(f"CAST to {node.sql(dialect=ADQL)} is not supported", position=position_of(node.parent))
