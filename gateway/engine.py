@@ -111,6 +111,21 @@ def output_columns(outputs: list[OutputColumn], schema: pa.Schema) -> list[Colum
     return cols
 
 
+def _parenthesize_set_branches(tree: exp.Expression) -> None:
+    """A SELECT with its own TOP/ORDER BY inside UNION/EXCEPT/INTERSECT goes in parentheses
+    (``(SELECT ... LIMIT 3) UNION ALL (...)``): DuckDB, like SQL, takes a bare LIMIT there
+    for the whole combination."""
+    from .adql.validate import SET_OPS
+    if not isinstance(tree, SET_OPS):
+        return
+    for side in ("this", "expression"):
+        node = tree.args.get(side)
+        if isinstance(node, SET_OPS):
+            _parenthesize_set_branches(node)
+        elif isinstance(node, exp.Select) and any(node.args.get(k) for k in ("limit", "order", "offset")):
+            node.replace(exp.Subquery(this=node.copy()))
+
+
 def _sized_char_casts(tree: exp.Expression) -> None:
     """``CAST(x AS VARCHAR(n))`` keeps at most n characters, ``CAST(x AS CHAR(n))`` exactly n
     (padded with spaces), as SQL-92 §6.10 defines an explicit cast to a character string of a
@@ -172,7 +187,7 @@ class SqlPlan:
 class DuckDBArchive(Archive):
     """An archive served from a DuckDB database (``self.db``), with full ADQL pushdown."""
 
-    capabilities = Capabilities(full_adql=True, cone=True, polygon=True, comparisons=True,
+    capabilities = Capabilities(full_adql=True, set_operations=True, cone=True, polygon=True, comparisons=True,
                                 column_selection=True, order_by=True, top=True, joins=True, uploads=True,
                                 geometry_functions=GEOMETRY)
 
@@ -235,6 +250,7 @@ class DuckDBArchive(Archive):
                 col.set("db", None)
         _order_by_output_names(tree)
         _sized_char_casts(tree)
+        _parenthesize_set_branches(tree)
         keyed = self._order_key(tree)
         if keyed is not None:
             col, values, desc = keyed

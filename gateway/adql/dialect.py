@@ -22,3 +22,22 @@ class ADQL(TSQL):
 
     class Parser(TSQL.Parser):
         pass
+
+
+def adql_text(tree) -> str:
+    """ADQL text of a validated tree.  A top-level UNION/EXCEPT/INTERSECT keeps its ORDER BY
+    and OFFSET after the last SELECT (ADQL 2.1 §2.2.4) instead of the derived table the
+    T-SQL-based generator wraps around it."""
+    from sqlglot import exp
+    if isinstance(tree, (exp.Union, exp.Except, exp.Intersect)) and (tree.args.get("order") or tree.args.get("offset")):
+        tree = tree.copy()
+        order, offset = tree.args.get("order"), tree.args.get("offset")
+        tree.set("order", None)
+        tree.set("offset", None)
+        text = tree.sql(dialect=ADQL, copy=False)
+        if order is not None:
+            text += " " + order.sql(dialect=ADQL)
+        if offset is not None:
+            text += " OFFSET " + offset.expression.sql(dialect=ADQL)
+        return text
+    return tree.sql(dialect=ADQL, copy=False)

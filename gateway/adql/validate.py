@@ -189,10 +189,18 @@ def parse(text: str, udfs: frozenset[str] = frozenset()) -> exp.Select:
     if len(trees) != 1:
         raise UsageFault("QUERY must contain exactly one ADQL SELECT statement")
     tree = trees[0]
-    if isinstance(tree, (exp.Union, exp.Except, exp.Intersect)):
-        raise UsageFault(f"{NAMES[type(tree)]} (ADQL 2.1 set operations) is not supported here; run the SELECTs "
-                         "separately", position=position_of(tree))
-    if not isinstance(tree, exp.Select):
+    if isinstance(tree, SET_OPS):
+        leaves = _set_leaves(tree)
+        for leaf in leaves:
+            if not isinstance(leaf, exp.Select):
+                raise UsageFault(f"each side of {NAMES[type(tree)]} must be a SELECT", position=position_of(leaf))
+        last = tree
+        while isinstance(last, SET_OPS):
+            last = last.expression
+        for arg in ("order", "offset"):  # ADQL 2.1: after an unparenthesized last SELECT they apply to the
+            if isinstance(last, exp.Select) and last.args.get(arg) is not None and tree.args.get(arg) is None:
+                tree.set(arg, last.args[arg].pop())  # combined rows; TOP stays with its SELECT
+    elif not isinstance(tree, exp.Select):
         first = next((t for t in tokens if t.token_type not in (TokenType.L_PAREN,)), None)
         word = first.text if first is not None else ""
         if word.upper() in ("INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "WITH"):
@@ -216,10 +224,35 @@ def _token_error(e: TokenError) -> str:
     return msg.splitlines()[0][:200]
 
 
+SET_OPS = (exp.Union, exp.Except, exp.Intersect)
+
+
+def _set_chain(tree: exp.Expression) -> list[exp.Expression]:
+    """The set-operation nodes of a query's top level (ADQL 2.1 §2.2.4: UNION, EXCEPT and
+    INTERSECT combine whole SELECTs)."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, SET_OPS):
+            out.append(node)
+            todo += [node.this, node.expression]
+    return out
+
+
+def _set_leaves(tree: exp.Expression) -> list[exp.Expression]:
+    """The SELECTs a top-level set operation combines, left to right."""
+    if isinstance(tree, SET_OPS):
+        return _set_leaves(tree.this) + _set_leaves(tree.expression)
+    return [tree.this if isinstance(tree, exp.Subquery) and isinstance(tree.this, exp.Select) else tree]
+
+
 def check_allowed(tree: exp.Expression, udfs: frozenset[str] = frozenset()) -> None:
     """Raise UsageFault for any construct outside ADQL 2.1 as this service declares it;
     ``udfs``: the upper-case names of the declared user-defined functions."""
+    top_sets = {id(n) for n in _set_chain(tree)}
     for node in tree.walk():
+        if id(node) in top_sets:
+            continue
         if isinstance(node, exp.Anonymous):
             if node.name.upper() not in GEOMETRY_FUNCTIONS and node.name.upper() not in udfs:
                 raise UsageFault(f"unknown ADQL function {node.name.upper()}()", position=position_of(node))
@@ -296,6 +329,34 @@ class _Analyzer:
         return _Source(table.name, False, table.columns, table)
 
     # -- scopes ---------------------------------------------------------------------------
+    def analyze_set(self, node: exp.Expression) -> list[OutputColumn]:
+        """A top-level UNION [ALL], EXCEPT or INTERSECT (ADQL 2.1 §2.2.4): every SELECT is
+        analysed on its own; the result has the first SELECT's column names, with declared
+        metadata where every SELECT takes that column from the same declared column.  An
+        ORDER BY after the last SELECT sorts the combined rows by output names or positions."""
+        if not isinstance(node, SET_OPS):
+            sel = node.this if isinstance(node, exp.Subquery) else node
+            return self.analyze_select(sel, [])
+        left, right = self.analyze_set(node.this), self.analyze_set(node.expression)
+        name = NAMES[type(node)]
+        if len(left) != len(right):
+            raise UsageFault(f"the SELECTs combined by {name} give {len(left)} and {len(right)} columns; they must "
+                             "give the same number", position=position_of(node))
+        def same(x, y) -> bool:  # one declared column on both sides, whatever its output name
+            return x is not None and y is not None and x.renamed("") == y.renamed("")
+        out = [OutputColumn(a.name, a.column if same(a.column, b.column) else None,
+                            a.xtype if a.xtype == b.xtype else None) for a, b in zip(left, right)]
+        order = node.args.get("order")
+        for o in (order.expressions if order is not None else []):
+            key = o.this
+            if isinstance(key, exp.Literal) and key.is_int and 1 <= int(key.name) <= len(out):
+                continue
+            if isinstance(key, exp.Column) and not key.table and key.name.lower() in [c.name.lower() for c in out]:
+                continue
+            raise UsageFault(f"ORDER BY after {name} sorts by the result's column names "
+                             f"({', '.join(c.name for c in out)}) or positions", position=position_of(o))
+        return out
+
     def analyze_select(self, sel: exp.Select, outer: list[_Source]) -> list[OutputColumn]:
         sources: list[_Source] = []
         from_ = sel.args.get("from_") or sel.args.get("from")
@@ -469,7 +530,7 @@ def analyze(text: str, catalogue: Catalogue) -> AdqlQuery:
     declared = getattr(catalogue, "udfs", dict)()
     tree = parse(text, frozenset(declared))
     an = _Analyzer(catalogue)
-    output = an.analyze_select(tree, [])
+    output = an.analyze_set(tree) if isinstance(tree, SET_OPS) else an.analyze_select(tree, [])
     top = tree.args.get("limit")
     if top is not None and not (isinstance(top.expression, exp.Literal) and top.expression.is_int):
         raise UsageFault("TOP needs a non-negative integer", position=position_of(top))

@@ -64,7 +64,9 @@ def capabilities():
     base = gw().url("tap")
     caps = [vosi.tap_capability(base, gw().formats.formats, gw().config.service, gw().geometry_functions(),
                                 gw().config.jobs, gw().config.uploads,
-                                [u for forms, _ in gw().catalogue.udfs().values() for u in forms]),
+                                [u for forms, _ in gw().catalogue.udfs().values() for u in forms],
+                                any(a.capabilities.set_operations for a in gw().catalogue.archives.values()
+                                    if a.capabilities.full_adql)),
             vosi.vosi_capability("ivo://ivoa.net/std/VOSI#capabilities", base + "/capabilities"),
             vosi.vosi_capability("ivo://ivoa.net/std/VOSI#availability", base + "/availability"),
             vosi.vosi_capability("ivo://ivoa.net/std/VOSI#tables-1.1", base + "/tables"),

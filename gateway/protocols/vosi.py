@@ -26,7 +26,8 @@ def capabilities_document(caps: list[str]) -> str:
     return f'<?xml version="1.0" encoding="UTF-8"?>\n<vosi:capabilities {CAP_NS}>\n' + "".join(caps) + "</vosi:capabilities>\n"
 
 
-def tap_capability(base: str, formats, service, geometry: set[str], jobs=None, uploads=None, udfs=()) -> str:
+def tap_capability(base: str, formats, service, geometry: set[str], jobs=None, uploads=None, udfs=(),
+                   set_operations: bool = False) -> str:
     """The TAP capability with TAPRegExt 1.0 content (TAPRegExt §2: language, outputFormat,
     uploadMethod, retentionPeriod, executionDuration, outputLimit, uploadLimit, in that order).
     ``udfs``: the archives' :class:`~gateway.archive.Udf` forms (TAPRegExt §2.3, ``features-udf``)."""
@@ -37,12 +38,14 @@ def tap_capability(base: str, formats, service, geometry: set[str], jobs=None, u
         feats.append(("adqlgeo", geo))
     feats += [("adql-string", ["LOWER", "UPPER", "ILIKE"]), ("adql-type", ["CAST"]),
               ("adql-conditional", ["COALESCE"]), ("adql-offset", ["OFFSET"])]
+    if set_operations:  # ADQL 2.1 §2.2.4 (TAPRegExt 1.1 lower-case IVOID)
+        feats.append(("adql-sets", ["UNION", "EXCEPT", "INTERSECT"]))
     lang = ('<language><name>ADQL</name>'
             '<version ivo-id="ivo://ivoa.net/std/ADQL#v2.0">2.0</version>'
             '<version ivo-id="ivo://ivoa.net/std/ADQL#v2.1">2.1</version>'
             '<description>ADQL 2.1; geometry in ICRS degrees</description>')
     for group, forms in feats:
-        prefix = FEATURES_21 if group == "adql-conditional" else FEATURES
+        prefix = FEATURES_21 if group in ("adql-conditional", "adql-sets") else FEATURES
         lang += f'<languageFeatures type="{prefix}{group}">'
         lang += "".join(f"<feature><form>{f}</form></feature>" for f in forms)
         lang += "</languageFeatures>"

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from sqlglot import exp
+
 from ..adql import analyze
 from ..auth import public
 from ..archive import Archive, Cone, ImageQuery
@@ -88,6 +90,9 @@ class QueryService:
         archive = self.gw.catalogue.archives[name]
         if not archive.capabilities.full_adql:
             raise UsageFault(f"archive {name} does not accept ADQL queries")
+        if not isinstance(q.ast, exp.Select) and not archive.capabilities.set_operations:
+            raise UsageFault(f"{q.ast.key.upper()} (an ADQL set operation) is not available on archive {name}; "
+                             "run each SELECT on its own")
         for fn in sorted(q.udfs):
             owners = self.gw.catalogue.udfs()[fn][1]
             if name not in owners:

@@ -32,7 +32,7 @@ import requests
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from sqlglot import exp
 
-from gateway.adql.dialect import ADQL
+from gateway.adql.dialect import adql_text
 from gateway.adql.validate import AdqlQuery, OutputColumn
 from gateway.archive import Archive, ArchiveConfig, Capabilities
 from gateway.engine import GEOMETRY, normalize_batch, output_columns
@@ -112,7 +112,7 @@ class ForwardPlan:
 class IvoaArchive(Archive):
     kind = "ivoa"
     Config = IvoaConfig
-    capabilities = Capabilities(full_adql=True, cone=True, polygon=True, comparisons=True, column_selection=True,
+    capabilities = Capabilities(full_adql=True, set_operations=True, cone=True, polygon=True, comparisons=True, column_selection=True,
                                 order_by=True, top=True, joins=True, geometry_functions=GEOMETRY)
 
     def __init__(self, name, config: IvoaConfig, *, base_dir):
@@ -348,7 +348,7 @@ class IvoaArchive(Archive):
                 ident, db = exposed
                 col.set("table", ident.copy())
                 col.set("db", db.copy() if db is not None else None)
-        return ForwardPlan(tree.sql(dialect=ADQL, copy=False), query.output)
+        return ForwardPlan(adql_text(tree), query.output)
 
     def result_key(self, native) -> str | None:
         return native.adql if isinstance(native, ForwardPlan) else None
