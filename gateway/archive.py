@@ -53,6 +53,7 @@ class Capabilities:
     datalink_proxy: bool = False  # answers DataLink for the dataset IDs it claims, proxies SODA
     soda_async: bool = False  # SODA async jobs at /soda/{name}/async (Archive.soda_job)
     set_operations: bool = False  # translates top-level UNION [ALL] / EXCEPT / INTERSECT (ADQL 2.1 §2.2.4)
+    common_tables: bool = False  # translates WITH name AS (SELECT ...) (ADQL 2.1 §2.2.5)
     geometry_functions: frozenset[str] = frozenset()
 
 

@@ -187,7 +187,7 @@ class SqlPlan:
 class DuckDBArchive(Archive):
     """An archive served from a DuckDB database (``self.db``), with full ADQL pushdown."""
 
-    capabilities = Capabilities(full_adql=True, set_operations=True, cone=True, polygon=True, comparisons=True,
+    capabilities = Capabilities(full_adql=True, set_operations=True, common_tables=True, cone=True, polygon=True, comparisons=True,
                                 column_selection=True, order_by=True, top=True, joins=True, uploads=True,
                                 geometry_functions=GEOMETRY)
 

@@ -1,7 +1,8 @@
 """ADQL 2.1 set operations (§2.2.4: UNION [ALL], EXCEPT, INTERSECT of whole SELECTs; an
-ORDER BY after the last SELECT sorts the combined rows; TOP stays with its SELECT), on the
-embedded archive against the parquet data, forwarded by the ivoa kind, declared in TAPRegExt
-with the lower-case IVOID, and refused by name where an archive cannot run them (issue 19)."""
+ORDER BY after the last SELECT sorts the combined rows; TOP stays with its SELECT) and WITH
+(§2.2.5, common table expressions), on the embedded archive against the parquet data,
+forwarded by the ivoa kind, declared in TAPRegExt with the lower-case IVOIDs, and refused by
+name where an archive cannot run them (issue 19)."""
 from xml.etree import ElementTree as ET
 
 import pyarrow.parquet as pq
@@ -24,7 +25,13 @@ def run(client, q, **extra):
 def cases():
     bright = set(STARS.objid[STARS.psfmag_g < 18])
     red = set(STARS.objid[(STARS.psfmag_g - STARS.psfmag_r) > 1])
+    bright_red = sorted(set(STARS.objid[(STARS.psfmag_g < 18) & ((STARS.psfmag_g - STARS.psfmag_r) > 1)]))
     return [
+        ("WITH b AS (SELECT objid, psfmag_g - psfmag_r AS gr FROM demo.sdss_stars WHERE psfmag_g < 18), "
+         "r AS (SELECT objid FROM b WHERE gr > 1) SELECT r.objid FROM r", bright_red, False),
+        ("WITH b AS (SELECT objid FROM demo.sdss_stars WHERE psfmag_g < 18) "
+         "SELECT TOP 4 s.objid FROM demo.sdss_stars AS s JOIN b ON b.objid = s.objid ORDER BY s.objid DESC",
+         sorted(bright, reverse=True)[:4], True),
         ("SELECT objid FROM demo.sdss_stars WHERE psfmag_g < 18 UNION "
          "SELECT objid FROM demo.sdss_stars WHERE psfmag_g - psfmag_r > 1", sorted(bright | red), False),
         ("SELECT objid FROM demo.sdss_stars WHERE psfmag_g < 18 UNION ALL "
@@ -62,18 +69,22 @@ def test_result_names_and_metadata_come_from_the_first_select(client):
     ("SELECT ra FROM demo.sdss_stars UNION SELECT ra FROM demo.sdss_stars ORDER BY dec",
      "sorts by the result's column names (ra) or positions"),
     ("SELECT ra FROM demo.sdss_stars UNION SELECT nosuch FROM demo.sdss_stars", "nosuch"),
+    ("WITH w AS (SELECT ra FROM demo.sdss_stars) SELECT dec FROM w", "dec"),
+    ("WITH w AS (SELECT ra FROM demo.sdss_stars), w AS (SELECT dec FROM demo.sdss_stars) SELECT ra FROM w",
+     "WITH names w twice"),
 ])
 def test_set_operation_mistakes(client, query, says):
     r = client.post("/tap/sync", data={"LANG": "ADQL", "QUERY": query})
     assert r.status_code == 400 and says in r.data.decode()
 
 
-def test_declared_with_the_lower_case_ivoid(client):
+@pytest.mark.parametrize("group, forms", [("adql-sets", ["UNION", "EXCEPT", "INTERSECT"]),
+                                          ("adql-common-table", ["WITH"])])
+def test_declared_with_the_lower_case_ivoid(client, group, forms):
     caps = ET.fromstring(client.get("/tap/capabilities").data)
-    forms = [f.find("{*}form").text if f.find("{*}form") is not None else f[0].text
-             for lf in caps.iter() if lf.tag.endswith("languageFeatures")
-             and lf.get("type") == "ivo://ivoa.net/std/tapregext#features-adql-sets" for f in lf]
-    assert forms == ["UNION", "EXCEPT", "INTERSECT"]
+    got = [f[0].text for lf in caps.iter() if lf.tag.endswith("languageFeatures")
+           and lf.get("type") == f"ivo://ivoa.net/std/tapregext#features-{group}" for f in lf]
+    assert got == forms
 
 
 def test_forwarded_by_the_ivoa_kind(tmp_path):
@@ -105,5 +116,9 @@ def test_refused_by_name_where_the_archive_cannot(tmp_path):
                 f"SELECT MatchID FROM mast_hsc3.summary_magaper2 WHERE {cone} UNION "
                 f"SELECT MatchID FROM mast_hsc3.summary_magaper2 WHERE {cone}"})
             assert r.status_code == 400 and b"UNION (an ADQL set operation) is not available on archive mast" in r.data
+            r = app.test_client().post("/tap/sync", data={"LANG": "ADQL", "QUERY":
+                f"WITH m AS (SELECT MatchID FROM mast_hsc3.summary_magaper2 WHERE {cone}) SELECT MatchID FROM m"})
+            assert r.status_code == 400 and b"WITH (ADQL common table expressions) is not available on archive mast" \
+                in r.data
         finally:
             app.extensions["vo_gateway"].jobs.close()

@@ -45,7 +45,7 @@ CAST_TYPES = {
 NAMES = {  # user-facing names of sqlglot nodes for error messages
     exp.Union: "UNION", exp.Except: "EXCEPT", exp.Intersect: "INTERSECT", exp.With: "WITH",
     exp.BitwiseRightShift: "'>>'", exp.BitwiseLeftShift: "'<<'", exp.Window: "window function (OVER)",
-    exp.Case: "CASE (not part of ADQL 2.1)",
+    exp.Case: "CASE (not part of ADQL 2.1)", exp.CTE: "WITH",
     exp.BitwiseAnd: "the bitwise operator '&' (not part of ADQL 2.1)",
     exp.BitwiseOr: "the bitwise operator '|' (not part of ADQL 2.1)",
     exp.BitwiseXor: "the bitwise operator '^' (not part of ADQL 2.1)",
@@ -81,6 +81,7 @@ class AdqlQuery:
     archives: set[str] = field(default_factory=set)
     uploads: dict = field(default_factory=dict)  # lower-case name -> gateway.uploads.UploadTable
     udfs: set[str] = field(default_factory=set)  # upper-case names of the user-defined functions used
+    with_queries: bool = False  # the query has WITH (common table expressions)
 
     @property
     def top(self) -> int | None:
@@ -251,7 +252,7 @@ def check_allowed(tree: exp.Expression, udfs: frozenset[str] = frozenset()) -> N
     ``udfs``: the upper-case names of the declared user-defined functions."""
     top_sets = {id(n) for n in _set_chain(tree)}
     for node in tree.walk():
-        if id(node) in top_sets:
+        if id(node) in top_sets or isinstance(node, (exp.With, exp.CTE)):
             continue
         if isinstance(node, exp.Anonymous):
             if node.name.upper() not in GEOMETRY_FUNCTIONS and node.name.upper() not in udfs:
@@ -296,6 +297,7 @@ class _Analyzer:
         self.catalogue = catalogue
         self.tables: list[Table] = []
         self.archives: set[str] = set()
+        self.ctes: dict[str, list[Column]] = {}  # WITH names (lower case) -> their columns
 
     # -- tables -------------------------------------------------------------------------
     def resolve_table(self, node: exp.Table) -> _Source:
@@ -304,6 +306,12 @@ class _Analyzer:
                              position=position_of(node))
         schema = node.db or None
         name = node.name
+        if schema is None and name.lower() in self.ctes:  # a WITH query's name (ADQL 2.1 §2.2.5)
+            node.meta["gw_cte"] = True
+            alias = node.args.get("alias")
+            if alias is not None and alias.this is not None:
+                return _Source(alias.name, alias.this.quoted, self.ctes[name.lower()])
+            return _Source(name, False, self.ctes[name.lower()])
         found = self.catalogue.lookup(schema, name)
         if found is None:
             wanted = f"{schema}.{name}" if schema else name
@@ -357,8 +365,27 @@ class _Analyzer:
                              f"({', '.join(c.name for c in out)}) or positions", position=position_of(o))
         return out
 
+    def analyze_with(self, with_: exp.With, outer: list[_Source]) -> None:
+        """WITH name AS (SELECT ...), ... (ADQL 2.1 §2.2.5, common table expressions): each
+        named query is analysed in order and can be read by the later ones and the main query."""
+        if with_.args.get("recursive"):
+            raise UsageFault("WITH RECURSIVE is not part of ADQL 2.1", position=position_of(with_))
+        for cte in with_.expressions:
+            name = cte.alias
+            if not name:
+                raise UsageFault("a WITH query needs a name (WITH name AS (SELECT ...))", position=position_of(cte))
+            if name.lower() in self.ctes:
+                raise UsageFault(f"WITH names {name} twice", position=position_of(cte))
+            if not isinstance(cte.this, exp.Select):
+                raise UsageFault("a WITH query must be a SELECT", position=position_of(cte))
+            out = self.analyze_select(cte.this, outer)
+            self.ctes[name.lower()] = [(o.column.renamed(o.name) if o.column else Column(o.name, "double"))
+                                       for o in out]
+
     def analyze_select(self, sel: exp.Select, outer: list[_Source]) -> list[OutputColumn]:
         sources: list[_Source] = []
+        if sel.args.get("with_") is not None:
+            self.analyze_with(sel.args["with_"], outer)
         from_ = sel.args.get("from_") or sel.args.get("from")
         if from_ is None:
             raise UsageFault("ADQL queries need a FROM clause", position=position_of(sel))
@@ -538,4 +565,5 @@ def analyze(text: str, catalogue: Catalogue) -> AdqlQuery:
     if off is not None and not (isinstance(off.expression, exp.Literal) and off.expression.is_int):
         raise UsageFault("OFFSET needs a non-negative integer", position=position_of(off))
     used = {n.name.upper() for n in tree.find_all(exp.Anonymous) if n.name.upper() in declared}
-    return AdqlQuery(text=text, ast=tree, output=output, tables=an.tables, archives=an.archives, udfs=used)
+    return AdqlQuery(text=text, ast=tree, output=output, tables=an.tables, archives=an.archives, udfs=used,
+                     with_queries=bool(an.ctes))

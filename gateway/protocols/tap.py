@@ -66,6 +66,8 @@ def capabilities():
                                 gw().config.jobs, gw().config.uploads,
                                 [u for forms, _ in gw().catalogue.udfs().values() for u in forms],
                                 any(a.capabilities.set_operations for a in gw().catalogue.archives.values()
+                                    if a.capabilities.full_adql),
+                                any(a.capabilities.common_tables for a in gw().catalogue.archives.values()
                                     if a.capabilities.full_adql)),
             vosi.vosi_capability("ivo://ivoa.net/std/VOSI#capabilities", base + "/capabilities"),
             vosi.vosi_capability("ivo://ivoa.net/std/VOSI#availability", base + "/availability"),

@@ -27,7 +27,7 @@ def capabilities_document(caps: list[str]) -> str:
 
 
 def tap_capability(base: str, formats, service, geometry: set[str], jobs=None, uploads=None, udfs=(),
-                   set_operations: bool = False) -> str:
+                   set_operations: bool = False, common_tables: bool = False) -> str:
     """The TAP capability with TAPRegExt 1.0 content (TAPRegExt §2: language, outputFormat,
     uploadMethod, retentionPeriod, executionDuration, outputLimit, uploadLimit, in that order).
     ``udfs``: the archives' :class:`~gateway.archive.Udf` forms (TAPRegExt §2.3, ``features-udf``)."""
@@ -40,12 +40,14 @@ def tap_capability(base: str, formats, service, geometry: set[str], jobs=None, u
               ("adql-conditional", ["COALESCE"]), ("adql-offset", ["OFFSET"])]
     if set_operations:  # ADQL 2.1 §2.2.4 (TAPRegExt 1.1 lower-case IVOID)
         feats.append(("adql-sets", ["UNION", "EXCEPT", "INTERSECT"]))
+    if common_tables:  # ADQL 2.1 §2.2.5
+        feats.append(("adql-common-table", ["WITH"]))
     lang = ('<language><name>ADQL</name>'
             '<version ivo-id="ivo://ivoa.net/std/ADQL#v2.0">2.0</version>'
             '<version ivo-id="ivo://ivoa.net/std/ADQL#v2.1">2.1</version>'
             '<description>ADQL 2.1; geometry in ICRS degrees</description>')
     for group, forms in feats:
-        prefix = FEATURES_21 if group in ("adql-conditional", "adql-sets") else FEATURES
+        prefix = FEATURES_21 if group in ("adql-conditional", "adql-sets", "adql-common-table") else FEATURES
         lang += f'<languageFeatures type="{prefix}{group}">'
         lang += "".join(f"<feature><form>{f}</form></feature>" for f in forms)
         lang += "</languageFeatures>"

@@ -93,6 +93,9 @@ class QueryService:
         if not isinstance(q.ast, exp.Select) and not archive.capabilities.set_operations:
             raise UsageFault(f"{q.ast.key.upper()} (an ADQL set operation) is not available on archive {name}; "
                              "run each SELECT on its own")
+        if q.with_queries and not archive.capabilities.common_tables:
+            raise UsageFault(f"WITH (ADQL common table expressions) is not available on archive {name}; "
+                             "write the named query as a subquery in FROM")
         for fn in sorted(q.udfs):
             owners = self.gw.catalogue.udfs()[fn][1]
             if name not in owners:

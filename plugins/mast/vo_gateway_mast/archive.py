@@ -111,7 +111,8 @@ class MastArchive(IvoaArchive):
     def __init__(self, name, config, *, base_dir):
         super().__init__(name, config, base_dir=base_dir)
         self.base = str(config.base_url).rstrip("/")
-        self.capabilities = replace(self.capabilities, full_adql=True, datalink_proxy=True, set_operations=False)
+        self.capabilities = replace(self.capabilities, full_adql=True, datalink_proxy=True, set_operations=False,
+                                    common_tables=False)
         self.by_table = {}
         for cat, t in zip(config.catalogs, self._tables):
             self.by_table[t.qualified_name.lower()] = (cat, t)

@@ -97,7 +97,7 @@ class SkyMapperArchive(IvoaArchive):
     def __init__(self, name, config, *, base_dir):
         super().__init__(name, config, base_dir=base_dir)
         self.capabilities = replace(self.capabilities, full_adql=True,  # TAP, or sm-cone plus residual
-                                    set_operations=self.url is not None)
+                                    set_operations=self.url is not None, common_tables=self.url is not None)
         if config.siap_url is not None:
             self.siap = str(config.siap_url).rstrip("/")
             self.release = self.siap.rsplit("/", 1)[-1]
