@@ -106,7 +106,7 @@ def output_columns(outputs: list[OutputColumn], schema: pa.Schema) -> list[Colum
             asz = "2"
         elif o.xtype == "circle":
             asz = "3"
-        unit = "deg" if o.xtype else None
+        unit = "deg" if o.xtype else o.unit
         cols.append(Column(o.name, dt, arraysize=asz, xtype=o.xtype, unit=unit))
     return cols
 

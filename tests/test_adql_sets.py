@@ -5,6 +5,7 @@ forwarded by the ivoa kind, declared in TAPRegExt with the lower-case IVOIDs, an
 name where an archive cannot run them (issue 19)."""
 from xml.etree import ElementTree as ET
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -122,3 +123,37 @@ def test_refused_by_name_where_the_archive_cannot(tmp_path):
                 in r.data
         finally:
             app.extensions["vo_gateway"].jobs.close()
+
+
+def test_in_unit_converts_declared_units_with_astropy(client):
+    """IN_UNIT(col, 'unit') (ADQL 2.1 §2.4.2.1): the column's declared unit converted by
+    astropy; the result FIELD carries the new unit; mistakes named."""
+    import astropy.units as u
+    t = run(client, "SELECT TOP 5 objid, IN_UNIT(ra, 'arcsec') AS ra_as, IN_UNIT(dec, 'rad') AS dec_rad "
+                    "FROM demo.sdss_stars ORDER BY objid")
+    truth = STARS.sort_values("objid").head(5)
+    assert list(t["objid"]) == list(truth.objid)
+    assert np.allclose(t["ra_as"], (truth.ra.values * u.deg).to_value(u.arcsec), rtol=1e-12)
+    assert np.allclose(t["dec_rad"], np.radians(truth.dec.values), rtol=1e-12)
+    assert str(t["ra_as"].unit) == "arcsec" and str(t["dec_rad"].unit) == "rad"
+    n = run(client, "SELECT COUNT(*) AS n FROM demo.sdss_stars WHERE IN_UNIT(dec, 'arcmin') > 36.8 * 60")["n"][0]
+    assert n == (STARS.dec > 36.8).sum() and n > 0
+    for query, says in (("SELECT IN_UNIT(ra, 'm') AS x FROM demo.sdss_stars", "cannot convert ra from deg to m"),
+                        ("SELECT IN_UNIT(ra + 1, 'arcsec') AS x FROM demo.sdss_stars", "a column with a declared unit"),
+                        ("SELECT IN_UNIT(ra, 'furlongs per fortnight') AS x FROM demo.sdss_stars", "is not a unit")):
+        r = client.post("/tap/sync", data={"LANG": "ADQL", "QUERY": query})
+        assert r.status_code == 400 and says in r.data.decode(), r.data[-300:]
+
+
+def test_hexadecimal_literals(client):
+    t = run(client, "SELECT TOP 1 0x1F AS a, 0xff AS b, objid FROM demo.sdss_stars WHERE objid > 0x0")
+    assert (t["a"][0], t["b"][0]) == (31, 255)
+    r = client.post("/tap/sync", data={"LANG": "ADQL", "QUERY": "SELECT 0xFFFFFFFFFFFFFFFFFF AS x FROM demo.sdss_stars"})
+    assert r.status_code == 400 and b"does not fit a 64-bit integer" in r.data
+
+
+def test_in_unit_declared(client):
+    caps = ET.fromstring(client.get("/tap/capabilities").data)
+    got = [f[0].text for lf in caps.iter() if lf.tag.endswith("languageFeatures")
+           and lf.get("type") == "ivo://ivoa.net/std/tapregext#features-adql-unit" for f in lf]
+    assert got == ["IN_UNIT"]

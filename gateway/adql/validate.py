@@ -67,6 +67,7 @@ class OutputColumn:
     name: str
     column: Column | None = None
     xtype: str | None = None
+    unit: str | None = None  # the unit of a computed value where ADQL fixes it (IN_UNIT)
 
 
 @dataclass
@@ -210,9 +211,53 @@ def parse(text: str, udfs: frozenset[str] = frozenset()) -> exp.Select:
             what = repr(word)
         raise UsageFault(f"an ADQL query begins with SELECT, not {what}",
                          position=(first.line, max(1, first.col - len(first.text) + 1)) if first else None)
+    for hexa in list(tree.find_all(exp.HexString)):  # ADQL 2.1 §2.1.4: 0x1F is the integer 31
+        value = int(hexa.this, 16)
+        if value >= 1 << 63:
+            raise UsageFault(f"the hexadecimal literal 0x{hexa.this} does not fit a 64-bit integer",
+                             position=position_of(hexa))
+        hexa.replace(exp.Literal.number(value))
     _check_depth(tree)
     check_allowed(tree, udfs)
     return tree
+
+
+def _in_unit(tree: exp.Expression, output: list[OutputColumn]) -> None:
+    """``IN_UNIT(value, 'unit')`` (ADQL 2.1 §2.4.2.1, features-adql-unit): the value of a
+    column with a declared unit, converted to ``unit`` (VOUnits, converted with astropy), becomes
+    ``value * factor``, so every engine evaluates it; the result column carries the new unit.
+    Raises UsageFault for a value without a declared unit or units that do not convert."""
+    import astropy.units as u
+    selected = {id(e.this if isinstance(e, exp.Alias) else e): i for i, e in enumerate(tree.expressions)} \
+        if isinstance(tree, exp.Select) else {}
+    for node in list(tree.find_all(exp.Anonymous)):
+        if node.name.upper() != "IN_UNIT":
+            continue
+        args = node.expressions
+        if len(args) != 2 or not (isinstance(args[1], exp.Literal) and args[1].is_string):
+            raise UsageFault("IN_UNIT takes a value and a unit string: IN_UNIT(col, 'arcsec')", position=position_of(node))
+        col = args[0].meta.get("gw_column") if isinstance(args[0], exp.Column) else None
+        if col is None or not col.unit:
+            raise UsageFault("IN_UNIT converts a column with a declared unit (see TAP_SCHEMA.columns)",
+                             position=position_of(node))
+        target = args[1].name
+
+        def unit(text):
+            try:
+                return u.Unit(text, format="vounit")
+            except ValueError:
+                try:
+                    return u.Unit(text)
+                except ValueError:
+                    raise UsageFault(f"IN_UNIT: {text!r} is not a unit", position=position_of(node))
+        try:
+            factor = unit(col.unit).to(unit(target))
+        except u.UnitConversionError:
+            raise UsageFault(f"IN_UNIT cannot convert {col.name} from {col.unit} to {target}",
+                             position=position_of(node))
+        if id(node) in selected:
+            output[selected[id(node)]].unit = target
+        node.replace(exp.Paren(this=exp.Mul(this=args[0].copy(), expression=exp.Literal.number(repr(float(factor))))))
 
 
 def _token_error(e: TokenError) -> str:
@@ -255,7 +300,7 @@ def check_allowed(tree: exp.Expression, udfs: frozenset[str] = frozenset()) -> N
         if id(node) in top_sets or isinstance(node, (exp.With, exp.CTE)):
             continue
         if isinstance(node, exp.Anonymous):
-            if node.name.upper() not in GEOMETRY_FUNCTIONS and node.name.upper() not in udfs:
+            if node.name.upper() not in GEOMETRY_FUNCTIONS | {"IN_UNIT"} and node.name.upper() not in udfs:
                 raise UsageFault(f"unknown ADQL function {node.name.upper()}()", position=position_of(node))
         elif isinstance(node, exp.DataTypeParam) and isinstance(node.parent, exp.DataType) and \
                 node.parent.this in (exp.DataType.Type.CHAR, exp.DataType.Type.VARCHAR):
@@ -564,6 +609,7 @@ def analyze(text: str, catalogue: Catalogue) -> AdqlQuery:
     off = tree.args.get("offset")
     if off is not None and not (isinstance(off.expression, exp.Literal) and off.expression.is_int):
         raise UsageFault("OFFSET needs a non-negative integer", position=position_of(off))
+    _in_unit(tree, output)
     used = {n.name.upper() for n in tree.find_all(exp.Anonymous) if n.name.upper() in declared}
     return AdqlQuery(text=text, ast=tree, output=output, tables=an.tables, archives=an.archives, udfs=used,
                      with_queries=bool(an.ctes))

@@ -38,6 +38,7 @@ def tap_capability(base: str, formats, service, geometry: set[str], jobs=None, u
         feats.append(("adqlgeo", geo))
     feats += [("adql-string", ["LOWER", "UPPER", "ILIKE"]), ("adql-type", ["CAST"]),
               ("adql-conditional", ["COALESCE"]), ("adql-offset", ["OFFSET"])]
+    feats.append(("adql-unit", ["IN_UNIT"]))  # evaluated by the gateway for every archive (a factor)
     if set_operations:  # ADQL 2.1 §2.2.4 (TAPRegExt 1.1 lower-case IVOID)
         feats.append(("adql-sets", ["UNION", "EXCEPT", "INTERSECT"]))
     if common_tables:  # ADQL 2.1 §2.2.5
@@ -47,7 +48,7 @@ def tap_capability(base: str, formats, service, geometry: set[str], jobs=None, u
             '<version ivo-id="ivo://ivoa.net/std/ADQL#v2.1">2.1</version>'
             '<description>ADQL 2.1; geometry in ICRS degrees</description>')
     for group, forms in feats:
-        prefix = FEATURES_21 if group in ("adql-conditional", "adql-sets", "adql-common-table") else FEATURES
+        prefix = FEATURES_21 if group in ("adql-conditional", "adql-sets", "adql-common-table", "adql-unit") else FEATURES
         lang += f'<languageFeatures type="{prefix}{group}">'
         lang += "".join(f"<feature><form>{f}</form></feature>" for f in forms)
         lang += "</languageFeatures>"
