@@ -49,6 +49,8 @@ class Params:
             raise UsageFault(f"{name.upper()} must be an integer, got {v!r}")
         if minimum is not None and i < minimum:
             raise UsageFault(f"{name.upper()} must be >= {minimum}, got {i}")
+        if abs(i) > 2**63 - 1:  # beyond any database's integer (an SQL LIMIT would overflow)
+            raise UsageFault(f"{name.upper()} must be at most {2**63 - 1}, got {v.strip()[:40]}")
         return i
 
     def get_float(self, name: str, required: bool = False) -> float | None:
