@@ -28,6 +28,8 @@ from .schema import Column, Table
 
 BATCH_ROWS = 16384
 GEOMETRY = frozenset({"POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "COORD1", "COORD2"})
+#: what the gateway's own SQL engines evaluate besides (``gateway.adql.geometry``)
+GEOMETRY_21 = GEOMETRY | {"AREA", "CENTROID"}
 
 ARROW_TO_VOTABLE = {
     pa.bool_(): ("boolean", None), pa.int8(): ("short", None), pa.int16(): ("short", None),
@@ -187,9 +189,9 @@ class SqlPlan:
 class DuckDBArchive(Archive):
     """An archive served from a DuckDB database (``self.db``), with full ADQL pushdown."""
 
-    capabilities = Capabilities(full_adql=True, set_operations=True, common_tables=True, cone=True, polygon=True, comparisons=True,
-                                column_selection=True, order_by=True, top=True, joins=True, uploads=True,
-                                geometry_functions=GEOMETRY)
+    capabilities = Capabilities(full_adql=True, set_operations=True, common_tables=True, cone=True, polygon=True,
+                                comparisons=True, column_selection=True, order_by=True, top=True, joins=True, uploads=True,
+                                geometry_functions=GEOMETRY_21)
 
     def __init__(self, *a, **k):
         super().__init__(*a, **k)

@@ -157,3 +157,37 @@ def test_in_unit_declared(client):
     got = [f[0].text for lf in caps.iter() if lf.tag.endswith("languageFeatures")
            and lf.get("type") == "ivo://ivoa.net/std/tapregext#features-adql-unit" for f in lf]
     assert got == ["IN_UNIT"]
+
+
+def lhuilier(a, b, c) -> float:
+    """Spherical triangle excess by L'Huilier's theorem from its side lengths (an independent
+    check of the gateway's Van Oosterom-Strackee sum), vertices as (ra, dec) degrees."""
+    from astropy.coordinates import SkyCoord
+    import astropy.units as u
+    p = [SkyCoord(x * u.deg, y * u.deg) for x, y in (a, b, c)]
+    s1, s2, s3 = (p[0].separation(p[1]).rad, p[1].separation(p[2]).rad, p[2].separation(p[0]).rad)
+    s = (s1 + s2 + s3) / 2
+    t = np.tan(s / 2) * np.tan((s - s1) / 2) * np.tan((s - s2) / 2) * np.tan((s - s3) / 2)
+    return 4 * np.arctan(np.sqrt(t))
+
+
+def test_area_and_centroid(client):
+    """AREA in square degrees (a circle's cap 2π(1 − cos r); a polygon's spherical excess,
+    checked against L'Huilier's theorem) and CENTROID (a circle's centre; usable as a POINT)."""
+    t = run(client, "SELECT TOP 1 AREA(CIRCLE('ICRS', 10, 10, 1)) AS cap, "
+                    "AREA(POLYGON('ICRS', 10, 10, 14, 10, 12, 15)) AS tri, "
+                    "AREA(POLYGON('ICRS', 0, 0, 1, 0, 1, 1, 0, 1)) AS sq, "
+                    "CENTROID(CIRCLE('ICRS', 10, 20, 1)) AS c FROM demo.sdss_stars")
+    deg2 = (180 / np.pi) ** 2
+    assert np.isclose(t["cap"][0], 2 * np.pi * (1 - np.cos(np.radians(1))) * deg2, rtol=1e-12)
+    assert np.isclose(t["tri"][0], lhuilier((10, 10), (14, 10), (12, 15)) * deg2, rtol=1e-9)
+    sq = (lhuilier((0, 0), (1, 0), (1, 1)) + lhuilier((0, 0), (1, 1), (0, 1))) * deg2
+    assert np.isclose(t["sq"][0], sq, rtol=1e-9) and str(t["cap"].unit) == "deg2"
+    assert list(t["c"][0]) == [10, 20]
+    inside = run(client, "SELECT COUNT(*) AS n FROM demo.gaia_dr3_g10 WHERE "
+                         "1 = CONTAINS(CENTROID(CIRCLE('ICRS', ra, dec, 1)), CIRCLE('ICRS', 83.8, -5.4, 1))")["n"][0]
+    plain = run(client, "SELECT COUNT(*) AS n FROM demo.gaia_dr3_g10 WHERE "
+                        "1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 83.8, -5.4, 1))")["n"][0]
+    assert inside == plain > 0
+    r = client.post("/tap/sync", data={"LANG": "ADQL", "QUERY": "SELECT AREA(POINT('ICRS', 1, 2)) AS a FROM demo.sdss_stars"})
+    assert r.status_code == 400 and b"AREA takes one CIRCLE, BOX or POLYGON" in r.data

@@ -14,6 +14,8 @@ TAP_SCHEMA).  Semantics:
 * ``BOX(ra, dec, w, h)``: the polygon with corners ``(ra±w/2, dec±h/2)`` (ADQL 2.0 §2.4.4; BOX
   is deprecated in 2.1).
 * ``INTERSECTS``: point/shape as CONTAINS; circle/circle by centre distance ≤ r1 + r2.
+* ``AREA`` (square degrees: ``2π(1 − cos r)`` for a circle, the spherical excess of a BOX or
+  POLYGON) and ``CENTROID`` (a circle's centre; a polygon's area-weighted centre) as values.
 * ``POINT``/``CIRCLE``/``POLYGON`` in the select list: DALI arrays (``double[2]`` point,
   ``double[3]`` circle, ``double[*]`` polygon).  ``COORD1``/``COORD2`` extract coordinates.
 The coordinate-system argument, if present, must be a string literal; only ICRS (or empty) is
@@ -63,6 +65,38 @@ def _const(e: exp.Expression) -> float | None:
         v = _const(e.this)
         return None if v is None else -v
     return None
+
+
+def _unit_vectors(verts: list[tuple[float, float]]) -> np.ndarray:
+    ra, dec = np.radians(np.array(verts, dtype=float)).T
+    return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=1)
+
+
+def _fan(verts):
+    """(signed spherical excess, unit vector sum) of each triangle of the fan from vertex 0
+    (Van Oosterom & Strackee 1983: tan(E/2) = a.(b x c) / (1 + a.b + b.c + c.a))."""
+    v = _unit_vectors(verts)
+    out = []
+    for b, c in zip(v[1:-1], v[2:]):
+        a = v[0]
+        num = float(np.dot(a, np.cross(b, c)))
+        den = 1 + float(np.dot(a, b) + np.dot(b, c) + np.dot(c, a))
+        out.append((2 * math.atan2(num, den), a + b + c))
+    return out
+
+
+def polygon_area(verts: list[tuple[float, float]]) -> float:
+    """Area in square degrees of a spherical polygon with great-circle edges (at most a
+    hemisphere), whatever the vertices' orientation."""
+    return abs(sum(e for e, _ in _fan(verts))) * (180 / math.pi) ** 2
+
+
+def polygon_centroid(verts: list[tuple[float, float]]) -> tuple[float, float]:
+    """(ra, dec) in degrees of a spherical polygon's centroid: the area-weighted sum of its fan
+    triangles' centre directions, normalised."""
+    total = sum(e * s / np.linalg.norm(s) for e, s in _fan(verts))
+    x, y, z = total / np.linalg.norm(total)
+    return math.degrees(math.atan2(y, x)) % 360, math.degrees(math.asin(max(-1.0, min(1.0, z))))
 
 
 def _fn(name: str, *args: exp.Expression) -> exp.Expression:
@@ -177,6 +211,14 @@ class GeometryTranslator:
             if len(args) != 2:
                 raise UsageFault("POINT takes (ra, dec)", position=position_of(node))
             return Point(args[0], args[1])
+        if name == "CENTROID":  # ADQL 2.1 §4.2.2: the centre of a circle, a polygon's area-weighted centre
+            g = self.geom(args[0]) if len(args) == 1 else None
+            if isinstance(g, Circle):
+                return g.c
+            if isinstance(g, Polygon):
+                ra, dec = polygon_centroid(g.verts)
+                return Point(_f(ra), _f(dec))
+            raise UsageFault("CENTROID takes one CIRCLE, BOX or POLYGON", position=position_of(node))
         if name == "CIRCLE":
             if len(args) == 2:
                 return Circle(self.geom(args[0]), args[1])
@@ -260,6 +302,21 @@ class GeometryTranslator:
                 raise UsageFault(f"{name} takes a POINT", position=position_of(node))
             # ADQL 2.1 §4.2.6-7: a POINT's coordinates are double, whatever its literals' type
             return exp.Cast(this=_paren(p.x if name == "COORD1" else p.y), to=exp.DataType.build("DOUBLE"))
+        if name in ("AREA", "CENTROID"):
+            g = self.geom(node.expressions[0]) if len(node.expressions) == 1 else None
+            if isinstance(g, Point) or g is None:
+                raise UsageFault(f"{name} takes one CIRCLE, BOX or POLYGON", position=position_of(node))
+            if name == "AREA":  # ADQL 2.1 §4.2.1: square degrees on the unit sphere
+                if isinstance(g, Circle):
+                    r = exp.Anonymous(this="RADIANS", expressions=[_paren(g.r)])
+                    return exp.Mul(this=_f(2 * math.pi * (180 / math.pi) ** 2),
+                                   expression=_paren(exp.Sub(this=_f(1.0), expression=exp.Anonymous(
+                                       this="COS", expressions=[r]))))
+                return _f(polygon_area(g.verts))
+            if isinstance(g, Circle):  # ADQL 2.1 §4.2.2: a POINT
+                return exp.Array(expressions=[exp.Cast(this=g.c.x, to=exp.DataType.build("DOUBLE")), g.c.y])
+            p = self.geom(node)
+            return exp.Array(expressions=[exp.Cast(this=p.x, to=exp.DataType.build("DOUBLE")), p.y])
         if name in ("CONTAINS", "INTERSECTS"):
             return exp.Cast(this=_paren(self.predicate(node)), to=exp.DataType.build("INT"))
         g = self.geom(node)
@@ -299,7 +356,8 @@ class GeometryTranslator:
                 return exp.Cast(this=_paren(self.predicate(node)), to=exp.DataType.build("INT"))
             if isinstance(node, exp.Anonymous) and node.name.upper() in ("POINT", "CIRCLE", "BOX", "POLYGON",
                                                                         "DISTANCE", "COORD1", "COORD2",
-                                                                        "CONTAINS", "INTERSECTS"):
+                                                                        "CONTAINS", "INTERSECTS", "AREA",
+                                                                        "CENTROID"):
                 return self.value(node)
             return node
 

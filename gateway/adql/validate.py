@@ -24,8 +24,9 @@ from ..faults import UsageFault
 from ..schema import Column, Table
 from .dialect import ADQL
 
-GEOMETRY_FUNCTIONS = {"POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "COORD1", "COORD2"}
-GEOMETRY_VALUES = {"POINT": "point", "CIRCLE": "circle", "BOX": "polygon", "POLYGON": "polygon"}
+GEOMETRY_FUNCTIONS = {"POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "COORD1", "COORD2",
+                      "AREA", "CENTROID"}
+GEOMETRY_VALUES = {"POINT": "point", "CIRCLE": "circle", "BOX": "polygon", "POLYGON": "polygon", "CENTROID": "point"}
 
 ALLOWED = (
     exp.Select, exp.From, exp.Join, exp.Table, exp.TableAlias, exp.Alias, exp.Identifier, exp.Column,
@@ -587,7 +588,9 @@ class _Analyzer:
                 name, k = f"{base}_{k}", k + 1
             used.add(name.lower())
             xtype = GEOMETRY_VALUES.get(inner.name.upper()) if isinstance(inner, exp.Anonymous) else None
-            out.append(OutputColumn(name, col.renamed(name) if col is not None and col.name != name else col, xtype))
+            unit = "deg**2" if isinstance(inner, exp.Anonymous) and inner.name.upper() == "AREA" else None
+            out.append(OutputColumn(name, col.renamed(name) if col is not None and col.name != name else col, xtype,
+                                    unit))
             new.append(exp.Alias(this=inner, alias=exp.Identifier(this=name, quoted=True)))
         sel.set("expressions", new)
         return out

@@ -32,7 +32,8 @@ def tap_capability(base: str, formats, service, geometry: set[str], jobs=None, u
     uploadMethod, retentionPeriod, executionDuration, outputLimit, uploadLimit, in that order).
     ``udfs``: the archives' :class:`~gateway.archive.Udf` forms (TAPRegExt §2.3, ``features-udf``)."""
     feats = []
-    geo = [g for g in ("POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "COORD1", "COORD2")
+    geo = [g for g in ("POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "COORD1", "COORD2",
+                       "AREA", "CENTROID")
            if g in geometry]
     if geo:
         feats.append(("adqlgeo", geo))
