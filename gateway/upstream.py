@@ -168,6 +168,15 @@ class Scope:
         for c in calls:
             c.stop(self.reason)
 
+    @classmethod
+    def of(cls, context, default_reason: str) -> "Scope":
+        """A Scope stopped when ``context`` (a :class:`~gateway.uws.executor.JobContext`) is
+        cancelled, active in this thread from now until :meth:`exit`."""
+        scope = cls()
+        context.on_cancel(lambda: scope.stop(context.reason or default_reason))
+        scope.enter()
+        return scope
+
     def enter(self) -> None:
         _current.scope = self
 

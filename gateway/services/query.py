@@ -143,9 +143,7 @@ class QueryService:
             path = job.uploads.get(part)
             return io.BytesIO(Path(path).read_bytes()) if path else None
         from ..upstream import Scope
-        scope = Scope()  # ABORT and executionDuration also cut the job's upstream calls off
-        context.on_cancel(lambda: scope.stop(context.reason or "the job was aborted"))
-        scope.enter()
+        Scope.of(context, "the job was aborted")  # ABORT and executionDuration cut its upstream calls off
         try:
             return self._run_job(p, fmt, ctype, context, job_dir, open_part)
         finally:

@@ -36,9 +36,7 @@ class SyncWatch:
         connection, if the server exposes it) closes or after ``seconds``.  The request's
         upstream calls in this thread join a :class:`Scope` stopped with it.  Returns the
         token for :meth:`release`."""
-        scope = Scope()
-        scope.enter()
-        context.on_cancel(lambda: scope.stop(context.reason or "the request was cancelled"))
+        Scope.of(context, "the request was cancelled")
         deadline = None if seconds is None else time.monotonic() + seconds
         with self.lock:
             self.seq += 1
