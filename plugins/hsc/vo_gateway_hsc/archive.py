@@ -264,7 +264,8 @@ class HscArchive(Archive):
                         q = _das_query(rerun, das_type, filt, ra, dec, w, h)
                         rec = {"dataproduct_type": "image", "calib_level": 3, "obs_collection": f"HSC-SSP {rerun}",
                                "obs_id": f"{rerun}-{kind}-{filt}", "obs_publisher_did": f"{self.DID}{rerun}?{kind}/{filt}",
-                               "access_url": f"{str(self.config.das_url).rstrip('/')}/cgi-bin/cutout?" + urlencode(q),
+                               "access_url": f"{str(self.config.das_url).rstrip('/')}/cgi-bin/cutout?"
+                                             + urlencode(_das_get(q)),
                                "access_format": "application/fits", "s_ra": ra, "s_dec": dec, "s_fov": max(w, h),
                                "s_resolution": 0.168, "em_min": lo * 1e-9 if lo else None,
                                "em_max": hi * 1e-9 if hi else None, "facility_name": "Subaru",
@@ -410,7 +411,7 @@ class HscArchive(Archive):
             if not files:
                 return 204, "text/plain", [b""]  # SODA 1.0 §3.3: no PSF there
             return 200, "application/fits", [files[0][1]]
-        r = self._upstream("GET", self._service_url(kind), self._credential(actor), kind, params=q)
+        r = self._upstream("GET", self._service_url(kind), self._credential(actor), kind, params=_das_get(q))
         if r.status_code == 404 and "not found in observed area" in r.text:
             return 204, "text/plain", [b""]  # SODA 1.0 §3.3: the region holds no data
         if r.status_code >= 400:
@@ -469,7 +470,7 @@ class HscArchive(Archive):
                 ["rerun", "type", "filter", "tract", "ra", "dec", "sw", "sh", "image", "mask", "variance"])
         value = {"image": lambda v: "true", "mask": lambda v: "true", "variance": lambda v: "true",
                  "ra": lambda v: f"{float(v):.16e}deg", "dec": lambda v: f"{float(v):.16e}deg",
-                 "sw": lambda v: f"{_degrees(v):.16e}deg", "sh": lambda v: f"{_degrees(v):.16e}deg",
+                 "sw": lambda v: f"{v:.16e}deg", "sh": lambda v: f"{v:.16e}deg",
                  "tract": lambda v: v or "any", "patch": lambda v: v or "auto"}
         text = "#? " + " ".join(cols) + "\n" + "".join(
             " ".join(value.get(c, str)(r[c]) for c in cols) + "\n" for r in rows)
@@ -525,7 +526,7 @@ class TailKeeper(ChunkReader):
 
     def readinto(self, b):
         n = super().readinto(b)
-        self.tail = (self.tail + bytes(b[:n]))[-1024:]
+        self.tail = (self.tail + bytes(b[max(0, n - 1024):n]))[-1024:]  # the last 1024 bytes, not the chunk
         return n
 
 
@@ -590,18 +591,15 @@ def _empty(outputs: list[OutputColumn]) -> pa.RecordBatch:
 def _das_query(rerun: str, das_type: str, filt: str, ra: float, dec: float, w: float, h: float) -> dict:
     """DAS cutout parameters (REFERENCE.md §1.5) for a ``w`` x ``h`` degree box at (ra, dec):
     image, mask and variance HDUs, any tract.  ``sw``/``sh`` are the box's *semi*-width and
-    semi-height, as ``downloadCutout.py`` defines them (``--sw 10arcsec`` cuts a 20" box)."""
-    return {"ra": repr(ra), "dec": repr(dec), "sw": f"{w / 2 * 3600:.6g}asec", "sh": f"{h / 2 * 3600:.6g}asec",
-            "type": das_type, "image": "on", "mask": "on", "variance": "on", "filter": filt, "tract": "",
-            "rerun": rerun}
+    semi-height in degrees, as ``downloadCutout.py`` defines them (``--sw 10arcsec`` cuts a 20"
+    box); :func:`_das_get` writes them for a GET, the bulk list as the tool does."""
+    return {"ra": repr(ra), "dec": repr(dec), "sw": w / 2, "sh": h / 2, "type": das_type, "image": "on",
+            "mask": "on", "variance": "on", "filter": filt, "tract": "", "rerun": rerun}
 
 
-def _degrees(value: str) -> float:
-    """An angle as DAS writes it (``10asec``, ``0.5amin``, ``1.2deg``, bare degrees) in degrees."""
-    for unit, scale in (("asec", 1 / 3600), ("arcsec", 1 / 3600), ("amin", 1 / 60), ("arcmin", 1 / 60), ("deg", 1.0)):
-        if value.endswith(unit):
-            return float(value[: -len(unit)]) * scale
-    return float(value)
+def _das_get(q: dict) -> dict:
+    """The GET form of :func:`_das_query`'s parameters: semi-sizes in arcseconds (``10asec``)."""
+    return {**q, "sw": f"{q['sw'] * 3600:.6g}asec", "sh": f"{q['sh'] * 3600:.6g}asec"}
 
 
 def _shape_text(shape: tuple) -> str:
