@@ -109,6 +109,16 @@ class Gateway:
         sets = [a.capabilities.geometry_functions for a in self.catalogue.archives.values() if a.capabilities.full_adql]
         return set.intersection(*map(set, sets)) if sets else set()
 
+    def any_archive(self, capability: str) -> bool:
+        """Whether some ADQL archive has ``capability`` (a :class:`Capabilities` flag): the
+        feature is declared (TAPRegExt) and archives without it refuse it by name."""
+        return any(getattr(a.capabilities, capability) for a in self.catalogue.archives.values()
+                   if a.capabilities.full_adql)
+
+    def udfs(self) -> list:
+        """Every archive's user-defined function forms (:class:`~gateway.archive.Udf`)."""
+        return [u for forms, _ in self.catalogue.udfs().values() for u in forms]
+
     def image_archives(self) -> list[Archive]:
         return [a for a in self.catalogue.archives.values() if a.capabilities.images]
 

@@ -109,13 +109,13 @@ def position_of(node: exp.Expression | None) -> tuple[int, int] | None:
 #: - and +) longer than MAX_NESTING, a parsed tree deeper than MAX_TREE_DEPTH (a chain of
 #: 400 operators), and a string or numeric literal longer than MAX_LITERAL characters.
 MAX_NESTING = 64
-#: the parser spends about 25 Python frames per nesting level; Python 3.11 frames of pure
-#: Python calls do not grow the C stack, so a deeper limit than CPython's default 1000 is safe
-sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
 MAX_TREE_DEPTH = 400
 MAX_LITERAL = 65_536
 #: the largest exact numeric literal any engine and writer can hold (DECIMAL(38), VOTable long/double)
 MAX_DIGITS = 38
+#: the parser spends about 25 Python frames per nesting level; Python 3.11 frames of pure
+#: Python calls do not grow the C stack, so a deeper limit than CPython's default 1000 is safe
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
 _PREFIX = {TokenType.NOT, TokenType.DASH, TokenType.PLUS}
 
 
@@ -223,6 +223,17 @@ def parse(text: str, udfs: frozenset[str] = frozenset()) -> exp.Select:
     return tree
 
 
+def _unit(text: str, node: exp.Expression):
+    """An astropy unit from a VOUnit string (VOUnits 1.0), or the generic astropy syntax."""
+    import astropy.units as u
+    for fmt in ("vounit", None):
+        try:
+            return u.Unit(text, format=fmt)
+        except ValueError:
+            continue
+    raise UsageFault(f"IN_UNIT: {text!r} is not a unit", position=position_of(node))
+
+
 def _in_unit(tree: exp.Expression, output: list[OutputColumn]) -> None:
     """``IN_UNIT(value, 'unit')`` (ADQL 2.1 §2.4.2.1, features-adql-unit): the value of a
     column with a declared unit, converted to ``unit`` (VOUnits, converted with astropy), becomes
@@ -242,17 +253,8 @@ def _in_unit(tree: exp.Expression, output: list[OutputColumn]) -> None:
             raise UsageFault("IN_UNIT converts a column with a declared unit (see TAP_SCHEMA.columns)",
                              position=position_of(node))
         target = args[1].name
-
-        def unit(text):
-            try:
-                return u.Unit(text, format="vounit")
-            except ValueError:
-                try:
-                    return u.Unit(text)
-                except ValueError:
-                    raise UsageFault(f"IN_UNIT: {text!r} is not a unit", position=position_of(node))
         try:
-            factor = unit(col.unit).to(unit(target))
+            factor = _unit(col.unit, node).to(_unit(target, node))
         except u.UnitConversionError:
             raise UsageFault(f"IN_UNIT cannot convert {col.name} from {col.unit} to {target}",
                              position=position_of(node))

@@ -64,11 +64,8 @@ def capabilities():
     base = gw().url("tap")
     caps = [vosi.tap_capability(base, gw().formats.formats, gw().config.service, gw().geometry_functions(),
                                 gw().config.jobs, gw().config.uploads,
-                                [u for forms, _ in gw().catalogue.udfs().values() for u in forms],
-                                any(a.capabilities.set_operations for a in gw().catalogue.archives.values()
-                                    if a.capabilities.full_adql),
-                                any(a.capabilities.common_tables for a in gw().catalogue.archives.values()
-                                    if a.capabilities.full_adql)),
+                                gw().udfs(), gw().any_archive("set_operations"),
+                                gw().any_archive("common_tables")),
             vosi.vosi_capability("ivo://ivoa.net/std/VOSI#capabilities", base + "/capabilities"),
             vosi.vosi_capability("ivo://ivoa.net/std/VOSI#availability", base + "/availability"),
             vosi.vosi_capability("ivo://ivoa.net/std/VOSI#tables-1.1", base + "/tables"),

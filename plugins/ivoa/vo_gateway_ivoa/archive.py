@@ -112,8 +112,9 @@ class ForwardPlan:
 class IvoaArchive(Archive):
     kind = "ivoa"
     Config = IvoaConfig
-    capabilities = Capabilities(full_adql=True, set_operations=True, common_tables=True, cone=True, polygon=True, comparisons=True, column_selection=True,
-                                order_by=True, top=True, joins=True, geometry_functions=GEOMETRY)
+    capabilities = Capabilities(full_adql=True, set_operations=True, common_tables=True, cone=True, polygon=True,
+                                comparisons=True, column_selection=True, order_by=True, top=True, joins=True,
+                                geometry_functions=GEOMETRY)
 
     def __init__(self, name, config: IvoaConfig, *, base_dir):
         super().__init__(name, config, base_dir=base_dir)

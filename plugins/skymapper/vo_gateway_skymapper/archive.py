@@ -37,7 +37,7 @@ from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, parse_shape, record_
 from gateway.residual import any_rows, evaluate, find_cone, residual_sql, single_table
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
-from gateway.upstream import check_complete
+from gateway.upstream import read_body
 from vo_gateway_ivoa.archive import ForwardPlan, IvoaArchive, IvoaConfig
 
 from .metadata import BUNDLED
@@ -108,9 +108,8 @@ class SkyMapperArchive(IvoaArchive):
         #: serves no images table and takes no object_id)
         by = {(t.schema.lower(), t.name.lower()): t for t in self._tables}
         self.lightcurves = {s: (by[(s, "master")], by[(s, "photometry")], by[(s, "images")])
-                            for s, n in by if n == "master" and (s, "photometry") in by and (s, "images") in by}
-        if self.url is None:
-            self.lightcurves = {}
+                            for s, n in by if n == "master" and (s, "photometry") in by and (s, "images") in by
+                            } if self.url is not None else {}
         if self.lightcurves:
             self.capabilities = replace(self.capabilities, datalink_proxy=True)
 
@@ -307,8 +306,7 @@ class SkyMapperArchive(IvoaArchive):
         r = self.upstream_get("SkyMapper cone search", str(self.config.cone_url), params, self._session_for(actor),
                               refused="the request")
         table = next(t for t in self._tables if self.upstream_name(t) == catalog)
-        check_complete(r.content, "csv", "SkyMapper cone search")
-        batch = parse_csv(r.content, table)
+        batch = parse_csv(read_body(r, "SkyMapper cone search", "csv"), table)
         if batch.num_rows >= self.config.max_rows:
             raise UsageFault(f"the cone holds more than SkyMapper's limit of {self.config.max_rows} rows; "
                              "use a smaller radius")
