@@ -402,10 +402,12 @@ def check_complete(body: bytes, kind: str, what: str) -> None:
     """Raise TransientFault when ``body`` stops before its format's end: a VOTable without its
     closing ``</VOTABLE>`` (VOTable 1.4 §3), a non-empty CSV without its final line end
     (RFC 4180 §2: the upstreams the gateway reads end every record), or a FITS file that is
-    not whole 2880-byte blocks (FITS 4.0 §3.1)."""
+    shorter than its last HDU's header says (FITS 4.0 §3.1, §4.4.1: whole 2880-byte blocks,
+    data of |BITPIX|/8 x GCOUNT x (PCOUNT + NAXIS1 x ... x NAXISn) bytes).  A cut exactly between
+    two HDUs cannot be told from a shorter file: FITS has no end marker."""
     if kind == "fits":
-        if len(body) % 2880 or not body.startswith(b"SIMPLE  ="):
-            raise TransientFault(f"{what} broke off its answer (the FITS file is not whole 2880-byte blocks)")
+        if not _fits_whole(body):
+            raise TransientFault(f"{what} broke off its answer (the FITS file ends before its last HDU does)")
     elif kind == "votable":
         if not _VOTABLE_END.search(body[-4096:]):
             raise TransientFault(f"{what} broke off its answer (the VOTable has no closing </VOTABLE>)")
@@ -433,6 +435,44 @@ class ChunkReader(io.RawIOBase):
         n = min(len(b), len(self.buf))
         b[:n], self.buf = self.buf[:n], self.buf[n:]
         return n
+
+
+def _fits_whole(body: bytes) -> bool:
+    """Whether ``body`` is FITS whose every HDU (header to END, then its data) is complete."""
+    if not body.startswith(b"SIMPLE  ="):
+        return False
+    pos, n = 0, len(body)
+    while pos < n:
+        cards: dict[bytes, bytes] = {}
+        while True:  # header blocks up to the END card
+            block = body[pos:pos + 2880]
+            if len(block) < 2880:
+                return False
+            pos += 2880
+            block_cards = [block[i:i + 80] for i in range(0, 2880, 80)]
+            for card in block_cards:
+                if card[:8].rstrip() == b"END":
+                    break
+                if card[8:10] == b"= ":
+                    cards[card[:8].rstrip()] = card[10:].split(b"/", 1)[0].strip()
+            else:
+                continue
+            break
+        try:
+            naxis = int(cards.get(b"NAXIS", b"0"))
+            size = 0
+            if naxis:
+                size = 1
+                for i in range(1, naxis + 1):
+                    size *= int(cards[b"NAXIS%d" % i])
+            size = abs(int(cards.get(b"BITPIX", b"8"))) // 8 * int(cards.get(b"GCOUNT", b"1")) * \
+                (int(cards.get(b"PCOUNT", b"0")) + size)
+        except (KeyError, ValueError):
+            return False
+        pos += -(-size // 2880) * 2880
+        if pos > n:
+            return False
+    return pos == n
 
 
 def checked_csv(chunks: Iterator[bytes], what: str) -> Iterator[bytes]:

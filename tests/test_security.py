@@ -314,3 +314,33 @@ def test_a_client_that_leaves_cuts_the_upstream_call_off(tmp_path):
             front.extensions["vo_gateway"].jobs.close()
             proxy.close()
     up.extensions["vo_gateway"].jobs.close()
+
+
+@pytest.mark.parametrize("mode", ["close", "short", "chunked"])
+def test_image_listings_and_cutouts_detect_truncation(mode, tmp_path):
+    """SkyMapper's SIAP listing (CSV) and get_image cutout (FITS) cut in transit: an error
+    naming the upstream, never a shorter list or a short FITS file."""
+    from emulators.skymapper import skymapper_app
+    with serve(skymapper_app()) as base:
+        proxy = CuttingProxy(base)
+        app = make_app({"archives": {"sm": {"kind": "skymapper", "cone_url": proxy.url + "/sm-cone/public/query",
+                                            "siap_url": proxy.url + "/siap/dr2"}},
+                        "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}},
+                       load_entrypoints=True)
+        try:
+            c = app.test_client()
+            pos = {"POS": "CIRCLE 33.639837321 -0.766719986 0.05"}
+            whole = parse_votable(c.get("/sia/query", query_string=pos).data)[0]
+            assert len(whole) > 0
+            did = whole["obs_publisher_did"][0]
+            soda = {"ID": did, "CIRCLE": "33.639837321 -0.766719986 0.01"}
+            assert c.get("/soda/sm/sync", query_string=soda).data[:6] == b"SIMPLE"
+            proxy.mode = mode
+            for match, path, params in (("/query", "/sia/query", pos), ("/get_image", "/soda/sm/sync", soda)):
+                proxy.match, n = match, proxy.cuts
+                r = c.get(path, query_string=params)
+                assert proxy.cuts > n and r.status_code == 503 and b"broke off" in r.data, (match, r.data[:300])
+        finally:
+            proxy.mode = None
+            app.extensions["vo_gateway"].jobs.close()
+            proxy.close()

@@ -174,8 +174,8 @@ class HscArchive(Archive):
         job = self._post("submit", credential, catalog_job={
             "sql": sql, "out_format": "csv", "include_metainfo_to_body": True,
             "release_version": self.config.release_version}, nomail=True,
-            skip_syntax_check=self.config.skip_syntax_check).json()
-        job_id = job["id"]
+            skip_syntax_check=self.config.skip_syntax_check)
+        job_id = _json(job, "submit")["id"]
         cancelled = []
 
         def cancel():
@@ -194,7 +194,7 @@ class HscArchive(Archive):
         while True:
             if context is not None:
                 context.check()
-            status = self._post("status", credential, id=job_id).json()
+            status = _json(self._post("status", credential, id=job_id), "status")
             if status.get("status") == "done":
                 break
             if status.get("status") == "error":
@@ -586,6 +586,14 @@ def stream_result(chunks, outputs: list[OutputColumn]):
 def _empty(outputs: list[OutputColumn]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.array([], ARROW.get(o.column.datatype, pa.string()) if o.column else pa.string())
                                        for o in outputs], names=[o.name for o in outputs])
+
+
+def _json(r: requests.Response, verb: str) -> dict:
+    """The JSON answer of a catalog-job verb; a cut or non-JSON body is the upstream's failure."""
+    try:
+        return r.json()
+    except ValueError:
+        raise TransientFault(f"HSC-SSP {verb} sent an incomplete or non-JSON answer ({r.text[:100]!r})")
 
 
 def _das_query(rerun: str, das_type: str, filt: str, ra: float, dec: float, w: float, h: float) -> dict:

@@ -446,7 +446,8 @@ class MastArchive(IvoaArchive):
         r = self.upstream_get("PS1 image service", self.ps1 + "/cgi-bin/ps1filenames.py",
                               {"ra": repr(ra), "dec": repr(dec), "filters": "grizy",
                                "type": ",".join(self.config.ps1_types)}, refused="the listing")
-        lines = [ln.split() for ln in r.text.splitlines() if ln.strip()]
+        text = read_body(r, "PS1 image service", "csv").decode()  # a line table: cut inside a line is an error
+        lines = [ln.split() for ln in text.splitlines() if ln.strip()]
         if not lines:
             return []
         head = lines[0]

@@ -37,7 +37,7 @@ from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, parse_shape, record_
 from gateway.residual import any_rows, evaluate, find_cone, residual_sql, single_table
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
-from gateway.upstream import read_body
+from gateway.upstream import check_complete, read_body
 from vo_gateway_ivoa.archive import ForwardPlan, IvoaArchive, IvoaConfig
 
 from .metadata import BUNDLED
@@ -214,7 +214,7 @@ class SkyMapperArchive(IvoaArchive):
     def _siap(self, params: dict) -> list[dict]:
         r = self.upstream_get("SkyMapper SIAP", self.siap + "/query", params, refused="the request")
         try:
-            t = pcsv.read_csv(io.BytesIO(r.content), convert_options=pcsv.ConvertOptions(
+            t = pcsv.read_csv(io.BytesIO(read_body(r, "SkyMapper SIAP", "csv")), convert_options=pcsv.ConvertOptions(
                 column_types={"unique_image_id": pa.string(), "band": pa.string()}))
         except pa.ArrowInvalid as e:
             raise TransientFault(f"SkyMapper SIAP sent unreadable CSV ({str(e)[:200]})")
@@ -286,6 +286,7 @@ class SkyMapperArchive(IvoaArchive):
             raise UsageFault(f"SkyMapper cutouts are at most {CUTOUT_MAX} deg across (asked {max(w, h):.3g} deg)")
         q = {"IMAGE": did[len(self.did_prefix):], "SIZE": f"{w:.6g},{h:.6g}", "POS": f"{ra!r},{dec!r}", "FORMAT": "fits"}
         r = self.upstream_get("SkyMapper get_image", self.siap + "/get_image", q, refused="the cutout")
+        check_complete(r.content, "fits", "SkyMapper get_image")
         return 200, "application/fits", [r.content]
 
     # -- SCS ------------------------------------------------------------------------------
