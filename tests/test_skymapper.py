@@ -325,6 +325,9 @@ def test_sia1_intersect_is_passed_to_skymapper_siap(gw_images, emu):
     t = res.to_table()
     assert sorted(t["title"]) == expected and len(expected) > 0
     assert all(u.startswith(emu[1] + "/siap/dr2/get_image?") for u in t["access_url"])
+    import requests
+    got = requests.get(t["access_url"][0])  # the SIA 1.0 access reference downloads the image
+    assert got.status_code == 200 and got.content[:6] == b"SIMPLE"
     overlaps = pyvo.dal.SIAService(gw_images[1] + "/sia1?").search((RA0, DEC0), size=0.17, intersect="overlaps")
     assert app.requests[-1]["INTERSECT"] == "OVERLAPS"
     expected = sorted(i["unique_image_id"] for i in synthetic_images()
