@@ -64,6 +64,8 @@ class Gateway:
                 raise ConfigError(f"archives.{name}: {e}")
         self.catalogue = Catalogue(archives)
         self.cache = ResultCache(config.cache, config.base_dir) if config.cache.ttl else None
+        from .planner import Planner
+        self.planner = Planner(self)
         self.queries = QueryService(self)
         self.jobs = JobService(config.jobs, config.base_dir)
         self.jobs.runners["tap"] = self.queries.run_job
@@ -106,14 +108,14 @@ class Gateway:
         return ok, notes
 
     def geometry_functions(self) -> set[str]:
-        sets = [a.capabilities.geometry_functions for a in self.catalogue.archives.values() if a.capabilities.full_adql]
+        sets = [a.capabilities.geometry_functions for a in self.catalogue.archives.values() if a.capabilities.adql]
         return set.intersection(*map(set, sets)) if sets else set()
 
     def any_archive(self, capability: str) -> bool:
         """Whether some ADQL archive has ``capability`` (a :class:`Capabilities` flag): the
         feature is declared (TAPRegExt) and archives without it refuse it by name."""
         return any(getattr(a.capabilities, capability) for a in self.catalogue.archives.values()
-                   if a.capabilities.full_adql)
+                   if a.capabilities.adql)
 
     def udfs(self) -> list:
         """Every archive's user-defined function forms (:class:`~gateway.archive.Udf`)."""

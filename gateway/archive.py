@@ -6,7 +6,8 @@ archive owns upstream knowledge only (no Flask, no HTTP policy):
 
 * :meth:`tables` — declared tables (the source of TAP_SCHEMA, ``/tables``, result FIELDs);
 * :attr:`capabilities` — what it can push down (the planner and TAPRegExt read this);
-* :meth:`translate` / :meth:`execute` — validated ADQL -> native request -> :class:`RowStream`;
+* :meth:`translate` / :meth:`execute` — validated ADQL -> native request -> :class:`RowStream`
+  (SQL upstreams, ``capabilities.adql``), or :meth:`scan` — a :class:`ScanRequest` -> rows;
 * optional :meth:`cone_search` (SCS), :meth:`image_search` (SIA), :meth:`cutout` (SODA);
 * :meth:`availability` — VOSI availability probe.
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .faults import UsageFault
 from .rowstream import RowStream
@@ -32,29 +33,87 @@ class ArchiveConfig(BaseModel):
     kind: str
     title: str | None = None
     description: str | None = None
+    max_concurrency: int = Field(8, ge=1, le=64, description="requests the planner sends to this archive at "
+                                 "once (one per target of a multi-cone)")
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What an archive evaluates natively.  ``full_adql`` means the whole validated query
-    (joins, subqueries, aggregates, geometry) is translated and run by the archive."""
+    """What an archive evaluates natively; the planner (:mod:`gateway.planner`) reads it.
 
-    full_adql: bool = False
+    Queries, one of two ways (``docs/writing_an_archive.md``):
+
+    * ``adql``: :meth:`Archive.translate` / :meth:`Archive.execute` take a validated ADQL query
+      over this archive's tables (an SQL upstream: DuckDB, an upstream TAP, HSC's PostgreSQL).
+      A query on this archive alone is passed whole; in a query over several archives it gets
+      one sub-query per table reference (columns, pushed conditions, cones).
+    * otherwise :meth:`Archive.scan` takes a :class:`ScanRequest`, with the parts that the
+      following flags allow: ``cone`` (``ScanRequest.cone``), ``comparisons``
+      (``ScanRequest.predicates``), ``column_selection`` (``ScanRequest.columns``; else every
+      column is asked for), ``order_by`` and ``top`` (``ScanRequest.order`` / ``limit``, only for
+      a query the scan answers exactly).  ``bounded``: a scan needs a cone or an ``=``/``IN``
+      condition on the table's id column (the planner refuses the query otherwise, naming the
+      predicate to add); a request with a ``limit`` and nothing else asks for any rows.
+
+    The gateway evaluates the rest (joins, expressions, grouping, ordering) exactly over the
+    rows the archive returns."""
+
+    adql: bool = False
     cone: bool = False
-    polygon: bool = False
     comparisons: bool = False
     column_selection: bool = False
     order_by: bool = False
     top: bool = False
-    joins: bool = False
+    bounded: bool = False
     images: bool = False
-    cutouts: bool = False
-    uploads: bool = False  # can join TAP_UPLOAD tables (AdqlQuery.uploads) in translate/execute
+    uploads: bool = False  # adql archives: can join TAP_UPLOAD tables (AdqlQuery.uploads) in translate/execute
     datalink_proxy: bool = False  # answers DataLink for the dataset IDs it claims, proxies SODA
     soda_async: bool = False  # SODA async jobs at /soda/{name}/async (Archive.soda_job)
-    set_operations: bool = False  # translates top-level UNION [ALL] / EXCEPT / INTERSECT (ADQL 2.1 §2.2.4)
-    common_tables: bool = False  # translates WITH name AS (SELECT ...) (ADQL 2.1 §2.2.5)
+    set_operations: bool = False  # adql archives: top-level UNION [ALL] / EXCEPT / INTERSECT (ADQL 2.1 §2.2.4)
+    common_tables: bool = False  # adql archives: WITH name AS (SELECT ...) (ADQL 2.1 §2.2.5)
     geometry_functions: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Predicate:
+    """One condition of a :class:`ScanRequest`: ``column op value`` with ``op`` one of ``=``,
+    ``!=``, ``<``, ``<=``, ``>``, ``>=`` (``value`` a number or string), ``IN`` (``value`` a
+    tuple) or ``LIKE`` (``value`` an SQL pattern, ``%`` and ``_``).  NULL never matches."""
+
+    column: str
+    op: str
+    value: Any
+
+
+@dataclass
+class ScanRequest:
+    """The rows of one table the planner asks of a scanning archive (:meth:`Archive.scan`).
+
+    ``columns``: declared column names wanted (the answer may hold more); ``cone``: only rows
+    within it are needed (ICRS degrees, on the table's ``ra_column``/``dec_column``);
+    ``predicates``: AND-ed conditions the rows need to meet; ``order``: ``[(column,
+    descending)]``; ``limit``: the first ``limit`` rows in that order are enough.  Returning
+    more rows than asked is allowed (the gateway re-checks every condition); returning fewer
+    is not: an upstream cap that cuts the answer raises, or sets ``RowStream.overflow``."""
+
+    table: Table
+    columns: list[str]
+    cone: Cone | None = None
+    predicates: list[Predicate] = field(default_factory=list)
+    order: list[tuple[str, bool]] = field(default_factory=list)
+    limit: int | None = None
+
+    def describe(self) -> str:
+        """One line for ``vo-gateway explain``."""
+        parts = [f"scan {self.table.qualified_name} columns=[{', '.join(self.columns)}]"]
+        if self.cone is not None:
+            parts.append(f"cone=({self.cone.ra:.6g}, {self.cone.dec:.6g}, r={self.cone.radius:.6g} deg)")
+        parts += [f"{p.column} {p.op} {p.value!r}" for p in self.predicates]
+        if self.order:
+            parts.append("order=" + ", ".join(c + (" DESC" if d else "") for c, d in self.order))
+        if self.limit is not None:
+            parts.append(f"limit={self.limit}")
+        return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -158,6 +217,19 @@ class Archive:
         (None for sync); ``context.actor`` is the caller (with in-memory ``credentials`` when
         given); register ``context.on_cancel`` to stop upstream work on ABORT."""
         raise NotImplementedError
+
+    def scan(self, request: ScanRequest, context=None) -> RowStream:
+        """The rows of ``request.table`` a :class:`ScanRequest` asks for, for an archive
+        without ``capabilities.adql``: the request holds only what the capabilities allow.
+        ``context`` as for :meth:`execute` (the caller's credentials, cancellation).  Raises
+        UsageFault for a request the upstream refuses (a cone beyond its limit), TransientFault
+        for upstream failures, with the upstream's message."""
+        raise UsageFault(f"archive {self.name} does not accept ADQL queries")
+
+    def datalink_column(self, table: Table) -> str | None:
+        """The column of ``table`` whose values are the IDs of this archive's DataLink service
+        (``/datalink/{name}/links``), for the service descriptor of a query result."""
+        return None
 
     def result_key(self, native: Any) -> str | None:
         """This archive's text of the native request ``native`` (from :meth:`translate`) for

@@ -100,12 +100,28 @@ class CacheConfig(BaseModel):
     max_entry_bytes: int = Field(64 << 20, ge=1, description="larger results are streamed but not kept")
 
 
+class PlannerConfig(BaseModel):
+    """The federated planner (:mod:`gateway.planner`): queries over several archives, and
+    archives that only scan."""
+
+    model_config = ConfigDict(extra="forbid")
+    multi_cone_rows: int = Field(10_000, ge=1, description="a crossmatch partner with at most this many rows "
+                                 "(an upload, a fetched sub-query) bounds the other side by one cone per row")
+    cones_per_query: int = Field(200, ge=1, description="cones OR-ed into one sub-query of an SQL archive")
+    max_subquery_rows: int = Field(2_000_000, ge=1, description="rows one sub-query may return; more is an "
+                                   "error naming the table, never a silent cut")
+    memory_limit: str = Field("512MB", description="DuckDB memory of one query's local evaluation; beyond it, "
+                              "DuckDB spills to temp_directory")
+    temp_directory: Path = Field(Path("var/planner"), description="spill directory (relative to the config file)")
+
+
 class GatewayConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     uploads: UploadsConfig = Field(default_factory=UploadsConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
     archives: dict[str, dict[str, Any]] = Field(default_factory=dict)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 

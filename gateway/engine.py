@@ -189,8 +189,7 @@ class SqlPlan:
 class DuckDBArchive(Archive):
     """An archive served from a DuckDB database (``self.db``), with full ADQL pushdown."""
 
-    capabilities = Capabilities(full_adql=True, set_operations=True, common_tables=True, cone=True, polygon=True,
-                                comparisons=True, column_selection=True, order_by=True, top=True, joins=True, uploads=True,
+    capabilities = Capabilities(adql=True, set_operations=True, common_tables=True, uploads=True,
                                 geometry_functions=GEOMETRY_21)
 
     def __init__(self, *a, **k):

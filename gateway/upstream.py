@@ -185,6 +185,11 @@ class Scope:
         _current.scope = None
 
 
+def current_scope() -> "Scope | None":
+    """The :class:`Scope` active in this thread (to enter it in the threads a request starts)."""
+    return getattr(_current, "scope", None)
+
+
 class _Watchdog:
     """One daemon thread that shuts down the socket of a connection whose call outlived its
     deadline (a trickling upstream never times out a single read)."""

@@ -233,7 +233,7 @@ def test_archive_plugins_are_told_to_cancel_their_upstream_jobs(tmp_path):
 
     class Upstream(Archive):
         kind = "upstreamjob"
-        capabilities = Capabilities(full_adql=True)
+        capabilities = Capabilities(adql=True)
 
         def tables(self):
             return [Table("up", "t", [Column("x", "int", description="x")])]

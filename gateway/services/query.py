@@ -1,8 +1,9 @@
 """Running queries: MAXREC policy (DALI 1.1 §3.4.4, TAP 1.1 §2.7.4), planning (which archive
 answers), permission and notification hooks.
 
-Planning: a query's tables must all belong to one archive whose capabilities include full ADQL
-pushdown; any other combination is refused with a message naming the archives involved.
+Planning: a query whose tables all belong to one archive that evaluates ADQL goes to it whole;
+any other query is planned by :mod:`gateway.planner` (sub-queries to each archive, the rest
+evaluated locally).
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from sqlglot import exp
 
 from ..adql import analyze
 from ..auth import public
@@ -82,30 +82,18 @@ class QueryService:
         catalogue = UploadOverlay(self.gw.catalogue, uploads) if uploads else self.gw.catalogue
         q = analyze(text, catalogue)
         q.uploads = uploads or {}
-        names = q.archives - {UploadOverlay.ARCHIVE}
-        if len(names) > 1:
-            raise UsageFault("a query may not combine tables of different archives here "
-                             f"({', '.join(sorted(names))}); query each archive separately")
-        name = next(iter(names)) if names else "tap_schema"  # uploads alone: any SQL engine will do
-        archive = self.gw.catalogue.archives[name]
-        if not archive.capabilities.full_adql:
-            raise UsageFault(f"archive {name} does not accept ADQL queries")
-        if not isinstance(q.ast, exp.Select) and not archive.capabilities.set_operations:
-            raise UsageFault(f"{q.ast.key.upper()} (an ADQL set operation) is not available on archive {name}; "
-                             "run each SELECT on its own")
-        if q.with_queries and not archive.capabilities.common_tables:
-            raise UsageFault(f"WITH (ADQL common table expressions) is not available on archive {name}; "
-                             "write the named query as a subquery in FROM")
+        for t in q.tables:
+            if t.schema != "TAP_UPLOAD":
+                self._allowed(actor, "query", self.gw.catalogue.lookup(t.schema, t.name)[0], t.qualified_name)
+        archive = self.gw.planner.single_archive(q)
+        if archive is None:
+            return self._federated(q, text, maxrec, actor, context, service_url, response_format)
+        name = archive.name
         for fn in sorted(q.udfs):
             owners = self.gw.catalogue.udfs()[fn][1]
             if name not in owners:
                 raise UsageFault(f"{fn.lower()}() is a function of archive {', '.join(owners)} only (declared in "
                                  f"/tap/capabilities); this query runs on archive {name}, which lacks it")
-        if UploadOverlay.ARCHIVE in q.archives and not archive.capabilities.uploads:
-            raise UsageFault(f"archive {name} cannot join uploaded (TAP_UPLOAD) tables")
-        for t in q.tables:
-            if t.schema != "TAP_UPLOAD":
-                self._allowed(actor, "query", name, t.qualified_name)
         limit = self.maxrec(maxrec)
         if context is None:
             context = JobContext(None, actor, service_url=service_url)
@@ -126,6 +114,34 @@ class QueryService:
         if stream.datalink is not None and context.service_url:
             add_datalink_descriptor(stream, context.service_url)
         return QueryResult(stream, name)
+
+    def _federated(self, q, text: str, maxrec, actor, context, service_url, response_format) -> QueryResult:
+        """A query over several archives, or over an archive that scans: planned and run by
+        :mod:`gateway.planner` (sub-queries upstream, the rest in a local DuckDB)."""
+        plan = self.gw.planner.plan(q)
+        limit = self.maxrec(maxrec)
+        if context is None:
+            context = JobContext(None, actor, service_url=service_url)
+        context.response_format = response_format
+        names = sorted({s.ref.archive for s in plan.steps} - {UploadOverlay.ARCHIVE})
+        label = "+".join(names) or "tap_upload"
+        self.gw.pm.hook.gateway_query_started(actor=public(actor), protocol="tap", archive=label, query=text)
+        stream = self.gw.planner.run(plan, limit, context)
+        if stream.datalink is not None and context.service_url:
+            add_datalink_descriptor(stream, context.service_url)
+        return QueryResult(stream, label)
+
+    def explain(self, text: str, uploads: dict | None = None) -> dict:
+        """What the gateway would do with an ADQL query (``vo-gateway explain``): the archive
+        that runs it whole, or the federated :class:`gateway.planner.Plan`."""
+        catalogue = UploadOverlay(self.gw.catalogue, uploads) if uploads else self.gw.catalogue
+        q = analyze(text, catalogue)
+        q.uploads = uploads or {}
+        archive = self.gw.planner.single_archive(q)
+        if archive is not None:
+            return {"federated": False, "archive": archive.name,
+                    "why": "every table is on this archive, which evaluates the whole query"}
+        return self.gw.planner.plan(q).explain()
 
     def read_uploads(self, values: list[str], open_part) -> dict | None:
         """TAP_UPLOAD tables named by the ``UPLOAD`` parameter values (None if there are none)."""

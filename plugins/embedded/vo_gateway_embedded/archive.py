@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from gateway.archive import ArchiveConfig, Cone, ImageQuery
 from gateway.adql.validate import OutputColumn
 from gateway.engine import DuckDBArchive, cone_rows, normalize_batch, output_columns, scs_columns, votable_type
-from gateway.faults import NotFoundFault, UsageFault
+from gateway.faults import NotFoundFault
 from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, separation, shape_overlaps_polygon, shape_vertices
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Column, ForeignKey, Table
@@ -168,8 +168,7 @@ class EmbeddedArchive(DuckDBArchive):
 
     def __init__(self, name, config: EmbeddedConfig, *, base_dir: Path):
         super().__init__(name, config, base_dir=base_dir)
-        self.capabilities = replace(DuckDBArchive.capabilities, images=bool(config.images),
-                                    cutouts=bool(config.images))
+        self.capabilities = replace(DuckDBArchive.capabilities, images=bool(config.images))
         self._tables: list[Table] = []
         self._cone_index: dict[str, tuple[pa.Table, np.ndarray, np.ndarray]] = {}
         cur = self.cursor()

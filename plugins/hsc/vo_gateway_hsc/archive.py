@@ -93,8 +93,7 @@ class HscPlan:
 class HscArchive(Archive):
     kind = "hsc"
     Config = HscConfig
-    capabilities = Capabilities(full_adql=True, cone=True, comparisons=True, column_selection=True, order_by=True,
-                                top=True, joins=True, geometry_functions=GEOMETRY)
+    capabilities = Capabilities(adql=True, geometry_functions=GEOMETRY)
 
     def __init__(self, name, config: HscConfig, *, base_dir):
         super().__init__(name, config, base_dir=base_dir)
@@ -104,7 +103,7 @@ class HscArchive(Archive):
         origins = {origin(str(u)) for u in (self.url, config.das_url, config.psf_url) if u}
         self.session = UpstreamSession(origins, config.timeout, deadline=config.deadline)
         if config.das_url is not None:
-            self.capabilities = replace(self.capabilities, cutouts=True, datalink_proxy=True, images=True,
+            self.capabilities = replace(self.capabilities, datalink_proxy=True, images=True,
                                         soda_async=True)
         self.to_hsc = {g.lower(): h for h, g in config.schemas.items()}
         old = config.release_version.startswith(("pdr1", "pdr2"))

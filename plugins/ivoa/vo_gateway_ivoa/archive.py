@@ -112,9 +112,7 @@ class ForwardPlan:
 class IvoaArchive(Archive):
     kind = "ivoa"
     Config = IvoaConfig
-    capabilities = Capabilities(full_adql=True, set_operations=True, common_tables=True, cone=True, polygon=True,
-                                comparisons=True, column_selection=True, order_by=True, top=True, joins=True,
-                                geometry_functions=GEOMETRY)
+    capabilities = Capabilities(adql=True, set_operations=True, common_tables=True, geometry_functions=GEOMETRY)
 
     def __init__(self, name, config: IvoaConfig, *, base_dir):
         super().__init__(name, config, base_dir=base_dir)
@@ -140,7 +138,7 @@ class IvoaArchive(Archive):
         if config.sia2_url is not None:
             self.capabilities = replace(self.capabilities, images=True)
         if self.url is None:
-            self.capabilities = replace(self.capabilities, full_adql=False)
+            self.capabilities = replace(self.capabilities, adql=False)
 
     def upstream_urls(self) -> list:
         """Every upstream URL besides ``tap_url`` the archive may contact (its allowed origins)."""

@@ -1,22 +1,22 @@
 """Kind ``mast``: the MAST catalogs API (``catalogs.mast.stsci.edu/api/v0.1``, REFERENCE.md §2)
 behind the gateway's TAP and SCS.
 
-Pushdown planner, from the validated ADQL AST to REST parameters (§2.1):
+A scanning archive (``Capabilities`` cone, comparisons, column_selection, order_by, top,
+bounded): the gateway's planner (:mod:`gateway.planner`) sends a
+:class:`~gateway.archive.ScanRequest` per table reference and evaluates the whole ADQL query
+(joins with any archive and uploads included) on the rows; :meth:`MastArchive.scan` writes the
+request as REST parameters (§2.1):
 
-* a cone (``CONTAINS(POINT, CIRCLE)=1`` or ``DISTANCE(...) < r``) -> ``ra``, ``dec``, ``radius``
-  (at most ``max_radius`` = 0.5 deg, the API's limit; larger cones are refused with the limit);
-* ``col > | >= | < | <= constant`` -> ``col.gt|gte|lt|lte``; ``col = constant`` and
-  ``col IN (...)`` -> the value(s) (repeated values are OR-ed by the API); ``col LIKE 'p'`` ->
-  ``col.like=p``;
-* the columns the query reads -> ``columns=[...]``; ``ORDER BY col [DESC]`` -> ``sort_by``;
-* TOP/MAXREC -> ``pagesize`` when everything was pushed down (then pages are evaluated and
-  streamed one by one), else ``page`` loops and one evaluation over all rows.
+* the cone -> ``ra``, ``dec``, ``radius`` (at most ``max_radius`` = 0.5 deg, the API's limit;
+  larger cones are refused with the limit);
+* ``<``, ``<=``, ``>``, ``>=`` -> ``col.lt|lte|gt|gte``; ``=`` and ``IN`` -> the value(s)
+  (repeated values are OR-ed by the API); ``LIKE`` -> ``col.like``;
+* the columns -> ``columns=[...]``; the order -> ``sort_by``; the limit -> ``pagesize``, else
+  ``page`` loops until the answer ends.
 
-The API's answer is CSV (pyarrow, declared types; the ``-999`` sentinels become nulls).  The
-whole query is then evaluated exactly by the gateway on those rows (:mod:`gateway.residual`):
-what the API cannot express (OR across columns, expressions, functions, DISTINCT, GROUP BY...)
-is computed there.  A query the API cannot bound (no cone and no id constraint) is refused
-with a message saying what to add.  Pan-STARRS requests are POSTed as a JSON body (form POSTs
+The API's answer is CSV (pyarrow, declared types; the ``-999`` sentinels become nulls).  A
+request the API cannot bound (no cone and no id constraint) is refused with a message saying
+what to add.  Pan-STARRS requests are POSTed as a JSON body (form POSTs
 get HTTP 422 since 2023); HSC requests are GETs.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,12 +32,9 @@ import pyarrow.csv as pcsv
 from pathlib import Path
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
-from sqlglot import exp
 
-from gateway.adql.validate import AdqlQuery, OutputColumn
-from gateway.archive import Cone
+from gateway.archive import Cone, ScanRequest
 from gateway.faults import TransientFault, UsageFault
-from gateway.residual import column_of, conjuncts, cone_term, constant, evaluate, residual_sql, single_table
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
 from gateway.upstream import check_complete, read_body
@@ -48,12 +45,11 @@ from .metadata import BUNDLED
 log = logging.getLogger("gateway.mast")
 ARROW = {"boolean": pa.bool_(), "unsignedByte": pa.uint8(), "short": pa.int16(), "int": pa.int32(),
          "long": pa.int64(), "float": pa.float32(), "double": pa.float64(), "char": pa.string()}
-OPS = {exp.GT: "gt", exp.GTE: "gte", exp.LT: "lt", exp.LTE: "lte"}
+API_OPS = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
 HLA_PREFIX = "ivo://mast.stsci.edu/hla?"
 PS1_PREFIX = "ivo://mast.stsci.edu/ps1?"
 PS1_BANDS = {"g": (400, 550), "r": (550, 690), "i": (690, 820), "z": (820, 920), "y": (920, 1080)}  # nm
 PIXSCALE = {"acs": 0.05, "wfc3": 0.04, "wfpc2": 0.1}  # arcsec/pixel of HLA drizzled images
-FLIP = {"gt": "lt", "gte": "lte", "lt": "gt", "lte": "gte"}
 
 
 class MastCatalog(BaseModel):
@@ -91,19 +87,6 @@ class MastConfig(IvoaConfig):
     ps1_types: list[str] = Field(default_factory=lambda: ["stack", "warp"], description="PS1 image types listed")
 
 
-@dataclass
-class RestPlan:
-    """One API request (``params``) plus the exact residual query over its rows."""
-
-    catalog: MastCatalog
-    table: Table
-    params: dict = field(default_factory=dict)
-    sql: str = ""
-    view: str = ""
-    outputs: list[OutputColumn] = field(default_factory=list)
-    exact: bool = False  # every WHERE term pushed down exactly and ORDER BY pushed: pagesize = TOP/MAXREC
-
-
 class MastArchive(IvoaArchive):
     kind = "mast"
     Config = MastConfig
@@ -111,15 +94,16 @@ class MastArchive(IvoaArchive):
     def __init__(self, name, config, *, base_dir):
         super().__init__(name, config, base_dir=base_dir)
         self.base = str(config.base_url).rstrip("/")
-        self.capabilities = replace(self.capabilities, full_adql=True, datalink_proxy=True, set_operations=False,
-                                    common_tables=False)
+        self.capabilities = replace(self.capabilities, adql=False, cone=True, comparisons=True,
+                                    column_selection=True, order_by=True, top=True, bounded=True, datalink_proxy=True,
+                                    set_operations=False, common_tables=False)
         self.by_table = {}
         for cat, t in zip(config.catalogs, self._tables):
             self.by_table[t.qualified_name.lower()] = (cat, t)
         self.hla = config.hla_url is not None and self._detailed() is not None
         self.ps1 = str(config.ps1_images_url).rstrip("/") if config.ps1_images_url else None
         if self.hla or self.ps1:
-            self.capabilities = replace(self.capabilities, images=True, cutouts=True)
+            self.capabilities = replace(self.capabilities, images=True)
 
     def upstream_urls(self) -> list:
         return super().upstream_urls() + [self.config.base_url, self.config.hla_url, self.config.ps1_images_url]
@@ -164,127 +148,46 @@ class MastArchive(IvoaArchive):
     def title(self) -> str:
         return self.config.title or "MAST catalogs (Hubble Source Catalog, Pan-STARRS)"
 
-    # -- planning -------------------------------------------------------------------------
-    def translate(self, query: AdqlQuery) -> RestPlan:
-        table, alias = single_table(query, "the MAST catalogs API")
+    # -- scans ----------------------------------------------------------------------------
+    def scan(self, request: ScanRequest, context=None) -> RowStream:
+        """One MAST catalogs API query (REFERENCE.md §2.1) for a :class:`ScanRequest`: the cone
+        as ``ra``/``dec``/``radius`` (at most ``max_radius``), ``=``/``IN`` as repeated values,
+        ``<``, ``<=``, ``>``, ``>=`` as ``col.lt|lte|gt|gte``, LIKE as ``col.like``, the columns
+        as ``columns``, ORDER BY as ``sort_by`` and the limit as ``pagesize``; more pages are
+        read until the answer ends (more than ``max_rows`` rows is refused).  A request with
+        neither a cone nor an id condition is refused (the API cannot scan a whole catalog)."""
+        table = request.table
         cat, _ = self.by_table[table.qualified_name.lower()]
-        plan = RestPlan(cat, table, outputs=query.output)
-        where = query.ast.args.get("where")
-        bounded, exact = False, True
-        for cond in conjuncts(where.this) if where is not None else ():
-            cone = cone_term(cond, alias, table)
-            if cone is not None and "ra" not in plan.params:
-                if cone.radius > self.config.max_radius:
-                    raise UsageFault(f"the MAST catalogs API searches cones of at most {self.config.max_radius} deg "
-                                     f"radius (asked {cone.radius:g} deg); split the area into smaller cones")
-                plan.params.update(ra=cone.ra, dec=cone.dec, radius=cone.radius)
-                bounded = True
-                continue
-            pushed = self._push(cond, alias, table, plan.params)
-            exact &= pushed
-            if pushed and self._is_id_term(cond, alias, table):
-                bounded = True
+        params: dict = {}
+        bounded = False
+        if request.cone is not None:
+            cone = request.cone
+            if cone.radius > self.config.max_radius:
+                raise UsageFault(f"the MAST catalogs API searches cones of at most {self.config.max_radius} deg "
+                                 f"radius (asked {cone.radius:g} deg on {table.qualified_name}); split the area "
+                                 "into smaller cones")
+            params.update(ra=cone.ra, dec=cone.dec, radius=cone.radius)
+            bounded = True
+        for p in request.predicates:
+            if p.op in ("=", "IN"):
+                params.setdefault(p.column, []).extend(p.value if p.op == "IN" else [p.value])
+                bounded |= p.column == table.id_column
+            elif p.op in API_OPS:
+                params[f"{p.column}.{API_OPS[p.op]}"] = p.value
+            elif p.op == "LIKE":
+                params[f"{p.column}.like"] = p.value
         if not bounded:
             raise UsageFault(f"{table.qualified_name} is too large to scan: add a position, e.g. WHERE 1 = CONTAINS("
                              f"POINT('ICRS', {table.ra_column}, {table.dec_column}), CIRCLE('ICRS', ra, dec, r)) with "
                              f"r <= {self.config.max_radius} deg, or an id constraint such as {table.id_column} = ...")
-        names = list(dict.fromkeys(c.name for node in query.ast.find_all(exp.Column, bfs=False)
-                                   if (c := column_of(node, alias, table)) is not None))  # in query order
-        plan.params["columns"] = names or [table.id_column]
-        order = query.ast.args.get("order")
-        if order is not None:
-            keys = order.expressions
-            col = column_of(keys[0].this, alias, table) if len(keys) == 1 else None
-            if col is not None:
-                plan.params["sort_by"] = col.name + (".desc" if keys[0].args.get("desc") else "")
-            else:
-                exact = False
-        if any(query.ast.args.get(k) for k in ("group", "having", "distinct")) or \
-                any(True for _ in query.ast.find_all(exp.AggFunc)):
-            exact = False
-        plan.exact = exact
-        plan.view = "mast_" + cat.path.replace("/", "_")
-        plan.sql = residual_sql(query, plan.view, alias)
-        return plan
-
-    def _is_id_term(self, cond, alias, table) -> bool:
-        col = column_of(cond.this, alias, table) if isinstance(cond, (exp.EQ, exp.In)) else None
-        return col is not None and col.name == table.id_column
-
-    def _push(self, cond, alias: str, table: Table, params: dict) -> bool:
-        """Add the API form of one WHERE term; True if it was pushed exactly."""
-        try:
-            if type(cond) in OPS or isinstance(cond, exp.EQ):
-                left, right, op = cond.this, cond.expression, OPS.get(type(cond), "eq")
-                col = column_of(left, alias, table)
-                if col is None and op != "eq":
-                    col, left, right, op = column_of(right, alias, table), right, left, FLIP[op]
-                elif col is None:
-                    col, right = column_of(right, alias, table), left
-                if col is None or col.datatype == "boolean":
-                    return False
-                value = constant(right)
-                if value is None or (col.datatype == "char") != isinstance(value, str):
-                    return False
-                key = col.name if op == "eq" else f"{col.name}.{op}"
-                params.setdefault(key, []).append(value) if op == "eq" else params.__setitem__(key, value)
-                return True
-            if isinstance(cond, exp.Like):  # SQL LIKE on MAST's database: the same rows
-                col = column_of(cond.this, alias, table)
-                value = constant(cond.expression)
-                if col is None or col.datatype != "char" or not isinstance(value, str) or cond.args.get("escape"):
-                    return False
-                params[f"{col.name}.like"] = value
-                return True
-            if isinstance(cond, exp.In) and not cond.args.get("query"):
-                col = column_of(cond.this, alias, table)
-                values = [constant(v) for v in cond.expressions]
-                if col is None or any(v is None for v in values):
-                    return False
-                params.setdefault(col.name, []).extend(values)
-                return True
-        except (ValueError, TypeError):
-            return False
-        return False
-
-    # -- execution ------------------------------------------------------------------------
-    def result_key(self, native) -> str | None:
-        if not isinstance(native, RestPlan):
-            return super().result_key(native)
-        return repr((native.table.qualified_name, sorted(native.params.items()), native.sql, native.exact))
-
-    def execute(self, native: RestPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
-        params = dict(native.params)
-        want = None
-        if native.exact:
-            want = min(x for x in (top, (maxrec + 1) if maxrec is not None else None, self.config.max_rows)
-                       if x is not None)
+        params["columns"] = list(request.columns) or [table.id_column]
+        if request.order:
+            col, desc = request.order[0]
+            params["sort_by"] = col + (".desc" if desc else "")
         actor = context.actor if context is not None else None
-        if native.exact:  # the API filtered and sorted everything: evaluate and stream page by page
-            stream = self._stream_pages(native, params, want, actor, maxrec)
-        else:
-            rows = self._fetch(native.catalog, native.table, params, want, actor)
-            stream = evaluate(native.sql, native.view, rows, native.outputs, maxrec)
-        if native.catalog.path.startswith("hsc/v3/summary") and self._detailed() is not None:
-            match = next((o.name for o in native.outputs if o.column is not None and o.column.name == "MatchID"), None)
-            if match is not None:  # each summary row links to its light curve
-                stream.datalink = (self.name, match)
-        return stream
-
-    def _stream_pages(self, native: RestPlan, params: dict, want: int | None, actor, maxrec: int | None) -> RowStream:
-        """The exact case: every page is evaluated as it arrives (projection, aliases and a
-        re-check of the pushed filters) and streamed; the first page is read before the
-        response starts so its errors become the response's status."""
-        pages = self._pages(native.catalog, native.table, params, want, actor)
-        first = evaluate(native.sql, native.view, pa.Table.from_batches([next(pages)]), native.outputs, None)
-        batches0 = list(first.batches)
-
-        def batches():
-            yield from batches0
-            for page in pages:
-                yield from evaluate(native.sql, native.view, pa.Table.from_batches([page]), native.outputs, None).batches
-        stream = RowStream(first.columns, [])
-        stream.batches = limit_batches(batches(), maxrec, stream)
+        rows = self._fetch(cat, table, params, request.limit, actor)
+        stream = RowStream([table.column(n) for n in rows.column_names], [])
+        stream.batches = rows.to_batches()
         return stream
 
     def _detailed(self) -> Table | None:
@@ -294,6 +197,13 @@ class MastArchive(IvoaArchive):
         """HLA images; HSC MatchIDs are answered at /datalink/{archive}/links only."""
         return (self.hla and dataset_id.startswith(HLA_PREFIX)) or (self.ps1 is not None and
                                                                       dataset_id.startswith(PS1_PREFIX))
+
+    def datalink_column(self, table: Table) -> str | None:
+        """Hubble Source Catalog summary rows link to their light curves by MatchID."""
+        cat = self.by_table.get(table.qualified_name.lower())
+        if cat is not None and cat[0].path.startswith("hsc/v3/summary") and self._detailed() is not None:
+            return "MatchID"
+        return None
 
     def datalink(self, ids: list[str], actor, service_url: str) -> bytes:
         """DataLink 1.1.  An HLA image: ``#this`` (the whole image, fitscut size=ALL),

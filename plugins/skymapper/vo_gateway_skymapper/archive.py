@@ -22,23 +22,22 @@ from __future__ import annotations
 import io
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
 from pydantic import AnyHttpUrl, Field, model_validator
 from sqlglot import exp
 
-from gateway.adql.validate import AdqlQuery, OutputColumn
-from gateway.archive import Cone, ImageQuery
+from gateway.adql.validate import AdqlQuery
+from gateway.archive import Cone, ImageQuery, ScanRequest
 from gateway.faults import TransientFault, UsageFault
 from gateway.formats.datalink import links_document, soda_descriptor
 from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, parse_shape, record_matches, shape_box
-from gateway.residual import any_rows, evaluate, find_cone, residual_sql, single_table
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
 from gateway.upstream import check_complete, read_body
-from vo_gateway_ivoa.archive import ForwardPlan, IvoaArchive, IvoaConfig
+from vo_gateway_ivoa.archive import IvoaArchive, IvoaConfig
 
 from .metadata import BUNDLED
 
@@ -70,21 +69,6 @@ class SkyMapperConfig(IvoaConfig):
         return self
 
 
-@dataclass
-class ConePlan:
-    """ADQL answered from one sm-cone call plus an exact residual evaluated by DuckDB.
-    ``sample`` marks a query that asks for any n rows (no WHERE, ORDER BY, grouping or
-    DISTINCT): the cone then grows around ``sample_position`` until it holds enough rows."""
-
-    catalog: str
-    cone: Cone
-    sql: str
-    view: str
-    outputs: list[OutputColumn]
-    sample: bool = False
-    top: int | None = None
-
-
 # SkyMapper filters (Bessell et al. 2011, PASP 123, 789): centre and FWHM in nm
 FILTERS = {"u": (349, 42), "v": (384, 31), "g": (510, 156), "r": (617, 158), "i": (779, 140), "z": (916, 84)}
 CUTOUT_MAX = 0.17  # deg, get_image SIZE limit
@@ -96,13 +80,14 @@ class SkyMapperArchive(IvoaArchive):
 
     def __init__(self, name, config, *, base_dir):
         super().__init__(name, config, base_dir=base_dir)
-        self.capabilities = replace(self.capabilities, full_adql=True,  # TAP, or sm-cone plus residual
-                                    set_operations=self.url is not None, common_tables=self.url is not None)
+        tap = self.url is not None  # ADQL forwarded to SkyMapper's TAP; else sm-cone scans (gateway.planner)
+        self.capabilities = replace(self.capabilities, adql=tap, cone=not tap, top=not tap, bounded=not tap,
+                                    set_operations=tap, common_tables=tap)
         if config.siap_url is not None:
             self.siap = str(config.siap_url).rstrip("/")
             self.release = self.siap.rsplit("/", 1)[-1]
             self.did_prefix = f"ivo://skymapper.anu.edu.au/{self.release}?"
-            self.capabilities = replace(self.capabilities, images=True, cutouts=True, datalink_proxy=True)
+            self.capabilities = replace(self.capabilities, images=True, datalink_proxy=True)
         #: gateway schema -> (master, photometry, images): the releases whose objects get a light
         #: curve link (per-epoch photometry with the images' MJD needs SkyMapper's TAP: sm-cone
         #: serves no images table and takes no object_id)
@@ -138,49 +123,45 @@ class SkyMapperArchive(IvoaArchive):
 
     # -- ADQL -----------------------------------------------------------------------------
     def translate(self, query: AdqlQuery):
-        if self.url is not None:
-            _alias_distance_order(query.ast)
-            return super().translate(query)
-        return self._cone_plan(query)
-
-    def result_key(self, native) -> str | None:
-        if not isinstance(native, ConePlan):
-            return super().result_key(native)
-        return repr((native.catalog, native.cone, native.sql, native.sample, native.top))
+        _alias_distance_order(query.ast)
+        return super().translate(query)
 
     def execute(self, native, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
-        if isinstance(native, ForwardPlan):
-            stream = super().execute(native, maxrec, top, context)
-            ids = [m.column("object_id") for m, _, _ in self.lightcurves.values()]
-            out = next((o.name for o in native.outputs if o.column is not None and any(o.column is c for c in ids)),
-                       None)
-            if out is not None:  # each master row links to its per-epoch photometry (DataLink)
-                stream.datalink = (self.name, out)
-            return stream
-        actor = context.actor if context else None
-        batch = self._cone(native.catalog, native.cone, 3, actor)
-        want = (maxrec + 1) if maxrec is not None else self.config.max_rows
-        if native.top is not None:
-            want = min(want, native.top)
-        radius = native.cone.radius
-        while native.sample and batch.num_rows < want and radius < self.config.max_sr:
-            radius = min(radius * 4, self.config.max_sr)
-            batch = self._cone(native.catalog, Cone(native.cone.ra, native.cone.dec, radius), 3, actor)
-        return evaluate(native.sql, native.view, pa.Table.from_batches([batch]), native.outputs, maxrec)
+        stream = super().execute(native, maxrec, top, context)
+        ids = [m.column("object_id") for m, _, _ in self.lightcurves.values()]
+        out = next((o.name for o in native.outputs if o.column is not None and any(o.column is c for c in ids)), None)
+        if out is not None:  # each master row links to its per-epoch photometry (DataLink)
+            stream.datalink = (self.name, out)
+        return stream
 
-    def _cone_plan(self, query: AdqlQuery) -> ConePlan:
-        table, alias = single_table(query, "without SkyMapper's TAP this service")
-        cone = find_cone(query.ast, alias, table)
-        sample = cone is None and any_rows(query.ast)
+    def scan(self, request: ScanRequest, context=None) -> RowStream:
+        """Without ``tap_url``: one sm-cone call (``VERB=3``) for the request's cone.  A request
+        with only a limit (a query for any n rows) takes a cone around ``sample_position``
+        that grows until it holds enough rows."""
+        actor = context.actor if context else None
+        catalog = self.upstream_name(request.table)
+        cone, sample = request.cone, request.cone is None
         if sample:
+            if request.limit is None or request.predicates:
+                raise UsageFault(f"add a cone on {request.table.qualified_name}: WHERE 1 = CONTAINS(POINT('ICRS', "
+                                 f"{request.table.ra_column}, {request.table.dec_column}), CIRCLE('ICRS', ra, dec, "
+                                 f"radius)) (radius <= {self.config.max_sr} deg); SkyMapper is searched by position here")
             cone = Cone(*self.config.sample_position, 0.05)
-        if cone is None:
-            raise UsageFault(f"add a cone on {table.qualified_name}: WHERE 1 = CONTAINS(POINT('ICRS', "
-                             f"{table.ra_column}, {table.dec_column}), CIRCLE('ICRS', ra, dec, radius)) "
-                             f"(radius <= {self.config.max_sr} deg); SkyMapper is searched by position here")
-        view = "sm_" + self.upstream_name(table).replace(".", "_")
-        return ConePlan(self.upstream_name(table), cone, residual_sql(query, view, alias), view, query.output, sample,
-                        query.top)
+        batch = self._cone(catalog, cone, 3, actor)
+        radius = cone.radius
+        while sample and batch.num_rows < request.limit and radius < self.config.max_sr:
+            radius = min(radius * 4, self.config.max_sr)
+            batch = self._cone(catalog, Cone(cone.ra, cone.dec, radius), 3, actor)
+        if sample:
+            batch = batch.slice(0, request.limit)
+        cols = [request.table.column(n) for n in batch.schema.names]
+        return RowStream([c for c in cols if c is not None], [batch])
+
+    def datalink_column(self, table: Table) -> str | None:
+        if self.url is None:
+            return None
+        master = {m.qualified_name.lower() for m, _, _ in self.lightcurves.values()}
+        return "object_id" if table.qualified_name.lower() in master else None
 
     # -- images (SIAP) ---------------------------------------------------------------------
     def image_search(self, query: ImageQuery) -> RowStream:
