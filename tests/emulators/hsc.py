@@ -69,7 +69,8 @@ CREATE FUNCTION tractSearch(object_id bigint, t1 integer, t2 integer) RETURNS bo
 _DATABASES = itertools.count(1)
 
 
-def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, missing=("a_g",)) -> Flask:
+def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, missing=("a_g",),
+            centres=tuple(CENTRES)) -> Flask:
     """``pg_url``: a PostgreSQL server (``postgresql://...``, the tests' ``postgres_url``) in
     which the emulator makes a database of its own.  ``missing``: columns of the bundled
     metadata the emulated tables lack (schema drift)."""
@@ -78,7 +79,7 @@ def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, mis
     app.requests, app.jobs, app.polls_to_done, app.truncate = [], {}, 2, False  # type: ignore[attr-defined]
     ids = itertools.count(1000)
     rng = np.random.default_rng(4242)
-    ra, dec = discs(rng, CENTRES, n, 0.2)
+    ra, dec = discs(rng, list(centres), n, 0.2)
     m = len(ra)
     tract = np.where(np.arange(m) % 3 == 0, 9814, 9813).astype(np.int64)
     object_id = (tract << 42) + np.arange(m, dtype=np.int64)  # 64-bit ids (tract << 42 | ...), two tracts

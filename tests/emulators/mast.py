@@ -31,11 +31,13 @@ IC1613 = (16.2016962, 2.1194959)
 PS1_FIELD = (210.802429, 54.348750)
 
 
-def synthetic(path: str, seed: int = 1613) -> pa.Table:
+def synthetic(path: str, seed: int = 1613, extra_fields=()) -> pa.Table:
+    """Reproducible rows of a catalog: 3000 in a 0.6 deg disc around its field (and each of
+    ``extra_fields``), declared types, masked magnitudes."""
     table = BUNDLED[path]("x", "y")
     rng = np.random.default_rng(seed + sum(map(ord, path)))
     if path.startswith("hsc/v3/detailed"):
-        summary = synthetic("hsc/v3/summary/magaper2", seed)
+        summary = synthetic("hsc/v3/summary/magaper2", seed, extra_fields)
         rows = []
         for mid, ra, dec, n475, n814 in zip(*(summary[c].to_pylist() for c in
                                               ("MatchID", "MatchRA", "MatchDec", "A_F475W_N", "A_F814W_N"))):
@@ -51,9 +53,9 @@ def synthetic(path: str, seed: int = 1613) -> pa.Table:
             vals = [r.get(c.name) for r in rows]
             cols[c.name] = pa.array(vals, ARROWT(c.datatype))
         return pa.table(cols)
-    n = 3000
     centre = PS1_FIELD if path.startswith("panstarrs") else IC1613
-    ra, dec = discs(rng, [centre], n, 0.6)
+    ra, dec = discs(rng, [centre, *extra_fields], 3000, 0.6)
+    n = len(ra)
     cols = {}
     for c in table.columns:
         name = c.name
@@ -81,9 +83,12 @@ def ARROWT(dt):  # noqa: N802
             "double": pa.float64(), "unsignedByte": pa.uint8(), "boolean": pa.bool_()}.get(dt, pa.string())
 
 
-def mast_app() -> Flask:
+def mast_app(extra_fields=(), latency: float = 0.0) -> Flask:
+    """``extra_fields``: more (ra, dec) centres of every catalog's rows; ``latency``: seconds
+    each catalog query waits before answering (a remote service's round trip)."""
+    import time
     app = Flask("mast-emulator")
-    data = {p: synthetic(p) for p in BUNDLED}
+    data = {p: synthetic(p, extra_fields=extra_fields) for p in BUNDLED}
     app.requests = []  # type: ignore[attr-defined]
     app.table = data.__getitem__  # type: ignore[attr-defined]
 
@@ -102,6 +107,8 @@ def mast_app() -> Flask:
 
     @app.route("/api/v0.1/<path:path>.csv", methods=["GET", "POST"])
     def query(path):
+        if latency:
+            time.sleep(latency)
         if path not in data:
             return error(404, f"unknown catalog {path}")
         ps1 = path.startswith("panstarrs")
