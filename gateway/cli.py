@@ -1,4 +1,4 @@
-"""``vo-gateway`` command line: serve, worker, jobs, plugins, tables, check-config."""
+"""``vo-gateway`` command line: serve, worker, jobs, explain, plugins, tables, check-config."""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +31,11 @@ def main(argv=None) -> int:
     j.add_argument("job_id", nargs="?")
     j.add_argument("--phase", action="append", default=[], help="list: only jobs in this phase (repeatable)")
     j.add_argument("--last", type=int, default=None, help="list: only the n most recent jobs")
+    e = sub.add_parser("explain", help="show how the gateway would answer an ADQL query (docs/planner.md)")
+    e.add_argument("--config", default=None)
+    e.add_argument("query", help="the ADQL query")
+    e.add_argument("--upload", action="append", default=[], metavar="NAME=FILE",
+                   help="a TAP_UPLOAD table (VOTable, FITS or CSV file) the query names as TAP_UPLOAD.NAME")
     for name, help_ in (("plugins", "list installed plugins and archive kinds"),
                         ("tables", "list the tables of the configured archives"),
                         ("check-config", "validate the configuration and build every archive")):
@@ -49,6 +54,8 @@ def main(argv=None) -> int:
     gw = app.extensions["vo_gateway"]
     if args.cmd == "worker":
         return worker(gw, args)
+    if args.cmd == "explain":
+        return explain(gw, args)
     if args.cmd == "plugins":
         for name, plugin in gw.pm.list_name_plugin():
             print(name)
@@ -58,6 +65,34 @@ def main(argv=None) -> int:
             print(f"{t.qualified_name}\t{archive}\t{t.nrows if t.nrows is not None else ''}\t{t.description or ''}")
     else:
         print(f"configuration OK: {len(gw.catalogue.archives) - 1} archive(s), {len(gw.catalogue.tables())} tables")
+    return 0
+
+
+def explain(gw, args) -> int:
+    """Print the plan of a query as JSON: the archive that runs it whole, or each archive's
+    request, why, and what runs here.  A refused query prints the user's error and exits 1."""
+    import io
+    import json
+    from pathlib import Path
+
+    from .faults import Fault
+    files = {}
+    for item in args.upload:
+        name, sep, path = item.partition("=")
+        if not sep:
+            print(f"--upload {item!r}: expected NAME=FILE", file=sys.stderr)
+            return 2
+        files[name] = Path(path)
+    try:
+        uploads = gw.queries.read_uploads([f"{n},param:{n}" for n in files],
+                                          lambda part: io.BytesIO(files[part].read_bytes()) if part in files else None)
+        print(json.dumps(gw.queries.explain(args.query, uploads), indent=2))
+    except Fault as f:
+        print(f"query refused: {f}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"cannot read an upload: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -230,7 +230,11 @@ def _point_cols(node, scopes) -> tuple[Ref, tuple[str, str]] | None:
     """(ref, (ra, dec)) of ``POINT([frame,] ref.a, ref.b)``, plain columns of one reference."""
     if not (isinstance(node, exp.Anonymous) and node.name.upper() == "POINT"):
         return None
-    args = list(node.expressions)[-2:]
+    return _pair_cols(list(node.expressions)[-2:], scopes)
+
+
+def _pair_cols(args, scopes) -> tuple[Ref, tuple[str, str]] | None:
+    """(ref, (a, b)) of two plain columns of one reference (nodes left where they are)."""
     if len(args) != 2 or not all(isinstance(a, exp.Column) for a in args):
         return None
     owners = {owner(a, scopes) for a in args}
@@ -250,11 +254,11 @@ def crossmatch(cond: exp.Expression, scopes) -> tuple[tuple, tuple, float] | Non
                 cond.this.name.upper() == "DISTANCE":
             args = list(cond.this.expressions)
             if len(args) == 4:
-                args = [exp.Anonymous(this="POINT", expressions=args[:2]),
-                        exp.Anonymous(this="POINT", expressions=args[2:])]
-            if len(args) != 2:
+                a, b = _pair_cols(args[:2], scopes), _pair_cols(args[2:], scopes)
+            elif len(args) == 2:
+                a, b = _point_cols(args[0], scopes), _point_cols(args[1], scopes)
+            else:
                 return None
-            a, b = _point_cols(args[0], scopes), _point_cols(args[1], scopes)
             r = float(constant(cond.expression))
         elif isinstance(cond, exp.EQ):
             f = cond.this if isinstance(cond.this, exp.Contains) else cond.expression
@@ -266,7 +270,7 @@ def crossmatch(cond: exp.Expression, scopes) -> tuple[tuple, tuple, float] | Non
                 return None
             ra, dec, rad = list(circle.expressions)[-3:]
             a = _point_cols(f.this, scopes)
-            b = _point_cols(exp.Anonymous(this="POINT", expressions=[ra, dec]), scopes)
+            b = _pair_cols([ra, dec], scopes)
             r = float(constant(rad))
         else:
             return None
@@ -504,9 +508,8 @@ class Planner:
         from .upstream import current_scope
         scope = current_scope()
         plan.progress.total = len(plan.steps)
-        if context is not None:
-            context.progress = plan.progress
-            context.plan = plan
+        if context is not None:  # the UWS job document's jobInfo
+            context.info = lambda: {"progress": plan.progress.as_dict(), "plan": plan.explain()}
         fetched: dict[int, pa.Table] = {}
         cones_of: dict[int, list[Cone]] = {}
         only_ref = len(plan.steps) == 1
@@ -576,10 +579,12 @@ class Planner:
                 table = self._fetch_scan(ref, cones, context, plan, maxrec)
             if table is None:
                 table = _empty(ref)
+            if step.how == "upload" or (cones is not None and not cones):
+                with plan.progress.lock:  # no request was sent: the step is one sub-query done
+                    plan.progress.done += 1
             return table
         finally:
             with plan.progress.lock:
-                plan.progress.done += 1
                 plan.progress.waiting_on.discard(ref.archive)
 
     @staticmethod
@@ -624,6 +629,7 @@ class Planner:
             t = _table(batches, stream, ref)
             with plan.progress.lock:
                 plan.progress.rows += t.num_rows
+                plan.progress.done += 1
             return t
         return self._many(ref, archive, [(t, u) for t, u in texts], one, plan, dedupe=len(texts) > 1 or bool(
             cones and len(cones) > 1), describe=lambda item: item[0])
@@ -654,6 +660,7 @@ class Planner:
             t = _table(batches, stream, ref)
             with plan.progress.lock:
                 plan.progress.rows += t.num_rows
+                plan.progress.done += 1
             if t.num_rows > self.config.max_subquery_rows:
                 raise UsageFault(f"{ref.table.qualified_name} (archive {ref.archive}) gives more than "
                                  f"{self.config.max_subquery_rows} rows (planner.max_subquery_rows); add constraints")

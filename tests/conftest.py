@@ -145,6 +145,6 @@ def taplint(tap_url: str, stages: str = ALL_TAPLINT_STAGES, *extra: str) -> tupl
     out = subprocess.run(["stilts", "taplint", f"tapurl={tap_url}", f"stages={stages}", "format=json", "report=EWF",
                           "maxrepeat=4", *extra], capture_output=True, text=True, timeout=600)
     doc = json.loads(out.stdout)
-    bad = [(s["code"], r["code"], r["text"]) for s in doc["sections"] for r in s["reports"]
+    bad = [(s["code"], r["code"], r.get("text") or r.get("lines")) for s in doc["sections"] for r in s["reports"]
            if r["level"] in ("ERROR", "FAILURE")]
     return bad, doc

@@ -46,6 +46,9 @@ class JobContext:
         self.response_format: str | None = None
         self.deadline = deadline
         self.cancelled = threading.Event()
+        #: what the running query reports for the job document's ``uws:jobInfo`` (a JSON-ready
+        #: dict: the federated planner's progress and plan); read every second while it runs
+        self.info: Callable[[], dict] | None = None
         self.reason: str | None = None
         self._callbacks: list[Callable[[], None]] = []
         self._lock = threading.Lock()

@@ -92,6 +92,7 @@ class Job:
     error_type: str | None = None
     executor_id: str | None = None
     service_url: str | None = None  # the gateway's external root when the job was created
+    job_info: dict | None = None  # what the running query reports (uws:jobInfo): progress, plan
 
     def param(self, name: str) -> str | None:
         vals = [v for k, v in self.parameters if k == name.upper()]

@@ -357,14 +357,20 @@ class JobService:
             return
         self.running[job_id] = ctx
         self._notify()
+        done = threading.Event()
+        threading.Thread(target=self._report, args=(job_id, ctx, done), name=f"uws-info-{job_id}", daemon=True).start()
+
+        def info() -> dict:
+            return {"job_info": ctx.info()} if ctx.info is not None else {}
         try:
             runner = self.runners[job.service]
             job_dir = self.job_dir(job_id)
             job_dir.mkdir(parents=True, exist_ok=True)
             results = runner(job, ctx, job_dir)
             ctx.check()
+            done.set()
             self.store.update(job_id, only_in=(Phase.EXECUTING,), phase=Phase.COMPLETED, end_time=utcnow(),
-                              results=results)
+                              results=results, **info())
         except Cancelled as c:
             msg = None if str(c) == "aborted" else (
                 f"job stopped: {c} (executionDuration {job.execution_duration} s)"
@@ -372,7 +378,8 @@ class JobService:
             self.store.update(job_id, only_in=(Phase.EXECUTING,), phase=Phase.ABORTED, end_time=utcnow(),
                               error_message=msg, error_type="fatal" if msg else None)
         except Fault as f:
-            self.store.update(job_id, only_in=(Phase.EXECUTING,), phase=Phase.ERROR, end_time=utcnow(),
+            done.set()
+            self.store.update(job_id, only_in=(Phase.EXECUTING,), phase=Phase.ERROR, end_time=utcnow(), **info(),
                               error_message=str(f), error_type="transient" if isinstance(f, TransientFault) else "fatal")
         except OSError as e:  # job directory, uploads: the storage failed, not the query
             import errno
@@ -388,5 +395,17 @@ class JobService:
                               error_message=f"internal error ({type(e).__name__}); the incident was logged",
                               error_type="fatal")
         finally:
+            done.set()
             self.running.pop(job_id, None)
             self._notify()
+
+    def _report(self, job_id: str, ctx: JobContext, done: threading.Event) -> None:
+        """Write what the running query reports into the job record every second, so the job
+        document's ``uws:jobInfo`` (progress, plan) is never more than about 1 s old."""
+        while not done.wait(1.0):
+            if ctx.info is None:
+                continue
+            try:
+                self.store.update(job_id, only_in=(Phase.EXECUTING,), job_info=ctx.info())
+            except Exception:  # noqa: BLE001 - a progress report never fails the job
+                log.exception("job %s: progress report failed", job_id)

@@ -41,6 +41,7 @@ jobs_t = sa.Table(
     sa.Column("error_type", sa.String(16)),
     sa.Column("executor_id", sa.String(128), index=True),
     sa.Column("service_url", sa.Text),
+    sa.Column("job_info", sa.Text),
 )
 
 executors_t = sa.Table(
@@ -65,7 +66,8 @@ def _row_to_job(r) -> Job:
                execution_duration=r.execution_duration, destruction=_aware(r.destruction),
                parameters=[tuple(p) for p in json.loads(r.parameters)], uploads=json.loads(r.uploads),
                results=[Result(**x) for x in json.loads(r.results)], error_message=r.error_message,
-               error_type=r.error_type, executor_id=r.executor_id, service_url=r.service_url)
+               error_type=r.error_type, executor_id=r.executor_id, service_url=r.service_url,
+               job_info=json.loads(r.job_info) if r.job_info else None)
 
 
 def _encode(fields: dict) -> dict:
@@ -76,6 +78,8 @@ def _encode(fields: dict) -> dict:
         out["uploads"] = json.dumps(out["uploads"])
     if "results" in out:
         out["results"] = json.dumps([r.__dict__ for r in out["results"]])
+    if out.get("job_info") is not None:
+        out["job_info"] = json.dumps(out["job_info"])
     return out
 
 
@@ -99,6 +103,11 @@ class JobStore:
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
         meta.create_all(self.engine)
+        with self.engine.begin() as c:  # a job store made before a column existed gets it added
+            have = {col["name"] for col in sa.inspect(c).get_columns("uws_job")}
+            for col in jobs_t.columns:
+                if col.name not in have:
+                    c.execute(sa.text(f"ALTER TABLE uws_job ADD COLUMN {col.name} {col.type.compile(c.dialect)}"))
 
     # -- jobs ---------------------------------------------------------------------------
     def insert(self, job: Job) -> None:

@@ -9,6 +9,7 @@ the tests and by taplint.)
 """
 from __future__ import annotations
 
+import json
 from xml.sax.saxutils import escape, quoteattr
 
 from .job import Job, isoformat
@@ -16,6 +17,8 @@ from .job import Job, isoformat
 NS = ('xmlns:uws="http://www.ivoa.net/xml/UWS/v1.0" xmlns:xlink="http://www.w3.org/1999/xlink" '
       'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"')
 HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
+#: namespace of the ``uws:jobInfo`` content (the schema allows any element there, UWS 1.1 §2.2.1.2)
+INFO_NS = "urn:vo-gateway:jobinfo"
 
 
 def _el(tag: str, value: str | None, nillable: bool = False) -> str:
@@ -59,6 +62,9 @@ def job_document(job: Job, job_url: str) -> str:
     if job.error_message:
         parts.append(f'<uws:errorSummary type="{job.error_type or "fatal"}" hasDetail="true">'
                      f"<uws:message>{escape(job.error_message)}</uws:message></uws:errorSummary>")
+    if job.job_info:
+        parts.append(f'<uws:jobInfo><info xmlns="{INFO_NS}" format="application/json">'
+                     f"{escape(json.dumps(job.job_info, separators=(',', ':')))}</info></uws:jobInfo>")
     parts.append("</uws:job>\n")
     return "".join(parts)
 

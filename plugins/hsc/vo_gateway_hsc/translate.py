@@ -7,6 +7,7 @@ transforms on the validated query, never string edits.
 | ``DISTANCE(POINT(ra, dec), POINT(a, d)) < r`` | ``coneSearch(coord, a, d, r*3600)`` |
 | ``CONTAINS(POINT(ra, dec), BOX(a, d, w, h)) = 1`` | ``boxSearch(coord, a-w/2, a+w/2, d-h/2, d+h/2)`` |
 | ``ra BETWEEN a1 AND a2 AND dec BETWEEN d1 AND d2`` | ``boxSearch(coord, a1, a2, d1, d2)`` |
+| an OR of cones and boxes | the OR of their ``coneSearch``/``boxSearch`` |
 | ``TOP n`` | ``LIMIT n`` |
 | ``flag = 1`` / ``flag = 0`` on a boolean column (ADQL has no boolean literals) | ``flag`` / ``NOT flag`` |
 | gateway schema (``hsc_s23b_wide``) | HSC schema (``s23b_wide``) |
@@ -114,6 +115,38 @@ def box_search(coord: exp.Column, ra1: float, ra2: float, dec1: float, dec2: flo
     return _call("boxSearch", coord, _num(ra1), _num(ra2), _num(dec1), _num(dec2))
 
 
+def _disjuncts(node: exp.Expression) -> list[exp.Expression]:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, exp.Or):
+        return _disjuncts(node.this) + _disjuncts(node.expression)
+    return [node]
+
+
+def _spatial(cond: exp.Expression, tables) -> exp.Expression | None:
+    """``coneSearch``/``boxSearch`` for a cone or box term on a table's position, or for an OR
+    of such terms (the planner's multi-cone sub-queries); None for anything else."""
+    terms = _disjuncts(cond)
+    if len(terms) > 1:
+        parts = [_spatial(t, tables) for t in terms]
+        if any(p is None for p in parts):
+            return None
+        out = parts[0]
+        for p in parts[1:]:
+            out = exp.Or(this=out, expression=p)
+        return exp.Paren(this=out)
+    for alias, table in [(a, t) for a, t in tables if t.positional]:
+        cone = cone_term(cond, alias, table)
+        if cone is not None:
+            point = next(n for n in cond.find_all(exp.Column) if column_of(n, alias, table) is not None)
+            ra, dec = _centre_nodes(cond, alias, table) or (_num(cone.ra), _num(cone.dec))
+            return _call("coneSearch", _coord(point), ra, dec, _num(cone.radius * 3600, "g"))
+        box = _box_term(cond, alias, table)
+        if box is not None:
+            return box_search(_coord(box[0]), *box[1])
+    return None
+
+
 def to_hsc_sql(query: AdqlQuery, schemas: dict[str, str], limit: int | None = None) -> str:
     """HSC SQL text for a validated query.  ``schemas`` maps gateway schema names (lower-case)
     to HSC schemas; ``limit`` (MAXREC + 1) becomes the query's own LIMIT, lowered from its TOP
@@ -138,18 +171,7 @@ def to_hsc_sql(query: AdqlQuery, schemas: dict[str, str], limit: int | None = No
                 conds = [c for c in conds if c is not ra_node and c is not dec_node]
                 new.append(box_search(_coord(ra_col), a1, a2, d1, d2))
         for cond in conds:
-            replaced = None
-            for alias, table in [(a, t) for a, t in tables if t.positional]:
-                cone = cone_term(cond, alias, table)
-                if cone is not None:
-                    point = next(n for n in cond.find_all(exp.Column) if column_of(n, alias, table) is not None)
-                    ra, dec = _centre_nodes(cond, alias, table) or (_num(cone.ra), _num(cone.dec))
-                    replaced = _call("coneSearch", _coord(point), ra, dec, _num(cone.radius * 3600, "g"))
-                    break
-                box = _box_term(cond, alias, table)
-                if box is not None:
-                    replaced = box_search(_coord(box[0]), *box[1])
-                    break
+            replaced = _spatial(cond, tables)
             new.append(replaced if replaced is not None else cond.copy())
         combined = new[0]
         for c in new[1:]:
