@@ -163,8 +163,38 @@ class Gateway:
                         f"Rows of {t.qualified_name} with their {tt.qualified_name} row ({fk.description or 'foreign key'}).",
                         f"SELECT TOP 50 s.*, e.* FROM {tt.qualified_name} AS s\n"
                         f"JOIN {t.qualified_name} AS e ON {on}", [tt.qualified_name, t.qualified_name])
+        out.update(self._crossmatch_examples(pos))
         for arch in self.catalogue.archives.values():
             out.update(arch.examples())
+        return out
+
+    def _crossmatch_examples(self, pos: list) -> dict:
+        """One crossmatch example per pair of archives (at most four): a cone on a table of the
+        first, its counterparts within 1 arcsec in the second (the federated planner,
+        ``docs/planner.md``)."""
+        first: dict[str, object] = {}
+        for name, t in self.catalogue.tables():
+            if t in pos and name not in first and name != "tap_schema":
+                first[name] = t
+        sql = [a for a in first if self.catalogue.archives[a].capabilities.adql]
+        out = {}
+        for a in sql:
+            for b in first:
+                if b == a or len(out) >= 4:
+                    continue
+                ta, tb = first[a], first[b]
+                out[f"crossmatch_{a}_{b}"] = (
+                    f"Crossmatch {ta.qualified_name} with {tb.qualified_name}",
+                    f"Rows of {ta.qualified_name} (archive {a}) in a 0.1 degree cone with their counterparts in "
+                    f"{tb.qualified_name} (archive {b}) within 1 arcsec: one query over two archives.",
+                    f"SELECT a.{ta.id_column}, b.{tb.id_column} AS {b}_id,\n"
+                    f"  DISTANCE(POINT('ICRS', a.{ta.ra_column}, a.{ta.dec_column}), "
+                    f"POINT('ICRS', b.{tb.ra_column}, b.{tb.dec_column})) * 3600 AS sep_arcsec\n"
+                    f"FROM {ta.qualified_name} AS a\n"
+                    f"JOIN {tb.qualified_name} AS b ON 1 = CONTAINS(POINT('ICRS', b.{tb.ra_column}, b.{tb.dec_column}), "
+                    f"CIRCLE('ICRS', a.{ta.ra_column}, a.{ta.dec_column}, 1.0 / 3600))\n"
+                    f"WHERE 1 = CONTAINS(POINT('ICRS', a.{ta.ra_column}, a.{ta.dec_column}), "
+                    f"CIRCLE('ICRS', {self._centre(ta)}, 0.1))", [ta.qualified_name, tb.qualified_name])
         return out
 
     def _centre(self, t) -> str:

@@ -389,3 +389,18 @@ def test_ten_thousand_row_upload_against_a_rest_emulator(fed):
     got = pairs_of(sync(url, q, UPLOAD="t,param:t", MAXREC="100000", files={"t": ("t.xml", buf.getvalue())}))
     want = match_pairs((targets["tid"].data, targets["ra"].data, targets["dec"].data), (ids, ra, dec), 0.0004)
     assert got == want and len(want) >= 9_000
+
+
+def test_every_published_example_runs_including_the_crossmatches(fed):
+    """/tap/examples (DALI examples) of a gateway over every kind: pyvo reads them, each runs,
+    and the cross-archive ones are there."""
+    import pyvo
+    url, _, _ = fed
+    tap = pyvo.dal.TAPService(url + "/tap")
+    examples = tap.examples
+    queries = [ex["QUERY"] for ex in examples]
+    assert sum("AS b ON 1 = CONTAINS" in q for q in queries) == 4
+    for q in queries:
+        r = sync(url, q, MAXREC="200")
+        assert r.status_code == 200, (q, r.text[:1500])
+        assert parse_votable(r.content)[1] in ("OK", "OVERFLOW")
