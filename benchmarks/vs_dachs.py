@@ -380,7 +380,7 @@ def report(results, over, rows, conc, a, gaia_results=()):
     if results:
         report_servers(results, a)
     if gaia_results:
-        print(f"\nthe real Gaia DR3 G<10 table (482,176 rows; gateway bench.gaia, DaCHS gaia.main), 1-degree cones:")
+        print("\nthe real Gaia DR3 G<10 table (482,176 rows; gateway bench.gaia, DaCHS gaia.main), 1-degree cones:")
         report_servers(list(gaia_results), a, million=False)
     for upstream, results in over.items():
         print(f"\ngateway overhead, {a.big}-row answer from a loopback TAP upstream ({upstream}) through "

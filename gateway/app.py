@@ -20,6 +20,7 @@ from .cache import ResultCache
 from .config import ConfigError, GatewayConfig, format_validation_error, load_config
 from .faults import Fault, FatalFault, UsageFault
 from .formats import FormatRegistry
+from .planner import Planner
 from .plugins import make_plugin_manager
 from .registry import Catalogue
 from .services.query import QueryService
@@ -64,7 +65,6 @@ class Gateway:
                 raise ConfigError(f"archives.{name}: {e}")
         self.catalogue = Catalogue(archives)
         self.cache = ResultCache(config.cache, config.base_dir) if config.cache.ttl else None
-        from .planner import Planner
         self.planner = Planner(self)
         self.queries = QueryService(self)
         self.jobs = JobService(config.jobs, config.base_dir)

@@ -108,6 +108,8 @@ class PlannerConfig(BaseModel):
     multi_cone_rows: int = Field(10_000, ge=1, description="a crossmatch partner with at most this many rows "
                                  "(an upload, a fetched sub-query) bounds the other side by one cone per row")
     cones_per_query: int = Field(200, ge=1, description="cones OR-ed into one sub-query of an SQL archive")
+    keys_per_query: int = Field(1000, ge=1, description="values of one IN list of a join-key lookup (a table "
+                                "joined on a column to a table fetched before it)")
     max_subquery_rows: int = Field(2_000_000, ge=1, description="rows one sub-query may return; more is an "
                                    "error naming the table, never a silent cut")
     memory_limit: str = Field("512MB", description="DuckDB memory of one query's local evaluation; beyond it, "

@@ -81,6 +81,7 @@ class Ref:
     predicates: list[Predicate] = field(default_factory=list)
     exact: bool = True  # every condition of its SELECT was pushed to it, exactly (order/limit pushdown)
     matches: list["Match"] = field(default_factory=list)  # crossmatches that can bound it
+    keys: list["KeyMatch"] = field(default_factory=list)  # equi-joins that can bound it
 
     @property
     def label(self) -> str:
@@ -103,14 +104,25 @@ class Match:
 
 
 @dataclass(eq=False)
+class KeyMatch:
+    """An equi-join ``target.column = source.source_column`` that bounds ``target`` once
+    ``source`` is fetched: ``column IN (the source's values)``."""
+
+    target: Ref
+    source: Ref
+    column: str
+    source_column: str
+
+
+@dataclass(eq=False)
 class Step:
     """How one reference's rows are fetched: ``how`` is ``upload``, ``query`` (ADQL
     sub-queries of an SQL archive) or ``scan``; ``after``: the match whose source is fetched
-    first (multi-cone or widened cone), else None."""
+    first (multi-cone or widened cone, or a join-key lookup), else None."""
 
     ref: Ref
     how: str
-    after: Match | None = None
+    after: Match | KeyMatch | None = None
     why: str = ""
     requests: list[str] = field(default_factory=list)  # what was sent (filled while running)
     rows: int | None = None
@@ -281,6 +293,21 @@ def crossmatch(cond: exp.Expression, scopes) -> tuple[tuple, tuple, float] | Non
     return a, b, r
 
 
+def _equi_join(cond: exp.Expression, scopes):
+    """((ref_a, column), (ref_b, column)) of ``a.x = b.y`` between two references (plain
+    declared columns), else None."""
+    if not (isinstance(cond, exp.EQ) and isinstance(cond.this, exp.Column) and
+            isinstance(cond.expression, exp.Column)):
+        return None
+    a, b = owner(cond.this, scopes), owner(cond.expression, scopes)
+    if a is None or b is None or a is b:
+        return None
+    ca, cb = a.table.column(cond.this.name), b.table.column(cond.expression.name)
+    if ca is None or cb is None:
+        return None
+    return (a, ca.name), (b, cb.name)
+
+
 def predicate(cond: exp.Expression, ref: Ref) -> Predicate | None:
     """The :class:`Predicate` of a simple condition on one column of ``ref``: comparison with a
     constant, ``IN`` (constants), ``LIKE`` (no ESCAPE), ``BETWEEN`` gives two (see caller)."""
@@ -378,6 +405,12 @@ class Planner:
                             if source in ("where", "inner") or (source == "LEFT" and joined is target.node):
                                 if target.select is sel and src.select is sel:
                                     target.matches.append(Match(target, src, spos, r))
+                    key = _equi_join(cond, scopes)
+                    if key is not None:
+                        for (target, col), (src, scol) in (key, key[::-1]):
+                            if (source in ("where", "inner") or (source == "LEFT" and joined is target.node)) and \
+                                    target.select is sel and src.select is sel:
+                                target.keys.append(KeyMatch(target, src, col, scol))
                     for ref in local:
                         ref.exact = False
                     continue
@@ -479,6 +512,8 @@ class Planner:
                     stage.append(Step(r, how(r), why=f"bounded by {what}"))
                 else:
                     ready = [m for m in r.matches if m.source.index in done]
+                    keys = [k for k in r.keys if k.source.index in done and r.archive != UPLOAD and
+                            (archives[r.archive].capabilities.adql or archives[r.archive].capabilities.comparisons)]
                     if ready:
                         m = min(ready, key=lambda m: m.radius)
                         stage.append(Step(r, how(r), after=m, why=(
@@ -486,6 +521,12 @@ class Planner:
                             f"{m.source.alias} when it has at most {self.config.multi_cone_rows} rows"
                             + (f", else {m.source.alias}'s cone widened by {m.radius:.6g} deg"
                                if m.source.index in bounded_ids else ""))))
+                    elif keys:
+                        k = next((k for k in keys if k.column == r.table.id_column), keys[0])
+                        stage.append(Step(r, how(r), after=k, why=(
+                            f"joined on {r.alias}.{k.column} = {k.source.alias}.{k.source_column}: "
+                            f"{k.column} IN the values fetched for {k.source.label}, "
+                            f"{self.config.keys_per_query} at a time")))
             if not stage:  # nothing bounds what is left: an archive that gives a table whole goes next
                 free = [r for r in remaining if not archives[r.archive].capabilities.bounded or len(refs) == 1]
                 if not free:
@@ -494,7 +535,7 @@ class Planner:
                                                           f"(at most {self.config.max_subquery_rows} rows)")]
             for s in stage:
                 done.add(s.ref.index)
-                if s.ref.cones or (s.after is not None and s.after.source.index in bounded_ids):
+                if s.ref.cones or (isinstance(s.after, Match) and s.after.source.index in bounded_ids):
                     bounded_ids.add(s.ref.index)
             remaining = [r for r in remaining if r.index not in done]
             stages.append(stage)
@@ -516,8 +557,11 @@ class Planner:
         for stage in plan.stages:
             jobs = []
             for step in stage:
-                cones = self._cones(step, fetched, cones_of)
-                cones_of[step.ref.index] = cones
+                if isinstance(step.after, KeyMatch):
+                    cones = self._key_values(step.after, fetched)
+                else:
+                    cones = self._cones(step, fetched, cones_of)
+                    cones_of[step.ref.index] = cones
                 jobs.append((step, cones))
             with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
                 futures = [pool.submit(self._in_scope, scope, self._fetch, step, cones, context, plan,
@@ -545,6 +589,13 @@ class Planner:
                 from .upstream import Scope
                 Scope.exit()
 
+    @staticmethod
+    def _key_values(k: KeyMatch, fetched: dict) -> Predicate:
+        """``column IN (...)``: the distinct non-null join-key values of the fetched source."""
+        rows = fetched[k.source.index]
+        values = pc.unique(pc.drop_null(rows.column(_name_in(rows, k.source_column)))).to_pylist()
+        return Predicate(k.column, "IN", tuple(sorted(values)))
+
     def _cones(self, step: Step, fetched: dict, cones_of: dict) -> list[Cone] | None:
         """The cones bounding a step (None: no bound): its own (the smallest, when several are
         AND-ed), one per row of a small partner, or the partner's cones widened."""
@@ -563,7 +614,7 @@ class Planner:
             return [Cone(float(a), float(d), m.radius) for a, d in pairs]
         return [Cone(c.ra, c.dec, c.radius + m.radius) for c in cones_of[m.source.index]]
 
-    def _fetch(self, step: Step, cones: list[Cone] | None, context, plan: Plan, maxrec: int | None) -> pa.Table:
+    def _fetch(self, step: Step, cones: list[Cone] | Predicate | None, context, plan: Plan, maxrec: int | None) -> pa.Table:
         ref = step.ref
         with plan.progress.lock:
             plan.progress.waiting_on.add(ref.archive)
@@ -571,18 +622,16 @@ class Planner:
             if step.how == "upload":
                 data = self.gw_upload(plan.query, ref)
                 table = data.select([_name_in(data, c) for c in ref.columns])
-            elif cones is not None and not cones:  # a partner without rows: nothing can match
-                table = None
+            elif (cones is not None and not cones) or (isinstance(cones, Predicate) and not cones.value):
+                table = None  # a partner without rows: nothing can match
             elif step.how == "query":
                 table = self._fetch_query(ref, cones, context, plan)
             else:
                 table = self._fetch_scan(ref, cones, context, plan, maxrec)
-            if table is None:
-                table = _empty(ref)
-            if step.how == "upload" or (cones is not None and not cones):
+            if table is None or step.how == "upload":
                 with plan.progress.lock:  # no request was sent: the step is one sub-query done
                     plan.progress.done += 1
-            return table
+            return _empty(ref) if table is None else table
         finally:
             with plan.progress.lock:
                 plan.progress.waiting_on.discard(ref.archive)
@@ -591,7 +640,7 @@ class Planner:
     def gw_upload(q: AdqlQuery, ref: Ref) -> pa.Table:
         return q.uploads[ref.table.name.lower()].data
 
-    def _fetch_query(self, ref: Ref, cones: list[Cone] | None, context, plan: Plan) -> pa.Table:
+    def _fetch_query(self, ref: Ref, cones: list[Cone] | Predicate | None, context, plan: Plan) -> pa.Table:
         """ADQL sub-queries of an SQL archive: the needed columns, the pushed conditions, and
         the cones (OR-ed in chunks; as a TAP_UPLOAD table to an archive that joins uploads)."""
         from .adql import analyze
@@ -599,7 +648,12 @@ class Planner:
         if ref.cones:  # its own cone is among the pushed conditions already
             cones = None
         texts: list[tuple[str, dict]] = []
-        if cones and len(cones) > 1 and archive.capabilities.uploads:
+        if isinstance(cones, Predicate):
+            n = self.config.keys_per_query
+            texts = [(_subquery_text(ref, None, keys=Predicate(cones.column, "IN", cones.value[i:i + n])), {})
+                     for i in range(0, len(cones.value), n)]
+            cones = None
+        elif cones and len(cones) > 1 and archive.capabilities.uploads:
             up = _cone_upload(cones)
             texts.append((_subquery_text(ref, None, upload=True), {"gw_cones": up}))
         elif cones:
@@ -634,17 +688,23 @@ class Planner:
         return self._many(ref, archive, [(t, u) for t, u in texts], one, plan, dedupe=len(texts) > 1 or bool(
             cones and len(cones) > 1), describe=lambda item: item[0])
 
-    def _fetch_scan(self, ref: Ref, cones: list[Cone] | None, context, plan: Plan, maxrec: int | None) -> pa.Table:
+    def _fetch_scan(self, ref: Ref, cones: list[Cone] | Predicate | None, context, plan: Plan, maxrec: int | None) -> pa.Table:
         """One :class:`ScanRequest` per cone (or one without a cone) to a scanning archive."""
         archive = self.gw.catalogue.archives[ref.archive]
         caps = archive.capabilities
         columns = list(ref.columns) if caps.column_selection else [c.name for c in ref.table.columns]
         order, limit = [], None
-        single = len(plan.steps) == 1 and (cones is None or len(cones) <= 1)
+        single = len(plan.steps) == 1 and (cones is None or (isinstance(cones, list) and len(cones) <= 1))
         if single and ref.exact and maxrec is not None and isinstance(plan.query.ast, exp.Select):
             order, limit = self._order_limit(plan.query.ast, ref, caps, maxrec)
-        requests = [ScanRequest(ref.table, columns, c, list(ref.predicates), order, limit)
-                    for c in (cones if cones is not None else [None])]
+        if isinstance(cones, Predicate):
+            n = self.config.keys_per_query
+            requests = [ScanRequest(ref.table, columns, None,
+                                    [*ref.predicates, Predicate(cones.column, "IN", cones.value[i:i + n])])
+                        for i in range(0, len(cones.value), n)]
+        else:
+            requests = [ScanRequest(ref.table, columns, c, list(ref.predicates), order, limit)
+                        for c in (cones if cones is not None else [None])]
         with plan.progress.lock:
             plan.progress.total += len(requests) - 1
 
@@ -827,11 +887,22 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _subquery_text(ref: Ref, cones: list[Cone] | None, upload: bool = False) -> str:
-    """ADQL of one reference's sub-query: its needed columns, pushed conditions and cones."""
+def _literal(v) -> str:
+    if isinstance(v, str):
+        return "'" + v.replace("'", "''") + "'"
+    if isinstance(v, bool) or v is None:
+        raise ValueError(f"no ADQL literal for {v!r}")
+    return str(int(v)) if isinstance(v, (int, np.integer)) else repr(float(v))
+
+
+def _subquery_text(ref: Ref, cones: list[Cone] | None, upload: bool = False, keys: Predicate | None = None) -> str:
+    """ADQL of one reference's sub-query: its needed columns, pushed conditions, cones and
+    join-key values (``keys``: ``column IN (...)``)."""
     t, a = ref.table, _ident(ref.alias)
     cols = ", ".join(f"{a}.{_ident(c)}" for c in ref.columns)
     where = [c.sql(dialect=ADQL) for c in ref.pushed]
+    if keys is not None:
+        where.append(f"{a}.{_ident(keys.column)} IN ({', '.join(_literal(v) for v in keys.value)})")
     pos = f"POINT('ICRS', {a}.{_ident(t.ra_column)}, {a}.{_ident(t.dec_column)})" if t.positional else None
     if cones and pos:
         where.append("(" + " OR ".join(f"1 = CONTAINS({pos}, CIRCLE('ICRS', {c.ra!r}, {c.dec!r}, {c.radius!r}))"

@@ -108,7 +108,6 @@ def test_forwarded_by_the_ivoa_kind(tmp_path):
 def test_set_operations_and_with_over_a_scanning_archive(tmp_path):
     """MAST scans (no ADQL upstream): UNION and WITH are evaluated by the gateway's planner
     over the rows of each branch's cone (ADQL 2.1 §2.2.4, §2.2.5)."""
-    import numpy as np
     from emulators.mast import mast_app
     with serve(mast_app()) as base:
         app = make_app({"archives": {"mast": {"kind": "mast", "base_url": base + "/api/v0.1", "metadata_cache": None}},

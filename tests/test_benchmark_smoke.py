@@ -36,3 +36,13 @@ def test_fuzz_bench_small():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "200 queries" in out.stdout and "bad answers (5xx, broken streams, in-band internal errors): 0" in out.stdout
+
+
+def test_federated_bench_quick():
+    """The federated planner benchmark (50 targets against the MAST emulator): both ways find
+    the astropy ground truth."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/federated.py"), "--quick"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "gateway planner (one sync TAP_UPLOAD query)" in out.stdout and "= truth" in out.stdout, out.stdout
+    assert "DIFFER" not in out.stdout and "ms per query" in out.stdout, out.stdout

@@ -7,11 +7,11 @@ import pyarrow as pa
 import pytest
 
 from gateway.archive import ArchiveConfig
-from gateway.config import ConfigError, EnvSecret, load_config
+from gateway.config import ConfigError, EnvSecret
 from gateway.engine import DuckDBArchive
 from gateway.hookspecs import hookimpl
 from gateway.schema import Column, Table
-from gateway.testing import make_app, parse_votable, serve
+from gateway.testing import make_app, parse_votable
 from tests.conftest import ROOT
 
 

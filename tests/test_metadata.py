@@ -1,6 +1,5 @@
 """Declared metadata: every column of every table has datatype, unit or none by design, a valid
 UCD1+ (astropy's checker), a VOUnit and a description; TAP_SCHEMA agrees with /tables."""
-import pytest
 from astropy import units as u
 from astropy.io.votable.ucd import check_ucd
 

@@ -202,6 +202,37 @@ def test_bounds_propagate_through_a_chain_of_crossmatches(fed):
     assert list(zip(t["aid"], t["bid"])) == sorted(zip(t["aid"], t["bid"]))  # ORDER BY ran locally
 
 
+def test_upload_against_hsc_forced_photometry_and_photoz(fed):
+    """The README's "my targets: their HSC forced photometry and photo-z": forced is bounded
+    by the upload (one cone per target), photoz_mizuki by the join key (object_id IN the
+    forced rows' ids); values equal the emulator's own rows."""
+    url, app, emus = fed
+    hid, hra, hdec = truth_rows("hsc", emus)
+    near = np.flatnonzero(in_cone(hra, hdec, (F[0], F[1], 0.15)))[:20]
+    targets = Table({"tid": np.arange(len(near)), "ra": hra[near] + 0.2 / 3600, "dec": hdec[near]})
+    buf = io.BytesIO()
+    targets.write(buf, format="votable")
+    q = ("SELECT u.tid AS aid, f.object_id AS bid, z.photoz_best FROM TAP_UPLOAD.mine AS u "
+         "JOIN hsc_s23b_wide.forced AS f ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', f.ra, f.dec)) "
+         "< 1.0/3600 JOIN hsc_s23b_wide.photoz_mizuki AS z ON z.object_id = f.object_id")
+    r = sync(url, q, UPLOAD="mine,param:t", files={"t": ("t.xml", buf.getvalue())})
+    got = pairs_of(r)
+    want = match_pairs((targets["tid"].data, targets["ra"].data, targets["dec"].data), (hid, hra, hdec), 1 / 3600)
+    assert got == want and len(want) >= len(near)
+    t, _, _ = parse_votable(r.content)
+    photoz = dict(zip(emus["hsc"].photoz["object_id"].to_pylist(), emus["hsc"].photoz["photoz_best"].to_pylist()))
+    assert all(np.isclose(z, photoz[int(b)], equal_nan=True) or (z is np.ma.masked and photoz[int(b)] is None)
+               for b, z in zip(t["bid"], t["photoz_best"]))
+    plan = app.extensions["vo_gateway"].queries.explain(q, {"mine": _upload("mine", buf.getvalue(), app)})
+    assert [s["archive"] for s in plan["steps"]] == ["tap_upload", "hsc", "hsc"]
+    assert "object_id IN the values fetched for hsc_s23b_wide.forced AS f" in plan["steps"][2]["why"]
+
+
+def _upload(name, data, app):
+    return app.extensions["vo_gateway"].queries.read_uploads([f"{name},param:x"],
+                                                              lambda part: io.BytesIO(data))[name]
+
+
 def test_grouping_and_outer_join_are_evaluated_locally(fed):
     """LEFT JOIN keeps a-rows without a partner (the null-supplying side takes only its ON
     conditions); GROUP BY counts partners per row."""
