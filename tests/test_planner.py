@@ -37,7 +37,8 @@ def _nearest_gaia(ra0, dec0):
     return float(t["ra"][i].as_py()), float(t["dec"][i].as_py())
 
 
-G = _nearest_gaia(*F)  # a real G < 10 star 0.44 deg from F: HSC and MAST also hold rows around it
+G = _nearest_gaia(*F)
+S = (200.45, 36.85)  # the embedded SDSS field: SkyMapper's emulator holds rows there too  # a real G < 10 star 0.44 deg from F: HSC and MAST also hold rows around it
 #: archive kind -> (ADQL table, id, ra, dec)
 SIDES = {
     "embedded": ("demo.gaia_dr3_g10", "source_id", "ra", "dec"),
@@ -54,7 +55,7 @@ def fed(tmp_path_factory, postgres_url):
     tmp = tmp_path_factory.mktemp("planner")
     os.environ["VO_GATEWAY_TEST_HSC_PASSWORD"] = "svc-pw"
     upstream = make_app(demo_config(tmp_path_factory.mktemp("mirror")), load_entrypoints=True)
-    mast, sm = mast_app(extra_fields=[F, G]), skymapper_app()
+    mast, sm = mast_app(extra_fields=[F, G]), skymapper_app(extra_fields=[S])
     hsc = hsc_app(postgres_url, users={"svc": "svc-pw"}, n=300, missing=(), centres=[*CENTRES, F, G])
     with serve(upstream) as up, serve(mast) as m, serve(sm) as s, serve(hsc) as h:
         cfg = demo_config(tmp)
@@ -86,7 +87,7 @@ def truth_rows(kind: str, emus) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     elif kind == "mast":
         t = emus["mast"].table("panstarrs/dr2/mean")
     else:
-        t = sm_synthetic("dr4.master")
+        t = sm_synthetic("dr4.master", extra_fields=[S])
     return (np.asarray(t[idc]).astype(np.int64), np.asarray(t[rac], dtype=float), np.asarray(t[decc], dtype=float))
 
 
@@ -228,9 +229,57 @@ def test_upload_against_hsc_forced_photometry_and_photoz(fed):
     assert "object_id IN the values fetched for hsc_s23b_wide.forced AS f" in plan["steps"][2]["why"]
 
 
+def test_targets_against_the_hubble_source_catalog_and_their_light_curves(fed):
+    """A target list x HSC v3 summary, then the light curves: through each summary row's
+    DataLink (pyvo), and in one query joining mast_hsc3.detailed on MatchID (a key lookup)."""
+    import pyvo
+    url, _, emus = fed
+    summary, detailed = emus["mast"].table("hsc/v3/summary/magaper2"), emus["mast"].table("hsc/v3/detailed")
+    mid, mra, mdec = (np.asarray(summary[c]) for c in ("MatchID", "MatchRA", "MatchDec"))
+    with_curve = np.isin(mid, np.asarray(detailed["MatchID"]))
+    near = np.flatnonzero(in_cone(mra, mdec, (F[0], F[1], 0.2)) & with_curve)[:8]
+    targets = Table({"tid": np.arange(len(near)), "ra": mra[near] + 0.3 / 3600, "dec": mdec[near]})
+    tap = pyvo.dal.TAPService(url + "/tap")
+    res = tap.run_sync("SELECT u.tid, s.MatchID FROM TAP_UPLOAD.mine AS u JOIN mast_hsc3.summary_magaper2 AS s "
+                       "ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', s.MatchRA, s.MatchDec)) < 1.0/3600",
+                       uploads={"mine": targets})
+    got = {(int(a), int(b)) for a, b in zip(res.to_table()["tid"], res.to_table()["MatchID"])}
+    assert got == match_pairs((targets["tid"].data, targets["ra"].data, targets["dec"].data), (mid, mra, mdec), 1 / 3600)
+    links = next(res.iter_datalinks())
+    curve = pyvo.dal.DALResults.from_result_url(next(r for r in links if r.semantics == "#auxiliary").access_url)
+    first = int(res.to_table()["MatchID"][0])
+    assert sorted(curve.to_table()["StartMJD"]) == sorted(r["StartMJD"] for r in detailed.to_pylist()
+                                                          if r["MatchID"] == first)
+    lc = tap.run_sync("SELECT u.tid, d.MatchID, d.Filter, d.StartMJD, d.MagAper2 FROM TAP_UPLOAD.mine AS u "
+                      "JOIN mast_hsc3.summary_magaper2 AS s ON DISTANCE(POINT('ICRS', u.ra, u.dec), "
+                      "POINT('ICRS', s.MatchRA, s.MatchDec)) < 1.0/3600 "
+                      "JOIN mast_hsc3.detailed AS d ON d.MatchID = s.MatchID ORDER BY u.tid, d.StartMJD",
+                      uploads={"mine": targets}, maxrec=100000).to_table()
+    matched = {b: a for a, b in got}
+    want = sorted((matched[r["MatchID"]], r["MatchID"], r["Filter"], r["StartMJD"]) for r in detailed.to_pylist()
+                  if r["MatchID"] in matched)
+    assert sorted(zip(lc["tid"].tolist(), lc["MatchID"].tolist(), lc["Filter"].tolist(), lc["StartMJD"].tolist())) == want
+    assert len(want) > len(near)
+
+
 def _upload(name, data, app):
     return app.extensions["vo_gateway"].queries.read_uploads([f"{name},param:x"],
                                                               lambda part: io.BytesIO(data))[name]
+
+
+def test_sdss_stars_against_skymapper_dr4(fed):
+    """The seed's SDSS x SkyMapper: embedded SDSS stars in a cone, their SkyMapper DR4
+    counterparts (one sm-cone request per star), equal to astropy's pairs."""
+    url, _, emus = fed
+    sdss = pq.read_table(ROOT / "data/demo/sdss_stars.parquet", columns=["objid", "ra", "dec"])
+    a = (np.asarray(sdss["objid"]).astype(np.int64), np.asarray(sdss["ra"]), np.asarray(sdss["dec"]))
+    cone, r = (S[0], S[1], 0.1), 20 / 3600
+    q = ("SELECT s.objid AS aid, m.object_id AS bid FROM demo.sdss_stars AS s JOIN skymapper_dr4.master AS m "
+         f"ON 1 = CONTAINS(POINT('ICRS', m.raj2000, m.dej2000), CIRCLE('ICRS', s.ra, s.dec, {r!r})) "
+         f"WHERE 1 = CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', {cone[0]}, {cone[1]}, {cone[2]}))")
+    got = pairs_of(sync(url, q))
+    want = match_pairs(subset(a, in_cone(a[1], a[2], cone)), truth_rows("skymapper", emus), r)
+    assert got == want and len(want) > 0
 
 
 def test_grouping_and_outer_join_are_evaluated_locally(fed):

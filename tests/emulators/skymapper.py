@@ -31,11 +31,13 @@ from vo_gateway_skymapper.metadata import BUNDLED
 FIELDS = [(33.639837321, -0.766719986), (200.45, -45.0)]
 
 
-def synthetic(catalog: str, n_per_field: int = 1500, seed: int = 4510) -> pa.Table:
+def synthetic(catalog: str, n_per_field: int = 1500, seed: int = 4510, extra_fields=()) -> pa.Table:
+    """Reproducible rows of a master catalogue in 1-degree discs around ``FIELDS`` (and
+    ``extra_fields``)."""
     table = BUNDLED[catalog]("x")
     rng = np.random.default_rng(seed + (0 if catalog == "dr2.master" else 1))
-    all_ra, all_dec = discs(rng, FIELDS, n_per_field, 1.0)
-    n = n_per_field * len(FIELDS)
+    all_ra, all_dec = discs(rng, [*FIELDS, *extra_fields], n_per_field, 1.0)
+    n = len(all_ra)
     cols = {}
     for c in table.columns:
         if c.name == "object_id":
@@ -70,9 +72,9 @@ def synthetic_photometry(master: pa.Table, release: str, epochs: int = 4, seed: 
         "nimaflags": rng.integers(0, 3, n).astype(np.int32)})
 
 
-def skymapper_app() -> Flask:
+def skymapper_app(extra_fields=()) -> Flask:
     app = Flask("skymapper-emulator")
-    data = {name: synthetic(name) for name in BUNDLED if name.endswith(".master")}
+    data = {name: synthetic(name, extra_fields=extra_fields) for name in BUNDLED if name.endswith(".master")}
     for rel in ("dr2", "dr4"):
         data[f"{rel}.photometry"] = synthetic_photometry(data[f"{rel}.master"], rel)
     app.requests = []  # type: ignore[attr-defined]
