@@ -79,6 +79,83 @@ def truth(targets, ids, ra, dec) -> set[tuple[int, int]]:
     return {(int(targets[0][i]), int(ids[j])) for i, j in zip(it[keep], im[keep])}
 
 
+def first_byte_after_fetch(app, gw) -> None:
+    """A two-archive cone join (demo x mast) in this process: the time from the slower
+    sub-query's last row to the first byte of the answer (local evaluation + writer start)."""
+    plans = []
+    run = gw.planner.run
+
+    def capture(plan, maxrec, context):
+        plans.append(plan)
+        return run(plan, maxrec, context)
+    gw.planner.run = capture
+    q = ("SELECT g.source_id, m.objID FROM demo.gaia_dr3_g10 AS g JOIN mast_ps1dr2.mean AS m "
+         "ON DISTANCE(POINT('ICRS', g.ra, g.dec), POINT('ICRS', m.raMean, m.decMean)) < 0.01 "
+         f"WHERE 1 = CONTAINS(POINT('ICRS', g.ra, g.dec), CIRCLE('ICRS', {F[0]}, {F[1]}, 0.9))")
+    gaps = []
+    client = app.test_client()
+    for _ in range(5):
+        r = client.post("/tap/sync", data={"LANG": "ADQL", "QUERY": q}, buffered=False)
+        chunks = iter(r.response)
+        next(chunks)
+        t_first = time.monotonic()
+        b"".join(chunks)
+        gaps.append((t_first - max(s.finished for s in plans[-1].steps)) * 1000)
+    gw.planner.run = run
+    print(f"  two-archive cone join: first byte {np.median(gaps):.1f} ms (median of 5) after the slower "
+          f"sub-query's last row ({plans[-1].steps[-1].rows} mast rows)")
+
+
+def local_join(gw, n: int) -> None:
+    """RSS growth of a local join of ``n`` uploaded rows with the demo Gaia table (482,176
+    rows, fetched by join key), written as BINARY2 VOTable to nowhere."""
+    import threading
+
+    import pyarrow as pa
+
+    from gateway.adql import analyze
+    from gateway.registry import UploadOverlay
+    from gateway.schema import Column
+    from gateway.schema import Table as T
+    from gateway.uploads import UploadTable
+    ids = np.asarray(gw.catalogue.archives["demo"].cursor().execute(
+        "SELECT source_id FROM demo.gaia_dr3_g10").fetchnumpy()["source_id"])
+    rng = np.random.default_rng(5)
+    sid = rng.choice(ids, n)
+    up = UploadTable(T("TAP_UPLOAD", "t", [Column("tid", "long"), Column("sid", "long")]),
+                     pa.table({"tid": np.arange(n), "sid": sid}))
+    q = analyze("SELECT u.tid, g.source_id, g.phot_g_mean_mag FROM TAP_UPLOAD.t AS u "
+                "JOIN demo.gaia_dr3_g10 AS g ON g.source_id = u.sid", UploadOverlay(gw.catalogue, {"t": up}))
+    q.uploads = {"t": up}
+    fmt = gw.formats.lookup("votable/b2")
+
+    def rss() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+    base, peak, done = rss(), [0.0], threading.Event()
+
+    def sample():
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], rss())
+    threading.Thread(target=sample, daemon=True).start()
+    t0 = time.perf_counter()
+    stream = gw.planner.run(gw.planner.plan(q), n + 1, None)
+    counted = [0]
+
+    def count(batches):
+        for b in batches:
+            counted[0] += b.num_rows
+            yield b
+    stream.batches = count(stream.batches)
+    size = sum(len(chunk) for chunk in fmt.writer(stream, []))
+    rows = counted[0]
+    done.set()
+    print(f"  local join of {n} uploaded rows x demo.gaia_dr3_g10 (by key): {rows} rows ({size / 2**20:.0f} MiB "
+          f"BINARY2) in {time.perf_counter() - t0:.1f} s, RSS growth {max(peak[0], rss()) - base:.0f} MiB")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--targets", type=int, default=1000)
@@ -169,6 +246,8 @@ def main(argv=None) -> int:
             for _ in range(reps):
                 gw.queries.explain(text)
             print(f"  analysis + planning, {label}: {(time.perf_counter() - t0) / reps * 1000:6.2f} ms per query")
+        first_byte_after_fetch(app, gw)
+        local_join(gw, 100_000 if args.quick else 1_000_000)
         gw.jobs.close()
     finally:
         import signal

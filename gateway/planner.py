@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +127,7 @@ class Step:
     why: str = ""
     requests: list[str] = field(default_factory=list)  # what was sent (filled while running)
     rows: int | None = None
+    finished: float | None = None  # time.monotonic() when its rows were all fetched
 
 
 @dataclass
@@ -633,6 +635,7 @@ class Planner:
                     plan.progress.done += 1
             return _empty(ref) if table is None else table
         finally:
+            step.finished = time.monotonic()
             with plan.progress.lock:
                 plan.progress.waiting_on.discard(ref.archive)
 
@@ -648,7 +651,10 @@ class Planner:
         if ref.cones:  # its own cone is among the pushed conditions already
             cones = None
         texts: list[tuple[str, dict]] = []
-        if isinstance(cones, Predicate):
+        if isinstance(cones, Predicate) and archive.capabilities.uploads and len(cones.value) > 1:
+            texts.append((_subquery_text(ref, None, keys=cones, upload=True), {"gw_keys": _key_upload(ref, cones)}))
+            cones = None
+        elif isinstance(cones, Predicate):
             n = self.config.keys_per_query
             texts = [(_subquery_text(ref, None, keys=Predicate(cones.column, "IN", cones.value[i:i + n])), {})
                      for i in range(0, len(cones.value), n)]
@@ -883,6 +889,16 @@ def _cone_upload(cones: list[Cone]):
     return UploadTable(meta, data)
 
 
+def _key_upload(ref: Ref, keys: Predicate):
+    """The join-key values as a TAP_UPLOAD table ``gw_keys(v)`` of the key column's type."""
+    from .schema import Table as T
+    from .uploads import ARROW, UploadTable
+    col = ref.table.column(keys.column)
+    meta = T("TAP_UPLOAD", "gw_keys", [Column("v", col.datatype, arraysize=col.arraysize)])
+    typ = pa.string() if col.datatype == "char" or col.arraysize else ARROW.get(col.datatype, pa.float64())
+    return UploadTable(meta, pa.table({"v": pa.array(list(keys.value), typ)}))
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -901,14 +917,16 @@ def _subquery_text(ref: Ref, cones: list[Cone] | None, upload: bool = False, key
     t, a = ref.table, _ident(ref.alias)
     cols = ", ".join(f"{a}.{_ident(c)}" for c in ref.columns)
     where = [c.sql(dialect=ADQL) for c in ref.pushed]
-    if keys is not None:
+    if keys is not None and upload:
+        where.append(f"EXISTS (SELECT 1 FROM TAP_UPLOAD.gw_keys AS gw_k WHERE gw_k.v = {a}.{_ident(keys.column)})")
+    elif keys is not None:
         where.append(f"{a}.{_ident(keys.column)} IN ({', '.join(_literal(v) for v in keys.value)})")
     pos = f"POINT('ICRS', {a}.{_ident(t.ra_column)}, {a}.{_ident(t.dec_column)})" if t.positional else None
     if cones and pos:
         where.append("(" + " OR ".join(f"1 = CONTAINS({pos}, CIRCLE('ICRS', {c.ra!r}, {c.dec!r}, {c.radius!r}))"
                                        for c in cones) + ")")
     text = f"SELECT {cols} FROM {_ident(t.schema)}.{_ident(t.name)} AS {a}"
-    if upload and pos:
+    if upload and pos and keys is None:
         text = (f"SELECT {cols} FROM {_ident(t.schema)}.{_ident(t.name)} AS {a} WHERE EXISTS (SELECT 1 FROM "
                 f"TAP_UPLOAD.gw_cones AS gw_c WHERE 1 = CONTAINS({pos}, CIRCLE('ICRS', gw_c.ra, gw_c.dec, gw_c.r)))")
         return text + "".join(f" AND ({w})" for w in where)
