@@ -484,3 +484,59 @@ def test_every_published_example_runs_including_the_crossmatches(fed):
         r = sync(url, q, MAXREC="200")
         assert r.status_code == 200, (q, r.text[:1500])
         assert parse_votable(r.content)[1] in ("OK", "OVERFLOW")
+
+
+def test_abort_cancels_every_running_sub_query(fed):
+    """ABORT of a federated job: the HSC catalog job of its running stage is cancelled and
+    deleted upstream, and the job ends ABORTED."""
+    import time
+    url, _, emus = fed
+    hsc = emus["hsc"]
+    hsc.polls_to_done = 10_000
+    try:
+        targets = Table({"tid": [1, 2], "ra": [F[0], F[0] + 0.01], "dec": [F[1], F[1]]})
+        buf = io.BytesIO()
+        targets.write(buf, format="votable")
+        q = ("SELECT u.tid, f.object_id, m.objID FROM TAP_UPLOAD.t AS u "
+             "JOIN hsc_s23b_wide.forced AS f ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', f.ra, f.dec)) < 0.001 "
+             "JOIN mast_ps1dr2.mean AS m ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', m.raMean, m.decMean)) "
+             "< 0.001")
+        job = requests.post(url + "/tap/async", data={"LANG": "ADQL", "QUERY": q, "PHASE": "RUN", "UPLOAD": "t,param:t"},
+                            files={"t": ("t.xml", buf.getvalue())}, allow_redirects=False, timeout=30).headers["Location"]
+        start = len(hsc.requests)
+        t0 = time.monotonic()
+        while not any(v == "status" for v, _ in hsc.requests[start:]):
+            assert time.monotonic() - t0 < 20
+            time.sleep(0.05)
+        requests.post(job + "/phase", data={"PHASE": "ABORT"}, timeout=30)
+        t0 = time.monotonic()
+        while not {"cancel", "delete"} <= {v for v, _ in hsc.requests[start:]}:
+            assert time.monotonic() - t0 < 20, hsc.requests[start:][-4:]
+            time.sleep(0.05)
+        assert requests.get(job + "/phase", timeout=30).text == "ABORTED"
+    finally:
+        hsc.polls_to_done = 2
+
+
+def test_each_user_s_credentials_reach_only_their_sub_queries(tmp_path, postgres_url):
+    """A federated query (embedded x HSC) runs HSC's part with the caller's own HSC account;
+    no account: the 401 challenge; another user's query never uses the first's."""
+    hsc = hsc_app(postgres_url, users={"alice": "a-pw", "bob": "b-pw"}, n=300, missing=(), centres=[*CENTRES, F, G])
+    with serve(hsc) as h:
+        cfg = demo_config(tmp_path)
+        cfg["archives"]["hsc"] = {"kind": "hsc", "api_url": h + "/datasearch/api/catalog_jobs/",
+                                  "release_version": "dr4", "schemas": {"s23b_wide": "hsc_s23b_wide"},
+                                  "photoz_tables": [], "poll_initial": 0.01, "das_url": None, "psf_url": None}
+        app = make_app(cfg, load_entrypoints=True)
+        with serve(app) as url:
+            q = _join_query("embedded", "hsc", (G[0], G[1], 0.5), 0.03, "contains")
+            none = requests.post(url + "/tap/sync", data={"LANG": "ADQL", "QUERY": q}, timeout=60)
+            assert none.status_code == 401 and "WWW-Authenticate" in none.headers
+            for user, pw in (("alice", "a-pw"), ("bob", "b-pw")):
+                start = len(hsc.requests)
+                r = requests.post(url + "/tap/sync", data={"LANG": "ADQL", "QUERY": q}, auth=(user, pw), timeout=60)
+                assert r.status_code == 200, r.text[:500]
+                names = {b["credential"]["account_name"] for _, b in hsc.requests[start:]}
+                assert names == {user}
+                assert pw.encode() not in r.content and b"a-pw" not in r.content
+        app.extensions["vo_gateway"].jobs.close()
