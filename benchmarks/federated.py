@@ -79,6 +79,24 @@ def truth(targets, ids, ra, dec) -> set[tuple[int, int]]:
     return {(int(targets[0][i]), int(ids[j])) for i, j in zip(it[keep], im[keep])}
 
 
+def emulator_floor(emu_url: str, targets, concurrency: int) -> float:
+    """Wall time of the same cone requests sent straight to the emulator by ``concurrency``
+    threads (a lower bound for any client of it on this machine)."""
+    from concurrent.futures import ThreadPoolExecutor
+    u = emu_url + "/api/v0.1/panstarrs/dr2/mean.csv"
+    local = __import__("threading").local()
+
+    def one(i):
+        s = getattr(local, "s", None) or requests.Session()
+        local.s = s
+        return s.get(u, params={"ra": targets[1][i], "dec": targets[2][i], "radius": RADIUS,
+                                "columns": "[objID,raMean,decMean]"}, timeout=60).status_code
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        assert set(pool.map(one, range(len(targets[0])))) == {200}
+    return time.perf_counter() - t0
+
+
 def first_byte_after_fetch(app, gw) -> None:
     """A two-archive cone join (demo x mast) in this process: the time from the slower
     sub-query's last row to the first byte of the answer (local evaluation + writer start)."""
@@ -106,7 +124,7 @@ def first_byte_after_fetch(app, gw) -> None:
           f"sub-query's last row ({plans[-1].steps[-1].rows} mast rows)")
 
 
-def local_join(gw, n: int) -> None:
+def local_join(gw, n: int, label: str) -> None:
     """RSS growth of a local join of ``n`` uploaded rows with the demo Gaia table (482,176
     rows, fetched by join key), written as BINARY2 VOTable to nowhere."""
     import threading
@@ -152,7 +170,7 @@ def local_join(gw, n: int) -> None:
     size = sum(len(chunk) for chunk in fmt.writer(stream, []))
     rows = counted[0]
     done.set()
-    print(f"  local join of {n} uploaded rows x demo.gaia_dr3_g10 (by key): {rows} rows ({size / 2**20:.0f} MiB "
+    print(f"  local join ({label}) of {n} uploaded rows x demo.gaia_dr3_g10 (by key): {rows} rows ({size / 2**20:.0f} MiB "
           f"BINARY2) in {time.perf_counter() - t0:.1f} s, RSS growth {max(peak[0], rss()) - base:.0f} MiB")
 
 
@@ -195,6 +213,7 @@ def main(argv=None) -> int:
         t.write(src)
         q = ("SELECT u.tid, m.objID FROM TAP_UPLOAD.t AS u JOIN mast_ps1dr2.mean AS m "
              f"ON 1 = CONTAINS(POINT('ICRS', m.raMean, m.decMean), CIRCLE('ICRS', u.ra, u.dec, {RADIUS!r}))")
+        floor = emulator_floor(emu_url, targets, args.concurrency)
         print(f"{n} targets x mast_ps1dr2.mean (MAST emulator, {args.latency * 1000:.0f} ms per request, "
               f"planner max_concurrency {args.concurrency}); match radius 1.5 arcsec; {len(want)} true pairs")
         data = {"LANG": "ADQL", "QUERY": q, "UPLOAD": "t,param:t", "MAXREC": str(10 * n + 100),
@@ -210,6 +229,8 @@ def main(argv=None) -> int:
         got = {(int(a), int(b)) for a, b in (line.split(",") for line in body.decode().splitlines()[1:] if line)}
         print(f"  gateway planner (one sync TAP_UPLOAD query): {t_fed:8.2f} s   first byte {t_first:6.2f} s   "
               f"pairs {len(got)} {'= truth' if got == want else 'DIFFER from truth'}")
+        print(f"  the emulator alone, the same {n} cone requests from {args.concurrency} threads: {floor:8.2f} s   "
+              f"(the floor on this machine; the gateway adds {t_fed - floor:+.2f} s, {t_fed / floor:.2f}x)")
         peers = []
         stilts = shutil.which("stilts")
         for parallel in ([5] if args.quick else [1, 5]):  # 5: the most STILTS allows
@@ -247,7 +268,8 @@ def main(argv=None) -> int:
                 gw.queries.explain(text)
             print(f"  analysis + planning, {label}: {(time.perf_counter() - t0) / reps * 1000:6.2f} ms per query")
         first_byte_after_fetch(app, gw)
-        local_join(gw, 100_000 if args.quick else 1_000_000)
+        for label in ("cold", "warm"):
+            local_join(gw, 100_000 if args.quick else 1_000_000, label)
         gw.jobs.close()
     finally:
         import signal
