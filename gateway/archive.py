@@ -67,6 +67,7 @@ class Capabilities:
     bounded: bool = False
     images: bool = False
     uploads: bool = False  # adql archives: can join TAP_UPLOAD tables (AdqlQuery.uploads) in translate/execute
+    upload_rows: int | None = None  # most rows of TAP_UPLOAD tables one query may carry (None: no limit)
     datalink_proxy: bool = False  # answers DataLink for the dataset IDs it claims, proxies SODA
     soda_async: bool = False  # SODA async jobs at /soda/{name}/async (Archive.soda_job)
     set_operations: bool = False  # adql archives: top-level UNION [ALL] / EXCEPT / INTERSECT (ADQL 2.1 §2.2.4)

@@ -376,6 +376,8 @@ class Planner:
         caps = archive.capabilities
         if not caps.adql or (UPLOAD in q.archives and not caps.uploads):
             return None
+        if caps.upload_rows is not None and sum(u.data.num_rows for u in (q.uploads or {}).values()) > caps.upload_rows:
+            return None  # planned: the upload is split into sub-queries the archive takes
         if not isinstance(q.ast, exp.Select) and not caps.set_operations:
             return None
         if q.with_queries and not caps.common_tables:
@@ -651,17 +653,21 @@ class Planner:
         if ref.cones:  # its own cone is among the pushed conditions already
             cones = None
         texts: list[tuple[str, dict]] = []
-        if isinstance(cones, Predicate) and archive.capabilities.uploads and len(cones.value) > 1:
-            texts.append((_subquery_text(ref, None, keys=cones, upload=True), {"gw_keys": _key_upload(ref, cones)}))
+        caps = archive.capabilities
+        per = caps.upload_rows or 1 << 62  # rows of one forwarded upload
+        if isinstance(cones, Predicate) and caps.uploads and len(cones.value) > 1:
+            texts = [(_subquery_text(ref, None, keys=cones, upload=True),
+                      {"gw_keys": _key_upload(ref, Predicate(cones.column, "IN", cones.value[i:i + per]))})
+                     for i in range(0, len(cones.value), per)]
             cones = None
         elif isinstance(cones, Predicate):
             n = self.config.keys_per_query
             texts = [(_subquery_text(ref, None, keys=Predicate(cones.column, "IN", cones.value[i:i + n])), {})
                      for i in range(0, len(cones.value), n)]
             cones = None
-        elif cones and len(cones) > 1 and archive.capabilities.uploads:
-            up = _cone_upload(cones)
-            texts.append((_subquery_text(ref, None, upload=True), {"gw_cones": up}))
+        elif cones and len(cones) > 1 and caps.uploads:
+            texts = [(_subquery_text(ref, None, upload=True), {"gw_cones": _cone_upload(cones[i:i + per])})
+                     for i in range(0, len(cones), per)]
         elif cones:
             n = self.config.cones_per_query
             texts = [(_subquery_text(ref, cones[i:i + n]), {}) for i in range(0, len(cones), n)]

@@ -96,3 +96,57 @@ def test_split_tables_join_using_object_id_and_booleans():
     with pytest.raises(UsageFault, match="ambiguous"):  # only the USING column is merged
         hsc("SELECT object_id FROM hsc_s23b_wide.forced JOIN hsc_s23b_wide.forced2 ON forced.object_id = "
             "forced2.object_id")
+
+
+def _with_upload(adql: str, data: dict, cols, upload_rows=None) -> str:
+    import pyarrow as pa
+
+    from gateway.registry import UploadOverlay
+    from gateway.uploads import UploadTable
+    up = UploadTable(Table("TAP_UPLOAD", "t", cols), pa.table(data))
+
+    class Base(Tables):
+        def udfs(self):
+            return {}
+    q = analyze(adql, UploadOverlay(Base(), {"t": up}))
+    q.uploads = {"t": up}
+    return to_hsc_sql(q, SCHEMAS, upload_rows=upload_rows)
+
+
+UPCOLS = [Column("tid", "long"), Column("ra", "double", unit="deg"), Column("dec", "double", unit="deg"),
+          Column("name", "char", arraysize="*")]
+
+
+def test_an_upload_becomes_a_values_list_joined_by_conesearch():
+    """TAP_UPLOAD rows inline as VALUES (first row cast to the declared types; NULL, NaN and
+    quotes kept), and the crossmatch in ON a coneSearch around the upload's columns."""
+    sql = _with_upload(
+        "SELECT u.tid, f.object_id FROM TAP_UPLOAD.t AS u JOIN hsc_s23b_wide.forced AS f "
+        "ON 1 = CONTAINS(POINT('ICRS', f.ra, f.dec), CIRCLE('ICRS', u.ra, u.dec, 2.0/3600))",
+        {"tid": [1, 2, 3], "ra": [150.0, float("nan"), 150.2], "dec": [2.0, 2.1, None], "name": ["a'b", None, "c"]},
+        UPCOLS)
+    assert same(sql, "SELECT u.tid, f.object_id FROM (VALUES (CAST(1 AS BIGINT), CAST(150.0 AS DOUBLE PRECISION), "
+                     "CAST(2.0 AS DOUBLE PRECISION), CAST('a''b' AS TEXT)), (2, CAST('NaN' AS DOUBLE PRECISION), 2.1, "
+                     "NULL), (3, 150.2, NULL, 'c')) AS u(tid, ra, dec, name) JOIN s23b_wide.forced AS f "
+                     "ON coneSearch(f.coord, u.ra, u.dec, (2.0 / 3600) * 3600)"), sql
+
+
+def test_distance_crossmatch_and_a_cone_inside_exists():
+    d = _with_upload("SELECT u.tid FROM TAP_UPLOAD.t AS u JOIN hsc_s23b_wide.forced AS f "
+                     "ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', f.ra, f.dec)) < 0.001",
+                     {"tid": [1], "ra": [1.0], "dec": [2.0], "name": ["x"]}, UPCOLS)
+    assert "coneSearch(f.coord, u.ra, u.dec, (0.001) * 3600)" in d
+    e = _with_upload("SELECT f.object_id FROM hsc_s23b_wide.forced AS f WHERE EXISTS (SELECT 1 FROM TAP_UPLOAD.t AS u "
+                     "WHERE 1 = CONTAINS(POINT('ICRS', f.ra, f.dec), CIRCLE('ICRS', u.ra, u.dec, 0.01)))",
+                     {"tid": [1], "ra": [1.0], "dec": [2.0], "name": ["x"]}, UPCOLS)
+    assert "WHERE coneSearch(f.coord, u.ra, u.dec, (0.01) * 3600)" in e and "VALUES" in e
+
+
+def test_an_empty_upload_and_the_row_limit():
+    empty = _with_upload("SELECT u.tid, f.object_id FROM TAP_UPLOAD.t AS u JOIN hsc_s23b_wide.forced AS f "
+                         "ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', f.ra, f.dec)) < 0.001",
+                         {"tid": [], "ra": [], "dec": [], "name": []}, UPCOLS)
+    assert "WHERE FALSE" in empty.upper() and "CAST(NULL AS BIGINT)" in empty
+    with pytest.raises(UsageFault, match="at most 2 rows of an uploaded table"):
+        _with_upload("SELECT u.tid FROM TAP_UPLOAD.t AS u", {"tid": [1, 2, 3], "ra": [1.0] * 3, "dec": [2.0] * 3,
+                                                              "name": ["x"] * 3}, UPCOLS, upload_rows=2)

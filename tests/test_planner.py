@@ -204,9 +204,8 @@ def test_bounds_propagate_through_a_chain_of_crossmatches(fed):
 
 
 def test_upload_against_hsc_forced_photometry_and_photoz(fed):
-    """The README's "my targets: their HSC forced photometry and photo-z": forced is bounded
-    by the upload (one cone per target), photoz_mizuki by the join key (object_id IN the
-    forced rows' ids); values equal the emulator's own rows."""
+    """The README's "my targets: their HSC forced photometry and photo-z": one HSC-SSP job,
+    the upload as a VALUES list joined by coneSearch; values equal the emulator's own rows."""
     url, app, emus = fed
     hid, hra, hdec = truth_rows("hsc", emus)
     near = np.flatnonzero(in_cone(hra, hdec, (F[0], F[1], 0.15)))[:20]
@@ -225,8 +224,9 @@ def test_upload_against_hsc_forced_photometry_and_photoz(fed):
     assert all(np.isclose(z, photoz[int(b)], equal_nan=True) or (z is np.ma.masked and photoz[int(b)] is None)
                for b, z in zip(t["bid"], t["photoz_best"]))
     plan = app.extensions["vo_gateway"].queries.explain(q, {"mine": _upload("mine", buf.getvalue(), app)})
-    assert [s["archive"] for s in plan["steps"]] == ["tap_upload", "hsc", "hsc"]
-    assert "object_id IN the values fetched for hsc_s23b_wide.forced AS f" in plan["steps"][2]["why"]
+    assert plan["federated"] is False and plan["archive"] == "hsc"  # one HSC job, the upload inlined
+    sql = next(b["catalog_job"]["sql"] for v, b in reversed(emus["hsc"].requests) if v == "submit")
+    assert "(VALUES (CAST(0 AS BIGINT), CAST(" in sql and "coneSearch(f.coord, u.ra, u.dec, (1.0 / 3600) * 3600)" in sql
 
 
 def test_targets_against_the_hubble_source_catalog_and_their_light_curves(fed):
@@ -260,6 +260,28 @@ def test_targets_against_the_hubble_source_catalog_and_their_light_curves(fed):
                   if r["MatchID"] in matched)
     assert sorted(zip(lc["tid"].tolist(), lc["MatchID"].tolist(), lc["Filter"].tolist(), lc["StartMJD"].tolist())) == want
     assert len(want) > len(near)
+
+
+def test_an_upload_beyond_hsc_s_row_limit_is_split_into_jobs(fed):
+    """2,500 targets (HSC takes 2,000 uploaded rows per query here): planned, the targets go
+    as two VALUES lists in two HSC jobs; the pairs equal astropy's."""
+    url, _, emus = fed
+    hid, hra, hdec = truth_rows("hsc", emus)
+    rng = np.random.default_rng(21)
+    near = np.flatnonzero(in_cone(hra, hdec, (F[0], F[1], 0.15)))
+    pick = rng.choice(near, 2500)
+    targets = Table({"tid": np.arange(2500), "ra": hra[pick] + rng.normal(0, 0.3 / 3600, 2500),
+                     "dec": hdec[pick] + rng.normal(0, 0.3 / 3600, 2500)})
+    buf = io.BytesIO()
+    targets.write(buf, format="votable", tabledata_format="binary2")
+    start = len(emus["hsc"].requests)
+    q = ("SELECT u.tid AS aid, f.object_id AS bid FROM TAP_UPLOAD.t AS u JOIN hsc_s23b_wide.forced AS f "
+         "ON 1 = CONTAINS(POINT('ICRS', f.ra, f.dec), CIRCLE('ICRS', u.ra, u.dec, 2.0/3600))")
+    got = pairs_of(sync(url, q, UPLOAD="t,param:t", MAXREC="100000", files={"t": ("t.xml", buf.getvalue())}))
+    want = match_pairs((targets["tid"].data, targets["ra"].data, targets["dec"].data), (hid, hra, hdec), 2 / 3600)
+    assert got == want and len(want) >= 2000
+    sqls = [b["catalog_job"]["sql"] for v, b in emus["hsc"].requests[start:] if v == "submit"]
+    assert len(sqls) == 2 and all("AS gw_c(ra, dec, r)" in x for x in sqls)
 
 
 def _upload(name, data, app):

@@ -85,7 +85,7 @@ class QueryService:
         for t in q.tables:
             if t.schema != "TAP_UPLOAD":
                 self._allowed(actor, "query", self.gw.catalogue.lookup(t.schema, t.name)[0], t.qualified_name)
-        archive = self.gw.planner.single_archive(q)
+        archive, native = self._whole(q)
         if archive is None:
             return self._federated(q, text, maxrec, actor, context, service_url, response_format)
         name = archive.name
@@ -98,7 +98,6 @@ class QueryService:
         if context is None:
             context = JobContext(None, actor, service_url=service_url)
         context.response_format = response_format
-        native = archive.translate(q)
         self.gw.pm.hook.gateway_query_started(actor=public(actor), protocol="tap", archive=name, query=text)
         request = archive.result_key(native) if self.gw.cache is not None and not q.uploads else None
         key = None if request is None else self.gw.cache.key(name, request, limit, q.top, response_format, actor)
@@ -114,6 +113,25 @@ class QueryService:
         if stream.datalink is not None and context.service_url:
             add_datalink_descriptor(stream, context.service_url)
         return QueryResult(stream, name)
+
+    def _whole(self, q):
+        """(archive, native request) when one archive runs the whole query, else (None, None).
+        A query with uploads that the archive cannot translate whole (STILTS tapskymatch's
+        DISTANCE in the select list, on HSC-SSP) is planned instead; if planning fails too,
+        the archive's own refusal is what the user reads."""
+        archive = self.gw.planner.single_archive(q)
+        if archive is None:
+            return None, None
+        try:
+            return archive, archive.translate(q)
+        except UsageFault as refusal:
+            if not q.uploads:
+                raise
+            try:
+                self.gw.planner.plan(q)
+            except UsageFault:
+                raise refusal from None
+            return None, None
 
     def _federated(self, q, text: str, maxrec, actor, context, service_url, response_format) -> QueryResult:
         """A query over several archives, or over an archive that scans: planned and run by
@@ -137,7 +155,7 @@ class QueryService:
         catalogue = UploadOverlay(self.gw.catalogue, uploads) if uploads else self.gw.catalogue
         q = analyze(text, catalogue)
         q.uploads = uploads or {}
-        archive = self.gw.planner.single_archive(q)
+        archive, _ = self._whole(q)
         if archive is not None:
             return {"federated": False, "archive": archive.name,
                     "why": "every table is on this archive, which evaluates the whole query"}

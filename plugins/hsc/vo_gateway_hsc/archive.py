@@ -93,7 +93,7 @@ class HscPlan:
 class HscArchive(Archive):
     kind = "hsc"
     Config = HscConfig
-    capabilities = Capabilities(adql=True, geometry_functions=GEOMETRY)
+    capabilities = Capabilities(adql=True, uploads=True, upload_rows=2000, geometry_functions=GEOMETRY)
 
     def __init__(self, name, config: HscConfig, *, base_dir):
         super().__init__(name, config, base_dir=base_dir)
@@ -129,7 +129,7 @@ class HscArchive(Archive):
         return self.config.title or f"Subaru HSC-SSP ({self.config.release_version})"
 
     def translate(self, query: AdqlQuery) -> HscPlan:
-        return HscPlan(to_hsc_sql(query, self.to_hsc), query.output, query)
+        return HscPlan(to_hsc_sql(query, self.to_hsc, upload_rows=self.capabilities.upload_rows), query.output, query)
 
     # -- the catalog-job API --------------------------------------------------------------
     def _credential(self, actor) -> dict:
@@ -168,7 +168,7 @@ class HscArchive(Archive):
 
     def execute(self, native: HscPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
         sql = native.sql if maxrec is None or (top is not None and top <= maxrec) or native.query is None else \
-            to_hsc_sql(native.query, self.to_hsc, limit=maxrec + 1)
+            to_hsc_sql(native.query, self.to_hsc, limit=maxrec + 1, upload_rows=self.capabilities.upload_rows)
         credential = self._credential(context.actor if context is not None else None)
         job = self._post("submit", credential, catalog_job={
             "sql": sql, "out_format": "csv", "include_metainfo_to_body": True,

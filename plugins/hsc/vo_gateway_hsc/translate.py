@@ -8,6 +8,8 @@ transforms on the validated query, never string edits.
 | ``CONTAINS(POINT(ra, dec), BOX(a, d, w, h)) = 1`` | ``boxSearch(coord, a-w/2, a+w/2, d-h/2, d+h/2)`` |
 | ``ra BETWEEN a1 AND a2 AND dec BETWEEN d1 AND d2`` | ``boxSearch(coord, a1, a2, d1, d2)`` |
 | an OR of cones and boxes | the OR of their ``coneSearch``/``boxSearch`` |
+| a cone around another table's columns (``CONTAINS(POINT(f.ra, f.dec), CIRCLE(u.ra, u.dec, r)) = 1``, ``DISTANCE(...) < r``; in WHERE, ON and subqueries) | ``coneSearch(f.coord, u.ra, u.dec, (r) * 3600)`` |
+| ``TAP_UPLOAD.t AS u`` | ``(VALUES (...), ...) AS u(col, ...)``, the first row cast to the declared types (at most ``upload_rows`` rows) |
 | ``TOP n`` | ``LIMIT n`` |
 | ``flag = 1`` / ``flag = 0`` on a boolean column (ADQL has no boolean literals) | ``flag`` / ``NOT flag`` |
 | gateway schema (``hsc_s23b_wide``) | HSC schema (``s23b_wide``) |
@@ -46,10 +48,18 @@ def _coord(point_arg: exp.Column) -> exp.Column:
     return exp.column("coord", table=point_arg.table or None)
 
 
-def _tables(query: AdqlQuery):
-    """(alias, Table) of every table reference of the query."""
+UPLOAD = "tap_upload"
+#: PostgreSQL types of VOTable datatypes, for the first row of an inlined upload
+PG_TYPES = {"boolean": "BOOLEAN", "short": "SMALLINT", "int": "INT", "long": "BIGINT", "float": "REAL",
+            "double": "DOUBLE PRECISION", "unsignedByte": "SMALLINT", "char": "TEXT", "unicodeChar": "TEXT"}
+
+
+def _tables(query: AdqlQuery, uploads: bool = True):
+    """(alias, Table) of every table reference of the query (TAP_UPLOAD ones only if
+    ``uploads``)."""
     for node in query.ast.find_all(exp.Table):
-        yield node.alias_or_name, node.meta["gw_table"]
+        if uploads or node.meta.get("gw_archive") != UPLOAD:
+            yield node.alias_or_name, node.meta["gw_table"]
 
 
 def _box_term(cond: exp.Expression, alias: str, table) -> tuple[exp.Column, tuple] | None:
@@ -144,10 +154,138 @@ def _spatial(cond: exp.Expression, tables) -> exp.Expression | None:
         box = _box_term(cond, alias, table)
         if box is not None:
             return box_search(_coord(box[0]), *box[1])
+        moving = _column_cone(cond, alias, table)
+        if moving is not None:
+            return moving
     return None
 
 
-def to_hsc_sql(query: AdqlQuery, schemas: dict[str, str], limit: int | None = None) -> str:
+def _spatial_conds(cond: exp.Expression, tables) -> exp.Expression:
+    """A WHERE or ON condition with its cone and box terms (AND-ed, or OR-ed) written as
+    HSC's stored functions; ``ra BETWEEN .. AND dec BETWEEN ..`` pairs as one boxSearch."""
+    new = []
+    conds = list(conjuncts(cond))
+    for alias, table in [(a, t) for a, t in tables if t.positional]:
+        rng = _range_terms(conds, alias, table)
+        if rng is not None:
+            (ra_node, ra_col, a1, a2), (dec_node, _, d1, d2) = rng
+            conds = [c for c in conds if c is not ra_node and c is not dec_node]
+            new.append(box_search(_coord(ra_col), a1, a2, d1, d2))
+    for c in conds:
+        replaced = _spatial(c, tables)
+        new.append(replaced if replaced is not None else c.copy())
+    combined = new[0]
+    for c in new[1:]:
+        combined = exp.And(this=combined, expression=c)
+    return combined
+
+
+def _own_point(node, alias: str, table) -> exp.Column | None:
+    """The ra column of ``POINT([frame,] alias.ra, alias.dec)`` on the table's position."""
+    if not (isinstance(node, exp.Anonymous) and node.name.upper() == "POINT"):
+        return None
+    args = list(node.expressions)[-2:]
+    cols = [column_of(a, alias, table) if isinstance(a, exp.Column) and a.table else None for a in args]
+    if None in cols or [c.name for c in cols] != [table.ra_column, table.dec_column]:
+        return None
+    return args[0]
+
+
+def _free_of(nodes, alias: str) -> bool:
+    return not any(c.table and c.table.lower() == alias.lower() for n in nodes for c in n.find_all(exp.Column))
+
+
+def _column_cone(cond: exp.Expression, alias: str, table) -> exp.Expression | None:
+    """``coneSearch(alias.coord, x, y, (r) * 3600)`` for a cone on the table's position whose
+    centre or radius are expressions of other tables (a crossmatch, an upload's rows)."""
+    if isinstance(cond, (exp.GT, exp.GTE)):
+        cond = (exp.LT if isinstance(cond, exp.GT) else exp.LTE)(this=cond.expression, expression=cond.this)
+    if isinstance(cond, (exp.LT, exp.LTE)) and isinstance(cond.this, exp.Anonymous) and \
+            cond.this.name.upper() == "DISTANCE":
+        args = list(cond.this.expressions)
+        if len(args) == 4:
+            args = [exp.Anonymous(this="POINT", expressions=[a.copy() for a in args[:2]]),
+                    exp.Anonymous(this="POINT", expressions=[a.copy() for a in args[2:]])]
+        if len(args) != 2:
+            return None
+        for mine, other in ((args[0], args[1]), (args[1], args[0])):
+            col = _own_point(mine, alias, table)
+            if col is not None and isinstance(other, exp.Anonymous) and other.name.upper() == "POINT":
+                x, y = list(other.expressions)[-2:]
+                if _free_of([x, y, cond.expression], alias):
+                    return _call("coneSearch", _coord(col), x.copy(), y.copy(),
+                                 exp.Mul(this=exp.Paren(this=cond.expression.copy()), expression=_num(3600, "g")))
+        return None
+    if isinstance(cond, exp.EQ):
+        f = cond.this if isinstance(cond.this, exp.Contains) else cond.expression
+        one = cond.expression if f is cond.this else cond.this
+        try:
+            if not isinstance(f, exp.Contains) or constant(one) != 1:
+                return None
+        except (ValueError, TypeError):
+            return None
+        circle, col = f.expression, _own_point(f.this, alias, table)
+        if col is None or not (isinstance(circle, exp.Anonymous) and circle.name.upper() == "CIRCLE"):
+            return None
+        x, y, r = list(circle.expressions)[-3:]
+        if _free_of([x, y, r], alias):
+            return _call("coneSearch", _coord(col), x.copy(), y.copy(),
+                         exp.Mul(this=exp.Paren(this=r.copy()), expression=_num(3600, "g")))
+    return None
+
+
+def _pg_value(v, col, first: bool) -> exp.Expression:
+    if v is None:
+        node: exp.Expression = exp.Null()
+    elif isinstance(v, bool):
+        node = exp.true() if v else exp.false()
+    elif isinstance(v, int):
+        node = exp.Literal.number(str(v)) if v >= 0 else exp.Neg(this=exp.Literal.number(str(-v)))
+    elif isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            node = exp.Cast(this=exp.Literal.string("NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")),
+                            to=exp.DataType.build("DOUBLE PRECISION"))
+        else:
+            node = _num(v)
+    else:
+        node = exp.Literal.string(str(v))
+    if first:
+        node = exp.Cast(this=node, to=exp.DataType.build(PG_TYPES.get(col.datatype, "TEXT"), dialect="postgres"))
+    return node
+
+
+def _inline_uploads(tree: exp.Expression, query: AdqlQuery, max_rows: int | None) -> None:
+    """Every ``TAP_UPLOAD`` table reference becomes a ``VALUES`` list with the upload's rows
+    (HSC-SSP takes SQL only; there is no upload in its catalog-job API)."""
+    for node in list(tree.find_all(exp.Table)):
+        if node.meta.get("gw_archive") != UPLOAD:
+            continue
+        up = query.uploads[node.name.lower()]
+        cols = up.table.columns
+        if max_rows is not None and up.data.num_rows > max_rows:
+            raise UsageFault(f"HSC-SSP takes at most {max_rows} rows of an uploaded table in one query here "
+                             f"(TAP_UPLOAD.{node.name} has {up.data.num_rows}); the gateway splits larger uploads "
+                             "when the query is a crossmatch")
+        for c in cols:
+            if c.arraysize and c.datatype not in ("char", "unicodeChar"):
+                raise UsageFault(f"column {c.name} of TAP_UPLOAD.{node.name} is an array ({c.datatype}[{c.arraysize}]),"
+                                 " which HSC-SSP cannot be sent")
+        names = [exp.to_identifier(c.name, quoted=True) for c in cols]
+        data = up.data.select([c.name for c in cols]) if all(c.name in up.data.column_names for c in cols) else up.data
+        rows = data.to_pylist()
+        if not rows:  # no rows: an empty relation of the right columns
+            sel = exp.select(*[exp.alias_(_pg_value(None, c, True), c.name, quoted=True) for c in cols]).where(
+                exp.false())
+            node.replace(exp.Subquery(this=sel, alias=exp.TableAlias(this=exp.to_identifier(node.alias_or_name))))
+            continue
+        tuples = [exp.Tuple(expressions=[_pg_value(r[c.name] if c.name in r else list(r.values())[i], c, k == 0)
+                                         for i, c in enumerate(cols)]) for k, r in enumerate(rows)]
+        node.replace(exp.Values(expressions=tuples, alias=exp.TableAlias(
+            this=exp.to_identifier(node.alias_or_name), columns=names)))
+
+
+def to_hsc_sql(query: AdqlQuery, schemas: dict[str, str], limit: int | None = None,
+               upload_rows: int | None = None) -> str:
     """HSC SQL text for a validated query.  ``schemas`` maps gateway schema names (lower-case)
     to HSC schemas; ``limit`` (MAXREC + 1) becomes the query's own LIMIT, lowered from its TOP
     if that is larger: on the ordered query itself, since SQL keeps no subquery's order in an
@@ -160,23 +298,15 @@ def to_hsc_sql(query: AdqlQuery, schemas: dict[str, str], limit: int | None = No
         if current is None or limit < current:
             tree.set("limit", exp.Limit(expression=exp.Literal.number(limit)))
     tables = list(_tables(query))
-    where = tree.args.get("where")
-    if where is not None:
-        new = []
-        conds = list(conjuncts(where.this))
-        for alias, table in [(a, t) for a, t in tables if t.positional]:
-            rng = _range_terms(conds, alias, table)
-            if rng is not None:
-                (ra_node, ra_col, a1, a2), (dec_node, _, d1, d2) = rng
-                conds = [c for c in conds if c is not ra_node and c is not dec_node]
-                new.append(box_search(_coord(ra_col), a1, a2, d1, d2))
-        for cond in conds:
-            replaced = _spatial(cond, tables)
-            new.append(replaced if replaced is not None else cond.copy())
-        combined = new[0]
-        for c in new[1:]:
-            combined = exp.And(this=combined, expression=c)
-        where.set("this", combined)
+    hsc_tables = list(_tables(query, uploads=False))
+    for sel in reversed(list(tree.find_all(exp.Select))):  # inner first: the outer terms are copied
+        where = sel.args.get("where")
+        if where is not None:
+            where.set("this", _spatial_conds(where.this, hsc_tables))
+        for j in sel.args.get("joins") or []:
+            if j.args.get("on") is not None:
+                j.set("on", _spatial_conds(j.args["on"], hsc_tables))
+    _inline_uploads(tree, query, upload_rows)
     left = [n for n in tree.find_all(exp.Anonymous, exp.Contains)
             if ("CONTAINS" if isinstance(n, exp.Contains) else n.name.upper()) in GEOMETRY]
     if left:  # name the innermost construct (the POLYGON rather than its CONTAINS)
