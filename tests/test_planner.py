@@ -566,3 +566,25 @@ def test_each_user_s_credentials_reach_only_their_sub_queries(tmp_path, postgres
                 assert names == {user}
                 assert pw.encode() not in r.content and b"a-pw" not in r.content
         app.extensions["vo_gateway"].jobs.close()
+
+
+def test_uploads_are_forwarded_to_an_upstream_tap_sync_and_async(fed):
+    """TAP_UPLOAD x an upstream TAP table (kind ivoa) goes to the upstream whole, the upload
+    forwarded (TAP 1.1 §2.5.4), in sync and in async (the upstream's own UWS job)."""
+    import pyvo
+    url, app, emus = fed
+    ids, ra, dec = truth_rows("ivoa", emus)
+    near = np.flatnonzero(in_cone(ra, dec, (G[0], G[1], 3.0)))[:15]
+    targets = Table({"tid": np.arange(len(near)), "ra": ra[near] + 1 / 3600, "dec": dec[near]})
+    q = ("SELECT u.tid, g.source_id FROM TAP_UPLOAD.mine AS u JOIN mirror.gaia_dr3_g10 AS g "
+         "ON 1 = CONTAINS(POINT('ICRS', g.ra, g.dec), CIRCLE('ICRS', u.ra, u.dec, 2.0/3600))")
+    buf = io.BytesIO()
+    targets.write(buf, format="votable")
+    plan = app.extensions["vo_gateway"].queries.explain(q, {"mine": _upload("mine", buf.getvalue(), app)})
+    assert plan == {"federated": False, "archive": "mirror",
+                    "why": "every table is on this archive, which evaluates the whole query"}
+    want = match_pairs((targets["tid"].data, targets["ra"].data, targets["dec"].data), (ids, ra, dec), 2 / 3600)
+    tap = pyvo.dal.TAPService(url + "/tap")
+    for res in (tap.run_sync(q, uploads={"mine": targets}), tap.run_async(q, uploads={"mine": targets})):
+        t = res.to_table()
+        assert {(int(a), int(b)) for a, b in zip(t["tid"], t["source_id"])} == want and len(want) >= len(near)

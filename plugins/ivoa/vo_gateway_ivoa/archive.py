@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -101,12 +101,15 @@ class IvoaConfig(ArchiveConfig):
     max_cutout_bytes: int = Field(500_000_000, ge=1, description="largest SODA answer passed through")
     cone_services: list[ConeService] = Field(default_factory=list, description="upstream SCS endpoints")
     sia2_url: AnyHttpUrl | None = Field(None, description="upstream SIA 2.0 query endpoint")
+    uploads: bool = Field(True, description="the upstream accepts TAP_UPLOAD inline tables (TAP 1.1 §2.5.4): "
+                          "uploads and the planner's multi-cone lists are forwarded to it")
 
 
 @dataclass
 class ForwardPlan:
     adql: str
     outputs: list[OutputColumn]
+    uploads: dict = field(default_factory=dict)  # TAP_UPLOAD name -> gateway.uploads.UploadTable, forwarded
 
 
 class IvoaArchive(Archive):
@@ -137,6 +140,8 @@ class IvoaArchive(Archive):
         self._cones = self.load_cones(snap.with_suffix(".cones.json") if snap else None)
         if config.sia2_url is not None:
             self.capabilities = replace(self.capabilities, images=True)
+        if config.uploads:
+            self.capabilities = replace(self.capabilities, uploads=True)
         if self.url is None:
             self.capabilities = replace(self.capabilities, adql=False)
 
@@ -347,7 +352,7 @@ class IvoaArchive(Archive):
                 ident, db = exposed
                 col.set("table", ident.copy())
                 col.set("db", db.copy() if db is not None else None)
-        return ForwardPlan(adql_text(tree), query.output)
+        return ForwardPlan(adql_text(tree), query.output, dict(query.uploads or {}))
 
     def result_key(self, native) -> str | None:
         return native.adql if isinstance(native, ForwardPlan) else None
@@ -369,7 +374,8 @@ class IvoaArchive(Archive):
             params["RESPONSEFORMAT"] = "csv"
         session = self._session_for(context.actor if context is not None else None)
         async_job = context is not None and context.job_id is not None
-        r = self._run_async(session, params, context) if async_job else self._run_sync(session, params)
+        r = self._run_async(session, params, context, native.uploads) if async_job else \
+            self._run_sync(session, params, native.uploads)
         if csv_types is not None and r.headers.get("Content-Type", "").startswith("text/csv"):
             return self._csv_stream(r, native, csv_types, maxrec)
         if binary2 and _is_votable(r):
@@ -514,9 +520,13 @@ class IvoaArchive(Archive):
         stream.encoded["csv"] = csv_body
         return stream
 
-    def _run_sync(self, session, params: dict):
+    def _run_sync(self, session, params: dict, uploads: dict | None = None):
+        files = None
+        if uploads:  # TAP 1.1 §2.5.4: UPLOAD=name,param:part with the VOTable as a multipart part
+            params = {**params, "UPLOAD": ";".join(f"{n},param:{n}" for n in uploads)}
+            files = {n: (f"{n}.xml", upload_votable(u), "application/x-votable+xml") for n, u in uploads.items()}
         try:
-            r = session.post(self.url + "/sync", data=params, stream=True)
+            r = session.post(self.url + "/sync", data=params, files=files, stream=True)
         except requests.Timeout:
             raise TransientFault(f"upstream TAP service {self.url} did not answer within {self.config.timeout} s")
         except requests.RequestException as e:
@@ -525,12 +535,14 @@ class IvoaArchive(Archive):
             raise TransientFault(f"upstream TAP service {self.url} failed: HTTP {r.status_code} {r.text[:300]}")
         return r
 
-    def _run_async(self, session, params: dict, context):
+    def _run_async(self, session, params: dict, context, uploads: dict | None = None):
         """Run on the upstream's UWS (pyvo ``AsyncTAPJob``), polling with blocking WAIT; the
         upstream job is aborted and deleted when the gateway job is cancelled, deleted after use."""
         import pyvo
         try:
             extra = {"RESPONSEFORMAT": params["RESPONSEFORMAT"]} if "RESPONSEFORMAT" in params else {}
+            if uploads:
+                extra["uploads"] = {n: io.BytesIO(upload_votable(u)) for n, u in uploads.items()}
             job = pyvo.dal.AsyncTAPJob.create(self.url, params["QUERY"], maxrec=params.get("MAXREC"),
                                               session=session, **extra)
         except DALServiceError as e:
@@ -695,6 +707,27 @@ def rewrite_soda_descriptors(doc: bytes, soda_url: str) -> bytes:
             params["accessURL"].attrib.pop("arraysize", None)
             params["accessURL"].set("arraysize", "*")
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def upload_votable(up) -> bytes:
+    """An uploaded table (Arrow rows, declared columns) as a TABLEDATA VOTable to forward."""
+    import numpy as np
+    from astropy.io.votable import from_table
+    from astropy.table import MaskedColumn
+    from astropy.table import Table as AstropyTable
+    t = AstropyTable()
+    for c in up.table.columns:
+        col = up.data.column(c.name)
+        mask = col.is_null().to_numpy(zero_copy_only=False)
+        if c.datatype in ("char", "unicodeChar"):
+            values = np.array([v if v is not None else "" for v in col.to_pylist()], dtype=str)
+        else:
+            values = col.fill_null(0).to_numpy(zero_copy_only=False) if col.null_count else \
+                col.to_numpy(zero_copy_only=False)
+        t[c.name] = MaskedColumn(values, mask=mask, unit=c.unit)
+    buf = io.BytesIO()
+    from_table(t).to_xml(buf)
+    return buf.getvalue()
 
 
 def read_votable(body: bytes, what: str):

@@ -74,6 +74,7 @@ class MastConfig(IvoaConfig):
     base_url: AnyHttpUrl = Field("https://catalogs.mast.stsci.edu/api/v0.1", description="catalogs API base")
     catalogs: list[MastCatalog] = Field(default_factory=_default_catalogs)
     max_radius: float = Field(0.5, gt=0, le=0.5, description="largest cone the API accepts, deg")
+    uploads: bool = Field(False, description="not known to take TAP_UPLOAD: the planner sends cones instead")
     pagesize: int = Field(50_000, ge=1, description="rows per API page")
     max_rows: int = Field(2_000_000, ge=1, description="most rows fetched for one query before refusing")
     hla_url: AnyHttpUrl | None = Field("https://hla.stsci.edu/cgi-bin/fitscut.cgi", description="HLA fitscut service "

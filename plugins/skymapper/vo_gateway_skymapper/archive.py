@@ -55,6 +55,7 @@ class SkyMapperConfig(IvoaConfig):
     cone_url: AnyHttpUrl = Field("https://skymapper.anu.edu.au/sm-cone/public/query", description="sm-cone service")
     siap_url: AnyHttpUrl | None = Field(None, description="SIAP base, e.g. https://api.skymapper.nci.org.au/public/siap/dr4")
     max_sr: float = Field(1.0, gt=0, le=10, description="largest cone radius sent to sm-cone, degrees")
+    uploads: bool = Field(False, description="not known to take TAP_UPLOAD: the planner sends cones instead")
     max_rows: int = Field(1_000_000, ge=1, description="largest answer sm-cone gives")
     sample_position: tuple[float, float] = Field((33.639837321, -0.766719986), description="where 'any n rows' "
                                                  "queries (TOP n without WHERE/ORDER BY) take their rows, deg")
