@@ -5,6 +5,7 @@
 
 Prints medians; ``--quick`` is the CI smoke version (tiny sizes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,6 +25,7 @@ FORMATS = ["votable", "votable/td", "votable/b", "csv", "tsv", "fits", "json"]
 def start_server():
     sys.path.insert(0, str(ROOT))
     from gateway.testing import start_process
+
     return start_process(ROOT / "config.yaml")
 
 
@@ -60,12 +62,16 @@ def main(argv=None):
             r = s.get(url + "/scs/demo.gaia_dr3_g10", params={"RA": ra, "DEC": dec, "SR": 1 / 60})
             r.raise_for_status()
             lat.append(time.perf_counter() - t0)
-        print(f"SCS 1' cone on demo.gaia_dr3_g10 (482k rows): median {statistics.median(lat) * 1e3:.1f} ms, "
-              f"p90 {np.percentile(lat, 90) * 1e3:.1f} ms ({len(lat)} requests)")
+        print(
+            f"SCS 1' cone on demo.gaia_dr3_g10 (482k rows): median {statistics.median(lat) * 1e3:.1f} ms, "
+            f"p90 {np.percentile(lat, 90) * 1e3:.1f} ms ({len(lat)} requests)"
+        )
         lat = []
         for ra, dec in pts:
-            q = (f"SELECT source_id, ra, dec FROM demo.gaia_dr3_g10 WHERE "
-                 f"1=CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra}, {dec}, 0.0166667))")
+            q = (
+                f"SELECT source_id, ra, dec FROM demo.gaia_dr3_g10 WHERE "
+                f"1=CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra}, {dec}, 0.0166667))"
+            )
             t0 = time.perf_counter()
             s.get(url + "/tap/sync", params={"LANG": "ADQL", "QUERY": q}).raise_for_status()
             lat.append(time.perf_counter() - t0)
@@ -74,10 +80,14 @@ def main(argv=None):
         print(f"TAP sync {a.rows} rows x 6 columns (SELECT TOP n * FROM demo.gaia_dr3_g10):")
         print(f"  {'format':<12} {'median s':>9} {'rows/s':>10} {'MB':>7} {'first byte ms':>14}")
         for fmt in FORMATS:
-            def run():
+
+            def run(fmt=fmt):
                 t0 = time.perf_counter()
-                r = s.get(url + "/tap/sync", params={"LANG": "ADQL", "QUERY": q, "RESPONSEFORMAT": fmt,
-                                                     "MAXREC": a.rows}, stream=True)
+                r = s.get(
+                    url + "/tap/sync",
+                    params={"LANG": "ADQL", "QUERY": q, "RESPONSEFORMAT": fmt, "MAXREC": a.rows},
+                    stream=True,
+                )
                 first = None
                 n = 0
                 for chunk in r.iter_content(1 << 16):
@@ -86,6 +96,7 @@ def main(argv=None):
                     n += len(chunk)
                 r.raise_for_status()
                 return n, first
+
             med, (nbytes, first) = timed(run, a.repeat)
             print(f"  {fmt:<12} {med:>9.3f} {a.rows / med:>10.0f} {nbytes / 1e6:>7.1f} {first * 1e3:>14.1f}")
     finally:

@@ -10,6 +10,7 @@ The resource follows the peer's bench RD (``//scs#pgs-pos-index`` on ra/dec, an 
 ``adql="True"``); types from the Parquet file (bigint, double precision, real); NULL BP/RP
 magnitudes stay NULL.
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,8 +32,13 @@ PG_TYPES = {"int64": "bigint", "double": "double precision", "float": "real"}
 def rd(columns: list[dict], types: dict[str, str]) -> str:
     cols = []
     for c in columns:
-        attrs = {"name": c["name"], "type": PG_TYPES[types[c["name"]]], "ucd": c["ucd"],
-                 "description": c["description"], "verbLevel": "1"}
+        attrs = {
+            "name": c["name"],
+            "type": PG_TYPES[types[c["name"]]],
+            "ucd": c["ucd"],
+            "description": c["description"],
+            "verbLevel": "1",
+        }
         if c.get("unit"):
             attrs["unit"] = c["unit"]
         if c["name"] in ("source_id", "ra", "dec"):
@@ -86,8 +92,12 @@ def main() -> int:
     subprocess.run(["chown", "-R", "dachsroot:gavo", str(INPUTS)], check=True)
     for cmd in ("dachs imp gaia/q", "dachs pub gaia/q"):
         subprocess.run(["su", "-s", "/bin/sh", "dachsroot", "-c", f"cd /var/tmp && {cmd}"], check=True)
-    out = subprocess.run(["su", "postgres", "-c", "psql -d gavo -Atc 'select count(*) from gaia.main'"],
-                         capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        ["su", "postgres", "-c", "psql -d gavo -Atc 'select count(*) from gaia.main'"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     print(f"gaia.main: {out} rows (source: {SOURCE.name}, {table.num_rows} rows)")
     return 0 if int(out) == table.num_rows else 1
 

@@ -6,6 +6,7 @@ that raised it most.  Exits 1 if any answer was bad.
 
     python benchmarks/fuzz.py [--n 20000] [--seed 22]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,10 @@ def main() -> int:
     warnings.simplefilter("ignore")
     logging.disable(logging.CRITICAL)
     from conftest import demo_config
+
     from gateway import fuzz
     from gateway.testing import make_app
+
     app = make_app(demo_config(Path(tempfile.mkdtemp())), load_entrypoints=True)
     client = app.test_client()
     status, bad, growth = {}, [], []
@@ -46,7 +49,9 @@ def main() -> int:
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         growth.append(((after - before) / 1024, start, res["slowest"]))
     took = time.perf_counter() - t0
-    print(f"{args.n} queries in {took:.1f} s ({took / args.n * 1000:.2f} ms each): status {dict(sorted(status.items(), key=str))}")
+    print(
+        f"{args.n} queries in {took:.1f} s ({took / args.n * 1000:.2f} ms each): status {dict(sorted(status.items(), key=str))}"
+    )
     print(f"bad answers (5xx, broken streams, in-band internal errors): {len(bad)}")
     for b in bad[:20]:
         print("  ", repr(b)[:300])

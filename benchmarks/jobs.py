@@ -10,6 +10,7 @@
 
 ``--quick`` is the CI smoke version.  Numbers are printed, never asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,10 @@ QUERY = "SELECT TOP 10 source_id, ra, dec FROM demo.gaia_dr3_g10 WHERE phot_g_me
 
 def start_server(tmp: Path):
     import yaml
+
     sys.path.insert(0, str(ROOT))
     from gateway.testing import start_process
+
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg["base_dir"] = str(ROOT)
     cfg["jobs"] = {"store": f"sqlite:///{tmp}/jobs.sqlite", "results_dir": str(tmp / "results"), "workers": 4}
@@ -64,6 +67,7 @@ def wake_latency(url: str, s: requests.Session) -> float:
     def blocked():
         requests.get(job, params={"WAIT": 30})
         returned["t"] = time.perf_counter()
+
     th = threading.Thread(target=blocked)
     th.start()
     time.sleep(0.3)  # the GET is now blocking on PENDING
@@ -96,11 +100,15 @@ def main(argv=None):
         with ThreadPoolExecutor(a.clients) as pool:
             lat = list(pool.map(lambda _: one_job(url, requests.Session()), range(a.jobs)))
         wall = time.perf_counter() - t0
-        print(f"job throughput: {a.jobs} jobs, {a.clients} clients: {a.jobs / wall:.1f} jobs/s; "
-              f"create->result->delete median {statistics.median(lat) * 1e3:.1f} ms, p90 {np.percentile(lat, 90) * 1e3:.1f} ms")
+        print(
+            f"job throughput: {a.jobs} jobs, {a.clients} clients: {a.jobs / wall:.1f} jobs/s; "
+            f"create->result->delete median {statistics.median(lat) * 1e3:.1f} ms, p90 {np.percentile(lat, 90) * 1e3:.1f} ms"
+        )
         wakes = [wake_latency(url, s) for _ in range(a.wakes)]
-        print(f"WAIT wake-up after PHASE=RUN: median {statistics.median(wakes) * 1e3:.1f} ms, "
-              f"p90 {np.percentile(wakes, 90) * 1e3:.1f} ms ({len(wakes)} waits)")
+        print(
+            f"WAIT wake-up after PHASE=RUN: median {statistics.median(wakes) * 1e3:.1f} ms, "
+            f"p90 {np.percentile(wakes, 90) * 1e3:.1f} ms ({len(wakes)} waits)"
+        )
     finally:
         if proc is not None:
             proc.terminate()

@@ -16,6 +16,7 @@ concurrent clients (1 -> 64).  The real Gaia DR3 G<10 table of the embedded arch
 by both too (``bench.gaia``; DaCHS ``gaia.main`` after ``benchmarks/dachs_gaia.py``): 1-degree
 cones and the per-format query on it.  Prints tables and the issue 7 targets met or missed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PEER = Path(os.environ.get("WORK", "/var/tmp/dachs-peer"))
 FORMATS = {  # label: (gateway FORMAT, DaCHS FORMAT, DaCHS 1.64-1.57 s baseline ratio target)
-    "BINARY2": ("votable/b2", "votable/b2", 10), "BINARY": ("votable/b", "votable", None),
-    "TABLEDATA": ("votable/td", "votable/td", 5), "CSV": ("csv", "csv", 5), "FITS": ("fits", "fits", 3)}
+    "BINARY2": ("votable/b2", "votable/b2", 10),
+    "BINARY": ("votable/b", "votable", None),
+    "TABLEDATA": ("votable/td", "votable/td", 5),
+    "CSV": ("csv", "csv", 5),
+    "FITS": ("fits", "fits", 3),
+}
 BANDS = "grizy"
 
 
@@ -53,8 +58,9 @@ def generate_catalog(out: Path, n: int, ra0=150.0, dec0=2.0, w=10.0) -> None:
     load byte-identical CSV."""
     rng = np.random.default_rng(42)
     with open(out, "w") as f:
-        f.write(",".join(["source_id", "ra", "dec"] + [f"{b}_mag" for b in BANDS] +
-                         [f"{b}_mag_err" for b in BANDS]) + "\n")
+        f.write(
+            ",".join(["source_id", "ra", "dec"] + [f"{b}_mag" for b in BANDS] + [f"{b}_mag_err" for b in BANDS]) + "\n"
+        )
         for start in range(0, n, 100_000):
             m = min(100_000, n - start)
             sid = np.arange(start, start + m, dtype=np.int64) + 1_000_000_000_000
@@ -63,8 +69,11 @@ def generate_catalog(out: Path, n: int, ra0=150.0, dec0=2.0, w=10.0) -> None:
             base = rng.uniform(16.0, 25.0, m)
             mags = [(base + off + rng.normal(0, 0.3, m)).astype(np.float32) for off in (0.6, 0.2, 0.0, -0.1, -0.2)]
             errs = [(0.001 * np.exp((mg - 16.0) / 1.8)).astype(np.float32) for mg in mags]
-            cols = ([sid.astype(str), np.char.mod("%.10f", ra), np.char.mod("%.10f", dec)] +
-                    [np.char.mod("%.4f", x) for x in mags] + [np.char.mod("%.5f", x) for x in errs])
+            cols = (
+                [sid.astype(str), np.char.mod("%.10f", ra), np.char.mod("%.10f", dec)]
+                + [np.char.mod("%.4f", x) for x in mags]
+                + [np.char.mod("%.5f", x) for x in errs]
+            )
             lines = cols[0]
             for c in cols[1:]:
                 lines = np.char.add(np.char.add(lines, ","), c)
@@ -74,33 +83,67 @@ def generate_catalog(out: Path, n: int, ra0=150.0, dec0=2.0, w=10.0) -> None:
 def gateway_config(catalog: Path, work: Path, extra_rows: int | None = None) -> Path:
     """An embedded archive ``bench`` with ``main`` (the catalogue) and, for the scale table,
     ``big`` (the catalogue repeated to ``extra_rows`` rows, ids kept unique)."""
-    types = {"source_id": pa.int64(), "ra": pa.float64(), "dec": pa.float64(),
-             **{f"{b}_mag{e}": pa.float32() for b in BANDS for e in ("", "_err")}}
+    types = {
+        "source_id": pa.int64(),
+        "ra": pa.float64(),
+        "dec": pa.float64(),
+        **{f"{b}_mag{e}": pa.float32() for b in BANDS for e in ("", "_err")},
+    }
     t = pcsv.read_csv(catalog, convert_options=pcsv.ConvertOptions(column_types=types))
     pq.write_table(t, work / "main.parquet")
     ucd = dict(zip(BANDS, ["em.opt.B", "em.opt.R", "em.opt.I", "em.opt.I", "em.IR.J"]))
-    cols = [{"name": "source_id", "ucd": "meta.id;meta.main", "description": "source identifier", "principal": True},
-            {"name": "ra", "unit": "deg", "ucd": "pos.eq.ra;meta.main", "description": "RA (ICRS)", "principal": True},
-            {"name": "dec", "unit": "deg", "ucd": "pos.eq.dec;meta.main", "description": "Dec (ICRS)", "principal": True}]
-    cols += [{"name": f"{b}_mag", "unit": "mag", "ucd": f"phot.mag;{ucd[b]}", "description": f"{b} AB mag"} for b in BANDS]
-    cols += [{"name": f"{b}_mag_err", "unit": "mag", "ucd": f"stat.error;phot.mag;{ucd[b]}",
-              "description": f"{b} mag error"} for b in BANDS]
+    cols = [
+        {"name": "source_id", "ucd": "meta.id;meta.main", "description": "source identifier", "principal": True},
+        {"name": "ra", "unit": "deg", "ucd": "pos.eq.ra;meta.main", "description": "RA (ICRS)", "principal": True},
+        {"name": "dec", "unit": "deg", "ucd": "pos.eq.dec;meta.main", "description": "Dec (ICRS)", "principal": True},
+    ]
+    cols += [
+        {"name": f"{b}_mag", "unit": "mag", "ucd": f"phot.mag;{ucd[b]}", "description": f"{b} AB mag"} for b in BANDS
+    ]
+    cols += [
+        {"name": f"{b}_mag_err", "unit": "mag", "ucd": f"stat.error;phot.mag;{ucd[b]}", "description": f"{b} mag error"}
+        for b in BANDS
+    ]
     (work / "main.yaml").write_text(yaml.safe_dump({"columns": cols}))
-    tables = [{"name": "main", "source": "main.parquet", "metadata": "main.yaml", "ra_column": "ra",
-               "dec_column": "dec", "id_column": "source_id", "description": "dachs-peer synthetic catalogue"}]
+    tables = [
+        {
+            "name": "main",
+            "source": "main.parquet",
+            "metadata": "main.yaml",
+            "ra_column": "ra",
+            "dec_column": "dec",
+            "id_column": "source_id",
+            "description": "dachs-peer synthetic catalogue",
+        }
+    ]
     if extra_rows and extra_rows > t.num_rows:
         reps = -(-extra_rows // t.num_rows)
-        parts = [t.set_column(0, "source_id", pa.array(np.asarray(t["source_id"]) + k * 10 ** 13))
-                 for k in range(reps)]
+        parts = [t.set_column(0, "source_id", pa.array(np.asarray(t["source_id"]) + k * 10**13)) for k in range(reps)]
         pq.write_table(pa.concat_tables(parts).slice(0, extra_rows), work / "big.parquet")
-        tables.append({**tables[0], "name": "big", "source": "big.parquet",
-                       "description": f"the catalogue repeated to {extra_rows} rows"})
-    tables.append({"name": "gaia", "source": str(ROOT / "data/demo/gaia_dr3_g10.parquet"),
-                   "metadata": str(ROOT / "data/demo/gaia_dr3_g10.yaml"), "ra_column": "ra", "dec_column": "dec",
-                   "id_column": "source_id", "description": "Gaia DR3 G<10 (the embedded demo table)"})
-    cfg = {"service": {"title": "vo-gateway bench", "maxrec_default": 20000, "maxrec_hard": 100_000_000},
-           "archives": {"bench": {"kind": "embedded", "adql_schema": "bench", "tables": tables}},
-           "jobs": {"store": "sqlite:///var/jobs.sqlite", "results_dir": "var/results"}}
+        tables.append(
+            {
+                **tables[0],
+                "name": "big",
+                "source": "big.parquet",
+                "description": f"the catalogue repeated to {extra_rows} rows",
+            }
+        )
+    tables.append(
+        {
+            "name": "gaia",
+            "source": str(ROOT / "data/demo/gaia_dr3_g10.parquet"),
+            "metadata": str(ROOT / "data/demo/gaia_dr3_g10.yaml"),
+            "ra_column": "ra",
+            "dec_column": "dec",
+            "id_column": "source_id",
+            "description": "Gaia DR3 G<10 (the embedded demo table)",
+        }
+    )
+    cfg = {
+        "service": {"title": "vo-gateway bench", "maxrec_default": 20000, "maxrec_hard": 100_000_000},
+        "archives": {"bench": {"kind": "embedded", "adql_schema": "bench", "tables": tables}},
+        "jobs": {"store": "sqlite:///var/jobs.sqlite", "results_dir": "var/results"},
+    }
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -109,6 +152,7 @@ def gateway_config(catalog: Path, work: Path, extra_rows: int | None = None) -> 
 def start_gateway(config: Path, workers: int, threads: int):
     sys.path.insert(0, str(ROOT))
     from gateway.testing import start_process
+
     return start_process(config, extra_args=["--workers", str(workers), "--threads", str(threads)])
 
 
@@ -162,6 +206,7 @@ class PeakRss:
             while not self.stop.is_set():
                 self.peak = max(self.peak, tree_rss_mib(self.pid))
                 time.sleep(0.02)
+
         if self.pid:
             threading.Thread(target=run, daemon=True).start()
         return self
@@ -195,8 +240,13 @@ def server(name: str, base: str, table: str, scs_path: str, pid: int | None, a) 
         with PeakRss(pid) as mem:
             res = tap(base, f"SELECT TOP {n} * FROM {table}", gw_fmt if name == "gateway" else dachs_fmt, n)
         assert res["code"] == 200, res
-        out["million"][label] = {"s": res["total"], "ttfb": res["ttfb"], "rss_growth": mem.growth,
-                                 "rss_start": mem.start, "bytes": res["bytes"]}
+        out["million"][label] = {
+            "s": res["total"],
+            "ttfb": res["ttfb"],
+            "rss_growth": mem.growth,
+            "rss_start": mem.start,
+            "bytes": res["bytes"],
+        }
     if shutil.which("wrk"):
         out["wrk"] = wrk(f"{base}/{scs_path}", a.wrk_seconds)
     return out
@@ -222,8 +272,11 @@ def measure(name: str, base: str, table: str, scs_path: str, pos: list, r: float
         tap(base, q, fmt, a.big)  # warm-up (each server's first use of a writer)
         runs = [tap(base, q, fmt, a.big) for _ in range(a.reps)]
         assert all(x["code"] == 200 for x in runs), runs[0]
-        out["big"][label] = {"s": statistics.median(x["total"] for x in runs),
-                             "ttfb": statistics.median(x["ttfb"] for x in runs), "bytes": runs[-1]["bytes"]}
+        out["big"][label] = {
+            "s": statistics.median(x["total"] for x in runs),
+            "ttfb": statistics.median(x["ttfb"] for x in runs),
+            "bytes": runs[-1]["bytes"],
+        }
     return out
 
 
@@ -257,11 +310,20 @@ def overhead(up_base: str, work: Path, a, name: str = "up") -> dict:
     """Wall time of a 1e5-row answer from a loopback TAP upstream's ``bench.main`` (the
     benchmark gateway itself: the fastest upstream there is, so the fixed cost shows most; or
     DaCHS), direct and through a second gateway fronting it with kind ``ivoa`` (CSV, BINARY2)."""
-    cfg = {"archives": {name: {"kind": "ivoa", "tap_url": up_base + "/tap", "schemas": {"bench": name},
-                               "tables": ["bench.main"], "snapshot": str(work / f"{name}.json"),
-                               "compression": False}},
-           "jobs": {"store": f"sqlite:///var/jobs_{name}.sqlite", "results_dir": f"var/results_{name}"},
-           "cache": {"ttl": 0}}  # each repetition goes upstream: the pass-through is measured, not the cache
+    cfg = {
+        "archives": {
+            name: {
+                "kind": "ivoa",
+                "tap_url": up_base + "/tap",
+                "schemas": {"bench": name},
+                "tables": ["bench.main"],
+                "snapshot": str(work / f"{name}.json"),
+                "compression": False,
+            }
+        },
+        "jobs": {"store": f"sqlite:///var/jobs_{name}.sqlite", "results_dir": f"var/results_{name}"},
+        "cache": {"ttl": 0},
+    }  # each repetition goes upstream: the pass-through is measured, not the cache
     path = work / f"front_{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     proc, front = start_gateway(path, 1, 8)
@@ -275,8 +337,13 @@ def overhead(up_base: str, work: Path, a, name: str = "up") -> dict:
                 d.append(tap(up_base, q.format(n=a.big, t="bench.main"), fmt, a.big)["total"])
                 f.append(tap(front, q.format(n=a.big, t=f"{name}.main"), fmt, a.big)["total"])
             diff = np.subtract(f, d)
-            out[fmt] = (statistics.median(d), statistics.median(f), float(np.median(diff)),
-                        float(np.percentile(diff, 25)), float(np.percentile(diff, 75)))
+            out[fmt] = (
+                statistics.median(d),
+                statistics.median(f),
+                float(np.median(diff)),
+                float(np.percentile(diff, 25)),
+                float(np.percentile(diff, 75)),
+            )
         tiny = q.format(n=1, t="{}")  # the fixed cost of a request through the gateway
         d = [tap(up_base, tiny.format("bench.main"), "csv")["total"] for _ in range(a.overhead_reps)]
         f = [tap(front, tiny.format(f"{name}.main"), "csv")["total"] for _ in range(a.overhead_reps)]
@@ -290,7 +357,7 @@ def overhead(up_base: str, work: Path, a, name: str = "up") -> dict:
 def scaling(base: str, pid: int, a) -> tuple[list, list]:
     """Latency and RSS growth per result size; throughput and latency per number of clients."""
     rows = []
-    for n in [10 ** k for k in range(3, 8) if 10 ** k <= a.scale_rows]:
+    for n in [10**k for k in range(3, 8) if 10**k <= a.scale_rows]:
         table = "bench.main" if n <= a.catalog_rows else "bench.big"
         with PeakRss(pid) as mem:
             res = tap(base, f"SELECT TOP {n} * FROM {table}", "votable/b2", n)
@@ -299,11 +366,10 @@ def scaling(base: str, pid: int, a) -> tuple[list, list]:
     rng = random.Random(3)
     for clients in (1, 4, 16, 64):
         jobs = [(rng.uniform(146, 154), rng.uniform(-2, 6)) for _ in range(max(16, clients * 4))]
-        q = ("SELECT * FROM bench.main WHERE 1=CONTAINS(POINT('ICRS', ra, dec), "
-             "CIRCLE('ICRS', {:.5f}, {:.5f}, 0.05))")
+        q = "SELECT * FROM bench.main WHERE 1=CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {:.5f}, {:.5f}, 0.05))"
         t0 = time.perf_counter()
         with cf.ThreadPoolExecutor(clients) as ex:
-            lat = list(ex.map(lambda p: tap(base, q.format(*p), "votable/b2")["total"], jobs))
+            lat = list(ex.map(lambda p, q=q: tap(base, q.format(*p), "votable/b2")["total"], jobs))
         wall = time.perf_counter() - t0
         conc.append((clients, len(jobs) / wall, statistics.median(lat), float(np.percentile(lat, 90))))
     return rows, conc
@@ -331,9 +397,12 @@ def main(argv=None):
     ap.add_argument("--scale-rows", type=int, default=1_000_000, help="largest result of the scale table (1e7 ok)")
     ap.add_argument("--wrk-seconds", type=int, default=15)
     ap.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke)")
-    ap.add_argument("--only", default="servers,gaia,overhead,scaling",
-                    help="comma-separated parts to run: servers (the ratio table), gaia (the same on the "
-                    "real Gaia table; DaCHS needs benchmarks/dachs_gaia.py), overhead, scaling")
+    ap.add_argument(
+        "--only",
+        default="servers,gaia,overhead,scaling",
+        help="comma-separated parts to run: servers (the ratio table), gaia (the same on the "
+        "real Gaia table; DaCHS needs benchmarks/dachs_gaia.py), overhead, scaling",
+    )
     a = ap.parse_args(argv)
     if a.quick:
         a.n, a.big, a.reps, a.million, a.scale_rows, a.wrk_seconds = 3, 1000, 1, min(a.rows, 10_000), 10_000, 2
@@ -347,8 +416,10 @@ def main(argv=None):
     config = gateway_config(catalog, work, a.scale_rows if a.scale_rows > a.catalog_rows else None)
     proc, base = start_gateway(config, a.workers, a.threads)
     try:
-        print(f"# vo-gateway vs DaCHS, {a.catalog_rows} rows ({catalog}); {os.cpu_count()} CPUs; "
-              f"load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(
+            f"# vo-gateway vs DaCHS, {a.catalog_rows} rows ({catalog}); {os.cpu_count()} CPUs; "
+            f"load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        )
         print(f"# gateway: gunicorn gthread, {a.workers} workers x {a.threads} threads at {base}")
         parts = set(a.only.split(","))
         results = [server("gateway", base, "bench.main", "scs/bench.main", proc.pid, a)] if "servers" in parts else []
@@ -383,14 +454,18 @@ def report(results, over, rows, conc, a, gaia_results=()):
         print("\nthe real Gaia DR3 G<10 table (482,176 rows; gateway bench.gaia, DaCHS gaia.main), 1-degree cones:")
         report_servers(list(gaia_results), a, million=False)
     for upstream, results in over.items():
-        print(f"\ngateway overhead, {a.big}-row answer from a loopback TAP upstream ({upstream}) through "
-              f"kind ivoa, {a.overhead_reps} interleaved pairs (median; paired difference median and quartiles):")
+        print(
+            f"\ngateway overhead, {a.big}-row answer from a loopback TAP upstream ({upstream}) through "
+            f"kind ivoa, {a.overhead_reps} interleaved pairs (median; paired difference median and quartiles):"
+        )
         report_overhead(results)
     if rows:
         print("\nresult size (TAP sync SELECT TOP n *, BINARY2):")
         print(f"  {'rows':>10} {'total s':>9} {'first byte ms':>14} {'RSS growth MiB':>15} {'MB':>8} {'us/row':>8}")
     for n, total, ttfb, growth, nbytes in rows:
-        print(f"  {n:>10} {total:>9.3f} {ttfb * 1e3:>14.1f} {growth:>15.1f} {nbytes / 1e6:>8.1f} {total / n * 1e6:>8.2f}")
+        print(
+            f"  {n:>10} {total:>9.3f} {ttfb * 1e3:>14.1f} {growth:>15.1f} {nbytes / 1e6:>8.1f} {total / n * 1e6:>8.2f}"
+        )
     if conc:
         print("\nconcurrent clients (TAP sync 3' cones, ~80 rows, BINARY2):")
         print(f"  {'clients':>8} {'queries/s':>10} {'p50 ms':>8} {'p90 ms':>8}")
@@ -401,12 +476,16 @@ def report(results, over, rows, conc, a, gaia_results=()):
 def report_overhead(results):
     for fmt, (direct, front, diff, q1, q3) in results.items():
         if fmt == "1 row":
-            print(f"  {fmt:<12} direct {direct * 1e3:.1f} ms, through the gateway {front * 1e3:.1f} ms: "
-                  f"{diff * 1e3:+.1f} ms fixed cost per request")
+            print(
+                f"  {fmt:<12} direct {direct * 1e3:.1f} ms, through the gateway {front * 1e3:.1f} ms: "
+                f"{diff * 1e3:+.1f} ms fixed cost per request"
+            )
             continue
         pct = diff / direct * 100
-        print(f"  {fmt:<12} direct {direct:.3f} s, through the gateway {front:.3f} s: {diff * 1e3:+.1f} ms "
-              f"[{q1 * 1e3:+.1f}, {q3 * 1e3:+.1f}] = {pct:+.1f} % (target <= 5 %: {verdict(pct <= 5)})")
+        print(
+            f"  {fmt:<12} direct {direct:.3f} s, through the gateway {front:.3f} s: {diff * 1e3:+.1f} ms "
+            f"[{q1 * 1e3:+.1f}, {q3 * 1e3:+.1f}] = {pct:+.1f} % (target <= 5 %: {verdict(pct <= 5)})"
+        )
 
 
 def report_servers(results, a, million=True):
@@ -421,6 +500,7 @@ def report_servers(results, a, million=True):
         ratio = dv / gv if better == "lower" else gv / dv
         t = "" if target is None else f"  >= {target}x faster: {verdict(ratio >= target)}"
         print(f"{label:<34} {gv:>10.3f}{unit:>2} {dv:>10.3f}{unit:>2} {ratio:>7.1f}x{t}")
+
     cone = "1'" if million else "1 deg"
     line(f"SCS {cone} cone median", g["scs_ms"], d and d["scs_ms"], "ms", 2)
     line(f"TAP sync {cone} cone median", g["tap_cone_ms"], d and d["tap_cone_ms"], "ms")
@@ -433,16 +513,24 @@ def report_servers(results, a, million=True):
     dm = d["million"]["BINARY"] if d else None
     for label, m in g["million"].items():
         line(f"TAP {a.million} rows {label}", m["s"], dm["s"] if dm and label == "BINARY" else None, " s")
-        print(f"{'  first byte':<34} {m['ttfb'] * 1e3:>10.1f}ms  (target < 50 ms: {verdict(m['ttfb'] < 0.05)})"
-              + (f"   DaCHS: {dm['ttfb'] * 1e3:.0f} ms" if dm and label == "BINARY" else ""))
-        print(f"{'  server RSS growth':<34} {m['rss_growth']:>9.1f}MiB  (target < 50 MiB: "
-              f"{verdict(m['rss_growth'] < 50)})" + (f"   DaCHS: {dm['rss_growth']:.0f} MiB" if dm and label == "BINARY" else ""))
+        print(
+            f"{'  first byte':<34} {m['ttfb'] * 1e3:>10.1f}ms  (target < 50 ms: {verdict(m['ttfb'] < 0.05)})"
+            + (f"   DaCHS: {dm['ttfb'] * 1e3:.0f} ms" if dm and label == "BINARY" else "")
+        )
+        print(
+            f"{'  server RSS growth':<34} {m['rss_growth']:>9.1f}MiB  (target < 50 MiB: "
+            f"{verdict(m['rss_growth'] < 50)})"
+            + (f"   DaCHS: {dm['rss_growth']:.0f} MiB" if dm and label == "BINARY" else "")
+        )
     if "wrk" in g:
         w = g["wrk"]
-        print(f"{'SCS under wrk (2 thr, 16 conn)':<34} {w['rps']:>9.0f}/s  errors {w['errors']}, p50 "
-              f"{w['p50_ms']:.1f} ms, p99 {w['p99_ms']:.1f} ms  (target >= 500/s, 0 errors: "
-              f"{verdict(w['rps'] >= 500 and w['errors'] == 0)})" +
-              (f"   DaCHS: {d['wrk']['rps']:.0f}/s, {d['wrk']['errors']} errors" if d and "wrk" in d else ""))
+        print(
+            f"{'SCS under wrk (2 thr, 16 conn)':<34} {w['rps']:>9.0f}/s  errors {w['errors']}, p50 "
+            f"{w['p50_ms']:.1f} ms, p99 {w['p99_ms']:.1f} ms  (target >= 500/s, 0 errors: "
+            f"{verdict(w['rps'] >= 500 and w['errors'] == 0)})"
+            + (f"   DaCHS: {d['wrk']['rps']:.0f}/s, {d['wrk']['errors']} errors" if d and "wrk" in d else "")
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ are committed, with provenance in ``data/PROVENANCE.md``.  Every transformation 
   missing measurements (the tables use -99.99 style sentinels) and are dropped.
 * SDSS frames are copied unmodified (bz2 FITS, read transparently by astropy).
 """
+
 import io
 import shutil
 import sys
@@ -82,19 +83,22 @@ def gaia(src: Path, out: Path):
     bp = np.where(a["bp"] == 0, np.nan, a["bp"]).astype(np.float32)
     rp = np.where(a["rp"] == 0, np.nan, a["rp"]).astype(np.float32)
     order = np.argsort(a["dec"], kind="stable")  # dec-sorted: DuckDB zone maps prune cone scans
-    tab = pa.table({
-        "source_id": pa.array(a["source_id"][order].astype(np.int64)),
-        "ra": pa.array(a["ra"][order].astype(np.float64)),
-        "dec": pa.array(a["dec"][order].astype(np.float64)),
-        "phot_g_mean_mag": pa.array(a["g"][order].astype(np.float32)),
-        "phot_bp_mean_mag": nullable(bp[order]),
-        "phot_rp_mean_mag": nullable(rp[order]),
-    })
+    tab = pa.table(
+        {
+            "source_id": pa.array(a["source_id"][order].astype(np.int64)),
+            "ra": pa.array(a["ra"][order].astype(np.float64)),
+            "dec": pa.array(a["dec"][order].astype(np.float64)),
+            "phot_g_mean_mag": pa.array(a["g"][order].astype(np.float32)),
+            "phot_bp_mean_mag": nullable(bp[order]),
+            "phot_rp_mean_mag": nullable(rp[order]),
+        }
+    )
     pq.write_table(tab, out / "gaia_dr3_g10.parquet", compression="zstd")
 
 
 def s82(src: Path, out: Path):
     import gzip
+
     with gzip.open(src / "table2.dat.gz", "rt") as f:
         names2 = f.readline().lstrip("#").split()
         rows2 = [line.split() for line in f if line.strip()]
@@ -123,13 +127,18 @@ def s82(src: Path, out: Path):
         stars["ext_r"].append(float(d3["rExt"]))
         stars["dist"].append(float(d3["d"]))
         stars["dist_gc"].append(float(d3["rGC"]))
-    types = {k: (pa.int32() if k.endswith("template") or k == "id" else pa.string() if k == "type" else pa.float64())
-             for k in stars}
+    types = {
+        k: (pa.int32() if k.endswith("template") or k == "id" else pa.string() if k == "type" else pa.float64())
+        for k in stars
+    }
     for k in stars:
         if k.endswith(("amp", "mag0", "ext_r", "dist", "dist_gc")):
             types[k] = pa.float32()
-    pq.write_table(pa.table({k: pa.array(v, type=types[k]) for k, v in stars.items()}),
-                   out / "s82_rrlyrae.parquet", compression="zstd")
+    pq.write_table(
+        pa.table({k: pa.array(v, type=types[k]) for k, v in stars.items()}),
+        out / "s82_rrlyrae.parquet",
+        compression="zstd",
+    )
     ids, bands, mjds, mags, errs = [], [], [], [], []
     with tarfile.open(src / "table1.tar.gz") as tar:
         for m in tar.getmembers():
@@ -143,14 +152,26 @@ def s82(src: Path, out: Path):
                 n = int(ok.sum())
                 ids.append(np.full(n, sid, np.int32))
                 bands.append(np.full(n, b))
-                mjds.append(mjd[ok]); mags.append(mag[ok].astype(np.float32)); errs.append(err[ok].astype(np.float32))
-    ids = np.concatenate(ids); bands = np.concatenate(bands); mjds = np.concatenate(mjds)
+                mjds.append(mjd[ok])
+                mags.append(mag[ok].astype(np.float32))
+                errs.append(err[ok].astype(np.float32))
+    ids = np.concatenate(ids)
+    bands = np.concatenate(bands)
+    mjds = np.concatenate(mjds)
     order = np.lexsort((mjds, bands, ids))
-    pq.write_table(pa.table({
-        "id": pa.array(ids[order]), "band": pa.array(bands[order].astype(str)),
-        "mjd": pa.array(mjds[order]), "mag": pa.array(np.concatenate(mags)[order]),
-        "mag_err": pa.array(np.concatenate(errs)[order]),
-    }), out / "s82_rrlyrae_epochs.parquet", compression="zstd")
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array(ids[order]),
+                "band": pa.array(bands[order].astype(str)),
+                "mjd": pa.array(mjds[order]),
+                "mag": pa.array(np.concatenate(mags)[order]),
+                "mag_err": pa.array(np.concatenate(errs)[order]),
+            }
+        ),
+        out / "s82_rrlyrae_epochs.parquet",
+        compression="zstd",
+    )
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@
 archives named in the config (each validated by its plugin's model), the catalogue and
 TAP_SCHEMA, and registers the protocol blueprints.  Nothing happens at import time.
 """
+
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import Flask, request
@@ -18,11 +19,12 @@ from .archive import Archive
 from .auth import public
 from .cache import ResultCache
 from .config import ConfigError, GatewayConfig, format_validation_error, load_config
-from .faults import Fault, FatalFault, UsageFault
+from .faults import FatalFault, Fault, UsageFault
 from .formats import FormatRegistry
 from .planner import Planner
 from .plugins import make_plugin_manager
 from .registry import Catalogue
+from .schema import Table
 from .services.query import QueryService
 from .uws.service import JobService
 
@@ -41,7 +43,7 @@ class Gateway:
                 if cls.kind in self.kinds and self.kinds[cls.kind] is not cls:
                     raise ConfigError(f"archive kind {cls.kind!r} is registered by two plugins")
                 self.kinds[cls.kind] = cls
-        formats = []
+        formats: list = []
         for group in reversed(self.pm.hook.gateway_register_formats()):
             formats.extend(group or [])
         by_mime = {}
@@ -51,10 +53,12 @@ class Gateway:
         archives: dict[str, Archive] = {}
         for name, section in config.archives.items():
             kind = section.get("kind")
-            cls = self.kinds.get(kind)
+            cls = self.kinds.get(kind) if isinstance(kind, str) else None
             if cls is None:
-                raise ConfigError(f"archives.{name}.kind: unknown kind {kind!r} "
-                                  f"(installed kinds: {', '.join(sorted(self.kinds)) or 'none'})")
+                raise ConfigError(
+                    f"archives.{name}.kind: unknown kind {kind!r} "
+                    f"(installed kinds: {', '.join(sorted(self.kinds)) or 'none'})"
+                )
             try:
                 acfg = cls.Config.model_validate(section)
             except ValidationError as e:
@@ -72,15 +76,17 @@ class Gateway:
         for name, a in archives.items():
             if a.capabilities.soda_async:
                 self.jobs.runners[f"soda:{name}"] = self._soda_runner(a)
-        self.started = datetime.now(timezone.utc).replace(microsecond=0)
+        self.started = datetime.now(UTC).replace(microsecond=0)
 
     def _soda_runner(self, archive: Archive):
         def run(job, context, job_dir):
             for i in [v for k, v in job.parameters if k == "ID"]:
                 self.queries._allowed(context.actor, "cutout", archive.name, i)
-            self.pm.hook.gateway_query_started(actor=public(context.actor), protocol="soda", archive=archive.name,
-                                               query=dict(job.parameters))
+            self.pm.hook.gateway_query_started(
+                actor=public(context.actor), protocol="soda", archive=archive.name, query=dict(job.parameters)
+            )
             return archive.soda_job(list(job.parameters), context, job_dir)
+
         return run
 
     # -- helpers used by the blueprints -----------------------------------------------------
@@ -114,8 +120,7 @@ class Gateway:
     def any_archive(self, capability: str) -> bool:
         """Whether some ADQL archive has ``capability`` (a :class:`Capabilities` flag): the
         feature is declared (TAPRegExt) and archives without it refuse it by name."""
-        return any(getattr(a.capabilities, capability) for a in self.catalogue.archives.values()
-                   if a.capabilities.adql)
+        return any(getattr(a.capabilities, capability) for a in self.catalogue.archives.values() if a.capabilities.adql)
 
     def udfs(self) -> list:
         """Every archive's user-defined function forms (:class:`~gateway.archive.Udf`)."""
@@ -134,25 +139,33 @@ class Gateway:
 
     def cone_table(self, qualified: str):
         """(archive name, table) for an SCS table name, or None."""
-        return next(((a, t) for a, t in self.positional_tables() if t.qualified_name.lower() == qualified.lower()), None)
+        return next(
+            ((a, t) for a, t in self.positional_tables() if t.qualified_name.lower() == qualified.lower()), None
+        )
 
     def examples(self) -> dict[str, tuple[str, str, str, list[str]]]:
         """Examples that run on the configured tables (DALI examples; TAP 1.1 §2.6)."""
         out = {}
         tabs = {t.qualified_name: t for _, t in self.catalogue.tables()}
-        out["tap_schema_tables"] = ("List the tables", "All tables of this service with descriptions.",
-                                    "SELECT table_name, description FROM TAP_SCHEMA.tables ORDER BY table_name",
-                                    ["TAP_SCHEMA.tables"])
+        out["tap_schema_tables"] = (
+            "List the tables",
+            "All tables of this service with descriptions.",
+            "SELECT table_name, description FROM TAP_SCHEMA.tables ORDER BY table_name",
+            ["TAP_SCHEMA.tables"],
+        )
         pos = [t for t in tabs.values() if t.positional]
         for t in pos[:3]:
             key = f"cone_{t.name}"
-            out[key] = (f"Cone search on {t.qualified_name}",
-                        f"Rows of {t.qualified_name} within 0.5 degrees of a position, nearest first.",
-                        f"SELECT TOP 100 {t.id_column}, {t.ra_column}, {t.dec_column},\n"
-                        f"  DISTANCE(POINT('ICRS', {t.ra_column}, {t.dec_column}), POINT('ICRS', {self._centre(t)})) AS dist\n"
-                        f"FROM {t.qualified_name}\n"
-                        f"WHERE 1 = CONTAINS(POINT('ICRS', {t.ra_column}, {t.dec_column}), CIRCLE('ICRS', {self._centre(t)}, 0.5))\n"
-                        f"ORDER BY dist", [t.qualified_name])
+            out[key] = (
+                f"Cone search on {t.qualified_name}",
+                f"Rows of {t.qualified_name} within 0.5 degrees of a position, nearest first.",
+                f"SELECT TOP 100 {t.id_column}, {t.ra_column}, {t.dec_column},\n"
+                f"  DISTANCE(POINT('ICRS', {t.ra_column}, {t.dec_column}), POINT('ICRS', {self._centre(t)})) AS dist\n"
+                f"FROM {t.qualified_name}\n"
+                f"WHERE 1 = CONTAINS(POINT('ICRS', {t.ra_column}, {t.dec_column}), CIRCLE('ICRS', {self._centre(t)}, 0.5))\n"
+                f"ORDER BY dist",
+                [t.qualified_name],
+            )
         for t in tabs.values():
             for fk in t.foreign_keys:
                 if fk.target_table in tabs:
@@ -161,8 +174,9 @@ class Gateway:
                     out[f"join_{t.name}"] = (
                         f"Join {t.qualified_name} to {tt.qualified_name}",
                         f"Rows of {t.qualified_name} with their {tt.qualified_name} row ({fk.description or 'foreign key'}).",
-                        f"SELECT TOP 50 s.*, e.* FROM {tt.qualified_name} AS s\n"
-                        f"JOIN {t.qualified_name} AS e ON {on}", [tt.qualified_name, t.qualified_name])
+                        f"SELECT TOP 50 s.*, e.* FROM {tt.qualified_name} AS s\nJOIN {t.qualified_name} AS e ON {on}",
+                        [tt.qualified_name, t.qualified_name],
+                    )
         out.update(self._crossmatch_examples(pos))
         for arch in self.catalogue.archives.values():
             out.update(arch.examples())
@@ -172,12 +186,12 @@ class Gateway:
         """One crossmatch example per pair of archives (at most four): a cone on a table of the
         first, its counterparts within 1 arcsec in the second (the federated planner,
         ``docs/planner.md``)."""
-        first: dict[str, object] = {}
+        first: dict[str, Table] = {}
         for name, t in self.catalogue.tables():
             if t in pos and name not in first and name != "tap_schema":
                 first[name] = t
         sql = [a for a in first if self.catalogue.archives[a].capabilities.adql]
-        out = {}
+        out: dict[str, tuple[str, str, str, list[str]]] = {}
         for a in sql:
             for b in first:
                 if b == a or len(out) >= 4:
@@ -194,15 +208,19 @@ class Gateway:
                     f"JOIN {tb.qualified_name} AS b ON 1 = CONTAINS(POINT('ICRS', b.{tb.ra_column}, b.{tb.dec_column}), "
                     f"CIRCLE('ICRS', a.{ta.ra_column}, a.{ta.dec_column}, 1.0 / 3600))\n"
                     f"WHERE 1 = CONTAINS(POINT('ICRS', a.{ta.ra_column}, a.{ta.dec_column}), "
-                    f"CIRCLE('ICRS', {self._centre(ta)}, 0.1))", [ta.qualified_name, tb.qualified_name])
+                    f"CIRCLE('ICRS', {self._centre(ta)}, 0.1))",
+                    [ta.qualified_name, tb.qualified_name],
+                )
         return out
 
     def _centre(self, t) -> str:
         arch = self.catalogue.archives[next(a for a, tt in self.catalogue.tables() if tt is t)]
         try:
-            cur = arch.cursor()
-            ra, dec = cur.execute(f'SELECT "{t.ra_column}", "{t.dec_column}" FROM "{t.schema}"."{t.name}" '
-                                  f'LIMIT 1 OFFSET {max(0, (t.nrows or 1) // 2)}').fetchone()
+            cur = arch.cursor()  # type: ignore[attr-defined]  # DuckDB archives; others: the fallback
+            ra, dec = cur.execute(
+                f'SELECT "{t.ra_column}", "{t.dec_column}" FROM "{t.schema}"."{t.name}" '
+                f"LIMIT 1 OFFSET {max(0, (t.nrows or 1) // 2)}"
+            ).fetchone()
             cur.close()
             return f"{round(ra, 4)}, {round(dec, 4)}"
         except Exception:  # noqa: BLE001 - non-SQL archives: a fixed position
@@ -210,8 +228,15 @@ class Gateway:
 
 
 #: MIME types compressed for clients that ask (FITS is left alone: image pixels hardly compress)
-COMPRESSED = ["application/x-votable+xml", "text/xml", "application/xml", "text/csv", "text/tab-separated-values",
-              "application/json", "text/plain"]
+COMPRESSED = [
+    "application/x-votable+xml",
+    "text/xml",
+    "application/xml",
+    "text/csv",
+    "text/tab-separated-values",
+    "application/json",
+    "text/plain",
+]
 
 
 def compress(app: Flask, level: int) -> None:
@@ -227,9 +252,17 @@ def compress(app: Flask, level: int) -> None:
             if ctype.startswith("application/x-votable+xml") and "serialization=tabledata" not in ctype:
                 return response
             return super().after_request(response)
-    app.config.update(COMPRESS_MIMETYPES=COMPRESSED, COMPRESS_LEVEL=level, COMPRESS_DEFLATE_LEVEL=level,
-                      COMPRESS_ALGORITHM=["gzip", "deflate"], COMPRESS_ALGORITHM_STREAMING=["gzip", "deflate"],
-                      COMPRESS_STREAMS=True, COMPRESS_MIN_SIZE=1024, COMPRESS_EVALUATE_CONDITIONAL_REQUEST=False)
+
+    app.config.update(
+        COMPRESS_MIMETYPES=COMPRESSED,
+        COMPRESS_LEVEL=level,
+        COMPRESS_DEFLATE_LEVEL=level,
+        COMPRESS_ALGORITHM=["gzip", "deflate"],
+        COMPRESS_ALGORITHM_STREAMING=["gzip", "deflate"],
+        COMPRESS_STREAMS=True,
+        COMPRESS_MIN_SIZE=1024,
+        COMPRESS_EVALUATE_CONDITIONAL_REQUEST=False,
+    )
     VotableAwareCompress(app)
 
 
@@ -249,6 +282,7 @@ def create_app(config: GatewayConfig | str | Path | None = None, plugins=(), loa
     app.config["MAX_FORM_MEMORY_SIZE"] = 10_000_000  # a long QUERY is still a form field
 
     from .protocols import datalink, root, scs, sia, soda, tap, uws
+
     app.register_blueprint(uws.make_blueprint("tap", "tap_async", "/tap/async"))
     for name, a in gw.catalogue.archives.items():
         if a.capabilities.soda_async:  # before soda.bp: /soda/{name}/async is this job list
@@ -263,23 +297,27 @@ def create_app(config: GatewayConfig | str | Path | None = None, plugins=(), loa
     @app.errorhandler(Fault)
     def _fault(f: Fault):
         from .protocols.errors import dali_error
+
         return dali_error(f)
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):
         from .protocols.errors import dali_error
+
         if e.code == 405:
             return dali_error(UsageFault(f"method {request.method} not allowed on {request.path}", status=405))
         if e.code == 404:
             return dali_error(Fault(f"no resource {request.path}", status=404))
         if e.code == 413:
-            return dali_error(UsageFault(f"request too large: uploads are limited to {config.uploads.max_bytes} "
-                                         "bytes", status=413))
+            return dali_error(
+                UsageFault(f"request too large: uploads are limited to {config.uploads.max_bytes} bytes", status=413)
+            )
         return dali_error(Fault(e.description or e.name, status=e.code or 500))
 
     @app.errorhandler(Exception)
     def _unexpected(e: Exception):
         from .protocols.errors import dali_error
+
         if isinstance(e, RecursionError):  # only a client's input nests this deep
             return dali_error(UsageFault("the request is nested too deeply to evaluate; simplify it"))
         log.exception("unexpected error on %s", request.path)

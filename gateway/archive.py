@@ -13,6 +13,7 @@ archive owns upstream knowledge only (no Flask, no HTTP policy):
 
 Writing one is described in ``docs/writing_an_archive.md``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,8 +34,12 @@ class ArchiveConfig(BaseModel):
     kind: str
     title: str | None = None
     description: str | None = None
-    max_concurrency: int = Field(8, ge=1, le=64, description="requests the planner sends to this archive at "
-                                 "once (one per target of a multi-cone)")
+    max_concurrency: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="requests the planner sends to this archive at once (one per target of a multi-cone)",
+    )
 
 
 @dataclass(frozen=True)

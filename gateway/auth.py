@@ -7,6 +7,7 @@ owner key is a slow salted hash (PBKDF2-SHA256) of user name and password, so so
 sends another user's name with a different password sees none of that user's jobs.  The
 password is never stored, logged or shown; only ``id`` (the user name) appears in ``ownerId``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,5 +56,8 @@ def gateway_actor_from_request(request):
     if auth is None or auth.type != "basic" or not auth.username:
         return None
     password = auth.password or ""
-    return {"id": auth.username, "key": owner_key(auth.username, password),
-            "credentials": Credentials(auth.username, password)}
+    return {
+        "id": auth.username,
+        "key": owner_key(auth.username, password),
+        "credentials": Credentials(auth.username, password),
+    }

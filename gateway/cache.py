@@ -10,12 +10,13 @@ streamed to its end without error, as Arrow IPC (batches) or as the bytes a writ
 (:attr:`gateway.rowstream.RowStream.encoded`); one larger than ``max_entry_bytes`` is
 streamed but not kept.
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 
@@ -28,13 +29,15 @@ log = logging.getLogger("gateway.cache")
 class ResultCache:
     def __init__(self, config: CacheConfig, base_dir: Path):
         import diskcache
+
         self.config = config
         path = (Path(base_dir) / config.dir).resolve()
         self.store = diskcache.Cache(str(path), size_limit=config.max_bytes, eviction_policy="least-recently-used")
 
     @staticmethod
-    def key(archive: str, request: str, maxrec: int | None, top: int | None, response_format: str | None,
-            actor: dict | None) -> str:
+    def key(
+        archive: str, request: str, maxrec: int | None, top: int | None, response_format: str | None, actor: dict | None
+    ) -> str:
         owner = (actor or {}).get("key") or ""
         parts = [archive, request, repr(maxrec), repr(top), response_format or "", owner]
         return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
@@ -44,9 +47,16 @@ class ResultCache:
         entry = self.store.get(key)
         if entry is None:
             return None
-        stream = RowStream(entry["columns"], [], overflow=entry["overflow"], infos=list(entry["infos"]),
-                           datalink=entry["datalink"], postamble=entry["postamble"],
-                           field_ids=dict(entry["field_ids"]), rows_passed=entry["rows"])
+        stream = RowStream(
+            entry["columns"],
+            [],
+            overflow=entry["overflow"],
+            infos=list(entry["infos"]),
+            datalink=entry["datalink"],
+            postamble=entry["postamble"],
+            field_ids=dict(entry["field_ids"]),
+            rows_passed=entry["rows"],
+        )
         if "ipc" in entry:
             stream.batches = iter(pa.ipc.open_stream(entry["ipc"]))
         else:
@@ -59,11 +69,16 @@ class ResultCache:
         """``stream``, keeping what it yields and storing it under ``key`` once it is complete."""
         budget = self.config.max_entry_bytes
         batches = stream.batches
-        meta = {"infos": list(stream.infos), "datalink": stream.datalink, "postamble": stream.postamble,
-                "field_ids": dict(stream.field_ids)}  # as the archive made them, before the service adds
+        meta = {
+            "infos": list(stream.infos),
+            "datalink": stream.datalink,
+            "postamble": stream.postamble,
+            "field_ids": dict(stream.field_ids),
+        }  # as the archive made them, before the service adds
 
         def kept_batches() -> Iterator[pa.RecordBatch]:
-            kept, size = [], 0
+            kept: list[pa.RecordBatch] | None = []
+            size = 0
             for b in batches:
                 if kept is not None:
                     size += b.nbytes
@@ -78,10 +93,13 @@ class ResultCache:
                     for b in kept:
                         w.write_batch(b)
                 self._put(key, stream, meta, ipc=sink.getvalue().to_pybytes(), rows=sum(b.num_rows for b in kept))
+
         stream.batches = kept_batches()
         for fmt, produce in list(stream.encoded.items()):
+
             def kept_bytes(produce=produce, fmt=fmt) -> Iterator[bytes]:
-                kept, size = [], 0
+                kept: list[bytes] | None = []
+                size = 0
                 for chunk in produce():
                     if kept is not None:
                         size += len(chunk)
@@ -92,6 +110,7 @@ class ResultCache:
                     yield chunk
                 if kept is not None:
                     self._put(key, stream, meta, encoded=(fmt, b"".join(kept)), rows=stream.rows_passed)
+
             stream.encoded[fmt] = kept_bytes
         return stream
 

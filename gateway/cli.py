@@ -1,4 +1,5 @@
 """``vo-gateway`` command line: serve, worker, jobs, explain, plugins, tables, check-config."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,7 @@ from .config import ConfigError
 
 def _app(path):
     from .app import create_app
+
     return create_app(path)
 
 
@@ -34,11 +36,18 @@ def main(argv=None) -> int:
     e = sub.add_parser("explain", help="show how the gateway would answer an ADQL query (docs/planner.md)")
     e.add_argument("--config", default=None)
     e.add_argument("query", help="the ADQL query")
-    e.add_argument("--upload", action="append", default=[], metavar="NAME=FILE",
-                   help="a TAP_UPLOAD table (VOTable, FITS or CSV file) the query names as TAP_UPLOAD.NAME")
-    for name, help_ in (("plugins", "list installed plugins and archive kinds"),
-                        ("tables", "list the tables of the configured archives"),
-                        ("check-config", "validate the configuration and build every archive")):
+    e.add_argument(
+        "--upload",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="a TAP_UPLOAD table (VOTable, FITS or CSV file) the query names as TAP_UPLOAD.NAME",
+    )
+    for name, help_ in (
+        ("plugins", "list installed plugins and archive kinds"),
+        ("tables", "list the tables of the configured archives"),
+        ("check-config", "validate the configuration and build every archive"),
+    ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", default=None)
     args = ap.parse_args(argv)
@@ -57,7 +66,7 @@ def main(argv=None) -> int:
     if args.cmd == "explain":
         return explain(gw, args)
     if args.cmd == "plugins":
-        for name, plugin in gw.pm.list_name_plugin():
+        for name, _plugin in gw.pm.list_name_plugin():
             print(name)
         print("archive kinds: " + ", ".join(f"{k} ({c.__module__})" for k, c in sorted(gw.kinds.items())))
     elif args.cmd == "tables":
@@ -76,6 +85,7 @@ def explain(gw, args) -> int:
     from pathlib import Path
 
     from .faults import Fault
+
     files = {}
     for item in args.upload:
         name, sep, path = item.partition("=")
@@ -84,8 +94,10 @@ def explain(gw, args) -> int:
             return 2
         files[name] = Path(path)
     try:
-        uploads = gw.queries.read_uploads([f"{n},param:{n}" for n in files],
-                                          lambda part: io.BytesIO(files[part].read_bytes()) if part in files else None)
+        uploads = gw.queries.read_uploads(
+            [f"{n},param:{n}" for n in files],
+            lambda part: io.BytesIO(files[part].read_bytes()) if part in files else None,
+        )
         print(json.dumps(gw.queries.explain(args.query, uploads), indent=2))
     except Fault as f:
         print(f"query refused: {f}", file=sys.stderr)
@@ -99,10 +111,13 @@ def explain(gw, args) -> int:
 def worker(gw, args) -> int:
     """Consume the huey queue: the same job code as in-process, in this process."""
     import logging
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if gw.config.jobs.executor != "huey":
-        print("configuration error:\njobs.executor: the worker needs executor: huey (with jobs.queue_url)",
-              file=sys.stderr)
+        print(
+            "configuration error:\njobs.executor: the worker needs executor: huey (with jobs.queue_url)",
+            file=sys.stderr,
+        )
         return 2
     gw.jobs.start()
     try:
@@ -118,6 +133,7 @@ def jobs(args) -> int:
     from .uws.job import isoformat
     from .uws.service import JobService
     from .uws.xml import job_document
+
     cfg = load_config(args.config)
     service = JobService(cfg.jobs, cfg.base_dir)
     try:
@@ -129,12 +145,16 @@ def jobs(args) -> int:
         if not args.job_id:
             print(f"jobs {args.action} needs a job id", file=sys.stderr)
             return 2
-        j = service.store.get(args.job_id)
-        if j is None:
+        found = service.store.get(args.job_id)
+        if found is None:
             print(f"no job {args.job_id}", file=sys.stderr)
             return 1
         if args.action == "show":
-            print(job_document(j, f"{str(cfg.service.base_url or '').rstrip('/')}/{j.service}/async/{j.job_id}"))
+            print(
+                job_document(
+                    found, f"{str(cfg.service.base_url or '').rstrip('/')}/{found.service}/async/{found.job_id}"
+                )
+            )
         else:
             service.destroy(args.job_id)
             print(f"deleted {args.job_id}")
@@ -150,12 +170,17 @@ def serve(args) -> int:
     app = _app(config)  # validate before forking
 
     from . import gunicorn_conf
+
     settings = {k: v for k, v in vars(gunicorn_conf).items() if not k.startswith("_")}
 
     class App(BaseApplication):
         def load_config(self):
-            for k, v in {**settings, "bind": f"{args.host}:{args.port}", "workers": args.workers,
-                         "threads": args.threads}.items():
+            for k, v in {
+                **settings,
+                "bind": f"{args.host}:{args.port}",
+                "workers": args.workers,
+                "threads": args.threads,
+            }.items():
                 self.cfg.set(k, v)
 
         def load(self):

@@ -7,6 +7,7 @@ Errors name the exact key path (``archives.demo.tables[0].source``) and what is 
 Secrets are never written in the file: a secret field takes ``{env: VARIABLE}`` and is read from
 the environment when the config is loaded (:class:`EnvSecret`).
 """
+
 from __future__ import annotations
 
 import os
@@ -47,12 +48,24 @@ class ServiceConfig(BaseModel):
     sia_maxrec: int = Field(10000, ge=1)
     cutout_max_pixels: int = Field(25_000_000, ge=1)
     plugins_blocked: list[str] = Field(default_factory=list, description="entry-point names not to load")
-    max_query_length: int = Field(1_000_000, ge=1000, description="characters of ADQL text accepted; longer "
-                                  "queries get a 400 (long value lists belong in a TAP_UPLOAD table)")
-    sync_execution_duration: float = Field(300, gt=0, description="seconds a sync TAP query may run before it is "
-                                           "stopped with an error pointing to /tap/async")
-    compress_level: int = Field(1, ge=0, le=9, description="gzip/deflate level of responses to clients that "
-                                "send Accept-Encoding (RFC 9110 §12.5.3); 1 is fastest, 0 turns compression off")
+    max_query_length: int = Field(
+        1_000_000,
+        ge=1000,
+        description="characters of ADQL text accepted; longer "
+        "queries get a 400 (long value lists belong in a TAP_UPLOAD table)",
+    )
+    sync_execution_duration: float = Field(
+        300,
+        gt=0,
+        description="seconds a sync TAP query may run before it is stopped with an error pointing to /tap/async",
+    )
+    compress_level: int = Field(
+        1,
+        ge=0,
+        le=9,
+        description="gzip/deflate level of responses to clients that "
+        "send Accept-Encoding (RFC 9110 §12.5.3); 1 is fastest, 0 turns compression off",
+    )
 
 
 class JobsConfig(BaseModel):
@@ -60,10 +73,14 @@ class JobsConfig(BaseModel):
     limits of UWS 1.1 §2.2.3 (executionDuration, destruction, blocking WAIT)."""
 
     model_config = ConfigDict(extra="forbid")
-    store: str = Field("sqlite:///var/jobs.sqlite", description="SQLAlchemy URL of the job store; relative "
-                       "SQLite paths are relative to the config file; postgresql+psycopg://... to share jobs")
-    results_dir: Path = Field(Path("var/results"), description="job results and uploads (shared storage "
-                              "when workers run on other hosts)")
+    store: str = Field(
+        "sqlite:///var/jobs.sqlite",
+        description="SQLAlchemy URL of the job store; relative "
+        "SQLite paths are relative to the config file; postgresql+psycopg://... to share jobs",
+    )
+    results_dir: Path = Field(
+        Path("var/results"), description="job results and uploads (shared storage when workers run on other hosts)"
+    )
     executor: Literal["inprocess", "huey"] = "inprocess"
     queue_url: str | None = Field(None, description="redis://host:port/db for executor: huey")
     workers: int = Field(2, ge=1, le=64, description="threads running jobs in each gateway/worker process")
@@ -83,8 +100,9 @@ class UploadsConfig(BaseModel):
     max_rows: int = Field(1_000_000, ge=1, description="per table")
     max_tables: int = Field(8, ge=1)
     http_timeout: float = Field(30.0, gt=0, description="seconds for fetching an http(s) upload")
-    allow_private_hosts: bool = Field(False, description="allow http(s) uploads from loopback/private "
-                                      "addresses (tests and closed networks only)")
+    allow_private_hosts: bool = Field(
+        False, description="allow http(s) uploads from loopback/private addresses (tests and closed networks only)"
+    )
 
 
 class CacheConfig(BaseModel):
@@ -93,10 +111,13 @@ class CacheConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     ttl: int = Field(600, ge=0, description="seconds a result is reused; 0 turns the cache off")
-    dir: Path = Field(Path("var/cache"), description="cache directory (relative to the config file), "
-                      "shared by the processes of one host")
-    max_bytes: int = Field(1 << 30, ge=1 << 20, description="size of the whole cache; least recently used "
-                           "entries go first")
+    dir: Path = Field(
+        Path("var/cache"),
+        description="cache directory (relative to the config file), shared by the processes of one host",
+    )
+    max_bytes: int = Field(
+        1 << 30, ge=1 << 20, description="size of the whole cache; least recently used entries go first"
+    )
     max_entry_bytes: int = Field(64 << 20, ge=1, description="larger results are streamed but not kept")
 
 
@@ -105,15 +126,27 @@ class PlannerConfig(BaseModel):
     archives that only scan."""
 
     model_config = ConfigDict(extra="forbid")
-    multi_cone_rows: int = Field(10_000, ge=1, description="a crossmatch partner with at most this many rows "
-                                 "(an upload, a fetched sub-query) bounds the other side by one cone per row")
+    multi_cone_rows: int = Field(
+        10_000,
+        ge=1,
+        description="a crossmatch partner with at most this many rows "
+        "(an upload, a fetched sub-query) bounds the other side by one cone per row",
+    )
     cones_per_query: int = Field(200, ge=1, description="cones OR-ed into one sub-query of an SQL archive")
-    keys_per_query: int = Field(1000, ge=1, description="values of one IN list of a join-key lookup (a table "
-                                "joined on a column to a table fetched before it)")
-    max_subquery_rows: int = Field(2_000_000, ge=1, description="rows one sub-query may return; more is an "
-                                   "error naming the table, never a silent cut")
-    memory_limit: str = Field("512MB", description="DuckDB memory of one query's local evaluation; beyond it, "
-                              "DuckDB spills to temp_directory")
+    keys_per_query: int = Field(
+        1000,
+        ge=1,
+        description="values of one IN list of a join-key lookup (a table "
+        "joined on a column to a table fetched before it)",
+    )
+    max_subquery_rows: int = Field(
+        2_000_000,
+        ge=1,
+        description="rows one sub-query may return; more is an error naming the table, never a silent cut",
+    )
+    memory_limit: str = Field(
+        "512MB", description="DuckDB memory of one query's local evaluation; beyond it, DuckDB spills to temp_directory"
+    )
     temp_directory: Path = Field(Path("var/planner"), description="spill directory (relative to the config file)")
 
 

@@ -4,6 +4,7 @@ The names follow DALI 1.1 §4.2 / SIA 2.0 §4 / DataLink 1.1 §3.4 error vocabul
 (``UsageFault``, ``TransientFault``, ``FatalFault``, ``NotFoundFault``).  Each protocol renderer
 maps a fault onto its own document shape and HTTP status (``gateway.protocols.errors``).
 """
+
 from __future__ import annotations
 
 
@@ -14,8 +15,14 @@ class Fault(Exception):
     label = "DefaultFault"
     status = 500
 
-    def __init__(self, message: str, *, position: tuple[int, int] | None = None, status: int | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        position: tuple[int, int] | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.position = position

@@ -9,23 +9,127 @@ spliced in; quotes and parentheses unbalanced; deep nesting; huge, tiny and spec
 control and non-ASCII characters).  Used by ``tests/test_fuzz.py`` (a bounded profile) and
 ``benchmarks/fuzz.py`` (the full run).
 """
+
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
-FUNCS1 = ["ABS", "CEILING", "FLOOR", "SQRT", "EXP", "LOG", "LOG10", "SIN", "COS", "TAN", "ASIN", "ACOS", "ATAN",
-          "DEGREES", "RADIANS", "LOWER", "UPPER", "ROUND", "TRUNCATE", "COORD1", "COORD2", "AREA", "COUNT"]
+FUNCS1 = [
+    "ABS",
+    "CEILING",
+    "FLOOR",
+    "SQRT",
+    "EXP",
+    "LOG",
+    "LOG10",
+    "SIN",
+    "COS",
+    "TAN",
+    "ASIN",
+    "ACOS",
+    "ATAN",
+    "DEGREES",
+    "RADIANS",
+    "LOWER",
+    "UPPER",
+    "ROUND",
+    "TRUNCATE",
+    "COORD1",
+    "COORD2",
+    "AREA",
+    "COUNT",
+]
 FUNCS2 = ["POWER", "MOD", "ATAN2", "ROUND", "TRUNCATE"]
 AGGS = ["COUNT", "SUM", "AVG", "MIN", "MAX"]
-NUMBERS = ["0", "1", "-1", "2.5", "1e10", "1E-300", "1e308", "1e999", "-0.0", "0x1F", "123456789012345678901234567890",
-           "9223372036854775807", "9223372036854775808", "3.14159", ".5", "5.", "1e", "NaN"]
+NUMBERS = [
+    "0",
+    "1",
+    "-1",
+    "2.5",
+    "1e10",
+    "1E-300",
+    "1e308",
+    "1e999",
+    "-0.0",
+    "0x1F",
+    "123456789012345678901234567890",
+    "9223372036854775807",
+    "9223372036854775808",
+    "3.14159",
+    ".5",
+    "5.",
+    "1e",
+    "NaN",
+]
 STRINGS = ["'a'", "''", "'%'", "'it''s'", "'\u00e9\u6f22'", "'\\'", "'x" + "y" * 300 + "'"]
-JUNK = ["(", ")", ",", "'", '"', ";", "--", "/*", "*/", "\x00", "\x07", "\u2028", "\ufeff", "\U0001F600", "||",
-        "SELECT", "FROM", "WHERE", "JOIN", "ON", "UNION", "ORDER BY", "GROUP BY", "HAVING", "TOP", "DISTINCT",
-        "AS", "NULL", "IS", "NOT", "IN", "LIKE", "BETWEEN", "AND", "OR", "CASE", "WHEN", "END", "CAST", "*",
-        "POINT", "CIRCLE", "CONTAINS", "1=1", "OFFSET", "WITH", "TAP_UPLOAD.x", "TAP_SCHEMA.tables", "%",
-        "<=", ">=", "<>", "!=", "=", "+", "-", "/", "e", ".", "..", "ILIKE", "LIMIT", "::", "$1", "?"]
+JUNK = [
+    "(",
+    ")",
+    ",",
+    "'",
+    '"',
+    ";",
+    "--",
+    "/*",
+    "*/",
+    "\x00",
+    "\x07",
+    "\u2028",
+    "\ufeff",
+    "\U0001f600",
+    "||",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "JOIN",
+    "ON",
+    "UNION",
+    "ORDER BY",
+    "GROUP BY",
+    "HAVING",
+    "TOP",
+    "DISTINCT",
+    "AS",
+    "NULL",
+    "IS",
+    "NOT",
+    "IN",
+    "LIKE",
+    "BETWEEN",
+    "AND",
+    "OR",
+    "CASE",
+    "WHEN",
+    "END",
+    "CAST",
+    "*",
+    "POINT",
+    "CIRCLE",
+    "CONTAINS",
+    "1=1",
+    "OFFSET",
+    "WITH",
+    "TAP_UPLOAD.x",
+    "TAP_SCHEMA.tables",
+    "%",
+    "<=",
+    ">=",
+    "<>",
+    "!=",
+    "=",
+    "+",
+    "-",
+    "/",
+    "e",
+    ".",
+    "..",
+    "ILIKE",
+    "LIMIT",
+    "::",
+    "$1",
+    "?",
+]
 
 
 class Generator:
@@ -50,8 +154,10 @@ class Generator:
         if k < 0.8:
             return f"({self.num(depth + 1, alias)} {r.choice('+-*/')} {self.num(depth + 1, alias)})"
         if k < 0.85:
-            return f"DISTANCE(POINT('ICRS', {self.ra}, {self.dec}), POINT('ICRS', {r.uniform(0, 360):.3f}, " \
-                   f"{r.uniform(-90, 90):.3f}))"
+            return (
+                f"DISTANCE(POINT('ICRS', {self.ra}, {self.dec}), POINT('ICRS', {r.uniform(0, 360):.3f}, "
+                f"{r.uniform(-90, 90):.3f}))"
+            )
         if k < 0.9:
             return f"CAST({self.num(depth + 1, alias)} AS {r.choice(['INTEGER', 'DOUBLE PRECISION', 'REAL', 'BIGINT', 'SMALLINT'])})"
         return f"CASE WHEN {self.cond(depth + 1, alias)} THEN {self.num(depth + 1, alias)} ELSE {self.num(depth + 1, alias)} END"
@@ -90,17 +196,20 @@ class Generator:
                 body = f"SELECT {self.col()} AS g, COUNT(*) AS n FROM {self.table} GROUP BY {self.col()}"
             return body + (f" WHERE {self.cond()}" if r.random() < 0.5 else "")
         if k < 0.25:
-            return (f"SELECT {top}a.{self.columns[0]}, b.{self.columns[-1]} FROM {self.table} AS a "
-                    f"JOIN {self.table} AS b ON a.{self.columns[0]} = b.{self.columns[0]} WHERE {self.cond(alias='a')}")
+            return (
+                f"SELECT {top}a.{self.columns[0]}, b.{self.columns[-1]} FROM {self.table} AS a "
+                f"JOIN {self.table} AS b ON a.{self.columns[0]} = b.{self.columns[0]} WHERE {self.cond(alias='a')}"
+            )
         if k < 0.3:
             return f"SELECT {top}* FROM (SELECT {self.col()}, {self.col()} AS x FROM {self.table}) AS s"
         if k < 0.35:
-            return f"SELECT {self.col()} FROM {self.table} {r.choice(['UNION', 'UNION ALL', 'EXCEPT', 'INTERSECT'])} " \
-                   f"SELECT {self.col()} FROM {self.table}"
+            return (
+                f"SELECT {self.col()} FROM {self.table} {r.choice(['UNION', 'UNION ALL', 'EXCEPT', 'INTERSECT'])} "
+                f"SELECT {self.col()} FROM {self.table}"
+            )
         if k < 0.4:
             return f"WITH w AS (SELECT {self.col()} AS v FROM {self.table}) SELECT {top}v FROM w"
-        cols = ", ".join(f"{self.num()} AS c{i}" if r.random() < 0.5 else self.col()
-                         for i in range(r.randint(1, 4)))
+        cols = ", ".join(f"{self.num()} AS c{i}" if r.random() < 0.5 else self.col() for i in range(r.randint(1, 4)))
         q = f"SELECT {top}{distinct}{cols} FROM {self.table}"
         if r.random() < 0.7:
             q += f" WHERE {self.cond()}"
@@ -148,8 +257,13 @@ class Generator:
 
 def queries(n: int, seed: int = 22) -> Iterator[str]:
     """``n`` queries over the embedded demo table ``demo.sdss_stars`` (as in config.yaml)."""
-    g = Generator(seed, "demo.sdss_stars", ["objid", "ra", "dec", "psfmag_u", "psfmag_g", "psfmagerr_u", "run",
-                                            "camcol", "field"], "ra", "dec")
+    g = Generator(
+        seed,
+        "demo.sdss_stars",
+        ["objid", "ra", "dec", "psfmag_u", "psfmag_g", "psfmagerr_u", "run", "camcol", "field"],
+        "ra",
+        "dec",
+    )
     return g.queries(n)
 
 
@@ -163,6 +277,7 @@ def run(client, n: int, seed: int = 22, maxrec: int = 50) -> dict:
     seconds, query)."""
     import time
     from collections import Counter
+
     status: Counter = Counter()
     bad, slowest = [], (0.0, "")
     for i, q in enumerate(queries(n, seed)):

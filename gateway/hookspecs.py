@@ -4,6 +4,7 @@ Every hook is prefixed ``gateway_`` and documented in ``docs/plugin_hooks.md`` (
 that each hook here has a section there with its exact signature).  Hooks evolve additively:
 arguments are added, never renamed or removed.
 """
+
 import pluggy
 
 hookspec = pluggy.HookspecMarker("vo_gateway")

@@ -1,6 +1,7 @@
 """ObsCore 1.1 columns (ObsCore 1.1 §3, Table 1 and Appendix C) for SIA 2.0 responses, and
 the SIA 2.0 / SODA shape helpers shared by every image archive.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,29 +14,50 @@ from .schema import Column
 
 
 def _oc(name, datatype, ucd, unit=None, desc=None, arraysize=None, xtype=None):
-    return Column(name, datatype, arraysize=arraysize, xtype=xtype, unit=unit, ucd=ucd,
-                  utype="obscore:" + UTYPES[name], description=desc, principal=True, std=True)
+    return Column(
+        name,
+        datatype,
+        arraysize=arraysize,
+        xtype=xtype,
+        unit=unit,
+        ucd=ucd,
+        utype="obscore:" + UTYPES[name],
+        description=desc,
+        principal=True,
+        std=True,
+    )
 
 
 UTYPES = {
-    "dataproduct_type": "ObsDataset.dataProductType", "calib_level": "ObsDataset.calibLevel",
-    "obs_collection": "DataID.Collection", "obs_id": "DataID.observationID",
-    "obs_publisher_did": "Curation.PublisherDID", "access_url": "Access.Reference",
-    "access_format": "Access.Format", "access_estsize": "Access.Size", "target_name": "Target.Name",
+    "dataproduct_type": "ObsDataset.dataProductType",
+    "calib_level": "ObsDataset.calibLevel",
+    "obs_collection": "DataID.Collection",
+    "obs_id": "DataID.observationID",
+    "obs_publisher_did": "Curation.PublisherDID",
+    "access_url": "Access.Reference",
+    "access_format": "Access.Format",
+    "access_estsize": "Access.Size",
+    "target_name": "Target.Name",
     "s_ra": "Char.SpatialAxis.Coverage.Location.Coord.Position2D.Value2.C1",
     "s_dec": "Char.SpatialAxis.Coverage.Location.Coord.Position2D.Value2.C2",
     "s_fov": "Char.SpatialAxis.Coverage.Bounds.Extent.diameter",
     "s_region": "Char.SpatialAxis.Coverage.Support.Area",
     "s_resolution": "Char.SpatialAxis.Resolution.Refval.value",
-    "s_xel1": "Char.SpatialAxis.numBins1", "s_xel2": "Char.SpatialAxis.numBins2",
+    "s_xel1": "Char.SpatialAxis.numBins1",
+    "s_xel2": "Char.SpatialAxis.numBins2",
     "t_min": "Char.TimeAxis.Coverage.Bounds.Limits.StartTime",
     "t_max": "Char.TimeAxis.Coverage.Bounds.Limits.StopTime",
-    "t_exptime": "Char.TimeAxis.Coverage.Support.Extent", "t_resolution": "Char.TimeAxis.Resolution.Refval.value",
-    "t_xel": "Char.TimeAxis.numBins", "em_min": "Char.SpectralAxis.Coverage.Bounds.Limits.LoLimit",
+    "t_exptime": "Char.TimeAxis.Coverage.Support.Extent",
+    "t_resolution": "Char.TimeAxis.Resolution.Refval.value",
+    "t_xel": "Char.TimeAxis.numBins",
+    "em_min": "Char.SpectralAxis.Coverage.Bounds.Limits.LoLimit",
     "em_max": "Char.SpectralAxis.Coverage.Bounds.Limits.HiLimit",
-    "em_res_power": "Char.SpectralAxis.Resolution.ResolPower.refVal", "em_xel": "Char.SpectralAxis.numBins",
-    "o_ucd": "Char.ObservableAxis.ucd", "pol_states": "Char.PolarizationAxis.stateList",
-    "pol_xel": "Char.PolarizationAxis.numBins", "facility_name": "Provenance.ObsConfig.Facility.name",
+    "em_res_power": "Char.SpectralAxis.Resolution.ResolPower.refVal",
+    "em_xel": "Char.SpectralAxis.numBins",
+    "o_ucd": "Char.ObservableAxis.ucd",
+    "pol_states": "Char.PolarizationAxis.stateList",
+    "pol_xel": "Char.PolarizationAxis.numBins",
+    "facility_name": "Provenance.ObsConfig.Facility.name",
     "instrument_name": "Provenance.ObsConfig.Instrument.name",
 }
 
@@ -169,23 +191,28 @@ def record_matches(rec: dict, q, band: bool = True, time: bool = True) -> bool:
     """Whether one ObsCore record satisfies the non-positional SIA 2.0 constraints of ``q``
     (:class:`gateway.archive.ImageQuery`, SIA 2.0 §2.1: values of one parameter OR-ed,
     parameters AND-ed).  ``band``/``time`` False skip constraints an upstream already applied."""
+
     def within(v, intervals):
         return not intervals or (v is not None and any(lo <= v <= hi for lo, hi in intervals))
 
     def overlaps(lo, hi, intervals):
         return not intervals or (lo is not None and hi is not None and any(a <= hi and b >= lo for a, b in intervals))
-    return ((not band or overlaps(rec.get("em_min"), rec.get("em_max"), q.band))
-            and (not time or overlaps(rec.get("t_min"), rec.get("t_max"), q.time))
-            and within(rec.get("t_exptime"), q.exptime) and within(rec.get("s_fov"), q.fov)
-            and within(rec.get("s_resolution"), q.spatres)
-            and (not q.collection or rec.get("obs_collection") in q.collection)
-            and (not q.facility or rec.get("facility_name") in q.facility)
-            and (not q.instrument or rec.get("instrument_name") in q.instrument)
-            and (not q.dptype or rec.get("dataproduct_type") in q.dptype)
-            and (not q.calib or rec.get("calib_level") in q.calib)
-            and (not q.target or rec.get("target_name") in q.target)
-            and (not q.id or (rec.get("obs_publisher_did") or "").lower() in [i.lower() for i in q.id])
-            and (not q.format or rec.get("access_format") in q.format))
+
+    return (
+        (not band or overlaps(rec.get("em_min"), rec.get("em_max"), q.band))
+        and (not time or overlaps(rec.get("t_min"), rec.get("t_max"), q.time))
+        and within(rec.get("t_exptime"), q.exptime)
+        and within(rec.get("s_fov"), q.fov)
+        and within(rec.get("s_resolution"), q.spatres)
+        and (not q.collection or rec.get("obs_collection") in q.collection)
+        and (not q.facility or rec.get("facility_name") in q.facility)
+        and (not q.instrument or rec.get("instrument_name") in q.instrument)
+        and (not q.dptype or rec.get("dataproduct_type") in q.dptype)
+        and (not q.calib or rec.get("calib_level") in q.calib)
+        and (not q.target or rec.get("target_name") in q.target)
+        and (not q.id or (rec.get("obs_publisher_did") or "").lower() in [i.lower() for i in q.id])
+        and (not q.format or rec.get("access_format") in q.format)
+    )
 
 
 # -- SIA 2.0 / SODA shapes ----------------------------------------------------------------

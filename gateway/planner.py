@@ -34,6 +34,7 @@ error, never a complete answer; an upstream failure fails the query with the arc
 and the upstream's message.  :meth:`Plan.explain` says which archive gets which request and
 why (``vo-gateway explain``, the ``jobInfo`` of an async job).
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,13 +55,20 @@ from .adql.validate import AdqlQuery
 from .archive import Archive, ArchiveConfig, Cone, Predicate, ScanRequest
 from .engine import DuckDBArchive
 from .faults import TransientFault, UsageFault
-from .residual import conjuncts, cone_term, constant
+from .residual import cone_term, conjuncts, constant
 from .rowstream import RowStream
 from .schema import Column, Table
 
 log = logging.getLogger("gateway.planner")
 UPLOAD = "tap_upload"
-COMPARE = {exp.EQ: "=", exp.NEQ: "!=", exp.LT: "<", exp.LTE: "<=", exp.GT: ">", exp.GTE: ">="}
+COMPARE: dict[type[exp.Expression], str] = {
+    exp.EQ: "=",
+    exp.NEQ: "!=",
+    exp.LT: "<",
+    exp.LTE: "<=",
+    exp.GT: ">",
+    exp.GTE: ">=",
+}
 FLIP = {"=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
@@ -81,8 +89,8 @@ class Ref:
     cones: list[Cone] = field(default_factory=list)  # its own constant cones (AND-ed)
     predicates: list[Predicate] = field(default_factory=list)
     exact: bool = True  # every condition of its SELECT was pushed to it, exactly (order/limit pushdown)
-    matches: list["Match"] = field(default_factory=list)  # crossmatches that can bound it
-    keys: list["KeyMatch"] = field(default_factory=list)  # equi-joins that can bound it
+    matches: list[Match] = field(default_factory=list)  # crossmatches that can bound it
+    keys: list[KeyMatch] = field(default_factory=list)  # equi-joins that can bound it
 
     @property
     def label(self) -> str:
@@ -142,8 +150,12 @@ class Progress:
 
     def as_dict(self) -> dict:
         with self.lock:
-            return {"subqueries_done": self.done, "subqueries_total": self.total, "rows_fetched": self.rows,
-                    "waiting_on": sorted(self.waiting_on)}
+            return {
+                "subqueries_done": self.done,
+                "subqueries_total": self.total,
+                "rows_fetched": self.rows,
+                "waiting_on": sorted(self.waiting_on),
+            }
 
 
 class Plan:
@@ -170,12 +182,17 @@ class Plan:
                 if s.how == "query":
                     d["adql"] = _subquery_text(s.ref, None)
                 if s.requests:
-                    d["requests"] = s.requests[:20] + ([f"... {len(s.requests) - 20} more"] if len(s.requests) > 20 else [])
+                    d["requests"] = s.requests[:20] + (
+                        [f"... {len(s.requests) - 20} more"] if len(s.requests) > 20 else []
+                    )
                 if s.rows is not None:
                     d["rows"] = s.rows
                 out.append(d)
-        return {"federated": True, "steps": out,
-                "local": "DuckDB over the fetched rows: " + self.tree.sql(dialect=ADQL)}
+        return {
+            "federated": True,
+            "steps": out,
+            "local": "DuckDB over the fetched rows: " + self.tree.sql(dialect=ADQL),
+        }
 
 
 # -- analysis ------------------------------------------------------------------------------
@@ -205,8 +222,9 @@ def find_refs(tree: exp.Expression) -> tuple[list[Ref], dict[int, dict[str, Ref]
     scopes: dict[int, dict[str, Ref]] = {}
     for sel in tree.find_all(exp.Select):
         for node, nullable in _direct_refs(sel):
-            ref = Ref(len(refs), node, node.meta["gw_archive"], node.meta["gw_table"], node.alias_or_name, sel,
-                      nullable)
+            ref = Ref(
+                len(refs), node, node.meta["gw_archive"], node.meta["gw_table"], node.alias_or_name, sel, nullable
+            )
             refs.append(ref)
             scopes.setdefault(id(sel), {})[ref.alias.lower()] = ref
     refs.sort(key=lambda r: r.index)
@@ -252,9 +270,8 @@ def _pair_cols(args, scopes) -> tuple[Ref, tuple[str, str]] | None:
     if len(args) != 2 or not all(isinstance(a, exp.Column) for a in args):
         return None
     owners = {owner(a, scopes) for a in args}
-    if len(owners) != 1 or None in owners:
-        return None
-    return owners.pop(), (args[0].name, args[1].name)
+    ref = owners.pop() if len(owners) == 1 else None
+    return (ref, (args[0].name, args[1].name)) if ref is not None else None
 
 
 def crossmatch(cond: exp.Expression, scopes) -> tuple[tuple, tuple, float] | None:
@@ -264,8 +281,11 @@ def crossmatch(cond: exp.Expression, scopes) -> tuple[tuple, tuple, float] | Non
     try:
         if isinstance(cond, (exp.GT, exp.GTE)):
             cond = (exp.LT if isinstance(cond, exp.GT) else exp.LTE)(this=cond.expression, expression=cond.this)
-        if isinstance(cond, (exp.LT, exp.LTE)) and isinstance(cond.this, exp.Anonymous) and \
-                cond.this.name.upper() == "DISTANCE":
+        if (
+            isinstance(cond, (exp.LT, exp.LTE))
+            and isinstance(cond.this, exp.Anonymous)
+            and cond.this.name.upper() == "DISTANCE"
+        ):
             args = list(cond.this.expressions)
             if len(args) == 4:
                 a, b = _pair_cols(args[:2], scopes), _pair_cols(args[2:], scopes)
@@ -298,8 +318,7 @@ def crossmatch(cond: exp.Expression, scopes) -> tuple[tuple, tuple, float] | Non
 def _equi_join(cond: exp.Expression, scopes):
     """((ref_a, column), (ref_b, column)) of ``a.x = b.y`` between two references (plain
     declared columns), else None."""
-    if not (isinstance(cond, exp.EQ) and isinstance(cond.this, exp.Column) and
-            isinstance(cond.expression, exp.Column)):
+    if not (isinstance(cond, exp.EQ) and isinstance(cond.this, exp.Column) and isinstance(cond.expression, exp.Column)):
         return None
     a, b = owner(cond.this, scopes), owner(cond.expression, scopes)
     if a is None or b is None or a is b:
@@ -323,8 +342,12 @@ def predicate(cond: exp.Expression, ref: Ref) -> Predicate | None:
                 return None
             value = constant(right)
             col = ref.table.column(left.name)
-            if value is None or col is None or col.datatype == "boolean" or \
-                    (col.datatype == "char") != isinstance(value, str):
+            if (
+                value is None
+                or col is None
+                or col.datatype == "boolean"
+                or (col.datatype == "char") != isinstance(value, str)
+            ):
                 return None
             return Predicate(col.name, op, value)
         if isinstance(cond, exp.In) and not cond.args.get("query") and isinstance(cond.this, exp.Column):
@@ -394,7 +417,8 @@ class Planner:
         for col in tree.find_all(exp.Column):
             ref = owner(col, scopes)
             if ref is not None:
-                ref.columns.setdefault(ref.table.column(col.name).name if ref.table.column(col.name) else col.name)
+                declared = ref.table.column(col.name)
+                ref.columns.setdefault(declared.name if declared is not None else col.name)
         udf_names = set(q.udfs)
         for sel in tree.find_all(exp.Select):
             local = [r for r in refs if r.select is sel]
@@ -412,8 +436,11 @@ class Planner:
                     key = _equi_join(cond, scopes)
                     if key is not None:
                         for (target, col), (src, scol) in (key, key[::-1]):
-                            if (source in ("where", "inner") or (source == "LEFT" and joined is target.node)) and \
-                                    target.select is sel and src.select is sel:
+                            if (
+                                (source in ("where", "inner") or (source == "LEFT" and joined is target.node))
+                                and target.select is sel
+                                and src.select is sel
+                            ):
                                 target.keys.append(KeyMatch(target, src, col, scol))
                     for ref in local:
                         ref.exact = False
@@ -425,8 +452,11 @@ class Planner:
                 ref = next(iter(used))
                 if ref.select is not sel:  # a correlated condition: evaluated here
                     continue
-                safe = (source == "where" and not ref.nullable) or (source == "inner" and not ref.nullable) or \
-                    (source == "LEFT" and joined is ref.node)
+                safe = (
+                    (source == "where" and not ref.nullable)
+                    or (source == "inner" and not ref.nullable)
+                    or (source == "LEFT" and joined is ref.node)
+                )
                 if not safe:
                     ref.exact = False
                     continue
@@ -438,14 +468,21 @@ class Planner:
         if left:
             fn = left[0].name.lower()
             owners = self.gw.catalogue.udfs()[left[0].name.upper()][1]
-            raise UsageFault(f"{fn}() is a function of archive {', '.join(owners)}; in a query over several archives "
-                             f"it can only be a condition on one table of {', '.join(owners)}")
+            raise UsageFault(
+                f"{fn}() is a function of archive {', '.join(owners)}; in a query over several archives "
+                f"it can only be a condition on one table of {', '.join(owners)}"
+            )
         stages = self._stages(refs)
-        for r in refs:  # the local query reads the fetched rows
-            alias = r.node.args.get("alias")
-            r.node.replace(exp.Table(this=exp.to_identifier(r.view, quoted=True),
-                                     alias=alias.copy() if alias is not None else
-                                     exp.TableAlias(this=exp.to_identifier(r.alias, quoted=True))))
+        for each in refs:  # the local query reads the fetched rows
+            alias = each.node.args.get("alias")
+            each.node.replace(
+                exp.Table(
+                    this=exp.to_identifier(each.view, quoted=True),
+                    alias=alias.copy()
+                    if alias is not None
+                    else exp.TableAlias(this=exp.to_identifier(each.alias, quoted=True)),
+                )
+            )
         for col in tree.find_all(exp.Column):
             if col.args.get("db") is not None:
                 col.set("db", None)
@@ -489,8 +526,9 @@ class Planner:
 
     def _bounded(self, ref: Ref) -> bool:
         """Whether the reference's own conditions bound it (a cone, or ``=``/``IN`` on its id)."""
-        return bool(ref.cones) or any(p.column.lower() == (ref.table.id_column or "").lower() and p.op in ("=", "IN")
-                                      for p in ref.predicates)
+        return bool(ref.cones) or any(
+            p.column.lower() == (ref.table.id_column or "").lower() and p.op in ("=", "IN") for p in ref.predicates
+        )
 
     def _stages(self, refs: list[Ref]) -> list[list[Step]]:
         """Order the fetches: references bounded by themselves (and uploads) first, then those
@@ -506,6 +544,7 @@ class Planner:
             if r.archive == UPLOAD:
                 return "upload"
             return "query" if archives[r.archive].capabilities.adql else "scan"
+
         while remaining:
             stage = []
             for r in remaining:
@@ -516,27 +555,56 @@ class Planner:
                     stage.append(Step(r, how(r), why=f"bounded by {what}"))
                 else:
                     ready = [m for m in r.matches if m.source.index in done]
-                    keys = [k for k in r.keys if k.source.index in done and r.archive != UPLOAD and
-                            (archives[r.archive].capabilities.adql or archives[r.archive].capabilities.comparisons)]
+                    keys = [
+                        k
+                        for k in r.keys
+                        if k.source.index in done
+                        and r.archive != UPLOAD
+                        and (archives[r.archive].capabilities.adql or archives[r.archive].capabilities.comparisons)
+                    ]
                     if ready:
                         m = min(ready, key=lambda m: m.radius)
-                        stage.append(Step(r, how(r), after=m, why=(
-                            f"crossmatch with {m.source.label} within {m.radius:.6g} deg: one cone per row of "
-                            f"{m.source.alias} when it has at most {self.config.multi_cone_rows} rows"
-                            + (f", else {m.source.alias}'s cone widened by {m.radius:.6g} deg"
-                               if m.source.index in bounded_ids else ""))))
+                        stage.append(
+                            Step(
+                                r,
+                                how(r),
+                                after=m,
+                                why=(
+                                    f"crossmatch with {m.source.label} within {m.radius:.6g} deg: one cone per row of "
+                                    f"{m.source.alias} when it has at most {self.config.multi_cone_rows} rows"
+                                    + (
+                                        f", else {m.source.alias}'s cone widened by {m.radius:.6g} deg"
+                                        if m.source.index in bounded_ids
+                                        else ""
+                                    )
+                                ),
+                            )
+                        )
                     elif keys:
                         k = next((k for k in keys if k.column == r.table.id_column), keys[0])
-                        stage.append(Step(r, how(r), after=k, why=(
-                            f"joined on {r.alias}.{k.column} = {k.source.alias}.{k.source_column}: "
-                            f"{k.column} IN the values fetched for {k.source.label}, "
-                            f"{self.config.keys_per_query} at a time")))
+                        stage.append(
+                            Step(
+                                r,
+                                how(r),
+                                after=k,
+                                why=(
+                                    f"joined on {r.alias}.{k.column} = {k.source.alias}.{k.source_column}: "
+                                    f"{k.column} IN the values fetched for {k.source.label}, "
+                                    f"{self.config.keys_per_query} at a time"
+                                ),
+                            )
+                        )
             if not stage:  # nothing bounds what is left: an archive that gives a table whole goes next
                 free = [r for r in remaining if not archives[r.archive].capabilities.bounded or len(refs) == 1]
                 if not free:
                     raise unbounded(remaining[0])
-                stage = [Step(free[0], how(free[0]), why="no bound: the archive gives it whole "
-                                                          f"(at most {self.config.max_subquery_rows} rows)")]
+                stage = [
+                    Step(
+                        free[0],
+                        how(free[0]),
+                        why=f"no bound: the archive gives it whole (at most {self.config.max_subquery_rows} rows)",
+                    )
+                ]
             for s in stage:
                 done.add(s.ref.index)
                 if s.ref.cones or (isinstance(s.after, Match) and s.after.source.index in bounded_ids):
@@ -551,25 +619,30 @@ class Planner:
         ``maxrec`` as for :meth:`Archive.execute`.  Raises the first failing step's Fault
         (every other step of the stage is cancelled)."""
         from .upstream import current_scope
+
         scope = current_scope()
         plan.progress.total = len(plan.steps)
         if context is not None:  # the UWS job document's jobInfo
             context.info = lambda: {"progress": plan.progress.as_dict(), "plan": plan.explain()}
         fetched: dict[int, pa.Table] = {}
-        cones_of: dict[int, list[Cone]] = {}
+        cones_of: dict[int, list[Cone] | None] = {}
         only_ref = len(plan.steps) == 1
         for stage in plan.stages:
-            jobs = []
+            jobs: list[tuple[Step, list[Cone] | Predicate | None]] = []
             for step in stage:
+                cones: list[Cone] | Predicate | None
                 if isinstance(step.after, KeyMatch):
                     cones = self._key_values(step.after, fetched)
                 else:
-                    cones = self._cones(step, fetched, cones_of)
-                    cones_of[step.ref.index] = cones
+                    cones = cones_of[step.ref.index] = self._cones(step, fetched, cones_of)
                 jobs.append((step, cones))
             with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
-                futures = [pool.submit(self._in_scope, scope, self._fetch, step, cones, context, plan,
-                                       maxrec if only_ref else None) for step, cones in jobs]
+                futures = [
+                    pool.submit(
+                        self._in_scope, scope, self._fetch, step, cones, context, plan, maxrec if only_ref else None
+                    )
+                    for step, cones in jobs
+                ]
                 try:
                     for (step, _), f in zip(jobs, futures):
                         fetched[step.ref.index] = f.result()
@@ -591,6 +664,7 @@ class Planner:
         finally:
             if scope is not None:
                 from .upstream import Scope
+
                 Scope.exit()
 
     @staticmethod
@@ -607,7 +681,7 @@ class Planner:
         if ref.cones:
             return [min(ref.cones, key=lambda c: c.radius)]
         m = step.after
-        if m is None:
+        if not isinstance(m, Match):
             return None
         rows = fetched[m.source.index]
         if rows.num_rows <= self.config.multi_cone_rows or not cones_of.get(m.source.index):
@@ -618,7 +692,9 @@ class Planner:
             return [Cone(float(a), float(d), m.radius) for a, d in pairs]
         return [Cone(c.ra, c.dec, c.radius + m.radius) for c in cones_of[m.source.index]]
 
-    def _fetch(self, step: Step, cones: list[Cone] | Predicate | None, context, plan: Plan, maxrec: int | None) -> pa.Table:
+    def _fetch(
+        self, step: Step, cones: list[Cone] | Predicate | None, context, plan: Plan, maxrec: int | None
+    ) -> pa.Table:
         ref = step.ref
         with plan.progress.lock:
             plan.progress.waiting_on.add(ref.archive)
@@ -649,6 +725,7 @@ class Planner:
         """ADQL sub-queries of an SQL archive: the needed columns, the pushed conditions, and
         the cones (OR-ed in chunks; as a TAP_UPLOAD table to an archive that joins uploads)."""
         from .adql import analyze
+
         archive = self.gw.catalogue.archives[ref.archive]
         if ref.cones:  # its own cone is among the pushed conditions already
             cones = None
@@ -656,21 +733,29 @@ class Planner:
         caps = archive.capabilities
         per = caps.upload_rows or 1 << 62  # rows of one forwarded upload
         if isinstance(cones, Predicate) and caps.uploads and len(cones.value) > 1:
-            texts = [(_subquery_text(ref, None, keys=cones, upload=True),
-                      {"gw_keys": _key_upload(ref, Predicate(cones.column, "IN", cones.value[i:i + per]))})
-                     for i in range(0, len(cones.value), per)]
+            texts = [
+                (
+                    _subquery_text(ref, None, keys=cones, upload=True),
+                    {"gw_keys": _key_upload(ref, Predicate(cones.column, "IN", cones.value[i : i + per]))},
+                )
+                for i in range(0, len(cones.value), per)
+            ]
             cones = None
         elif isinstance(cones, Predicate):
             n = self.config.keys_per_query
-            texts = [(_subquery_text(ref, None, keys=Predicate(cones.column, "IN", cones.value[i:i + n])), {})
-                     for i in range(0, len(cones.value), n)]
+            texts = [
+                (_subquery_text(ref, None, keys=Predicate(cones.column, "IN", cones.value[i : i + n])), {})
+                for i in range(0, len(cones.value), n)
+            ]
             cones = None
         elif cones and len(cones) > 1 and caps.uploads:
-            texts = [(_subquery_text(ref, None, upload=True), {"gw_cones": _cone_upload(cones[i:i + per])})
-                     for i in range(0, len(cones), per)]
+            texts = [
+                (_subquery_text(ref, None, upload=True), {"gw_cones": _cone_upload(cones[i : i + per])})
+                for i in range(0, len(cones), per)
+            ]
         elif cones:
             n = self.config.cones_per_query
-            texts = [(_subquery_text(ref, cones[i:i + n]), {}) for i in range(0, len(cones), n)]
+            texts = [(_subquery_text(ref, cones[i : i + n]), {}) for i in range(0, len(cones), n)]
         else:
             texts = [(_subquery_text(ref, None), {})]
         with plan.progress.lock:
@@ -679,6 +764,7 @@ class Planner:
         def one(item):
             text, uploads = item
             from .registry import UploadOverlay
+
             cat = UploadOverlay(self.gw.catalogue, uploads) if uploads else self.gw.catalogue
             sub = analyze(text, cat)
             sub.uploads = uploads
@@ -687,20 +773,33 @@ class Planner:
             stream = archive.execute(native, limit, context=context)
             batches = list(stream)
             if stream.error:
-                raise TransientFault(f"archive {ref.archive} failed while answering {ref.table.qualified_name}: "
-                                     f"{stream.error}")
+                raise TransientFault(
+                    f"archive {ref.archive} failed while answering {ref.table.qualified_name}: {stream.error}"
+                )
             if stream.overflow:
-                raise UsageFault(f"the sub-query on {ref.table.qualified_name} (archive {ref.archive}) returns more "
-                                 f"than {limit} rows (planner.max_subquery_rows); add constraints on that table")
+                raise UsageFault(
+                    f"the sub-query on {ref.table.qualified_name} (archive {ref.archive}) returns more "
+                    f"than {limit} rows (planner.max_subquery_rows); add constraints on that table"
+                )
             t = _table(batches, stream, ref)
             with plan.progress.lock:
                 plan.progress.rows += t.num_rows
                 plan.progress.done += 1
             return t
-        return self._many(ref, archive, [(t, u) for t, u in texts], one, plan, dedupe=len(texts) > 1 or bool(
-            cones and len(cones) > 1), describe=lambda item: item[0])
 
-    def _fetch_scan(self, ref: Ref, cones: list[Cone] | Predicate | None, context, plan: Plan, maxrec: int | None) -> pa.Table:
+        return self._many(
+            ref,
+            archive,
+            [(t, u) for t, u in texts],
+            one,
+            plan,
+            dedupe=len(texts) > 1 or bool(cones and len(cones) > 1),
+            describe=lambda item: item[0],
+        )
+
+    def _fetch_scan(
+        self, ref: Ref, cones: list[Cone] | Predicate | None, context, plan: Plan, maxrec: int | None
+    ) -> pa.Table:
         """One :class:`ScanRequest` per cone (or one without a cone) to a scanning archive."""
         archive = self.gw.catalogue.archives[ref.archive]
         caps = archive.capabilities
@@ -711,12 +810,17 @@ class Planner:
             order, limit = self._order_limit(plan.query.ast, ref, caps, maxrec)
         if isinstance(cones, Predicate):
             n = self.config.keys_per_query
-            requests = [ScanRequest(ref.table, columns, None,
-                                    [*ref.predicates, Predicate(cones.column, "IN", cones.value[i:i + n])])
-                        for i in range(0, len(cones.value), n)]
+            requests = [
+                ScanRequest(
+                    ref.table, columns, None, [*ref.predicates, Predicate(cones.column, "IN", cones.value[i : i + n])]
+                )
+                for i in range(0, len(cones.value), n)
+            ]
         else:
-            requests = [ScanRequest(ref.table, columns, c, list(ref.predicates), order, limit)
-                        for c in (cones if cones is not None else [None])]
+            requests = [
+                ScanRequest(ref.table, columns, c, list(ref.predicates), order, limit)
+                for c in (cones if cones is not None else [None])
+            ]
         with plan.progress.lock:
             plan.progress.total += len(requests) - 1
 
@@ -724,48 +828,62 @@ class Planner:
             stream = archive.scan(request, context)
             batches = list(stream)
             if stream.error:
-                raise TransientFault(f"archive {ref.archive} failed while answering {ref.table.qualified_name}: "
-                                     f"{stream.error}")
+                raise TransientFault(
+                    f"archive {ref.archive} failed while answering {ref.table.qualified_name}: {stream.error}"
+                )
             if stream.overflow:
-                raise TransientFault(f"archive {ref.archive} cut its answer for {ref.table.qualified_name} short "
-                                     "(an upstream row limit); narrow the query")
+                raise TransientFault(
+                    f"archive {ref.archive} cut its answer for {ref.table.qualified_name} short "
+                    "(an upstream row limit); narrow the query"
+                )
             t = _table(batches, stream, ref)
             with plan.progress.lock:
                 plan.progress.rows += t.num_rows
                 plan.progress.done += 1
             if t.num_rows > self.config.max_subquery_rows:
-                raise UsageFault(f"{ref.table.qualified_name} (archive {ref.archive}) gives more than "
-                                 f"{self.config.max_subquery_rows} rows (planner.max_subquery_rows); add constraints")
+                raise UsageFault(
+                    f"{ref.table.qualified_name} (archive {ref.archive}) gives more than "
+                    f"{self.config.max_subquery_rows} rows (planner.max_subquery_rows); add constraints"
+                )
             return t
-        return self._many(ref, archive, requests, one, plan, dedupe=len(requests) > 1,
-                          describe=lambda r: r.describe())
+
+        return self._many(ref, archive, requests, one, plan, dedupe=len(requests) > 1, describe=lambda r: r.describe())
 
     @staticmethod
     def _any_rows(plan: Plan) -> bool:
         from .residual import any_rows
+
         return isinstance(plan.query.ast, exp.Select) and any_rows(plan.query.ast)
 
     @staticmethod
     def _order_limit(tree: exp.Select, ref: Ref, caps, maxrec: int):
         """ORDER BY and the row count a lone exactly-answered scan can take over: plain
         columns of the table, no grouping, DISTINCT, aggregate or OFFSET."""
-        if any(tree.args.get(k) for k in ("group", "having", "distinct", "offset")) or \
-                tree.find(exp.AggFunc) is not None:
+        if (
+            any(tree.args.get(k) for k in ("group", "having", "distinct", "offset"))
+            or tree.find(exp.AggFunc) is not None
+        ):
             return [], None
         top = tree.args.get("limit")
         n = int(top.expression.name) if top is not None else None
         want = maxrec + 1 if n is None else min(n, maxrec + 1)
         order = []
         o = tree.args.get("order")
-        for key in (o.expressions if o is not None else []):
+        for key in o.expressions if o is not None else []:
             col = key.this
             if not (isinstance(col, exp.Column) and ref.table.column(col.name) is not None and caps.order_by):
                 return [], None
             # an output alias of another expression under the same name sorts by that one
-            if any(isinstance(e, exp.Alias) and e.alias.lower() == col.name.lower() and not
-                   (isinstance(e.this, exp.Column) and e.this.name == col.name) for e in tree.expressions):
+            if any(
+                isinstance(e, exp.Alias)
+                and e.alias.lower() == col.name.lower()
+                and not (isinstance(e.this, exp.Column) and e.this.name == col.name)
+                for e in tree.expressions
+            ):
                 return [], None
-            order.append((ref.table.column(col.name).name, bool(key.args.get("desc"))))
+            declared = ref.table.column(col.name)
+            assert declared is not None  # checked above
+            order.append((declared.name, bool(key.args.get("desc"))))
         return order, (want if caps.top else None)
 
     def _many(self, ref: Ref, archive: Archive, items: list, one, plan: Plan, dedupe: bool, describe) -> pa.Table:
@@ -776,6 +894,7 @@ class Planner:
         if len(items) == 1:
             return one(items[0])
         from .upstream import current_scope
+
         scope = current_scope()
         workers = min(len(items), getattr(archive.config, "max_concurrency", 8))
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -793,7 +912,7 @@ class Planner:
     def _evaluate(self, plan: Plan, fetched: dict[int, pa.Table], maxrec: int | None, context) -> RowStream:
         engine = LocalEngine(self.config, self.gw.config.base_dir)
         q = plan.query
-        local = AdqlQuery(text=q.text, ast=plan.tree, output=q.output)
+        local = AdqlQuery(text=q.text, ast=plan.tree, output=q.output)  # type: ignore[arg-type]  # a set operation too
         native = engine.translate(local)
         native.views = {f"gw_ref_{i}": t for i, t in fetched.items()}
         if maxrec == 0:
@@ -802,10 +921,12 @@ class Planner:
         else:
             stream = engine.execute(native, maxrec, top=q.top, context=context)
         inner = stream.on_close
+
         def close():
             if inner is not None:
                 inner()
             engine.close()
+
         stream.on_close = close
         for o in q.output:  # rows of a table with DataLink keep their service descriptor
             if o.column is None:
@@ -822,11 +943,12 @@ class LocalEngine(DuckDBArchive):
     """The per-query DuckDB where the federated remainder runs (memory-limited, spilling)."""
 
     def __init__(self, config, base_dir: Path):
-        Archive.__init__(self, "local", ArchiveConfig(kind="local"), base_dir=base_dir)
+        Archive.__init__(self, "local", ArchiveConfig(kind="local", max_concurrency=1), base_dir=base_dir)
         tmp = Path(base_dir) / config.temp_directory
         tmp.mkdir(parents=True, exist_ok=True)
-        self.db = duckdb.connect(":memory:", config={"threads": 2, "memory_limit": config.memory_limit,
-                                                      "temp_directory": str(tmp)})
+        self.db = duckdb.connect(
+            ":memory:", config={"threads": 2, "memory_limit": config.memory_limit, "temp_directory": str(tmp)}
+        )
         self._lock = threading.Lock()
         self._cone_cache = {}
         self._local = threading.local()
@@ -839,12 +961,16 @@ def unbounded(r: Ref) -> UsageFault:
     t = r.table
     what = f"{t.qualified_name} (archive {r.archive}) is too large to scan: add a position"
     if t.positional:
-        what += (f", e.g. WHERE 1 = CONTAINS(POINT('ICRS', {r.alias}.{t.ra_column}, {r.alias}.{t.dec_column}), "
-                 "CIRCLE('ICRS', ra, dec, radius))")
+        what += (
+            f", e.g. WHERE 1 = CONTAINS(POINT('ICRS', {r.alias}.{t.ra_column}, {r.alias}.{t.dec_column}), "
+            "CIRCLE('ICRS', ra, dec, radius))"
+        )
     if t.id_column:
         what += f", or an id constraint such as {t.id_column} = ..."
-    what += (", or a crossmatch with a table bounded so, or with a small (uploaded) one, e.g. "
-             "DISTANCE(POINT('ICRS', a.ra, a.dec), POINT('ICRS', b.ra, b.dec)) < radius")
+    what += (
+        ", or a crossmatch with a table bounded so, or with a small (uploaded) one, e.g. "
+        "DISTANCE(POINT('ICRS', a.ra, a.dec), POINT('ICRS', b.ra, b.dec)) < radius"
+    )
     return UsageFault(what)
 
 
@@ -861,9 +987,16 @@ def _name_in(t: pa.Table, name: str) -> str:
 
 def _empty(ref: Ref) -> pa.Table:
     from .uploads import ARROW
+
     cols = [ref.table.column(c) or Column(c, "double") for c in ref.columns]
-    return pa.table({c.name: pa.array([], pa.string() if c.datatype == "char" or c.arraysize else
-                                      ARROW.get(c.datatype, pa.float64())) for c in cols})
+    return pa.table(
+        {
+            c.name: pa.array(
+                [], pa.string() if c.datatype == "char" or c.arraysize else ARROW.get(c.datatype, pa.float64())
+            )
+            for c in cols
+        }
+    )
 
 
 def _table(batches: list[pa.RecordBatch], stream: RowStream, ref: Ref) -> pa.Table:
@@ -880,8 +1013,9 @@ def _dedupe(t: pa.Table, ref: Ref) -> pa.Table:
     key = [ref.table.id_column] if ref.table.id_column and ref.table.id_column in t.column_names else None
     idx = pa.array(np.arange(t.num_rows))
     keyed = t.append_column("__gw_i", idx)
-    groups = keyed.group_by(key or [n for n in t.column_names if not pa.types.is_list(t.schema.field(n).type)],
-                            use_threads=False).aggregate([("__gw_i", "min")])
+    groups = keyed.group_by(
+        key or [n for n in t.column_names if not pa.types.is_list(t.schema.field(n).type)], use_threads=False
+    ).aggregate([("__gw_i", "min")])
     keep = pc.sort_indices(groups["__gw_i_min"])
     return t.take(pc.take(groups["__gw_i_min"], keep))
 
@@ -889,8 +1023,12 @@ def _dedupe(t: pa.Table, ref: Ref) -> pa.Table:
 def _cone_upload(cones: list[Cone]):
     from .schema import Table as T
     from .uploads import UploadTable
-    meta = T("TAP_UPLOAD", "gw_cones", [Column("ra", "double", unit="deg"), Column("dec", "double", unit="deg"),
-                                       Column("r", "double", unit="deg")])
+
+    meta = T(
+        "TAP_UPLOAD",
+        "gw_cones",
+        [Column("ra", "double", unit="deg"), Column("dec", "double", unit="deg"), Column("r", "double", unit="deg")],
+    )
     data = pa.table({"ra": [c.ra for c in cones], "dec": [c.dec for c in cones], "r": [c.radius for c in cones]})
     return UploadTable(meta, data)
 
@@ -899,7 +1037,9 @@ def _key_upload(ref: Ref, keys: Predicate):
     """The join-key values as a TAP_UPLOAD table ``gw_keys(v)`` of the key column's type."""
     from .schema import Table as T
     from .uploads import ARROW, UploadTable
+
     col = ref.table.column(keys.column)
+    assert col is not None  # a declared column (KeyMatch)
     meta = T("TAP_UPLOAD", "gw_keys", [Column("v", col.datatype, arraysize=col.arraysize)])
     typ = pa.string() if col.datatype == "char" or col.arraysize else ARROW.get(col.datatype, pa.float64())
     return UploadTable(meta, pa.table({"v": pa.array(list(keys.value), typ)}))
@@ -927,14 +1067,23 @@ def _subquery_text(ref: Ref, cones: list[Cone] | None, upload: bool = False, key
         where.append(f"EXISTS (SELECT 1 FROM TAP_UPLOAD.gw_keys AS gw_k WHERE gw_k.v = {a}.{_ident(keys.column)})")
     elif keys is not None:
         where.append(f"{a}.{_ident(keys.column)} IN ({', '.join(_literal(v) for v in keys.value)})")
-    pos = f"POINT('ICRS', {a}.{_ident(t.ra_column)}, {a}.{_ident(t.dec_column)})" if t.positional else None
+    pos = (
+        f"POINT('ICRS', {a}.{_ident(t.ra_column)}, {a}.{_ident(t.dec_column)})"
+        if t.ra_column and t.dec_column
+        else None
+    )
     if cones and pos:
-        where.append("(" + " OR ".join(f"1 = CONTAINS({pos}, CIRCLE('ICRS', {c.ra!r}, {c.dec!r}, {c.radius!r}))"
-                                       for c in cones) + ")")
+        where.append(
+            "("
+            + " OR ".join(f"1 = CONTAINS({pos}, CIRCLE('ICRS', {c.ra!r}, {c.dec!r}, {c.radius!r}))" for c in cones)
+            + ")"
+        )
     text = f"SELECT {cols} FROM {_ident(t.schema)}.{_ident(t.name)} AS {a}"
     if upload and pos and keys is None:
-        text = (f"SELECT {cols} FROM {_ident(t.schema)}.{_ident(t.name)} AS {a} WHERE EXISTS (SELECT 1 FROM "
-                f"TAP_UPLOAD.gw_cones AS gw_c WHERE 1 = CONTAINS({pos}, CIRCLE('ICRS', gw_c.ra, gw_c.dec, gw_c.r)))")
+        text = (
+            f"SELECT {cols} FROM {_ident(t.schema)}.{_ident(t.name)} AS {a} WHERE EXISTS (SELECT 1 FROM "
+            f"TAP_UPLOAD.gw_cones AS gw_c WHERE 1 = CONTAINS({pos}, CIRCLE('ICRS', gw_c.ra, gw_c.dec, gw_c.r)))"
+        )
         return text + "".join(f" AND ({w})" for w in where)
     if where:
         text += " WHERE " + " AND ".join(f"({w})" for w in where)

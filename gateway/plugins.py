@@ -3,6 +3,7 @@
 Nothing is loaded at import time: :func:`make_plugin_manager` is called by ``create_app``.
 Built-ins (output formats, the HTTP Basic actor) are registered through the same hooks as third parties.
 """
+
 from __future__ import annotations
 
 import pluggy

@@ -6,6 +6,7 @@ translators such as the HSC plugin's).
 * :func:`cone_term` — the cone of a ``CONTAINS(POINT, CIRCLE)=1`` / ``DISTANCE(...) < r`` term.
 * :func:`any_rows` — whether any rows of the table answer the query (no WHERE/ORDER/GROUP).
 """
+
 from __future__ import annotations
 
 import duckdb
@@ -38,7 +39,8 @@ def constant(node: exp.Expression):
     if any(True for _ in node.find_all(exp.Column)):
         raise ValueError("not constant")
     with duckdb.connect() as con:
-        return con.execute("SELECT " + node.sql(dialect="duckdb")).fetchone()[0]
+        row = con.execute("SELECT " + node.sql(dialect="duckdb")).fetchone()
+        return row[0] if row is not None else None
 
 
 def column_of(node: exp.Expression, alias: str, table: Table):
@@ -55,8 +57,12 @@ def _point_args(node) -> list:
 
 def _is_pos(args, alias: str, table: Table) -> bool:
     cols = [column_of(a, alias, table) for a in args]
-    return len(cols) == 2 and None not in cols and \
-        [c.name.lower() for c in cols] == [table.ra_column.lower(), table.dec_column.lower()]
+    return (
+        len(cols) == 2
+        and None not in cols
+        and [c.name.lower() for c in cols if c is not None]
+        == [(table.ra_column or "").lower(), (table.dec_column or "").lower()]
+    )
 
 
 def cone_term(cond: exp.Expression, alias: str, table: Table) -> Cone | None:
@@ -69,26 +75,32 @@ def cone_term(cond: exp.Expression, alias: str, table: Table) -> Cone | None:
             one = cond.expression if f is cond.this else cond.this
             if isinstance(f, exp.Contains) and constant(one) == 1:
                 c = f.expression
-                if _is_pos(_point_args(f.this), alias, table) and isinstance(c, exp.Anonymous) \
-                        and c.name.upper() == "CIRCLE":
+                if (
+                    _is_pos(_point_args(f.this), alias, table)
+                    and isinstance(c, exp.Anonymous)
+                    and c.name.upper() == "CIRCLE"
+                ):
                     a, d, r = c.expressions[-3:]
                     return Cone(float(constant(a)), float(constant(d)), float(constant(r)))
-        if isinstance(cond, (exp.LT, exp.LTE)) and isinstance(cond.this, exp.Anonymous) \
-                and cond.this.name.upper() == "DISTANCE":
+        if (
+            isinstance(cond, (exp.LT, exp.LTE))
+            and isinstance(cond.this, exp.Anonymous)
+            and cond.this.name.upper() == "DISTANCE"
+        ):
             args = cond.this.expressions
             pts = args if len(args) == 2 else []
             if len(args) == 4:
-                pts = [exp.Anonymous(this="POINT", expressions=args[:2]),
-                       exp.Anonymous(this="POINT", expressions=args[2:])]
-            for mine, other in ((pts, pts[::-1]) if pts else ()):
+                pts = [
+                    exp.Anonymous(this="POINT", expressions=args[:2]),
+                    exp.Anonymous(this="POINT", expressions=args[2:]),
+                ]
+            for mine, other in (pts, pts[::-1]) if pts else ():
                 if _is_pos(_point_args(mine), alias, table):
                     a, d = _point_args(other)
                     return Cone(float(constant(a)), float(constant(d)), float(constant(cond.expression)))
     except (ValueError, TypeError, duckdb.Error):
         return None
     return None
-
-
 
 
 def any_rows(tree: exp.Select) -> bool:

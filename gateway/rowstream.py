@@ -6,10 +6,11 @@ the producer knows more rows existed than were delivered (DALI 1.1 §3.4.4: fetc
 ``error`` is set if production failed after the first batch (rendered as a trailing
 ``QUERY_STATUS=ERROR`` INFO, DALI 1.1 §4.4.2).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
 

@@ -4,13 +4,24 @@ A :class:`Column` carries VOTable typing (``datatype``, ``arraysize``, ``xtype``
 DALI 1.1 §3.3 xtypes) plus ``unit`` (VOUnits), ``ucd`` (UCD1+), ``utype``, ``description`` and
 the TAP_SCHEMA flags ``principal``, ``indexed``, ``std`` (TAP 1.1 §4.3).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
 VOTABLE_DATATYPES = {
-    "boolean", "bit", "unsignedByte", "short", "int", "long", "char", "unicodeChar",
-    "float", "double", "floatComplex", "doubleComplex",
+    "boolean",
+    "bit",
+    "unsignedByte",
+    "short",
+    "int",
+    "long",
+    "char",
+    "unicodeChar",
+    "float",
+    "double",
+    "floatComplex",
+    "doubleComplex",
 }
 
 
@@ -44,7 +55,7 @@ class Column:
     def __deepcopy__(self, memo):  # immutable; ADQL ASTs carry columns in node.meta, copied per query
         return self
 
-    def renamed(self, name: str) -> "Column":
+    def renamed(self, name: str) -> Column:
         return replace(self, name=name, delimited=False)
 
 
@@ -63,7 +74,7 @@ class Table:
     dec_column: str | None = None
     id_column: str | None = None
     nrows: int | None = None
-    foreign_keys: list["ForeignKey"] = field(default_factory=list)
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
 
     def __deepcopy__(self, memo):  # shared catalogue metadata: an AST copy keeps the reference
         return self

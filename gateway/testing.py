@@ -11,6 +11,7 @@ Fixtures/helpers:
   ``(table, query_status, infos)``; raises AssertionError if it is not a valid DALI result.
 * fixture ``gateway_factory`` — ``gateway_factory(config_dict, plugins=[...])`` -> Flask test client.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,6 +30,7 @@ def make_app(config: dict, plugins=(), load_entrypoints: bool = False, base_dir=
 
     from .app import create_app
     from .config import load_config
+
     cfg = load_config(data={"cache": {"ttl": 0}, **config})
     if base_dir is not None:
         cfg.base_dir = Path(base_dir)
@@ -45,6 +47,7 @@ def free_port() -> int:
 def serve(app):
     """Serve ``app`` with a threaded werkzeug server on 127.0.0.1; yields the base URL."""
     from werkzeug.serving import make_server
+
     srv = make_server("127.0.0.1", free_port(), app, threaded=True)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
@@ -66,10 +69,15 @@ def start_process(config_path, port: int | None = None, log=None, extra_args=())
     import time
 
     import requests
+
     port = port or free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path),
-                             "--port", str(port), *extra_args], stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"}, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path), "--port", str(port), *extra_args],
+        stdout=log or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
@@ -85,6 +93,7 @@ def parse_votable(data: bytes):
     """Parse a DALI VOTable result; return (astropy Table or None, QUERY_STATUS, {INFO name: value})."""
     from astropy.io.votable import parse
     from astropy.io.votable.exceptions import W03, W47
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warnings.simplefilter("ignore", W03)  # FIELD names that are no XML IDs (uploads) get no ID attribute
@@ -104,4 +113,5 @@ def parse_votable(data: bytes):
 def gateway_factory():
     def factory(config: dict, plugins=(), load_entrypoints=False, base_dir=None):
         return make_app(config, plugins, load_entrypoints, base_dir).test_client()
+
     return factory

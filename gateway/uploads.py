@@ -10,13 +10,14 @@ Extended types keep their xtype: ``timestamp`` is held as a timestamp, ``point``
 ``polygon``/``interval`` as double arrays.  Tables are visible as ``TAP_UPLOAD.<name>`` for the
 one query only and never in TAP_SCHEMA.
 """
+
 from __future__ import annotations
 
 import io
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -28,14 +29,78 @@ from .schema import Column, Table
 SCHEMA = "TAP_UPLOAD"
 IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 RESERVED = {  # ADQL 2.1 §2.1.3 reserved words most likely to be FIELD names
-    "size", "date", "time", "timestamp", "user", "value", "values", "order", "group", "from", "select", "where",
-    "top", "distinct", "as", "and", "or", "not", "null", "in", "is", "like", "between", "join", "on", "by",
-    "position", "first", "last", "level", "section", "zone", "year", "month", "day", "hour", "minute", "second",
-    "count", "sum", "min", "max", "avg", "abs", "point", "circle", "box", "polygon", "region", "distance",
-    "contains", "intersects", "area", "coordsys", "coord1", "coord2", "lower", "upper", "table", "column", "key",
+    "size",
+    "date",
+    "time",
+    "timestamp",
+    "user",
+    "value",
+    "values",
+    "order",
+    "group",
+    "from",
+    "select",
+    "where",
+    "top",
+    "distinct",
+    "as",
+    "and",
+    "or",
+    "not",
+    "null",
+    "in",
+    "is",
+    "like",
+    "between",
+    "join",
+    "on",
+    "by",
+    "position",
+    "first",
+    "last",
+    "level",
+    "section",
+    "zone",
+    "year",
+    "month",
+    "day",
+    "hour",
+    "minute",
+    "second",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "abs",
+    "point",
+    "circle",
+    "box",
+    "polygon",
+    "region",
+    "distance",
+    "contains",
+    "intersects",
+    "area",
+    "coordsys",
+    "coord1",
+    "coord2",
+    "lower",
+    "upper",
+    "table",
+    "column",
+    "key",
 }
-ARROW = {"boolean": pa.bool_(), "bit": pa.bool_(), "unsignedByte": pa.uint8(), "short": pa.int16(),
-         "int": pa.int32(), "long": pa.int64(), "float": pa.float32(), "double": pa.float64()}
+ARROW = {
+    "boolean": pa.bool_(),
+    "bit": pa.bool_(),
+    "unsignedByte": pa.uint8(),
+    "short": pa.int16(),
+    "int": pa.int32(),
+    "long": pa.int64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+}
 
 
 @dataclass
@@ -78,7 +143,9 @@ class UploadReader:
     def __init__(self, config):
         self.cfg = config
 
-    def read_all(self, values: list[str], open_part: Callable[[str], io.BufferedIOBase | None]) -> dict[str, UploadTable]:
+    def read_all(
+        self, values: list[str], open_part: Callable[[str], io.BufferedIOBase | None]
+    ) -> dict[str, UploadTable]:
         """All tables named by ``UPLOAD`` values; ``open_part(name)`` gives an inline part's
         file or None.  Returns {lower-case name: UploadTable}.  Raises UsageFault/TransientFault."""
         pairs = parse_upload_param(values)
@@ -88,9 +155,9 @@ class UploadReader:
         for name, uri in pairs:
             scheme = uri.split(":", 1)[0].lower()
             if scheme == "param":
-                f = open_part(uri[len("param:"):])
+                f = open_part(uri[len("param:") :])
                 if f is None:
-                    raise UsageFault(f"UPLOAD {name}: no multipart part named {uri[len('param:'):]!r} in the request")
+                    raise UsageFault(f"UPLOAD {name}: no multipart part named {uri[len('param:') :]!r} in the request")
                 data = f.read(budget + 1)
             elif scheme in ("http", "https"):
                 data = self.fetch(uri, budget)
@@ -109,8 +176,10 @@ class UploadReader:
         import requests
 
         from .upstream import UpstreamSession, iter_body
-        session = UpstreamSession(None, self.cfg.http_timeout, deadline=self.cfg.http_timeout,
-                                  allow_private=self.cfg.allow_private_hosts)
+
+        session = UpstreamSession(
+            None, self.cfg.http_timeout, deadline=self.cfg.http_timeout, allow_private=self.cfg.allow_private_hosts
+        )
         try:
             with session.get(url, stream=True) as r:
                 if r.status_code != 200:
@@ -148,12 +217,21 @@ class UploadReader:
 
 def _column(name: str, datatype: str, arraysize=None, xtype=None, unit=None, ucd=None, description=None) -> Column:
     delimited = not IDENT.match(name) or name.lower() in RESERVED
-    return Column(name, datatype, arraysize=arraysize, xtype=xtype, unit=unit, ucd=ucd,
-                  description=description, delimited=delimited)
+    return Column(
+        name,
+        datatype,
+        arraysize=arraysize,
+        xtype=xtype,
+        unit=unit,
+        ucd=ucd,
+        description=description,
+        delimited=delimited,
+    )
 
 
 def _read_votable(name: str, data: bytes):
     from astropy.io.votable import parse
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -176,8 +254,7 @@ def votable_to_arrow(tab, what: str) -> tuple[list[Column], list[pa.Array]]:
         if dt in ("floatComplex", "doubleComplex"):
             raise UsageFault(f"{what}: column {f.name!r} has complex datatype {dt}, which is not supported")
         dt = "boolean" if dt == "bit" else dt
-        col = _column(f.name, dt, size, f.xtype,
-                      str(f.unit) if f.unit is not None else None, f.ucd, f.description)
+        col = _column(f.name, dt, size, f.xtype, str(f.unit) if f.unit is not None else None, f.ucd, f.description)
         cols.append(col)
         arrays.append(_to_arrow(values, col))
     return cols, arrays
@@ -194,7 +271,7 @@ def _to_arrow(values, col: Column) -> pa.Array:
         return arr
     base = ARROW[col.datatype]
     if col.arraysize:  # numeric arrays: one list per row
-        rows = []
+        rows: list[list | None] = []
         for i, v in enumerate(data):
             m = np.ma.getmaskarray(v) if np.ma.isMaskedArray(v) else None
             if mask is not None and np.ndim(mask[i]) == 0 and mask[i]:
@@ -206,7 +283,7 @@ def _to_arrow(values, col: Column) -> pa.Array:
         typ = pa.list_(base, int(col.arraysize)) if fixed else pa.list_(base)
         return pa.array(rows, typ)
     if mask is not None and mask.ndim > 1:
-        mask = mask.any(axis=tuple(range(1, mask.ndim)))
+        mask = mask.any(axis=tuple(range(1, mask.ndim)))  # type: ignore[assignment]
     return pa.array(np.asarray(data).astype(base.to_pandas_dtype()), base, mask=mask)
 
 
@@ -220,14 +297,18 @@ def _timestamps(arr: pa.Array) -> pa.Array:
     """DALI 1.1 §3.3.3 timestamps -> timestamp[us]; strings that are no timestamps stay strings."""
     try:
         vals = [None if s is None else s.rstrip("Z") for s in arr.to_pylist()]
-        return pa.array(np.array([np.datetime64(v) if v else np.datetime64("NaT") for v in vals],
-                                 dtype="datetime64[us]"), pa.timestamp("us"), mask=pc.is_null(arr).to_numpy(zero_copy_only=False))
+        return pa.array(
+            np.array([np.datetime64(v) if v else np.datetime64("NaT") for v in vals], dtype="datetime64[us]"),
+            pa.timestamp("us"),
+            mask=pc.is_null(arr).to_numpy(zero_copy_only=False),
+        )
     except ValueError:
         return arr
 
 
 def _read_csv(name: str, data: bytes):
     import pyarrow.csv as pcsv
+
     try:
         t = pcsv.read_csv(io.BytesIO(data))
     except pa.ArrowInvalid as e:

@@ -23,6 +23,7 @@ TLS is verified against the host name (SNI and certificate), not the pinned IP. 
 sent through a configured HTTP proxy connect to the proxy, which then does its own lookup:
 only the URL check applies to them.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -32,8 +33,8 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -93,8 +94,9 @@ def check_url(url: str, what: str = "URL") -> str:
     non-ASCII text, userinfo (``user@``), a percent-encoded host, another scheme.  Returns the
     URL unchanged.  Raises :class:`AddressRefused`."""
     if _BAD.search(url):
-        raise AddressRefused(f"{what} {url[:200]!r} contains a backslash, space, control or non-ASCII "
-                             "character; percent-encode it")
+        raise AddressRefused(
+            f"{what} {url[:200]!r} contains a backslash, space, control or non-ASCII character; percent-encode it"
+        )
     try:
         u, s = parse_url(url), urlsplit(url)
         s_port = s.port
@@ -112,6 +114,7 @@ def check_url(url: str, what: str = "URL") -> str:
 
 
 # -- deadlines ---------------------------------------------------------------------------------
+
 
 class Call:
     """One upstream call: its total deadline (monotonic seconds), the connection serving it,
@@ -169,7 +172,7 @@ class Scope:
             c.stop(self.reason)
 
     @classmethod
-    def of(cls, context, default_reason: str) -> "Scope":
+    def of(cls, context, default_reason: str) -> Scope:
         """A Scope stopped when ``context`` (a :class:`~gateway.uws.executor.JobContext`) is
         cancelled, active in this thread from now until :meth:`exit`."""
         scope = cls()
@@ -185,7 +188,7 @@ class Scope:
         _current.scope = None
 
 
-def current_scope() -> "Scope | None":
+def current_scope() -> Scope | None:
     """The :class:`Scope` active in this thread (to enter it in the threads a request starts)."""
     return getattr(_current, "scope", None)
 
@@ -289,7 +292,8 @@ class GuardedAdapter(requests.adapters.HTTPAdapter):
         https = type("GuardedHTTPSConnection", (_Guarded, HTTPSConnection), {"policy": policy, "scheme": "https"})
         self.poolmanager.pool_classes_by_scheme = {
             "http": type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http}),
-            "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https})}
+            "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https}),
+        }
 
 
 class UpstreamSession(requests.Session):
@@ -307,10 +311,17 @@ class UpstreamSession(requests.Session):
 
     MAX_REDIRECTS = 5
 
-    def __init__(self, origins: set[str] | None, timeout: float, adapter: GuardedAdapter | None = None,
-                 deadline: float | None = 600.0, allow_private: bool = False):
+    def __init__(
+        self,
+        origins: set[str] | None,
+        timeout: float,
+        adapter: GuardedAdapter | None = None,
+        deadline: float | None = 600.0,
+        allow_private: bool = False,
+    ):
         super().__init__()
         from http.cookiejar import DefaultCookiePolicy
+
         self.origins = None if origins is None else frozenset(origins)
         self.default_timeout = (10, timeout)
         self.deadline = deadline
@@ -350,8 +361,10 @@ class UpstreamSession(requests.Session):
                 if call.expired:
                     raise TransientFault(f"{self._what()} {call.reason}")
                 if isinstance(e, requests.exceptions.ChunkedEncodingError):  # the body, read here, was cut
-                    raise TransientFault(f"{self._what()} broke off its answer ({e.__class__.__name__}: shorter "
-                                         "than its Content-Length or without its last chunk)")
+                    raise TransientFault(
+                        f"{self._what()} broke off its answer ({e.__class__.__name__}: shorter "
+                        "than its Content-Length or without its last chunk)"
+                    )
                 raise
             r.upstream_call = call
             if call.expired:
@@ -378,7 +391,7 @@ def iter_body(r: requests.Response, what: str, size: int = 1 << 20) -> Iterator[
     a chunked body lacks its last chunk, or the call's deadline cut it."""
     call = getattr(r, "upstream_call", None)
     if r._content not in (False, None):
-        yield r._content
+        yield r._content  # type: ignore[misc]  # bytes once read
     else:
         try:
             yield from r.raw.stream(size, decode_content=True)
@@ -450,11 +463,11 @@ def _fits_whole(body: bytes) -> bool:
     while pos < n:
         cards: dict[bytes, bytes] = {}
         while True:  # header blocks up to the END card
-            block = body[pos:pos + 2880]
+            block = body[pos : pos + 2880]
             if len(block) < 2880:
                 return False
             pos += 2880
-            block_cards = [block[i:i + 80] for i in range(0, 2880, 80)]
+            block_cards = [block[i : i + 80] for i in range(0, 2880, 80)]
             for card in block_cards:
                 if card[:8].rstrip() == b"END":
                     break
@@ -470,8 +483,12 @@ def _fits_whole(body: bytes) -> bool:
                 size = 1
                 for i in range(1, naxis + 1):
                     size *= int(cards[b"NAXIS%d" % i])
-            size = abs(int(cards.get(b"BITPIX", b"8"))) // 8 * int(cards.get(b"GCOUNT", b"1")) * \
-                (int(cards.get(b"PCOUNT", b"0")) + size)
+            size = (
+                abs(int(cards.get(b"BITPIX", b"8")))
+                // 8
+                * int(cards.get(b"GCOUNT", b"1"))
+                * (int(cards.get(b"PCOUNT", b"0")) + size)
+            )
         except (KeyError, ValueError):
             return False
         pos += -(-size // 2880) * 2880

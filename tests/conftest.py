@@ -1,5 +1,6 @@
 """Shared fixtures: one app on the default config.yaml (test client), and one live
 ``vo-gateway serve`` process (gunicorn gthread) for real clients."""
+
 import os
 from pathlib import Path
 
@@ -11,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def app(tmp_path_factory):
     from gateway.app import create_app
+
     return create_app(live_config(tmp_path_factory.mktemp("app")))
 
 
@@ -22,6 +24,7 @@ def client(app):
 def demo_config(tmp: Path, **sections) -> dict:
     """config.yaml with its paths kept, jobs stored under ``tmp``, and ``sections`` merged in."""
     import yaml
+
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg["base_dir"] = str(ROOT)
     cfg["jobs"] = {"store": f"sqlite:///{tmp}/jobs.sqlite", "results_dir": str(tmp / "results"), "heartbeat": 0.5}
@@ -33,6 +36,7 @@ def demo_config(tmp: Path, **sections) -> dict:
 def live_config(tmp: Path, **sections) -> Path:
     """:func:`demo_config` written to ``tmp/config.yaml`` (for ``vo-gateway serve``)."""
     import yaml
+
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(demo_config(tmp, **sections)))
     return path
@@ -41,6 +45,7 @@ def live_config(tmp: Path, **sections) -> Path:
 @pytest.fixture(scope="session")
 def live_url(tmp_path_factory):
     from gateway.testing import start_process
+
     tmp = tmp_path_factory.mktemp("live")
     log = tmp / "gateway.log"
     try:
@@ -54,11 +59,13 @@ def live_url(tmp_path_factory):
 
 def stilts_available():
     from shutil import which
+
     return which("stilts") is not None
 
 
-needs_stilts = pytest.mark.skipif(not stilts_available() and not os.environ.get("CI"),
-                                  reason="stilts not installed (apt-get install stilts)")
+needs_stilts = pytest.mark.skipif(
+    not stilts_available() and not os.environ.get("CI"), reason="stilts not installed (apt-get install stilts)"
+)
 
 
 def _need(binary_ok: bool, what: str):
@@ -77,11 +84,27 @@ def redis_url(tmp_path_factory):
     from shutil import which
 
     from gateway.testing import free_port
+
     _need(which("redis-server") is not None, "redis-server")
     port = free_port()
     d = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(d)], stdout=open(d / "log", "w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(d),
+        ],
+        stdout=open(d / "log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
@@ -103,6 +126,7 @@ def postgres_url(tmp_path_factory):
     import time
 
     from gateway.testing import free_port
+
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     _need(bool(bins), "PostgreSQL server")
     bindir = os.path.dirname(bins[-1])
@@ -119,14 +143,35 @@ def postgres_url(tmp_path_factory):
         as_user = ["runuser", "-u", "postgres", "--"]
         data.mkdir()
         os.chown(data, pw.pw_uid, pw.pw_gid)
-    subprocess.run(as_user + [f"{bindir}/initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        as_user + [f"{bindir}/initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
-    proc = subprocess.Popen(as_user + [f"{bindir}/postgres", "-D", str(data), "-p", str(port), "-k", str(d),
-                                       "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-                            stdout=open(d / "log", "w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        as_user
+        + [
+            f"{bindir}/postgres",
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(d),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+        ],
+        stdout=open(d / "log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     for _ in range(100):
-        if subprocess.run([f"{bindir}/pg_isready", "-h", "127.0.0.1", "-p", str(port)], capture_output=True).returncode == 0:
+        if (
+            subprocess.run([f"{bindir}/pg_isready", "-h", "127.0.0.1", "-p", str(port)], capture_output=True).returncode
+            == 0
+        ):
             break
         time.sleep(0.1)
     yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
@@ -142,9 +187,27 @@ def taplint(tap_url: str, stages: str = ALL_TAPLINT_STAGES, *extra: str) -> tupl
     taplint always exits 0, so the report is what tells (CLIENTS.md §3.2)."""
     import json
     import subprocess
-    out = subprocess.run(["stilts", "taplint", f"tapurl={tap_url}", f"stages={stages}", "format=json", "report=EWF",
-                          "maxrepeat=4", *extra], capture_output=True, text=True, timeout=600)
+
+    out = subprocess.run(
+        [
+            "stilts",
+            "taplint",
+            f"tapurl={tap_url}",
+            f"stages={stages}",
+            "format=json",
+            "report=EWF",
+            "maxrepeat=4",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     doc = json.loads(out.stdout)
-    bad = [(s["code"], r["code"], r.get("text") or r.get("lines")) for s in doc["sections"] for r in s["reports"]
-           if r["level"] in ("ERROR", "FAILURE")]
+    bad = [
+        (s["code"], r["code"], r.get("text") or r.get("lines"))
+        for s in doc["sections"]
+        for r in s["reports"]
+        if r["level"] in ("ERROR", "FAILURE")
+    ]
     return bad, doc

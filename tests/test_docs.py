@@ -1,5 +1,6 @@
 """Every hook in gateway/hookspecs.py is documented in docs/plugin_hooks.md with its exact
 signature; README commands exist."""
+
 import inspect
 import re
 

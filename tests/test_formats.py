@@ -1,6 +1,7 @@
 """The streaming writers on batches with the awkward values: NaN, ±Inf, nulls, XML-special and
 control characters, several batches.  Every serialization is read back with astropy and must
 give the same table (VOTable 1.4 §5-6)."""
+
 from __future__ import annotations
 
 import io
@@ -10,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from astropy.io import fits
-from astropy.table import Table
 from astropy.io.votable import parse
+from astropy.table import Table
 
 from gateway.formats.fits import write_fits
 from gateway.formats.votable import tabledata_rows, write_votable
@@ -25,8 +26,14 @@ NAMES = ["a&b", "<c>", None, "bell\x07", "plain", "z"]
 
 
 def batches():
-    t = pa.table({"id": pa.array(range(6), pa.int64()), "x": pa.array(X, pa.float64()),
-                  "m": pa.array(M, pa.float32()), "name": pa.array(NAMES, pa.string())})
+    t = pa.table(
+        {
+            "id": pa.array(range(6), pa.int64()),
+            "x": pa.array(X, pa.float64()),
+            "m": pa.array(M, pa.float32()),
+            "name": pa.array(NAMES, pa.string()),
+        }
+    )
     return t.to_batches(max_chunksize=4)  # two batches: one with special values, one without
 
 
@@ -61,21 +68,39 @@ def test_tabledata_spellings():
     assert rows[2] == "<TR><TD>2</TD><TD>+Inf</TD><TD>NaN</TD><TD></TD></TR>"
     assert rows[3] == "<TR><TD>3</TD><TD>-Inf</TD><TD>1e-7</TD><TD>bell?</TD></TR>"
     second = tabledata_rows(batches()[1], COLS).decode().splitlines()  # x all finite or null
-    assert second == ["<TR><TD>4</TD><TD></TD><TD>3</TD><TD>plain</TD></TR>",
-                      "<TR><TD>5</TD><TD>-0.25</TD><TD>+Inf</TD><TD>z</TD></TR>"]
+    assert second == [
+        "<TR><TD>4</TD><TD></TD><TD>3</TD><TD>plain</TD></TR>",
+        "<TR><TD>5</TD><TD>-0.25</TD><TD>+Inf</TD><TD>z</TD></TR>",
+    ]
 
 
-FITS_COLS = [Column("id", "long"), Column("n", "int"), Column("s", "short"), Column("b", "unsignedByte"),
-             Column("ok", "boolean"), Column("x", "double", unit="deg", ucd="pos.eq.ra"), Column("m", "float"),
-             Column("code", "char", "3"), Column("p", "double", "2")]
+FITS_COLS = [
+    Column("id", "long"),
+    Column("n", "int"),
+    Column("s", "short"),
+    Column("b", "unsignedByte"),
+    Column("ok", "boolean"),
+    Column("x", "double", unit="deg", ucd="pos.eq.ra"),
+    Column("m", "float"),
+    Column("code", "char", "3"),
+    Column("p", "double", "2"),
+]
 
 
 def fits_batches(pulled: list):
-    t = pa.table({"id": pa.array(range(5), pa.int64()), "n": pa.array([1, None, 3, 4, 5], pa.int32()),
-                  "s": pa.array([None, 2, 3, 4, 5], pa.int16()), "b": pa.array([1, 2, None, 4, 5], pa.uint8()),
-                  "ok": pa.array([True, False, None, True, False]), "x": pa.array(X[:5], pa.float64()),
-                  "m": pa.array(M[:5], pa.float32()), "code": pa.array(["ab", "abc", None, "", "xyz"]),
-                  "p": pa.array([[1.0, 2.0], [3.0, 4.0], None, [5.0, 6.0], [7.0, 8.0]], pa.list_(pa.float64(), 2))})
+    t = pa.table(
+        {
+            "id": pa.array(range(5), pa.int64()),
+            "n": pa.array([1, None, 3, 4, 5], pa.int32()),
+            "s": pa.array([None, 2, 3, 4, 5], pa.int16()),
+            "b": pa.array([1, 2, None, 4, 5], pa.uint8()),
+            "ok": pa.array([True, False, None, True, False]),
+            "x": pa.array(X[:5], pa.float64()),
+            "m": pa.array(M[:5], pa.float32()),
+            "code": pa.array(["ab", "abc", None, "", "xyz"]),
+            "p": pa.array([[1.0, 2.0], [3.0, 4.0], None, [5.0, 6.0], [7.0, 8.0]], pa.list_(pa.float64(), 2)),
+        }
+    )
     for b in t.to_batches(max_chunksize=2):
         pulled.append(b.num_rows)
         yield b
@@ -98,8 +123,9 @@ def test_fits_streamed_equals_gathered():
     assert streamed.header["TUCD6"] == "pos.eq.ra" and streamed.header["TUNIT6"] == "deg"
     s, g = Table.read(streamed), Table.read(gathered)  # TNULLn applied: nulls masked
     for name in ("id", "n", "s", "b", "code"):
-        assert [None if v is np.ma.masked else v for v in s[name]] == \
-               [None if v is np.ma.masked else v for v in g[name]], name
+        assert [None if v is np.ma.masked else v for v in s[name]] == [
+            None if v is np.ma.masked else v for v in g[name]
+        ], name
     for name in ("x", "m", "p"):
         assert np.array_equal(np.ma.filled(s[name], np.nan), np.ma.filled(g[name], np.nan), equal_nan=True), name
     assert list(streamed.data["n"]) == [1, streamed.header["TNULL2"], 3, 4, 5]
@@ -120,6 +146,7 @@ def test_fits_without_a_count_or_fixed_widths_is_gathered():
 
 def test_fits_count_mismatch_breaks_the_response_off():
     from gateway.faults import Fault
+
     chunks = write_fits(RowStream(FITS_COLS, fits_batches([]), count=lambda: (4, False)), [])
     with pytest.raises(Fault, match="more rows than the 4 counted"):
         b"".join(chunks)

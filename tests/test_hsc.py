@@ -1,19 +1,22 @@
 """Kind ``hsc`` (plugins/hsc) against the catalog-job API emulation (issue 4): ADQL cone on
 ``forced`` with a photo-z join through pyvo, sync and async, with the user's own HSC account."""
+
 import io
 
 import numpy as np
 import pytest
 import requests
-
 from conftest import needs_stilts
 from emulators.hsc import hsc_app
+
 from gateway.obscore import separation
 from gateway.testing import make_app, parse_votable, serve
 
-Q = ("SELECT f.object_id, f.ra, f.dec, f.i_cmodel_mag, p.photoz_best FROM hsc_s23b_wide.forced AS f "
-     "JOIN hsc_s23b_wide.photoz_mizuki AS p ON f.object_id = p.object_id "
-     "WHERE 1 = CONTAINS(POINT('ICRS', f.ra, f.dec), CIRCLE('ICRS', 150.0, 2.0, 120/3600.0)) ORDER BY f.object_id")
+Q = (
+    "SELECT f.object_id, f.ra, f.dec, f.i_cmodel_mag, p.photoz_best FROM hsc_s23b_wide.forced AS f "
+    "JOIN hsc_s23b_wide.photoz_mizuki AS p ON f.object_id = p.object_id "
+    "WHERE 1 = CONTAINS(POINT('ICRS', f.ra, f.dec), CIRCLE('ICRS', 150.0, 2.0, 120/3600.0)) ORDER BY f.object_id"
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +29,24 @@ def emu(postgres_url):
 @pytest.fixture(scope="module")
 def gw(emu, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hsc")
-    app = make_app({"archives": {"hsc": {"kind": "hsc", "api_url": emu[1] + "/datasearch/api/catalog_jobs/",
-                                         "release_version": "dr4", "schemas": {"s23b_wide": "hsc_s23b_wide"},
-                                         "poll_initial": 0.01, "sync_wait": 3,
-                                         "das_url": emu[1] + "/das_cutout/pdr3", "psf_url": emu[1] + "/psf/pdr3"}},
-                    "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r"), "heartbeat": 0.2}},
-                   load_entrypoints=True)
+    app = make_app(
+        {
+            "archives": {
+                "hsc": {
+                    "kind": "hsc",
+                    "api_url": emu[1] + "/datasearch/api/catalog_jobs/",
+                    "release_version": "dr4",
+                    "schemas": {"s23b_wide": "hsc_s23b_wide"},
+                    "poll_initial": 0.01,
+                    "sync_wait": 3,
+                    "das_url": emu[1] + "/das_cutout/pdr3",
+                    "psf_url": emu[1] + "/psf/pdr3",
+                }
+            },
+            "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r"), "heartbeat": 0.2},
+        },
+        load_entrypoints=True,
+    )
     with serve(app) as url:
         yield app, url
     app.extensions["vo_gateway"].jobs.close()
@@ -45,6 +60,7 @@ def truth(emu_app):
 
 def tap(url, who):
     import pyvo
+
     s = requests.Session()
     s.auth = who
     return pyvo.dal.TAPService(url + "/tap", session=s)
@@ -73,10 +89,15 @@ def test_cone_with_photoz_join_sync_and_async(gw, emu):
 
 def test_split_table_join_and_boolean_flags(gw, emu):
     app, _ = emu
-    t = tap(gw[1], ("alice", "a-pw")).run_sync(
-        "SELECT object_id, i_cmodel_mag, i_psfflux_mag FROM hsc_s23b_wide.forced "
-        "LEFT JOIN hsc_s23b_wide.forced2 USING (object_id) "
-        "WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 150.0, 2.0, 120/3600.0)) AND isprimary = 1").to_table()
+    t = (
+        tap(gw[1], ("alice", "a-pw"))
+        .run_sync(
+            "SELECT object_id, i_cmodel_mag, i_psfflux_mag FROM hsc_s23b_wide.forced "
+            "LEFT JOIN hsc_s23b_wide.forced2 USING (object_id) "
+            "WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 150.0, 2.0, 120/3600.0)) AND isprimary = 1"
+        )
+        .to_table()
+    )
     f, f2 = app.forced.to_pandas().set_index("object_id"), app.forced2.to_pandas().set_index("object_id")
     keep = [i for i in truth(app) if f.loc[i, "isprimary"]]
     assert sorted(t["object_id"]) == keep and 0 < len(keep) < len(truth(app))
@@ -91,32 +112,46 @@ def test_functions_boxes_and_booleans_run_on_postgresql(gw, emu):
     app, _ = emu
     service = tap(gw[1], ("alice", "a-pw"))
     f = app.forced.to_pandas()
-    t = service.run_sync("SELECT object_id, ROUND(ra, 3) AS r3, TRUNCATE(dec, 1) AS d1, LOG10(i_cmodel_flux) AS lf "
-                         "FROM hsc_s23b_wide.forced WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
-                         "BOX('ICRS', 150.0, 2.0, 0.1, 0.05)) AND isprimary = 0 AND i_cmodel_flux > 0").to_table()
+    t = service.run_sync(
+        "SELECT object_id, ROUND(ra, 3) AS r3, TRUNCATE(dec, 1) AS d1, LOG10(i_cmodel_flux) AS lf "
+        "FROM hsc_s23b_wide.forced WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
+        "BOX('ICRS', 150.0, 2.0, 0.1, 0.05)) AND isprimary = 0 AND i_cmodel_flux > 0"
+    ).to_table()
     box = f[(abs(f.ra - 150.0) <= 0.05) & (abs(f.dec - 2.0) <= 0.025) & ~f.isprimary & (f.i_cmodel_flux > 0)]
     assert sorted(t["object_id"]) == sorted(box.object_id) and len(box) > 0
     row = box.set_index("object_id").loc[t["object_id"][0]]
     assert np.isclose(t["r3"][0], round(row.ra, 3)) and np.isclose(t["d1"][0], np.trunc(row.dec * 10) / 10)
     assert np.isclose(t["lf"][0], np.log10(row.i_cmodel_flux), rtol=1e-6)
-    t = service.run_sync("SELECT COUNT(*) AS n FROM hsc_s23b_wide.forced WHERE ra BETWEEN 149.9 AND 150.1 "
-                         "AND dec BETWEEN 1.9 AND 2.1").to_table()
+    t = service.run_sync(
+        "SELECT COUNT(*) AS n FROM hsc_s23b_wide.forced WHERE ra BETWEEN 149.9 AND 150.1 AND dec BETWEEN 1.9 AND 2.1"
+    ).to_table()
     assert t["n"][0] == ((f.ra >= 149.9) & (f.ra <= 150.1) & (f.dec >= 1.9) & (f.dec <= 2.1)).sum()
-    assert "boxSearch(coord, 149.9, 150.1, 1.9, 2.1)" in next(
-        b for v, b in reversed(app.requests) if v == "submit")["catalog_job"]["sql"]
+    assert (
+        "boxSearch(coord, 149.9, 150.1, 1.9, 2.1)"
+        in next(b for v, b in reversed(app.requests) if v == "submit")["catalog_job"]["sql"]
+    )
 
 
 def test_tap_schema_has_every_table_with_units_and_keys(gw):
     import pyvo
+
     tables = {t.name: t for t in pyvo.dal.TAPService(gw[1] + "/tap").tables if t.name.startswith("hsc_s23b_wide.")}
-    assert {f"hsc_s23b_wide.{n}" for n in ("forced", "forced2", "forced5", "meas", "meas4", "random", "specz",
-                                           "photoz_mizuki")} <= set(tables)
+    assert {
+        f"hsc_s23b_wide.{n}"
+        for n in ("forced", "forced2", "forced5", "meas", "meas4", "random", "specz", "photoz_mizuki")
+    } <= set(tables)
     cols = {c.name: c for c in tables["hsc_s23b_wide.forced"].columns}
     assert cols["i_cmodel_magerr"].unit == "mag" and "i_cmodel_magsigma" not in cols  # PDR3+ naming
     assert cols["i_cmodel_flux"].unit == "nJy" and cols["object_id"].datatype.content == "long"
     assert cols["i_cmodel_mag"].ucd == "phot.mag;em.opt.I"
-    r = requests.get(gw[1] + "/tap/sync", params={"LANG": "ADQL", "RESPONSEFORMAT": "csv", "QUERY":
-                     "SELECT from_table, target_table FROM TAP_SCHEMA.keys WHERE from_table = 'hsc_s23b_wide.forced2'"})
+    r = requests.get(
+        gw[1] + "/tap/sync",
+        params={
+            "LANG": "ADQL",
+            "RESPONSEFORMAT": "csv",
+            "QUERY": "SELECT from_table, target_table FROM TAP_SCHEMA.keys WHERE from_table = 'hsc_s23b_wide.forced2'",
+        },
+    )
     assert r.text.replace('"', "").splitlines()[1:] == ["hsc_s23b_wide.forced2,hsc_s23b_wide.forced"]
 
 
@@ -136,9 +171,15 @@ def test_credentials_are_the_users_own(gw, emu):
 def test_hsc_sql_errors_and_slow_jobs(gw, emu):
     app, _ = emu
     url = gw[1]
-    r = requests.get(url + "/tap/sync", auth=("alice", "a-pw"), params={"LANG": "ADQL", "QUERY":
-                     "SELECT TOP 3 object_id, a_g FROM hsc_s23b_wide.forced WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
-                     "CIRCLE('ICRS', 150, 2, 0.01))"})  # a_g is in the PDR2 schema but not in the emulated table
+    r = requests.get(
+        url + "/tap/sync",
+        auth=("alice", "a-pw"),
+        params={
+            "LANG": "ADQL",
+            "QUERY": "SELECT TOP 3 object_id, a_g FROM hsc_s23b_wide.forced WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
+            "CIRCLE('ICRS', 150, 2, 0.01))",
+        },
+    )  # a_g is in the PDR2 schema but not in the emulated table
     assert r.status_code == 400 and b"HSC-SSP refused the query: SQL error" in r.content
     app.polls_to_done = 10_000
     try:
@@ -151,6 +192,7 @@ def test_hsc_sql_errors_and_slow_jobs(gw, emu):
 
 def test_abort_cancels_the_hsc_job(gw, emu):
     import time
+
     app, _ = emu
     app.polls_to_done = 10_000
     try:
@@ -177,6 +219,7 @@ def test_cutout_and_psf_through_datalink_and_soda(gw, emu, tmp_path):
 
     from astropy.io import fits
     from pyvo.dal.adhoc import DatalinkResults
+
     app, base = emu
     url = gw[1]
     s = requests.Session()
@@ -185,8 +228,11 @@ def test_cutout_and_psf_through_datalink_and_soda(gw, emu, tmp_path):
     dl = DatalinkResults.from_result_url(f"{url}/datalink/links?ID={requests.utils.quote(did)}", session=s)
     rows = {r.semantics: r for r in dl}
     assert set(rows) == {"#cutout", "#auxiliary"}
-    soda = next(p.value for p in dl.get_adhocservice_by_ivoid("ivo://ivoa.net/std/SODA#sync-1.0").params
-                if p.name == "accessURL")
+    soda = next(
+        p.value
+        for p in dl.get_adhocservice_by_ivoid("ivo://ivoa.net/std/SODA#sync-1.0").params
+        if p.name == "accessURL"
+    )
     r = s.get(soda, params={"ID": did, "CIRCLE": "150.0 2.0 0.002"})
     sent = next(b for k, b in reversed(app.requests) if k == "cutout")
     direct = requests.get(base + "/das_cutout/pdr3/cgi-bin/cutout", params=sent, auth=("alice", "a-pw"))
@@ -211,6 +257,7 @@ def test_bulk_cutouts_and_psfs_through_soda_async(gw, emu):
     import time
 
     from pyvo.io.uws import parse_job
+
     app, base = emu
     s = requests.Session()
     s.auth = ("alice", "a-pw")
@@ -221,9 +268,17 @@ def test_bulk_cutouts_and_psfs_through_soda_async(gw, emu):
     r = s.get(url + "/sync", params=[("ID", coadd), ("CIRCLE", "150 2 0.002"), ("CIRCLE", "150.01 2 0.002")])
     assert r.status_code == 400 and r.text.startswith("MultiValuedParamNotSupported") and "/async" in r.text
     n = len(app.requests)
-    job = s.post(url + "/async", data=[("ID", coadd), ("ID", psf), ("CIRCLE", "150.0 2.0 0.002"),
-                                       ("CIRCLE", "10 10 0.002"), ("POS", "RANGE 150.01 150.02 2.0 2.01"),
-                                       ("PHASE", "RUN")]).url
+    job = s.post(
+        url + "/async",
+        data=[
+            ("ID", coadd),
+            ("ID", psf),
+            ("CIRCLE", "150.0 2.0 0.002"),
+            ("CIRCLE", "10 10 0.002"),
+            ("POS", "RANGE 150.01 150.02 2.0 2.01"),
+            ("PHASE", "RUN"),
+        ],
+    ).url
     t0 = time.monotonic()
     while (phase := s.get(job + "/phase").text) not in ("COMPLETED", "ERROR"):
         assert time.monotonic() - t0 < 20
@@ -249,8 +304,10 @@ def test_bulk_cutouts_and_psfs_through_soda_async(gw, emu):
     # a tar that breaks off: the job ends in ERROR with the upstream named
     app.truncate = True
     try:
-        job = s.post(url + "/async", data=[("ID", coadd), ("CIRCLE", "150.0 2.0 0.002"), ("CIRCLE", "150 2.01 0.002"),
-                                           ("PHASE", "RUN")]).url
+        job = s.post(
+            url + "/async",
+            data=[("ID", coadd), ("CIRCLE", "150.0 2.0 0.002"), ("CIRCLE", "150 2.01 0.002"), ("PHASE", "RUN")],
+        ).url
         t0 = time.monotonic()
         while (phase := s.get(job + "/phase").text) not in ("COMPLETED", "ERROR"):
             assert time.monotonic() - t0 < 20
@@ -269,14 +326,17 @@ def test_bulk_cutouts_and_psfs_through_soda_async(gw, emu):
 
 def test_sia2_one_row_per_filter_and_type_and_failures(gw, emu, monkeypatch):
     import pyvo
+
     app, base = emu
     s = requests.Session()
     s.auth = ("alice", "a-pw")
     res = pyvo.dal.SIA2Service(gw[1] + "/sia/query", session=s, check_baseurl=False).search(
-        pos=(150.0, 2.0, 0.002), band=(6e-7, 9e-7))
+        pos=(150.0, 2.0, 0.002), band=(6e-7, 9e-7)
+    )
     t = res.to_table()
-    assert sorted(t["obs_id"]) == sorted(f"s23b_wide-{k}-{f}" for k in ("coadd", "coadd-bg")
-                                         for f in ("HSC-R", "HSC-I", "HSC-Z"))
+    assert sorted(t["obs_id"]) == sorted(
+        f"s23b_wide-{k}-{f}" for k in ("coadd", "coadd-bg") for f in ("HSC-R", "HSC-I", "HSC-Z")
+    )
     rec = next(r for r in res if r["obs_id"] == "s23b_wide-coadd-bg-HSC-I")
     assert s.get(rec.access_url).status_code == 200  # the DAS cutout itself, with the user's account
     dl = rec.getdatalink()
@@ -289,9 +349,12 @@ def test_sia2_one_row_per_filter_and_type_and_failures(gw, emu, monkeypatch):
 
     def failing(verb):
         if verb == "status":
-            return app.response_class('{"status": "error", "error": "canceling statement due to statement timeout"}',
-                                      mimetype="application/json")
+            return app.response_class(
+                '{"status": "error", "error": "canceling statement due to statement timeout"}',
+                mimetype="application/json",
+            )
         return orig(verb)
+
     monkeypatch.setitem(app.view_functions, "api", failing)
     r = s.get(gw[1] + "/tap/sync", params=q)
     assert r.status_code == 400 and b"statement timeout" in r.content
@@ -304,11 +367,14 @@ def test_download_streamed_and_truncation_reported(gw, emu):
     app, _ = emu
     s = requests.Session()
     s.auth = ("alice", "a-pw")
-    q = ("SELECT object_id, ra, dec, i_cmodel_mag FROM hsc_s23b_wide.forced WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
-         "CIRCLE('ICRS', 150.0, 2.0, 0.3))")
+    q = (
+        "SELECT object_id, ra, dec, i_cmodel_mag FROM hsc_s23b_wide.forced WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), "
+        "CIRCLE('ICRS', 150.0, 2.0, 0.3))"
+    )
     r = s.get(gw[1] + "/tap/sync", params={"LANG": "ADQL", "QUERY": q, "RESPONSEFORMAT": "csv"})
-    assert r.status_code == 200 and len(r.text.splitlines()) == 1 + sum(1 for d in app.forced["dec"].to_pylist()
-                                                                        if abs(d - 2.0) < 0.25)
+    assert r.status_code == 200 and len(r.text.splitlines()) == 1 + sum(
+        1 for d in app.forced["dec"].to_pylist() if abs(d - 2.0) < 0.25
+    )
     app.truncate = True
     try:
         r = s.get(gw[1] + "/tap/sync", params={"LANG": "ADQL", "QUERY": q})
@@ -324,8 +390,8 @@ def test_both_deployments_of_the_readme_configure(monkeypatch, tmp_path):
     import re
 
     import yaml
-
     from conftest import ROOT
+
     text = (ROOT / "plugins/hsc/README.md").read_text()
     cfg = yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
     internal = cfg["archives"]["hsc_internal"]
@@ -338,7 +404,8 @@ def test_both_deployments_of_the_readme_configure(monkeypatch, tmp_path):
         gw_ = app.extensions["vo_gateway"]
         archives = gw_.catalogue.archives
         assert archives["hsc"].config.release_version == "pdr3" and archives["hsc_internal"].url.startswith(
-            "https://hscdata.mtk.nao.ac.jp/")
+            "https://hscdata.mtk.nao.ac.jp/"
+        )
         names = {t.qualified_name: t for _, t in gw_.catalogue.tables()}
         assert {"hsc_pdr3_wide.forced", "hsc_pdr3_dud_rev.meas", "hsc_s23b_deep.forced2"} <= set(names)
         assert names["hsc_pdr3_dud.forced"].column("n816_cmodel_magerr") is not None  # D/UD narrow bands
@@ -369,17 +436,40 @@ def official_cutout_list(rows: list[dict]) -> list[dict]:
     sw/sh the semi-width and semi-height, tract ``any``), parsed back into fields."""
     out = []
     for r in rows:
-        out.append({"rerun": r["rerun"], "type": r["type"], "filter": r["filter"], "tract": "any",
-                    "ra": f"{r['ra']:.16e}deg", "dec": f"{r['dec']:.16e}deg", "sw": f"{_deg(r['sw']):.16e}deg",
-                    "sh": f"{_deg(r['sh']):.16e}deg", "image": "true", "mask": "true", "variance": "true"})
+        out.append(
+            {
+                "rerun": r["rerun"],
+                "type": r["type"],
+                "filter": r["filter"],
+                "tract": "any",
+                "ra": f"{r['ra']:.16e}deg",
+                "dec": f"{r['dec']:.16e}deg",
+                "sw": f"{_deg(r['sw']):.16e}deg",
+                "sh": f"{_deg(r['sh']):.16e}deg",
+                "image": "true",
+                "mask": "true",
+                "variance": "true",
+            }
+        )
     return out
 
 
 def official_psf_list(rows: list[dict]) -> list[dict]:
     """What downloadPsf.py POSTs to ``getpsf?bulk=on``, even for one PSF (its
     ``_format_psfreq_member``: ``rerun type filter tract patch ra dec centered``)."""
-    return [{"rerun": r["rerun"], "type": "coadd", "filter": r["filter"], "tract": "auto", "patch": "auto",
-             "ra": f"{r['ra']:.16e}deg", "dec": f"{r['dec']:.16e}deg", "centered": "true"} for r in rows]
+    return [
+        {
+            "rerun": r["rerun"],
+            "type": "coadd",
+            "filter": r["filter"],
+            "tract": "auto",
+            "patch": "auto",
+            "ra": f"{r['ra']:.16e}deg",
+            "dec": f"{r['dec']:.16e}deg",
+            "centered": "true",
+        }
+        for r in rows
+    ]
 
 
 def parsed_list(text: str) -> list[dict]:
@@ -402,6 +492,7 @@ def _job(s, url, data):
     import time
 
     from pyvo.io.uws import parse_job
+
     job = s.post(url + "/async", data=[*data, ("PHASE", "RUN")]).url
     t0 = time.monotonic()
     while (phase := s.get(job + "/phase").text) not in ("COMPLETED", "ERROR"):
@@ -417,6 +508,7 @@ def test_seed_cutouts_are_what_downloadcutout_sends(gw, emu):
     by field (semi-widths: 10", not 20"), and the FITS is what the emulator serves for the
     tool's own request (a 20" x 20" box: 119 x 119 pixels of 0.168")."""
     from astropy.io import fits
+
     app, base = emu
     s = requests.Session()
     s.auth = ("alice", "a-pw")
@@ -427,13 +519,28 @@ def test_seed_cutouts_are_what_downloadcutout_sends(gw, emu):
     sent = next(b for k, b in reversed(app.requests) if k == "cutout")
     assert abs(_deg(sent["sw"]) - r10) < 3e-7 and abs(_deg(sent["sh"]) - r10) < 3e-7, sent
     assert (sent["type"], sent["filter"], sent["rerun"]) == ("coadd/bg", "HSC-I", "s23b_wide")
-    tool = requests.get(base + "/das_cutout/pdr3/cgi-bin/cutout", auth=("alice", "a-pw"), params={
-        "ra": SEED_RA, "dec": SEED_DEC, "sw": "10arcsec", "sh": "10arcsec", "filter": "HSC-I", "rerun": "s23b_wide",
-        "type": "coadd/bg", "image": "true", "mask": "true", "variance": "true", "tract": ""})
+    tool = requests.get(
+        base + "/das_cutout/pdr3/cgi-bin/cutout",
+        auth=("alice", "a-pw"),
+        params={
+            "ra": SEED_RA,
+            "dec": SEED_DEC,
+            "sw": "10arcsec",
+            "sh": "10arcsec",
+            "filter": "HSC-I",
+            "rerun": "s23b_wide",
+            "type": "coadd/bg",
+            "image": "true",
+            "mask": "true",
+            "variance": "true",
+            "tract": "",
+        },
+    )
     assert r.status_code == 200 and r.content == tool.content
     assert fits.open(io.BytesIO(r.content))[1].data.shape == (119, 119)
     # SIA 2.0 at the same POS: the access_url is the same DAS request, and downloads the same FITS
     import urllib.parse
+
     sia = s.get(gw[1] + "/sia/query", params={"POS": f"CIRCLE {SEED_RA} {SEED_DEC} {r10!r}"})
     rows = parse_votable(sia.content)[0]
     url_bg = next(u for u, d in zip(rows["access_url"], rows["obs_publisher_did"]) if d == coadd_bg)
@@ -444,13 +551,29 @@ def test_seed_cutouts_are_what_downloadcutout_sends(gw, emu):
     # the 5-band list: one SODA async job
     bands = ["HSC-G", "HSC-R", "HSC-I", "HSC-Z", "HSC-Y"]
     n = len(app.requests)
-    doc = _job(s, url, [("ID", f"ivo://hsc.mtk.nao.ac.jp/s23b_wide?coadd-bg/{b}") for b in bands]
-               + [("CIRCLE", f"{SEED_RA} {SEED_DEC} {r10!r}")])
+    doc = _job(
+        s,
+        url,
+        [("ID", f"ivo://hsc.mtk.nao.ac.jp/s23b_wide?coadd-bg/{b}") for b in bands]
+        + [("CIRCLE", f"{SEED_RA} {SEED_DEC} {r10!r}")],
+    )
     uploads = [b for k, b in app.requests[n:] if k == "cutout-bulk"]
     assert len(uploads) == 1
     ours = parsed_list(uploads[0])
-    theirs = official_cutout_list([{"rerun": "s23b_wide", "type": "coadd/bg", "filter": b, "ra": SEED_RA,
-                                    "dec": SEED_DEC, "sw": "10arcsec", "sh": "10arcsec"} for b in bands])
+    theirs = official_cutout_list(
+        [
+            {
+                "rerun": "s23b_wide",
+                "type": "coadd/bg",
+                "filter": b,
+                "ra": SEED_RA,
+                "dec": SEED_DEC,
+                "sw": "10arcsec",
+                "sh": "10arcsec",
+            }
+            for b in bands
+        ]
+    )
     assert len(ours) == 5
     for o, t in zip(ours, theirs):
         same_fields(o, t)
@@ -466,10 +589,12 @@ def tool_bulk(url: str, rows: list[dict], params=None) -> list[bytes]:
     """POST ``rows`` as the official tools do (a multipart ``list`` file) and return the tar's
     members in line order."""
     import tarfile
+
     cols = list(rows[0])
     text = "\n".join(["#? " + " ".join(cols)] + [" ".join(r[c] for c in cols) for r in rows])
-    r = requests.post(url, params=params, auth=("alice", "a-pw"),
-                      files={"list": ("coordlist.txt", text.encode(), "text/plain")})
+    r = requests.post(
+        url, params=params, auth=("alice", "a-pw"), files={"list": ("coordlist.txt", text.encode(), "text/plain")}
+    )
     with tarfile.open(fileobj=io.BytesIO(r.content), mode="r|") as tar:
         return [tar.extractfile(m).read() for m in tar if m.isfile()]
 
@@ -479,6 +604,7 @@ def test_seed_psfs_are_what_downloadpsf_sends(gw, emu):
     downloadPsf.py sends them: a bulk=on list, one row for one PSF; the tools' --tract,
     --patch and --centered are SODA parameters the service descriptor declares."""
     from pyvo.dal.adhoc import DatalinkResults
+
     app, base = emu
     s = requests.Session()
     s.auth = ("alice", "a-pw")
@@ -489,12 +615,18 @@ def test_seed_psfs_are_what_downloadpsf_sends(gw, emu):
     assert r.status_code == 200 and r.content[:6] == b"SIMPLE"
     calls = [(k, b) for k, b in app.requests[n:] if k.startswith("psf")]
     assert [k for k, _ in calls] == ["psf-bulk"]
-    same_fields(parsed_list(calls[0][1])[0],
-                official_psf_list([{"rerun": "s23b_wide", "filter": "HSC-I", "ra": SEED_RA, "dec": SEED_DEC}])[0])
+    same_fields(
+        parsed_list(calls[0][1])[0],
+        official_psf_list([{"rerun": "s23b_wide", "filter": "HSC-I", "ra": SEED_RA, "dec": SEED_DEC}])[0],
+    )
     bands = ["HSC-G", "HSC-R", "HSC-I", "HSC-Z", "HSC-Y"]
     n = len(app.requests)
-    doc = _job(s, url, [("ID", f"ivo://hsc.mtk.nao.ac.jp/s23b_wide?psf/{b}") for b in bands]
-               + [("CIRCLE", f"{SEED_RA} {SEED_DEC} 0.001")])
+    doc = _job(
+        s,
+        url,
+        [("ID", f"ivo://hsc.mtk.nao.ac.jp/s23b_wide?psf/{b}") for b in bands]
+        + [("CIRCLE", f"{SEED_RA} {SEED_DEC} 0.001")],
+    )
     uploads = [b for k, b in app.requests[n:] if k == "psf-bulk"]
     assert len(uploads) == 1 and len(doc.results) == 5
     theirs = official_psf_list([{"rerun": "s23b_wide", "filter": b, "ra": SEED_RA, "dec": SEED_DEC} for b in bands])
@@ -505,8 +637,16 @@ def test_seed_psfs_are_what_downloadpsf_sends(gw, emu):
     assert r.content == tool_bulk(base + "/psf/pdr3/cgi/getpsf", theirs[2:3], {"bulk": "on"})[0]
     # the tools' options
     n = len(app.requests)
-    r = s.get(url + "/sync", params={"ID": psf, "POS": f"CIRCLE {SEED_RA} {SEED_DEC} 0.001", "TRACT": "9813",
-                                     "PATCH": "4,4", "CENTERED": "false"})
+    r = s.get(
+        url + "/sync",
+        params={
+            "ID": psf,
+            "POS": f"CIRCLE {SEED_RA} {SEED_DEC} 0.001",
+            "TRACT": "9813",
+            "PATCH": "4,4",
+            "CENTERED": "false",
+        },
+    )
     row = parsed_list(next(b for k, b in app.requests[n:] if k == "psf-bulk"))[0]
     assert (row["tract"], row["patch"], row["centered"]) == ("9813", "4,4", "false")
     r = s.get(url + "/sync", params={"ID": psf, "POS": f"CIRCLE {SEED_RA} {SEED_DEC} 0.001", "PATCH": "four"})
@@ -523,8 +663,10 @@ def test_sync_limit_sits_on_the_ordered_query(gw, emu):
     app, base = emu
     s = requests.Session()
     s.auth = ("alice", "a-pw")
-    q = ("SELECT object_id, i_cmodel_mag FROM hsc_s23b_wide.forced WHERE "
-         "1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 150.0, 2.0, 0.2)) ORDER BY i_cmodel_mag DESC")
+    q = (
+        "SELECT object_id, i_cmodel_mag FROM hsc_s23b_wide.forced WHERE "
+        "1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 150.0, 2.0, 0.2)) ORDER BY i_cmodel_mag DESC"
+    )
     n = len(app.requests)
     r = s.get(gw[1] + "/tap/sync", params={"LANG": "ADQL", "QUERY": q, "MAXREC": 7, "RESPONSEFORMAT": "csv"})
     assert r.status_code == 200
@@ -534,16 +676,23 @@ def test_sync_limit_sits_on_the_ordered_query(gw, emu):
     got = [float(line.split(",")[1]) for line in r.text.splitlines()[1:]]
     f = app.forced
     import numpy as np
-    sel = np.array([m for ra_, dec_, m in zip(f["ra"].to_pylist(), f["dec"].to_pylist(), f["i_cmodel_mag"].to_pylist())
-                    if m is not None and _sep(ra_, dec_, 150.0, 2.0) < 0.2])
+
+    sel = np.array(
+        [
+            m
+            for ra_, dec_, m in zip(f["ra"].to_pylist(), f["dec"].to_pylist(), f["i_cmodel_mag"].to_pylist())
+            if m is not None and _sep(ra_, dec_, 150.0, 2.0) < 0.2
+        ]
+    )
     want = sorted(sel, reverse=True)[:7]
     assert len(got) == 7 and np.allclose(got, want, rtol=1e-6, atol=0), (got, want)
 
 
 def _sep(ra1, dec1, ra2, dec2):
     import math
+
     r = math.radians
-    c = (math.sin(r(dec1)) * math.sin(r(dec2)) + math.cos(r(dec1)) * math.cos(r(dec2)) * math.cos(r(ra1 - ra2)))
+    c = math.sin(r(dec1)) * math.sin(r(dec2)) + math.cos(r(dec1)) * math.cos(r(dec2)) * math.cos(r(ra1 - ra2))
     return math.degrees(math.acos(min(1.0, c)))
 
 
@@ -558,15 +707,25 @@ def test_filters_aliases_all_and_warps(gw, emu):
     pos = f"CIRCLE {SEED_RA} {SEED_DEC} 0.002"
     for name, physical in (("i", "HSC-I"), ("N816", "NB0816"), ("NB0921", "NB0921")):
         r = s.get(url + "/sync", params={"ID": f"ivo://hsc.mtk.nao.ac.jp/s23b_wide?coadd/{name}", "POS": pos})
-        assert r.status_code == 200 and next(b for k, b in reversed(app.requests) if k == "cutout")["filter"] == physical
+        assert (
+            r.status_code == 200 and next(b for k, b in reversed(app.requests) if k == "cutout")["filter"] == physical
+        )
     for did in ("?coadd/all", "?warp/HSC-I", "?psf/all"):
         r = s.get(url + "/sync", params={"ID": "ivo://hsc.mtk.nao.ac.jp/s23b_wide" + did, "POS": pos})
         assert r.status_code == 400 and r.text.startswith("MultiValuedParamNotSupported") and "/async" in r.text
     r = s.get(url + "/sync", params={"ID": "ivo://hsc.mtk.nao.ac.jp/s23b_wide?coadd/HSC-Q", "POS": pos})
     assert r.status_code == 400 and "unknown HSC filter 'HSC-Q'" in r.text and "NB0816" in r.text
     n = len(app.requests)
-    doc = _job(s, url, [("ID", "ivo://hsc.mtk.nao.ac.jp/s23b_wide?coadd/all"), ("ID", "ivo://hsc.mtk.nao.ac.jp/s23b_wide?warp/r"),
-                        ("ID", "ivo://hsc.mtk.nao.ac.jp/s23b_wide?psf/all"), ("POS", pos)])
+    doc = _job(
+        s,
+        url,
+        [
+            ("ID", "ivo://hsc.mtk.nao.ac.jp/s23b_wide?coadd/all"),
+            ("ID", "ivo://hsc.mtk.nao.ac.jp/s23b_wide?warp/r"),
+            ("ID", "ivo://hsc.mtk.nao.ac.jp/s23b_wide?psf/all"),
+            ("POS", pos),
+        ],
+    )
     uploads = {k: parsed_list(b) for k, b in app.requests[n:] if k.endswith("-bulk")}
     assert [r["filter"] for r in uploads["cutout-bulk"]] == ["HSC-G", "HSC-R", "HSC-I", "HSC-Z", "HSC-Y", "HSC-R"]
     assert uploads["cutout-bulk"][5]["type"] == "warp"
@@ -582,33 +741,65 @@ def test_tractsearch_is_a_declared_udf_translated_for_hsc(gw, emu, tmp_path):
     signatures, translated to HSC's stored function (rows = numpy over the emulator's ids,
     tract = object_id >> 42), and refused with the archive named where it does not exist."""
     from xml.etree import ElementTree as ET
+
     app, base = emu
     caps = ET.fromstring(requests.get(gw[1] + "/tap/capabilities").content)
-    udf = [f for lf in caps.iter() if lf.tag.endswith("languageFeatures")
-           and lf.get("type") == "ivo://ivoa.net/std/TAPRegExt#features-udf" for f in lf]
+    udf = [
+        f
+        for lf in caps.iter()
+        if lf.tag.endswith("languageFeatures") and lf.get("type") == "ivo://ivoa.net/std/TAPRegExt#features-udf"
+        for f in lf
+    ]
     forms = [next(x.text for x in f if x.tag.endswith("form")) for f in udf]
-    assert forms == ["tractSearch(object_id BIGINT, tract INTEGER) -> INTEGER",
-                     "tractSearch(object_id BIGINT, tract1 INTEGER, tract2 INTEGER) -> INTEGER"]
+    assert forms == [
+        "tractSearch(object_id BIGINT, tract INTEGER) -> INTEGER",
+        "tractSearch(object_id BIGINT, tract1 INTEGER, tract2 INTEGER) -> INTEGER",
+    ]
     s = requests.Session()
     s.auth = ("alice", "a-pw")
     ids = np.array(app.forced["object_id"].to_pylist(), dtype=np.int64)
-    for cond, want in (("1 = tractSearch(object_id, 9814)", ids[(ids >> 42) == 9814]),
-                       ("tractSearch(object_id, 9813) = 0", ids[(ids >> 42) != 9813]),
-                       ("1 = tractSearch(object_id, 9813, 9814)", ids)):
+    for cond, want in (
+        ("1 = tractSearch(object_id, 9814)", ids[(ids >> 42) == 9814]),
+        ("tractSearch(object_id, 9813) = 0", ids[(ids >> 42) != 9813]),
+        ("1 = tractSearch(object_id, 9813, 9814)", ids),
+    ):
         n = len(app.requests)
-        r = s.get(gw[1] + "/tap/sync", params={"LANG": "ADQL", "MAXREC": 100000, "RESPONSEFORMAT": "csv",
-                                               "QUERY": f"SELECT object_id FROM hsc_s23b_wide.forced WHERE {cond}"})
+        r = s.get(
+            gw[1] + "/tap/sync",
+            params={
+                "LANG": "ADQL",
+                "MAXREC": 100000,
+                "RESPONSEFORMAT": "csv",
+                "QUERY": f"SELECT object_id FROM hsc_s23b_wide.forced WHERE {cond}",
+            },
+        )
         assert r.status_code == 200, r.text[:300]
         got = sorted(int(x) for x in r.text.splitlines()[1:])
         assert got == sorted(want.tolist()) and 0 < len(got)
         sql = next(b for k, b in app.requests[n:] if k == "submit")["catalog_job"]["sql"]
         assert "tractSearch(" in sql and "= 1" not in sql, sql
     from conftest import demo_config
-    both = make_app(demo_config(tmp_path, archives={"hsc": {
-        "kind": "hsc", "api_url": base + "/datasearch/api/catalog_jobs/", "release_version": "dr4",
-        "schemas": {"s23b_wide": "hsc_s23b_wide"}, "das_url": None, "psf_url": None}}), load_entrypoints=True)
-    r = both.test_client().get("/tap/sync", query_string={
-        "LANG": "ADQL", "QUERY": "SELECT ra FROM demo.sdss_stars WHERE 1 = tractSearch(objid, 9813)"})
+
+    both = make_app(
+        demo_config(
+            tmp_path,
+            archives={
+                "hsc": {
+                    "kind": "hsc",
+                    "api_url": base + "/datasearch/api/catalog_jobs/",
+                    "release_version": "dr4",
+                    "schemas": {"s23b_wide": "hsc_s23b_wide"},
+                    "das_url": None,
+                    "psf_url": None,
+                }
+            },
+        ),
+        load_entrypoints=True,
+    )
+    r = both.test_client().get(
+        "/tap/sync",
+        query_string={"LANG": "ADQL", "QUERY": "SELECT ra FROM demo.sdss_stars WHERE 1 = tractSearch(objid, 9813)"},
+    )
     both.extensions["vo_gateway"].jobs.close()
     assert r.status_code == 400 and b"tractsearch() is a function of archive hsc only" in r.data.lower(), r.data
 
@@ -617,11 +808,14 @@ def test_tractsearch_is_a_declared_udf_translated_for_hsc(gw, emu, tmp_path):
 def test_taplint_clean_with_the_udf_declared(gw):
     """taplint's capability stage reads the features-udf forms (TAPRegExt 1.0 §2.3)."""
     from conftest import taplint
+
     bad, doc = taplint(gw[1] + "/tap", "CAP TME")
     assert bad == [], bad
 
 
 def test_tractsearch_unknown_where_no_archive_declares_it(client):
-    r = client.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY":
-                                              "SELECT ra FROM demo.sdss_stars WHERE 1 = tractSearch(objid, 9813)"})
+    r = client.get(
+        "/tap/sync",
+        query_string={"LANG": "ADQL", "QUERY": "SELECT ra FROM demo.sdss_stars WHERE 1 = tractSearch(objid, 9813)"},
+    )
     assert r.status_code == 400 and b"unknown ADQL function TRACTSEARCH()" in r.data

@@ -1,5 +1,6 @@
 """Scale-out: jobs through huey on a real Redis, run by a separately started
 ``vo-gateway worker`` process (issue: executor behind one interface)."""
+
 import os
 import signal
 import subprocess
@@ -7,20 +8,25 @@ import sys
 import time
 
 import requests
-
 from conftest import live_config
-from gateway.testing import start_process
 from test_jobs_durability import SLOW, phase, submit
+
+from gateway.testing import start_process
 
 
 def start_worker(cfg, log):
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker", "--config", str(cfg), "--workers", "1"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "worker", "--config", str(cfg), "--workers", "1"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
 
 
 def test_jobs_run_in_a_separate_worker_process(tmp_path, redis_url):
     import pyvo
+
     cfg = live_config(tmp_path, jobs={"executor": "huey", "queue_url": redis_url})
     log = open(tmp_path / "gw.log", "w")
     gw, url = start_process(cfg, log=log)

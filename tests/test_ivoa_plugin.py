@@ -1,6 +1,7 @@
 """Kind ``ivoa`` (plugins/ivoa): an upstream TAP service fronted by the gateway.  The upstream
 here is a real TAP service on loopback (a second gateway on the demo data) or a small emulator
 for failures; the plugin's HTTP code is the production one (issue 6, generic IVOA upstream)."""
+
 import json
 import threading
 import time
@@ -8,15 +9,17 @@ import time
 import pyarrow as pa
 import pytest
 import requests
+from conftest import demo_config, needs_stilts, taplint
 from flask import Flask, Response, request
 
-from conftest import demo_config, needs_stilts, taplint
 from gateway.hookspecs import hookimpl
 from gateway.testing import make_app, parse_votable, serve
 
-ERROR_VOT = (b'<?xml version="1.0"?><VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">'
-             b'<RESOURCE type="results"><INFO name="QUERY_STATUS" value="ERROR">Unknown column: bogus</INFO>'
-             b"</RESOURCE></VOTABLE>")
+ERROR_VOT = (
+    b'<?xml version="1.0"?><VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">'
+    b'<RESOURCE type="results"><INFO name="QUERY_STATUS" value="ERROR">Unknown column: bogus</INFO>'
+    b"</RESOURCE></VOTABLE>"
+)
 
 
 class Recorder:
@@ -32,12 +35,14 @@ class Recorder:
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory):
     rec = Recorder()
-    app = make_app(demo_config(tmp_path_factory.mktemp("up"), jobs={"heartbeat": 0.2}), plugins=[rec],
-                   load_entrypoints=True)
+    app = make_app(
+        demo_config(tmp_path_factory.mktemp("up"), jobs={"heartbeat": 0.2}), plugins=[rec], load_entrypoints=True
+    )
 
     @app.before_request
     def formats():  # what the plugin asked for
         rec.formats.append((request.path, request.values.get("RESPONSEFORMAT")))
+
     with serve(app) as base:
         yield base + "/tap", rec, app
     app.extensions["vo_gateway"].jobs.close()
@@ -46,10 +51,20 @@ def upstream(tmp_path_factory):
 @pytest.fixture(scope="module")
 def front(upstream, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("front")
-    app = make_app({"archives": {"cadc": {"kind": "ivoa", "tap_url": upstream[0], "schemas": {"demo": "up"},
-                                          "snapshot": str(tmp / "snapshot.json")}},
-                    "jobs": {"store": f"sqlite:///{tmp}/jobs.sqlite", "results_dir": str(tmp / "r"), "heartbeat": 0.2}},
-                   load_entrypoints=True)
+    app = make_app(
+        {
+            "archives": {
+                "cadc": {
+                    "kind": "ivoa",
+                    "tap_url": upstream[0],
+                    "schemas": {"demo": "up"},
+                    "snapshot": str(tmp / "snapshot.json"),
+                }
+            },
+            "jobs": {"store": f"sqlite:///{tmp}/jobs.sqlite", "results_dir": str(tmp / "r"), "heartbeat": 0.2},
+        },
+        load_entrypoints=True,
+    )
     yield app, tmp
     app.extensions["vo_gateway"].jobs.close()
 
@@ -60,10 +75,14 @@ def run(client, q, **extra):
 
 
 QUERIES = [
-    ("SELECT TOP 5 source_id, ra, dec, DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', 10, 10)) AS d "
-     "FROM {s}.gaia_dr3_g10 WHERE 1=CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 10, 10, 2)) ORDER BY d"),
-    ("SELECT TOP 7 s.id, s.period, e.mjd, e.mag FROM {s}.s82_rrlyrae AS s JOIN {s}.s82_rrlyrae_epochs AS e "
-     "ON e.id = s.id WHERE e.band = 'g' ORDER BY s.id, e.mjd"),
+    (
+        "SELECT TOP 5 source_id, ra, dec, DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', 10, 10)) AS d "
+        "FROM {s}.gaia_dr3_g10 WHERE 1=CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 10, 10, 2)) ORDER BY d"
+    ),
+    (
+        "SELECT TOP 7 s.id, s.period, e.mjd, e.mag FROM {s}.s82_rrlyrae AS s JOIN {s}.s82_rrlyrae_epochs AS e "
+        "ON e.id = s.id WHERE e.band = 'g' ORDER BY s.id, e.mjd"
+    ),
     "SELECT COUNT(*) AS n, AVG(phot_g_mean_mag) AS g FROM {s}.gaia_dr3_g10 WHERE dec > 80",
 ]
 
@@ -92,14 +111,17 @@ def test_maxrec_and_overflow_are_exact(front):
     assert len(t) == 3 and status == "OK"
 
 
-@pytest.mark.parametrize("q, qualifier", [
-    ("SELECT TOP 2 ra, dec FROM up.gaia_dr3_g10 ORDER BY ra", "demo.gaia_dr3_g10.ra"),
-    ("SELECT TOP 2 up.gaia_dr3_g10.ra FROM up.gaia_dr3_g10", "demo.gaia_dr3_g10.ra"),
-    ("SELECT TOP 2 G.ra FROM up.gaia_dr3_g10 AS G WHERE g.dec > 0", "G.ra"),
-    ("SELECT TOP 2 ra FROM UP.GAIA_DR3_G10", "demo.GAIA_DR3_G10.ra"),
-    ('SELECT TOP 2 "Gx".ra FROM up.gaia_dr3_g10 AS "Gx"', '"Gx".ra'),
-    ("SELECT TOP 2 s.ra FROM (SELECT ra FROM up.gaia_dr3_g10) AS s", "s.ra"),
-])
+@pytest.mark.parametrize(
+    "q, qualifier",
+    [
+        ("SELECT TOP 2 ra, dec FROM up.gaia_dr3_g10 ORDER BY ra", "demo.gaia_dr3_g10.ra"),
+        ("SELECT TOP 2 up.gaia_dr3_g10.ra FROM up.gaia_dr3_g10", "demo.gaia_dr3_g10.ra"),
+        ("SELECT TOP 2 G.ra FROM up.gaia_dr3_g10 AS G WHERE g.dec > 0", "G.ra"),
+        ("SELECT TOP 2 ra FROM UP.GAIA_DR3_G10", "demo.GAIA_DR3_G10.ra"),
+        ('SELECT TOP 2 "Gx".ra FROM up.gaia_dr3_g10 AS "Gx"', '"Gx".ra'),
+        ("SELECT TOP 2 s.ra FROM (SELECT ra FROM up.gaia_dr3_g10) AS s", "s.ra"),
+    ],
+)
 def test_columns_are_qualified_as_from_exposes_them(front, upstream, q, qualifier):
     """Forwarded ADQL names each column's table the way FROM exposes it: the alias as
     written, or schema.table for an unaliased table; never a delimited form of a regular name
@@ -123,8 +145,10 @@ def test_names_are_rewritten_in_the_ast_not_the_text(front, upstream):
 
 def test_metadata_imported_from_upstream(front, upstream):
     c, d = front[0].test_client(), make_client_for(upstream)
-    q = ("SELECT column_name, datatype, unit, ucd, description FROM TAP_SCHEMA.columns "
-         "WHERE table_name = '{t}' ORDER BY column_name")
+    q = (
+        "SELECT column_name, datatype, unit, ucd, description FROM TAP_SCHEMA.columns "
+        "WHERE table_name = '{t}' ORDER BY column_name"
+    )
     _, (mine, _, _) = run(c, q.format(t="up.gaia_dr3_g10"))
     _, (theirs, _, _) = run(d, q.format(t="demo.gaia_dr3_g10"))
     assert len(mine) == len(theirs) == 6
@@ -139,9 +163,10 @@ def test_metadata_imported_from_upstream(front, upstream):
 def test_async_maps_onto_upstream_async_and_abort_reaches_it(front, upstream):
     c = front[0].test_client()
     up_jobs = make_client_for(upstream)
-    r = c.post("/tap/async", data={"LANG": "ADQL", "PHASE": "RUN",
-                                   "QUERY": "SELECT TOP 3 id FROM up.s82_rrlyrae ORDER BY id"})
-    job = r.headers["Location"][len("http://localhost"):]
+    r = c.post(
+        "/tap/async", data={"LANG": "ADQL", "PHASE": "RUN", "QUERY": "SELECT TOP 3 id FROM up.s82_rrlyrae ORDER BY id"}
+    )
+    job = r.headers["Location"][len("http://localhost") :]
     for _ in range(100):
         if c.get(job + "/phase").data in (b"COMPLETED", b"ERROR"):
             break
@@ -149,9 +174,13 @@ def test_async_maps_onto_upstream_async_and_abort_reaches_it(front, upstream):
     t, status, _ = parse_votable(c.get(job + "/results/result").data)
     assert status == "OK" and len(t) == 3
     assert b"<uws:jobref" not in up_jobs.get("/tap/async").data  # the upstream job was deleted after use
-    slow = ("SELECT COUNT(*) AS n FROM up.gaia_dr3_g10 AS a, up.gaia_dr3_g10 AS b "
-            "WHERE a.phot_g_mean_mag + b.phot_g_mean_mag < -1")
-    job = c.post("/tap/async", data={"LANG": "ADQL", "PHASE": "RUN", "QUERY": slow}).headers["Location"][len("http://localhost"):]
+    slow = (
+        "SELECT COUNT(*) AS n FROM up.gaia_dr3_g10 AS a, up.gaia_dr3_g10 AS b "
+        "WHERE a.phot_g_mean_mag + b.phot_g_mean_mag < -1"
+    )
+    job = c.post("/tap/async", data={"LANG": "ADQL", "PHASE": "RUN", "QUERY": slow}).headers["Location"][
+        len("http://localhost") :
+    ]
     t0 = time.monotonic()
     while b"EXECUTING" not in up_jobs.get("/tap/async?PHASE=EXECUTING").data:
         assert time.monotonic() - t0 < 10
@@ -183,11 +212,23 @@ def broken(front, tmp_path):
             return Response("", 303, {"Location": "http://169.254.169.254/latest/meta-data"})
         release.wait(10)
         return Response(ERROR_VOT, 200, mimetype="application/x-votable+xml")
+
     with serve(emu) as base:
-        app = make_app({"archives": {"cadc": {"kind": "ivoa", "tap_url": base + "/tap", "schemas": {"demo": "up"},
-                                              "snapshot": str(front[1] / "snapshot.json"), "timeout": 1}},
-                        "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}},
-                       load_entrypoints=True)
+        app = make_app(
+            {
+                "archives": {
+                    "cadc": {
+                        "kind": "ivoa",
+                        "tap_url": base + "/tap",
+                        "schemas": {"demo": "up"},
+                        "snapshot": str(front[1] / "snapshot.json"),
+                        "timeout": 1,
+                    }
+                },
+                "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")},
+            },
+            load_entrypoints=True,
+        )
         yield app.test_client(), mode
         release.set()
         app.extensions["vo_gateway"].jobs.close()
@@ -196,9 +237,13 @@ def broken(front, tmp_path):
 def test_upstream_failures_are_reported_as_such(broken):
     c, mode = broken
     q = {"LANG": "ADQL", "QUERY": "SELECT TOP 1 id FROM up.s82_rrlyrae"}
-    expected = {"error": (400, b"said: Unknown column: bogus"), "500": (503, b"database on fire"),
-                "garbage": (503, b"no readable VOTable"),
-                "elsewhere": (503, b"another address (http://169.254.169.254:80 is not a configured upstream)"), "slow": (503, b"did not answer within 1.0 s")}
+    expected = {
+        "error": (400, b"said: Unknown column: bogus"),
+        "500": (503, b"database on fire"),
+        "garbage": (503, b"no readable VOTable"),
+        "elsewhere": (503, b"another address (http://169.254.169.254:80 is not a configured upstream)"),
+        "slow": (503, b"did not answer within 1.0 s"),
+    }
     for m, (status, text) in expected.items():
         mode["now"] = m
         r = c.get("/tap/sync", query_string=q)
@@ -209,10 +254,15 @@ def test_upstream_failures_are_reported_as_such(broken):
 
 def test_refuses_to_start_without_upstream_or_snapshot(tmp_path):
     from gateway.config import ConfigError
+
     with pytest.raises(ConfigError, match="unreachable .* no metadata snapshot"):
-        make_app({"archives": {"x": {"kind": "ivoa", "tap_url": "http://127.0.0.1:9/tap", "schemas": {"a": "b"}}},
-                  "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}},
-                 load_entrypoints=True)
+        make_app(
+            {
+                "archives": {"x": {"kind": "ivoa", "tap_url": "http://127.0.0.1:9/tap", "schemas": {"a": "b"}}},
+                "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")},
+            },
+            load_entrypoints=True,
+        )
 
 
 @needs_stilts
@@ -221,14 +271,31 @@ def test_taplint_over_the_fronted_service(front):
         bad, _ = taplint(f"{base}/tap", "TMV TME TMS TMC CAP QGE QPO MDQ", "tables=up.*", "maxtable=4")
     assert bad == []
 
+
 def test_upstream_cone_search_offered_at_scs(upstream, tmp_path):
     """An upstream SCS (here the demo gateway's) fronted as a cone-only table: not in TAP_SCHEMA."""
     import pyvo
-    base = upstream[0][:-len("/tap")]
-    app = make_app({"archives": {"gaia": {"kind": "ivoa", "cone_services": [
-        {"table": "bright.gaia_cone", "url": base + "/scs/demo.gaia_dr3_g10", "description": "Gaia G<10 cone"}],
-        "snapshot": str(tmp_path / "snap.json")}},
-        "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}}, load_entrypoints=True)
+
+    base = upstream[0][: -len("/tap")]
+    app = make_app(
+        {
+            "archives": {
+                "gaia": {
+                    "kind": "ivoa",
+                    "cone_services": [
+                        {
+                            "table": "bright.gaia_cone",
+                            "url": base + "/scs/demo.gaia_dr3_g10",
+                            "description": "Gaia G<10 cone",
+                        }
+                    ],
+                    "snapshot": str(tmp_path / "snap.json"),
+                }
+            },
+            "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")},
+        },
+        load_entrypoints=True,
+    )
     try:
         with serve(app) as url:
             res = pyvo.dal.SCSService(url + "/scs/bright.gaia_cone").search(pos=(10, 10), radius=1.0, verbosity=3)
@@ -267,24 +334,33 @@ def test_csv_answers_pass_through_unchanged(front, upstream):
     also when quoted fields hold line ends, and flags the overflow; the row count reaches the
     finished hook."""
     import requests as rq
+    from vo_gateway_ivoa.archive import ForwardPlan
 
     from gateway.adql.validate import OutputColumn
     from gateway.schema import Column
-    from vo_gateway_ivoa.archive import ForwardPlan
+
     c = front[0].test_client()
     q = "SELECT source_id, ra, dec, phot_g_mean_mag FROM {s}.gaia_dr3_g10 WHERE dec > 60"
-    r1 = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": q.format(s="up"), "RESPONSEFORMAT": "csv",
-                                          "MAXREC": 100000})
-    r2 = make_client_for(upstream).get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": q.format(s="demo"),
-                                                                  "RESPONSEFORMAT": "csv", "MAXREC": 100000})
+    r1 = c.get(
+        "/tap/sync", query_string={"LANG": "ADQL", "QUERY": q.format(s="up"), "RESPONSEFORMAT": "csv", "MAXREC": 100000}
+    )
+    r2 = make_client_for(upstream).get(
+        "/tap/sync",
+        query_string={"LANG": "ADQL", "QUERY": q.format(s="demo"), "RESPONSEFORMAT": "csv", "MAXREC": 100000},
+    )
     assert r1.status_code == 200 and r1.data == r2.data and r1.data.count(b"\n") > 1000
-    r3 = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": q.format(s="up"), "RESPONSEFORMAT": "csv",
-                                          "MAXREC": 7})
+    r3 = c.get(
+        "/tap/sync", query_string={"LANG": "ADQL", "QUERY": q.format(s="up"), "RESPONSEFORMAT": "csv", "MAXREC": 7}
+    )
     assert r3.data.splitlines() == r2.data.splitlines()[:8]
     archive = front[0].extensions["vo_gateway"].catalogue.archives["cadc"]
     outputs = [OutputColumn("a", Column("a", "int")), OutputColumn("b", Column("b", "char", "*"))]
     body = b'a,b\r\n1,"x\ny"\n2,"q""\n,"\n3,z\n'
-    for maxrec, expect, overflow in ((2, b'1,"x\ny"\n2,"q""\n,"\n', True), (3, body[5:], False), (None, body[5:], False)):
+    for maxrec, expect, overflow in (
+        (2, b'1,"x\ny"\n2,"q""\n,"\n', True),
+        (3, body[5:], False),
+        (None, body[5:], False),
+    ):
         resp = rq.models.Response()
         resp._content, resp.status_code, resp._content_consumed = body, 200, True
         stream = archive._csv_stream(resp, ForwardPlan("", outputs), {"a": None, "b": None}, maxrec)
@@ -329,6 +405,7 @@ def test_binary2_answers_pass_through(front, upstream):
         @hookimpl
         def gateway_query_finished(self, actor, protocol, archive, query, rows, overflow, error):
             self.seen.append((rows, overflow))
+
     pm, hook = front[0].extensions["vo_gateway"].pm, Rows()
     pm.register(hook)
     try:
@@ -353,7 +430,9 @@ def _upstream_answer(columns, batches, overflow=False, error=None, serialization
         yield from batches
         if error:
             from gateway.faults import UsageFault
+
             raise UsageFault(error)
+
     stream = RowStream(columns, gen(), overflow=overflow)
     return b"".join(write_votable(stream, [], serialization))
 
@@ -365,22 +444,29 @@ def test_binary2_reader_cuts_counts_and_reports_the_trailer():
     import base64
 
     import numpy as np
+    from vo_gateway_ivoa.binary2 import Binary2Answer, row_width
 
     from gateway.faults import Fault
     from gateway.schema import Column
-    from vo_gateway_ivoa.binary2 import Binary2Answer, row_width
+
     cols = [Column("id", "long"), Column("flux", "float"), Column("band", "char", "2"), Column("pos", "double", "2")]
     n = 3000
     rng = np.random.default_rng(1)
     flux = pa.array(rng.random(n).astype("float32"), mask=rng.random(n) < 0.1)
     batch = pa.RecordBatch.from_arrays(
-        [pa.array(np.arange(n, dtype="int64")), flux, pa.array(["gr"] * n),
-         pa.FixedSizeListArray.from_arrays(pa.array(rng.random(2 * n)), 2)], names=[c.name for c in cols])
+        [
+            pa.array(np.arange(n, dtype="int64")),
+            flux,
+            pa.array(["gr"] * n),
+            pa.FixedSizeListArray.from_arrays(pa.array(rng.random(2 * n)), 2),
+        ],
+        names=[c.name for c in cols],
+    )
     assert row_width(cols) == 1 + 8 + 4 + 2 + 16
     assert row_width([Column("s", "char", "*")]) is None and row_width([None]) is None
 
     def chunks(body, size):
-        return iter([body[i:i + size] for i in range(0, len(body), size)])
+        return iter([body[i : i + size] for i in range(0, len(body), size)])
 
     def read(body, maxrec, size=997):
         flags = {"overflow": False, "rows": None}
@@ -396,7 +482,7 @@ def test_binary2_reader_cuts_counts_and_reports_the_trailer():
         for maxrec in (None, n, n - 1, 1, 0):
             data, flags = read(plain, maxrec, size)
             k = n if maxrec is None else min(maxrec, n)
-            assert data == whole[:k * 31] and flags["rows"] == k
+            assert data == whole[: k * 31] and flags["rows"] == k
             assert flags["overflow"] is (maxrec is not None and maxrec < n), (size, maxrec)
     _, flags = read(_upstream_answer(cols, [batch], overflow=True), None)
     assert flags == {"overflow": True, "rows": n}
@@ -423,21 +509,38 @@ def test_result_cache_reuses_identical_queries_per_caller(upstream, tmp_path):
     from gateway.faults import FatalFault
     from gateway.rowstream import RowStream
     from gateway.schema import Column
+
     rec = upstream[1]
-    app = make_app({"archives": {"cadc": {"kind": "ivoa", "tap_url": upstream[0], "schemas": {"demo": "up"}}},
-                    "jobs": {"store": f"sqlite:///{tmp_path}/jobs.sqlite", "results_dir": str(tmp_path / "r")},
-                    "cache": {"ttl": 600, "dir": str(tmp_path / "cache")}}, load_entrypoints=True)
+    app = make_app(
+        {
+            "archives": {"cadc": {"kind": "ivoa", "tap_url": upstream[0], "schemas": {"demo": "up"}}},
+            "jobs": {"store": f"sqlite:///{tmp_path}/jobs.sqlite", "results_dir": str(tmp_path / "r")},
+            "cache": {"ttl": 600, "dir": str(tmp_path / "cache")},
+        },
+        load_entrypoints=True,
+    )
     c = app.test_client()
     q = "SELECT source_id, ra, phot_g_mean_mag FROM up.gaia_dr3_g10 WHERE dec > 70"
 
     def ask(fmt=None, user=None, **extra):
-        headers = {"Authorization": "Basic " + base64.b64encode(f"{user}:pw-{user}-secret".encode()).decode()} \
-            if user else {}
+        headers = (
+            {"Authorization": "Basic " + base64.b64encode(f"{user}:pw-{user}-secret".encode()).decode()} if user else {}
+        )
         before = len(rec.queries)
-        r = c.get("/tap/sync", headers=headers, query_string={"LANG": "ADQL", "QUERY": q, "MAXREC": 5000,
-                                                              **({"RESPONSEFORMAT": fmt} if fmt else {}), **extra})
+        r = c.get(
+            "/tap/sync",
+            headers=headers,
+            query_string={
+                "LANG": "ADQL",
+                "QUERY": q,
+                "MAXREC": 5000,
+                **({"RESPONSEFORMAT": fmt} if fmt else {}),
+                **extra,
+            },
+        )
         assert r.status_code == 200
         return r.data, len(rec.queries) - before
+
     try:
         for fmt in (None, "csv", "votable/td", "fits"):
             first, went = ask(fmt)
@@ -458,6 +561,7 @@ def test_result_cache_reuses_identical_queries_per_caller(upstream, tmp_path):
     def failing():
         yield pa.record_batch([pa.array([1, 2])], names=["x"])
         raise FatalFault("upstream broke off")
+
     with pytest.raises(FatalFault):
         list(cache.tee("k1", RowStream(cols, failing())))
     list(cache.tee("k2", RowStream(cols, [pa.record_batch([pa.array(range(1000))], names=["x"])])))
@@ -472,6 +576,7 @@ def test_upstream_session_reads_proxies_once_per_origin(monkeypatch):
     """The environment's proxy settings still apply (read when the session is made, per
     origin, honouring NO_PROXY); ~/.netrc and per-request environment lookups do not."""
     from vo_gateway_ivoa.archive import UpstreamSession
+
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "near.example")
     s = UpstreamSession({"http://far.example:80", "http://near.example:80"}, 5)

@@ -1,24 +1,29 @@
 """Job state survives the gateway: SIGKILL during EXECUTING, restart, and the job store's
 behaviour on SQLite and on a real PostgreSQL (UWS 1.1 §2.1.3; issue: persistent jobs)."""
+
 import os
 import signal
 import time
+from datetime import UTC
 from xml.etree import ElementTree as ET
 
 import pytest
 import requests
-
 from conftest import live_config
+
 from gateway.testing import free_port, start_process
 
 NS = {"uws": "http://www.ivoa.net/xml/UWS/v1.0"}
-SLOW = ("SELECT COUNT(*) AS n FROM demo.gaia_dr3_g10 AS a, demo.gaia_dr3_g10 AS b "
-        "WHERE a.phot_g_mean_mag + b.phot_g_mean_mag < -1")
+SLOW = (
+    "SELECT COUNT(*) AS n FROM demo.gaia_dr3_g10 AS a, demo.gaia_dr3_g10 AS b "
+    "WHERE a.phot_g_mean_mag + b.phot_g_mean_mag < -1"
+)
 
 
 def submit(url, query, **extra):
-    r = requests.post(url + "/tap/async", data={"LANG": "ADQL", "QUERY": query, "PHASE": "RUN", **extra},
-                      allow_redirects=False)
+    r = requests.post(
+        url + "/tap/async", data={"LANG": "ADQL", "QUERY": query, "PHASE": "RUN", **extra}, allow_redirects=False
+    )
     assert r.status_code == 303
     return r.headers["Location"]
 
@@ -66,25 +71,37 @@ def test_sigkill_during_executing_then_restart(tmp_path):
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
     from gateway.uws.store import JobStore
+
     url = f"sqlite:///{tmp_path}/j.sqlite" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     s = JobStore(url)
     yield s
     with s.engine.begin() as c:  # the PostgreSQL database is shared by the session
         from gateway.uws.store import executors_t, jobs_t
+
         c.execute(jobs_t.delete())
         c.execute(executors_t.delete())
     s.close()
 
 
 def test_store_semantics(store):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from gateway.uws.job import Job, Phase, Result
-    t0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
+
+    t0 = datetime(2030, 1, 1, tzinfo=UTC)
     for i, owner in enumerate([None, "k1", None]):
-        store.insert(Job(job_id=f"j{i}", service="tap", owner_key=owner, owner_id=owner, creation_time=t0 + timedelta(seconds=i),
-                         execution_duration=60, destruction=t0 + timedelta(days=1),
-                         parameters=[("QUERY", "SELECT 1"), ("UPLOAD", "a,param:x")]))
+        store.insert(
+            Job(
+                job_id=f"j{i}",
+                service="tap",
+                owner_key=owner,
+                owner_id=owner,
+                creation_time=t0 + timedelta(seconds=i),
+                execution_duration=60,
+                destruction=t0 + timedelta(days=1),
+                parameters=[("QUERY", "SELECT 1"), ("UPLOAD", "a,param:x")],
+            )
+        )
     j = store.get("j0")
     assert j.parameters == [("QUERY", "SELECT 1"), ("UPLOAD", "a,param:x")] and j.creation_time == t0
     assert [x.job_id for x in store.list("tap", None)] == ["j0", "j2"]
@@ -115,6 +132,7 @@ def test_store_semantics(store):
 
 def test_two_gateway_processes_share_jobs_through_postgresql(tmp_path, postgres_url):
     import sqlalchemy as sa
+
     sa.create_engine(postgres_url).connect().close()
     cfg = live_config(tmp_path, jobs={"store": postgres_url})
     log = open(tmp_path / "gw.log", "w")
@@ -147,19 +165,30 @@ def test_jobs_command_lists_shows_and_deletes(tmp_path):
     import subprocess
     import sys
 
-    from gateway.testing import make_app
     from conftest import demo_config
+
+    from gateway.testing import make_app
+
     cfg = live_config(tmp_path)
     app = make_app(demo_config(tmp_path), load_entrypoints=True)
     c = app.test_client()
-    job_id = c.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 id FROM demo.s82_rrlyrae",
-                                        "RUNID": "cli"}).headers["Location"].rsplit("/", 1)[1]
+    job_id = (
+        c.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 id FROM demo.s82_rrlyrae", "RUNID": "cli"})
+        .headers["Location"]
+        .rsplit("/", 1)[1]
+    )
     app.extensions["vo_gateway"].jobs.close()
 
     def cli(*args):
-        out = subprocess.run([sys.executable, "-m", "gateway.cli", "jobs", "--config", str(cfg), *args],
-                             capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        out = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "jobs", "--config", str(cfg), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
         return out.returncode, out.stdout
+
     rc, out = cli("list", "--phase", "PENDING")
     assert rc == 0 and f"{job_id}\ttap\tPENDING" in out and "SELECT TOP 1 id" in out
     assert cli("list", "--phase", "COMPLETED")[1].strip() == ""

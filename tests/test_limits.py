@@ -3,6 +3,7 @@ a sync query whose client disconnects stops within a second (measured as the ser
 use, on the production server, gunicorn), the sync execution limit ends a long query with a
 DALI error, and a full results disk gives a clear error, leaves no partial file and does not
 affect the next job."""
+
 import os
 import signal
 import socket
@@ -10,13 +11,15 @@ import time
 import urllib.parse
 
 import pytest
-
 from conftest import demo_config, live_config
+
 from gateway.testing import make_app, parse_votable, start_process
 
 #: 482,176^2 pairs: 14-19 CPU-seconds in DuckDB here, with no row out before the end
-HEAVY = ("SELECT COUNT(*) AS n FROM demo.gaia_dr3_g10 AS a, demo.gaia_dr3_g10 AS b "
-         "WHERE ABS(a.ra - b.ra) < 0.0000001 AND SIN(a.dec*b.dec) > 0.999")
+HEAVY = (
+    "SELECT COUNT(*) AS n FROM demo.gaia_dr3_g10 AS a, demo.gaia_dr3_g10 AS b "
+    "WHERE ABS(a.ra - b.ra) < 0.0000001 AND SIN(a.dec*b.dec) > 0.999"
+)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -54,8 +57,9 @@ def busy_until_idle(pid: int, since: float, limit: float = 10.0) -> float:
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("limits")
     log = open(tmp / "gateway.log", "w")
-    proc, url = start_process(live_config(tmp, service={"sync_execution_duration": 4}), log=log,
-                              extra_args=("--workers", "1"))
+    proc, url = start_process(
+        live_config(tmp, service={"sync_execution_duration": 4}), log=log, extra_args=("--workers", "1")
+    )
     yield proc, url
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(10)
@@ -80,6 +84,7 @@ def test_disconnected_sync_query_stops_within_a_second(server):
 
 def test_sync_limit_ends_a_long_query_with_an_error(server):
     import requests
+
     proc, url = server
     t0 = time.monotonic()
     r = requests.get(url + "/tap/sync", params={"LANG": "ADQL", "QUERY": HEAVY}, timeout=30)
@@ -98,6 +103,7 @@ def test_results_disk_full_leaves_no_partial_file_and_harms_no_later_job(tmp_pat
     import builtins
     import errno
     import io
+
     app = make_app(demo_config(tmp_path), load_entrypoints=True)
     gw = app.extensions["vo_gateway"]
     results = str(tmp_path / "results")
@@ -114,6 +120,7 @@ def test_results_disk_full_leaves_no_partial_file_and_harms_no_later_job(tmp_pat
         if str(file).startswith(results) and "w" in mode and "b" in mode and not a and not k:
             return FullDisk(real_open(file, mode, buffering=0))
         return real_open(file, mode, *a, **k)
+
     c = app.test_client()
 
     def job(fmt, query):
@@ -125,6 +132,7 @@ def test_results_disk_full_leaves_no_partial_file_and_harms_no_later_job(tmp_pat
                 return loc, phase
             time.sleep(0.05)
         raise AssertionError("job did not finish")
+
     big = "SELECT TOP 200000 * FROM demo.gaia_dr3_g10"
     try:
         monkeypatch.setattr(builtins, "open", fake_open)
@@ -134,8 +142,9 @@ def test_results_disk_full_leaves_no_partial_file_and_harms_no_later_job(tmp_pat
             err = c.get(loc + "/error").data
             assert b"results storage is full" in err, err
             job_dir = gw.jobs.job_dir(loc.rsplit("/", 1)[1])
-            assert not [p for p in job_dir.glob("*") if p.suffix == ".part" or p.name.startswith("result")], \
-                list(job_dir.glob("*"))
+            assert not [p for p in job_dir.glob("*") if p.suffix == ".part" or p.name.startswith("result")], list(
+                job_dir.glob("*")
+            )
         room["bytes"] = 1 << 40  # space freed
         loc, phase = job("csv", "SELECT TOP 1000 source_id FROM demo.gaia_dr3_g10")
         assert phase == "COMPLETED"
@@ -151,12 +160,19 @@ def test_long_get_queries_reach_the_service(server):
     (``gateway.gunicorn_conf``): a 40 kB GET query runs, and one over ``max_query_length``
     gets the service's DALI error."""
     import requests
+
     proc, url = server
     ids = ", ".join(str(i) for i in range(8000))
-    r = requests.get(url + "/tap/sync", params={"LANG": "ADQL", "QUERY": f"SELECT TOP 5 objid FROM demo.sdss_stars "
-                                                f"WHERE run IN ({ids})"}, timeout=30)
+    r = requests.get(
+        url + "/tap/sync",
+        params={"LANG": "ADQL", "QUERY": f"SELECT TOP 5 objid FROM demo.sdss_stars WHERE run IN ({ids})"},
+        timeout=30,
+    )
     assert len(r.request.url) > 40_000 and r.status_code == 200, r.content[:300]
     assert len(parse_votable(r.content)[0]) == 5
-    r = requests.get(url + "/tap/sync", params={"LANG": "ADQL", "QUERY": "SELECT 1 FROM demo.sdss_stars" + " " * 1_000_001},
-                     timeout=30)
+    r = requests.get(
+        url + "/tap/sync",
+        params={"LANG": "ADQL", "QUERY": "SELECT 1 FROM demo.sdss_stars" + " " * 1_000_001},
+        timeout=30,
+    )
     assert r.status_code == 400 and b"at most 1000000" in r.content

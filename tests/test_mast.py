@@ -1,15 +1,18 @@
 """Kind ``mast`` (plugins/mast) against the MAST catalogs API emulation (issue 5): the seed
 notebook's IC 1613 query, exact residuals, paging, the Pan-STARRS JSON-body rule, limits."""
+
 import numpy as np
 import pytest
-
 from emulators.mast import IC1613, PS1_FIELD, mast_app
+
 from gateway.obscore import separation as _sep
 from gateway.testing import make_app, parse_votable, serve
 
-SEED = ("https://catalogs.mast.stsci.edu/api/v0.1/hsc/v3/summary/magaper2.csv?A_F475W_N.gte=10&A_F814W_N.gte=10"
-        "&ra=16.2016962&dec=2.1194959&radius=0.5&columns=%5BMatchID%2CMatchRA%2CMatchDec%2CNumFilters%2CNumVisits"
-        "%2CNumImages%2CStartMJD%2CStopMJD%2CA_F475W%2CA_F475W_N%2CA_F475W_MAD%2CA_F814W%2CA_F814W_N%2CA_F814W_MAD%5D")
+SEED = (
+    "https://catalogs.mast.stsci.edu/api/v0.1/hsc/v3/summary/magaper2.csv?A_F475W_N.gte=10&A_F814W_N.gte=10"
+    "&ra=16.2016962&dec=2.1194959&radius=0.5&columns=%5BMatchID%2CMatchRA%2CMatchDec%2CNumFilters%2CNumVisits"
+    "%2CNumImages%2CStartMJD%2CStopMJD%2CA_F475W%2CA_F475W_N%2CA_F475W_MAD%2CA_F814W%2CA_F814W_N%2CA_F814W_MAD%5D"
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +25,22 @@ def emu():
 @pytest.fixture(scope="module")
 def gw(emu, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mast")
-    app = make_app({"archives": {"mast": {"kind": "mast", "base_url": emu[1] + "/api/v0.1", "pagesize": 400,
-                                          "hla_url": emu[1] + "/cgi-bin/fitscut.cgi",
-                                          "ps1_images_url": emu[1] + "/ps1",
-                                          "metadata_cache": str(tmp / "mast_metadata.json")}},
-                    "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r")}}, load_entrypoints=True)
+    app = make_app(
+        {
+            "archives": {
+                "mast": {
+                    "kind": "mast",
+                    "base_url": emu[1] + "/api/v0.1",
+                    "pagesize": 400,
+                    "hla_url": emu[1] + "/cgi-bin/fitscut.cgi",
+                    "ps1_images_url": emu[1] + "/ps1",
+                    "metadata_cache": str(tmp / "mast_metadata.json"),
+                }
+            },
+            "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r")},
+        },
+        load_entrypoints=True,
+    )
     yield app.test_client()
     app.extensions["vo_gateway"].jobs.close()
 
@@ -38,11 +52,16 @@ def tap(c, q, **extra):
 
 def test_seed_variables_query_sends_the_notebook_request(gw, emu):
     from urllib.parse import parse_qs, urlsplit
+
     app, _ = emu
-    cols = ("MatchID, MatchRA, MatchDec, NumFilters, NumVisits, NumImages, StartMJD, StopMJD, A_F475W, A_F475W_N, "
-            "A_F475W_MAD, A_F814W, A_F814W_N, A_F814W_MAD")
-    q = (f"SELECT {cols} FROM mast_hsc3.summary_magaper2 WHERE 1 = CONTAINS(POINT('ICRS', MatchRA, MatchDec), "
-         "CIRCLE('ICRS', 16.2016962, 2.1194959, 0.5)) AND A_F475W_N >= 10 AND A_F814W_N >= 10")
+    cols = (
+        "MatchID, MatchRA, MatchDec, NumFilters, NumVisits, NumImages, StartMJD, StopMJD, A_F475W, A_F475W_N, "
+        "A_F475W_MAD, A_F814W, A_F814W_N, A_F814W_MAD"
+    )
+    q = (
+        f"SELECT {cols} FROM mast_hsc3.summary_magaper2 WHERE 1 = CONTAINS(POINT('ICRS', MatchRA, MatchDec), "
+        "CIRCLE('ICRS', 16.2016962, 2.1194959, 0.5)) AND A_F475W_N >= 10 AND A_F814W_N >= 10"
+    )
     r, (t, status, _) = tap(gw, q, MAXREC=100000)
     assert r.status_code == 200 and status == "OK"
     path, method, sent = app.requests[-1]
@@ -62,8 +81,10 @@ def test_light_curve_of_one_match(gw, emu):
     app, _ = emu
     full = app.table("hsc/v3/detailed")
     mid = full["MatchID"][0].as_py()
-    q = (f"SELECT MatchID, SourceID, StartMJD, Detector, Filter, MagAper2, Flags, ImageName FROM mast_hsc3.detailed "
-         f"WHERE MatchID = {mid} AND Detector = 'ACS/WFC' AND Filter = 'F475W' ORDER BY StartMJD")
+    q = (
+        f"SELECT MatchID, SourceID, StartMJD, Detector, Filter, MagAper2, Flags, ImageName FROM mast_hsc3.detailed "
+        f"WHERE MatchID = {mid} AND Detector = 'ACS/WFC' AND Filter = 'F475W' ORDER BY StartMJD"
+    )
     r, (t, status, _) = tap(gw, q)
     sent = app.requests[-1][2]
     assert sent["MatchID"] == [str(mid)] and sent["Filter"] == ["F475W"] and sent["sort_by"] == ["StartMJD"]
@@ -73,10 +94,12 @@ def test_light_curve_of_one_match(gw, emu):
 
 def test_what_the_api_cannot_express_is_evaluated_exactly(gw, emu):
     app, _ = emu
-    q = ("SELECT objID, gMeanPSFMag - rMeanPSFMag AS gr FROM mast_ps1dr2.mean WHERE "
-         "DISTANCE(POINT('ICRS', raMean, decMean), POINT('ICRS', 210.802429, 54.34875)) < 0.2 "
-         "AND (gMeanPSFMag < 17 OR rMeanPSFMag > 25) AND nDetections IN (" + ", ".join(map(str, range(30))) + ") "
-         "ORDER BY gr DESC")
+    q = (
+        "SELECT objID, gMeanPSFMag - rMeanPSFMag AS gr FROM mast_ps1dr2.mean WHERE "
+        "DISTANCE(POINT('ICRS', raMean, decMean), POINT('ICRS', 210.802429, 54.34875)) < 0.2 "
+        "AND (gMeanPSFMag < 17 OR rMeanPSFMag > 25) AND nDetections IN (" + ", ".join(map(str, range(30))) + ") "
+        "ORDER BY gr DESC"
+    )
     r, (t, status, _) = tap(gw, q)
     path, method, sent = app.requests[-1]
     assert path == "panstarrs/dr2/mean" and method == "POST"  # JSON body, never a form (HTTP 422)
@@ -93,17 +116,27 @@ def test_what_the_api_cannot_express_is_evaluated_exactly(gw, emu):
 
 
 def test_null_sentinels_limits_and_unbounded_queries(gw, emu):
-    r, (t, _, _) = tap(gw, "SELECT TOP 50 objID, gMeanPSFMag FROM mast_ps1dr2.mean WHERE "
-                           "1=CONTAINS(POINT('ICRS', raMean, decMean), CIRCLE('ICRS', 210.8, 54.35, 0.3))")
+    r, (t, _, _) = tap(
+        gw,
+        "SELECT TOP 50 objID, gMeanPSFMag FROM mast_ps1dr2.mean WHERE "
+        "1=CONTAINS(POINT('ICRS', raMean, decMean), CIRCLE('ICRS', 210.8, 54.35, 0.3))",
+    )
     assert t["gMeanPSFMag"].mask.any() and not (t["gMeanPSFMag"] == -999).any()  # -999 became null
     assert emu[0].requests[-1][2]["pagesize"] == [50]  # TOP pushed down as pagesize when exact
-    r, _ = tap(gw, "SELECT objID FROM mast_ps1dr2.mean WHERE 1=CONTAINS(POINT('ICRS', raMean, decMean), "
-                   "CIRCLE('ICRS', 210.8, 54.35, 0.7))")
+    r, _ = tap(
+        gw,
+        "SELECT objID FROM mast_ps1dr2.mean WHERE 1=CONTAINS(POINT('ICRS', raMean, decMean), "
+        "CIRCLE('ICRS', 210.8, 54.35, 0.7))",
+    )
     assert r.status_code == 400 and b"at most 0.5 deg" in r.data
     r, _ = tap(gw, "SELECT objID FROM mast_ps1dr2.mean WHERE gMeanPSFMag < 15")
     assert r.status_code == 400 and b"add a position" in r.data and b"objID = " in r.data
-    r, (t, status, _) = tap(gw, "SELECT objID FROM mast_ps1dr2.mean WHERE 1=CONTAINS(POINT('ICRS', raMean, decMean), "
-                                "CIRCLE('ICRS', 210.8, 54.35, 0.3))", MAXREC=10)
+    r, (t, status, _) = tap(
+        gw,
+        "SELECT objID FROM mast_ps1dr2.mean WHERE 1=CONTAINS(POINT('ICRS', raMean, decMean), "
+        "CIRCLE('ICRS', 210.8, 54.35, 0.3))",
+        MAXREC=10,
+    )
     assert len(t) == 10 and status == "OVERFLOW"
 
 
@@ -117,12 +150,17 @@ def test_scs_on_every_positional_table(gw, emu):
 
 def test_seed_flow_is_in_the_examples_and_runs(gw):
     from xml.etree import ElementTree as ET
+
     doc = gw.get("/tap/examples").data.decode()
     assert 'id="hsc_ic1613_variables"' in doc and 'id="hsc_light_curve"' in doc
     root = ET.fromstring(doc)
-    queries = {e.get("id"): "".join(q.itertext()) for e in root.iter() if e.get("id") in ("hsc_ic1613_variables",
-                                                                                              "hsc_light_curve")
-               for q in e.iter() if q.get("property") == "query"}
+    queries = {
+        e.get("id"): "".join(q.itertext())
+        for e in root.iter()
+        if e.get("id") in ("hsc_ic1613_variables", "hsc_light_curve")
+        for q in e.iter()
+        if q.get("property") == "query"
+    }
     assert len(queries) == 2
     for key, q in queries.items():
         r, (t, status, _) = tap(gw, q, MAXREC=100000)
@@ -133,14 +171,21 @@ def test_summary_rows_link_to_their_light_curves(emu, tmp_path):
     """pyvo finds each summary row's DataLink (a service descriptor on the MatchID column) and
     through it the light curve, in sync and async results."""
     import pyvo
-    app = make_app({"archives": {"mast": {"kind": "mast", "base_url": emu[1] + "/api/v0.1", "metadata_cache": None}},
-                    "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}},
-                   load_entrypoints=True)
+
+    app = make_app(
+        {
+            "archives": {"mast": {"kind": "mast", "base_url": emu[1] + "/api/v0.1", "metadata_cache": None}},
+            "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")},
+        },
+        load_entrypoints=True,
+    )
     try:
         with serve(app) as url:
             tap = pyvo.dal.TAPService(url + "/tap")
-            q = ("SELECT TOP 3 MatchID, A_F475W_N FROM mast_hsc3.summary_magaper2 WHERE 1=CONTAINS(POINT('ICRS', "
-                 "MatchRA, MatchDec), CIRCLE('ICRS', 16.2016962, 2.1194959, 0.3)) AND A_F475W_N >= 3 ORDER BY MatchID")
+            q = (
+                "SELECT TOP 3 MatchID, A_F475W_N FROM mast_hsc3.summary_magaper2 WHERE 1=CONTAINS(POINT('ICRS', "
+                "MatchRA, MatchDec), CIRCLE('ICRS', 16.2016962, 2.1194959, 0.3)) AND A_F475W_N >= 3 ORDER BY MatchID"
+            )
             for res in (tap.run_sync(q), tap.run_async(q)):
                 assert len(res) == 3
                 links = next(res.iter_datalinks())
@@ -160,9 +205,11 @@ def test_hla_images_sia2_datalink_and_soda(gw, emu):
     import io
 
     from astropy.io import fits
+
     app, base = emu
-    r = gw.get("/sia/query", query_string={"POS": f"CIRCLE {IC1613[0]} {IC1613[1]} 0.05", "MAXREC": 1000,
-                                           "COLLECTION": "HLA"})
+    r = gw.get(
+        "/sia/query", query_string={"POS": f"CIRCLE {IC1613[0]} {IC1613[1]} 0.05", "MAXREC": 1000, "COLLECTION": "HLA"}
+    )
     t, status, _ = parse_votable(r.data)
     full = app.table("hsc/v3/detailed")
     d = _sep(full["MatchRA"].to_numpy(), full["MatchDec"].to_numpy(), *IC1613)
@@ -170,10 +217,13 @@ def test_hla_images_sia2_datalink_and_soda(gw, emu):
     assert status == "OK" and set(t["obs_id"]) == expected and len(expected) > 1
     assert all(u.startswith(base + "/cgi-bin/fitscut.cgi?red=") for u in t["access_url"])
     import requests
+
     got = requests.get(t["access_url"][0])  # the SIA 2.0 access_url downloads the image
     assert got.status_code == 200 and got.content[:6] == b"SIMPLE"
-    r = gw.get("/sia/query", query_string={"POS": f"CIRCLE {IC1613[0]} {IC1613[1]} 0.05", "BAND": "7e-7 9e-7",
-                                           "COLLECTION": "HLA"})
+    r = gw.get(
+        "/sia/query",
+        query_string={"POS": f"CIRCLE {IC1613[0]} {IC1613[1]} 0.05", "BAND": "7e-7 9e-7", "COLLECTION": "HLA"},
+    )
     red = parse_votable(r.data)[0]
     assert set(red["obs_id"]) == {n for n in expected if n.endswith("f814w")} and 0 < len(red) < len(t)
     did = "ivo://mast.stsci.edu/hla?" + sorted(expected)[0]
@@ -191,18 +241,30 @@ def test_ps1_images_stack_and_warp_each_band(gw, emu):
     import io
 
     from astropy.io import fits
+
     app, base = emu
     r = gw.get("/sia/query", query_string={"POS": "CIRCLE 83.63321 22.01446 0.01", "COLLECTION": "PS1 DR2"})
     t, status, _ = parse_votable(r.data)
     sent = next(p for kind, _, p in reversed(app.requests) if kind == "ps1filenames")
     assert sent == {"ra": "83.63321", "dec": "22.01446", "filters": "grizy", "type": "stack,warp"}
     stacks = sorted(n for n, lvl in zip(t["obs_id"], t["calib_level"]) if lvl == 3)
-    recorded = sorted(line.split()[8] for line in open("tests/fixtures/mast/ps1filenames_ra83.633210_dec22.014460_"
-                                                       "RECONSTRUCTED.txt").read().splitlines()[1:])
+    recorded = sorted(
+        line.split()[8]
+        for line in open("tests/fixtures/mast/ps1filenames_ra83.633210_dec22.014460_RECONSTRUCTED.txt")
+        .read()
+        .splitlines()[1:]
+    )
     assert stacks == recorded and len(t) == 5 + 10  # five stacks, two warps per band
     assert all(u.startswith(base + "/ps1/rings.v3.skycell/1784/059/") for u in t["access_url"])
-    r = gw.get("/sia/query", query_string={"POS": "CIRCLE 83.63321 22.01446 0.01", "COLLECTION": "PS1 DR2",
-                                           "BAND": "5.6e-7 6.8e-7", "TIME": "56000 57000"})
+    r = gw.get(
+        "/sia/query",
+        query_string={
+            "POS": "CIRCLE 83.63321 22.01446 0.01",
+            "COLLECTION": "PS1 DR2",
+            "BAND": "5.6e-7 6.8e-7",
+            "TIME": "56000 57000",
+        },
+    )
     only, _, _ = parse_votable(r.data)
     assert list(only["obs_id"]) == ["rings.v3.skycell.1784.059.wrp.r.56300.5.fits"]
     did = "ivo://mast.stsci.edu/ps1?/rings.v3.skycell/1784/059/rings.v3.skycell.1784.059.stk.g.unconv.fits"
@@ -216,12 +278,18 @@ def test_ps1_images_stack_and_warp_each_band(gw, emu):
 
 def test_metadata_from_the_api_cached_for_offline_starts(emu, tmp_path):
     import json
+
     cache = tmp_path / "meta.json"
 
     def build(base):
-        return make_app({"archives": {"mast": {"kind": "mast", "base_url": base + "/api/v0.1", "metadata_cache": str(cache)}},
-                         "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}},
-                        load_entrypoints=True)
+        return make_app(
+            {
+                "archives": {"mast": {"kind": "mast", "base_url": base + "/api/v0.1", "metadata_cache": str(cache)}},
+                "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")},
+            },
+            load_entrypoints=True,
+        )
+
     n = len(emu[0].requests)
     app = build(emu[1])
     fetched = sorted(p for p, kind, _ in emu[0].requests[n:] if kind == "metadata")
@@ -245,26 +313,42 @@ def test_every_listed_table_is_served(gw, emu):
     app, _ = emu
     tables = [t for _, t in gw.application.extensions["vo_gateway"].catalogue.tables() if t.schema.startswith("mast_")]
     names = {t.qualified_name for t in tables}
-    assert {"mast_hsc3.propermotions", "mast_hsc3.sourcepositions", "mast_hsc3.hcvsummary", "mast_hsc3.hcv",
-            "mast_hsc2.summary_magaper2", "mast_hsc2.detailed", "mast_ps1dr1.mean", "mast_ps1dr2.stack",
-            "mast_ps1dr2.detection", "mast_ps1dr2.forced_mean"} <= names
+    assert {
+        "mast_hsc3.propermotions",
+        "mast_hsc3.sourcepositions",
+        "mast_hsc3.hcvsummary",
+        "mast_hsc3.hcv",
+        "mast_hsc2.summary_magaper2",
+        "mast_hsc2.detailed",
+        "mast_ps1dr1.mean",
+        "mast_ps1dr2.stack",
+        "mast_ps1dr2.detection",
+        "mast_ps1dr2.forced_mean",
+    } <= names
     for t in tables:
         if t.positional:
-            ra, dec = (IC1613 if t.schema.startswith("mast_hsc") else PS1_FIELD)
-            q = (f"SELECT TOP 3 {t.id_column} FROM {t.qualified_name} WHERE 1 = CONTAINS(POINT('ICRS', "
-                 f"{t.ra_column}, {t.dec_column}), CIRCLE('ICRS', {ra}, {dec}, 0.2))")
+            ra, dec = IC1613 if t.schema.startswith("mast_hsc") else PS1_FIELD
+            q = (
+                f"SELECT TOP 3 {t.id_column} FROM {t.qualified_name} WHERE 1 = CONTAINS(POINT('ICRS', "
+                f"{t.ra_column}, {t.dec_column}), CIRCLE('ICRS', {ra}, {dec}, 0.2))"
+            )
         else:
             q = f"SELECT {t.id_column} FROM {t.qualified_name} WHERE {t.id_column} = 7007"
         r, (res, status, _) = tap(gw, q)
         assert r.status_code == 200 and status == "OK", (t.qualified_name, r.data[-300:])
-        assert emu[0].requests[-1][0] == next(c.path for c in gw.application.extensions["vo_gateway"].catalogue
-                                              .archives["mast"].config.catalogs if c.table == t.qualified_name)
+        assert emu[0].requests[-1][0] == next(
+            c.path
+            for c in gw.application.extensions["vo_gateway"].catalogue.archives["mast"].config.catalogs
+            if c.table == t.qualified_name
+        )
 
 
 def test_exact_pushdown_streams_pages_and_like(gw, emu):
     app, _ = emu
-    q = ("SELECT MatchID, Filter, ImageName FROM mast_hsc3.detailed WHERE 1 = CONTAINS(POINT('ICRS', MatchRA, MatchDec), "
-         "CIRCLE('ICRS', 16.2016962, 2.1194959, 0.5)) AND ImageName LIKE 'hst_10505_0%_f814w' ORDER BY MatchID")
+    q = (
+        "SELECT MatchID, Filter, ImageName FROM mast_hsc3.detailed WHERE 1 = CONTAINS(POINT('ICRS', MatchRA, MatchDec), "
+        "CIRCLE('ICRS', 16.2016962, 2.1194959, 0.5)) AND ImageName LIKE 'hst_10505_0%_f814w' ORDER BY MatchID"
+    )
     n = len(app.requests)
     r, (t, status, _) = tap(gw, q, MAXREC=100000)
     sent = [p for _, _, p in app.requests[n:]]
@@ -272,6 +356,9 @@ def test_exact_pushdown_streams_pages_and_like(gw, emu):
     assert len(sent) > 1 and all(p["pagesize"] == ["400"] for p in sent)  # several pages, streamed
     full = app.table("hsc/v3/detailed")
     d = _sep(full["MatchRA"].to_numpy(), full["MatchDec"].to_numpy(), *IC1613)
-    expected = sorted(m for m, f, keep in zip(full["MatchID"].to_pylist(), full["Filter"].to_pylist(), d <= 0.5)
-                      if keep and f == "F814W")
+    expected = sorted(
+        m
+        for m, f, keep in zip(full["MatchID"].to_pylist(), full["Filter"].to_pylist(), d <= 0.5)
+        if keep and f == "F814W"
+    )
     assert list(t["MatchID"]) == expected and set(t["Filter"]) == {"F814W"}

@@ -1,5 +1,6 @@
 """Declared metadata: every column of every table has datatype, unit or none by design, a valid
 UCD1+ (astropy's checker), a VOUnit and a description; TAP_SCHEMA agrees with /tables."""
+
 from astropy import units as u
 from astropy.io.votable.ucd import check_ucd
 
@@ -37,8 +38,12 @@ def test_row_counts(app):
 
 def test_tap_schema_matches_tables(client):
     from gateway.testing import parse_votable
-    t, _, _ = parse_votable(client.get("/tap/sync", query_string={
-        "LANG": "ADQL", "QUERY": "SELECT COUNT(*) AS n FROM TAP_SCHEMA.columns"}).data)
+
+    t, _, _ = parse_votable(
+        client.get(
+            "/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT COUNT(*) AS n FROM TAP_SCHEMA.columns"}
+        ).data
+    )
     r = client.get("/tap/tables")
     assert r.data.count(b"<column>") == t["n"][0]
     r = client.get("/tap/tables/demo.gaia_dr3_g10")

@@ -5,6 +5,7 @@ emulator: embedded (DuckDB), ivoa (a second vo-gateway as the upstream TAP servi
 
 Every row set is compared with a ground truth computed by astropy (``search_around_sky``) over
 the emulators' own data, not only counted."""
+
 import io
 import itertools
 import json
@@ -19,12 +20,12 @@ import yaml
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
-
 from conftest import ROOT, demo_config, needs_stilts, taplint
 from emulators.hsc import CENTRES, hsc_app
 from emulators.mast import mast_app
 from emulators.skymapper import FIELDS, skymapper_app
 from emulators.skymapper import synthetic as sm_synthetic
+
 from gateway.testing import make_app, parse_votable, serve
 
 F = FIELDS[0]  # the field every emulator holds rows in (SkyMapper's first)
@@ -32,13 +33,18 @@ F = FIELDS[0]  # the field every emulator holds rows in (SkyMapper's first)
 
 def _nearest_gaia(ra0, dec0):
     t = pq.read_table(ROOT / "data/demo/gaia_dr3_g10.parquet", columns=["ra", "dec"])
-    sep = SkyCoord(np.asarray(t["ra"]) * u.deg, np.asarray(t["dec"]) * u.deg).separation(SkyCoord(ra0 * u.deg, dec0 * u.deg))
+    sep = SkyCoord(np.asarray(t["ra"]) * u.deg, np.asarray(t["dec"]) * u.deg).separation(
+        SkyCoord(ra0 * u.deg, dec0 * u.deg)
+    )
     i = int(np.argmin(sep))
     return float(t["ra"][i].as_py()), float(t["dec"][i].as_py())
 
 
 G = _nearest_gaia(*F)
-S = (200.45, 36.85)  # the embedded SDSS field: SkyMapper's emulator holds rows there too  # a real G < 10 star 0.44 deg from F: HSC and MAST also hold rows around it
+S = (
+    200.45,
+    36.85,
+)  # the embedded SDSS field: SkyMapper's emulator holds rows there too  # a real G < 10 star 0.44 deg from F: HSC and MAST also hold rows around it
 #: archive kind -> (ADQL table, id, ra, dec)
 SIDES = {
     "embedded": ("demo.gaia_dr3_g10", "source_id", "ra", "dec"),
@@ -60,14 +66,25 @@ def fed(tmp_path_factory, postgres_url):
     with serve(upstream) as up, serve(mast) as m, serve(sm) as s, serve(hsc) as h:
         cfg = demo_config(tmp)
         cfg["archives"]["mirror"] = {"kind": "ivoa", "tap_url": up + "/tap", "schemas": {"demo": "mirror"}}
-        cfg["archives"]["mast"] = {"kind": "mast", "base_url": m + "/api/v0.1", "metadata_cache": None,
-                                   "hla_url": None, "ps1_images_url": None}
+        cfg["archives"]["mast"] = {
+            "kind": "mast",
+            "base_url": m + "/api/v0.1",
+            "metadata_cache": None,
+            "hla_url": None,
+            "ps1_images_url": None,
+        }
         cfg["archives"]["skymapper"] = {"kind": "skymapper", "cone_url": s + "/sm-cone/public/query"}
-        cfg["archives"]["hsc"] = {"kind": "hsc", "api_url": h + "/datasearch/api/catalog_jobs/",
-                                  "release_version": "dr4", "schemas": {"s23b_wide": "hsc_s23b_wide"},
-                                  "photoz_tables": ["photoz_mizuki"], "poll_initial": 0.01, "das_url": None,
-                                  "psf_url": None,
-                                  "account": {"username": "svc", "password": {"env": "VO_GATEWAY_TEST_HSC_PASSWORD"}}}
+        cfg["archives"]["hsc"] = {
+            "kind": "hsc",
+            "api_url": h + "/datasearch/api/catalog_jobs/",
+            "release_version": "dr4",
+            "schemas": {"s23b_wide": "hsc_s23b_wide"},
+            "photoz_tables": ["photoz_mizuki"],
+            "poll_initial": 0.01,
+            "das_url": None,
+            "psf_url": None,
+            "account": {"username": "svc", "password": {"env": "VO_GATEWAY_TEST_HSC_PASSWORD"}},
+        }
         app = make_app(cfg, load_entrypoints=True)
         app.config_file = tmp / "config.yaml"  # the same configuration, for the command line
         app.config_file.write_text(yaml.safe_dump({"cache": {"ttl": 0}, **cfg}))
@@ -110,8 +127,12 @@ def subset(rows, mask):
 
 
 def sync(url, query, fmt="votable", files=None, **extra):
-    return requests.post(url + "/tap/sync", data={"LANG": "ADQL", "QUERY": query, "RESPONSEFORMAT": fmt, **extra},
-                         files=files, timeout=300)
+    return requests.post(
+        url + "/tap/sync",
+        data={"LANG": "ADQL", "QUERY": query, "RESPONSEFORMAT": fmt, **extra},
+        files=files,
+        timeout=300,
+    )
 
 
 def pairs_of(r, a="aid", b="bid") -> set[tuple[int, int]]:
@@ -124,11 +145,15 @@ def pairs_of(r, a="aid", b="bid") -> set[tuple[int, int]]:
 def _join_query(ka, kb, cone, r, form):
     ta, ia, ra_a, de_a = SIDES[ka]
     tb, ib, ra_b, de_b = SIDES[kb]
-    match = (f"1 = CONTAINS(POINT('ICRS', b.{ra_b}, b.{de_b}), CIRCLE('ICRS', a.{ra_a}, a.{de_a}, {r}))"
-             if form == "contains" else
-             f"DISTANCE(POINT('ICRS', a.{ra_a}, a.{de_a}), POINT('ICRS', b.{ra_b}, b.{de_b})) < {r}")
-    return (f"SELECT a.{ia} AS aid, b.{ib} AS bid FROM {ta} AS a JOIN {tb} AS b ON {match} "
-            f"WHERE 1 = CONTAINS(POINT('ICRS', a.{ra_a}, a.{de_a}), CIRCLE('ICRS', {cone[0]}, {cone[1]}, {cone[2]}))")
+    match = (
+        f"1 = CONTAINS(POINT('ICRS', b.{ra_b}, b.{de_b}), CIRCLE('ICRS', a.{ra_a}, a.{de_a}, {r}))"
+        if form == "contains"
+        else f"DISTANCE(POINT('ICRS', a.{ra_a}, a.{de_a}), POINT('ICRS', b.{ra_b}, b.{de_b})) < {r}"
+    )
+    return (
+        f"SELECT a.{ia} AS aid, b.{ib} AS bid FROM {ta} AS a JOIN {tb} AS b ON {match} "
+        f"WHERE 1 = CONTAINS(POINT('ICRS', a.{ra_a}, a.{de_a}), CIRCLE('ICRS', {cone[0]}, {cone[1]}, {cone[2]}))"
+    )
 
 
 PAIRS = list(itertools.combinations(SIDES, 2))
@@ -161,15 +186,20 @@ def test_upload_crossmatch_against_every_archive_kind(fed, kind):
     targets.write(buf, format="votable")
     table, idc, rac, decc = SIDES[kind]
     r = 3 / 3600
-    q = (f"SELECT u.tid AS aid, t.{idc} AS bid FROM TAP_UPLOAD.targets AS u JOIN {table} AS t "
-         f"ON 1 = CONTAINS(POINT('ICRS', t.{rac}, t.{decc}), CIRCLE('ICRS', u.ra, u.dec, {r}))")
+    q = (
+        f"SELECT u.tid AS aid, t.{idc} AS bid FROM TAP_UPLOAD.targets AS u JOIN {table} AS t "
+        f"ON 1 = CONTAINS(POINT('ICRS', t.{rac}, t.{decc}), CIRCLE('ICRS', u.ra, u.dec, {r}))"
+    )
     got = pairs_of(sync(url, q, UPLOAD="targets,param:t", files={"t": ("t.xml", buf.getvalue())}))
     want = match_pairs((np.arange(len(tra)), tra, tdec), (ids, ra, dec), r)
     assert got == want and len(want) >= len(near)
 
 
-@pytest.mark.parametrize("cone", [(123.0, 89.6, 1.0), (0.3, 12.0, 1.5), (359.5, -20.0, 1.2), (40.0, -89.5, 1.0)],
-                         ids=["north-pole", "ra0", "ra360", "south-pole"])
+@pytest.mark.parametrize(
+    "cone",
+    [(123.0, 89.6, 1.0), (0.3, 12.0, 1.5), (359.5, -20.0, 1.2), (40.0, -89.5, 1.0)],
+    ids=["north-pole", "ra0", "ra360", "south-pole"],
+)
 def test_cones_at_the_poles_and_across_ra_zero(fed, cone):
     """embedded × ivoa: the mirror side is bounded by the demo side's rows (multi-cone) or
     cone, exactly, where RA wraps and at the poles."""
@@ -189,10 +219,12 @@ def test_bounds_propagate_through_a_chain_of_crossmatches(fed):
     targets = Table({"tid": [1, 2, 3], "ra": [F[0], F[0] + 0.05, F[0] - 0.04], "dec": [F[1], F[1] + 0.02, F[1]]})
     buf = io.BytesIO()
     targets.write(buf, format="votable")
-    q = ("SELECT u.tid, h.object_id AS aid, s.object_id AS bid FROM TAP_UPLOAD.t AS u "
-         "JOIN hsc_s23b_wide.forced AS h ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', h.ra, h.dec)) < 0.03 "
-         "JOIN skymapper_dr4.master AS s ON DISTANCE(POINT('ICRS', h.ra, h.dec), POINT('ICRS', s.raj2000, s.dej2000)) "
-         "< 0.01 ORDER BY aid, bid")
+    q = (
+        "SELECT u.tid, h.object_id AS aid, s.object_id AS bid FROM TAP_UPLOAD.t AS u "
+        "JOIN hsc_s23b_wide.forced AS h ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', h.ra, h.dec)) < 0.03 "
+        "JOIN skymapper_dr4.master AS s ON DISTANCE(POINT('ICRS', h.ra, h.dec), POINT('ICRS', s.raj2000, s.dej2000)) "
+        "< 0.01 ORDER BY aid, bid"
+    )
     r = sync(url, q, UPLOAD="t,param:t", files={"t": ("t.xml", buf.getvalue())})
     got = pairs_of(r)
     step1 = match_pairs((targets["tid"].data, targets["ra"].data, targets["dec"].data), (hid, hra, hdec), 0.03)
@@ -212,17 +244,21 @@ def test_upload_against_hsc_forced_photometry_and_photoz(fed):
     targets = Table({"tid": np.arange(len(near)), "ra": hra[near] + 0.2 / 3600, "dec": hdec[near]})
     buf = io.BytesIO()
     targets.write(buf, format="votable")
-    q = ("SELECT u.tid AS aid, f.object_id AS bid, z.photoz_best FROM TAP_UPLOAD.mine AS u "
-         "JOIN hsc_s23b_wide.forced AS f ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', f.ra, f.dec)) "
-         "< 1.0/3600 JOIN hsc_s23b_wide.photoz_mizuki AS z ON z.object_id = f.object_id")
+    q = (
+        "SELECT u.tid AS aid, f.object_id AS bid, z.photoz_best FROM TAP_UPLOAD.mine AS u "
+        "JOIN hsc_s23b_wide.forced AS f ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', f.ra, f.dec)) "
+        "< 1.0/3600 JOIN hsc_s23b_wide.photoz_mizuki AS z ON z.object_id = f.object_id"
+    )
     r = sync(url, q, UPLOAD="mine,param:t", files={"t": ("t.xml", buf.getvalue())})
     got = pairs_of(r)
     want = match_pairs((targets["tid"].data, targets["ra"].data, targets["dec"].data), (hid, hra, hdec), 1 / 3600)
     assert got == want and len(want) >= len(near)
     t, _, _ = parse_votable(r.content)
     photoz = dict(zip(emus["hsc"].photoz["object_id"].to_pylist(), emus["hsc"].photoz["photoz_best"].to_pylist()))
-    assert all(np.isclose(z, photoz[int(b)], equal_nan=True) or (z is np.ma.masked and photoz[int(b)] is None)
-               for b, z in zip(t["bid"], t["photoz_best"]))
+    assert all(
+        np.isclose(z, photoz[int(b)], equal_nan=True) or (z is np.ma.masked and photoz[int(b)] is None)
+        for b, z in zip(t["bid"], t["photoz_best"])
+    )
     plan = app.extensions["vo_gateway"].queries.explain(q, {"mine": _upload("mine", buf.getvalue(), app)})
     assert plan["federated"] is False and plan["archive"] == "hsc"  # one HSC job, the upload inlined
     sql = next(b["catalog_job"]["sql"] for v, b in reversed(emus["hsc"].requests) if v == "submit")
@@ -233,6 +269,7 @@ def test_targets_against_the_hubble_source_catalog_and_their_light_curves(fed):
     """A target list x HSC v3 summary, then the light curves: through each summary row's
     DataLink (pyvo), and in one query joining mast_hsc3.detailed on MatchID (a key lookup)."""
     import pyvo
+
     url, _, emus = fed
     summary, detailed = emus["mast"].table("hsc/v3/summary/magaper2"), emus["mast"].table("hsc/v3/detailed")
     mid, mra, mdec = (np.asarray(summary[c]) for c in ("MatchID", "MatchRA", "MatchDec"))
@@ -240,25 +277,38 @@ def test_targets_against_the_hubble_source_catalog_and_their_light_curves(fed):
     near = np.flatnonzero(in_cone(mra, mdec, (F[0], F[1], 0.2)) & with_curve)[:8]
     targets = Table({"tid": np.arange(len(near)), "ra": mra[near] + 0.3 / 3600, "dec": mdec[near]})
     tap = pyvo.dal.TAPService(url + "/tap")
-    res = tap.run_sync("SELECT u.tid, s.MatchID FROM TAP_UPLOAD.mine AS u JOIN mast_hsc3.summary_magaper2 AS s "
-                       "ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', s.MatchRA, s.MatchDec)) < 1.0/3600",
-                       uploads={"mine": targets})
+    res = tap.run_sync(
+        "SELECT u.tid, s.MatchID FROM TAP_UPLOAD.mine AS u JOIN mast_hsc3.summary_magaper2 AS s "
+        "ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', s.MatchRA, s.MatchDec)) < 1.0/3600",
+        uploads={"mine": targets},
+    )
     got = {(int(a), int(b)) for a, b in zip(res.to_table()["tid"], res.to_table()["MatchID"])}
-    assert got == match_pairs((targets["tid"].data, targets["ra"].data, targets["dec"].data), (mid, mra, mdec), 1 / 3600)
+    assert got == match_pairs(
+        (targets["tid"].data, targets["ra"].data, targets["dec"].data), (mid, mra, mdec), 1 / 3600
+    )
     links = next(res.iter_datalinks())
     curve = pyvo.dal.DALResults.from_result_url(next(r for r in links if r.semantics == "#auxiliary").access_url)
     first = int(res.to_table()["MatchID"][0])
-    assert sorted(curve.to_table()["StartMJD"]) == sorted(r["StartMJD"] for r in detailed.to_pylist()
-                                                          if r["MatchID"] == first)
-    lc = tap.run_sync("SELECT u.tid, d.MatchID, d.Filter, d.StartMJD, d.MagAper2 FROM TAP_UPLOAD.mine AS u "
-                      "JOIN mast_hsc3.summary_magaper2 AS s ON DISTANCE(POINT('ICRS', u.ra, u.dec), "
-                      "POINT('ICRS', s.MatchRA, s.MatchDec)) < 1.0/3600 "
-                      "JOIN mast_hsc3.detailed AS d ON d.MatchID = s.MatchID ORDER BY u.tid, d.StartMJD",
-                      uploads={"mine": targets}, maxrec=100000).to_table()
+    assert sorted(curve.to_table()["StartMJD"]) == sorted(
+        r["StartMJD"] for r in detailed.to_pylist() if r["MatchID"] == first
+    )
+    lc = tap.run_sync(
+        "SELECT u.tid, d.MatchID, d.Filter, d.StartMJD, d.MagAper2 FROM TAP_UPLOAD.mine AS u "
+        "JOIN mast_hsc3.summary_magaper2 AS s ON DISTANCE(POINT('ICRS', u.ra, u.dec), "
+        "POINT('ICRS', s.MatchRA, s.MatchDec)) < 1.0/3600 "
+        "JOIN mast_hsc3.detailed AS d ON d.MatchID = s.MatchID ORDER BY u.tid, d.StartMJD",
+        uploads={"mine": targets},
+        maxrec=100000,
+    ).to_table()
     matched = {b: a for a, b in got}
-    want = sorted((matched[r["MatchID"]], r["MatchID"], r["Filter"], r["StartMJD"]) for r in detailed.to_pylist()
-                  if r["MatchID"] in matched)
-    assert sorted(zip(lc["tid"].tolist(), lc["MatchID"].tolist(), lc["Filter"].tolist(), lc["StartMJD"].tolist())) == want
+    want = sorted(
+        (matched[r["MatchID"]], r["MatchID"], r["Filter"], r["StartMJD"])
+        for r in detailed.to_pylist()
+        if r["MatchID"] in matched
+    )
+    assert (
+        sorted(zip(lc["tid"].tolist(), lc["MatchID"].tolist(), lc["Filter"].tolist(), lc["StartMJD"].tolist())) == want
+    )
     assert len(want) > len(near)
 
 
@@ -270,13 +320,20 @@ def test_an_upload_beyond_hsc_s_row_limit_is_split_into_jobs(fed):
     rng = np.random.default_rng(21)
     near = np.flatnonzero(in_cone(hra, hdec, (F[0], F[1], 0.15)))
     pick = rng.choice(near, 2500)
-    targets = Table({"tid": np.arange(2500), "ra": hra[pick] + rng.normal(0, 0.3 / 3600, 2500),
-                     "dec": hdec[pick] + rng.normal(0, 0.3 / 3600, 2500)})
+    targets = Table(
+        {
+            "tid": np.arange(2500),
+            "ra": hra[pick] + rng.normal(0, 0.3 / 3600, 2500),
+            "dec": hdec[pick] + rng.normal(0, 0.3 / 3600, 2500),
+        }
+    )
     buf = io.BytesIO()
     targets.write(buf, format="votable", tabledata_format="binary2")
     start = len(emus["hsc"].requests)
-    q = ("SELECT u.tid AS aid, f.object_id AS bid FROM TAP_UPLOAD.t AS u JOIN hsc_s23b_wide.forced AS f "
-         "ON 1 = CONTAINS(POINT('ICRS', f.ra, f.dec), CIRCLE('ICRS', u.ra, u.dec, 2.0/3600))")
+    q = (
+        "SELECT u.tid AS aid, f.object_id AS bid FROM TAP_UPLOAD.t AS u JOIN hsc_s23b_wide.forced AS f "
+        "ON 1 = CONTAINS(POINT('ICRS', f.ra, f.dec), CIRCLE('ICRS', u.ra, u.dec, 2.0/3600))"
+    )
     got = pairs_of(sync(url, q, UPLOAD="t,param:t", MAXREC="100000", files={"t": ("t.xml", buf.getvalue())}))
     want = match_pairs((targets["tid"].data, targets["ra"].data, targets["dec"].data), (hid, hra, hdec), 2 / 3600)
     assert got == want and len(want) >= 2000
@@ -285,8 +342,7 @@ def test_an_upload_beyond_hsc_s_row_limit_is_split_into_jobs(fed):
 
 
 def _upload(name, data, app):
-    return app.extensions["vo_gateway"].queries.read_uploads([f"{name},param:x"],
-                                                              lambda part: io.BytesIO(data))[name]
+    return app.extensions["vo_gateway"].queries.read_uploads([f"{name},param:x"], lambda part: io.BytesIO(data))[name]
 
 
 def test_sdss_stars_against_skymapper_dr4(fed):
@@ -296,9 +352,11 @@ def test_sdss_stars_against_skymapper_dr4(fed):
     sdss = pq.read_table(ROOT / "data/demo/sdss_stars.parquet", columns=["objid", "ra", "dec"])
     a = (np.asarray(sdss["objid"]).astype(np.int64), np.asarray(sdss["ra"]), np.asarray(sdss["dec"]))
     cone, r = (S[0], S[1], 0.1), 20 / 3600
-    q = ("SELECT s.objid AS aid, m.object_id AS bid FROM demo.sdss_stars AS s JOIN skymapper_dr4.master AS m "
-         f"ON 1 = CONTAINS(POINT('ICRS', m.raj2000, m.dej2000), CIRCLE('ICRS', s.ra, s.dec, {r!r})) "
-         f"WHERE 1 = CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', {cone[0]}, {cone[1]}, {cone[2]}))")
+    q = (
+        "SELECT s.objid AS aid, m.object_id AS bid FROM demo.sdss_stars AS s JOIN skymapper_dr4.master AS m "
+        f"ON 1 = CONTAINS(POINT('ICRS', m.raj2000, m.dej2000), CIRCLE('ICRS', s.ra, s.dec, {r!r})) "
+        f"WHERE 1 = CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', {cone[0]}, {cone[1]}, {cone[2]}))"
+    )
     got = pairs_of(sync(url, q))
     want = match_pairs(subset(a, in_cone(a[1], a[2], cone)), truth_rows("skymapper", emus), r)
     assert got == want and len(want) > 0
@@ -309,10 +367,12 @@ def test_grouping_and_outer_join_are_evaluated_locally(fed):
     conditions); GROUP BY counts partners per row."""
     url, _, emus = fed
     cone, r = (G[0], G[1], 1.2), 0.01  # some stars lie outside the emulated discs
-    q = ("SELECT a.source_id AS aid, COUNT(b.objID) AS n FROM demo.gaia_dr3_g10 AS a LEFT JOIN mast_ps1dr2.mean AS b "
-         f"ON DISTANCE(POINT('ICRS', a.ra, a.dec), POINT('ICRS', b.raMean, b.decMean)) < {r} AND b.nDetections >= 0 "
-         f"WHERE 1 = CONTAINS(POINT('ICRS', a.ra, a.dec), CIRCLE('ICRS', {cone[0]}, {cone[1]}, {cone[2]})) "
-         "GROUP BY a.source_id")
+    q = (
+        "SELECT a.source_id AS aid, COUNT(b.objID) AS n FROM demo.gaia_dr3_g10 AS a LEFT JOIN mast_ps1dr2.mean AS b "
+        f"ON DISTANCE(POINT('ICRS', a.ra, a.dec), POINT('ICRS', b.raMean, b.decMean)) < {r} AND b.nDetections >= 0 "
+        f"WHERE 1 = CONTAINS(POINT('ICRS', a.ra, a.dec), CIRCLE('ICRS', {cone[0]}, {cone[1]}, {cone[2]})) "
+        "GROUP BY a.source_id"
+    )
     res = sync(url, q)
     assert res.status_code == 200, res.text
     t, _, _ = parse_votable(res.content)
@@ -326,8 +386,11 @@ def test_grouping_and_outer_join_are_evaluated_locally(fed):
 
 def test_an_unbounded_side_is_refused_naming_the_table_and_predicate(fed):
     url, _, _ = fed
-    r = sync(url, "SELECT g.source_id, m.objID FROM demo.gaia_dr3_g10 AS g JOIN mast_ps1dr2.mean AS m "
-                  "ON g.phot_g_mean_mag = m.gMeanPSFMag")
+    r = sync(
+        url,
+        "SELECT g.source_id, m.objID FROM demo.gaia_dr3_g10 AS g JOIN mast_ps1dr2.mean AS m "
+        "ON g.phot_g_mean_mag = m.gMeanPSFMag",
+    )
     assert r.status_code == 400
     _, status, _ = parse_votable(r.content)
     assert status == "ERROR"
@@ -353,17 +416,23 @@ def test_explain_names_each_archive_request_and_the_local_part(fed, tmp_path):
     assert "one cone per row of a" in second["why"]
     assert plan["local"].startswith("DuckDB")
     single = gw.queries.explain("SELECT TOP 3 source_id FROM demo.gaia_dr3_g10")
-    assert single == {"federated": False, "archive": "demo",
-                      "why": "every table is on this archive, which evaluates the whole query"}
+    assert single == {
+        "federated": False,
+        "archive": "demo",
+        "why": "every table is on this archive, which evaluates the whole query",
+    }
 
 
 def test_vo_gateway_explain_command(fed, tmp_path, capsys):
     from gateway.cli import main
+
     _, app, _ = fed
     targets = tmp_path / "t.csv"
     targets.write_text(f"tid,ra,dec\n1,{F[0]},{F[1]}\n2,{F[0] + 0.01},{F[1]}\n")
-    q = ("SELECT u.tid, m.objID FROM TAP_UPLOAD.t AS u JOIN mast_ps1dr2.mean AS m "
-         "ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', m.raMean, m.decMean)) < 0.001")
+    q = (
+        "SELECT u.tid, m.objID FROM TAP_UPLOAD.t AS u JOIN mast_ps1dr2.mean AS m "
+        "ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', m.raMean, m.decMean)) < 0.001"
+    )
     assert main(["explain", "--config", str(app.config_file), "--upload", f"t={targets}", q]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert [(s["archive"], s["fetch"]) for s in plan["steps"]] == [("tap_upload", "upload"), ("mast", "scan")]
@@ -377,22 +446,37 @@ def test_job_info_reports_progress_while_the_job_runs(tmp_path, postgres_url):
     (0.3 s per request, one at a time) the document shows sub-queries done rising."""
     import time
     from xml.etree import ElementTree as ET
+
     ids, ra, dec = truth_rows("mast", {"mast": mast_app(extra_fields=[F])})
     near = np.flatnonzero(in_cone(ra, dec, (F[0], F[1], 0.2)))[:12]
     cfg = demo_config(tmp_path)
     with serve(mast_app(extra_fields=[F], latency=0.3)) as m:
-        cfg["archives"]["mast"] = {"kind": "mast", "base_url": m + "/api/v0.1", "metadata_cache": None,
-                                   "hla_url": None, "ps1_images_url": None, "max_concurrency": 1}
+        cfg["archives"]["mast"] = {
+            "kind": "mast",
+            "base_url": m + "/api/v0.1",
+            "metadata_cache": None,
+            "hla_url": None,
+            "ps1_images_url": None,
+            "max_concurrency": 1,
+        }
         app = make_app(cfg, load_entrypoints=True)
         with serve(app) as url:
             targets = Table({"tid": np.arange(len(near)), "ra": ra[near], "dec": dec[near]})
             buf = io.BytesIO()
             targets.write(buf, format="votable")
-            r = requests.post(url + "/tap/async", data={
-                "LANG": "ADQL", "PHASE": "RUN", "UPLOAD": "t,param:t",
-                "QUERY": "SELECT u.tid, m.objID FROM TAP_UPLOAD.t AS u JOIN mast_ps1dr2.mean AS m "
-                         "ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', m.raMean, m.decMean)) < 0.0003"},
-                files={"t": ("t.xml", buf.getvalue())}, allow_redirects=False, timeout=30)
+            r = requests.post(
+                url + "/tap/async",
+                data={
+                    "LANG": "ADQL",
+                    "PHASE": "RUN",
+                    "UPLOAD": "t,param:t",
+                    "QUERY": "SELECT u.tid, m.objID FROM TAP_UPLOAD.t AS u JOIN mast_ps1dr2.mean AS m "
+                    "ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', m.raMean, m.decMean)) < 0.0003",
+                },
+                files={"t": ("t.xml", buf.getvalue())},
+                allow_redirects=False,
+                timeout=30,
+            )
             job_url = r.headers["Location"]
             seen, phase, end = [], "", time.monotonic() + 60
             while phase not in ("COMPLETED", "ERROR") and time.monotonic() < end:
@@ -411,6 +495,7 @@ def test_job_info_reports_progress_while_the_job_runs(tmp_path, postgres_url):
 
 def test_async_federated_job_reports_progress_and_plan(fed):
     import pyvo
+
     url, _, emus = fed
     tap = pyvo.dal.TAPService(url + "/tap")
     job = tap.submit_job(_join_query("hsc", "mast", (F[0], F[1], 0.1), 0.01, "contains"))
@@ -418,6 +503,7 @@ def test_async_federated_job_reports_progress_and_plan(fed):
     job.wait(phases=["COMPLETED", "ERROR"], timeout=120)
     assert job.phase == "COMPLETED", job.phase
     from xml.etree import ElementTree as ET
+
     doc = ET.fromstring(requests.get(f"{url}/tap/async/{job.job_id}").content)
     node = doc.find("{http://www.ivoa.net/xml/UWS/v1.0}jobInfo/{urn:vo-gateway:jobinfo}info")
     info = json.loads(node.text)
@@ -431,14 +517,17 @@ def test_async_federated_job_reports_progress_and_plan(fed):
 
 def test_pyvo_async_upload_against_mast(fed):
     import pyvo
+
     url, _, emus = fed
     ids, ra, dec = truth_rows("mast", emus)
     near = np.flatnonzero(in_cone(ra, dec, (F[0], F[1], 0.2)))[:40]
     targets = Table({"tid": np.arange(len(near)), "ra": ra[near] + 0.5 / 3600, "dec": dec[near]})
     tap = pyvo.dal.TAPService(url + "/tap")
-    res = tap.run_async("SELECT u.tid AS aid, m.objID AS bid FROM TAP_UPLOAD.mine AS u JOIN mast_ps1dr2.mean AS m "
-                        "ON 1 = CONTAINS(POINT('ICRS', m.raMean, m.decMean), CIRCLE('ICRS', u.ra, u.dec, 0.0005))",
-                        uploads={"mine": targets}).to_table()
+    res = tap.run_async(
+        "SELECT u.tid AS aid, m.objID AS bid FROM TAP_UPLOAD.mine AS u JOIN mast_ps1dr2.mean AS m "
+        "ON 1 = CONTAINS(POINT('ICRS', m.raMean, m.decMean), CIRCLE('ICRS', u.ra, u.dec, 0.0005))",
+        uploads={"mine": targets},
+    ).to_table()
     got = {(int(a), int(b)) for a, b in zip(res["aid"], res["bid"])}
     assert got == match_pairs((targets["tid"].data, targets["ra"].data, targets["dec"].data), (ids, ra, dec), 0.0005)
     assert len(got) >= len(near)
@@ -457,10 +546,28 @@ def test_stilts_tapskymatch_against_every_remote_kind(fed, tmp_path, kind):
     src = tmp_path / "targets.fits"
     targets.write(src)
     out = tmp_path / "out.csv"
-    proc = subprocess.run(["stilts", "tapskymatch", f"in={src}", "inlon=ra", "inlat=dec", f"tapurl={url}/tap",
-                           f"taptable={table}", f"taplon={rac}", f"taplat={decc}", "sr=0.0005",
-                           f"tapcols={idc}", "find=all", "sync=true", f"out={out}", "ofmt=csv"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            "stilts",
+            "tapskymatch",
+            f"in={src}",
+            "inlon=ra",
+            "inlat=dec",
+            f"tapurl={url}/tap",
+            f"taptable={table}",
+            f"taplon={rac}",
+            f"taplat={decc}",
+            "sr=0.0005",
+            f"tapcols={idc}",
+            "find=all",
+            "sync=true",
+            f"out={out}",
+            "ofmt=csv",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got_t = Table.read(out, format="csv")
     got = {(int(a), int(b)) for a, b in zip(got_t["tid"], got_t[idc])}
@@ -473,8 +580,11 @@ def test_taplint_over_the_federated_planner_service(fed):
     """Metadata and capabilities of the whole service; taplint's query stages over the tables
     that answer a query without a position (MAST's and sm-cone's tables refuse
     ``SELECT TOP 1 *`` with a "too large to scan" error, tested above)."""
-    bad, _ = taplint(fed[0] + "/tap", "TMV TME TMS TMC CAP AVV QGE QPO QAS MDQ UWS",
-                     "tables=demo.* mirror.* hsc_s23b_wide.forced TAP_SCHEMA.*")
+    bad, _ = taplint(
+        fed[0] + "/tap",
+        "TMV TME TMS TMC CAP AVV QGE QPO QAS MDQ UWS",
+        "tables=demo.* mirror.* hsc_s23b_wide.forced TAP_SCHEMA.*",
+    )
     assert bad == [], "\n".join(map(str, bad))
 
 
@@ -486,12 +596,19 @@ def test_ten_thousand_row_upload_against_a_rest_emulator(fed):
     rng = np.random.default_rng(11)
     near = np.flatnonzero(in_cone(ra, dec, (F[0], F[1], 0.6)))
     pick = rng.choice(near, 10_000, replace=len(near) < 10_000)
-    targets = Table({"tid": np.arange(10_000), "ra": ra[pick] + rng.normal(0, 0.5 / 3600, 10_000),
-                     "dec": dec[pick] + rng.normal(0, 0.5 / 3600, 10_000)})
+    targets = Table(
+        {
+            "tid": np.arange(10_000),
+            "ra": ra[pick] + rng.normal(0, 0.5 / 3600, 10_000),
+            "dec": dec[pick] + rng.normal(0, 0.5 / 3600, 10_000),
+        }
+    )
     buf = io.BytesIO()
     targets.write(buf, format="votable", tabledata_format="binary2")
-    q = ("SELECT u.tid AS aid, m.objID AS bid FROM TAP_UPLOAD.t AS u JOIN mast_ps1dr2.mean AS m "
-         "ON 1 = CONTAINS(POINT('ICRS', m.raMean, m.decMean), CIRCLE('ICRS', u.ra, u.dec, 0.0004))")
+    q = (
+        "SELECT u.tid AS aid, m.objID AS bid FROM TAP_UPLOAD.t AS u JOIN mast_ps1dr2.mean AS m "
+        "ON 1 = CONTAINS(POINT('ICRS', m.raMean, m.decMean), CIRCLE('ICRS', u.ra, u.dec, 0.0004))"
+    )
     got = pairs_of(sync(url, q, UPLOAD="t,param:t", MAXREC="100000", files={"t": ("t.xml", buf.getvalue())}))
     want = match_pairs((targets["tid"].data, targets["ra"].data, targets["dec"].data), (ids, ra, dec), 0.0004)
     assert got == want and len(want) >= 9_000
@@ -501,6 +618,7 @@ def test_every_published_example_runs_including_the_crossmatches(fed):
     """/tap/examples (DALI examples) of a gateway over every kind: pyvo reads them, each runs,
     and the cross-archive ones are there."""
     import pyvo
+
     url, _, _ = fed
     tap = pyvo.dal.TAPService(url + "/tap")
     examples = tap.examples
@@ -516,6 +634,7 @@ def test_abort_cancels_every_running_sub_query(fed):
     """ABORT of a federated job: the HSC catalog job of its running stage is cancelled and
     deleted upstream, and the job ends ABORTED."""
     import time
+
     url, _, emus = fed
     hsc = emus["hsc"]
     hsc.polls_to_done = 10_000
@@ -523,12 +642,19 @@ def test_abort_cancels_every_running_sub_query(fed):
         targets = Table({"tid": [1, 2], "ra": [F[0], F[0] + 0.01], "dec": [F[1], F[1]]})
         buf = io.BytesIO()
         targets.write(buf, format="votable")
-        q = ("SELECT u.tid, f.object_id, m.objID FROM TAP_UPLOAD.t AS u "
-             "JOIN hsc_s23b_wide.forced AS f ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', f.ra, f.dec)) < 0.001 "
-             "JOIN mast_ps1dr2.mean AS m ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', m.raMean, m.decMean)) "
-             "< 0.001")
-        job = requests.post(url + "/tap/async", data={"LANG": "ADQL", "QUERY": q, "PHASE": "RUN", "UPLOAD": "t,param:t"},
-                            files={"t": ("t.xml", buf.getvalue())}, allow_redirects=False, timeout=30).headers["Location"]
+        q = (
+            "SELECT u.tid, f.object_id, m.objID FROM TAP_UPLOAD.t AS u "
+            "JOIN hsc_s23b_wide.forced AS f ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', f.ra, f.dec)) < 0.001 "
+            "JOIN mast_ps1dr2.mean AS m ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', m.raMean, m.decMean)) "
+            "< 0.001"
+        )
+        job = requests.post(
+            url + "/tap/async",
+            data={"LANG": "ADQL", "QUERY": q, "PHASE": "RUN", "UPLOAD": "t,param:t"},
+            files={"t": ("t.xml", buf.getvalue())},
+            allow_redirects=False,
+            timeout=30,
+        ).headers["Location"]
         start = len(hsc.requests)
         t0 = time.monotonic()
         while not any(v == "status" for v, _ in hsc.requests[start:]):
@@ -550,9 +676,16 @@ def test_each_user_s_credentials_reach_only_their_sub_queries(tmp_path, postgres
     hsc = hsc_app(postgres_url, users={"alice": "a-pw", "bob": "b-pw"}, n=300, missing=(), centres=[*CENTRES, F, G])
     with serve(hsc) as h:
         cfg = demo_config(tmp_path)
-        cfg["archives"]["hsc"] = {"kind": "hsc", "api_url": h + "/datasearch/api/catalog_jobs/",
-                                  "release_version": "dr4", "schemas": {"s23b_wide": "hsc_s23b_wide"},
-                                  "photoz_tables": [], "poll_initial": 0.01, "das_url": None, "psf_url": None}
+        cfg["archives"]["hsc"] = {
+            "kind": "hsc",
+            "api_url": h + "/datasearch/api/catalog_jobs/",
+            "release_version": "dr4",
+            "schemas": {"s23b_wide": "hsc_s23b_wide"},
+            "photoz_tables": [],
+            "poll_initial": 0.01,
+            "das_url": None,
+            "psf_url": None,
+        }
         app = make_app(cfg, load_entrypoints=True)
         with serve(app) as url:
             q = _join_query("embedded", "hsc", (G[0], G[1], 0.5), 0.03, "contains")
@@ -572,17 +705,23 @@ def test_uploads_are_forwarded_to_an_upstream_tap_sync_and_async(fed):
     """TAP_UPLOAD x an upstream TAP table (kind ivoa) goes to the upstream whole, the upload
     forwarded (TAP 1.1 §2.5.4), in sync and in async (the upstream's own UWS job)."""
     import pyvo
+
     url, app, emus = fed
     ids, ra, dec = truth_rows("ivoa", emus)
     near = np.flatnonzero(in_cone(ra, dec, (G[0], G[1], 3.0)))[:15]
     targets = Table({"tid": np.arange(len(near)), "ra": ra[near] + 1 / 3600, "dec": dec[near]})
-    q = ("SELECT u.tid, g.source_id FROM TAP_UPLOAD.mine AS u JOIN mirror.gaia_dr3_g10 AS g "
-         "ON 1 = CONTAINS(POINT('ICRS', g.ra, g.dec), CIRCLE('ICRS', u.ra, u.dec, 2.0/3600))")
+    q = (
+        "SELECT u.tid, g.source_id FROM TAP_UPLOAD.mine AS u JOIN mirror.gaia_dr3_g10 AS g "
+        "ON 1 = CONTAINS(POINT('ICRS', g.ra, g.dec), CIRCLE('ICRS', u.ra, u.dec, 2.0/3600))"
+    )
     buf = io.BytesIO()
     targets.write(buf, format="votable")
     plan = app.extensions["vo_gateway"].queries.explain(q, {"mine": _upload("mine", buf.getvalue(), app)})
-    assert plan == {"federated": False, "archive": "mirror",
-                    "why": "every table is on this archive, which evaluates the whole query"}
+    assert plan == {
+        "federated": False,
+        "archive": "mirror",
+        "why": "every table is on this archive, which evaluates the whole query",
+    }
     want = match_pairs((targets["tid"].data, targets["ra"].data, targets["dec"].data), (ids, ra, dec), 2 / 3600)
     tap = pyvo.dal.TAPService(url + "/tap")
     for res in (tap.run_sync(q, uploads={"mine": targets}), tap.run_async(q, uploads={"mine": targets})):

@@ -3,15 +3,16 @@ forbidden address, as a TAP_UPLOAD URL, through DNS, and as an upstream's redire
 plugin's session and for SODA/DataLink proxying; each asserts zero connections to a canary
 standing in for the forbidden address), and truncated upstream answers for every plugin kind
 and output format (never passed on as complete, never cached), and the total deadline."""
+
 import socket
 import time
 
 import pytest
-from flask import Flask, Response, request
-
 from conftest import demo_config
-from gateway.testing import make_app, parse_votable, serve
+from flask import Flask, Response, request
 from netfaults import Canary, CuttingProxy
+
+from gateway.testing import make_app, parse_votable, serve
 
 
 @pytest.fixture(scope="module")
@@ -23,18 +24,30 @@ def canary():
 
 def forbidden_forms(port: int, allowed: str = "8.8.8.8") -> list[str]:
     """The spellings of the canary's address (loopback) an attacker tries."""
-    return [f"http://127.0.0.1:{port}\\@{allowed}/latest/meta-data/", f"http://127.0.0.1:{port}/",
-            f"http://2130706433:{port}/", f"http://0x7f000001:{port}/", f"http://0177.0.0.1:{port}/",
-            f"http://127.1:{port}/", f"http://[::ffff:127.0.0.1]:{port}/", f"http://0.0.0.0:{port}/",
-            f"http://[::]:{port}/", f"http://[::1]:{port}/", f"http://localhost:{port}/",
-            f"http://u:p@127.0.0.1:{port}/", f"http://%31%32%37.0.0.1:{port}/", f"http://127.0.0.1:{port}#@{allowed}/",
-            f"http://127.0.0.1:{port}\t/"]
+    return [
+        f"http://127.0.0.1:{port}\\@{allowed}/latest/meta-data/",
+        f"http://127.0.0.1:{port}/",
+        f"http://2130706433:{port}/",
+        f"http://0x7f000001:{port}/",
+        f"http://0177.0.0.1:{port}/",
+        f"http://127.1:{port}/",
+        f"http://[::ffff:127.0.0.1]:{port}/",
+        f"http://0.0.0.0:{port}/",
+        f"http://[::]:{port}/",
+        f"http://[::1]:{port}/",
+        f"http://localhost:{port}/",
+        f"http://u:p@127.0.0.1:{port}/",
+        f"http://%31%32%37.0.0.1:{port}/",
+        f"http://127.0.0.1:{port}#@{allowed}/",
+        f"http://127.0.0.1:{port}\t/",
+    ]
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory):
-    app = make_app(demo_config(tmp_path_factory.mktemp("sec"), uploads={"allow_private_hosts": False}),
-                   load_entrypoints=True)
+    app = make_app(
+        demo_config(tmp_path_factory.mktemp("sec"), uploads={"allow_private_hosts": False}), load_entrypoints=True
+    )
     yield app
     app.extensions["vo_gateway"].jobs.close()
 
@@ -43,8 +56,9 @@ def test_upload_urls_never_reach_forbidden_addresses(gw, canary):
     c = gw.test_client()
     before = canary.count
     for url in forbidden_forms(canary.port):
-        r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT * FROM TAP_UPLOAD.t",
-                                             "UPLOAD": f"t,{url}"})
+        r = c.get(
+            "/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT * FROM TAP_UPLOAD.t", "UPLOAD": f"t,{url}"}
+        )
         assert r.status_code == 400, (url, r.data)
         assert parse_votable(r.data)[1] == "ERROR"
         assert b"canary" not in r.data
@@ -56,6 +70,7 @@ def test_dns_rebinding_and_redirects_of_uploads_are_checked_at_connect(gw, canar
     lookup, the checked address used); a redirect from an allowed server to any forbidden
     spelling is refused the same way."""
     import gateway.upstream as up
+
     real_getaddrinfo = socket.getaddrinfo
     redirector = Flask("redirector")
     redirector.add_url_rule("/r", "r", lambda: ("", 302, {"Location": request.args["to"]}))
@@ -68,28 +83,43 @@ def test_dns_rebinding_and_redirects_of_uploads_are_checked_at_connect(gw, canar
             if host == "rebind.test":
                 return real_getaddrinfo("127.0.0.1", port, *a, **k)
             return real_getaddrinfo(host, port, *a, **k)
+
         real_check = up.AddressPolicy.check_ip
 
         def check_ip(self, host, ip):
             if host == "public.test":  # stands in for a public server
                 return
             return real_check(self, host, ip)
+
         monkeypatch.setattr(up.socket, "getaddrinfo", fake)
         monkeypatch.setattr(up.AddressPolicy, "check_ip", check_ip)
         c = gw.test_client()
         before = canary.count
-        r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT * FROM TAP_UPLOAD.t",
-                                             "UPLOAD": f"t,http://rebind.test:{canary.port}/t.vot"})
+        r = c.get(
+            "/tap/sync",
+            query_string={
+                "LANG": "ADQL",
+                "QUERY": "SELECT * FROM TAP_UPLOAD.t",
+                "UPLOAD": f"t,http://rebind.test:{canary.port}/t.vot",
+            },
+        )
         assert r.status_code == 400 and b"non-public address" in r.data
         for url in forbidden_forms(canary.port):
-            r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT * FROM TAP_UPLOAD.t",
-                                                 "UPLOAD": f"t,http://public.test:{rport}/r?to={requests_quote(url)}"})
+            r = c.get(
+                "/tap/sync",
+                query_string={
+                    "LANG": "ADQL",
+                    "QUERY": "SELECT * FROM TAP_UPLOAD.t",
+                    "UPLOAD": f"t,http://public.test:{rport}/r?to={requests_quote(url)}",
+                },
+            )
             assert r.status_code == 400, (url, r.data)
         assert canary.count == before
 
 
 def requests_quote(s: str) -> str:
     from urllib.parse import quote
+
     return quote(s, safe="")
 
 
@@ -102,6 +132,7 @@ def redirector():
     def anything(p):
         to = request.values.get("to") or app.config["TO"]
         return Response("", 303 if request.method == "POST" else 302, {"Location": to})
+
     app.config["TO"] = "/"
     with serve(app) as base:
         yield app, base
@@ -111,21 +142,40 @@ def test_every_plugin_session_refuses_redirects_to_forbidden_addresses(redirecto
     """The archives' own sessions (ivoa, skymapper, mast, hsc; TAP, cone, catalog-job, DAS) and
     the SODA and DataLink proxies follow no redirect to a forbidden spelling of an address."""
     from gateway.faults import TransientFault
+
     app_, base = redirector
     snap = tmp_path / "snap.json"
     import json
 
-    from gateway.schema import Column, Table
     from vo_gateway_ivoa.archive import _table_json
+
+    from gateway.schema import Column, Table
+
     snap.write_text(json.dumps([_table_json(Table("up", "t", [Column("a", "int")]))]))
-    cfg = {"archives": {
-        "iv": {"kind": "ivoa", "tap_url": base + "/tap", "schemas": {"x": "up"}, "snapshot": str(snap),
-               "datalink_url": base + "/datalink", "soda_url": base + "/soda", "id_prefixes": ["ivo://x/"]},
-        "sm": {"kind": "skymapper", "cone_url": base + "/sm-cone/public/query"},
-        "hsc": {"kind": "hsc", "api_url": base + "/datasearch/api/catalog_jobs/", "release_version": "dr4",
-                "schemas": {"s23b_wide": "hsc_s23b_wide"}, "das_url": base + "/das", "psf_url": base + "/psf"},
-        "mast": {"kind": "mast", "base_url": base + "/api/v0.1", "metadata_cache": None}},
-        "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}}
+    cfg = {
+        "archives": {
+            "iv": {
+                "kind": "ivoa",
+                "tap_url": base + "/tap",
+                "schemas": {"x": "up"},
+                "snapshot": str(snap),
+                "datalink_url": base + "/datalink",
+                "soda_url": base + "/soda",
+                "id_prefixes": ["ivo://x/"],
+            },
+            "sm": {"kind": "skymapper", "cone_url": base + "/sm-cone/public/query"},
+            "hsc": {
+                "kind": "hsc",
+                "api_url": base + "/datasearch/api/catalog_jobs/",
+                "release_version": "dr4",
+                "schemas": {"s23b_wide": "hsc_s23b_wide"},
+                "das_url": base + "/das",
+                "psf_url": base + "/psf",
+            },
+            "mast": {"kind": "mast", "base_url": base + "/api/v0.1", "metadata_cache": None},
+        },
+        "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")},
+    }
     app = make_app(cfg, load_entrypoints=True)
     gw = app.extensions["vo_gateway"]
     c = app.test_client()
@@ -149,8 +199,14 @@ def test_every_plugin_session_refuses_redirects_to_forbidden_addresses(redirecto
 
 # -- truncated answers ---------------------------------------------------------------------------
 
-FORMATS = {"votable": "application/x-votable+xml", "tabledata": "votable/td", "csv": "csv", "tsv": "tsv",
-           "json": "application/json", "fits": "fits"}
+FORMATS = {
+    "votable": "application/x-votable+xml",
+    "tabledata": "votable/td",
+    "csv": "csv",
+    "tsv": "tsv",
+    "json": "application/json",
+    "fits": "fits",
+}
 
 
 def assert_not_complete(r, fmt: str):
@@ -175,11 +231,23 @@ def ivoa_behind_proxy(tmp_path_factory):
     up = make_app(demo_config(tmp / "up"), load_entrypoints=True)
     with serve(up) as base:
         proxy = CuttingProxy(base)
-        front = make_app({"archives": {"cadc": {"kind": "ivoa", "tap_url": proxy.url + "/tap", "schemas": {"demo": "up"},
-                                                "snapshot": str(tmp / "s.json"), "timeout": 1, "deadline": 2}},
-                          "cache": {"ttl": 600, "dir": str(tmp / "cache")},
-                          "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r")}},
-                         load_entrypoints=True)
+        front = make_app(
+            {
+                "archives": {
+                    "cadc": {
+                        "kind": "ivoa",
+                        "tap_url": proxy.url + "/tap",
+                        "schemas": {"demo": "up"},
+                        "snapshot": str(tmp / "s.json"),
+                        "timeout": 1,
+                        "deadline": 2,
+                    }
+                },
+                "cache": {"ttl": 600, "dir": str(tmp / "cache")},
+                "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r")},
+            },
+            load_entrypoints=True,
+        )
         proxy.match = "/sync"
         yield front, proxy
         front.extensions["vo_gateway"].jobs.close()
@@ -187,8 +255,10 @@ def ivoa_behind_proxy(tmp_path_factory):
     up.extensions["vo_gateway"].jobs.close()
 
 
-QUERIES = {"plain": "SELECT TOP 3000 source_id, ra, dec, phot_g_mean_mag FROM up.gaia_dr3_g10",
-           "expression": "SELECT TOP 3000 source_id, ra + 0 AS r FROM up.gaia_dr3_g10"}
+QUERIES = {
+    "plain": "SELECT TOP 3000 source_id, ra, dec, phot_g_mean_mag FROM up.gaia_dr3_g10",
+    "expression": "SELECT TOP 3000 source_id, ra + 0 AS r FROM up.gaia_dr3_g10",
+}
 
 
 @pytest.mark.parametrize("mode", ["close", "short", "chunked"])
@@ -200,13 +270,11 @@ def test_ivoa_truncation_detected_in_every_format(ivoa_behind_proxy, mode):
             front.extensions["vo_gateway"].cache.store.clear()  # the whole answer of an earlier format
             proxy.mode = mode
             n = proxy.cuts
-            r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": q, "RESPONSEFORMAT": value,
-                                                 "MAXREC": 100000})
+            r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": q, "RESPONSEFORMAT": value, "MAXREC": 100000})
             assert proxy.cuts == n + 1
             assert_not_complete(r, fmt)
             proxy.mode = None  # recovered: the cut answer was not cached, the whole one comes
-            r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": q, "RESPONSEFORMAT": value,
-                                                 "MAXREC": 100000})
+            r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": q, "RESPONSEFORMAT": value, "MAXREC": 100000})
             assert r.status_code == 200, (qname, fmt)
             if fmt in ("votable", "tabledata"):
                 assert len(parse_votable(r.data)[0]) == 3000 and b"ERROR" not in r.data, (qname, fmt)
@@ -227,20 +295,33 @@ def test_trickling_upstream_is_cut_at_its_total_deadline(ivoa_behind_proxy):
     assert b"did not finish" in body, body[:300]
 
 
-
-
 REST_CASES = {
-    "mast": (".csv", lambda u: {"kind": "mast", "base_url": u + "/api/v0.1", "metadata_cache": None},
-             "SELECT MatchID, MatchRA, MatchDec FROM mast_hsc3.summary_magaper2 WHERE "
-             "1 = CONTAINS(POINT('ICRS', MatchRA, MatchDec), CIRCLE('ICRS', 16.2016962, 2.1194959, 0.1))"),
-    "skymapper": ("sm-cone", lambda u: {"kind": "skymapper", "cone_url": u + "/sm-cone/public/query"},
-                  "SELECT object_id, raj2000, dej2000 FROM skymapper_dr4.master WHERE "
-                  "1 = CONTAINS(POINT('ICRS', raj2000, dej2000), CIRCLE('ICRS', 33.64, -0.77, 0.2))"),
-    "hsc": ("download", lambda u: {"kind": "hsc", "api_url": u + "/datasearch/api/catalog_jobs/",
-                                   "release_version": "dr4", "schemas": {"s23b_wide": "hsc_s23b_wide"},
-                                   "poll_initial": 0.01, "das_url": None, "psf_url": None},
-            "SELECT object_id, ra, dec FROM hsc_s23b_wide.forced WHERE "
-            "1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 150.0, 2.0, 0.3))"),
+    "mast": (
+        ".csv",
+        lambda u: {"kind": "mast", "base_url": u + "/api/v0.1", "metadata_cache": None},
+        "SELECT MatchID, MatchRA, MatchDec FROM mast_hsc3.summary_magaper2 WHERE "
+        "1 = CONTAINS(POINT('ICRS', MatchRA, MatchDec), CIRCLE('ICRS', 16.2016962, 2.1194959, 0.1))",
+    ),
+    "skymapper": (
+        "sm-cone",
+        lambda u: {"kind": "skymapper", "cone_url": u + "/sm-cone/public/query"},
+        "SELECT object_id, raj2000, dej2000 FROM skymapper_dr4.master WHERE "
+        "1 = CONTAINS(POINT('ICRS', raj2000, dej2000), CIRCLE('ICRS', 33.64, -0.77, 0.2))",
+    ),
+    "hsc": (
+        "download",
+        lambda u: {
+            "kind": "hsc",
+            "api_url": u + "/datasearch/api/catalog_jobs/",
+            "release_version": "dr4",
+            "schemas": {"s23b_wide": "hsc_s23b_wide"},
+            "poll_initial": 0.01,
+            "das_url": None,
+            "psf_url": None,
+        },
+        "SELECT object_id, ra, dec FROM hsc_s23b_wide.forced WHERE "
+        "1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 150.0, 2.0, 0.3))",
+    ),
 }
 
 
@@ -250,21 +331,28 @@ def test_rest_plugins_detect_truncation(kind, tmp_path, request):
     each behind a cutting proxy in front of its emulated upstream, in every mode and format."""
     if kind == "hsc":
         from emulators.hsc import hsc_app
+
         emu = hsc_app(request.getfixturevalue("postgres_url"), users={"alice": "a-pw"})
     elif kind == "mast":
         from emulators.mast import mast_app
+
         emu = mast_app()
     else:
         from emulators.skymapper import skymapper_app
+
         emu = skymapper_app()
     match, cfg, q = REST_CASES[kind]
     auth = {"Authorization": "Basic YWxpY2U6YS1wdw=="}  # alice:a-pw (HSC wants an account)
     with serve(emu) as base:
         proxy = CuttingProxy(base)
         proxy.match = match
-        app = make_app({"archives": {"x": cfg(proxy.url)},
-                        "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}},
-                       load_entrypoints=True)
+        app = make_app(
+            {
+                "archives": {"x": cfg(proxy.url)},
+                "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")},
+            },
+            load_entrypoints=True,
+        )
         try:
             c = app.test_client()
             whole = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": q}, headers=auth)
@@ -273,8 +361,9 @@ def test_rest_plugins_detect_truncation(kind, tmp_path, request):
             for mode in ("close", "short", "chunked"):
                 for fmt, value in FORMATS.items():
                     proxy.mode, n = mode, proxy.cuts
-                    r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": q, "RESPONSEFORMAT": value},
-                              headers=auth)
+                    r = c.get(
+                        "/tap/sync", query_string={"LANG": "ADQL", "QUERY": q, "RESPONSEFORMAT": value}, headers=auth
+                    )
                     proxy.mode = None
                     assert proxy.cuts > n, (mode, fmt)
                     assert_not_complete(r, fmt)
@@ -289,14 +378,26 @@ def test_a_client_that_leaves_cuts_the_upstream_call_off(tmp_path):
     before the call's 60 s deadline."""
     import socket as so
     import urllib.parse
+
     up = make_app(demo_config(tmp_path / "up"), load_entrypoints=True)
     with serve(up) as base:
         proxy = CuttingProxy(base)
         proxy.match, proxy.mode = "/sync", "trickle"
-        front = make_app({"archives": {"cadc": {"kind": "ivoa", "tap_url": proxy.url + "/tap", "schemas": {"demo": "up"},
-                                                "snapshot": str(tmp_path / "s.json"), "deadline": 60}},
-                          "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}},
-                         load_entrypoints=True)
+        front = make_app(
+            {
+                "archives": {
+                    "cadc": {
+                        "kind": "ivoa",
+                        "tap_url": proxy.url + "/tap",
+                        "schemas": {"demo": "up"},
+                        "snapshot": str(tmp_path / "s.json"),
+                        "deadline": 60,
+                    }
+                },
+                "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")},
+            },
+            load_entrypoints=True,
+        )
         try:
             with serve(front) as fbase:
                 u = urllib.parse.urlsplit(fbase)
@@ -321,12 +422,22 @@ def test_image_listings_and_cutouts_detect_truncation(mode, tmp_path):
     """SkyMapper's SIAP listing (CSV) and get_image cutout (FITS) cut in transit: an error
     naming the upstream, never a shorter list or a short FITS file."""
     from emulators.skymapper import skymapper_app
+
     with serve(skymapper_app()) as base:
         proxy = CuttingProxy(base)
-        app = make_app({"archives": {"sm": {"kind": "skymapper", "cone_url": proxy.url + "/sm-cone/public/query",
-                                            "siap_url": proxy.url + "/siap/dr2"}},
-                        "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}},
-                       load_entrypoints=True)
+        app = make_app(
+            {
+                "archives": {
+                    "sm": {
+                        "kind": "skymapper",
+                        "cone_url": proxy.url + "/sm-cone/public/query",
+                        "siap_url": proxy.url + "/siap/dr2",
+                    }
+                },
+                "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")},
+            },
+            load_entrypoints=True,
+        )
         try:
             c = app.test_client()
             pos = {"POS": "CIRCLE 33.639837321 -0.766719986 0.05"}

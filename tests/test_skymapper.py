@@ -1,9 +1,8 @@
 """Kind ``skymapper`` (plugins/skymapper) against the sm-cone emulation and, for the TAP path,
 a real TAP service on loopback serving the same synthetic sky as ``dr2.master`` (issue 6)."""
 
-import subprocess
-
 import io
+import subprocess
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -11,15 +10,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import needs_stilts
 from emulators.skymapper import skymapper_app
-from gateway.obscore import separation as _sep
+
 from gateway.hookspecs import hookimpl
+from gateway.obscore import separation as _sep
 from gateway.testing import make_app, parse_votable, serve
 
-SEED_CONE = ("http://skymapper.anu.edu.au/sm-cone/public/query?RA=33.639837321&DEC=-0.766719986&SR=0.1&VERB=3"
-             "&CATALOG=dr2.master&RESPONSEFORMAT=XML")  # the customer's slides
+SEED_CONE = (
+    "http://skymapper.anu.edu.au/sm-cone/public/query?RA=33.639837321&DEC=-0.766719986&SR=0.1&VERB=3"
+    "&CATALOG=dr2.master&RESPONSEFORMAT=XML"
+)  # the customer's slides
 RA0, DEC0 = 33.639837321, -0.766719986
 
 
@@ -31,8 +32,10 @@ def emu():
 
 
 def sm_config(base, tmp, **extra):
-    return {"archives": {"sm": {"kind": "skymapper", "cone_url": base + "/sm-cone/public/query", "timeout": 2, **extra}},
-            "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r")}}
+    return {
+        "archives": {"sm": {"kind": "skymapper", "cone_url": base + "/sm-cone/public/query", "timeout": 2, **extra}},
+        "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r")},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +54,20 @@ def truth(emu_app, catalog, ra, dec, r):
 
 def test_scs_sends_the_seed_request_and_returns_the_upstream_rows(gw, emu):
     import pyvo
+
     app, base = emu
     res = pyvo.dal.SCSService(gw[1] + "/scs/skymapper_dr2.master").search(pos=(RA0, DEC0), radius=0.1, verbosity=3)
     sent = app.requests[-1]
     seed = {k: v[0] for k, v in parse_qs(urlsplit(SEED_CONE).query).items()}
-    assert {k: v for k, v in sent.items() if k != "RESPONSEFORMAT"} == \
-        {k: v for k, v in seed.items() if k != "RESPONSEFORMAT"}
+    assert {k: v for k, v in sent.items() if k != "RESPONSEFORMAT"} == {
+        k: v for k, v in seed.items() if k != "RESPONSEFORMAT"
+    }
     assert sent["RESPONSEFORMAT"] == "CSV"  # parsed with pyarrow
     t = res.to_table()
     expected, _ = truth(app, "dr2.master", RA0, DEC0, 0.1)
-    assert sorted(map(int, t["object_id"])) == sorted(expected["object_id"].to_pylist()) and len(t) > 10  # ID_MAIN is char (SCS 1.03)
+    assert (
+        sorted(map(int, t["object_id"])) == sorted(expected["object_id"].to_pylist()) and len(t) > 10
+    )  # ID_MAIN is char (SCS 1.03)
     assert len(t.colnames) == 100
     fields = {f.name: f for f in res.votable.get_first_table().fields}
     assert fields["g_psf"].unit == "mag" and fields["g_psf"].datatype == "float"
@@ -68,8 +75,10 @@ def test_scs_sends_the_seed_request_and_returns_the_upstream_rows(gw, emu):
     assert masked == sum(v is None for v in expected["e_g_psf"].to_pylist())  # nulls kept
 
 
-SEED_PHOT = ("http://skymapper.anu.edu.au/sm-cone/public/query?RA=33.639837321&DEC=-0.766719986&SR=0.1&VERB=3"
-             "&CATALOG=dr2.photometry&RESPONSEFORMAT=CSV")  # the customer's slides
+SEED_PHOT = (
+    "http://skymapper.anu.edu.au/sm-cone/public/query?RA=33.639837321&DEC=-0.766719986&SR=0.1&VERB=3"
+    "&CATALOG=dr2.photometry&RESPONSEFORMAT=CSV"
+)  # the customer's slides
 
 
 def test_per_epoch_photometry_reproduces_the_seed_request(emu, tmp_path):
@@ -78,24 +87,32 @@ def test_per_epoch_photometry_reproduces_the_seed_request(emu, tmp_path):
     detections within the cone (numpy on ra_img/decl_img), and ADQL gives one object's epochs."""
     import pyvo
     import requests
+
     app, base = emu
-    gwapp = make_app(sm_config(base, tmp_path, catalogs=["dr2.master", "dr2.photometry", "dr4.photometry"]),
-                     load_entrypoints=True)
+    gwapp = make_app(
+        sm_config(base, tmp_path, catalogs=["dr2.master", "dr2.photometry", "dr4.photometry"]), load_entrypoints=True
+    )
     try:
         with serve(gwapp) as url:
-            res = pyvo.dal.SCSService(url + "/scs/skymapper_dr2.photometry").search(pos=(RA0, DEC0), radius=0.1,
-                                                                                    verbosity=3)
+            res = pyvo.dal.SCSService(url + "/scs/skymapper_dr2.photometry").search(
+                pos=(RA0, DEC0), radius=0.1, verbosity=3
+            )
             sent = app.requests[-1]
             assert sent == {k: v[0] for k, v in parse_qs(urlsplit(SEED_PHOT).query).items()}
             t = app.catalogue("dr2.photometry")
             d = _sep(t["ra_img"].to_numpy(), t["decl_img"].to_numpy(), RA0, DEC0)
             want = t.filter(d <= 0.1)
             got = res.to_table()
-            assert sorted(zip(map(int, got["object_id"]), map(int, got["image_id"]))) == \
-                sorted(zip(want["object_id"].to_pylist(), want["image_id"].to_pylist())) and len(got) > 40
+            assert (
+                sorted(zip(map(int, got["object_id"]), map(int, got["image_id"])))
+                == sorted(zip(want["object_id"].to_pylist(), want["image_id"].to_pylist()))
+                and len(got) > 40
+            )
             oid = int(want["object_id"][0].as_py())
-            q = (f"SELECT image_id, filter, mag_psf FROM skymapper_dr2.photometry WHERE object_id = {oid} AND "
-                 f"1 = CONTAINS(POINT('ICRS', ra_img, decl_img), CIRCLE('ICRS', {RA0}, {DEC0}, 0.1))")
+            q = (
+                f"SELECT image_id, filter, mag_psf FROM skymapper_dr2.photometry WHERE object_id = {oid} AND "
+                f"1 = CONTAINS(POINT('ICRS', ra_img, decl_img), CIRCLE('ICRS', {RA0}, {DEC0}, 0.1))"
+            )
             r = requests.get(url + "/tap/sync", params={"LANG": "ADQL", "QUERY": q})
             epochs = parse_votable(r.content)[0]
             mine = want.filter(pc.equal(want["object_id"], oid))
@@ -108,6 +125,7 @@ def test_per_epoch_photometry_reproduces_the_seed_request(emu, tmp_path):
 
 def test_scs_limits_and_upstream_errors(gw, emu, tmp_path):
     import requests
+
     r = requests.get(gw[1] + "/scs/skymapper_dr2.master", params={"RA": RA0, "DEC": DEC0, "SR": 2})
     assert b"limited to a radius of 1.0 deg" in r.content
     broken = make_app(sm_config("http://127.0.0.1:9", tmp_path), load_entrypoints=True)
@@ -121,10 +139,12 @@ def test_scs_limits_and_upstream_errors(gw, emu, tmp_path):
 def test_adql_bounded_by_a_cone_is_answered_exactly(gw, emu):
     app, _ = emu
     c = gw[0].test_client()
-    q = ("SELECT object_id, g_psf, r_psf, g_psf - r_psf AS gr, "
-         "DISTANCE(POINT('ICRS', raj2000, dej2000), POINT('ICRS', 33.64, -0.77)) AS d FROM skymapper_dr2.master "
-         "WHERE 1 = CONTAINS(POINT('ICRS', raj2000, dej2000), CIRCLE('ICRS', 33.64, -0.77, 0.2)) "
-         "AND (g_psf < 14 OR r_psf > 20) ORDER BY d")
+    q = (
+        "SELECT object_id, g_psf, r_psf, g_psf - r_psf AS gr, "
+        "DISTANCE(POINT('ICRS', raj2000, dej2000), POINT('ICRS', 33.64, -0.77)) AS d FROM skymapper_dr2.master "
+        "WHERE 1 = CONTAINS(POINT('ICRS', raj2000, dej2000), CIRCLE('ICRS', 33.64, -0.77, 0.2)) "
+        "AND (g_psf < 14 OR r_psf > 20) ORDER BY d"
+    )
     r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": q})
     got, status, _ = parse_votable(r.data)
     assert status == "OK"
@@ -136,12 +156,16 @@ def test_adql_bounded_by_a_cone_is_answered_exactly(gw, emu):
     dist = _sep(sel["raj2000"].to_numpy(), sel["dej2000"].to_numpy(), 33.64, -0.77)[keep]
     assert list(got["object_id"]) == list(ids[np.argsort(dist, kind="stable")])
     assert np.allclose(got["gr"], got["g_psf"] - got["r_psf"])
-    r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT object_id FROM skymapper_dr4.master "
-                                         "WHERE g_psf < 13"})
+    r = c.get(
+        "/tap/sync",
+        query_string={"LANG": "ADQL", "QUERY": "SELECT object_id FROM skymapper_dr4.master WHERE g_psf < 13"},
+    )
     assert r.status_code == 400 and b"add a cone on skymapper_dr4.master" in r.data
     # any n rows (no WHERE/ORDER BY): taken around sample_position, the cone growing until enough
-    for extra in ({"QUERY": "SELECT TOP 300 object_id, raj2000 FROM skymapper_dr4.master"},
-                  {"QUERY": "SELECT object_id FROM skymapper_dr4.master", "MAXREC": "250"}):
+    for extra in (
+        {"QUERY": "SELECT TOP 300 object_id, raj2000 FROM skymapper_dr4.master"},
+        {"QUERY": "SELECT object_id FROM skymapper_dr4.master", "MAXREC": "250"},
+    ):
         r = c.get("/tap/sync", query_string={"LANG": "ADQL", **extra})
         t, status, _ = parse_votable(r.data)
         assert len(t) == int(extra.get("MAXREC", 300)) and status == ("OVERFLOW" if "MAXREC" in extra else "OK")
@@ -150,9 +174,15 @@ def test_adql_bounded_by_a_cone_is_answered_exactly(gw, emu):
 
 def test_metadata_snapshot_in_tap_schema(gw):
     from astropy.io.votable.ucd import check_ucd
+
     c = gw[0].test_client()
-    r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT column_name, unit, ucd FROM TAP_SCHEMA.columns "
-                                         "WHERE table_name = 'skymapper_dr2.master'"})
+    r = c.get(
+        "/tap/sync",
+        query_string={
+            "LANG": "ADQL",
+            "QUERY": "SELECT column_name, unit, ucd FROM TAP_SCHEMA.columns WHERE table_name = 'skymapper_dr2.master'",
+        },
+    )
     t, _, _ = parse_votable(r.data)
     assert len(t) == 100
     by = {row["column_name"]: row for row in t}
@@ -173,30 +203,76 @@ class Recorder:
 def sm_tap(emu, tmp_path_factory):
     """SkyMapper's TAP, emulated by a gateway serving the same synthetic dr2.master."""
     from vo_gateway_skymapper.metadata import dr2_master
+
     tmp = tmp_path_factory.mktemp("smtap")
     pq.write_table(emu[0].catalogue("dr2.master"), tmp / "master.parquet")
-    cols = [{"name": c.name, "unit": c.unit, "ucd": c.ucd, "description": c.description} for c in dr2_master("dr2").columns]
+    cols = [
+        {"name": c.name, "unit": c.unit, "ucd": c.ucd, "description": c.description} for c in dr2_master("dr2").columns
+    ]
     rec = Recorder()
     from vo_gateway_skymapper.metadata import photometry
+
     phot = emu[0].catalogue("dr2.photometry")
     pq.write_table(phot, tmp / "photometry.parquet")
     image_ids = np.unique(phot["image_id"].to_numpy())
     rng = np.random.default_rng(7)
-    pq.write_table(pa.table({"image_id": image_ids, "date": rng.uniform(56000, 58500, len(image_ids)),
-                             "exp_time": np.full(len(image_ids), 100.0, np.float32)}), tmp / "images.parquet")
-    pcols = [{"name": c.name, "unit": c.unit, "ucd": c.ucd, "description": c.description}
-             for c in photometry("dr2", "dr2").columns]
-    icols = [{"name": "image_id", "description": "image identifier", "ucd": "meta.id;obs.image"},
-             {"name": "date", "description": "MJD of the exposure start", "unit": "d", "ucd": "time.start"},
-             {"name": "exp_time", "description": "exposure time", "unit": "s", "ucd": "time.duration;obs.exposure"}]
-    app = make_app({"archives": {"sm": {"kind": "embedded", "adql_schema": "dr2", "tables": [
-        {"name": "master", "source": str(tmp / "master.parquet"), "description": "SkyMapper DR2 master (emulated)",
-         "columns": cols, "ra_column": "raj2000", "dec_column": "dej2000", "id_column": "object_id"},
-        {"name": "photometry", "source": str(tmp / "photometry.parquet"), "description": "SkyMapper DR2 photometry",
-         "columns": pcols, "ra_column": "ra_img", "dec_column": "decl_img"},
-        {"name": "images", "source": str(tmp / "images.parquet"), "description": "SkyMapper DR2 images",
-         "columns": icols}]}},
-        "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r")}}, plugins=[rec], load_entrypoints=True)
+    pq.write_table(
+        pa.table(
+            {
+                "image_id": image_ids,
+                "date": rng.uniform(56000, 58500, len(image_ids)),
+                "exp_time": np.full(len(image_ids), 100.0, np.float32),
+            }
+        ),
+        tmp / "images.parquet",
+    )
+    pcols = [
+        {"name": c.name, "unit": c.unit, "ucd": c.ucd, "description": c.description}
+        for c in photometry("dr2", "dr2").columns
+    ]
+    icols = [
+        {"name": "image_id", "description": "image identifier", "ucd": "meta.id;obs.image"},
+        {"name": "date", "description": "MJD of the exposure start", "unit": "d", "ucd": "time.start"},
+        {"name": "exp_time", "description": "exposure time", "unit": "s", "ucd": "time.duration;obs.exposure"},
+    ]
+    app = make_app(
+        {
+            "archives": {
+                "sm": {
+                    "kind": "embedded",
+                    "adql_schema": "dr2",
+                    "tables": [
+                        {
+                            "name": "master",
+                            "source": str(tmp / "master.parquet"),
+                            "description": "SkyMapper DR2 master (emulated)",
+                            "columns": cols,
+                            "ra_column": "raj2000",
+                            "dec_column": "dej2000",
+                            "id_column": "object_id",
+                        },
+                        {
+                            "name": "photometry",
+                            "source": str(tmp / "photometry.parquet"),
+                            "description": "SkyMapper DR2 photometry",
+                            "columns": pcols,
+                            "ra_column": "ra_img",
+                            "dec_column": "decl_img",
+                        },
+                        {
+                            "name": "images",
+                            "source": str(tmp / "images.parquet"),
+                            "description": "SkyMapper DR2 images",
+                            "columns": icols,
+                        },
+                    ],
+                }
+            },
+            "jobs": {"store": f"sqlite:///{tmp}/j.sqlite", "results_dir": str(tmp / "r")},
+        },
+        plugins=[rec],
+        load_entrypoints=True,
+    )
     with serve(app) as base:
         yield base + "/tap", rec
     app.extensions["vo_gateway"].jobs.close()
@@ -207,14 +283,18 @@ def test_master_rows_link_to_their_light_curves(emu, sm_tap, tmp_path):
     object's #auxiliary link is its light curve: every dr2.photometry detection with its
     image's MJD, by time (compared with the emulator's rows joined in pandas)."""
     import pyvo
+
     tap_url, rec = sm_tap
-    app = make_app(sm_config(emu[1], tmp_path, tap_url=tap_url,
-                             catalogs=["dr2.master", "dr2.photometry", "dr2.images"]), load_entrypoints=True)
+    app = make_app(
+        sm_config(emu[1], tmp_path, tap_url=tap_url, catalogs=["dr2.master", "dr2.photometry", "dr2.images"]),
+        load_entrypoints=True,
+    )
     try:
         with serve(app) as url:
             res = pyvo.dal.TAPService(url + "/tap").run_sync(
                 "SELECT TOP 3 object_id, raj2000, dej2000 FROM skymapper_dr2.master WHERE "
-                f"1 = CONTAINS(POINT('ICRS', raj2000, dej2000), CIRCLE('ICRS', {RA0}, {DEC0}, 0.1))")
+                f"1 = CONTAINS(POINT('ICRS', raj2000, dej2000), CIRCLE('ICRS', {RA0}, {DEC0}, 0.1))"
+            )
             assert len(res) == 3
             phot = emu[0].catalogue("dr2.photometry").to_pandas()
             images = pq.read_table(next(p for p in tmp_path.parent.glob("smtap*/images.parquet"))).to_pandas()
@@ -234,19 +314,38 @@ def test_tap_path_forwards_and_handles_the_distance_quirk(emu, sm_tap, gw, tmp_p
     app = make_app(sm_config(emu[1], tmp_path, tap_url=tap_url, catalogs=["dr2.master"]), load_entrypoints=True)
     try:
         c = app.test_client()
-        q = ("SELECT TOP 20 object_id, DISTANCE(POINT('ICRS', raj2000, dej2000), POINT('ICRS', 33.64, -0.77)) AS d "
-             "FROM skymapper_dr2.master WHERE 1 = CONTAINS(POINT('ICRS', raj2000, dej2000), "
-             "CIRCLE('ICRS', 33.64, -0.77, 0.2)) ORDER BY DISTANCE(POINT('ICRS', raj2000, dej2000), POINT('ICRS', 33.64, -0.77))")
+        q = (
+            "SELECT TOP 20 object_id, DISTANCE(POINT('ICRS', raj2000, dej2000), POINT('ICRS', 33.64, -0.77)) AS d "
+            "FROM skymapper_dr2.master WHERE 1 = CONTAINS(POINT('ICRS', raj2000, dej2000), "
+            "CIRCLE('ICRS', 33.64, -0.77, 0.2)) ORDER BY DISTANCE(POINT('ICRS', raj2000, dej2000), POINT('ICRS', 33.64, -0.77))"
+        )
         r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": q})
         via_tap, status, _ = parse_votable(r.data)
         sent = rec.queries[-1]
         assert status == "OK" and "FROM dr2.master" in sent and 'ORDER BY "d"' in sent
-        r = gw[0].test_client().get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": q.replace(
-            "ORDER BY DISTANCE(POINT('ICRS', raj2000, dej2000), POINT('ICRS', 33.64, -0.77))", "ORDER BY d")})
+        r = (
+            gw[0]
+            .test_client()
+            .get(
+                "/tap/sync",
+                query_string={
+                    "LANG": "ADQL",
+                    "QUERY": q.replace(
+                        "ORDER BY DISTANCE(POINT('ICRS', raj2000, dej2000), POINT('ICRS', 33.64, -0.77))", "ORDER BY d"
+                    ),
+                },
+            )
+        )
         via_cone, _, _ = parse_votable(r.data)
         assert list(via_tap["object_id"]) == list(via_cone["object_id"]) and len(via_tap) == 20
-        r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT TOP 2 object_id FROM skymapper_dr2.master "
-                                             "ORDER BY DISTANCE(POINT('ICRS', raj2000, dej2000), POINT('ICRS', 1, 1))"})
+        r = c.get(
+            "/tap/sync",
+            query_string={
+                "LANG": "ADQL",
+                "QUERY": "SELECT TOP 2 object_id FROM skymapper_dr2.master "
+                "ORDER BY DISTANCE(POINT('ICRS', raj2000, dej2000), POINT('ICRS', 1, 1))",
+            },
+        )
         assert r.status_code == 400 and b"select the DISTANCE with an alias" in r.data
     finally:
         app.extensions["vo_gateway"].jobs.close()
@@ -254,25 +353,39 @@ def test_tap_path_forwards_and_handles_the_distance_quirk(emu, sm_tap, gw, tmp_p
 
 @needs_stilts
 def test_stilts_cone_through_the_gateway(gw, emu):
-    out = subprocess.run(["stilts", "cone", f"serviceurl={gw[1]}/scs/skymapper_dr2.master", f"lon={RA0}", f"lat={DEC0}",
-                          "radius=0.05", "verb=1", "ofmt=csv"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            "stilts",
+            "cone",
+            f"serviceurl={gw[1]}/scs/skymapper_dr2.master",
+            f"lon={RA0}",
+            f"lat={DEC0}",
+            "radius=0.05",
+            "verb=1",
+            "ofmt=csv",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     expected, _ = truth(emu[0], "dr2.master", RA0, DEC0, 0.05)
     assert lines[0].split(",")[:3] == ["object_id", "raj2000", "dej2000"]
-    assert sorted(int(l.split(",")[0]) for l in lines[1:]) == sorted(expected["object_id"].to_pylist())
+    assert sorted(int(line.split(",")[0]) for line in lines[1:]) == sorted(expected["object_id"].to_pylist())
 
 
-
-
-SEED_SIAP = ("http://api.skymapper.nci.org.au/public/siap/dr2/query?POS=33.639837321,-0.766719986&SIZE=0.17,0.17"
-             "&FORMAT=image/fits&INTERSECT=center&%20&RESPONSEFORMAT=HTML")  # the customer's slides
+SEED_SIAP = (
+    "http://api.skymapper.nci.org.au/public/siap/dr2/query?POS=33.639837321,-0.766719986&SIZE=0.17,0.17"
+    "&FORMAT=image/fits&INTERSECT=center&%20&RESPONSEFORMAT=HTML"
+)  # the customer's slides
 
 
 @pytest.fixture(scope="module")
 def gw_images(emu, tmp_path_factory):
-    app = make_app(sm_config(emu[1], tmp_path_factory.mktemp("smi"), siap_url=emu[1] + "/siap/dr2"),
-                   load_entrypoints=True)
+    app = make_app(
+        sm_config(emu[1], tmp_path_factory.mktemp("smi"), siap_url=emu[1] + "/siap/dr2"), load_entrypoints=True
+    )
     with serve(app) as url:
         yield app, url
     app.extensions["vo_gateway"].jobs.close()
@@ -281,9 +394,11 @@ def gw_images(emu, tmp_path_factory):
 def test_sia2_sends_the_seed_siap_request_and_lists_each_image(gw_images, emu):
     import pyvo
     from emulators.skymapper import synthetic_images
+
     app, _ = emu
     res = pyvo.dal.SIA2Service(gw_images[1] + "/sia/query", check_baseurl=False).search(
-        pos=(RA0, DEC0, 0.085), band=(4.5e-7, 6.5e-7))
+        pos=(RA0, DEC0, 0.085), band=(4.5e-7, 6.5e-7)
+    )
     sent = app.requests[-1]
     seed = {k: v[0] for k, v in parse_qs(urlsplit(SEED_SIAP).query).items()}
     assert sent["_path"] == "/siap/dr2/query"
@@ -291,14 +406,20 @@ def test_sia2_sends_the_seed_siap_request_and_lists_each_image(gw_images, emu):
     assert sent["INTERSECT"] == "OVERLAPS" and sent["BAND"] == "g,r"  # SIA 2.0 semantics: overlapping images
     t = res.to_table()
     c = np.cos(np.radians(DEC0))
-    expected = sorted(i["unique_image_id"] for i in synthetic_images() if i["band"] in "gr"
-                      and abs((i["ra"] - RA0) * c) <= (i["w"] + 0.17) / 2 and abs(i["dec"] - DEC0) <= (i["h"] + 0.17) / 2)
+    expected = sorted(
+        i["unique_image_id"]
+        for i in synthetic_images()
+        if i["band"] in "gr"
+        and abs((i["ra"] - RA0) * c) <= (i["w"] + 0.17) / 2
+        and abs(i["dec"] - DEC0) <= (i["h"] + 0.17) / 2
+    )
     assert sorted(t["obs_id"]) == expected and len(expected) == 8
     assert set(t["obs_publisher_did"]) == {f"ivo://skymapper.anu.edu.au/dr2?{i}" for i in expected}
     assert all(4.32e-7 <= v <= 6.97e-7 for v in t["em_min"])
     assert {"s_region", "t_exptime", "s_resolution", "access_url"} <= set(t.colnames)
     assert all(u.startswith(emu[1] + "/siap/dr2/get_image?") for u in t["access_url"])
     import requests
+
     got = requests.get(t["access_url"][0])  # the SIA 2.0 access_url downloads the image
     assert got.status_code == 200 and got.content[:6] == b"SIMPLE"
 
@@ -310,28 +431,37 @@ def test_sia1_intersect_is_passed_to_skymapper_siap(gw_images, emu):
     the position (numpy over the emulator's images), with their get_image URLs."""
     import pyvo
     from emulators.skymapper import synthetic_images
+
     app, _ = emu
     seed = {k: v[0] for k, v in parse_qs(urlsplit(SEED_SIAP).query).items()}
-    res = pyvo.dal.SIAService(gw_images[1] + "/sia1?").search((RA0, DEC0), size=0.17, format="image/fits",
-                                                              intersect="center")
+    res = pyvo.dal.SIAService(gw_images[1] + "/sia1?").search(
+        (RA0, DEC0), size=0.17, format="image/fits", intersect="center"
+    )
     sent = app.requests[-1]
     assert sent["_path"] == "/siap/dr2/query"
     assert sent["INTERSECT"] == seed["INTERSECT"].upper() == "CENTER"
     assert [float(x) for x in sent["POS"].split(",")] == [float(x) for x in seed["POS"].split(",")]
     assert [round(float(x), 6) for x in sent["SIZE"].split(",")] == [0.17, 0.17] and sent["FORMAT"] == seed["FORMAT"]
     c = np.cos(np.radians(DEC0))
-    expected = sorted(i["unique_image_id"] for i in synthetic_images()
-                      if abs((i["ra"] - RA0) * c) <= i["w"] / 2 and abs(i["dec"] - DEC0) <= i["h"] / 2)
+    expected = sorted(
+        i["unique_image_id"]
+        for i in synthetic_images()
+        if abs((i["ra"] - RA0) * c) <= i["w"] / 2 and abs(i["dec"] - DEC0) <= i["h"] / 2
+    )
     t = res.to_table()
     assert sorted(t["title"]) == expected and len(expected) > 0
     assert all(u.startswith(emu[1] + "/siap/dr2/get_image?") for u in t["access_url"])
     import requests
+
     got = requests.get(t["access_url"][0])  # the SIA 1.0 access reference downloads the image
     assert got.status_code == 200 and got.content[:6] == b"SIMPLE"
     overlaps = pyvo.dal.SIAService(gw_images[1] + "/sia1?").search((RA0, DEC0), size=0.17, intersect="overlaps")
     assert app.requests[-1]["INTERSECT"] == "OVERLAPS"
-    expected = sorted(i["unique_image_id"] for i in synthetic_images()
-                      if abs((i["ra"] - RA0) * c) <= (i["w"] + 0.17) / 2 and abs(i["dec"] - DEC0) <= (i["h"] + 0.17) / 2)
+    expected = sorted(
+        i["unique_image_id"]
+        for i in synthetic_images()
+        if abs((i["ra"] - RA0) * c) <= (i["w"] + 0.17) / 2 and abs(i["dec"] - DEC0) <= (i["h"] + 0.17) / 2
+    )
     assert sorted(overlaps.to_table()["title"]) == expected
 
 
@@ -339,6 +469,7 @@ def test_datalink_and_soda_cutouts_through_get_image(gw_images, emu):
     import requests
     from astropy.io import fits
     from astropy.wcs import WCS
+
     url = gw_images[1]
     did = "ivo://skymapper.anu.edu.au/dr2?2014041012020021-10"
     r = requests.get(url + "/datalink/links", params={"ID": did})
@@ -361,12 +492,17 @@ def test_sia2_time_becomes_the_mjd_range(gw_images, emu):
     import pyvo
     from astropy.time import Time
     from emulators.skymapper import synthetic_images
+
     app, _ = emu
     res = pyvo.dal.SIA2Service(gw_images[1] + "/sia/query", check_baseurl=False).search(
-        pos=(RA0, DEC0, 0.05), time=(Time(56771.0, format="mjd"), Time(56772.0, format="mjd")))
+        pos=(RA0, DEC0, 0.05), time=(Time(56771.0, format="mjd"), Time(56772.0, format="mjd"))
+    )
     sent = app.requests[-1]
     assert float(sent["MJD_START"]) == 56771.0 and float(sent["MJD_END"]) == 56772.0 and "BAND" not in sent
     t = res.to_table()
     assert len(t) == 12 and all(56771.0 <= v <= 56772.0 for v in t["t_min"])
-    assert sorted(t["obs_id"]) == sorted(i["unique_image_id"] for i in synthetic_images()
-                                         if 56771.0 <= i["mjd_obs"] <= 56772.0 and abs(i["dec"] - DEC0) < 1)
+    assert sorted(t["obs_id"]) == sorted(
+        i["unique_image_id"]
+        for i in synthetic_images()
+        if 56771.0 <= i["mjd_obs"] <= 56772.0 and abs(i["dec"] - DEC0) < 1
+    )

@@ -1,4 +1,5 @@
 """TAP_UPLOAD (TAP 1.1 §2.7.6, DALI 1.1 §3.4.5) through the Flask test client."""
+
 import io
 import threading
 
@@ -14,6 +15,7 @@ from gateway.testing import make_app, parse_votable, serve
 @pytest.fixture
 def upload_app(tmp_path):
     from conftest import demo_config
+
     app = make_app(demo_config(tmp_path, uploads={"max_bytes": 200_000}), load_entrypoints=True)
     yield app
     app.extensions["vo_gateway"].jobs.close()
@@ -26,10 +28,11 @@ def c(upload_app):
 
 def votable_bytes(t: Table, fmt: str) -> bytes:
     from astropy.io.votable import from_table
+
     vot = from_table(t)
     for f in vot.get_first_table().fields:  # BINARY needs explicit integer nulls
         if f.datatype in ("short", "int", "long"):
-            f.values.null = {"short": -32768, "int": -2**31, "long": -2**63}[f.datatype]
+            f.values.null = {"short": -32768, "int": -(2**31), "long": -(2**63)}[f.datatype]
     buf = io.BytesIO()
     vot.to_xml(buf, tabledata_format=fmt)
     return buf.getvalue()
@@ -61,8 +64,16 @@ def xtyped(data: bytes) -> bytes:
 @pytest.mark.parametrize("fmt", ["tabledata", "binary", "binary2"])
 def test_every_type_round_trips(c, fmt):
     up = xtyped(votable_bytes(every_type_table(), fmt))
-    r = c.post("/tap/sync", data={"LANG": "ADQL", "QUERY": "SELECT * FROM TAP_UPLOAD.t1", "UPLOAD": "t1,param:tab",
-                                  "tab": (io.BytesIO(up), "tab.vot")}, content_type="multipart/form-data")
+    r = c.post(
+        "/tap/sync",
+        data={
+            "LANG": "ADQL",
+            "QUERY": "SELECT * FROM TAP_UPLOAD.t1",
+            "UPLOAD": "t1,param:tab",
+            "tab": (io.BytesIO(up), "tab.vot"),
+        },
+        content_type="multipart/form-data",
+    )
     assert r.status_code == 200, r.data
     out, status, _ = parse_votable(r.data)
     fields = {f.name: f for f in parse(io.BytesIO(r.data)).get_first_table().fields}
@@ -84,44 +95,87 @@ def test_every_type_round_trips(c, fmt):
 def test_delimited_names_and_crossmatch_with_embedded_table(c):
     t = Table({"Ra J2000": [180.0, 45.0], "DEC": [-60.0, 10.0], "label": ["x", "y"]})
     # take two real Gaia positions so the crossmatch has hits
-    r = c.get("/tap/sync", query_string={"LANG": "ADQL", "FORMAT": "csv",
-                                         "QUERY": "SELECT TOP 2 ra, dec FROM demo.gaia_dr3_g10 ORDER BY source_id"})
+    r = c.get(
+        "/tap/sync",
+        query_string={
+            "LANG": "ADQL",
+            "FORMAT": "csv",
+            "QUERY": "SELECT TOP 2 ra, dec FROM demo.gaia_dr3_g10 ORDER BY source_id",
+        },
+    )
     rows = [tuple(map(float, line.split(","))) for line in r.data.decode().splitlines()[1:]]
     t["Ra J2000"], t["DEC"] = [p[0] for p in rows], [p[1] for p in rows]
     up = votable_bytes(t, "binary2")
-    q = ('SELECT u.label, u."Ra J2000", g.source_id, DISTANCE(POINT(\'ICRS\', u."Ra J2000", u.dec), '
-         "POINT('ICRS', g.ra, g.dec)) * 3600 AS sep FROM TAP_UPLOAD.mine AS u JOIN demo.gaia_dr3_g10 AS g "
-         "ON 1 = CONTAINS(POINT('ICRS', g.ra, g.dec), CIRCLE('ICRS', u.\"Ra J2000\", u.dec, 1.0/3600)) ORDER BY u.label")
-    r = c.post("/tap/sync", data={"LANG": "ADQL", "QUERY": q, "UPLOAD": "mine,param:m", "m": (io.BytesIO(up), "m")},
-               content_type="multipart/form-data")
+    q = (
+        'SELECT u.label, u."Ra J2000", g.source_id, DISTANCE(POINT(\'ICRS\', u."Ra J2000", u.dec), '
+        "POINT('ICRS', g.ra, g.dec)) * 3600 AS sep FROM TAP_UPLOAD.mine AS u JOIN demo.gaia_dr3_g10 AS g "
+        "ON 1 = CONTAINS(POINT('ICRS', g.ra, g.dec), CIRCLE('ICRS', u.\"Ra J2000\", u.dec, 1.0/3600)) ORDER BY u.label"
+    )
+    r = c.post(
+        "/tap/sync",
+        data={"LANG": "ADQL", "QUERY": q, "UPLOAD": "mine,param:m", "m": (io.BytesIO(up), "m")},
+        content_type="multipart/form-data",
+    )
     out, status, _ = parse_votable(r.data)
     assert status == "OK" and list(out["label"]) == ["x", "y"] and max(out["sep"]) < 1e-6
     assert parse(io.BytesIO(r.data)).get_first_table().fields[1].name == "Ra J2000"
-    q2 = ("SELECT u.label FROM TAP_UPLOAD.mine AS u JOIN demo.gaia_dr3_g10 AS g "
-          "ON DISTANCE(POINT('ICRS', g.ra, g.dec), POINT('ICRS', u.\"Ra J2000\", u.DEC)) < 0.0001")
-    r = c.post("/tap/sync", data={"LANG": "ADQL", "QUERY": q2, "UPLOAD": "mine,param:m", "m": (io.BytesIO(up), "m")},
-               content_type="multipart/form-data")
+    q2 = (
+        "SELECT u.label FROM TAP_UPLOAD.mine AS u JOIN demo.gaia_dr3_g10 AS g "
+        "ON DISTANCE(POINT('ICRS', g.ra, g.dec), POINT('ICRS', u.\"Ra J2000\", u.DEC)) < 0.0001"
+    )
+    r = c.post(
+        "/tap/sync",
+        data={"LANG": "ADQL", "QUERY": q2, "UPLOAD": "mine,param:m", "m": (io.BytesIO(up), "m")},
+        content_type="multipart/form-data",
+    )
     assert sorted(parse_votable(r.data)[0]["label"]) == ["x", "y"]
     # FITS streamed from a join with an upload: the row count is taken with the upload registered too
-    q3 = ("SELECT g.source_id, DISTANCE(POINT('ICRS', g.ra, g.dec), POINT('ICRS', u.\"Ra J2000\", u.DEC)) AS d "
-          "FROM TAP_UPLOAD.mine AS u JOIN demo.gaia_dr3_g10 AS g "
-          "ON DISTANCE(POINT('ICRS', g.ra, g.dec), POINT('ICRS', u.\"Ra J2000\", u.DEC)) < 0.0001 ORDER BY g.source_id")
-    r = c.post("/tap/sync", data={"LANG": "ADQL", "QUERY": q3, "UPLOAD": "mine,param:m", "RESPONSEFORMAT": "fits",
-                                  "m": (io.BytesIO(up), "m")}, content_type="multipart/form-data")
+    q3 = (
+        "SELECT g.source_id, DISTANCE(POINT('ICRS', g.ra, g.dec), POINT('ICRS', u.\"Ra J2000\", u.DEC)) AS d "
+        "FROM TAP_UPLOAD.mine AS u JOIN demo.gaia_dr3_g10 AS g "
+        "ON DISTANCE(POINT('ICRS', g.ra, g.dec), POINT('ICRS', u.\"Ra J2000\", u.DEC)) < 0.0001 ORDER BY g.source_id"
+    )
+    r = c.post(
+        "/tap/sync",
+        data={
+            "LANG": "ADQL",
+            "QUERY": q3,
+            "UPLOAD": "mine,param:m",
+            "RESPONSEFORMAT": "fits",
+            "m": (io.BytesIO(up), "m"),
+        },
+        content_type="multipart/form-data",
+    )
     assert r.status_code == 200, r.data
     hdu = fits.open(io.BytesIO(r.data))[1]
     assert hdu.header["NAXIS2"] == 2 and sorted(hdu.data["source_id"]) == list(hdu.data["source_id"])
     assert "TNULL1" in hdu.header  # the streaming writer declares every integer column's null
     # unquoted, the name is not a column (it is not a regular identifier)
-    r = c.post("/tap/sync", data={"LANG": "ADQL", "QUERY": "SELECT ra FROM TAP_UPLOAD.mine", "UPLOAD": "mine,param:m",
-                                  "m": (io.BytesIO(up), "m")}, content_type="multipart/form-data")
+    r = c.post(
+        "/tap/sync",
+        data={
+            "LANG": "ADQL",
+            "QUERY": "SELECT ra FROM TAP_UPLOAD.mine",
+            "UPLOAD": "mine,param:m",
+            "m": (io.BytesIO(up), "m"),
+        },
+        content_type="multipart/form-data",
+    )
     assert r.status_code == 400 and b"ra" in r.data
 
 
 def test_csv_upload_and_upload_errors(c):
     csv = b"id,ra,dec,name\n1,10.5,-3.25,alpha\n2,11.0,4.0,\n"
-    r = c.post("/tap/sync", data={"LANG": "ADQL", "QUERY": "SELECT id, ra, name FROM TAP_UPLOAD.c ORDER BY id",
-                                  "UPLOAD": "c,param:f", "f": (io.BytesIO(csv), "f.csv")}, content_type="multipart/form-data")
+    r = c.post(
+        "/tap/sync",
+        data={
+            "LANG": "ADQL",
+            "QUERY": "SELECT id, ra, name FROM TAP_UPLOAD.c ORDER BY id",
+            "UPLOAD": "c,param:f",
+            "f": (io.BytesIO(csv), "f.csv"),
+        },
+        content_type="multipart/form-data",
+    )
     out, status, _ = parse_votable(r.data)
     assert status == "OK" and list(out["id"]) == [1, 2] and out["ra"][0] == 10.5
     cases = [
@@ -133,8 +187,11 @@ def test_csv_upload_and_upload_errors(c):
         ({"UPLOAD": "c,http://10.1.2.3/x.vot"}, b"non-public address"),
     ]
     for extra, message in cases:
-        r = c.post("/tap/sync", data={"LANG": "ADQL", "QUERY": "SELECT * FROM TAP_UPLOAD.c",
-                                      "f": (io.BytesIO(csv), "f.csv"), **extra}, content_type="multipart/form-data")
+        r = c.post(
+            "/tap/sync",
+            data={"LANG": "ADQL", "QUERY": "SELECT * FROM TAP_UPLOAD.c", "f": (io.BytesIO(csv), "f.csv"), **extra},
+            content_type="multipart/form-data",
+        )
         assert r.status_code == 400 and message in r.data, (extra, r.data)
         assert parse_votable(r.data)[1] == "ERROR"
     # TAP_UPLOAD tables are not in TAP_SCHEMA and need their schema
@@ -144,8 +201,16 @@ def test_csv_upload_and_upload_errors(c):
 
 def test_oversize_upload_refused_with_error_document(c):
     big = b"x,y\n" + b"1.0,2.0\n" * 100_000  # 800 kB > 200 kB limit
-    r = c.post("/tap/sync", data={"LANG": "ADQL", "QUERY": "SELECT * FROM TAP_UPLOAD.b", "UPLOAD": "b,param:f",
-                                  "f": (io.BytesIO(big), "f.csv")}, content_type="multipart/form-data")
+    r = c.post(
+        "/tap/sync",
+        data={
+            "LANG": "ADQL",
+            "QUERY": "SELECT * FROM TAP_UPLOAD.b",
+            "UPLOAD": "b,param:f",
+            "f": (io.BytesIO(big), "f.csv"),
+        },
+        content_type="multipart/form-data",
+    )
     assert r.status_code in (400, 413)
     assert parse_votable(r.data)[1] == "ERROR" and b"limit" in r.data
     caps = c.get("/tap/capabilities").data
@@ -154,10 +219,12 @@ def test_oversize_upload_refused_with_error_document(c):
 
 
 def test_http_upload_fetched_when_private_hosts_allowed(tmp_path):
+    from conftest import demo_config
     from flask import Flask
 
-    from conftest import demo_config
-    app = make_app(demo_config(tmp_path, uploads={"allow_private_hosts": True, "http_timeout": 2}), load_entrypoints=True)
+    app = make_app(
+        demo_config(tmp_path, uploads={"allow_private_hosts": True, "http_timeout": 2}), load_entrypoints=True
+    )
     files = Flask("files")
     body = votable_bytes(Table({"k": [5, 6, 7]}), "binary")
     release = threading.Event()
@@ -166,14 +233,20 @@ def test_http_upload_fetched_when_private_hosts_allowed(tmp_path):
     files.add_url_rule("/moved", "moved", lambda: ("", 302, {"Location": "/t.vot"}))
     c = app.test_client()
     with serve(files) as base:
-        r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT SUM(k) AS s FROM TAP_UPLOAD.h",
-                                             "UPLOAD": f"h,{base}/t.vot"})
+        r = c.get(
+            "/tap/sync",
+            query_string={"LANG": "ADQL", "QUERY": "SELECT SUM(k) AS s FROM TAP_UPLOAD.h", "UPLOAD": f"h,{base}/t.vot"},
+        )
         assert parse_votable(r.data)[0]["s"][0] == 18
-        r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT SUM(k) AS s FROM TAP_UPLOAD.h",
-                                             "UPLOAD": f"h,{base}/moved"})  # redirects are followed, each hop checked
+        r = c.get(
+            "/tap/sync",
+            query_string={"LANG": "ADQL", "QUERY": "SELECT SUM(k) AS s FROM TAP_UPLOAD.h", "UPLOAD": f"h,{base}/moved"},
+        )  # redirects are followed, each hop checked
         assert parse_votable(r.data)[0]["s"][0] == 18
-        r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT * FROM TAP_UPLOAD.h",
-                                             "UPLOAD": f"h,{base}/slow.vot"})
+        r = c.get(
+            "/tap/sync",
+            query_string={"LANG": "ADQL", "QUERY": "SELECT * FROM TAP_UPLOAD.h", "UPLOAD": f"h,{base}/slow.vot"},
+        )
         release.set()
         assert r.status_code == 503 and b"did not finish within its deadline of 2 s" in r.data
     app.extensions["vo_gateway"].jobs.close()
@@ -181,12 +254,21 @@ def test_http_upload_fetched_when_private_hosts_allowed(tmp_path):
 
 def test_async_uploads_accumulate_across_posts(c):
     import time
+
     a = votable_bytes(Table({"v": [1, 2]}), "tabledata")
     b = b"w\n10\n20\n30\n"
-    r = c.post("/tap/async", data={"UPLOAD": "a,param:pa", "pa": (io.BytesIO(a), "pa")}, content_type="multipart/form-data")
-    job = r.headers["Location"][len("http://localhost"):]
-    c.post(job + "/parameters", data={"UPLOAD": "b,param:pb", "pb": (io.BytesIO(b), "pb")}, content_type="multipart/form-data")
-    c.post(job, data={"LANG": "ADQL", "QUERY": "SELECT (SELECT SUM(v) FROM TAP_UPLOAD.a) + SUM(w) AS t FROM TAP_UPLOAD.b"})
+    r = c.post(
+        "/tap/async", data={"UPLOAD": "a,param:pa", "pa": (io.BytesIO(a), "pa")}, content_type="multipart/form-data"
+    )
+    job = r.headers["Location"][len("http://localhost") :]
+    c.post(
+        job + "/parameters",
+        data={"UPLOAD": "b,param:pb", "pb": (io.BytesIO(b), "pb")},
+        content_type="multipart/form-data",
+    )
+    c.post(
+        job, data={"LANG": "ADQL", "QUERY": "SELECT (SELECT SUM(v) FROM TAP_UPLOAD.a) + SUM(w) AS t FROM TAP_UPLOAD.b"}
+    )
     params = c.get(job + "/parameters").data.decode()
     assert 'byReference="true"' in params and f"{job}/parameters/pa" in params
     assert c.get(job + "/parameters/pb").data == b

@@ -1,7 +1,8 @@
 """UWS 1.1 / TAP async through the Flask test client (UWS 1.1 §2.2; TAP 1.1 §2.2, §2.7)."""
+
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from xml.etree import ElementTree as ET
 
 import pytest
@@ -9,13 +10,16 @@ import pytest
 from gateway.testing import make_app, parse_votable
 
 NS = {"uws": "http://www.ivoa.net/xml/UWS/v1.0", "xlink": "http://www.w3.org/1999/xlink"}
-SLOW = ("SELECT COUNT(*) AS n FROM demo.gaia_dr3_g10 AS a, demo.gaia_dr3_g10 AS b "
-        "WHERE a.phot_g_mean_mag + b.phot_g_mean_mag < -1")
+SLOW = (
+    "SELECT COUNT(*) AS n FROM demo.gaia_dr3_g10 AS a, demo.gaia_dr3_g10 AS b "
+    "WHERE a.phot_g_mean_mag + b.phot_g_mean_mag < -1"
+)
 
 
 @pytest.fixture
 def jobs_app(tmp_path):
     from conftest import demo_config
+
     app = make_app(demo_config(tmp_path, jobs={"wait_max": 5, "heartbeat": 0.2}), load_entrypoints=True)
     yield app
     app.extensions["vo_gateway"].jobs.close()
@@ -30,7 +34,7 @@ def path_of(r):
     assert r.status_code == 303, r.data
     loc = r.headers["Location"]
     assert loc.startswith("http://localhost/")  # absolute (STILTS needs it)
-    return loc[len("http://localhost"):]
+    return loc[len("http://localhost") :]
 
 
 def doc(r):
@@ -77,20 +81,40 @@ def test_job_created_empty_filled_later_then_run(c):
 
 
 def test_job_document_shape_and_text_children(c):
-    job = path_of(c.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 * FROM TAP_SCHEMA.schemas",
-                                             "RUNID": "my-run"}))
+    job = path_of(
+        c.post(
+            "/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 * FROM TAP_SCHEMA.schemas", "RUNID": "my-run"}
+        )
+    )
     d = doc(c.get(job))
     assert d.tag == "{http://www.ivoa.net/xml/UWS/v1.0}job" and d.get("version") == "1.1"
     order = [e.tag.split("}")[1] for e in d]
-    assert order == ["jobId", "runId", "ownerId", "phase", "quote", "creationTime", "startTime", "endTime",
-                     "executionDuration", "destruction", "parameters", "results"]
+    assert order == [
+        "jobId",
+        "runId",
+        "ownerId",
+        "phase",
+        "quote",
+        "creationTime",
+        "startTime",
+        "endTime",
+        "executionDuration",
+        "destruction",
+        "parameters",
+        "results",
+    ]
     nil = "{http://www.w3.org/2001/XMLSchema-instance}nil"
     for tag in ("ownerId", "quote", "startTime", "endTime"):
         assert d.find(f"uws:{tag}", NS).get(nil) == "true"
     assert d.findtext("uws:jobId", namespaces=NS) == job.rsplit("/", 1)[1]
     assert d.findtext("uws:runId", namespaces=NS) == "my-run"
-    for child, pattern in (("phase", r"PENDING"), ("executionduration", r"\d+"),
-                           ("destruction", r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"), ("quote", r""), ("owner", r"")):
+    for child, pattern in (
+        ("phase", r"PENDING"),
+        ("executionduration", r"\d+"),
+        ("destruction", r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"),
+        ("quote", r""),
+        ("owner", r""),
+    ):
         r = c.get(f"{job}/{child}")
         assert r.status_code == 200 and r.mimetype == "text/plain" and re.fullmatch(pattern, r.data.decode()), child
     assert c.get(job + "/destruction").data.decode() == d.findtext("uws:destruction", namespaces=NS)
@@ -98,8 +122,18 @@ def test_job_document_shape_and_text_children(c):
 
 
 def test_phase_run_at_creation_and_zero_rows(c):
-    job = path_of(c.post("/tap/async", data={"REQUEST": "doQuery", "LANG": "ADQL", "FORMAT": "csv", "PHASE": "RUN",
-                                             "QUERY": "SELECT source_id FROM demo.gaia_dr3_g10 WHERE ra > 400"}))
+    job = path_of(
+        c.post(
+            "/tap/async",
+            data={
+                "REQUEST": "doQuery",
+                "LANG": "ADQL",
+                "FORMAT": "csv",
+                "PHASE": "RUN",
+                "QUERY": "SELECT source_id FROM demo.gaia_dr3_g10 WHERE ra > 400",
+            },
+        )
+    )
     assert phase_of(c, job) != "PENDING"
     assert wait_final(c, job) == "COMPLETED"
     r = c.get(job + "/results/result")
@@ -108,8 +142,9 @@ def test_phase_run_at_creation_and_zero_rows(c):
 
 
 def test_error_job_reports_message_and_error_document(c):
-    job = path_of(c.post("/tap/async", data={"LANG": "ADQL", "PHASE": "RUN",
-                                             "QUERY": "SELECT nosuch FROM demo.gaia_dr3_g10"}))
+    job = path_of(
+        c.post("/tap/async", data={"LANG": "ADQL", "PHASE": "RUN", "QUERY": "SELECT nosuch FROM demo.gaia_dr3_g10"})
+    )
     assert wait_final(c, job) == "ERROR"
     d = doc(c.get(job))
     es = d.find("uws:errorSummary", NS)
@@ -137,11 +172,12 @@ def test_job_list_filters_and_delete(c):
         d = doc(c.get("/tap/async" + query))
         assert d.get("version") == "1.1"
         return [j.get("id") for j in d.findall("uws:jobref", NS)]
+
     assert set(listed()) == {*ids, pending}
     assert listed("?PHASE=PENDING") == [pending]
     assert set(listed("?PHASE=PENDING&PHASE=COMPLETED")) == {*ids, pending}
     assert listed("?LAST=1") == [pending]
-    future = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    future = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert listed(f"?AFTER={future}") == []
     assert c.get("/tap/async?PHASE=NOPE").status_code == 400
     # DELETE -> 303 to the (cheap) list; the job and its children are gone
@@ -168,8 +204,7 @@ def test_abort_stops_a_running_query(c, jobs_app):
 
 
 def test_wait_blocks_and_phase_filter_returns_at_once(c):
-    job = path_of(c.post("/tap/async", data={"LANG": "ADQL", "QUERY": SLOW, "PHASE": "RUN",
-                                             "EXECUTIONDURATION": "3"}))
+    job = path_of(c.post("/tap/async", data={"LANG": "ADQL", "QUERY": SLOW, "PHASE": "RUN", "EXECUTIONDURATION": "3"}))
     c.get(job + "?WAIT=5&PHASE=QUEUED")
     t0 = time.monotonic()
     d = doc(c.get(job + "?WAIT=30&PHASE=QUEUED"))  # not QUEUED: immediate (UWS 1.1 §2.2.1.1)
@@ -183,8 +218,9 @@ def test_wait_blocks_and_phase_filter_returns_at_once(c):
 
 
 def test_destruction_and_execution_duration_settable(c, jobs_app):
-    job = path_of(c.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 ra FROM demo.sdss_stars",
-                                             "PHASE": "RUN"}))
+    job = path_of(
+        c.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT TOP 1 ra FROM demo.sdss_stars", "PHASE": "RUN"})
+    )
     wait_final(c, job)
     assert path_of(c.post(job + "/executionduration", data={"EXECUTIONDURATION": "99"})) == job
     assert c.get(job + "/executionduration").data == b"99"
@@ -195,7 +231,7 @@ def test_destruction_and_execution_duration_settable(c, jobs_app):
     assert clamped.endswith("Z") and clamped < later
     job_dir = jobs_app.extensions["vo_gateway"].jobs.job_dir(job.rsplit("/", 1)[1])
     assert (job_dir / "result.xml").exists() or any(job_dir.iterdir())
-    past = (datetime.now(timezone.utc) - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    past = (datetime.now(UTC) - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     c.post(job + "/destruction", data={"DESTRUCTION": past})
     assert c.get(job).status_code == 404 and not job_dir.exists()
 
@@ -205,6 +241,7 @@ def test_owners_see_only_their_jobs(c):
 
     def basic(user, pw):
         return {"Authorization": "Basic " + b64encode(f"{user}:{pw}".encode()).decode()}
+
     alice, bob, mallory = basic("alice", "s3cret"), basic("bob", "pw"), basic("alice", "guess")
     job = path_of(c.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT 1"}, headers=alice))
     assert c.get(job, headers=alice).status_code == 200
@@ -249,15 +286,21 @@ def test_archive_plugins_are_told_to_cancel_their_upstream_jobs(tmp_path):
                     pass
                 context.check()
                 yield from ()
+
             return RowStream([Column("x", "int")], batches())
 
     class Plugin:
         @hookimpl
         def gateway_register_archives(self):
             return [Upstream]
-    app = make_app({"archives": {"u": {"kind": "upstreamjob"}},
-                    "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")}},
-                   plugins=[Plugin()])
+
+    app = make_app(
+        {
+            "archives": {"u": {"kind": "upstreamjob"}},
+            "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")},
+        },
+        plugins=[Plugin()],
+    )
     c = app.test_client()
     try:
         for how in ("abort", "delete"):
@@ -272,8 +315,18 @@ def test_archive_plugins_are_told_to_cancel_their_upstream_jobs(tmp_path):
                 assert time.monotonic() - t0 < 3
                 time.sleep(0.02)
             assert c.get(job).status_code == (200 if how == "abort" else 404)
-        assert phase_of(c, path_of(c.post("/tap/async", data={"LANG": "ADQL", "QUERY": "SELECT x FROM up.t",
-                                                                "PHASE": "RUN", "EXECUTIONDURATION": "1"}))) != "PENDING"
+        assert (
+            phase_of(
+                c,
+                path_of(
+                    c.post(
+                        "/tap/async",
+                        data={"LANG": "ADQL", "QUERY": "SELECT x FROM up.t", "PHASE": "RUN", "EXECUTIONDURATION": "1"},
+                    )
+                ),
+            )
+            != "PENDING"
+        )
         t0 = time.monotonic()
         while len(cancelled) < 3:  # executionDuration overrun cancels the upstream job too
             assert time.monotonic() - t0 < 5

@@ -3,4 +3,5 @@
 
 Entry point: :func:`gateway.adql.validate.analyze` returns an :class:`AdqlQuery`.
 """
+
 from .validate import AdqlQuery, OutputColumn, analyze, parse  # noqa: F401

@@ -6,6 +6,7 @@ concatenation and double-quoted delimited identifiers.  sqlglot's T-SQL dialect 
 ``#temp``/``@variable`` tokens.  What sqlglot still accepts beyond ADQL is rejected by
 :mod:`gateway.adql.validate` (allow-list).
 """
+
 from __future__ import annotations
 
 from sqlglot.dialects.tsql import TSQL
@@ -20,7 +21,7 @@ class ADQL(TSQL):
         KEYWORDS = {k: v for k, v in TSQL.Tokenizer.KEYWORDS.items() if not k.startswith(("#", "@"))}
         KEYWORDS["TOP"] = TokenType.TOP
 
-    class Parser(TSQL.Parser):
+    class Parser(TSQL.Parser):  # type: ignore[valid-type,misc]  # sqlglot's dialect classes
         pass
 
 
@@ -29,6 +30,7 @@ def adql_text(tree) -> str:
     and OFFSET after the last SELECT (ADQL 2.1 §2.2.4) instead of the derived table the
     T-SQL-based generator wraps around it."""
     from sqlglot import exp
+
     if isinstance(tree, (exp.Union, exp.Except, exp.Intersect)) and (tree.args.get("order") or tree.args.get("offset")):
         tree = tree.copy()
         order, offset = tree.args.get("order"), tree.args.get("offset")

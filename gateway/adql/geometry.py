@@ -21,10 +21,12 @@ TAP_SCHEMA).  Semantics:
 The coordinate-system argument, if present, must be a string literal; only ICRS (or empty) is
 accepted.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from sqlglot import exp
@@ -109,13 +111,19 @@ def _paren(e):
 
 def haversine(p1: Point, p2: Point) -> exp.Expression:
     """Great-circle distance in degrees between two points given in degrees."""
+
     def hav(d):
         return exp.Pow(this=_fn("sin", exp.Div(this=_fn("radians", _paren(d)), expression=_f(2))), expression=_f(2))
+
     dy = exp.Sub(this=p2.y, expression=p1.y)
     dx = exp.Sub(this=p2.x, expression=p1.x)
-    inner = exp.Add(this=hav(dy), expression=exp.Mul(
-        this=exp.Mul(this=_fn("cos", _fn("radians", p1.y)), expression=_fn("cos", _fn("radians", p2.y))),
-        expression=hav(dx)))
+    inner = exp.Add(
+        this=hav(dy),
+        expression=exp.Mul(
+            this=exp.Mul(this=_fn("cos", _fn("radians", p1.y)), expression=_fn("cos", _fn("radians", p2.y))),
+            expression=hav(dx),
+        ),
+    )
     return _fn("degrees", exp.Mul(this=_f(2), expression=_fn("asin", _fn("least", _f(1), _fn("sqrt", inner)))))
 
 
@@ -163,8 +171,10 @@ def convex_pieces(verts: list[tuple[float, float]]) -> list[list[np.ndarray]]:
             a, b, cc = ring[i - 1], ring[i], ring[(i + 1) % n]
             if cross(a, b, cc) <= 0:
                 continue
-            if any(p not in (a, b, cc) and cross(a, b, p) >= 0 and cross(b, cc, p) >= 0 and cross(cc, a, p) >= 0
-                   for p in ring):
+            if any(
+                p not in (a, b, cc) and cross(a, b, p) >= 0 and cross(b, cc, p) >= 0 and cross(cc, a, p) >= 0
+                for p in ring
+            ):
                 continue
             tris.append([vs[a], vs[b], vs[cc]])
             ring.pop(i)
@@ -182,11 +192,12 @@ def in_convex(p: Point, piece: list[np.ndarray]) -> exp.Expression:
     conds = []
     for i in range(len(piece)):
         n = np.cross(piece[i], piece[(i + 1) % len(piece)])
-        s = exp.Add(this=exp.Add(this=exp.Mul(this=_f(n[0]), expression=ux),
-                                 expression=exp.Mul(this=_f(n[1]), expression=uy)),
-                    expression=exp.Mul(this=_f(n[2]), expression=uz))
+        s = exp.Add(
+            this=exp.Add(this=exp.Mul(this=_f(n[0]), expression=ux), expression=exp.Mul(this=_f(n[1]), expression=uy)),
+            expression=exp.Mul(this=_f(n[2]), expression=uz),
+        )
         conds.append(exp.GTE(this=s, expression=_f(-1e-15)))
-    return exp.and_(*conds)
+    return cast(exp.Expression, exp.and_(*conds))
 
 
 class GeometryTranslator:
@@ -197,15 +208,17 @@ class GeometryTranslator:
         if isinstance(node, exp.Paren):
             return self.geom(node.this)
         if not isinstance(node, exp.Anonymous):
-            raise UsageFault(f"expected a geometry (POINT, CIRCLE, BOX or POLYGON), got {node.sql()}",
-                             position=position_of(node))
+            raise UsageFault(
+                f"expected a geometry (POINT, CIRCLE, BOX or POLYGON), got {node.sql()}", position=position_of(node)
+            )
         name = node.name.upper()
         args = list(node.expressions)
         if args and isinstance(args[0], exp.Literal) and args[0].is_string:
             frame = args[0].name.strip().upper()
             if frame not in FRAMES:
-                raise UsageFault(f"coordinate system {args[0].name!r} is not supported; use ICRS",
-                                 position=position_of(node))
+                raise UsageFault(
+                    f"coordinate system {args[0].name!r} is not supported; use ICRS", position=position_of(node)
+                )
             args = args[1:]
         if name == "POINT":
             if len(args) != 2:
@@ -231,9 +244,13 @@ class GeometryTranslator:
         if name == "BOX":
             vals = [_const(a) for a in args]
             if len(vals) != 4 or None in vals:
-                raise UsageFault("BOX takes four numeric constants (ra, dec, width, height)", position=position_of(node))
-            a, d, w, h = vals
-            return Polygon([(a - w / 2, d - h / 2), (a + w / 2, d - h / 2), (a + w / 2, d + h / 2), (a - w / 2, d + h / 2)])
+                raise UsageFault(
+                    "BOX takes four numeric constants (ra, dec, width, height)", position=position_of(node)
+                )
+            a, d, w, h = (float(v) for v in vals if v is not None)
+            return Polygon(
+                [(a - w / 2, d - h / 2), (a + w / 2, d - h / 2), (a + w / 2, d + h / 2), (a - w / 2, d + h / 2)]
+            )
         if name == "POLYGON":
             flat: list[float | None] = []
             for a in args:
@@ -243,9 +260,11 @@ class GeometryTranslator:
                 else:
                     flat.append(_const(a))
             if None in flat or len(flat) < 6 or len(flat) % 2:
-                raise UsageFault("POLYGON takes at least three vertices given as numeric constants",
-                                 position=position_of(node))
-            return Polygon([(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)])
+                raise UsageFault(
+                    "POLYGON takes at least three vertices given as numeric constants", position=position_of(node)
+                )
+            xy = [float(v) for v in flat if v is not None]
+            return Polygon([(xy[i], xy[i + 1]) for i in range(0, len(xy), 2)])
         raise UsageFault(f"{name} does not return a geometry", position=position_of(node))
 
     def predicate(self, node: exp.Anonymous | exp.Contains) -> exp.Expression:
@@ -264,7 +283,9 @@ class GeometryTranslator:
             if isinstance(gb, Circle):
                 return self.cone(ga, gb)
             if isinstance(gb, Polygon):
-                return exp.or_(*[_paren(in_convex(ga, piece)) for piece in convex_pieces(gb.verts)])
+                return cast(
+                    exp.Expression, exp.or_(*[_paren(in_convex(ga, piece)) for piece in convex_pieces(gb.verts)])
+                )
             if isinstance(gb, Point):
                 return exp.EQ(this=haversine(ga, gb), expression=_f(0))
         if isinstance(ga, Circle) and isinstance(gb, Circle):
@@ -272,8 +293,10 @@ class GeometryTranslator:
             if name == "INTERSECTS":
                 return exp.LTE(this=d, expression=exp.Add(this=ga.r, expression=gb.r))
             return exp.LTE(this=exp.Add(this=d, expression=ga.r), expression=gb.r)
-        raise UsageFault(f"{name} of {type(ga).__name__.upper()} and {type(gb).__name__.upper()} is not supported",
-                         position=position_of(node))
+        raise UsageFault(
+            f"{name} of {type(ga).__name__.upper()} and {type(gb).__name__.upper()} is not supported",
+            position=position_of(node),
+        )
 
     def cone(self, p: Point, c: Circle) -> exp.Expression:
         dist = exp.LTE(this=haversine(p, c.c), expression=c.r)
@@ -281,8 +304,10 @@ class GeometryTranslator:
         if cy is not None and cr is not None:
             pre = exp.Between(this=p.y, low=_f(cy - cr), high=_f(cy + cr))
         else:
-            pre = exp.Between(this=p.y, low=exp.Sub(this=c.c.y, expression=c.r), high=exp.Add(this=c.c.y, expression=c.r))
-        return exp.and_(pre, dist)
+            pre = exp.Between(
+                this=p.y, low=exp.Sub(this=c.c.y, expression=c.r), high=exp.Add(this=c.c.y, expression=c.r)
+            )
+        return cast(exp.Expression, exp.and_(pre, dist))
 
     def value(self, node: exp.Anonymous) -> exp.Expression:
         """A geometry or DISTANCE/COORDn used as a value."""
@@ -309,9 +334,10 @@ class GeometryTranslator:
             if name == "AREA":  # ADQL 2.1 §4.2.1: square degrees on the unit sphere
                 if isinstance(g, Circle):
                     r = exp.Anonymous(this="RADIANS", expressions=[_paren(g.r)])
-                    return exp.Mul(this=_f(2 * math.pi * (180 / math.pi) ** 2),
-                                   expression=_paren(exp.Sub(this=_f(1.0), expression=exp.Anonymous(
-                                       this="COS", expressions=[r]))))
+                    return exp.Mul(
+                        this=_f(2 * math.pi * (180 / math.pi) ** 2),
+                        expression=_paren(exp.Sub(this=_f(1.0), expression=exp.Anonymous(this="COS", expressions=[r]))),
+                    )
                 return _f(polygon_area(g.verts))
             if isinstance(g, Circle):  # ADQL 2.1 §4.2.2: a POINT
                 return exp.Array(expressions=[exp.Cast(this=g.c.x, to=exp.DataType.build("DOUBLE")), g.c.y])
@@ -328,6 +354,7 @@ class GeometryTranslator:
 
     def rewrite(self, tree: exp.Expression) -> exp.Expression:
         """Rewrite ``tree`` (changed in place: pass a copy) into engine SQL predicates and values."""
+
         def comparison(node: exp.Expression):
             # CONTAINS(...) = 1 / 1 = CONTAINS(...) / ... = 0 -> boolean predicate
             if isinstance(node, (exp.EQ, exp.NEQ)):
@@ -338,15 +365,25 @@ class GeometryTranslator:
                         return pred if positive else exp.Not(this=pred)
             # DISTANCE(...) < r with a constant point: add the dec pre-filter
             if isinstance(node, (exp.LT, exp.LTE, exp.GT, exp.GTE)):
-                d, r = (node.this, node.expression) if isinstance(node, (exp.LT, exp.LTE)) else (node.expression, node.this)
+                d, r = (
+                    (node.this, node.expression)
+                    if isinstance(node, (exp.LT, exp.LTE))
+                    else (node.expression, node.this)
+                )
                 if isinstance(d, exp.Anonymous) and d.name.upper() == "DISTANCE" and _const(r) is not None:
                     pts = self._distance_points(d)
                     if pts:
                         col, const = pts
-                        cy = _const(const.y)
-                        pre = exp.Between(this=col.y, low=_f(cy - _const(r)), high=_f(cy + _const(r)))
-                        return exp.and_(pre, node.__class__(this=self.value(d) if d is node.this else node.this,
-                                                            expression=self.value(d) if d is node.expression else node.expression))
+                        cy, cr = _const(const.y), _const(r)
+                        assert cy is not None and cr is not None  # checked: constants
+                        pre = exp.Between(this=col.y, low=_f(cy - cr), high=_f(cy + cr))
+                        return exp.and_(
+                            pre,
+                            node.__class__(
+                                this=self.value(d) if d is node.this else node.this,
+                                expression=self.value(d) if d is node.expression else node.expression,
+                            ),
+                        )
             return node
 
         tree = tree.transform(comparison, copy=False)  # callers pass their own copy
@@ -354,10 +391,19 @@ class GeometryTranslator:
         def values(node: exp.Expression):
             if isinstance(node, exp.Contains):
                 return exp.Cast(this=_paren(self.predicate(node)), to=exp.DataType.build("INT"))
-            if isinstance(node, exp.Anonymous) and node.name.upper() in ("POINT", "CIRCLE", "BOX", "POLYGON",
-                                                                        "DISTANCE", "COORD1", "COORD2",
-                                                                        "CONTAINS", "INTERSECTS", "AREA",
-                                                                        "CENTROID"):
+            if isinstance(node, exp.Anonymous) and node.name.upper() in (
+                "POINT",
+                "CIRCLE",
+                "BOX",
+                "POLYGON",
+                "DISTANCE",
+                "COORD1",
+                "COORD2",
+                "CONTAINS",
+                "INTERSECTS",
+                "AREA",
+                "CENTROID",
+            ):
                 return self.value(node)
             return node
 
@@ -383,4 +429,6 @@ class GeometryTranslator:
 
 
 def _is_pred(node):
-    return isinstance(node, exp.Contains) or (isinstance(node, exp.Anonymous) and node.name.upper() in ("CONTAINS", "INTERSECTS"))
+    return isinstance(node, exp.Contains) or (
+        isinstance(node, exp.Anonymous) and node.name.upper() in ("CONTAINS", "INTERSECTS")
+    )

@@ -9,12 +9,13 @@
 * ``SELECT *`` / ``t.*`` are expanded to explicit columns, so result FIELDs follow the declared
   column order, and each output column gets its FIELD name (TAP 1.1 §3: column name or alias).
 """
+
 from __future__ import annotations
 
 import difflib
 import sys
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
@@ -24,29 +25,120 @@ from ..faults import UsageFault
 from ..schema import Column, Table
 from .dialect import ADQL
 
-GEOMETRY_FUNCTIONS = {"POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "COORD1", "COORD2",
-                      "AREA", "CENTROID"}
+GEOMETRY_FUNCTIONS = {
+    "POINT",
+    "CIRCLE",
+    "BOX",
+    "POLYGON",
+    "CONTAINS",
+    "INTERSECTS",
+    "DISTANCE",
+    "COORD1",
+    "COORD2",
+    "AREA",
+    "CENTROID",
+}
 GEOMETRY_VALUES = {"POINT": "point", "CIRCLE": "circle", "BOX": "polygon", "POLYGON": "polygon", "CENTROID": "point"}
 
 ALLOWED = (
-    exp.Select, exp.From, exp.Join, exp.Table, exp.TableAlias, exp.Alias, exp.Identifier, exp.Column,
-    exp.Star, exp.Literal, exp.Null, exp.Where, exp.Group, exp.Having, exp.Order, exp.Ordered,
-    exp.Limit, exp.Offset, exp.Distinct, exp.Paren, exp.Neg, exp.Not, exp.And, exp.Or, exp.EQ,
-    exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod,
-    exp.DPipe, exp.Like, exp.ILike, exp.In, exp.Between, exp.Is, exp.Exists, exp.Subquery,
-    exp.Tuple, exp.Abs, exp.Ceil, exp.Degrees, exp.Exp, exp.Floor, exp.Ln, exp.Log, exp.Pow,
-    exp.Radians, exp.Rand, exp.Round, exp.Sqrt, exp.Trunc, exp.Sin, exp.Cos, exp.Tan, exp.Asin,
-    exp.Acos, exp.Atan, exp.Atan2, exp.Cot, exp.Pi, exp.Lower, exp.Upper, exp.Coalesce, exp.Cast,
-    exp.DataType, exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max, exp.Contains, exp.Anonymous,
+    exp.Select,
+    exp.From,
+    exp.Join,
+    exp.Table,
+    exp.TableAlias,
+    exp.Alias,
+    exp.Identifier,
+    exp.Column,
+    exp.Star,
+    exp.Literal,
+    exp.Null,
+    exp.Where,
+    exp.Group,
+    exp.Having,
+    exp.Order,
+    exp.Ordered,
+    exp.Limit,
+    exp.Offset,
+    exp.Distinct,
+    exp.Paren,
+    exp.Neg,
+    exp.Not,
+    exp.And,
+    exp.Or,
+    exp.EQ,
+    exp.NEQ,
+    exp.GT,
+    exp.GTE,
+    exp.LT,
+    exp.LTE,
+    exp.Add,
+    exp.Sub,
+    exp.Mul,
+    exp.Div,
+    exp.Mod,
+    exp.DPipe,
+    exp.Like,
+    exp.ILike,
+    exp.In,
+    exp.Between,
+    exp.Is,
+    exp.Exists,
+    exp.Subquery,
+    exp.Tuple,
+    exp.Abs,
+    exp.Ceil,
+    exp.Degrees,
+    exp.Exp,
+    exp.Floor,
+    exp.Ln,
+    exp.Log,
+    exp.Pow,
+    exp.Radians,
+    exp.Rand,
+    exp.Round,
+    exp.Sqrt,
+    exp.Trunc,
+    exp.Sin,
+    exp.Cos,
+    exp.Tan,
+    exp.Asin,
+    exp.Acos,
+    exp.Atan,
+    exp.Atan2,
+    exp.Cot,
+    exp.Pi,
+    exp.Lower,
+    exp.Upper,
+    exp.Coalesce,
+    exp.Cast,
+    exp.DataType,
+    exp.Count,
+    exp.Sum,
+    exp.Avg,
+    exp.Min,
+    exp.Max,
+    exp.Contains,
+    exp.Anonymous,
 )
 CAST_TYPES = {
-    exp.DataType.Type.SMALLINT, exp.DataType.Type.INT, exp.DataType.Type.BIGINT,
-    exp.DataType.Type.FLOAT, exp.DataType.Type.DOUBLE, exp.DataType.Type.CHAR, exp.DataType.Type.VARCHAR,
+    exp.DataType.Type.SMALLINT,
+    exp.DataType.Type.INT,
+    exp.DataType.Type.BIGINT,
+    exp.DataType.Type.FLOAT,
+    exp.DataType.Type.DOUBLE,
+    exp.DataType.Type.CHAR,
+    exp.DataType.Type.VARCHAR,
 }
-NAMES = {  # user-facing names of sqlglot nodes for error messages
-    exp.Union: "UNION", exp.Except: "EXCEPT", exp.Intersect: "INTERSECT", exp.With: "WITH",
-    exp.BitwiseRightShift: "'>>'", exp.BitwiseLeftShift: "'<<'", exp.Window: "window function (OVER)",
-    exp.Case: "CASE (not part of ADQL 2.1)", exp.CTE: "WITH",
+NAMES: dict[type, str] = {  # user-facing names of sqlglot nodes for error messages
+    exp.Union: "UNION",
+    exp.Except: "EXCEPT",
+    exp.Intersect: "INTERSECT",
+    exp.With: "WITH",
+    exp.BitwiseRightShift: "'>>'",
+    exp.BitwiseLeftShift: "'<<'",
+    exp.Window: "window function (OVER)",
+    exp.Case: "CASE (not part of ADQL 2.1)",
+    exp.CTE: "WITH",
     exp.BitwiseAnd: "the bitwise operator '&' (not part of ADQL 2.1)",
     exp.BitwiseOr: "the bitwise operator '|' (not part of ADQL 2.1)",
     exp.BitwiseXor: "the bitwise operator '^' (not part of ADQL 2.1)",
@@ -93,13 +185,16 @@ class AdqlQuery:
         return int(lim.expression.name)
 
 
-def position_of(node: exp.Expression | None) -> tuple[int, int] | None:
+def position_of(node: Any) -> tuple[int, int] | None:
     if node is None:
         return None
     for n in node.walk():
         meta = getattr(n, "_meta", None) or {}
         if "line" in meta:
-            return (meta["line"], max(1, meta["col"] - len(n.name) + 1) if isinstance(n, exp.Identifier) else meta["col"])
+            return (
+                meta["line"],
+                max(1, meta["col"] - len(n.name) + 1) if isinstance(n, exp.Identifier) else meta["col"],
+            )
     return None
 
 
@@ -126,22 +221,32 @@ def _check_bounds(tokens) -> None:
         if t.token_type == TokenType.L_PAREN:
             depth += 1
             if depth > MAX_NESTING:
-                raise UsageFault(f"the query nests parentheses, functions or subqueries more than {MAX_NESTING} "
-                                 "levels deep; simplify it", position=where)
+                raise UsageFault(
+                    f"the query nests parentheses, functions or subqueries more than {MAX_NESTING} "
+                    "levels deep; simplify it",
+                    position=where,
+                )
         elif t.token_type == TokenType.R_PAREN:
             depth = max(0, depth - 1)
         run = run + 1 if t.token_type in _PREFIX else 0
         if run > MAX_NESTING:
-            raise UsageFault(f"more than {MAX_NESTING} NOT, - or + operators in a row; simplify the expression",
-                             position=where)
+            raise UsageFault(
+                f"more than {MAX_NESTING} NOT, - or + operators in a row; simplify the expression", position=where
+            )
         if t.token_type in (TokenType.STRING, TokenType.NUMBER) and len(t.text) > MAX_LITERAL:
-            raise UsageFault(f"a literal of {len(t.text)} characters; literals are limited to {MAX_LITERAL} "
-                             "(upload long lists as a TAP_UPLOAD table)", position=where)
+            raise UsageFault(
+                f"a literal of {len(t.text)} characters; literals are limited to {MAX_LITERAL} "
+                "(upload long lists as a TAP_UPLOAD table)",
+                position=where,
+            )
         if t.token_type == TokenType.NUMBER:
             digits = t.text.lower().split("e")[0].replace(".", "").lstrip("0")
             if "e" not in t.text.lower() and len(digits) > MAX_DIGITS:
-                raise UsageFault(f"the number {t.text[:50]} has more than {MAX_DIGITS} digits; write it as "
-                                 "an approximate literal (e.g. 1.5E40)", position=where)
+                raise UsageFault(
+                    f"the number {t.text[:50]} has more than {MAX_DIGITS} digits; write it as "
+                    "an approximate literal (e.g. 1.5E40)",
+                    position=where,
+                )
 
 
 def _check_depth(tree: exp.Expression) -> None:
@@ -150,9 +255,12 @@ def _check_depth(tree: exp.Expression) -> None:
     while stack:
         node, d = stack.pop()
         if d > MAX_TREE_DEPTH:
-            raise UsageFault(f"the query's expressions are nested more than {MAX_TREE_DEPTH} levels deep (a long "
-                             "chain of operators); simplify it, or put long lists of values in IN (...) or a "
-                             "TAP_UPLOAD table", position=position_of(node))
+            raise UsageFault(
+                f"the query's expressions are nested more than {MAX_TREE_DEPTH} levels deep (a long "
+                "chain of operators); simplify it, or put long lists of values in IN (...) or a "
+                "TAP_UPLOAD table",
+                position=position_of(node),
+            )
         stack.extend((child, d + 1) for child in node.iter_expressions())
 
 
@@ -166,8 +274,9 @@ def parse(text: str, udfs: frozenset[str] = frozenset()) -> exp.Select:
     except TokenError as e:
         raise UsageFault(f"ADQL syntax error: {_token_error(e)}")
     except (ValueError, IndexError, RecursionError):  # the tokenizer's own failures on malformed text
-        raise UsageFault("ADQL syntax error: the query text could not be split into ADQL tokens "
-                         "(check quotes and comments)")
+        raise UsageFault(
+            "ADQL syntax error: the query text could not be split into ADQL tokens (check quotes and comments)"
+        )
     _check_bounds(tokens)
     for a, b in zip(tokens, tokens[1:]):
         bad = None
@@ -210,13 +319,16 @@ def parse(text: str, udfs: frozenset[str] = frozenset()) -> exp.Select:
             what = f"a {word.upper()} statement"
         else:
             what = repr(word)
-        raise UsageFault(f"an ADQL query begins with SELECT, not {what}",
-                         position=(first.line, max(1, first.col - len(first.text) + 1)) if first else None)
+        raise UsageFault(
+            f"an ADQL query begins with SELECT, not {what}",
+            position=(first.line, max(1, first.col - len(first.text) + 1)) if first else None,
+        )
     for hexa in list(tree.find_all(exp.HexString)):  # ADQL 2.1 §2.1.4: 0x1F is the integer 31
         value = int(hexa.this, 16)
         if value >= 1 << 63:
-            raise UsageFault(f"the hexadecimal literal 0x{hexa.this} does not fit a 64-bit integer",
-                             position=position_of(hexa))
+            raise UsageFault(
+                f"the hexadecimal literal 0x{hexa.this} does not fit a 64-bit integer", position=position_of(hexa)
+            )
         hexa.replace(exp.Literal.number(value))
     _check_depth(tree)
     check_allowed(tree, udfs)
@@ -226,6 +338,7 @@ def parse(text: str, udfs: frozenset[str] = frozenset()) -> exp.Select:
 def _unit(text: str, node: exp.Expression):
     """An astropy unit from a VOUnit string (VOUnits 1.0), or the generic astropy syntax."""
     import astropy.units as u
+
     for fmt in ("vounit", None):
         try:
             return u.Unit(text, format=fmt)
@@ -240,24 +353,32 @@ def _in_unit(tree: exp.Expression, output: list[OutputColumn]) -> None:
     ``value * factor``, so every engine evaluates it; the result column carries the new unit.
     Raises UsageFault for a value without a declared unit or units that do not convert."""
     import astropy.units as u
-    selected = {id(e.this if isinstance(e, exp.Alias) else e): i for i, e in enumerate(tree.expressions)} \
-        if isinstance(tree, exp.Select) else {}
+
+    selected = (
+        {id(e.this if isinstance(e, exp.Alias) else e): i for i, e in enumerate(tree.expressions)}
+        if isinstance(tree, exp.Select)
+        else {}
+    )
     for node in list(tree.find_all(exp.Anonymous)):
         if node.name.upper() != "IN_UNIT":
             continue
         args = node.expressions
         if len(args) != 2 or not (isinstance(args[1], exp.Literal) and args[1].is_string):
-            raise UsageFault("IN_UNIT takes a value and a unit string: IN_UNIT(col, 'arcsec')", position=position_of(node))
+            raise UsageFault(
+                "IN_UNIT takes a value and a unit string: IN_UNIT(col, 'arcsec')", position=position_of(node)
+            )
         col = args[0].meta.get("gw_column") if isinstance(args[0], exp.Column) else None
         if col is None or not col.unit:
-            raise UsageFault("IN_UNIT converts a column with a declared unit (see TAP_SCHEMA.columns)",
-                             position=position_of(node))
+            raise UsageFault(
+                "IN_UNIT converts a column with a declared unit (see TAP_SCHEMA.columns)", position=position_of(node)
+            )
         target = args[1].name
         try:
             factor = _unit(col.unit, node).to(_unit(target, node))
         except u.UnitConversionError:
-            raise UsageFault(f"IN_UNIT cannot convert {col.name} from {col.unit} to {target}",
-                             position=position_of(node))
+            raise UsageFault(
+                f"IN_UNIT cannot convert {col.name} from {col.unit} to {target}", position=position_of(node)
+            )
         if id(node) in selected:
             output[selected[id(node)]].unit = target
         node.replace(exp.Paren(this=exp.Mul(this=args[0].copy(), expression=exp.Literal.number(repr(float(factor))))))
@@ -279,7 +400,8 @@ SET_OPS = (exp.Union, exp.Except, exp.Intersect)
 def _set_chain(tree: exp.Expression) -> list[exp.Expression]:
     """The set-operation nodes of a query's top level (ADQL 2.1 §2.2.4: UNION, EXCEPT and
     INTERSECT combine whole SELECTs)."""
-    out, todo = [], [tree]
+    out: list[exp.Expression] = []
+    todo = [tree]
     while todo:
         node = todo.pop()
         if isinstance(node, SET_OPS):
@@ -305,14 +427,21 @@ def check_allowed(tree: exp.Expression, udfs: frozenset[str] = frozenset()) -> N
         if isinstance(node, exp.Anonymous):
             if node.name.upper() not in GEOMETRY_FUNCTIONS | {"IN_UNIT"} and node.name.upper() not in udfs:
                 raise UsageFault(f"unknown ADQL function {node.name.upper()}()", position=position_of(node))
-        elif isinstance(node, exp.DataTypeParam) and isinstance(node.parent, exp.DataType) and \
-                node.parent.this in (exp.DataType.Type.CHAR, exp.DataType.Type.VARCHAR):
+        elif (
+            isinstance(node, exp.DataTypeParam)
+            and isinstance(node.parent, exp.DataType)
+            and node.parent.this in (exp.DataType.Type.CHAR, exp.DataType.Type.VARCHAR)
+        ):
             if not (isinstance(node.this, exp.Literal) and node.this.is_int and int(node.this.name) > 0):
-                raise UsageFault("CHAR(n) and VARCHAR(n) take a positive whole length", position=position_of(node.parent))
+                raise UsageFault(
+                    "CHAR(n) and VARCHAR(n) take a positive whole length", position=position_of(node.parent)
+                )
             continue
         elif isinstance(node, exp.DataType):
             if node.this not in CAST_TYPES:
-                raise UsageFault(f"CAST to {node.sql(dialect=ADQL)} is not supported", position=position_of(node.parent))
+                raise UsageFault(
+                    f"CAST to {node.sql(dialect=ADQL)} is not supported", position=position_of(node.parent)
+                )
         elif not isinstance(node, ALLOWED):
             name = NAMES.get(type(node)) or node.key.upper()
             raise UsageFault(f"{name} is not supported in ADQL queries here", position=position_of(node))
@@ -350,8 +479,9 @@ class _Analyzer:
     # -- tables -------------------------------------------------------------------------
     def resolve_table(self, node: exp.Table) -> _Source:
         if node.args.get("catalog"):
-            raise UsageFault(f"catalog-qualified table names are not supported: {node.sql(dialect=ADQL)}",
-                             position=position_of(node))
+            raise UsageFault(
+                f"catalog-qualified table names are not supported: {node.sql(dialect=ADQL)}", position=position_of(node)
+            )
         schema = node.db or None
         name = node.name
         if schema is None and name.lower() in self.ctes:  # a WITH query's name (ADQL 2.1 §2.2.5)
@@ -392,25 +522,38 @@ class _Analyzer:
         ORDER BY after the last SELECT sorts the combined rows by output names or positions."""
         if not isinstance(node, SET_OPS):
             sel = node.this if isinstance(node, exp.Subquery) else node
+            assert isinstance(sel, exp.Select)
             return self.analyze_select(sel, [])
         left, right = self.analyze_set(node.this), self.analyze_set(node.expression)
         name = NAMES[type(node)]
         if len(left) != len(right):
-            raise UsageFault(f"the SELECTs combined by {name} give {len(left)} and {len(right)} columns; they must "
-                             "give the same number", position=position_of(node))
+            raise UsageFault(
+                f"the SELECTs combined by {name} give {len(left)} and {len(right)} columns; they must "
+                "give the same number",
+                position=position_of(node),
+            )
+
         def same(x, y) -> bool:  # one declared column on both sides, whatever its output name
             return x is not None and y is not None and x.renamed("") == y.renamed("")
-        out = [OutputColumn(a.name, a.column if same(a.column, b.column) else None,
-                            a.xtype if a.xtype == b.xtype else None) for a, b in zip(left, right)]
+
+        out = [
+            OutputColumn(
+                a.name, a.column if same(a.column, b.column) else None, a.xtype if a.xtype == b.xtype else None
+            )
+            for a, b in zip(left, right)
+        ]
         order = node.args.get("order")
-        for o in (order.expressions if order is not None else []):
+        for o in order.expressions if order is not None else []:
             key = o.this
             if isinstance(key, exp.Literal) and key.is_int and 1 <= int(key.name) <= len(out):
                 continue
             if isinstance(key, exp.Column) and not key.table and key.name.lower() in [c.name.lower() for c in out]:
                 continue
-            raise UsageFault(f"ORDER BY after {name} sorts by the result's column names "
-                             f"({', '.join(c.name for c in out)}) or positions", position=position_of(o))
+            raise UsageFault(
+                f"ORDER BY after {name} sorts by the result's column names "
+                f"({', '.join(c.name for c in out)}) or positions",
+                position=position_of(o),
+            )
         return out
 
     def analyze_with(self, with_: exp.With, outer: list[_Source]) -> None:
@@ -427,8 +570,9 @@ class _Analyzer:
             if not isinstance(cte.this, exp.Select):
                 raise UsageFault("a WITH query must be a SELECT", position=position_of(cte))
             out = self.analyze_select(cte.this, outer)
-            self.ctes[name.lower()] = [(o.column.renamed(o.name) if o.column else Column(o.name, "double"))
-                                       for o in out]
+            self.ctes[name.lower()] = [
+                (o.column.renamed(o.name) if o.column else Column(o.name, "double")) for o in out
+            ]
 
     def analyze_select(self, sel: exp.Select, outer: list[_Source]) -> list[OutputColumn]:
         sources: list[_Source] = []
@@ -468,11 +612,20 @@ class _Analyzer:
         using = {i.name.lower() for j in sel.args.get("joins") or [] for i in j.args.get("using") or []}
         # a plain ORDER BY name that is an output column's sorts by it, also when a table column
         # has that name (SQL-92 §13.1: sort keys are columns of the result); left unbound here
-        sort_aliases = {e.alias.lower() for e in sel.expressions if isinstance(e, exp.Alias)
-                        and not (isinstance(e.this, exp.Column) and e.this.name.lower() == e.alias.lower())}
+        sort_aliases = {
+            e.alias.lower()
+            for e in sel.expressions
+            if isinstance(e, exp.Alias)
+            and not (isinstance(e.this, exp.Column) and e.this.name.lower() == e.alias.lower())
+        }
         for node in list(self._scope_nodes(sel)):
-            if isinstance(node, exp.Column) and not node.table and node.name.lower() in sort_aliases \
-                    and isinstance(node.parent, exp.Ordered) and isinstance(node.parent.parent, exp.Order):
+            if (
+                isinstance(node, exp.Column)
+                and not node.table
+                and node.name.lower() in sort_aliases
+                and isinstance(node.parent, exp.Ordered)
+                and isinstance(node.parent.parent, exp.Order)
+            ):
                 continue
             if isinstance(node, exp.Column) and not isinstance(node.this, exp.Star):
                 in_order = node.find_ancestor(exp.Order, exp.Having, exp.Group, exp.Select)
@@ -493,8 +646,12 @@ class _Analyzer:
                 continue
             if not isinstance(n, exp.Expression):
                 continue
-            if isinstance(n, exp.Subquery) and n.find_ancestor(exp.From, exp.Join) is not None and \
-                    n.parent is not None and isinstance(n.parent, (exp.From, exp.Join)):
+            if (
+                isinstance(n, exp.Subquery)
+                and n.find_ancestor(exp.From, exp.Join) is not None
+                and n.parent is not None
+                and isinstance(n.parent, (exp.From, exp.Join))
+            ):
                 continue
             yield n
             if isinstance(n, exp.Select):
@@ -511,8 +668,12 @@ class _Analyzer:
                 targets = sources
             elif isinstance(e, exp.Column) and isinstance(e.this, exp.Star):
                 q = e.table
-                targets = [s for s in sources if (s.alias == q if e.args["table"].quoted else s.alias.lower() == q.lower())
-                           or (s.table is not None and s.table.qualified_name.lower() == f"{e.db}.{q}".lower())]
+                targets = [
+                    s
+                    for s in sources
+                    if (s.alias == q if e.args["table"].quoted else s.alias.lower() == q.lower())
+                    or (s.table is not None and s.table.qualified_name.lower() == f"{e.db}.{q}".lower())
+                ]
                 if not targets:
                     raise UsageFault(f"{e.sql(dialect=ADQL)}: no table {q} in FROM", position=position_of(e))
             else:
@@ -520,25 +681,41 @@ class _Analyzer:
                 continue
             for s in targets:
                 for c in s.columns:
-                    new.append(exp.Column(this=exp.Identifier(this=c.name, quoted=True),
-                                          table=exp.Identifier(this=s.alias, quoted=True)))
+                    new.append(
+                        exp.Column(
+                            this=exp.Identifier(this=c.name, quoted=True),
+                            table=exp.Identifier(this=s.alias, quoted=True),
+                        )
+                    )
         sel.set("expressions", new)
 
-    def resolve_column(self, node: exp.Column, local: list[_Source], outer: list[_Source],
-                       select_aliases: set[str], using: set[str] = frozenset()) -> None:
+    def resolve_column(
+        self,
+        node: exp.Column,
+        local: list[_Source],
+        outer: list[_Source],
+        select_aliases: set[str],
+        using: frozenset[str] | set[str] = frozenset(),
+    ) -> None:
         """Bind ``node`` to its table's column.  An unqualified name shared by several tables is
         ambiguous unless it is a ``JOIN ... USING`` column (ADQL 2.1 §2.2.1: one merged column)."""
         ident = node.this
         qual = node.args.get("table")
         if qual is not None:
             scope = local + outer
-            cands = [s for s in scope if (s.alias == qual.name if qual.quoted else s.alias.lower() == qual.name.lower())]
+            cands = [
+                s for s in scope if (s.alias == qual.name if qual.quoted else s.alias.lower() == qual.name.lower())
+            ]
             if node.db:
-                cands = [s for s in scope if s.table is not None and
-                         s.table.qualified_name.lower() == f"{node.db}.{qual.name}".lower()] or cands
+                cands = [
+                    s
+                    for s in scope
+                    if s.table is not None and s.table.qualified_name.lower() == f"{node.db}.{qual.name}".lower()
+                ] or cands
             if not cands:
-                raise UsageFault(f"{node.sql(dialect=ADQL)}: no table or alias {qual.name} in FROM",
-                                 position=position_of(node))
+                raise UsageFault(
+                    f"{node.sql(dialect=ADQL)}: no table or alias {qual.name} in FROM", position=position_of(node)
+                )
             src = cands[0]
             col = src.find(ident)
             if col is None:
@@ -547,8 +724,11 @@ class _Analyzer:
             for level in (local, outer):
                 hits = [(s, c) for s, c in ((s, s.find(ident)) for s in level) if c is not None]
                 if len(hits) > 1 and not (level is local and ident.name.lower() in using):
-                    raise UsageFault(f"column {ident.name} is ambiguous (in {', '.join(h[0].alias for h in hits)});"
-                                     " qualify it with a table name or alias", position=position_of(node))
+                    raise UsageFault(
+                        f"column {ident.name} is ambiguous (in {', '.join(h[0].alias for h in hits)});"
+                        " qualify it with a table name or alias",
+                        position=position_of(node),
+                    )
                 if hits:
                     break
             if not hits:
@@ -556,6 +736,7 @@ class _Analyzer:
                     return
                 self._unknown_column(node, local + outer)
             src, col = hits[0]
+        assert col is not None
         node.set("this", exp.Identifier(this=col.name, quoted=True))
         node.set("table", exp.Identifier(this=src.alias, quoted=True))
         node.set("db", None)
@@ -572,7 +753,7 @@ class _Analyzer:
         out: list[OutputColumn] = []
         used: set[str] = set()
         new = []
-        for i, e in enumerate(sel.expressions):
+        for _i, e in enumerate(sel.expressions):
             inner = e.this if isinstance(e, exp.Alias) else e
             col = inner.meta.get("gw_column") if isinstance(inner, exp.Column) else None
             if isinstance(e, exp.Alias):
@@ -591,8 +772,9 @@ class _Analyzer:
             used.add(name.lower())
             xtype = GEOMETRY_VALUES.get(inner.name.upper()) if isinstance(inner, exp.Anonymous) else None
             unit = "deg**2" if isinstance(inner, exp.Anonymous) and inner.name.upper() == "AREA" else None
-            out.append(OutputColumn(name, col.renamed(name) if col is not None and col.name != name else col, xtype,
-                                    unit))
+            out.append(
+                OutputColumn(name, col.renamed(name) if col is not None and col.name != name else col, xtype, unit)
+            )
             new.append(exp.Alias(this=inner, alias=exp.Identifier(this=name, quoted=True)))
         sel.set("expressions", new)
         return out
@@ -604,7 +786,7 @@ def analyze(text: str, catalogue: Catalogue) -> AdqlQuery:
     Returns an :class:`AdqlQuery`; raises :class:`UsageFault` (with line/column where known)
     for syntax errors, constructs outside ADQL 2.1 or this service's declared features, and
     unknown tables/columns (ADQL 2.1 §2; TAP 1.1 §2.7.4)."""
-    declared = getattr(catalogue, "udfs", dict)()
+    declared: dict = getattr(catalogue, "udfs", dict)()
     tree = parse(text, frozenset(declared))
     an = _Analyzer(catalogue)
     output = an.analyze_set(tree) if isinstance(tree, SET_OPS) else an.analyze_select(tree, [])
@@ -616,5 +798,12 @@ def analyze(text: str, catalogue: Catalogue) -> AdqlQuery:
         raise UsageFault("OFFSET needs a non-negative integer", position=position_of(off))
     _in_unit(tree, output)
     used = {n.name.upper() for n in tree.find_all(exp.Anonymous) if n.name.upper() in declared}
-    return AdqlQuery(text=text, ast=tree, output=output, tables=an.tables, archives=an.archives, udfs=used,
-                     with_queries=bool(an.ctes))
+    return AdqlQuery(
+        text=text,
+        ast=tree,
+        output=output,
+        tables=an.tables,
+        archives=an.archives,
+        udfs=used,
+        with_queries=bool(an.ctes),
+    )

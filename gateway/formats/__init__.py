@@ -5,10 +5,11 @@ Each :class:`OutputFormat` has a canonical MIME type, the aliases accepted in
 yields ``bytes`` chunks.  Formats are registered through the ``gateway_register_formats`` hook;
 the built-in ones come from :mod:`gateway.formats.builtin`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from ..faults import UsageFault
 from ..rowstream import RowStream
@@ -63,7 +64,8 @@ class FormatRegistry:
             value = default
         fmt = self.lookup(value)
         if fmt is None:
-            raise UsageFault(f"unsupported RESPONSEFORMAT {value!r}; supported: "
-                             + ", ".join(f.mime for f in self.formats))
+            raise UsageFault(
+                f"unsupported RESPONSEFORMAT {value!r}; supported: " + ", ".join(f.mime for f in self.formats)
+            )
         ctype = value if value.lower().startswith(("text/", "application/", "image/")) else fmt.mime
         return fmt, ctype

@@ -5,6 +5,7 @@ back to back, and each cell's byte length.  :func:`interleave` concatenates seve
 columns row by row with one scatter, which is how BINARY/BINARY2 rows and TABLEDATA ``<TR>``
 rows are built.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,7 +27,7 @@ def interleave(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, 
         out = np.empty((n, sum(widths)), np.uint8)
         at = 0
         for (data, _), w in zip(parts, widths):
-            out[:, at:at + w] = data[: n * w].reshape(n, w)
+            out[:, at : at + w] = data[: n * w].reshape(n, w)
             at += w
         return out.reshape(-1), np.full(n, at, np.int64)
     lens = [p[1].astype(np.int64) for p in parts]
@@ -34,7 +35,7 @@ def interleave(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, 
     row_start = np.zeros(n, np.int64)
     if n:
         np.cumsum(row_len[:-1], out=row_start[1:])
-    out = np.empty(int(row_len.sum()), np.uint8)
+    out = np.empty(int(row_len.sum()), np.uint8)  # type: ignore[assignment]  # numpy shape typing
     within = np.zeros(n, np.int64)
     for (data, _), ln in zip(parts, lens):
         total = int(ln.sum())
@@ -63,7 +64,7 @@ def string_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     arr = pa.concat_arrays([arr]) if arr.offset else arr
     bufs = arr.buffers()
     offs = np.frombuffer(bufs[1], np.int32)[: len(arr) + 1]
-    data = np.frombuffer(bufs[2], np.uint8)[offs[0]: offs[-1]] if bufs[2] is not None else np.zeros(0, np.uint8)
+    data = np.frombuffer(bufs[2], np.uint8)[offs[0] : offs[-1]] if bufs[2] is not None else np.zeros(0, np.uint8)
     return data, np.diff(offs).astype(np.int64)
 
 
@@ -129,10 +130,10 @@ def binary_cell(arr: pa.Array, datatype: str, arraysize: str | None, binary2: bo
             offs = np.asarray(arr.offsets.to_numpy(zero_copy_only=False), np.int64)
             lens = np.diff(offs)
         item = np.dtype(BE[datatype]).itemsize
-        data = (vals.view(np.uint8).reshape(-1), lens * item)
+        data = (vals.view(np.uint8).reshape(-1), lens * item)  # type: ignore[assignment]
         if arraysize == "*" or (arraysize or "").endswith("*"):
-            return interleave([fixed(lens.astype(">u4"), n), data])
-        return data
+            return interleave([fixed(lens.astype(">u4"), n), data])  # type: ignore[list-item]
+        return data  # type: ignore[return-value]
     vals = numeric_values(arr, datatype, fill)
     if datatype in ("float", "double") and arr.null_count:
         vals = vals.astype(np.float64)
@@ -154,8 +155,11 @@ def text_cells(arr: pa.Array, datatype: str, escape_xml: bool) -> pa.Array:
     space-separated, NaN as ``NaN`` (VOTable 1.4 §6)."""
     t = arr.type
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        inner = arr.cast(pa.list_(pa.string())) if not pa.types.is_fixed_size_list(t) else \
-            arr.cast(pa.list_(pa.string(), t.list_size)).cast(pa.list_(pa.string()))
+        inner = (
+            arr.cast(pa.list_(pa.string()))
+            if not pa.types.is_fixed_size_list(t)
+            else arr.cast(pa.list_(pa.string(), t.list_size)).cast(pa.list_(pa.string()))
+        )
         out = pc.binary_join(inner, " ")
     elif datatype == "boolean":
         out = pc.if_else(arr, "T", "F")

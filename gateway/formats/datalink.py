@@ -1,6 +1,7 @@
 """DataLink 1.1 documents (DataLink 1.1 §3.2-3.3, §4): the ``{links}`` table and SODA service
 descriptors, written as TABLEDATA.  Used by the DataLink endpoint and by archives that
 answer DataLink for their own dataset IDs."""
+
 from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
@@ -24,8 +25,13 @@ LINK_COLUMNS = [
 def links_document(rows: list[list[str]], descriptors: str = "") -> str:
     """``rows``: one list of 8 strings per link, in :data:`LINK_COLUMNS` order ("" = null);
     ``descriptors``: service-descriptor RESOURCEs appended after the results."""
-    out = [HEADER, '<RESOURCE type="results">\n', info_xml("QUERY_STATUS", "OK"),
-           info_xml("standardID", "ivo://ivoa.net/std/DataLink#links-1.1"), "<TABLE>\n"]
+    out = [
+        HEADER,
+        '<RESOURCE type="results">\n',
+        info_xml("QUERY_STATUS", "OK"),
+        info_xml("standardID", "ivo://ivoa.net/std/DataLink#links-1.1"),
+        "<TABLE>\n",
+    ]
     out += [field_xml(c, id="id_col" if c.name == "ID" else None) for c in LINK_COLUMNS]
     out.append("<DATA><TABLEDATA>\n")
     for r in rows:
@@ -40,14 +46,17 @@ def soda_descriptor(access_url: str, rid: str = "soda", mode: str = "sync", extr
     """A SODA service descriptor (SODA 1.0 §3, DataLink 1.1 §4; ``mode`` ``sync`` or
     ``async``) whose ID parameter takes the ``ID`` column of the links table (``ref="id_col"``);
     ``extra_params``: PARAM elements of an archive's own options, added to ``inputParams``."""
-    return (f'<RESOURCE type="meta" utype="adhoc:service" ID={quoteattr(rid)} name={quoteattr(rid)}>\n'
-            '<PARAM name="standardID" datatype="char" arraysize="*" '
-            f'value="ivo://ivoa.net/std/SODA#{mode}-1.0"/>\n'
-            f'<PARAM name="accessURL" datatype="char" arraysize="*" value={quoteattr(access_url)}/>\n'
-            '<GROUP name="inputParams">\n'
-            '<PARAM name="ID" datatype="char" arraysize="*" ucd="meta.id;meta.main" ref="id_col" value=""/>\n'
-            '<PARAM name="POS" datatype="char" arraysize="*" ucd="pos.outline;obs" xtype="shape" value="">'
-            "<DESCRIPTION>CIRCLE ra dec r | RANGE ra1 ra2 dec1 dec2 | POLYGON ra1 dec1 ... (ICRS deg)</DESCRIPTION></PARAM>\n"
-            '<PARAM name="CIRCLE" datatype="double" arraysize="3" xtype="circle" unit="deg" ucd="pos.outline;obs" value=""/>\n'
-            '<PARAM name="POLYGON" datatype="double" arraysize="*" xtype="polygon" unit="deg" ucd="pos.outline;obs" value=""/>\n'
-            + extra_params + "</GROUP>\n</RESOURCE>\n")
+    return (
+        f'<RESOURCE type="meta" utype="adhoc:service" ID={quoteattr(rid)} name={quoteattr(rid)}>\n'
+        '<PARAM name="standardID" datatype="char" arraysize="*" '
+        f'value="ivo://ivoa.net/std/SODA#{mode}-1.0"/>\n'
+        f'<PARAM name="accessURL" datatype="char" arraysize="*" value={quoteattr(access_url)}/>\n'
+        '<GROUP name="inputParams">\n'
+        '<PARAM name="ID" datatype="char" arraysize="*" ucd="meta.id;meta.main" ref="id_col" value=""/>\n'
+        '<PARAM name="POS" datatype="char" arraysize="*" ucd="pos.outline;obs" xtype="shape" value="">'
+        "<DESCRIPTION>CIRCLE ra dec r | RANGE ra1 ra2 dec1 dec2 | POLYGON ra1 dec1 ... (ICRS deg)</DESCRIPTION></PARAM>\n"
+        '<PARAM name="CIRCLE" datatype="double" arraysize="3" xtype="circle" unit="deg" ucd="pos.outline;obs" value=""/>\n'
+        '<PARAM name="POLYGON" datatype="double" arraysize="*" xtype="polygon" unit="deg" ucd="pos.outline;obs" value=""/>\n'
+        + extra_params
+        + "</GROUP>\n</RESOURCE>\n"
+    )

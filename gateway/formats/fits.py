@@ -8,12 +8,13 @@ whatever the size.  Otherwise (variable-length strings or arrays, upstream archi
 MAXREC-bounded result is gathered first and written by astropy.  Nulls are NaN for floats,
 ``TNULLn`` for integers (FITS 4.0 §7.3.2) and 0 for logicals; strings shorter than the field
 end with NUL (§7.3.3.1)."""
+
 from __future__ import annotations
 
 import io
 import itertools
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -58,8 +59,10 @@ def fixed_forms(cols: list[Column]) -> list[str] | None:
 
 
 def _header(cols: list[Column], forms: list[str], rows: int, overflow: bool) -> bytes:
-    fcols = [fits.Column(name=c.name, format=f, unit=c.unit, null=cells.NULL_INT.get(c.datatype))
-             for c, f in zip(cols, forms)]
+    fcols = [
+        fits.Column(name=c.name, format=f, unit=c.unit, null=cells.NULL_INT.get(c.datatype))
+        for c, f in zip(cols, forms)
+    ]
     hdu = fits.BinTableHDU.from_columns(fcols, nrows=0)
     hdu.header["NAXIS2"] = rows
     for i, c in enumerate(cols, start=1):
@@ -83,6 +86,7 @@ def _fits_cell(arr: pa.Array, c: Column) -> tuple[np.ndarray, np.ndarray]:
 
 def _stream_fits(stream: RowStream, forms: list[str]) -> Iterator[bytes]:
     cols = stream.columns
+    assert stream.count is not None  # FITS streams only counted answers (write_fits)
     rows, overflow = stream.count()
     batches = iter(stream)
     first = next(batches, None)  # the query's own errors come before the first byte too
@@ -126,13 +130,20 @@ def _gathered_fits(stream: RowStream) -> Iterator[bytes]:
         else:
             mask = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), bool)
             fill = np.nan if c.datatype in ("float", "double") else (False if c.datatype == "boolean" else 0)
-            values = np.asarray(arr.fill_null(fill)
-                                .to_numpy(zero_copy_only=False)) if arr.null_count else \
-                np.asarray(arr.to_numpy(zero_copy_only=False))
+            values = (
+                np.asarray(arr.fill_null(fill).to_numpy(zero_copy_only=False))
+                if arr.null_count
+                else np.asarray(arr.to_numpy(zero_copy_only=False))
+            )
             if c.datatype == "boolean":
                 values = values.astype(bool)
-        col = MaskedColumn(values, name=c.name, unit=c.unit, description=c.description,
-                           mask=mask if mask is not None and mask.any() and c.datatype not in ("float", "double") else None)
+        col = MaskedColumn(
+            values,
+            name=c.name,
+            unit=c.unit,
+            description=c.description,
+            mask=mask if mask is not None and mask.any() and c.datatype not in ("float", "double") else None,
+        )
         t[c.name] = col
     hdu = fits.table_to_hdu(t)
     for i, c in enumerate(cols, start=1):
@@ -146,5 +157,12 @@ def _gathered_fits(stream: RowStream) -> Iterator[bytes]:
 
 
 def _np_type(c):
-    return {"short": np.int16, "int": np.int32, "long": np.int64, "float": np.float32, "double": np.float64,
-            "boolean": bool, "unsignedByte": np.uint8}.get(c.datatype, str)
+    return {
+        "short": np.int16,
+        "int": np.int32,
+        "long": np.int64,
+        "float": np.float32,
+        "double": np.float64,
+        "boolean": bool,
+        "unsignedByte": np.uint8,
+    }.get(c.datatype, str)

@@ -7,11 +7,12 @@ Arrays are written space-separated, as in DALI 1.1 §3.3.  JSON is
 An error after streaming began is appended as a last line ``# QUERY_STATUS=ERROR: ...``
 (there is no in-band status in CSV; DALI 1.1 §4.4.2 allows only VOTable trailing INFOs).
 """
+
 from __future__ import annotations
 
 import io
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -55,8 +56,10 @@ def write_csv(stream: RowStream, infos, delimiter: str = ",") -> Iterator[bytes]
             if delimiter == ",":
                 pacsv.write_csv(b, buf, pacsv.WriteOptions(include_header=False, delimiter=",", quoting_style="needed"))
             else:
-                arrays = [pc.fill_null(pc.replace_substring_regex(a.cast(pa.string()), "[\t\r\n]", " "), "")
-                          for a in b.columns]
+                arrays = [
+                    pc.fill_null(pc.replace_substring_regex(a.cast(pa.string()), "[\t\r\n]", " "), "")
+                    for a in b.columns
+                ]
                 rows = pc.binary_join_element_wise(*arrays, "\t")
                 data, _ = cells.string_parts(pc.binary_join_element_wise(rows, "\n", ""))
                 buf.write(data.tobytes())
@@ -75,9 +78,22 @@ def write_tsv(stream: RowStream, infos) -> Iterator[bytes]:
 
 
 def write_json(stream: RowStream, infos) -> Iterator[bytes]:
-    meta = [{k: v for k, v in (("name", c.name), ("datatype", c.datatype), ("arraysize", c.arraysize),
-                               ("xtype", c.xtype), ("unit", c.unit), ("ucd", c.ucd),
-                               ("description", c.description)) if v is not None} for c in stream.columns]
+    meta = [
+        {
+            k: v
+            for k, v in (
+                ("name", c.name),
+                ("datatype", c.datatype),
+                ("arraysize", c.arraysize),
+                ("xtype", c.xtype),
+                ("unit", c.unit),
+                ("ucd", c.ucd),
+                ("description", c.description),
+            )
+            if v is not None
+        }
+        for c in stream.columns
+    ]
     yield ('{"metadata": ' + json.dumps(meta) + ', "data": [').encode()
     first = True
     status = "OK"

@@ -6,11 +6,12 @@ value="OK"`` before the TABLE; after the TABLE a trailing ``QUERY_STATUS`` INFO 
 Rows are encoded per Arrow batch with numpy (:mod:`gateway.formats.cells`); base64 output is
 emitted in 3-byte-aligned chunks so memory stays flat whatever the result size.
 """
+
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import Iterator
+from collections.abc import Iterator
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
@@ -23,12 +24,20 @@ from ..schema import Column
 from . import cells
 
 NS = "http://www.ivoa.net/xml/VOTable/v1.3"
-HEADER = ('<?xml version="1.0" encoding="UTF-8"?>\n'
-          f'<VOTABLE version="1.4" xmlns="{NS}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n')
+HEADER = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    f'<VOTABLE version="1.4" xmlns="{NS}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n'
+)
 
 
-def field_xml(c: Column, binary_nulls: bool = False, tag: str = "FIELD", value: str | None = None,
-              id: str | None = None, ref: str | None = None) -> str:
+def field_xml(
+    c: Column,
+    binary_nulls: bool = False,
+    tag: str = "FIELD",
+    value: str | None = None,
+    id: str | None = None,
+    ref: str | None = None,
+) -> str:
     attrs = [f"name={quoteattr(c.name)}", f'datatype="{c.datatype}"']
     if id:
         attrs.insert(0, f"ID={quoteattr(id)}")
@@ -62,7 +71,7 @@ def info_xml(name: str, value: str, text: str | None = None) -> str:
     return f"<INFO name={quoteattr(name)} value={quoteattr(value)}>{escape(text)}</INFO>\n"
 
 
-def error_document(message: str, infos: list[tuple[str, str]] = ()) -> bytes:
+def error_document(message: str, infos: list[tuple[str, str]] | tuple = ()) -> bytes:
     """DALI 1.1 §4.2 error VOTable: ``QUERY_STATUS=ERROR`` with the message as INFO content."""
     body = HEADER + '<RESOURCE type="results">\n' + info_xml("QUERY_STATUS", "ERROR", message)
     for k, v in infos:
@@ -95,8 +104,14 @@ class Base64Lines:
         return out
 
 
-def write_votable(stream: RowStream, infos: list[tuple[str, str]], serialization: str = "binary2",
-                  preamble: str = "", postamble: str = "", field_ids: dict[str, str] | None = None) -> Iterator[bytes]:
+def write_votable(
+    stream: RowStream,
+    infos: list[tuple[str, str]],
+    serialization: str = "binary2",
+    preamble: str = "",
+    postamble: str = "",
+    field_ids: dict[str, str] | None = None,
+) -> Iterator[bytes]:
     """Yield a complete VOTable for ``stream``.  ``serialization``: ``tabledata``, ``binary``
     or ``binary2``.  ``preamble``: extra XML inside the results RESOURCE before the TABLE
     (e.g. PARAMs); ``postamble``: sibling RESOURCEs after it (e.g. service descriptors)."""
@@ -126,8 +141,10 @@ def write_votable(stream: RowStream, infos: list[tuple[str, str]], serialization
                 yield tabledata_rows(batch, cols)
             else:
                 parts = [cells.null_flags(batch.columns, batch.num_rows)] if serialization == "binary2" else []
-                parts += [cells.binary_cell(a, c.datatype, c.arraysize, serialization == "binary2")
-                          for a, c in zip(batch.columns, cols)]
+                parts += [
+                    cells.binary_cell(a, c.datatype, c.arraysize, serialization == "binary2")
+                    for a, c in zip(batch.columns, cols)
+                ]
                 data, _ = cells.interleave(parts)
                 out = b64.feed(data.tobytes())
                 if out:
@@ -137,6 +154,7 @@ def write_votable(stream: RowStream, infos: list[tuple[str, str]], serialization
     except Exception as e:  # noqa: BLE001 - reported in-band; the HTTP status is already sent
         error = f"internal error while streaming: {type(e).__name__}"
         import logging
+
         logging.getLogger("gateway").exception("error while streaming a VOTable")
     tail = "" if tag == "TABLEDATA" else b64.flush().decode() + "</STREAM>"
     tail += f"</{tag}></DATA>\n</TABLE>\n"

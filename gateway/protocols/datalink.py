@@ -2,6 +2,7 @@
 (the FITS file) and a ``#cutout`` row pointing at the SODA service descriptor in the same
 document; unknown IDs get a ``NotFoundFault`` row.  TABLEDATA, content type
 ``application/x-votable+xml;content=datalink``."""
+
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
@@ -50,8 +51,12 @@ def links():
         if fmt and fmt.split(";")[0].strip().lower() not in ("votable", "application/x-votable+xml", "text/xml"):
             raise UsageFault(f"unsupported RESPONSEFORMAT {fmt!r}; DataLink answers VOTable")
         ids = p.getlist("ID")
-        upstream = {a.name: a for a in gw().catalogue.archives.values()
-                    for i in ids if a.capabilities.datalink_proxy and a.claims(i)}
+        upstream = {
+            a.name: a
+            for a in gw().catalogue.archives.values()
+            for i in ids
+            if a.capabilities.datalink_proxy and a.claims(i)
+        }
         if upstream:
             if len(upstream) > 1 or not all(next(iter(upstream.values())).claims(i) for i in ids):
                 raise UsageFault("these IDs belong to different archives; ask for each archive's IDs separately")
@@ -66,8 +71,10 @@ def links():
             rows.append([i, "", "", f"{f.label}: {f}", "", "#this", "", ""])
             continue
         url = gw().url(f"data/{archive.name}/{rec['obs_id']}.fits")
-        rows.append([i, url, "", "", f"full image {rec['obs_id']}", "#this", "image/fits",
-                     str(rec["access_estsize"] * 1024)])
-        rows.append([i, "", "soda", "", "SODA cutout of this image (POS, CIRCLE or POLYGON)", "#cutout",
-                     "image/fits", ""])
+        rows.append(
+            [i, url, "", "", f"full image {rec['obs_id']}", "#this", "image/fits", str(rec["access_estsize"] * 1024)]
+        )
+        rows.append(
+            [i, "", "soda", "", "SODA cutout of this image (POS, CIRCLE or POLYGON)", "#cutout", "image/fits", ""]
+        )
     return Response(links_document(rows, soda_descriptor(gw().url("soda/sync"))), content_type=MIME)

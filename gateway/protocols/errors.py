@@ -6,6 +6,7 @@
 * SIA 1.0: VOTable ``QUERY_STATUS=ERROR`` in the results RESOURCE.
 * SODA 1.0 §5: ``text/plain`` beginning ``UsageError``/``Error``/``ServiceUnavailable``.
 """
+
 from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
@@ -24,7 +25,9 @@ def dali_error(f: Fault, label: bool = False) -> Response:
 
 
 def scs_error(f: Fault) -> Response:
-    body = HEADER + f'<INFO name="Error" ID="Error" value={quoteattr(str(f))}/>\n<RESOURCE type="results"/>\n</VOTABLE>\n'
+    body = (
+        HEADER + f'<INFO name="Error" ID="Error" value={quoteattr(str(f))}/>\n<RESOURCE type="results"/>\n</VOTABLE>\n'
+    )
     return Response(body, status=f.status, mimetype="text/xml", headers=f.headers)
 
 

@@ -1,5 +1,6 @@
 """DALI 1.1 §3 request parameters: names case-insensitive (query string, urlencoded and
 multipart bodies), values case-sensitive; single-valued parameters given twice are an error."""
+
 from __future__ import annotations
 
 from flask import request
@@ -14,7 +15,7 @@ class Params:
             self._values.setdefault(k.upper(), []).append(v)
 
     @classmethod
-    def from_request(cls) -> "Params":
+    def from_request(cls) -> Params:
         return cls(cls.pairs_from_request())
 
     @staticmethod

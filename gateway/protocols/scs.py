@@ -5,6 +5,7 @@ MAXREC (SCS 1.1 WD) honoured.  The id/RA/Dec columns carry the UCD1 names ``ID_M
 ``POS_EQ_RA_MAIN``, ``POS_EQ_DEC_MAIN`` the standard requires, and the id is a string.
 Errors are VOTables with ``INFO name="Error"`` (SCS 1.03 §3).
 """
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -29,8 +30,10 @@ def cone(name):
     try:
         found = gw().cone_table(name)
         if found is None:
-            raise NotFoundFault(f"no positional table {name}; cone search is offered for: "
-                                + ", ".join(t.qualified_name for _, t in gw().positional_tables()))
+            raise NotFoundFault(
+                f"no positional table {name}; cone search is offered for: "
+                + ", ".join(t.qualified_name for _, t in gw().positional_tables())
+            )
         archive, table = gw().catalogue.archives[found[0]], found[1]
         p = Params.from_request()
         ra, dec, sr = (p.get_float(k, required=True) for k in ("RA", "DEC", "SR"))
@@ -52,13 +55,15 @@ def cone(name):
     except Fault as f:
         return scs_error(f)
     stream = scs_view(stream, table)
-    fmt = gw().formats.lookup((p.get("RESPONSEFORMAT") or "votable/td"))
+    fmt = gw().formats.lookup(p.get("RESPONSEFORMAT") or "votable/td")
     if fmt is None:
         return scs_error(UsageFault(f"unsupported RESPONSEFORMAT {p.get('RESPONSEFORMAT')!r}"))
     g = gw()
-    chunks = counting(fmt.writer(stream, [("standardID", "ivo://ivoa.net/std/ConeSearch")]), stream,
-                      lambda rows: g.queries.finished(actor, "scs", archive.name, {"RA": ra, "DEC": dec, "SR": sr},
-                                                         stream, rows))
+    chunks = counting(
+        fmt.writer(stream, [("standardID", "ivo://ivoa.net/std/ConeSearch")]),
+        stream,
+        lambda rows: g.queries.finished(actor, "scs", archive.name, {"RA": ra, "DEC": dec, "SR": sr}, stream, rows),
+    )
     return Response(chunks, content_type="text/xml;content=x-votable" if fmt.is_votable else fmt.mime)
 
 
@@ -69,7 +74,11 @@ def scs_view(stream: RowStream, table) -> RowStream:
     for c in stream.columns:
         if c.name in ucd1:
             from dataclasses import replace
-            c = replace(c, ucd=ucd1[c.name], **({"datatype": "char", "arraysize": "*"} if c.name == table.id_column else {}))
+
+            if c.name == table.id_column:
+                c = replace(c, ucd=ucd1[c.name], datatype="char", arraysize="*")
+            else:
+                c = replace(c, ucd=ucd1[c.name])
         cols.append(c)
     idx = [i for i, c in enumerate(stream.columns) if c.name == table.id_column]
     orig = stream.batches
@@ -81,6 +90,7 @@ def scs_view(stream: RowStream, table) -> RowStream:
                 arrays[idx[0]] = arrays[idx[0]].cast(pa.string())
                 b = pa.RecordBatch.from_arrays(arrays, names=b.schema.names)
             yield b
+
     stream.columns = cols
     stream.batches = batches()
     return stream

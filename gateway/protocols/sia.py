@@ -7,6 +7,7 @@ POS is ``CIRCLE``, ``RANGE`` or ``POLYGON`` (ICRS degrees); BAND (m), TIME (MJD)
 SPATRES (arcsec), EXPTIME/TIMERES (s), SPECRP are a value or a ``lo hi`` interval.  Errors:
 DALI VOTables whose message starts with ``UsageFault:`` (SIA 2.0 §4).
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,15 @@ from flask import Blueprint, Response, current_app, send_file
 from ..archive import Archive, ImageQuery
 from ..faults import Fault, NotFoundFault, UsageFault
 from ..formats.votable import error_document
-from ..obscore import (OBSCORE_COLUMNS, dali_number, parse_shape, polygon_contains, shape_overlaps_polygon,
-                       shape_vertices, unit)
+from ..obscore import (
+    OBSCORE_COLUMNS,
+    dali_number,
+    parse_shape,
+    polygon_contains,
+    shape_overlaps_polygon,
+    shape_vertices,
+    unit,
+)
 from ..rowstream import RowStream
 from ..schema import Column
 from . import vosi
@@ -73,16 +81,19 @@ def with_access_urls(stream: RowStream, archive: str) -> RowStream:
             arrays = list(b.columns)
             arrays[i_url] = pc.binary_join_element_wise(base, arrays[i_id], ".fits", "")
             yield pa.RecordBatch.from_arrays(arrays, names=names)
+
     stream.batches = batches()
     return stream
 
 
 def datalink_descriptor() -> str:
-    return ('<RESOURCE type="meta" utype="adhoc:service" name="datalink">\n'
-            '<PARAM name="standardID" datatype="char" arraysize="*" value="ivo://ivoa.net/std/DataLink#links-1.1"/>\n'
-            f'<PARAM name="accessURL" datatype="char" arraysize="*" value={quoteattr(gw().url("datalink/links"))}/>\n'
-            '<GROUP name="inputParams">\n<PARAM name="ID" datatype="char" arraysize="*" ucd="meta.id;meta.main" '
-            'ref="obs_publisher_did" value=""/>\n</GROUP>\n</RESOURCE>\n')
+    return (
+        '<RESOURCE type="meta" utype="adhoc:service" name="datalink">\n'
+        '<PARAM name="standardID" datatype="char" arraysize="*" value="ivo://ivoa.net/std/DataLink#links-1.1"/>\n'
+        f'<PARAM name="accessURL" datatype="char" arraysize="*" value={quoteattr(gw().url("datalink/links"))}/>\n'
+        '<GROUP name="inputParams">\n<PARAM name="ID" datatype="char" arraysize="*" ucd="meta.id;meta.main" '
+        'ref="obs_publisher_did" value=""/>\n</GROUP>\n</RESOURCE>\n'
+    )
 
 
 @bp.route("/sia/query", methods=["GET", "POST"])
@@ -94,7 +105,9 @@ def sia2():
         if fmt is None:
             raise UsageFault(f"unsupported RESPONSEFORMAT {fmt_value!r}")
         q = sia2_query(p)
-        limit = min(q.maxrec if q.maxrec is not None else gw().config.service.sia_maxrec, gw().config.service.sia_maxrec)
+        limit = min(
+            q.maxrec if q.maxrec is not None else gw().config.service.sia_maxrec, gw().config.service.sia_maxrec
+        )
         q.maxrec = limit
         results = gw().queries.images(q, actor=gw().actor())
     except Fault as f:
@@ -109,13 +122,24 @@ def sia2():
     rows = sum(b.num_rows for b in batches)
     if rows > limit:
         overflow = True
-    merged = RowStream(OBSCORE_COLUMNS, [pa.Table.from_batches(batches, schema=batches[0].schema).slice(0, limit)
-                                         .to_batches()[0]] if batches and limit else [], overflow=overflow or limit == 0)
+    merged = RowStream(
+        OBSCORE_COLUMNS,
+        [pa.Table.from_batches(batches, schema=batches[0].schema).slice(0, limit).to_batches()[0]]
+        if batches and limit
+        else [],
+        overflow=overflow or limit == 0,
+    )
     if fmt.is_votable:
         from ..formats.votable import write_votable
+
         ser = "tabledata" if "tabledata" in fmt.mime else "binary" if fmt.mime.endswith("=binary") else "binary2"
-        body = write_votable(merged, [("standardID", "ivo://ivoa.net/std/SIA#query-2.0")], ser,
-                             postamble=datalink_descriptor(), field_ids={"obs_publisher_did": "obs_publisher_did"})
+        body = write_votable(
+            merged,
+            [("standardID", "ivo://ivoa.net/std/SIA#query-2.0")],
+            ser,
+            postamble=datalink_descriptor(),
+            field_ids={"obs_publisher_did": "obs_publisher_did"},
+        )
         return Response(body, content_type=fmt_value if "/" in fmt_value else fmt.mime)
     return Response(fmt.writer(merged, []), content_type=fmt.mime)
 
@@ -123,10 +147,14 @@ def sia2():
 @bp.route("/sia/capabilities")
 def sia2_capabilities():
     base = gw().url("sia")
-    caps = [('<capability standardID="ivo://ivoa.net/std/SIA#query-2.0"><interface xsi:type="vs:ParamHTTP" '
-             f'role="std" version="2.0"><accessURL use="base">{escape(base)}/query</accessURL></interface></capability>\n'),
-            vosi.vosi_capability("ivo://ivoa.net/std/VOSI#capabilities", base + "/capabilities"),
-            vosi.vosi_capability("ivo://ivoa.net/std/VOSI#availability", base + "/availability")]
+    caps = [
+        (
+            '<capability standardID="ivo://ivoa.net/std/SIA#query-2.0"><interface xsi:type="vs:ParamHTTP" '
+            f'role="std" version="2.0"><accessURL use="base">{escape(base)}/query</accessURL></interface></capability>\n'
+        ),
+        vosi.vosi_capability("ivo://ivoa.net/std/VOSI#capabilities", base + "/capabilities"),
+        vosi.vosi_capability("ivo://ivoa.net/std/VOSI#availability", base + "/availability"),
+    ]
     return Response(vosi.capabilities_document(caps), mimetype="text/xml")
 
 
@@ -203,6 +231,7 @@ def _upstream_images(archive, ra, dec, sra, sdec, mode) -> list[dict]:
     """SIA 1.0 records from an archive without local image records: its ``image_search`` on
     the POS/SIZE box (SIA 1.0 §4.1), the INTERSECT mode passed on (``ImageQuery.intersect``)."""
     from ..archive import ImageQuery
+
     cosd = max(math.cos(math.radians(dec)), 1e-6)
     box = ("range", ra - sra / 2 / cosd, ra + sra / 2 / cosd, max(-90.0, dec - sdec / 2), min(90.0, dec + sdec / 2))
     q = ImageQuery(pos=[box], intersect=mode, maxrec=gw().config.service.sia_maxrec)
@@ -217,8 +246,17 @@ def _sia1_match(r, ra, dec, sra, sdec, mode) -> bool:
     cosd = max(math.cos(math.radians(dec)), 1e-6)
     if sra == 0 and sdec == 0 or mode == "CENTER":
         return bool(polygon_contains(unit([v[0] for v in fp], [v[1] for v in fp]), unit([ra], [dec]))[0])
-    box = ("polygon", ra - sra / 2 / cosd, dec - sdec / 2, ra + sra / 2 / cosd, dec - sdec / 2,
-           ra + sra / 2 / cosd, dec + sdec / 2, ra - sra / 2 / cosd, dec + sdec / 2)
+    box = (
+        "polygon",
+        ra - sra / 2 / cosd,
+        dec - sdec / 2,
+        ra + sra / 2 / cosd,
+        dec - sdec / 2,
+        ra + sra / 2 / cosd,
+        dec + sdec / 2,
+        ra - sra / 2 / cosd,
+        dec + sdec / 2,
+    )
     fpv = unit([v[0] for v in fp], [v[1] for v in fp])
     boxv = shape_vertices(box)
     bv = unit([v[0] for v in boxv], [v[1] for v in boxv])
@@ -231,11 +269,18 @@ def _sia1_match(r, ra, dec, sra, sdec, mode) -> bool:
 
 def _sia1_votable(records, metadata: bool) -> str:
     from ..formats.votable import HEADER, field_xml, info_xml
+
     out = [HEADER, '<RESOURCE type="results">\n', info_xml("QUERY_STATUS", "OK")]
-    for name, desc in (("POS", "Search position ra,dec (ICRS degrees)"), ("SIZE", "Search size in degrees"),
-                       ("INTERSECT", "COVERS, ENCLOSED, CENTER or OVERLAPS"), ("FORMAT", "Image format")):
-        out.append(f'<PARAM name="INPUT:{name}" datatype="char" arraysize="*" value=""><DESCRIPTION>{desc}'
-                   "</DESCRIPTION></PARAM>\n")
+    for name, desc in (
+        ("POS", "Search position ra,dec (ICRS degrees)"),
+        ("SIZE", "Search size in degrees"),
+        ("INTERSECT", "COVERS, ENCLOSED, CENTER or OVERLAPS"),
+        ("FORMAT", "Image format"),
+    ):
+        out.append(
+            f'<PARAM name="INPUT:{name}" datatype="char" arraysize="*" value=""><DESCRIPTION>{desc}'
+            "</DESCRIPTION></PARAM>\n"
+        )
     out.append("<TABLE>\n")
     out += [field_xml(c) for c in SIA1_COLUMNS]
     out.append("<DATA><TABLEDATA>\n")
@@ -245,12 +290,21 @@ def _sia1_votable(records, metadata: bool) -> str:
         scale = r["s_fov"] / math.hypot(*xel) if None not in xel and r.get("s_fov") else None
         url = gw().url(f"data/{archive.name}/{r['obs_id']}.fits") if local else r.get("access_url") or ""
         em = (r["em_min"] + r["em_max"]) / 2 if r.get("em_min") is not None and r.get("em_max") is not None else None
-        cells = [r["obs_id"], repr(r["s_ra"]), repr(r["s_dec"]), "2", f"{xel[0]} {xel[1]}" if None not in xel else "",
-                 f"{scale!r} {scale!r}" if scale else "", "image/fits",
-                 repr(r["t_min"]) if r.get("t_min") is not None else "",
-                 (r.get("_band") or "") if local else "",
-                 repr(em) if em is not None else "", "ICRS",
-                 str(r["access_estsize"] * 1024) if r.get("access_estsize") is not None else "", url]
+        cells = [
+            r["obs_id"],
+            repr(r["s_ra"]),
+            repr(r["s_dec"]),
+            "2",
+            f"{xel[0]} {xel[1]}" if None not in xel else "",
+            f"{scale!r} {scale!r}" if scale else "",
+            "image/fits",
+            repr(r["t_min"]) if r.get("t_min") is not None else "",
+            (r.get("_band") or "") if local else "",
+            repr(em) if em is not None else "",
+            "ICRS",
+            str(r["access_estsize"] * 1024) if r.get("access_estsize") is not None else "",
+            url,
+        ]
         out.append("<TR>" + "".join(f"<TD>{escape(c)}</TD>" for c in cells) + "</TR>\n")
     out.append("</TABLEDATA></DATA>\n</TABLE>\n")
     if metadata:

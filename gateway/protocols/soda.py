@@ -5,6 +5,7 @@
 with no pixels gives HTTP 204 (SODA 1.0 §3.3).  Errors are ``text/plain`` beginning with the
 SODA vocabulary (``UsageError``, ``MultiValuedParamNotSupported``, ...).
 """
+
 from __future__ import annotations
 
 from xml.sax.saxutils import escape
@@ -13,10 +14,10 @@ from flask import Blueprint, Response, current_app
 
 from ..auth import public
 from ..faults import Fault, NotFoundFault, UsageFault
+from ..obscore import parse_shape
 from . import vosi
 from .errors import soda_error
 from .params import Params
-from ..obscore import parse_shape
 
 bp = Blueprint("soda", __name__)
 
@@ -41,27 +42,37 @@ def sync():
         if not ids:
             raise UsageFault("ID is required")
         if len(ids) > 1:
-            return Response("MultiValuedParamNotSupported: this service cuts one ID per request\n", status=400,
-                            mimetype="text/plain")
+            return Response(
+                "MultiValuedParamNotSupported: this service cuts one ID per request\n",
+                status=400,
+                mimetype="text/plain",
+            )
         shapes = [parse_shape(v, "POS") for v in p.getlist("POS")]
         shapes += [parse_shape("CIRCLE " + v, "CIRCLE") for v in p.getlist("CIRCLE")]
         shapes += [parse_shape("POLYGON " + v, "POLYGON") for v in p.getlist("POLYGON")]
         if len(shapes) > 1:
-            return Response("MultiValuedParamNotSupported: give one of POS, CIRCLE or POLYGON, once\n", status=400,
-                            mimetype="text/plain")
+            return Response(
+                "MultiValuedParamNotSupported: give one of POS, CIRCLE or POLYGON, once\n",
+                status=400,
+                mimetype="text/plain",
+            )
         archive, rec = find_image(ids[0])
         if not shapes:
             raise UsageFault("give a region: POS, CIRCLE or POLYGON")
         gw().queries._allowed(gw().actor(), "cutout", archive.name, ids[0])
-        gw().pm.hook.gateway_query_started(actor=public(gw().actor()), protocol="soda", archive=archive.name,
-                                           query={"ID": ids[0], "shape": shapes[0]})
+        gw().pm.hook.gateway_query_started(
+            actor=public(gw().actor()), protocol="soda", archive=archive.name, query={"ID": ids[0], "shape": shapes[0]}
+        )
         data = archive.cutout(rec["obs_publisher_did"], shapes[0])
     except Fault as f:
         return soda_error(f)
     if data is None:
         return Response(status=204)
-    return Response(data, mimetype="application/fits",
-                    headers={"Content-Disposition": f'inline; filename="{rec["obs_id"]}-cutout.fits"'})
+    return Response(
+        data,
+        mimetype="application/fits",
+        headers={"Content-Disposition": f'inline; filename="{rec["obs_id"]}-cutout.fits"'},
+    )
 
 
 def soda_archive(name: str):
@@ -85,8 +96,9 @@ def proxy_sync(archive):
             raise UsageFault("give exactly one ID")
         gw().queries._allowed(gw().actor(), "cutout", a.name, ids[0])
         pairs = Params.pairs_from_request()
-        gw().pm.hook.gateway_query_started(actor=public(gw().actor()), protocol="soda", archive=a.name,
-                                           query=dict(pairs))
+        gw().pm.hook.gateway_query_started(
+            actor=public(gw().actor()), protocol="soda", archive=a.name, query=dict(pairs)
+        )
         status, ctype, body = a.soda(pairs, gw().actor())
     except Fault as f:
         return soda_error(f)
@@ -94,11 +106,17 @@ def proxy_sync(archive):
 
 
 def _capabilities(base: str, modes=("sync",)) -> Response:
-    caps = [(f'<capability standardID="ivo://ivoa.net/std/SODA#{m}-1.0"><interface xsi:type="vs:ParamHTTP" '
-             f'role="std"><accessURL use="full">{escape(base)}/{m}</accessURL></interface></capability>\n')
-            for m in modes]
-    caps += [vosi.vosi_capability("ivo://ivoa.net/std/VOSI#capabilities", base + "/capabilities"),
-             vosi.vosi_capability("ivo://ivoa.net/std/VOSI#availability", base + "/availability")]
+    caps = [
+        (
+            f'<capability standardID="ivo://ivoa.net/std/SODA#{m}-1.0"><interface xsi:type="vs:ParamHTTP" '
+            f'role="std"><accessURL use="full">{escape(base)}/{m}</accessURL></interface></capability>\n'
+        )
+        for m in modes
+    ]
+    caps += [
+        vosi.vosi_capability("ivo://ivoa.net/std/VOSI#capabilities", base + "/capabilities"),
+        vosi.vosi_capability("ivo://ivoa.net/std/VOSI#availability", base + "/availability"),
+    ]
     return Response(vosi.capabilities_document(caps), mimetype="text/xml")
 
 

@@ -5,6 +5,7 @@ Every redirect is a 303 with an absolute ``Location`` (UWS 1.1 §2.2.3; STILTS n
 atomic children are ``text/plain`` bare tokens; errors are DALI error VOTables with the
 UWS status (404 unknown job, 403 wrong owner or phase, 400 bad value).
 """
+
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, redirect, request, send_file
@@ -33,7 +34,7 @@ def make_blueprint(service: str, name: str, prefix: str) -> Blueprint:
     def job_url(job_id: str) -> str:
         return gw().url(f"{bp_prefix()}/{job_id}")
 
-    def see_other(url: str) -> Response:
+    def see_other(url: str):
         return redirect(url, code=303)
 
     def text(value: str) -> Response:

@@ -5,19 +5,19 @@ Planning: a query whose tables all belong to one archive that evaluates ADQL goe
 any other query is planned by :mod:`gateway.planner` (sub-queries to each archive, the rest
 evaluated locally).
 """
+
 from __future__ import annotations
 
 import io
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
-
 
 from ..adql import analyze
-from ..auth import public
 from ..archive import Archive, Cone, ImageQuery
+from ..auth import public
 from ..faults import FatalFault, Fault, TransientFault, UsageFault
 from ..protocols.params import Params
 from ..registry import UploadOverlay
@@ -40,6 +40,7 @@ class QueryResult:
 class QueryService:
     def __init__(self, gateway):
         from .watch import SyncWatch
+
         self.gw = gateway
         self.watch = SyncWatch()
 
@@ -58,14 +59,23 @@ class QueryService:
         return min(requested, svc.maxrec_hard)
 
     def _allowed(self, actor, action: str, archive: str, resource: str) -> None:
-        ok = self.gw.pm.hook.gateway_permission_allowed(actor=public(actor), action=action, archive=archive,
-                                                        resource=resource)
+        ok = self.gw.pm.hook.gateway_permission_allowed(
+            actor=public(actor), action=action, archive=archive, resource=resource
+        )
         if ok is False:
             raise Fault(f"not allowed to {action} {resource}", status=403)
 
-    def adql(self, lang: str | None, text: str | None, maxrec: int | None, actor=None,
-             uploads: dict | None = None, context=None, service_url: str | None = None,
-             response_format: str | None = None) -> QueryResult:
+    def adql(
+        self,
+        lang: str | None,
+        text: str | None,
+        maxrec: int | None,
+        actor=None,
+        uploads: dict | None = None,
+        context=None,
+        service_url: str | None = None,
+        response_format: str | None = None,
+    ) -> QueryResult:
         """Validate and run an ADQL query.  ``maxrec`` is the client's MAXREC (None: default);
         ``uploads`` the TAP_UPLOAD tables ({lower name: UploadTable}); ``context`` the UWS
         JobContext of an async job (a sync query gets one with ``job_id`` None);
@@ -77,8 +87,10 @@ class QueryService:
         if text is None:
             raise UsageFault("parameter QUERY is required")
         if len(text) > self.gw.config.service.max_query_length:
-            raise UsageFault(f"QUERY has {len(text)} characters; this service accepts at most "
-                             f"{self.gw.config.service.max_query_length} (upload long lists as a TAP_UPLOAD table)")
+            raise UsageFault(
+                f"QUERY has {len(text)} characters; this service accepts at most "
+                f"{self.gw.config.service.max_query_length} (upload long lists as a TAP_UPLOAD table)"
+            )
         catalogue = UploadOverlay(self.gw.catalogue, uploads) if uploads else self.gw.catalogue
         q = analyze(text, catalogue)
         q.uploads = uploads or {}
@@ -92,8 +104,10 @@ class QueryService:
         for fn in sorted(q.udfs):
             owners = self.gw.catalogue.udfs()[fn][1]
             if name not in owners:
-                raise UsageFault(f"{fn.lower()}() is a function of archive {', '.join(owners)} only (declared in "
-                                 f"/tap/capabilities); this query runs on archive {name}, which lacks it")
+                raise UsageFault(
+                    f"{fn.lower()}() is a function of archive {', '.join(owners)} only (declared in "
+                    f"/tap/capabilities); this query runs on archive {name}, which lacks it"
+                )
         limit = self.maxrec(maxrec)
         if context is None:
             context = JobContext(None, actor, service_url=service_url)
@@ -157,8 +171,11 @@ class QueryService:
         q.uploads = uploads or {}
         archive, _ = self._whole(q)
         if archive is not None:
-            return {"federated": False, "archive": archive.name,
-                    "why": "every table is on this archive, which evaluates the whole query"}
+            return {
+                "federated": False,
+                "archive": archive.name,
+                "why": "every table is on this archive, which evaluates the whole query",
+            }
         return self.gw.planner.plan(q).explain()
 
     def read_uploads(self, values: list[str], open_part) -> dict | None:
@@ -176,7 +193,9 @@ class QueryService:
         def open_part(part: str):  # read at once: no file handle outlives the job's upload reading
             path = job.uploads.get(part)
             return io.BytesIO(Path(path).read_bytes()) if path else None
+
         from ..upstream import Scope
+
         Scope.of(context, "the job was aborted")  # ABORT and executionDuration cut its upstream calls off
         try:
             return self._run_job(p, fmt, ctype, context, job_dir, open_part)
@@ -186,8 +205,15 @@ class QueryService:
     def _run_job(self, p, fmt, ctype, context, job_dir: Path, open_part) -> list[Result]:
         uploads = self.read_uploads(p.getlist("UPLOAD"), open_part)
         text = p.get("QUERY")
-        res = self.adql(p.get("LANG"), text, p.get_int("MAXREC"), actor=context.actor, uploads=uploads,
-                        context=context, response_format=fmt.mime)
+        res = self.adql(
+            p.get("LANG"),
+            text,
+            p.get_int("MAXREC"),
+            actor=context.actor,
+            uploads=uploads,
+            context=context,
+            response_format=fmt.mime,
+        )
         infos = [("standardID", "ivo://ivoa.net/std/TAP"), ("QUERY", text)]
         path = job_dir / f"result.{fmt.extension}"
         tmp = path.with_suffix(".part")
@@ -197,6 +223,7 @@ class QueryService:
             nonlocal rows
             rows = n
             self.finished(context.actor, "tap", res.archive, text, res.stream, n)
+
         written = 0
         try:
             with open(tmp, "wb") as f:
@@ -219,8 +246,12 @@ class QueryService:
 
     def cone(self, archive: Archive, table, cone: Cone, maxrec: int | None, verb: int, actor=None) -> RowStream:
         self._allowed(actor, "cone", archive.name, table.qualified_name)
-        self.gw.pm.hook.gateway_query_started(actor=public(actor), protocol="scs", archive=archive.name,
-                                              query={"RA": cone.ra, "DEC": cone.dec, "SR": cone.radius})
+        self.gw.pm.hook.gateway_query_started(
+            actor=public(actor),
+            protocol="scs",
+            archive=archive.name,
+            query={"RA": cone.ra, "DEC": cone.dec, "SR": cone.radius},
+        )
         return archive.cone_search(table, cone, self.maxrec(maxrec), verb)
 
     def images(self, query: ImageQuery, actor=None) -> list[tuple[Archive, RowStream]]:
@@ -234,14 +265,22 @@ class QueryService:
         return out
 
     def finished(self, actor, protocol, archive, query, stream: RowStream, rows: int):
-        self.gw.pm.hook.gateway_query_finished(actor=public(actor), protocol=protocol, archive=archive, query=query,
-                                               rows=rows, overflow=stream.overflow, error=stream.error)
+        self.gw.pm.hook.gateway_query_finished(
+            actor=public(actor),
+            protocol=protocol,
+            archive=archive,
+            query=query,
+            rows=rows,
+            overflow=stream.overflow,
+            error=stream.error,
+        )
 
 
 def storage_fault(e: OSError) -> Fault:
     """The job's error for a failed write of its result: "results storage is full" for
     ENOSPC/EDQUOT (a retry once space is freed works: transient), else the system's message."""
     import errno
+
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return TransientFault("results storage is full: the result could not be written; try again later")
     return FatalFault(f"the result could not be written ({e.strerror or type(e).__name__})")
@@ -250,8 +289,10 @@ def storage_fault(e: OSError) -> Fault:
 def add_datalink_descriptor(stream: RowStream, service_url: str) -> None:
     """A DataLink service descriptor (DataLink 1.1 §4) whose ID is the column ``stream.datalink``
     names, so clients (pyvo ``iter_datalinks``, TOPCAT) find each row's links."""
-    from xml.sax.saxutils import quoteattr
     import re
+    from xml.sax.saxutils import quoteattr
+
+    assert stream.datalink is not None
     archive, column = stream.datalink
     fid = column if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", column) else "datalink_id"  # astropy names by ID
     stream.field_ids[column] = fid
@@ -260,7 +301,8 @@ def add_datalink_descriptor(stream: RowStream, service_url: str) -> None:
         '<PARAM name="standardID" datatype="char" arraysize="*" value="ivo://ivoa.net/std/DataLink#links-1.1"/>\n'
         f'<PARAM name="accessURL" datatype="char" arraysize="*" value={quoteattr(f"{service_url}/datalink/{archive}/links")}/>\n'
         '<GROUP name="inputParams">\n<PARAM name="ID" datatype="char" arraysize="*" ucd="meta.id;meta.main" '
-        f'ref={quoteattr(fid)} value=""/>\n</GROUP>\n</RESOURCE>\n')
+        f'ref={quoteattr(fid)} value=""/>\n</GROUP>\n</RESOURCE>\n'
+    )
 
 
 def counting(chunks: Iterator[bytes], stream: RowStream, on_done) -> Iterator[bytes]:
@@ -273,6 +315,7 @@ def counting(chunks: Iterator[bytes], stream: RowStream, on_done) -> Iterator[by
         for b in orig:
             rows += b.num_rows
             yield b
+
     stream.batches = count()
     try:
         yield from chunks

@@ -12,6 +12,7 @@ the DuckDB statement and shuts down its upstream connections through the request
   ``QUERY_STATUS=ERROR`` naming the limit and pointing to ``/tap/async`` (UWS 1.1 §2.2.3.4,
   executionDuration, is the async counterpart).
 """
+
 from __future__ import annotations
 
 import select
@@ -60,8 +61,10 @@ class SyncWatch:
             now = time.monotonic()
             for token, (context, sock, deadline, seconds) in entries:
                 if deadline is not None and now > deadline:
-                    context.cancel(f"the query ran longer than this service's sync limit of {seconds:g} s; "
-                                   "run it as an async job (/tap/async)")
+                    context.cancel(
+                        f"the query ran longer than this service's sync limit of {seconds:g} s; "
+                        "run it as an async job (/tap/async)"
+                    )
                 elif sock is not None and client_gone(sock):
                     context.cancel("the client closed its connection")
                 else:

@@ -10,6 +10,7 @@
 
 The HTTP binding lives in :mod:`gateway.protocols.uws`.
 """
+
 from .job import Job, Phase
 
 __all__ = ["Job", "Phase"]

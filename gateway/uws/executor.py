@@ -9,12 +9,13 @@
 Either way the job runs in :meth:`JobService.execute`, which gives the archive a
 :class:`JobContext` so that upstream jobs (e.g. HSC-SSP catalog jobs) are cancelled on ABORT.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from ..faults import Fault
 
@@ -118,10 +119,12 @@ class HueyExecutor(Executor):
 
     def __init__(self, queue_url: str, name: str = "vo-gateway"):
         from huey import RedisHuey
+
         self.huey = RedisHuey(name, url=queue_url, results=False)
 
         def run_job(job_id: str) -> None:
             self._run(job_id)
+
         self.task = self.huey.task(name="vo_gateway.run_job")(run_job)
 
     def submit(self, job_id: str) -> None:
@@ -129,8 +132,9 @@ class HueyExecutor(Executor):
 
     def consume(self, workers: int) -> None:
         """Run a huey consumer with ``workers`` threads until SIGINT/SIGTERM."""
-        consumer = self.huey.create_consumer(workers=workers, worker_type="thread", periodic=False,
-                                             initial_delay=0.05, max_delay=0.5, backoff=1.15)
+        consumer = self.huey.create_consumer(
+            workers=workers, worker_type="thread", periodic=False, initial_delay=0.05, max_delay=0.5, backoff=1.15
+        )
         consumer.run()
 
     def close(self) -> None:

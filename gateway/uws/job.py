@@ -1,8 +1,9 @@
 """The UWS job record and its phases (UWS 1.1 §2.1.3, §2.2.2)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 class Phase:
@@ -29,7 +30,7 @@ class Phase:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def isoformat(t: datetime | None) -> str:
@@ -37,8 +38,8 @@ def isoformat(t: datetime | None) -> str:
     if t is None:
         return ""
     if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: str) -> datetime:
@@ -49,10 +50,10 @@ def parse_time(text: str) -> datetime:
     dt = datetime.fromisoformat(t)
     if dt.tzinfo is not None:
         try:
-            dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+            dt = dt.astimezone(UTC).replace(tzinfo=None)
         except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
             raise ValueError(f"{text!r} is outside the years 1-9999 in UTC")
-    return dt.replace(tzinfo=timezone.utc)
+    return dt.replace(tzinfo=UTC)
 
 
 @dataclass

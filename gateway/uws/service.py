@@ -10,8 +10,10 @@ that died are set to ERROR with a message saying so.
 Protocols register a runner per service: ``runners["tap"] = fn(job, context, job_dir) ->
 [Result]``; it runs inside :meth:`execute`, in whichever process the executor chose.
 """
+
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import secrets
@@ -19,12 +21,12 @@ import shutil
 import socket
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 from ..faults import Fault, NotFoundFault, TransientFault, UsageFault
-from .executor import Cancelled, HueyExecutor, InProcessExecutor, JobContext
+from .executor import Cancelled, Executor, HueyExecutor, InProcessExecutor, JobContext
 from .job import Job, Phase, Result, parse_time, utcnow
 from .store import JobStore
 
@@ -65,7 +67,7 @@ class JobService:
         self.cfg = cfg
         url = cfg.store
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
-            path = (Path(base_dir) / url[len("sqlite:///"):]).resolve()
+            path = (Path(base_dir) / url[len("sqlite:///") :]).resolve()
             path.parent.mkdir(parents=True, exist_ok=True)
             url = f"sqlite:///{path}"
         self.results_dir = (Path(base_dir) / cfg.results_dir).resolve()
@@ -80,7 +82,7 @@ class JobService:
         self._pid: int | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.executor = None
+        self.executor: Executor | None = None
 
     # -- process life -------------------------------------------------------------------
     def start(self) -> None:
@@ -102,7 +104,7 @@ class JobService:
                 self.executor = HueyExecutor(self.cfg.queue_url)
             else:
                 self.executor = InProcessExecutor(self.cfg.workers)
-            self.executor.bind(self.execute)
+            self.executor.bind(self.execute)  # type: ignore[union-attr]
             self.store.beat(self.executor_id, self.host, self._pid)
             self.recover()
             self._stop.clear()
@@ -126,10 +128,18 @@ class JobService:
         """ERROR for jobs whose process is gone (UWS 1.1 §2.1.3: a job that cannot finish)."""
         stale = 3 * self.cfg.heartbeat + 10
         for job, where in self.store.orphans(stale, self._is_dead):
-            msg = (f"the gateway process that was running this job ({where}) stopped unexpectedly "
-                   f"while the job was {job.phase}; no result was kept. Please submit the query again.")
-            if self.store.update(job.job_id, only_in=Phase.ACTIVE, phase=Phase.ERROR, end_time=utcnow(),
-                                 error_message=msg, error_type="transient"):
+            msg = (
+                f"the gateway process that was running this job ({where}) stopped unexpectedly "
+                f"while the job was {job.phase}; no result was kept. Please submit the query again."
+            )
+            if self.store.update(
+                job.job_id,
+                only_in=Phase.ACTIVE,
+                phase=Phase.ERROR,
+                end_time=utcnow(),
+                error_message=msg,
+                error_type="transient",
+            ):
                 log.warning("job %s: %s", job.job_id, msg)
         self._notify()
 
@@ -145,7 +155,7 @@ class JobService:
                         ctx.cancel("aborted")
                 if now - last_beat >= self.cfg.heartbeat:
                     last_beat = now
-                    self.store.beat(self.executor_id, self.host, self._pid)
+                    self.store.beat(self.executor_id, self.host, self._pid or os.getpid())
                 if now - last_sweep >= max(self.cfg.heartbeat, 5):
                     last_sweep = now
                     self.recover()
@@ -175,7 +185,9 @@ class JobService:
             raise ForbiddenFault(f"job {job_id} belongs to another user")
         return job
 
-    def list(self, service: str, actor, phases: list[str], after: str | None, last: int | None) -> list[Job]:
+    def list(
+        self, service: str, actor, phases: builtins.list[str], after: str | None, last: int | None
+    ) -> builtins.list[Job]:
         self.start()
         bad = [p for p in phases if p not in Phase.ALL]
         if bad:
@@ -187,41 +199,58 @@ class JobService:
         _, key = owner_of(actor)
         jobs = self.store.list(service, None, phases, after_t, last)
         if key is not None:
-            jobs = sorted(jobs + self.store.list(service, key, phases, after_t, last),
-                          key=lambda j: (j.creation_time, j.job_id), reverse=last is not None)
+            jobs = sorted(
+                jobs + self.store.list(service, key, phases, after_t, last),
+                key=lambda j: (j.creation_time, j.job_id),
+                reverse=last is not None,
+            )
             if last is not None:
                 jobs = jobs[:last]
         return jobs
 
     # -- creation and parameters --------------------------------------------------------------
-    def create(self, service: str, actor, params: list[tuple[str, str]], files: dict,
-               service_url: str | None = None) -> Job:
+    def create(
+        self, service: str, actor, params: builtins.list[tuple[str, str]], files: dict, service_url: str | None = None
+    ) -> Job:
         """New PENDING job with ``params`` (job-control parameters applied, others stored);
         ``files`` maps inline upload part names to file objects.  Runs it if ``PHASE=RUN``."""
         self.start()
         owner_id, key = owner_of(actor)
-        now = datetime.now(timezone.utc)  # sub-second, so LAST orders jobs of one second correctly
-        job = Job(job_id=secrets.token_hex(8), service=service, owner_id=owner_id, owner_key=key,
-                  creation_time=now, execution_duration=self.cfg.execution_duration_default,
-                  destruction=now + timedelta(seconds=self.cfg.destruction_default), service_url=service_url)
+        now = datetime.now(UTC)  # sub-second, so LAST orders jobs of one second correctly
+        job = Job(
+            job_id=secrets.token_hex(8),
+            service=service,
+            owner_id=owner_id,
+            owner_key=key,
+            creation_time=now,
+            execution_duration=self.cfg.execution_duration_default,
+            destruction=now + timedelta(seconds=self.cfg.destruction_default),
+            service_url=service_url,
+        )
         run = self._apply(job, params, files)
         self.store.insert(job)
         if run:
             self.run(job, actor)
-        return self.store.get(job.job_id)
+        return self.store.get(job.job_id) or job
 
-    def add_parameters(self, job: Job, actor, params: list[tuple[str, str]], files: dict) -> None:
+    def add_parameters(self, job: Job, actor, params: builtins.list[tuple[str, str]], files: dict) -> None:
         """POST to ``{job}`` or ``{job}/parameters``: only while PENDING (UWS 1.1 §2.2.3.8)."""
         fields = {p[0].upper() for p in params} - {"PHASE", "ACTION"}
         if (fields - CONTROL or files) and job.phase != Phase.PENDING:
             raise ForbiddenFault(f"parameters can only be changed while the job is PENDING (it is {job.phase})")
         run = self._apply(job, params, files)
-        self.store.update(job.job_id, parameters=job.parameters, uploads=job.uploads, run_id=job.run_id,
-                          execution_duration=job.execution_duration, destruction=job.destruction)
+        self.store.update(
+            job.job_id,
+            parameters=job.parameters,
+            uploads=job.uploads,
+            run_id=job.run_id,
+            execution_duration=job.execution_duration,
+            destruction=job.destruction,
+        )
         if run:
             self.run(job, actor)
 
-    def _apply(self, job: Job, params: list[tuple[str, str]], files: dict) -> bool:
+    def _apply(self, job: Job, params: builtins.list[tuple[str, str]], files: dict) -> bool:
         """Apply one request's parameters.  A name given again in a later request replaces its
         earlier values; values repeated within one request are all kept (multi-valued
         parameters such as SODA's ID, POS and CIRCLE, SODA 1.0 §3.2; single-valued ones are
@@ -260,8 +289,10 @@ class JobService:
         try:
             v = int(float(value))
         except (ValueError, OverflowError):  # OverflowError: inf, 1e999
-            raise UsageFault(f"EXECUTIONDURATION must be a finite number of seconds (0 asks for the longest "
-                             f"allowed, {self.cfg.execution_duration_max} s), not {value!r}")
+            raise UsageFault(
+                f"EXECUTIONDURATION must be a finite number of seconds (0 asks for the longest "
+                f"allowed, {self.cfg.execution_duration_max} s), not {value!r}"
+            )
         if v < 0:
             raise UsageFault("EXECUTIONDURATION must not be negative")
         return self.cfg.execution_duration_max if v == 0 else min(v, self.cfg.execution_duration_max)
@@ -285,17 +316,23 @@ class JobService:
         RUN on a queued or running job is a no-op; on a finished job it is refused (403)."""
         if job.phase in Phase.ACTIVE:
             return
-        owner = self.executor_id if self.executor.local else None
-        if not self.store.update(job.job_id, only_in=(Phase.PENDING, Phase.HELD), phase=Phase.QUEUED,
-                                 executor_id=owner, error_message=None):
+        executor = self._executor()
+        owner = self.executor_id if executor.local else None
+        if not self.store.update(
+            job.job_id, only_in=(Phase.PENDING, Phase.HELD), phase=Phase.QUEUED, executor_id=owner, error_message=None
+        ):
             phase = self.store.phase(job.job_id)
             if phase in Phase.ACTIVE:
                 return
             raise ForbiddenFault(f"job {job.job_id} is {phase}; it cannot be run again (create a new job)")
-        if actor is not None and self.executor.local:
+        if actor is not None and executor.local:
             self._actors[job.job_id] = actor  # in memory only: credentials never reach the store
         self._notify()
-        self.executor.submit(job.job_id)
+        executor.submit(job.job_id)
+
+    def _executor(self) -> Executor:
+        assert self.executor is not None, "JobService.start() was not called"
+        return self.executor
 
     def abort(self, job: Job) -> None:
         """PHASE=ABORT (UWS 1.1 §2.2.3.2): stop the job; a finished job is left as it is."""
@@ -352,8 +389,9 @@ class JobService:
             return
         deadline = time.monotonic() + job.execution_duration if job.execution_duration else None
         ctx = JobContext(job_id, actor, deadline, job.service_url)
-        if not self.store.update(job_id, only_in=(Phase.QUEUED,), phase=Phase.EXECUTING, start_time=utcnow(),
-                                 executor_id=self.executor_id):
+        if not self.store.update(
+            job_id, only_in=(Phase.QUEUED,), phase=Phase.EXECUTING, start_time=utcnow(), executor_id=self.executor_id
+        ):
             return
         self.running[job_id] = ctx
         self._notify()
@@ -362,6 +400,7 @@ class JobService:
 
         def info() -> dict:
             return {"job_info": ctx.info()} if ctx.info is not None else {}
+
         try:
             runner = self.runners[job.service]
             job_dir = self.job_dir(job_id)
@@ -369,31 +408,63 @@ class JobService:
             results = runner(job, ctx, job_dir)
             ctx.check()
             done.set()
-            self.store.update(job_id, only_in=(Phase.EXECUTING,), phase=Phase.COMPLETED, end_time=utcnow(),
-                              results=results, **info())
+            self.store.update(
+                job_id, only_in=(Phase.EXECUTING,), phase=Phase.COMPLETED, end_time=utcnow(), results=results, **info()
+            )
         except Cancelled as c:
-            msg = None if str(c) == "aborted" else (
-                f"job stopped: {c} (executionDuration {job.execution_duration} s)"
-                if "duration" in str(c) else f"job stopped: {c}")
-            self.store.update(job_id, only_in=(Phase.EXECUTING,), phase=Phase.ABORTED, end_time=utcnow(),
-                              error_message=msg, error_type="fatal" if msg else None)
+            msg = (
+                None
+                if str(c) == "aborted"
+                else (
+                    f"job stopped: {c} (executionDuration {job.execution_duration} s)"
+                    if "duration" in str(c)
+                    else f"job stopped: {c}"
+                )
+            )
+            self.store.update(
+                job_id,
+                only_in=(Phase.EXECUTING,),
+                phase=Phase.ABORTED,
+                end_time=utcnow(),
+                error_message=msg,
+                error_type="fatal" if msg else None,
+            )
         except Fault as f:
             done.set()
-            self.store.update(job_id, only_in=(Phase.EXECUTING,), phase=Phase.ERROR, end_time=utcnow(), **info(),
-                              error_message=str(f), error_type="transient" if isinstance(f, TransientFault) else "fatal")
+            self.store.update(
+                job_id,
+                only_in=(Phase.EXECUTING,),
+                phase=Phase.ERROR,
+                end_time=utcnow(),
+                **info(),
+                error_message=str(f),
+                error_type="transient" if isinstance(f, TransientFault) else "fatal",
+            )
         except OSError as e:  # job directory, uploads: the storage failed, not the query
             import errno
+
             full = e.errno in (errno.ENOSPC, errno.EDQUOT)
             log.error("job %s: results storage failed (%s)", job_id, e.strerror)
-            self.store.update(job_id, only_in=(Phase.EXECUTING,), phase=Phase.ERROR, end_time=utcnow(),
-                              error_message="results storage is full; try again later" if full else
-                              f"results storage failed ({e.strerror or type(e).__name__})",
-                              error_type="transient")
+            self.store.update(
+                job_id,
+                only_in=(Phase.EXECUTING,),
+                phase=Phase.ERROR,
+                end_time=utcnow(),
+                error_message="results storage is full; try again later"
+                if full
+                else f"results storage failed ({e.strerror or type(e).__name__})",
+                error_type="transient",
+            )
         except Exception as e:  # noqa: BLE001 - any failure ends in ERROR, never a stuck job
             log.exception("job %s failed", job_id)
-            self.store.update(job_id, only_in=(Phase.EXECUTING,), phase=Phase.ERROR, end_time=utcnow(),
-                              error_message=f"internal error ({type(e).__name__}); the incident was logged",
-                              error_type="fatal")
+            self.store.update(
+                job_id,
+                only_in=(Phase.EXECUTING,),
+                phase=Phase.ERROR,
+                end_time=utcnow(),
+                error_message=f"internal error ({type(e).__name__}); the incident was logged",
+                error_type="fatal",
+            )
         finally:
             done.set()
             self.running.pop(job_id, None)

@@ -7,10 +7,14 @@ gateway processes and workers on several hosts share jobs.  Every phase change i
 compare-and-set (``UPDATE ... WHERE phase IN (...)``), so concurrent RUN/ABORT/finish requests
 from different processes never overwrite each other.
 """
+
 from __future__ import annotations
 
+import builtins
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC as UTC_ZONE
+from datetime import datetime, timedelta
+from typing import overload
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
@@ -21,7 +25,8 @@ meta = sa.MetaData()
 UTC = sa.DateTime(timezone=True)
 
 jobs_t = sa.Table(
-    "uws_job", meta,
+    "uws_job",
+    meta,
     sa.Column("job_id", sa.String(64), primary_key=True),
     sa.Column("service", sa.String(32), nullable=False),
     sa.Column("phase", sa.String(16), nullable=False, index=True),
@@ -45,7 +50,8 @@ jobs_t = sa.Table(
 )
 
 executors_t = sa.Table(
-    "uws_executor", meta,
+    "uws_executor",
+    meta,
     sa.Column("executor_id", sa.String(128), primary_key=True),
     sa.Column("host", sa.Text, nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
@@ -53,21 +59,39 @@ executors_t = sa.Table(
 )
 
 
+@overload
+def _aware(t: datetime) -> datetime: ...
+@overload
+def _aware(t: None) -> None: ...
 def _aware(t: datetime | None) -> datetime | None:
     if t is not None and t.tzinfo is None:  # SQLite keeps no zone: stored values are UTC
-        return t.replace(tzinfo=timezone.utc)
+        return t.replace(tzinfo=UTC_ZONE)
     return t
 
 
 def _row_to_job(r) -> Job:
-    return Job(job_id=r.job_id, service=r.service, phase=r.phase, run_id=r.run_id, owner_id=r.owner_id,
-               owner_key=r.owner_key, quote=_aware(r.quote), creation_time=_aware(r.creation_time),
-               start_time=_aware(r.start_time), end_time=_aware(r.end_time),
-               execution_duration=r.execution_duration, destruction=_aware(r.destruction),
-               parameters=[tuple(p) for p in json.loads(r.parameters)], uploads=json.loads(r.uploads),
-               results=[Result(**x) for x in json.loads(r.results)], error_message=r.error_message,
-               error_type=r.error_type, executor_id=r.executor_id, service_url=r.service_url,
-               job_info=json.loads(r.job_info) if r.job_info else None)
+    return Job(
+        job_id=r.job_id,
+        service=r.service,
+        phase=r.phase,
+        run_id=r.run_id,
+        owner_id=r.owner_id,
+        owner_key=r.owner_key,
+        quote=_aware(r.quote),
+        creation_time=_aware(r.creation_time),
+        start_time=_aware(r.start_time),
+        end_time=_aware(r.end_time),
+        execution_duration=r.execution_duration,
+        destruction=_aware(r.destruction),
+        parameters=[tuple(p) for p in json.loads(r.parameters)],
+        uploads=json.loads(r.uploads),
+        results=[Result(**x) for x in json.loads(r.results)],
+        error_message=r.error_message,
+        error_type=r.error_type,
+        executor_id=r.executor_id,
+        service_url=r.service_url,
+        job_info=json.loads(r.job_info) if r.job_info else None,
+    )
 
 
 def _encode(fields: dict) -> dict:
@@ -96,12 +120,14 @@ class JobStore:
             kw["pool_pre_ping"] = True
         self.engine = sa.create_engine(url, **kw)
         if url.startswith("sqlite"):
+
             @sa.event.listens_for(self.engine, "connect")
             def _pragmas(conn, _):
                 cur = conn.cursor()
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
+
         meta.create_all(self.engine)
         with self.engine.begin() as c:  # a job store made before a column existed gets it added
             have = {col["name"] for col in sa.inspect(c).get_columns("uws_job")}
@@ -137,8 +163,15 @@ class JobStore:
         with self.engine.begin() as c:
             return c.execute(jobs_t.delete().where(jobs_t.c.job_id == job_id)).rowcount == 1
 
-    def list(self, service: str | None, owner_key: str | None, phases: list[str] | None = None,
-             after: datetime | None = None, last: int | None = None, any_owner: bool = False) -> list[Job]:
+    def list(
+        self,
+        service: str | None,
+        owner_key: str | None,
+        phases: builtins.list[str] | None = None,
+        after: datetime | None = None,
+        last: int | None = None,
+        any_owner: bool = False,
+    ) -> builtins.list[Job]:
         """Jobs of ``service`` (None: every service) owned by ``owner_key`` (None: anonymous jobs;
         ``any_owner``: all, for operators), filtered per UWS 1.1 §2.2.1.1: ``phases`` (union; ARCHIVED only when
         asked), ``after`` (creationTime), ``last`` (the n most recent, newest first)."""
@@ -161,24 +194,26 @@ class JobStore:
         with self.engine.connect() as c:
             return [_row_to_job(r) for r in c.execute(q)]
 
-    def expired(self, now: datetime | None = None) -> list[str]:
+    def expired(self, now: datetime | None = None) -> builtins.list[str]:
         """Ids of jobs whose destruction time has passed (UWS 1.1 §2.2.3.3)."""
         now = now or utcnow()
         with self.engine.connect() as c:
             return list(c.execute(sa.select(jobs_t.c.job_id).where(jobs_t.c.destruction <= now)).scalars())
 
-    def active_on(self, executor_id: str) -> list[Job]:
+    def active_on(self, executor_id: str) -> builtins.list[Job]:
         with self.engine.connect() as c:
-            rows = c.execute(jobs_t.select().where(jobs_t.c.executor_id == executor_id,
-                                                   jobs_t.c.phase.in_(Phase.ACTIVE)))
+            rows = c.execute(
+                jobs_t.select().where(jobs_t.c.executor_id == executor_id, jobs_t.c.phase.in_(Phase.ACTIVE))
+            )
             return [_row_to_job(r) for r in rows]
 
     # -- executors (liveness) -------------------------------------------------------------
     def beat(self, executor_id: str, host: str, pid: int) -> None:
         now = utcnow()
         with self.engine.begin() as c:
-            n = c.execute(executors_t.update().where(executors_t.c.executor_id == executor_id)
-                          .values(heartbeat=now)).rowcount
+            n = c.execute(
+                executors_t.update().where(executors_t.c.executor_id == executor_id).values(heartbeat=now)
+            ).rowcount
             if n == 0:
                 c.execute(executors_t.insert().values(executor_id=executor_id, host=host, pid=pid, heartbeat=now))
 
@@ -193,17 +228,24 @@ class JobStore:
         with self.engine.begin() as c:
             c.execute(executors_t.delete().where(executors_t.c.executor_id == executor_id))
 
-    def orphans(self, stale_after: float, is_dead) -> list[tuple[Job, str]]:
+    def orphans(self, stale_after: float, is_dead) -> builtins.list[tuple[Job, str]]:
         """Active jobs whose executor process is gone: its liveness row is missing, older than
         ``stale_after`` seconds, or ``is_dead(host, pid)`` says so.  Returns (job, executor)."""
         limit = utcnow() - timedelta(seconds=stale_after)
         with self.engine.connect() as c:
-            rows = c.execute(sa.select(jobs_t, executors_t.c.host, executors_t.c.pid, executors_t.c.heartbeat)
-                             .select_from(jobs_t.outerjoin(executors_t, jobs_t.c.executor_id == executors_t.c.executor_id))
-                             .where(jobs_t.c.phase.in_(Phase.ACTIVE), jobs_t.c.executor_id.is_not(None))).all()
+            rows = c.execute(
+                sa.select(jobs_t, executors_t.c.host, executors_t.c.pid, executors_t.c.heartbeat)
+                .select_from(jobs_t.outerjoin(executors_t, jobs_t.c.executor_id == executors_t.c.executor_id))
+                .where(jobs_t.c.phase.in_(Phase.ACTIVE), jobs_t.c.executor_id.is_not(None))
+            ).all()
         out = []
         for r in rows:
-            if r.host is None or _aware(r.heartbeat) < limit or is_dead(r.host, r.pid, r.executor_id):
+            if (
+                r.host is None
+                or r.heartbeat is None
+                or _aware(r.heartbeat) < limit
+                or is_dead(r.host, r.pid, r.executor_id)
+            ):
                 out.append((_row_to_job(r), f"{r.host}:{r.pid}" if r.host else r.executor_id))
         return out
 

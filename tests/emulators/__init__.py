@@ -3,8 +3,14 @@ the real recorded responses copied to tests/fixtures/ (with provenance)."""
 
 import numpy as np
 
-NP = {"short": np.int16, "int": np.int32, "long": np.int64, "float": np.float32, "double": np.float64,
-      "unsignedByte": np.uint8}
+NP = {
+    "short": np.int16,
+    "int": np.int32,
+    "long": np.int64,
+    "float": np.float32,
+    "double": np.float64,
+    "unsignedByte": np.uint8,
+}
 
 
 def column_values(c, n: int, rng, mags=(15.0, 26.0), text="{name}-{i}"):

@@ -15,6 +15,7 @@
 
 ``requests`` on the app object records (path, cookies) of every request for the tests.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -32,14 +33,17 @@ VOT = "application/x-votable+xml"
 
 def _obscore():
     from astropy.io.votable import parse
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return parse(str(FIX / "sia2_obscore_query_result.xml")).get_first_table()
 
 
 def error_votable(msg: str) -> Response:
-    body = ('<?xml version="1.0" encoding="UTF-8"?>\n<VOTABLE xmlns="http://www.ivoa.net/xml/VOTable/v1.3" version="1.3">'
-            f'<RESOURCE type="results"><INFO name="QUERY_STATUS" value="ERROR">{escape(msg)}</INFO></RESOURCE></VOTABLE>')
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<VOTABLE xmlns="http://www.ivoa.net/xml/VOTable/v1.3" version="1.3">'
+        f'<RESOURCE type="results"><INFO name="QUERY_STATUS" value="ERROR">{escape(msg)}</INFO></RESOURCE></VOTABLE>'
+    )
     return Response(body, 400, mimetype=VOT)
 
 
@@ -67,8 +71,11 @@ def cadc_app(users: dict[str, str] | None = None) -> Flask:
 
     @app.route("/argus/availability")
     def availability():
-        return Response('<?xml version="1.0"?><vosi:availability xmlns:vosi="http://www.ivoa.net/xml/VOSIAvailability/v1.0">'
-                        "<vosi:available>true</vosi:available></vosi:availability>", mimetype="text/xml")
+        return Response(
+            '<?xml version="1.0"?><vosi:availability xmlns:vosi="http://www.ivoa.net/xml/VOSIAvailability/v1.0">'
+            "<vosi:available>true</vosi:available></vosi:availability>",
+            mimetype="text/xml",
+        )
 
     @app.route("/argus/tables")
     def tables():
@@ -76,17 +83,23 @@ def cadc_app(users: dict[str, str] | None = None) -> Flask:
         for f in tab.fields:
             size = f' arraysize="{f.arraysize}"' if f.arraysize else ""
             xtype = f' extendedType="{f.xtype}"' if f.xtype else ""
-            cols.append("<column>" + f"<name>{escape(f.name)}</name>"
-                        + (f"<description>{escape(f.description)}</description>" if f.description else "")
-                        + (f"<unit>{escape(str(f.unit))}</unit>" if f.unit else "")
-                        + (f"<ucd>{escape(f.ucd)}</ucd>" if f.ucd else "")
-                        + (f"<utype>{escape(f.utype)}</utype>" if f.utype else "")
-                        + f'<dataType xsi:type="vs:VOTableType"{size}{xtype}>{f.datatype}</dataType></column>')
-        body = ('<?xml version="1.0" encoding="UTF-8"?>\n<vosi:tableset xmlns:vosi="http://www.ivoa.net/xml/VOSITables/v1.0" '
-                'xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
-                '<schema><name>ivoa</name><description>IVOA data models</description>'
-                '<table type="table"><name>ivoa.ObsCore</name><description>ObsCore-1.1 observation table</description>'
-                + "".join(cols) + "</table></schema></vosi:tableset>")
+            cols.append(
+                "<column>"
+                + f"<name>{escape(f.name)}</name>"
+                + (f"<description>{escape(f.description)}</description>" if f.description else "")
+                + (f"<unit>{escape(str(f.unit))}</unit>" if f.unit else "")
+                + (f"<ucd>{escape(f.ucd)}</ucd>" if f.ucd else "")
+                + (f"<utype>{escape(f.utype)}</utype>" if f.utype else "")
+                + f'<dataType xsi:type="vs:VOTableType"{size}{xtype}>{f.datatype}</dataType></column>'
+            )
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<vosi:tableset xmlns:vosi="http://www.ivoa.net/xml/VOSITables/v1.0" '
+            'xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+            "<schema><name>ivoa</name><description>IVOA data models</description>"
+            '<table type="table"><name>ivoa.ObsCore</name><description>ObsCore-1.1 observation table</description>'
+            + "".join(cols)
+            + "</table></schema></vosi:tableset>"
+        )
         return Response(body, mimetype="text/xml")
 
     jobs: dict = {}
@@ -94,6 +107,7 @@ def cadc_app(users: dict[str, str] | None = None) -> Flask:
     @app.route("/argus/async", methods=["POST"])
     def create():
         from gateway.uws.job import Job
+
         job = Job(job_id=f"j{len(jobs)}", service="tap", parameters=[(k.upper(), v) for k, v in request.form.items()])
         jobs[job.job_id] = job
         if request.form.get("PHASE", "").upper() == "RUN":
@@ -102,6 +116,7 @@ def cadc_app(users: dict[str, str] | None = None) -> Flask:
 
     def run_job(job):
         from gateway.uws.job import Result, utcnow
+
         resp = evaluate({k: v for k, v in job.parameters})
         job.start_time = job.end_time = utcnow()
         if resp.status_code == 200:
@@ -113,6 +128,7 @@ def cadc_app(users: dict[str, str] | None = None) -> Flask:
     @app.route("/argus/async/<job_id>", methods=["GET", "DELETE", "POST"])
     def job_doc(job_id):
         from gateway.uws.xml import job_document
+
         job = jobs.get(job_id)
         if job is None:
             return Response("not found", 404, mimetype="text/plain")
@@ -156,8 +172,11 @@ def cadc_app(users: dict[str, str] | None = None) -> Flask:
         overflow = maxrec is not None and len(rows) > maxrec
         rows = rows[:maxrec] if maxrec is not None else rows
         fields = {f.name: f for f in tab.fields}
-        out = ['<?xml version="1.0" encoding="UTF-8"?>\n<VOTABLE xmlns="http://www.ivoa.net/xml/VOTable/v1.3" version="1.3">',
-               '<RESOURCE type="results"><INFO name="QUERY_STATUS" value="OK"/>', f"<INFO name=\"QUERY\" value={quoteattr(q)}/><TABLE>"]
+        out = [
+            '<?xml version="1.0" encoding="UTF-8"?>\n<VOTABLE xmlns="http://www.ivoa.net/xml/VOTable/v1.3" version="1.3">',
+            '<RESOURCE type="results"><INFO name="QUERY_STATUS" value="OK"/>',
+            f'<INFO name="QUERY" value={quoteattr(q)}/><TABLE>',
+        ]
         for n in names:
             f = fields.get(n)
             dt, size = (f.datatype, f.arraysize) if f is not None else ("char", "*")
@@ -187,7 +206,9 @@ def cadc_app(users: dict[str, str] | None = None) -> Flask:
 
     @app.route("/caom2ops/datalink")
     def datalink():
-        return Response(here((FIX / "caom2ops_datalink_CFHT_282502.xml").read_text()), mimetype=VOT + ";content=datalink")
+        return Response(
+            here((FIX / "caom2ops_datalink_CFHT_282502.xml").read_text()), mimetype=VOT + ";content=datalink"
+        )
 
     @app.route("/caom2ops/sync")
     def soda():

@@ -15,6 +15,7 @@ RA-wrap rule), so PostgreSQL itself judges the dialect (no boolean = integer, no
 round(double precision, int), ...).  The submit-time syntax check is PostgreSQL's ``EXPLAIN``.
 ``app.jobs`` and ``app.requests`` are kept for the tests.
 """
+
 from __future__ import annotations
 
 import io
@@ -25,7 +26,6 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pcsv
 from flask import Flask, Response, request
-
 from vo_gateway_hsc import metadata
 
 from . import column_values, discs
@@ -47,8 +47,15 @@ def _values(c, m, rng):
     return column_values(c, m, rng, mags=(18, 27))
 
 
-PG_TYPES = {"boolean": "boolean", "short": "smallint", "int": "integer", "long": "bigint", "float": "real",
-            "double": "double precision", "char": "text"}
+PG_TYPES = {
+    "boolean": "boolean",
+    "short": "smallint",
+    "int": "integer",
+    "long": "bigint",
+    "float": "real",
+    "double": "double precision",
+    "char": "text",
+}
 FUNCTIONS = """
 CREATE EXTENSION IF NOT EXISTS cube;
 CREATE EXTENSION IF NOT EXISTS earthdistance;
@@ -69,8 +76,9 @@ CREATE FUNCTION tractSearch(object_id bigint, t1 integer, t2 integer) RETURNS bo
 _DATABASES = itertools.count(1)
 
 
-def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, missing=("a_g",),
-            centres=tuple(CENTRES)) -> Flask:
+def hsc_app(
+    pg_url: str, users: dict[str, str] | None = None, n: int = 2000, missing=("a_g",), centres=tuple(CENTRES)
+) -> Flask:
     """``pg_url``: a PostgreSQL server (``postgresql://...``, the tests' ``postgres_url``) in
     which the emulator makes a database of its own.  ``missing``: columns of the bundled
     metadata the emulated tables lack (schema drift)."""
@@ -83,22 +91,42 @@ def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, mis
     m = len(ra)
     tract = np.where(np.arange(m) % 3 == 0, 9814, 9813).astype(np.int64)
     object_id = (tract << 42) + np.arange(m, dtype=np.int64)  # 64-bit ids (tract << 42 | ...), two tracts
-    special = {"object_id": object_id, "ra": ra, "dec": dec, "isprimary": rng.uniform(0, 1, m) < 0.9,
-               "i_cmodel_flux": rng.lognormal(7, 1.5, m).astype(np.float32)}
-    forced = pa.table({c.name: special.get(c.name, _values(c, m, rng)) for c in metadata.forced("x", True).columns
-                       if c.name not in missing})
+    special = {
+        "object_id": object_id,
+        "ra": ra,
+        "dec": dec,
+        "isprimary": rng.uniform(0, 1, m) < 0.9,
+        "i_cmodel_flux": rng.lognormal(7, 1.5, m).astype(np.float32),
+    }
+    forced = pa.table(
+        {
+            c.name: special.get(c.name, _values(c, m, rng))
+            for c in metadata.forced("x", True).columns
+            if c.name not in missing
+        }
+    )
     tables = {"forced": forced}
     for t in metadata.rerun_tables("x", "s23b_wide", True, ["photoz_mizuki"])[1:]:  # one row per forced object
-        tables[t.name] = pa.table({c.name: object_id if c.name == "object_id" else
-                                   special[c.name] if c.name in ("ra", "dec") else _values(c, m, rng) for c in t.columns})
+        tables[t.name] = pa.table(
+            {
+                c.name: object_id
+                if c.name == "object_id"
+                else special[c.name]
+                if c.name in ("ra", "dec")
+                else _values(c, m, rng)
+                for c in t.columns
+            }
+        )
     server = pg_url.replace("postgresql+psycopg://", "postgresql://")
     dbname = f"hsc_emulator_{next(_DATABASES)}_{id(app)}"
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {dbname}")
         admin.execute(f"CREATE DATABASE {dbname}")
     dsn = server.rsplit("/", 1)[0] + "/" + dbname
-    types = {t.name: {c.name: c.datatype for c in t.columns}
-             for t in metadata.rerun_tables("x", "s23b_wide", True, ["photoz_mizuki"])}
+    types = {
+        t.name: {c.name: c.datatype for c in t.columns}
+        for t in metadata.rerun_tables("x", "s23b_wide", True, ["photoz_mizuki"])
+    }
     with psycopg.connect(dsn, autocommit=True) as con:
         con.execute(FUNCTIONS)
         con.execute("CREATE SCHEMA s23b_wide; CREATE SCHEMA pdr3_wide")
@@ -119,6 +147,7 @@ def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, mis
 
     def reply(status, body, mimetype="application/json"):
         import json
+
         return Response(json.dumps(body) if mimetype == "application/json" else body, status, mimetype=mimetype)
 
     def run(sql: str, explain: bool = False) -> bytes | None:
@@ -153,8 +182,14 @@ def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, mis
             except psycopg.Error as e:
                 return reply(406, pg_error(e), "text/plain")
             jid = next(ids)
-            app.jobs[jid] = {"sql": job["sql"], "status": "running", "polls": 0, "result": None,
-                             "owner": cred["account_name"], "release": job.get("release_version")}
+            app.jobs[jid] = {
+                "sql": job["sql"],
+                "status": "running",
+                "polls": 0,
+                "result": None,
+                "owner": cred["account_name"],
+                "release": job.get("release_version"),
+            }
             return reply(200, {"id": jid, "status": "running"})
         job = app.jobs.get(body.get("id"))
         if job is None or job["owner"] != cred["account_name"]:
@@ -168,7 +203,9 @@ def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, mis
                         job["status"] = "done"
                     except psycopg.Error as e:
                         job["status"], job["error"] = "error", str(e).splitlines()[0]
-            return reply(200, {"id": body["id"], "status": job["status"], **({"error": job["error"]} if "error" in job else {})})
+            return reply(
+                200, {"id": body["id"], "status": job["status"], **({"error": job["error"]} if "error" in job else {})}
+            )
         if verb == "download":
             head, _, rows = job["result"].decode().partition("\n")
             meta = f"# job_id: {body['id']}\n# sql: {job['sql'].replace(chr(10), ' ')}\n"
@@ -186,6 +223,7 @@ def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, mis
 
     def fits_bytes(hdus) -> bytes:
         from astropy.io import fits
+
         buf = io.BytesIO()
         fits.HDUList(hdus).writeto(buf)
         return buf.getvalue()
@@ -198,6 +236,7 @@ def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, mis
         """One DAS cutout (REFERENCE.md §1.5): HDU0 empty, HDU1 image, HDU2 mask, HDU3
         variance; None where the sky has no data ("Rectangle not found in observed area")."""
         from astropy.io import fits
+
         ra, dec = angle(a["ra"]), angle(a["dec"])
         if min(abs(ra - c[0]) + abs(dec - c[1]) for c in CENTRES) > 1:
             return None
@@ -205,17 +244,25 @@ def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, mis
         n = max(1, int(2 * angle(a["sw"]) * 3600 / 0.168))
         m = max(1, int(2 * angle(a["sh"]) * 3600 / 0.168))
         img = fits.ImageHDU(np.full((m, n), ord(a["filter"][-1]), np.float32), name="IMAGE")
-        img.header.update({"CRVAL1": ra, "CRVAL2": dec, "FILTER": a["filter"], "RERUN": a["rerun"],
-                           "TYPE": a.get("type", "coadd")})
-        return fits_bytes([fits.PrimaryHDU(), img, fits.ImageHDU(np.zeros((m, n), np.int32), name="MASK"),
-                           fits.ImageHDU(np.ones((m, n), np.float32), name="VARIANCE")])
+        img.header.update(
+            {"CRVAL1": ra, "CRVAL2": dec, "FILTER": a["filter"], "RERUN": a["rerun"], "TYPE": a.get("type", "coadd")}
+        )
+        return fits_bytes(
+            [
+                fits.PrimaryHDU(),
+                img,
+                fits.ImageHDU(np.zeros((m, n), np.int32), name="MASK"),
+                fits.ImageHDU(np.ones((m, n), np.float32), name="VARIANCE"),
+            ]
+        )
 
     def psf_fits(a) -> bytes | None:
         from astropy.io import fits
+
         if min(abs(angle(a["ra"]) - c[0]) + abs(angle(a["dec"]) - c[1]) for c in CENTRES) > 1:
             return None
         y, x = np.mgrid[-20:21, -20:21]
-        psf = np.exp(-(x ** 2 + y ** 2) / (2 * 2.5 ** 2)).astype(np.float32)
+        psf = np.exp(-(x**2 + y**2) / (2 * 2.5**2)).astype(np.float32)
         hdu = fits.PrimaryHDU(psf / psf.sum())
         hdu.header.update({"FILTER": a["filter"], "RA": angle(a["ra"])})
         return fits_bytes([hdu])
@@ -224,6 +271,7 @@ def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, mis
         """A list upload (``#? col ...`` then rows): an uncompressed tar whose members carry
         the line number (from 2); rows without data are left out, as the real service does."""
         import tarfile
+
         lines = request.files["list"].read().decode().splitlines()
         cols = lines[0].removeprefix("#?").split()
         buf = io.BytesIO()
@@ -235,8 +283,13 @@ def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, mis
                     continue
                 members = [(name(lineno, row), data)]
                 if row.get("type") == "warp":  # a tar of the coadd's warps (REFERENCE.md §1.5)
-                    members = [(f"arch-230101-000000/{lineno}-warps-{row['filter']}-9813-{row['rerun']}/"
-                                f"warp-{visit}.fits", data) for visit in (11690 + lineno, 11692 + lineno)]
+                    members = [
+                        (
+                            f"arch-230101-000000/{lineno}-warps-{row['filter']}-9813-{row['rerun']}/warp-{visit}.fits",
+                            data,
+                        )
+                        for visit in (11690 + lineno, 11692 + lineno)
+                    ]
                 for member, body in members:
                     info = tarfile.TarInfo(member)
                     info.size = len(body)
@@ -262,13 +315,22 @@ def hsc_app(pg_url: str, users: dict[str, str] | None = None, n: int = 2000, mis
 
     @app.route("/das_cutout/pdr3/cgi-bin/cutout", methods=["GET", "POST"])
     def das_cutout():
-        return image_service("cutout", cutout_fits, lambda n, r: f"arch-230101-000000/{n}-cutout-{r['filter']}-"
-                             f"{r['tract']}-{r['rerun']}.fits", True, "Rectangle not found in observed area")
+        return image_service(
+            "cutout",
+            cutout_fits,
+            lambda n, r: f"arch-230101-000000/{n}-cutout-{r['filter']}-{r['tract']}-{r['rerun']}.fits",
+            True,
+            "Rectangle not found in observed area",
+        )
 
     @app.route("/psf/pdr3/cgi/getpsf", methods=["GET", "POST"])
     def getpsf():
-        return image_service("psf", psf_fits, lambda n, r: f"{n}-psf-calexp-{r['rerun']}-{r['filter']}-9813-4,4-"
-                             f"{r['ra']}-{r['dec']}.fits", request.args.get("bulk") == "on",
-                             "PSF: patch not found in observed area")
+        return image_service(
+            "psf",
+            psf_fits,
+            lambda n, r: f"{n}-psf-calexp-{r['rerun']}-{r['filter']}-9813-4,4-{r['ra']}-{r['dec']}.fits",
+            request.args.get("bulk") == "on",
+            "PSF: patch not found in observed area",
+        )
 
     return app

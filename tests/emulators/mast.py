@@ -10,6 +10,7 @@ JSON body for Pan-STARRS; a form POST to Pan-STARRS answers HTTP 422 as the real
 rows; Pan-STARRS writes -999 for null numbers, HSC leaves them empty.  ``app.requests`` keeps
 (path, method, params) of every call; ``app.table(path)`` the full synthetic table.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,12 +21,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 from flask import Flask, Response, request
+from vo_gateway_mast.metadata import BUNDLED
 
 from gateway.obscore import separation
 
 from . import NP, column_values, discs
-
-from vo_gateway_mast.metadata import BUNDLED
 
 IC1613 = (16.2016962, 2.1194959)
 PS1_FIELD = (210.802429, 54.348750)
@@ -39,15 +39,29 @@ def synthetic(path: str, seed: int = 1613, extra_fields=()) -> pa.Table:
     if path.startswith("hsc/v3/detailed"):
         summary = synthetic("hsc/v3/summary/magaper2", seed, extra_fields)
         rows = []
-        for mid, ra, dec, n475, n814 in zip(*(summary[c].to_pylist() for c in
-                                              ("MatchID", "MatchRA", "MatchDec", "A_F475W_N", "A_F814W_N"))):
+        for mid, ra, dec, n475, n814 in zip(
+            *(summary[c].to_pylist() for c in ("MatchID", "MatchRA", "MatchDec", "A_F475W_N", "A_F814W_N"))
+        ):
             for filt, n in (("F475W", min(n475 or 0, 6)), ("F814W", min(n814 or 0, 6))):
                 for k in range(n):
-                    rows.append({"MatchID": mid, "MatchRA": ra, "MatchDec": dec, "SourceID": mid * 100 + len(rows) % 97,
-                                 "Filter": filt, "Detector": "ACS/WFC", "Instrument": "ACS", "StartMJD": 53500.0 + 7 * k,
-                                 "StopMJD": 53500.01 + 7 * k, "WaveLength": float(filt[1:4]), "ExposureTime": 500.0,
-                                 "MagAper2": 22.0 + rng.normal(0, 0.3), "Flags": 0,
-                                 "ImageName": f"hst_10505_{k:02d}_acs_wfc_{filt.lower()}"})
+                    rows.append(
+                        {
+                            "MatchID": mid,
+                            "MatchRA": ra,
+                            "MatchDec": dec,
+                            "SourceID": mid * 100 + len(rows) % 97,
+                            "Filter": filt,
+                            "Detector": "ACS/WFC",
+                            "Instrument": "ACS",
+                            "StartMJD": 53500.0 + 7 * k,
+                            "StopMJD": 53500.01 + 7 * k,
+                            "WaveLength": float(filt[1:4]),
+                            "ExposureTime": 500.0,
+                            "MagAper2": 22.0 + rng.normal(0, 0.3),
+                            "Flags": 0,
+                            "ImageName": f"hst_10505_{k:02d}_acs_wfc_{filt.lower()}",
+                        }
+                    )
         cols = {}
         for c in table.columns:
             vals = [r.get(c.name) for r in rows]
@@ -79,14 +93,22 @@ def synthetic(path: str, seed: int = 1613, extra_fields=()) -> pa.Table:
 
 
 def ARROWT(dt):  # noqa: N802
-    return {"short": pa.int16(), "int": pa.int32(), "long": pa.int64(), "float": pa.float32(),
-            "double": pa.float64(), "unsignedByte": pa.uint8(), "boolean": pa.bool_()}.get(dt, pa.string())
+    return {
+        "short": pa.int16(),
+        "int": pa.int32(),
+        "long": pa.int64(),
+        "float": pa.float32(),
+        "double": pa.float64(),
+        "unsignedByte": pa.uint8(),
+        "boolean": pa.bool_(),
+    }.get(dt, pa.string())
 
 
 def mast_app(extra_fields=(), latency: float = 0.0) -> Flask:
     """``extra_fields``: more (ra, dec) centres of every catalog's rows; ``latency``: seconds
     each catalog query waits before answering (a remote service's round trip)."""
     import time
+
     app = Flask("mast-emulator")
     data = {p: synthetic(p, extra_fields=extra_fields) for p in BUNDLED}
     app.requests = []  # type: ignore[attr-defined]
@@ -100,10 +122,13 @@ def mast_app(extra_fields=(), latency: float = 0.0) -> Flask:
         app.requests.append((path, "metadata", {}))
         if path.startswith("panstarrs/dr2/mean"):
             from vo_gateway_mast.metadata import DATA
+
             return Response((DATA / "panstarrs_dr2_mean_metadata.json").read_text(), mimetype="application/json")
         t = BUNDLED[path]("x", "y")
-        return Response(json.dumps([{"name": c.name, "type": c.datatype, "description": c.description}
-                                    for c in t.columns]), mimetype="application/json")
+        return Response(
+            json.dumps([{"name": c.name, "type": c.datatype, "description": c.description} for c in t.columns]),
+            mimetype="application/json",
+        )
 
     @app.route("/api/v0.1/<path:path>.csv", methods=["GET", "POST"])
     def query(path):
@@ -113,8 +138,11 @@ def mast_app(extra_fields=(), latency: float = 0.0) -> Flask:
             return error(404, f"unknown catalog {path}")
         ps1 = path.startswith("panstarrs")
         if request.method == "POST" and ps1 and not request.is_json:
-            return Response(json.dumps({"detail": [{"msg": "form-encoded bodies are not accepted"}]}), 422,
-                            mimetype="application/json")
+            return Response(
+                json.dumps({"detail": [{"msg": "form-encoded bodies are not accepted"}]}),
+                422,
+                mimetype="application/json",
+            )
         if request.is_json:
             params = {k: (v if isinstance(v, list) else [v]) for k, v in request.get_json().items()}
         else:
@@ -150,6 +178,7 @@ def mast_app(extra_fields=(), latency: float = 0.0) -> Flask:
                     hit |= valid & (arr == cast(v))
             elif op == "like":
                 import re as _re
+
                 pats = [_re.compile("^" + _re.escape(v).replace("%", ".*").replace("_", ".") + "$") for v in values]
                 hit = np.array([ok and any(p.match(str(x)) for p in pats) for ok, x in zip(valid, arr)], bool)
             elif op in ("gt", "gte", "lt", "lte"):
@@ -177,11 +206,12 @@ def mast_app(extra_fields=(), latency: float = 0.0) -> Flask:
             idx = idx[np.argsort(dist[idx], kind="stable")]
         pagesize = int(params.get("pagesize", ["50000"])[0])
         page = int(params.get("page", ["1"])[0])
-        idx = idx[(page - 1) * pagesize: page * pagesize]
+        idx = idx[(page - 1) * pagesize : page * pagesize]
         out = t.take(pa.array(idx, pa.int64())).select(names)
         if ps1:  # Pan-STARRS writes -999 for null numbers
-            out = pa.table({n: (out[n].fill_null(-999) if pa.types.is_floating(out[n].type) else out[n])
-                            for n in out.column_names})
+            out = pa.table(
+                {n: (out[n].fill_null(-999) if pa.types.is_floating(out[n].type) else out[n]) for n in out.column_names}
+            )
         buf = io.BytesIO()
         pcsv.write_csv(out, buf)
         return Response(buf.getvalue().replace(b'"', b""), mimetype="text/csv")
@@ -190,6 +220,7 @@ def mast_app(extra_fields=(), latency: float = 0.0) -> Flask:
     def fitscut():
         """HLA fitscut (REFERENCE.md §2.5): red=<image>, ra/dec, size (pixels or ALL), format."""
         from astropy.io import fits
+
         a = {k.lower(): v for k, v in request.args.items()}
         app.requests.append(("fitscut", "GET", dict(a)))
         names = set(data["hsc/v3/detailed"]["ImageName"].to_pylist())
@@ -200,15 +231,29 @@ def mast_app(extra_fields=(), latency: float = 0.0) -> Flask:
             return Response(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(64) + b"\xff\xd9", mimetype="image/jpeg")
         ra, dec = float(a.get("ra", IC1613[0])), float(a.get("dec", IC1613[1]))
         hdu = fits.PrimaryHDU(np.zeros((n, n), np.float32))
-        hdu.header.update({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": ra, "CRVAL2": dec,
-                           "CRPIX1": (n + 1) / 2, "CRPIX2": (n + 1) / 2, "CDELT1": -0.05 / 3600, "CDELT2": 0.05 / 3600,
-                           "HLANAME": a["red"]})
+        hdu.header.update(
+            {
+                "CTYPE1": "RA---TAN",
+                "CTYPE2": "DEC--TAN",
+                "CRVAL1": ra,
+                "CRVAL2": dec,
+                "CRPIX1": (n + 1) / 2,
+                "CRPIX2": (n + 1) / 2,
+                "CDELT1": -0.05 / 3600,
+                "CDELT2": 0.05 / 3600,
+                "HLANAME": a["red"],
+            }
+        )
         buf = io.BytesIO()
         hdu.writeto(buf)
         return Response(buf.getvalue(), mimetype="image/fits")
 
-    ps1_fixture = (Path(__file__).resolve().parents[1] / "fixtures" / "mast" /
-                   "ps1filenames_ra83.633210_dec22.014460_RECONSTRUCTED.txt").read_text()
+    ps1_fixture = (
+        Path(__file__).resolve().parents[1]
+        / "fixtures"
+        / "mast"
+        / "ps1filenames_ra83.633210_dec22.014460_RECONSTRUCTED.txt"
+    ).read_text()
 
     @app.route("/ps1/cgi-bin/ps1filenames.py")
     def ps1filenames():
@@ -222,28 +267,44 @@ def mast_app(extra_fields=(), latency: float = 0.0) -> Flask:
         head, *rows = ps1_fixture.strip().splitlines()
         if abs(ra - 83.63321) > 1e-4 or abs(dec - 22.01446) > 1e-4:
             cell = (int(ra * 7) % 2643, int((dec + 90) * 3) % 100)
-            rows = [f"{cell[0]} {cell[1]} {ra} {dec} {f} 0.0 stack /rings.v3.skycell/{cell[0]}/{cell[1]:03d}/"
-                    f"rings.v3.skycell.{cell[0]}.{cell[1]:03d}.stk.{f}.unconv.fits "
-                    f"rings.v3.skycell.{cell[0]}.{cell[1]:03d}.stk.{f}.unconv.fits 0" for f in "girzy"]
+            rows = [
+                f"{cell[0]} {cell[1]} {ra} {dec} {f} 0.0 stack /rings.v3.skycell/{cell[0]}/{cell[1]:03d}/"
+                f"rings.v3.skycell.{cell[0]}.{cell[1]:03d}.stk.{f}.unconv.fits "
+                f"rings.v3.skycell.{cell[0]}.{cell[1]:03d}.stk.{f}.unconv.fits 0"
+                for f in "girzy"
+            ]
         out = [r for r in rows if r.split()[4] in filters and "stack" in types]
         if "warp" in types:
             p, sc = rows[0].split()[:2]
             for f in filters:
                 for mjd in (55200.25, 56300.5):
                     name = f"rings.v3.skycell.{p}.{int(sc):03d}.wrp.{f}.{mjd}.fits"
-                    out.append(f"{p} {sc} {ra} {dec} {f} {mjd} warp /rings.v3.skycell/{p}/{int(sc):03d}/{name} {name} 0")
+                    out.append(
+                        f"{p} {sc} {ra} {dec} {f} {mjd} warp /rings.v3.skycell/{p}/{int(sc):03d}/{name} {name} 0"
+                    )
         return Response("\n".join([head, *out]) + "\n", mimetype="text/plain")
 
     @app.route("/ps1/cgi-bin/fitscut.cgi")
     def ps1_fitscut():
         from astropy.io import fits
+
         a = request.args
         app.requests.append(("ps1fitscut", "GET", dict(a)))
         n = int(a.get("size", 240))
         hdu = fits.PrimaryHDU(np.zeros((n, n), np.float32))
-        hdu.header.update({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": float(a["ra"]), "CRVAL2": float(a["dec"]),
-                           "CRPIX1": (n + 1) / 2, "CRPIX2": (n + 1) / 2, "CDELT1": -0.25 / 3600, "CDELT2": 0.25 / 3600,
-                           "PS1FILE": a["red"]})
+        hdu.header.update(
+            {
+                "CTYPE1": "RA---TAN",
+                "CTYPE2": "DEC--TAN",
+                "CRVAL1": float(a["ra"]),
+                "CRVAL2": float(a["dec"]),
+                "CRPIX1": (n + 1) / 2,
+                "CRPIX2": (n + 1) / 2,
+                "CDELT1": -0.25 / 3600,
+                "CDELT2": 0.25 / 3600,
+                "PS1FILE": a["red"],
+            }
+        )
         buf = io.BytesIO()
         hdu.writeto(buf)
         return Response(buf.getvalue(), mimetype="image/fits")

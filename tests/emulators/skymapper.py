@@ -13,6 +13,7 @@ Dec -0.766719986), with every column of the bundled metadata filled in its decla
 ``app.requests`` records the query parameters of every request; ``app.catalogue(name)``
 gives the full synthetic table (pyarrow) for comparisons.
 """
+
 from __future__ import annotations
 
 import io
@@ -21,12 +22,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 from flask import Flask, Response, request
+from vo_gateway_skymapper.metadata import BUNDLED
 
 from gateway.obscore import separation
 
 from . import column_values, discs
-
-from vo_gateway_skymapper.metadata import BUNDLED
 
 FIELDS = [(33.639837321, -0.766719986), (200.45, -45.0)]
 
@@ -63,13 +63,19 @@ def synthetic_photometry(master: pa.Table, release: str, epochs: int = 4, seed: 
     oid = np.repeat(master["object_id"].to_numpy(), epochs)
     jitter = rng.normal(0, 0.2 / 3600, (2, n))
     cosd = np.cos(np.radians(np.repeat(master["dej2000"].to_numpy(), epochs)))
-    return pa.table({
-        "object_id": oid, "image_id": rng.integers(1_000_000, 9_999_999, n, dtype=np.int64),
-        "ra_img": np.repeat(master["raj2000"].to_numpy(), epochs) + jitter[0] / cosd,
-        "decl_img": np.repeat(master["dej2000"].to_numpy(), epochs) + jitter[1],
-        "filter": pa.array(rng.choice(list("uvgriz"), n)), "mag_psf": rng.uniform(12, 21, n).astype(np.float32),
-        "e_mag_psf": rng.uniform(0.01, 0.2, n).astype(np.float32), "flags": rng.integers(0, 4, n).astype(np.int16),
-        "nimaflags": rng.integers(0, 3, n).astype(np.int32)})
+    return pa.table(
+        {
+            "object_id": oid,
+            "image_id": rng.integers(1_000_000, 9_999_999, n, dtype=np.int64),
+            "ra_img": np.repeat(master["raj2000"].to_numpy(), epochs) + jitter[0] / cosd,
+            "decl_img": np.repeat(master["dej2000"].to_numpy(), epochs) + jitter[1],
+            "filter": pa.array(rng.choice(list("uvgriz"), n)),
+            "mag_psf": rng.uniform(12, 21, n).astype(np.float32),
+            "e_mag_psf": rng.uniform(0.01, 0.2, n).astype(np.float32),
+            "flags": rng.integers(0, 4, n).astype(np.int16),
+            "nimaflags": rng.integers(0, 3, n).astype(np.int32),
+        }
+    )
 
 
 def skymapper_app(extra_fields=()) -> Flask:
@@ -111,6 +117,7 @@ def skymapper_app(extra_fields=()) -> Flask:
             return Response(text, mimetype="text/csv")
         from astropy.io.votable import from_table
         from astropy.table import Table
+
         vot = from_table(Table(out.to_pydict()))
         buf = io.BytesIO()
         vot.to_xml(buf)
@@ -136,11 +143,21 @@ def synthetic_images(seed: int = 4510) -> list[dict]:
                 for ccd in (10, 11):
                     off = (ccd - 10.5) * 0.5
                     short = (epoch + b) % 2 == 1
-                    out.append({"unique_image_id": f"{stamp}-{ccd}", "band": band,
-                                "image_type": "short" if short else "main", "exptime": 5.0 if short else 100.0,
-                                "mjd_obs": 56770.5 + 30 * f + epoch + b / 100, "mean_fwhm": float(rng.uniform(2, 3.5)),
-                                "zpapprox": float(rng.uniform(25, 26.5)),
-                                "ra": ra0 + off / np.cos(np.radians(dec0)), "dec": dec0, "w": 0.5, "h": 1.0})
+                    out.append(
+                        {
+                            "unique_image_id": f"{stamp}-{ccd}",
+                            "band": band,
+                            "image_type": "short" if short else "main",
+                            "exptime": 5.0 if short else 100.0,
+                            "mjd_obs": 56770.5 + 30 * f + epoch + b / 100,
+                            "mean_fwhm": float(rng.uniform(2, 3.5)),
+                            "zpapprox": float(rng.uniform(25, 26.5)),
+                            "ra": ra0 + off / np.cos(np.radians(dec0)),
+                            "dec": dec0,
+                            "w": 0.5,
+                            "h": 1.0,
+                        }
+                    )
     return out
 
 
@@ -172,11 +189,34 @@ def add_siap(app: Flask) -> None:
             hit = _overlap(img, ra, dec, 0, 0) if mode == "CENTER" else _overlap(img, ra, dec, w, h)
             if hit and img["band"] in wanted and lo <= img["mjd_obs"] <= hi:
                 q = f"IMAGE={img['unique_image_id']}&SIZE={a.get('SIZE', '0.0833')}&POS={ra},{dec}"
-                rows.append({k: img[k] for k in ("unique_image_id", "band", "image_type", "exptime", "mjd_obs",
-                                                 "mean_fwhm", "zpapprox")}
-                            | {"get_fits": f"{base}/get_image?{q}&FORMAT=fits", "get_mask": f"{base}/get_image?{q}&FORMAT=mask"})
-        names = ["unique_image_id", "band", "image_type", "exptime", "mjd_obs", "mean_fwhm", "zpapprox", "get_fits", "get_mask"]
+                rows.append(
+                    {
+                        k: img[k]
+                        for k in (
+                            "unique_image_id",
+                            "band",
+                            "image_type",
+                            "exptime",
+                            "mjd_obs",
+                            "mean_fwhm",
+                            "zpapprox",
+                        )
+                    }
+                    | {"get_fits": f"{base}/get_image?{q}&FORMAT=fits", "get_mask": f"{base}/get_image?{q}&FORMAT=mask"}
+                )
+        names = [
+            "unique_image_id",
+            "band",
+            "image_type",
+            "exptime",
+            "mjd_obs",
+            "mean_fwhm",
+            "zpapprox",
+            "get_fits",
+            "get_mask",
+        ]
         import csv
+
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")  # URLs with commas are quoted
         writer.writerow(names)
@@ -186,6 +226,7 @@ def add_siap(app: Flask) -> None:
     @app.route("/siap/<dr>/get_image")
     def get_image(dr):
         from astropy.io import fits
+
         app.requests.append({"_path": request.path, **dict(request.args)})
         a = request.args
         img = next((i for i in images if i["unique_image_id"] == a.get("IMAGE")), None)
@@ -198,9 +239,22 @@ def add_siap(app: Flask) -> None:
         n = max(1, int(round(size[0] * 3600 / 2.0)))  # 2"/pixel keeps the emulated cutouts small
         hdu = fits.PrimaryHDU(np.zeros((n, n), np.float32))
         hdr = hdu.header
-        hdr.update({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": ra, "CRVAL2": dec, "CRPIX1": (n + 1) / 2,
-                    "CRPIX2": (n + 1) / 2, "CDELT1": -2.0 / 3600, "CDELT2": 2.0 / 3600, "FILTER": img["band"],
-                    "IMAGEID": img["unique_image_id"], "ZPAPPROX": img["zpapprox"], "QAFWHM": img["mean_fwhm"]})
+        hdr.update(
+            {
+                "CTYPE1": "RA---TAN",
+                "CTYPE2": "DEC--TAN",
+                "CRVAL1": ra,
+                "CRVAL2": dec,
+                "CRPIX1": (n + 1) / 2,
+                "CRPIX2": (n + 1) / 2,
+                "CDELT1": -2.0 / 3600,
+                "CDELT2": 2.0 / 3600,
+                "FILTER": img["band"],
+                "IMAGEID": img["unique_image_id"],
+                "ZPAPPROX": img["zpapprox"],
+                "QAFWHM": img["mean_fwhm"],
+            }
+        )
         buf = io.BytesIO()
         hdu.writeto(buf)
         return Response(buf.getvalue(), mimetype="image/fits")

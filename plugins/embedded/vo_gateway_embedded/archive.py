@@ -9,6 +9,7 @@ Column metadata comes, in order of precedence, from the table's ``metadata`` YAM
 inline ``columns``), then from the file (FITS ``TUNITn``/``TUCDn``, VOTable FIELD attributes),
 and the VOTable datatype from the Arrow type.  Start-up fails if a column lacks a description.
 """
+
 from __future__ import annotations
 
 import bz2
@@ -32,8 +33,8 @@ from astropy.nddata import Cutout2D
 from astropy.wcs import WCS
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.archive import ArchiveConfig, Cone, ImageQuery
 from gateway.adql.validate import OutputColumn
+from gateway.archive import ArchiveConfig, Cone, ImageQuery
 from gateway.engine import DuckDBArchive, cone_rows, normalize_batch, output_columns, scs_columns, votable_type
 from gateway.faults import NotFoundFault
 from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, separation, shape_overlaps_polygon, shape_vertices
@@ -129,10 +130,12 @@ def read_table_file(path: Path, fmt: str | None) -> tuple[pa.Table, dict[str, di
         return pq.read_table(path), meta
     if fmt == "csv":
         import pyarrow.csv as pacsv
+
         opener = gzip.open if path.name.endswith(".gz") else open
         with opener(path, "rb") as f:
             return pacsv.read_csv(f), meta
     from astropy.table import Table as AstropyTable
+
     t = AstropyTable.read(path, format="fits" if fmt == "fits" else "votable")
     for name, col in t.columns.items():
         m = {}
@@ -205,27 +208,58 @@ class EmbeddedArchive(DuckDBArchive):
             desc = (cs.description if cs else None) or fm.get("description")
             if not desc:
                 raise ValueError(f"{self.name}.{spec.name}.{fieldname}: every column needs a description")
-            cols.append(Column(
-                fieldname, (cs.datatype if cs and cs.datatype else dt), arraysize=(cs.arraysize if cs else None) or asz,
-                xtype=cs.xtype if cs else None, unit=(cs.unit if cs else None) or fm.get("unit"),
-                ucd=(cs.ucd if cs else None) or fm.get("ucd"), utype=cs.utype if cs else None,
-                description=desc, principal=bool(cs and cs.principal),
-                indexed=bool(cs and cs.indexed) or fieldname in (spec.dec_column, spec.id_column)))
+            cols.append(
+                Column(
+                    fieldname,
+                    (cs.datatype if cs and cs.datatype else dt),
+                    arraysize=(cs.arraysize if cs else None) or asz,
+                    xtype=cs.xtype if cs else None,
+                    unit=(cs.unit if cs else None) or fm.get("unit"),
+                    ucd=(cs.ucd if cs else None) or fm.get("ucd"),
+                    utype=cs.utype if cs else None,
+                    description=desc,
+                    principal=bool(cs and cs.principal),
+                    indexed=bool(cs and cs.indexed) or fieldname in (spec.dec_column, spec.id_column),
+                )
+            )
         if spec.dec_column and spec.ra_column:  # sorted by declination: DuckDB's zone maps prune cones
             data = data.take(pc.sort_indices(data, [(spec.dec_column, "ascending")])).combine_chunks()
             self._cone_index[f"{self.config.adql_schema}.{spec.name}"] = (
-                data, np.ascontiguousarray(data[spec.ra_column].to_numpy(zero_copy_only=False), np.float64),
-                np.ascontiguousarray(data[spec.dec_column].to_numpy(zero_copy_only=False), np.float64))
+                data,
+                np.ascontiguousarray(data[spec.ra_column].to_numpy(zero_copy_only=False), np.float64),
+                np.ascontiguousarray(data[spec.dec_column].to_numpy(zero_copy_only=False), np.float64),
+            )
         cur.register("_ingest", data)
         cur.execute(f'CREATE TABLE "{self.config.adql_schema}"."{spec.name}" AS SELECT * FROM _ingest')
         cur.unregister("_ingest")
         key = data[spec.id_column] if spec.id_column else None
-        if key is not None and key.null_count == 0 and (pa.types.is_integer(key.type) or pa.types.is_floating(key.type)):
+        if (
+            key is not None
+            and key.null_count == 0
+            and (pa.types.is_integer(key.type) or pa.types.is_floating(key.type))
+        ):
             self.order_index(f"{self.config.adql_schema}.{spec.name}", spec.id_column, key.to_numpy())
-        fks = [ForeignKey(f"{self.config.adql_schema}_{spec.name}_{i}", fk.target_table, tuple(fk.columns),
-                          tuple(fk.target_columns), fk.description) for i, fk in enumerate(spec.foreign_keys)]
-        return Table(self.config.adql_schema, spec.name, cols, spec.description, ra_column=spec.ra_column,
-                     dec_column=spec.dec_column, id_column=spec.id_column, nrows=data.num_rows, foreign_keys=fks)
+        fks = [
+            ForeignKey(
+                f"{self.config.adql_schema}_{spec.name}_{i}",
+                fk.target_table,
+                tuple(fk.columns),
+                tuple(fk.target_columns),
+                fk.description,
+            )
+            for i, fk in enumerate(spec.foreign_keys)
+        ]
+        return Table(
+            self.config.adql_schema,
+            spec.name,
+            cols,
+            spec.description,
+            ra_column=spec.ra_column,
+            dec_column=spec.dec_column,
+            id_column=spec.id_column,
+            nrows=data.num_rows,
+            foreign_keys=fks,
+        )
 
     def tables(self) -> list[Table]:
         return self._tables
@@ -243,8 +277,9 @@ class EmbeddedArchive(DuckDBArchive):
             rows = rows[: maxrec + 1]
         cols = scs_columns(table, verb)
         picked = data.select([c.name for c in cols]).take(pa.array(rows, pa.int64()))
-        batches = [normalize_batch(b) for b in picked.to_batches()] or \
-            [pa.RecordBatch.from_pylist([], schema=picked.schema)]
+        batches = [normalize_batch(b) for b in picked.to_batches()] or [
+            pa.RecordBatch.from_pylist([], schema=picked.schema)
+        ]
         stream = RowStream(output_columns([OutputColumn(c.name, c) for c in cols], picked.schema), [])
         stream.batches = limit_batches(batches, maxrec, stream)
         return stream
@@ -270,17 +305,36 @@ class EmbeddedArchive(DuckDBArchive):
             t_min = None
         exptime = float(hdr.get("EXPTIME", 0)) or None
         rec = {
-            "dataproduct_type": "image", "calib_level": 2, "obs_collection": self.config.image_collection,
-            "obs_id": spec.id, "obs_publisher_did": self.publisher_did(spec.id), "access_format": "image/fits",
-            "access_estsize": int(path.stat().st_size // 1024), "target_name": spec.target_name,
-            "s_ra": float(cra), "s_dec": float(cdec), "s_fov": float(fov),
-            "s_region": [float(v) for xy in corners for v in xy], "s_resolution": spec.s_resolution,
-            "s_xel1": int(nx), "s_xel2": int(ny), "t_min": t_min,
+            "dataproduct_type": "image",
+            "calib_level": 2,
+            "obs_collection": self.config.image_collection,
+            "obs_id": spec.id,
+            "obs_publisher_did": self.publisher_did(spec.id),
+            "access_format": "image/fits",
+            "access_estsize": int(path.stat().st_size // 1024),
+            "target_name": spec.target_name,
+            "s_ra": float(cra),
+            "s_dec": float(cdec),
+            "s_fov": float(fov),
+            "s_region": [float(v) for xy in corners for v in xy],
+            "s_resolution": spec.s_resolution,
+            "s_xel1": int(nx),
+            "s_xel2": int(ny),
+            "t_min": t_min,
             "t_max": (t_min + exptime / 86400.0) if t_min is not None and exptime else t_min,
-            "t_exptime": exptime, "t_xel": 1, "em_min": spec.em_min, "em_max": spec.em_max, "em_xel": 1,
-            "o_ucd": "phot.flux.density;em.opt", "pol_states": None, "pol_xel": None,
-            "facility_name": self.config.facility_name, "instrument_name": self.config.instrument_name,
-            "_spec": spec, "_footprint": [tuple(map(float, c)) for c in corners], "_band": spec.band,
+            "t_exptime": exptime,
+            "t_xel": 1,
+            "em_min": spec.em_min,
+            "em_max": spec.em_max,
+            "em_xel": 1,
+            "o_ucd": "phot.flux.density;em.opt",
+            "pol_states": None,
+            "pol_xel": None,
+            "facility_name": self.config.facility_name,
+            "instrument_name": self.config.instrument_name,
+            "_spec": spec,
+            "_footprint": [tuple(map(float, c)) for c in corners],
+            "_band": spec.band,
         }
         return rec
 
@@ -348,8 +402,9 @@ class EmbeddedArchive(DuckDBArchive):
             x1, y1 = min(int(x1), nx), min(int(y1), ny)
             if x1 <= x0 or y1 <= y0:
                 return None
-            cut = Cutout2D(hdu.data, position=((x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2),
-                           size=(y1 - y0, x1 - x0), wcs=w, mode="trim")
+            cut = Cutout2D(
+                hdu.data, position=((x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2), size=(y1 - y0, x1 - x0), wcs=w, mode="trim"
+            )
             header = hdu.header.copy()
             for k in list(header):
                 if k.startswith(("CRPIX", "CRVAL", "CD1_", "CD2_", "CTYPE", "NAXIS")):
@@ -378,16 +433,26 @@ def _matches(r: dict, q: ImageQuery) -> bool:
         return False
     if q.pol and not (r["pol_states"] and any(p in r["pol_states"].split("/") for p in q.pol)):
         return False
-    for key, col in (("fov", "s_fov"), ("spatres", "s_resolution"), ("exptime", "t_exptime"),
-                     ("timeres", "t_resolution"), ("specrp", "em_res_power")):
+    for key, col in (
+        ("fov", "s_fov"),
+        ("spatres", "s_resolution"),
+        ("exptime", "t_exptime"),
+        ("timeres", "t_resolution"),
+        ("specrp", "em_res_power"),
+    ):
         iv = getattr(q, key)
         if iv and not (r[col] is not None and any(lo <= r[col] <= hi for lo, hi in iv)):
             return False
     if q.id and r["obs_publisher_did"].lower() not in [i.lower() for i in q.id]:
         return False
-    for key, col in (("collection", "obs_collection"), ("facility", "facility_name"),
-                     ("instrument", "instrument_name"), ("dptype", "dataproduct_type"),
-                     ("target", "target_name"), ("format", "access_format")):
+    for key, col in (
+        ("collection", "obs_collection"),
+        ("facility", "facility_name"),
+        ("instrument", "instrument_name"),
+        ("dptype", "dataproduct_type"),
+        ("target", "target_name"),
+        ("format", "access_format"),
+    ):
         vals = getattr(q, key)
         if vals and r[col] not in vals:
             return False

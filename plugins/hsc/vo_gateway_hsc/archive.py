@@ -16,6 +16,7 @@ each user's own HSC account.
 * Errors: HSC 401 -> 401 "invalid HSC account or password"; 406 -> the server's SQL error text
   (400); 5xx, timeouts and unreadable answers -> TransientFault with the upstream message.
 """
+
 from __future__ import annotations
 
 import io
@@ -44,8 +45,15 @@ from .metadata import TABLES, rerun_tables
 from .translate import to_hsc_sql
 
 log = logging.getLogger("gateway.hsc")
-ARROW = {"boolean": pa.bool_(), "short": pa.int16(), "int": pa.int32(), "long": pa.int64(), "float": pa.float32(),
-         "double": pa.float64(), "char": pa.string()}
+ARROW = {
+    "boolean": pa.bool_(),
+    "short": pa.int16(),
+    "int": pa.int32(),
+    "long": pa.int64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "char": pa.string(),
+}
 
 
 class Account(BaseModel):
@@ -59,14 +67,19 @@ class Account(BaseModel):
 
 
 class HscConfig(ArchiveConfig):
-    api_url: AnyHttpUrl = Field("https://hsc-release.mtk.nao.ac.jp/datasearch/api/catalog_jobs/",
-                                description="catalog-job API (public: hsc-release; internal: hscdata)")
+    api_url: AnyHttpUrl = Field(
+        "https://hsc-release.mtk.nao.ac.jp/datasearch/api/catalog_jobs/",
+        description="catalog-job API (public: hsc-release; internal: hscdata)",
+    )
     release_version: str = Field("pdr3", description="release_version token (pdr3, dr4, ...)")
-    schemas: dict[str, str] = Field(default_factory=lambda: {"pdr3_wide": "hsc_pdr3_wide"},
-                                    description="HSC schema (rerun) -> ADQL schema name in the gateway")
+    schemas: dict[str, str] = Field(
+        default_factory=lambda: {"pdr3_wide": "hsc_pdr3_wide"},
+        description="HSC schema (rerun) -> ADQL schema name in the gateway",
+    )
     tables: list[Literal[tuple(TABLES)]] | None = Field(
-        None, description="HSC tables offered per schema (default: all of forced, forced2-5, meas, meas2-4, "
-                          "random, specz)")
+        None,
+        description="HSC tables offered per schema (default: all of forced, forced2-5, meas, meas2-4, random, specz)",
+    )
     photoz_tables: list[str] = Field(default_factory=lambda: ["photoz_mizuki", "photoz_demp", "photoz_dnnz"])
     account: Account | None = Field(None, description="service account for single-user deployments")
     client_version: float = 20190514.1
@@ -76,8 +89,10 @@ class HscConfig(ArchiveConfig):
     poll_initial: float = Field(1.0, gt=0)
     poll_max: float = Field(300.0, gt=0)
     skip_syntax_check: bool = False
-    das_url: AnyHttpUrl | None = Field("https://hsc-release.mtk.nao.ac.jp/das_cutout/pdr3",
-                                       description="DAS cutout service (internal: .../das_quarry/dr4)")
+    das_url: AnyHttpUrl | None = Field(
+        "https://hsc-release.mtk.nao.ac.jp/das_cutout/pdr3",
+        description="DAS cutout service (internal: .../das_quarry/dr4)",
+    )
     psf_url: AnyHttpUrl | None = Field("https://hsc-release.mtk.nao.ac.jp/psf/pdr3", description="PSF picker")
     filters: list[str] = Field(default_factory=lambda: ["HSC-G", "HSC-R", "HSC-I", "HSC-Z", "HSC-Y"])
     max_cutout_arcmin: float = Field(35.0, gt=0, description="largest cutout side, arcmin")
@@ -103,8 +118,7 @@ class HscArchive(Archive):
         origins = {origin(str(u)) for u in (self.url, config.das_url, config.psf_url) if u}
         self.session = UpstreamSession(origins, config.timeout, deadline=config.deadline)
         if config.das_url is not None:
-            self.capabilities = replace(self.capabilities, datalink_proxy=True, images=True,
-                                        soda_async=True)
+            self.capabilities = replace(self.capabilities, datalink_proxy=True, images=True, soda_async=True)
         self.to_hsc = {g.lower(): h for h, g in config.schemas.items()}
         old = config.release_version.startswith(("pdr1", "pdr2"))
         self._tables = []
@@ -118,11 +132,18 @@ class HscArchive(Archive):
         """HSC's ``tractSearch`` stored function (REFERENCE.md §1.3; the seed's "Tract
         selection"): the way to select by tract (the ``tract`` column is computed, and HSC
         says not to filter on it)."""
-        what = ("1 if object_id lies in tract {} (HSC-SSP stored function tractSearch; object_id >> 42 is "
-                "the tract), else 0")
-        return [Udf("tractSearch", "tractSearch(object_id BIGINT, tract INTEGER) -> INTEGER", what.format("tract")),
-                Udf("tractSearch", "tractSearch(object_id BIGINT, tract1 INTEGER, tract2 INTEGER) -> INTEGER",
-                    what.format("tract1 to tract2 (inclusive)"))]
+        what = (
+            "1 if object_id lies in tract {} (HSC-SSP stored function tractSearch; object_id >> 42 is "
+            "the tract), else 0"
+        )
+        return [
+            Udf("tractSearch", "tractSearch(object_id BIGINT, tract INTEGER) -> INTEGER", what.format("tract")),
+            Udf(
+                "tractSearch",
+                "tractSearch(object_id BIGINT, tract1 INTEGER, tract2 INTEGER) -> INTEGER",
+                what.format("tract1 to tract2 (inclusive)"),
+            ),
+        ]
 
     @property
     def title(self) -> str:
@@ -138,8 +159,10 @@ class HscArchive(Archive):
             return {"account_name": creds.username, "password": creds.password}
         if self.config.account is not None:
             user = self.config.account.username
-            return {"account_name": user if isinstance(user, str) else user.get_secret_value(),
-                    "password": self.config.account.password.get_secret_value()}
+            return {
+                "account_name": user if isinstance(user, str) else user.get_secret_value(),
+                "password": self.config.account.password.get_secret_value(),
+            }
         raise self._challenge(f"{self.title} needs your HSC account: give your user name and password (HTTP Basic)")
 
     def _challenge(self, message: str) -> Fault:
@@ -149,8 +172,9 @@ class HscArchive(Archive):
     def _post(self, verb: str, credential: dict, stream: bool = False, **body) -> requests.Response:
         payload = {"credential": credential, "clientVersion": self.config.client_version, **body}
         try:
-            r = self.session.post(self.url + verb, data=json.dumps(payload),
-                                  headers={"Content-Type": "application/json"}, stream=stream)
+            r = self.session.post(
+                self.url + verb, data=json.dumps(payload), headers={"Content-Type": "application/json"}, stream=stream
+            )
         except requests.Timeout:
             raise TransientFault(f"HSC-SSP did not answer {verb} within {self.config.timeout} s")
         except requests.RequestException as e:
@@ -167,13 +191,24 @@ class HscArchive(Archive):
         return native.sql
 
     def execute(self, native: HscPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
-        sql = native.sql if maxrec is None or (top is not None and top <= maxrec) or native.query is None else \
-            to_hsc_sql(native.query, self.to_hsc, limit=maxrec + 1, upload_rows=self.capabilities.upload_rows)
+        sql = (
+            native.sql
+            if maxrec is None or (top is not None and top <= maxrec) or native.query is None
+            else to_hsc_sql(native.query, self.to_hsc, limit=maxrec + 1, upload_rows=self.capabilities.upload_rows)
+        )
         credential = self._credential(context.actor if context is not None else None)
-        job = self._post("submit", credential, catalog_job={
-            "sql": sql, "out_format": "csv", "include_metainfo_to_body": True,
-            "release_version": self.config.release_version}, nomail=True,
-            skip_syntax_check=self.config.skip_syntax_check)
+        job = self._post(
+            "submit",
+            credential,
+            catalog_job={
+                "sql": sql,
+                "out_format": "csv",
+                "include_metainfo_to_body": True,
+                "release_version": self.config.release_version,
+            },
+            nomail=True,
+            skip_syntax_check=self.config.skip_syntax_check,
+        )
         job_id = _json(job, "submit")["id"]
         cancelled = []
 
@@ -185,6 +220,7 @@ class HscArchive(Archive):
                         self._post(verb, credential, id=job_id)
                     except Fault:
                         log.warning("could not %s HSC job %s", verb, job_id)
+
         if context is not None:
             context.on_cancel(cancel)
         sync = context is None or context.job_id is None
@@ -201,8 +237,11 @@ class HscArchive(Archive):
                 raise UsageFault(f"HSC-SSP: {status.get('error') or 'the job failed'}")
             if deadline is not None and time.monotonic() + interval > deadline:
                 cancel()
-                raise Fault(f"the HSC-SSP job did not finish within {self.config.sync_wait:g} s; submit long "
-                            "queries to TAP async (/tap/async), which waits for HSC jobs", status=503)
+                raise Fault(
+                    f"the HSC-SSP job did not finish within {self.config.sync_wait:g} s; submit long "
+                    "queries to TAP async (/tap/async), which waits for HSC jobs",
+                    status=503,
+                )
             time.sleep(interval)
             interval = min(interval * 2, self.config.poll_max)
         r = self._post("download", credential, stream=True, id=job_id)
@@ -213,9 +252,11 @@ class HscArchive(Archive):
                 self._post("delete", credential, id=job_id)
             except Fault:
                 log.warning("could not delete HSC job %s", job_id)
+
         try:
-            batches = stream_result(checked_csv(iter_body(r, "HSC-SSP result download"), "HSC-SSP result download"),
-                                    native.outputs)
+            batches = stream_result(
+                checked_csv(iter_body(r, "HSC-SSP result download"), "HSC-SSP result download"), native.outputs
+            )
             first = next(batches, None)  # read before the response starts: early errors set the status
         except Exception:
             finish()
@@ -226,6 +267,7 @@ class HscArchive(Archive):
             if first is not None:
                 yield first
             yield from batches
+
         stream = RowStream(columns, [], on_close=finish)
         stream.batches = limit_batches(all_batches(), maxrec, stream)
         return stream
@@ -234,11 +276,22 @@ class HscArchive(Archive):
     DID = "ivo://hsc.mtk.nao.ac.jp/"
     DAS_TYPES = {"coadd": "coadd", "coadd-bg": "coadd/bg", "warp": "warp"}
     #: HSC filters and the aliases downloadCutout.py/downloadPsf.py accept (their parse_filter)
-    FILTERS = {"HSC-G": {"g", "W-S-G+"}, "HSC-R": {"r", "W-S-R+"}, "HSC-I": {"i", "W-S-I+"},
-               "HSC-Z": {"z", "W-S-Z+"}, "HSC-Y": {"y", "W-S-ZR"}, "IB0945": {"I945"},
-               **{f"NB{n:04d}": {f"N{n}"} for n in (387, 400, 468, 515, 527, 656, 718, 816, 921, 926, 973, 1010)}}
-    FILTER_NM = {"HSC-G": (400, 550), "HSC-R": (540, 700), "HSC-I": (690, 850), "HSC-Z": (850, 930),
-                 "HSC-Y": (930, 1070)}
+    FILTERS = {
+        "HSC-G": {"g", "W-S-G+"},
+        "HSC-R": {"r", "W-S-R+"},
+        "HSC-I": {"i", "W-S-I+"},
+        "HSC-Z": {"z", "W-S-Z+"},
+        "HSC-Y": {"y", "W-S-ZR"},
+        "IB0945": {"I945"},
+        **{f"NB{n:04d}": {f"N{n}"} for n in (387, 400, 468, 515, 527, 656, 718, 816, 921, 926, 973, 1010)},
+    }
+    FILTER_NM = {
+        "HSC-G": (400, 550),
+        "HSC-R": (540, 700),
+        "HSC-I": (690, 850),
+        "HSC-Z": (850, 930),
+        "HSC-Y": (930, 1070),
+    }
 
     def image_search(self, query) -> RowStream:
         """SIA 2.0 (SIA 2.0 §2): per POS, one row per rerun, filter and image type (coadd,
@@ -247,6 +300,7 @@ class HscArchive(Archive):
         from urllib.parse import urlencode
 
         from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, record_matches, shape_box
+
         if not query.pos:
             raise UsageFault("HSC-SSP images are cut out around a position: give POS")
         records = []
@@ -261,15 +315,29 @@ class HscArchive(Archive):
                     for filt in self.config.filters:
                         lo, hi = self.FILTER_NM.get(filt, (None, None))
                         q = _das_query(rerun, das_type, filt, ra, dec, w, h)
-                        rec = {"dataproduct_type": "image", "calib_level": 3, "obs_collection": f"HSC-SSP {rerun}",
-                               "obs_id": f"{rerun}-{kind}-{filt}", "obs_publisher_did": f"{self.DID}{rerun}?{kind}/{filt}",
-                               "access_url": f"{str(self.config.das_url).rstrip('/')}/cgi-bin/cutout?"
-                                             + urlencode(_das_get(q)),
-                               "access_format": "application/fits", "s_ra": ra, "s_dec": dec, "s_fov": max(w, h),
-                               "s_resolution": 0.168, "em_min": lo * 1e-9 if lo else None,
-                               "em_max": hi * 1e-9 if hi else None, "facility_name": "Subaru",
-                               "instrument_name": "Hyper Suprime-Cam", "target_name": kind, "o_ucd": "phot.flux",
-                               "pol_xel": 1, "em_xel": 1, "t_xel": 1}
+                        rec = {
+                            "dataproduct_type": "image",
+                            "calib_level": 3,
+                            "obs_collection": f"HSC-SSP {rerun}",
+                            "obs_id": f"{rerun}-{kind}-{filt}",
+                            "obs_publisher_did": f"{self.DID}{rerun}?{kind}/{filt}",
+                            "access_url": f"{str(self.config.das_url).rstrip('/')}/cgi-bin/cutout?"
+                            + urlencode(_das_get(q)),
+                            "access_format": "application/fits",
+                            "s_ra": ra,
+                            "s_dec": dec,
+                            "s_fov": max(w, h),
+                            "s_resolution": 0.168,
+                            "em_min": lo * 1e-9 if lo else None,
+                            "em_max": hi * 1e-9 if hi else None,
+                            "facility_name": "Subaru",
+                            "instrument_name": "Hyper Suprime-Cam",
+                            "target_name": kind,
+                            "o_ucd": "phot.flux",
+                            "pol_xel": 1,
+                            "em_xel": 1,
+                            "t_xel": 1,
+                        }
                         if record_matches(rec, query):
                             records.append(rec)
         stream = RowStream(OBSCORE_COLUMNS, [])
@@ -298,19 +366,42 @@ class HscArchive(Archive):
         """DataLink 1.1 for a coadd: ``#cutout`` (SODA through DAS cutout) and ``#auxiliary``
         (the PSF model at a position, a SODA call on the ``?psf/`` ID)."""
         from gateway.formats.datalink import links_document, soda_descriptor
+
         rows = []
         for i in ids:
             if not self.claims(i):
                 rows.append([i, "", "", "NotFoundFault: not an HSC-SSP coadd of this service", "", "#cutout", "", ""])
                 continue
             psf = i.replace("?coadd-bg/", "?psf/").replace("?coadd/", "?psf/")
-            rows.append([i, "", "soda", "", "cutout of the coadd (DAS cutout: image, mask, variance)",
-                         "#cutout", "application/fits", ""])
-            rows.append([psf, "", "soda", "", "PSF model at the centre of POS (PSF picker)", "#auxiliary",
-                         "application/fits", ""])
-        return links_document(rows, soda_descriptor(f"{service_url}/soda/{self.name}/sync", extra_params=SODA_OPTIONS)
-                              + soda_descriptor(f"{service_url}/soda/{self.name}/async", "soda-async", "async",
-                                                SODA_OPTIONS)).encode()
+            rows.append(
+                [
+                    i,
+                    "",
+                    "soda",
+                    "",
+                    "cutout of the coadd (DAS cutout: image, mask, variance)",
+                    "#cutout",
+                    "application/fits",
+                    "",
+                ]
+            )
+            rows.append(
+                [
+                    psf,
+                    "",
+                    "soda",
+                    "",
+                    "PSF model at the centre of POS (PSF picker)",
+                    "#auxiliary",
+                    "application/fits",
+                    "",
+                ]
+            )
+        return links_document(
+            rows,
+            soda_descriptor(f"{service_url}/soda/{self.name}/sync", extra_params=SODA_OPTIONS)
+            + soda_descriptor(f"{service_url}/soda/{self.name}/async", "soda-async", "async", SODA_OPTIONS),
+        ).encode()
 
     @staticmethod
     def _options(params: list[tuple[str, str]]) -> dict:
@@ -318,6 +409,7 @@ class HscArchive(Archive):
         for PSFs also ``PATCH`` ``x,y`` and ``CENTERED`` true/false; downloadCutout.py and
         downloadPsf.py ``--tract``/``--patch``/``--centered``).  Raises UsageFault."""
         import re
+
         opts = {k.upper(): v.strip() for k, v in params if k.upper() in ("TRACT", "PATCH", "CENTERED")}
         if opts.get("TRACT") and not opts["TRACT"].isdigit():
             raise UsageFault(f"TRACT must be a tract number (e.g. 9813), not {opts['TRACT']!r}")
@@ -332,18 +424,23 @@ class HscArchive(Archive):
         §1.5-1.6), one per filter (``all`` names several), each with ``_kind`` (coadd,
         coadd-bg, warp, psf); ``opts`` from :meth:`_options`.  Raises UsageFault for bad input."""
         from gateway.obscore import shape_box
+
         opts = opts or {}
         if not self.claims(did):
-            raise UsageFault(f"ID {did!r} is not an HSC-SSP coadd, warp or PSF of this service "
-                             f"(ivo://hsc.mtk.nao.ac.jp/<rerun>?coadd|coadd-bg|warp|psf/<filter>, reruns "
-                             f"{', '.join(self.config.schemas)})")
+            raise UsageFault(
+                f"ID {did!r} is not an HSC-SSP coadd, warp or PSF of this service "
+                f"(ivo://hsc.mtk.nao.ac.jp/<rerun>?coadd|coadd-bg|warp|psf/<filter>, reruns "
+                f"{', '.join(self.config.schemas)})"
+            )
         rerun, kind, filt = _parse_did(did, self.DID)
         if shape[0] == "polygon":
             raise UsageFault("HSC cutouts take CIRCLE or RANGE regions")
         ra, dec, w, h = shape_box(shape)
         if max(w, h) * 60 > self.config.max_cutout_arcmin:
-            raise UsageFault(f"HSC cutouts are at most {self.config.max_cutout_arcmin:g} arcmin across "
-                             f"(asked {max(w, h) * 60:.3g} arcmin)")
+            raise UsageFault(
+                f"HSC cutouts are at most {self.config.max_cutout_arcmin:g} arcmin across "
+                f"(asked {max(w, h) * 60:.3g} arcmin)"
+            )
         out = []
         for f in self.filters_of(filt):
             if kind in self.DAS_TYPES:
@@ -351,9 +448,19 @@ class HscArchive(Archive):
                 q["tract"] = opts.get("TRACT", "")
                 out.append({"_kind": kind, **q})
             else:
-                out.append({"_kind": kind, "ra": repr(ra), "dec": repr(dec), "filter": f, "rerun": rerun,
-                            "tract": opts.get("TRACT") or "auto", "patch": opts.get("PATCH") or "auto",
-                            "type": "coadd", "centered": opts.get("CENTERED", "true").lower()})
+                out.append(
+                    {
+                        "_kind": kind,
+                        "ra": repr(ra),
+                        "dec": repr(dec),
+                        "filter": f,
+                        "rerun": rerun,
+                        "tract": opts.get("TRACT") or "auto",
+                        "patch": opts.get("PATCH") or "auto",
+                        "type": "coadd",
+                        "centered": opts.get("CENTERED", "true").lower(),
+                    }
+                )
         return out
 
     def _upstream(self, method: str, url: str, cred: dict, what: str, **kw) -> requests.Response:
@@ -373,6 +480,7 @@ class HscArchive(Archive):
     @staticmethod
     def _regions(p: list[tuple[str, str]]) -> list[tuple]:
         from gateway.obscore import parse_shape
+
         shapes = []
         for k, v in p:
             if k.upper() == "POS":
@@ -391,18 +499,30 @@ class HscArchive(Archive):
         ids = [v for k, v in params if k.upper() == "ID"]
         shapes = self._regions(params)
         if len(ids) > 1 or len(shapes) > 1:
-            return 400, "text/plain", [f"MultiValuedParamNotSupported: SODA sync takes one ID and one region; "
-                                       f"submit several to {self.name}'s SODA async service "
-                                       f"(/soda/{self.name}/async)\n".encode()]
+            return (
+                400,
+                "text/plain",
+                [
+                    f"MultiValuedParamNotSupported: SODA sync takes one ID and one region; "
+                    f"submit several to {self.name}'s SODA async service "
+                    f"(/soda/{self.name}/async)\n".encode()
+                ],
+            )
         if not ids:
             raise UsageFault("ID is required")
         if not shapes:
             raise UsageFault("give a region: POS (CIRCLE or RANGE) or CIRCLE")
         reqs = self._cutout_requests(ids[0], shapes[0], self._options(params))
         if len(reqs) > 1 or reqs[0]["_kind"] == "warp":
-            return 400, "text/plain", [f"MultiValuedParamNotSupported: {ids[0]} is several files (filter=all, "
-                                       f"or warps); submit it to {self.name}'s SODA async service "
-                                       f"(/soda/{self.name}/async)\n".encode()]
+            return (
+                400,
+                "text/plain",
+                [
+                    f"MultiValuedParamNotSupported: {ids[0]} is several files (filter=all, "
+                    f"or warps); submit it to {self.name}'s SODA async service "
+                    f"(/soda/{self.name}/async)\n".encode()
+                ],
+            )
         q = reqs[0]
         kind = q.pop("_kind")
         if kind == "psf":  # downloadPsf.py always POSTs a bulk=on list, one row for one PSF
@@ -429,11 +549,13 @@ class HscArchive(Archive):
         names carry the list line number (from 2).  A combination the upstream left out of
         the tar (no data there) gets a ``text/plain`` result ``Error: ...`` naming it."""
         from gateway.uws.job import Result
+
         ids = [v for k, v in params if k == "ID"]
         shapes = self._regions(params)
         if not ids or not shapes:
             raise UsageFault("give at least one ID and one region (POS, CIRCLE)")
         import re
+
         opts = self._options(params)
         combos = [(i, s, q) for i in ids for s in shapes for q in self._cutout_requests(i, s, opts)]
         cred = self._credential(context.actor)
@@ -441,7 +563,7 @@ class HscArchive(Archive):
         for kind in ("coadd", "psf"):
             todo = [k for k, c in enumerate(combos) if (c[2]["_kind"] == "psf") == (kind == "psf")]
             for start in range(0, len(todo), self.BULK_ROWS):
-                chunk = todo[start:start + self.BULK_ROWS]
+                chunk = todo[start : start + self.BULK_ROWS]
                 for line, data, member in self._bulk(kind, [combos[k][2] for k in chunk], cred, context):
                     k = chunk[line - 2]
                     if combos[k][2]["_kind"] == "warp":  # one file per visit (warp-<visit>.fits)
@@ -456,8 +578,10 @@ class HscArchive(Archive):
             if not r:
                 did, shape, q = combos[k]
                 path = job_dir / f"{q['_kind'].replace('coadd-bg', 'coadd')}-{k + 1}.txt"
-                path.write_text(f"Error: HSC-SSP has no data for ID={did} ({q['filter']}) in {_shape_text(shape)} "
-                                "(the upstream left this row out of its answer)\n")
+                path.write_text(
+                    f"Error: HSC-SSP has no data for ID={did} ({q['filter']}) in {_shape_text(shape)} "
+                    "(the upstream left this row out of its answer)\n"
+                )
                 r.append(Result(path.stem, "text/plain", str(path), path.stat().st_size))
         return [x for r in results for x in r]
 
@@ -465,17 +589,38 @@ class HscArchive(Archive):
         """(list line number, FITS bytes, member name) of one bulk request, as the tar streams in."""
         import re
         import tarfile
-        cols = (["rerun", "type", "filter", "tract", "patch", "ra", "dec", "centered"] if kind == "psf" else
-                ["rerun", "type", "filter", "tract", "ra", "dec", "sw", "sh", "image", "mask", "variance"])
-        value = {"image": lambda v: "true", "mask": lambda v: "true", "variance": lambda v: "true",
-                 "ra": lambda v: f"{float(v):.16e}deg", "dec": lambda v: f"{float(v):.16e}deg",
-                 "sw": lambda v: f"{v:.16e}deg", "sh": lambda v: f"{v:.16e}deg",
-                 "tract": lambda v: v or "any", "patch": lambda v: v or "auto"}
-        text = "#? " + " ".join(cols) + "\n" + "".join(
-            " ".join(value.get(c, str)(r[c]) for c in cols) + "\n" for r in rows)
-        r = self._upstream("POST", self._service_url(kind), cred, kind, stream=True,
-                           params={"bulk": "on"} if kind == "psf" else None,
-                           files={"list": ("coordlist.txt", text.encode(), "text/plain")})
+
+        cols = (
+            ["rerun", "type", "filter", "tract", "patch", "ra", "dec", "centered"]
+            if kind == "psf"
+            else ["rerun", "type", "filter", "tract", "ra", "dec", "sw", "sh", "image", "mask", "variance"]
+        )
+        value = {
+            "image": lambda v: "true",
+            "mask": lambda v: "true",
+            "variance": lambda v: "true",
+            "ra": lambda v: f"{float(v):.16e}deg",
+            "dec": lambda v: f"{float(v):.16e}deg",
+            "sw": lambda v: f"{v:.16e}deg",
+            "sh": lambda v: f"{v:.16e}deg",
+            "tract": lambda v: v or "any",
+            "patch": lambda v: v or "auto",
+        }
+        text = (
+            "#? "
+            + " ".join(cols)
+            + "\n"
+            + "".join(" ".join(value.get(c, str)(r[c]) for c in cols) + "\n" for r in rows)
+        )
+        r = self._upstream(
+            "POST",
+            self._service_url(kind),
+            cred,
+            kind,
+            stream=True,
+            params={"bulk": "on"} if kind == "psf" else None,
+            files={"list": ("coordlist.txt", text.encode(), "text/plain")},
+        )
         if context is not None:
             context.on_cancel(r.close)
         if r.status_code >= 400:
@@ -498,8 +643,9 @@ class HscArchive(Archive):
             if body.tail.count(0) != len(body.tail) or len(body.tail) < 1024:
                 raise tarfile.ReadError("no end-of-archive marker")
         except (tarfile.TarError, OSError, requests.RequestException) as e:
-            raise TransientFault(f"HSC-SSP {kind} bulk answer broke off after {seen} of {len(rows)} files "
-                                 f"({type(e).__name__})")
+            raise TransientFault(
+                f"HSC-SSP {kind} bulk answer broke off after {seen} of {len(rows)} files ({type(e).__name__})"
+            )
         finally:
             r.close()
 
@@ -511,11 +657,12 @@ class HscArchive(Archive):
 #: --patch --centered; REFERENCE.md §1.5-1.6)
 SODA_OPTIONS = (
     '<PARAM name="TRACT" datatype="int" ucd="meta.id;obs.field" value=""><DESCRIPTION>HSC tract of the '
-    'cutout or PSF (default: any tract covering the position)</DESCRIPTION></PARAM>\n'
+    "cutout or PSF (default: any tract covering the position)</DESCRIPTION></PARAM>\n"
     '<PARAM name="PATCH" datatype="char" arraysize="*" ucd="meta.id;obs.field" value=""><DESCRIPTION>patch '
-    'x,y within the tract, for PSFs (default: auto)</DESCRIPTION></PARAM>\n'
+    "x,y within the tract, for PSFs (default: auto)</DESCRIPTION></PARAM>\n"
     '<PARAM name="CENTERED" datatype="boolean" value=""><DESCRIPTION>PSFs: centre the PSF in its image '
-    '(default true)</DESCRIPTION></PARAM>\n')
+    "(default true)</DESCRIPTION></PARAM>\n"
+)
 
 
 class TailKeeper(ChunkReader):
@@ -525,7 +672,7 @@ class TailKeeper(ChunkReader):
 
     def readinto(self, b):
         n = super().readinto(b)
-        self.tail = (self.tail + bytes(b[max(0, n - 1024):n]))[-1024:]  # the last 1024 bytes, not the chunk
+        self.tail = (self.tail + bytes(b[max(0, n - 1024) : n]))[-1024:]  # the last 1024 bytes, not the chunk
         return n
 
 
@@ -563,16 +710,27 @@ def stream_result(chunks, outputs: list[OutputColumn]):
         where = {h.lower(): h for h in header}
         picked = [where.get((o.column.name if o.column is not None else o.name).lower()) for o in outputs]
         if None in picked or len(set(picked)) != len(picked):
-            raise TransientFault(f"HSC-SSP returned {len(header)} columns ({', '.join(header[:8])}...) for the "
-                                 f"{len(names)} selected")
-    types = {h: ARROW[o.column.datatype] for o, h in zip(outputs, picked)
-             if o.column is not None and o.column.datatype in ARROW}
+            raise TransientFault(
+                f"HSC-SSP returned {len(header)} columns ({', '.join(header[:8])}...) for the {len(names)} selected"
+            )
+    types = {
+        h: ARROW[o.column.datatype]
+        for o, h in zip(outputs, picked)
+        if o.column is not None and o.column.datatype in ARROW
+    }
     try:
-        reader = pcsv.open_csv(io.BufferedReader(body, 1 << 20), read_options=pcsv.ReadOptions(block_size=1 << 20),
-                               convert_options=pcsv.ConvertOptions(
-                                   column_types=types, null_values=["", "NULL", "null"], strings_can_be_null=True,
-                                   include_columns=picked,
-                                   true_values=["t", "true", "True"], false_values=["f", "false", "False"]))
+        reader = pcsv.open_csv(
+            io.BufferedReader(body, 1 << 20),
+            read_options=pcsv.ReadOptions(block_size=1 << 20),
+            convert_options=pcsv.ConvertOptions(
+                column_types=types,
+                null_values=["", "NULL", "null"],
+                strings_can_be_null=True,
+                include_columns=picked,
+                true_values=["t", "true", "True"],
+                false_values=["f", "false", "False"],
+            ),
+        )
     except pa.ArrowInvalid as e:
         raise TransientFault(f"HSC-SSP result download is unreadable or broke off ({str(e)[:200]})")
     try:
@@ -583,8 +741,10 @@ def stream_result(chunks, outputs: list[OutputColumn]):
 
 
 def _empty(outputs: list[OutputColumn]) -> pa.RecordBatch:
-    return pa.RecordBatch.from_arrays([pa.array([], ARROW.get(o.column.datatype, pa.string()) if o.column else pa.string())
-                                       for o in outputs], names=[o.name for o in outputs])
+    return pa.RecordBatch.from_arrays(
+        [pa.array([], ARROW.get(o.column.datatype, pa.string()) if o.column else pa.string()) for o in outputs],
+        names=[o.name for o in outputs],
+    )
 
 
 def _json(r: requests.Response, verb: str) -> dict:
@@ -600,8 +760,19 @@ def _das_query(rerun: str, das_type: str, filt: str, ra: float, dec: float, w: f
     image, mask and variance HDUs, any tract.  ``sw``/``sh`` are the box's *semi*-width and
     semi-height in degrees, as ``downloadCutout.py`` defines them (``--sw 10arcsec`` cuts a 20"
     box); :func:`_das_get` writes them for a GET, the bulk list as the tool does."""
-    return {"ra": repr(ra), "dec": repr(dec), "sw": w / 2, "sh": h / 2, "type": das_type, "image": "on",
-            "mask": "on", "variance": "on", "filter": filt, "tract": "", "rerun": rerun}
+    return {
+        "ra": repr(ra),
+        "dec": repr(dec),
+        "sw": w / 2,
+        "sh": h / 2,
+        "type": das_type,
+        "image": "on",
+        "mask": "on",
+        "variance": "on",
+        "filter": filt,
+        "tract": "",
+        "rerun": rerun,
+    }
 
 
 def _das_get(q: dict) -> dict:
@@ -618,7 +789,6 @@ def _parse_did(did: str, prefix: str) -> tuple[str, str, str]:
     """(rerun, kind, filter) of ``ivo://hsc.mtk.nao.ac.jp/<rerun>?<kind>/<filter>``."""
     if not did.startswith(prefix) or "?" not in did:
         return "", "", ""
-    rerun, _, rest = did[len(prefix):].partition("?")
+    rerun, _, rest = did[len(prefix) :].partition("?")
     kind, _, filt = rest.partition("/")
     return rerun, kind, filt
-

@@ -21,11 +21,12 @@ D/UD column lists (narrow bands ``n387``, ``n816``, ``n921``), every other rerun
   schema files, types inferred).  ``masks`` and PDR3's ``summary`` are not offered: no
   column list of them is available offline.
 """
+
 from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from importlib.resources import files
 
 from astropy.io import fits
@@ -34,24 +35,51 @@ from astropy.io.votable.ucd import check_ucd
 from gateway.schema import Column, ForeignKey, Table
 
 DATA = files("vo_gateway_hsc") / "data"
-BAND_UCD = {"g": "em.opt.B", "r": "em.opt.R", "i": "em.opt.I", "z": "em.opt.I", "y": "em.IR.J",
-            "n387": "em.opt.U", "n816": "em.opt.I", "n921": "em.opt.I"}
-BAND_NAME = {"g": "HSC-G", "r": "HSC-R", "i": "HSC-I", "z": "HSC-Z", "y": "HSC-Y", "n387": "NB0387",
-             "n816": "NB0816", "n921": "NB0921"}
+BAND_UCD = {
+    "g": "em.opt.B",
+    "r": "em.opt.R",
+    "i": "em.opt.I",
+    "z": "em.opt.I",
+    "y": "em.IR.J",
+    "n387": "em.opt.U",
+    "n816": "em.opt.I",
+    "n921": "em.opt.I",
+}
+BAND_NAME = {
+    "g": "HSC-G",
+    "r": "HSC-R",
+    "i": "HSC-I",
+    "z": "HSC-Z",
+    "y": "HSC-Y",
+    "n387": "NB0387",
+    "n816": "NB0816",
+    "n921": "NB0921",
+}
 UNITS = {"degree": "deg", "nano-Jy": "nJy", "mag": "mag"}
 BAND_RE = re.compile(r"^(?:a_|m_)?(n387|n816|n921|[grizy])(2)?(?=_|$)")
 #: the catalogue tables offered (PDR2 names; forced2..5 and meas2..4 exist because of
 #: PostgreSQL's column limit and join on object_id), with their position columns if any
-TABLES = {"forced": ("ra", "dec"), "forced2": None, "forced3": None, "forced4": None, "forced5": None,
-          "meas": None, "meas2": None, "meas3": None, "meas4": None, "random": ("ra", "dec"), "specz": None}
+TABLES = {
+    "forced": ("ra", "dec"),
+    "forced2": None,
+    "forced3": None,
+    "forced4": None,
+    "forced5": None,
+    "meas": None,
+    "meas2": None,
+    "meas3": None,
+    "meas4": None,
+    "random": ("ra", "dec"),
+    "specz": None,
+}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _schema_file(dud: bool) -> dict[str, list[str]]:
     return json.loads((DATA / ("pdr2_dud_schema.json" if dud else "pdr2_wide_schema.json")).read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _table_descriptions() -> dict[str, str]:
     rows = fits.open(DATA / "pdr2_wide_tables.fits")[1].data
     return {r["object"].strip(): r["description"].split("\n")[0].rstrip("~").strip() for r in rows}
@@ -59,10 +87,10 @@ def _table_descriptions() -> dict[str, str]:
 
 def _generic(name: str) -> str | None:
     m = BAND_RE.match(name)
-    return None if m is None else name[:m.start(1)] + "{b}" + name[m.end(1):]
+    return None if m is None else name[: m.start(1)] + "{b}" + name[m.end(1) :]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _forced_texts() -> tuple[dict, dict]:
     """(exact, band-generic) maps column name -> (description, unit) from the forced FITS."""
     exact, generic = {}, {}
@@ -116,7 +144,7 @@ def _column(name: str, description: str | None, unit: str | None, rename_sigma: 
     elif low.startswith(("is", "detect_is", "merge_")) or "flag" in low:
         dt, ucd = "boolean", "meta.code"
     elif unit == "mag":
-        ucd = ("stat.error;phot.mag" if low.endswith(("err", "sigma")) else "phot.mag")
+        ucd = "stat.error;phot.mag" if low.endswith(("err", "sigma")) else "phot.mag"
         if low.startswith("a_"):
             ucd = "phys.absorption.gal"
     elif unit == "nJy":
@@ -127,9 +155,16 @@ def _column(name: str, description: str | None, unit: str | None, rename_sigma: 
         ucd = f"{ucd};{band}"
     if ucd and not check_ucd(ucd, check_controlled_vocabulary=True):
         ucd = None
-    return Column(n, dt, arraysize="*" if dt == "char" else None, unit=unit, ucd=ucd,
-                  description=description or None, principal=n in ("object_id", "ra", "dec"),
-                  indexed=n == "object_id")
+    return Column(
+        n,
+        dt,
+        arraysize="*" if dt == "char" else None,
+        unit=unit,
+        ucd=ucd,
+        description=description or None,
+        principal=n in ("object_id", "ra", "dec"),
+        indexed=n == "object_id",
+    )
 
 
 def catalog_table(schema: str, name: str, *, dud: bool, rename_sigma: bool) -> Table:
@@ -142,17 +177,24 @@ def catalog_table(schema: str, name: str, *, dud: bool, rename_sigma: bool) -> T
         text, unit = _text(col)
         cols.append(_column(col, text, unit, rename_sigma))
     pos = TABLES[name]
-    return Table(schema, name, cols, description=_table_descriptions().get(name) or f"HSC-SSP {name}",
-                 ra_column=pos[0] if pos else None, dec_column=pos[1] if pos else None,
-                 id_column="object_id")
+    return Table(
+        schema,
+        name,
+        cols,
+        description=_table_descriptions().get(name) or f"HSC-SSP {name}",
+        ra_column=pos[0] if pos else None,
+        dec_column=pos[1] if pos else None,
+        id_column="object_id",
+    )
 
 
 def forced(schema: str, rename_sigma: bool, dud: bool = False) -> Table:
     return catalog_table(schema, "forced", dud=dud, rename_sigma=rename_sigma)
 
 
-def rerun_tables(schema: str, hsc_schema: str, rename_sigma: bool, photoz_tables: list[str],
-                 tables: list[str] | None = None) -> list[Table]:
+def rerun_tables(
+    schema: str, hsc_schema: str, rename_sigma: bool, photoz_tables: list[str], tables: list[str] | None = None
+) -> list[Table]:
     """Every offered table of HSC rerun ``hsc_schema`` (e.g. ``pdr3_dud``) as ADQL ``schema``."""
     dud = "dud" in hsc_schema or "deep" in hsc_schema
     names = list(TABLES) if tables is None else tables
@@ -161,26 +203,46 @@ def rerun_tables(schema: str, hsc_schema: str, rename_sigma: bool, photoz_tables
     if "forced" in names:  # the split tables and photo-z join forced on object_id (REFERENCE.md §1.3)
         for t in out:
             if t.name != "forced":
-                t.foreign_keys.append(ForeignKey(f"{schema}.{t.name}_forced", f"{schema}.forced", ("object_id",),
-                                                 ("object_id",), f"{t.name} rows of a forced object"))
+                t.foreign_keys.append(
+                    ForeignKey(
+                        f"{schema}.{t.name}_forced",
+                        f"{schema}.forced",
+                        ("object_id",),
+                        ("object_id",),
+                        f"{t.name} rows of a forced object",
+                    )
+                )
     return out
 
 
-PHOTOZ = [("object_id", "long", None, "meta.id;meta.main", "object_id of the forced table"),
-          ("photoz_best", "float", None, "src.redshift.phot", "best photometric redshift"),
-          ("photoz_mode", "float", None, "src.redshift.phot", "mode of the redshift PDF"),
-          ("photoz_median", "float", None, "src.redshift.phot", "median of the redshift PDF"),
-          ("photoz_mean", "float", None, "src.redshift.phot", "mean of the redshift PDF"),
-          ("photoz_err68_min", "float", None, "stat.error;src.redshift.phot", "lower bound of the 68% interval"),
-          ("photoz_err68_max", "float", None, "stat.error;src.redshift.phot", "upper bound of the 68% interval"),
-          ("photoz_err95_min", "float", None, "stat.error;src.redshift.phot", "lower bound of the 95% interval"),
-          ("photoz_err95_max", "float", None, "stat.error;src.redshift.phot", "upper bound of the 95% interval"),
-          ("photoz_conf_best", "float", None, "stat.value", "photo-z confidence of the best estimate"),
-          ("photoz_risk_best", "float", None, "stat.value", "photo-z risk of the best estimate")]
+PHOTOZ = [
+    ("object_id", "long", None, "meta.id;meta.main", "object_id of the forced table"),
+    ("photoz_best", "float", None, "src.redshift.phot", "best photometric redshift"),
+    ("photoz_mode", "float", None, "src.redshift.phot", "mode of the redshift PDF"),
+    ("photoz_median", "float", None, "src.redshift.phot", "median of the redshift PDF"),
+    ("photoz_mean", "float", None, "src.redshift.phot", "mean of the redshift PDF"),
+    ("photoz_err68_min", "float", None, "stat.error;src.redshift.phot", "lower bound of the 68% interval"),
+    ("photoz_err68_max", "float", None, "stat.error;src.redshift.phot", "upper bound of the 68% interval"),
+    ("photoz_err95_min", "float", None, "stat.error;src.redshift.phot", "lower bound of the 95% interval"),
+    ("photoz_err95_max", "float", None, "stat.error;src.redshift.phot", "upper bound of the 95% interval"),
+    ("photoz_conf_best", "float", None, "stat.value", "photo-z confidence of the best estimate"),
+    ("photoz_risk_best", "float", None, "stat.value", "photo-z risk of the best estimate"),
+]
 
 
 def photoz(schema: str, name: str) -> Table:
-    cols = [Column(n, dt, unit=u, ucd=ucd, description=d + " (type inferred)", principal=n in ("object_id", "photoz_best"),
-                   indexed=n == "object_id") for n, dt, u, ucd, d in PHOTOZ]
-    return Table(schema, name, cols, description=f"Photometric redshifts ({name.split('_', 1)[1]})",
-                 id_column="object_id")
+    cols = [
+        Column(
+            n,
+            dt,
+            unit=u,
+            ucd=ucd,
+            description=d + " (type inferred)",
+            principal=n in ("object_id", "photoz_best"),
+            indexed=n == "object_id",
+        )
+        for n, dt, u, ucd, d in PHOTOZ
+    ]
+    return Table(
+        schema, name, cols, description=f"Photometric redshifts ({name.split('_', 1)[1]})", id_column="object_id"
+    )

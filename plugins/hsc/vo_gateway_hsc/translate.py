@@ -22,16 +22,30 @@ transforms on the validated query, never string edits.
 ``coord`` is qualified like the POINT's columns (``f.coord``).  RA wrap follows boxSearch's
 rule: a box crossing RA 0 is written ``boxSearch(coord, 350, 370, d1, d2)``.
 """
+
 from __future__ import annotations
 
 from sqlglot import exp
 
 from gateway.adql.validate import AdqlQuery, position_of
 from gateway.faults import UsageFault
-from gateway.residual import column_of, conjuncts, cone_term, constant
+from gateway.residual import column_of, cone_term, conjuncts, constant
 
-GEOMETRY = {"POINT", "CIRCLE", "BOX", "POLYGON", "REGION", "CONTAINS", "INTERSECTS", "DISTANCE", "AREA",
-            "CENTROID", "COORD1", "COORD2", "COORDSYS"}
+GEOMETRY = {
+    "POINT",
+    "CIRCLE",
+    "BOX",
+    "POLYGON",
+    "REGION",
+    "CONTAINS",
+    "INTERSECTS",
+    "DISTANCE",
+    "AREA",
+    "CENTROID",
+    "COORD1",
+    "COORD2",
+    "COORDSYS",
+}
 
 
 def _num(x: float, fmt: str = "r") -> exp.Expression:
@@ -50,8 +64,17 @@ def _coord(point_arg: exp.Column) -> exp.Column:
 
 UPLOAD = "tap_upload"
 #: PostgreSQL types of VOTable datatypes, for the first row of an inlined upload
-PG_TYPES = {"boolean": "BOOLEAN", "short": "SMALLINT", "int": "INT", "long": "BIGINT", "float": "REAL",
-            "double": "DOUBLE PRECISION", "unsignedByte": "SMALLINT", "char": "TEXT", "unicodeChar": "TEXT"}
+PG_TYPES = {
+    "boolean": "BOOLEAN",
+    "short": "SMALLINT",
+    "int": "INT",
+    "long": "BIGINT",
+    "float": "REAL",
+    "double": "DOUBLE PRECISION",
+    "unsignedByte": "SMALLINT",
+    "char": "TEXT",
+    "unicodeChar": "TEXT",
+}
 
 
 def _tables(query: AdqlQuery, uploads: bool = True):
@@ -109,8 +132,9 @@ def _centre_nodes(cond, alias, table):
             return a.copy(), d.copy()
         if node.name.upper() == "POINT":
             args = list(node.expressions)[-2:]
-            if all(column_of(x, alias, table) is None for x in args) and not any(True for x in args
-                                                                                  for _ in x.find_all(exp.Column)):
+            if all(column_of(x, alias, table) is None for x in args) and not any(
+                True for x in args for _ in x.find_all(exp.Column)
+            ):
                 return args[0].copy(), args[1].copy()
     return None
 
@@ -200,12 +224,17 @@ def _column_cone(cond: exp.Expression, alias: str, table) -> exp.Expression | No
     centre or radius are expressions of other tables (a crossmatch, an upload's rows)."""
     if isinstance(cond, (exp.GT, exp.GTE)):
         cond = (exp.LT if isinstance(cond, exp.GT) else exp.LTE)(this=cond.expression, expression=cond.this)
-    if isinstance(cond, (exp.LT, exp.LTE)) and isinstance(cond.this, exp.Anonymous) and \
-            cond.this.name.upper() == "DISTANCE":
+    if (
+        isinstance(cond, (exp.LT, exp.LTE))
+        and isinstance(cond.this, exp.Anonymous)
+        and cond.this.name.upper() == "DISTANCE"
+    ):
         args = list(cond.this.expressions)
         if len(args) == 4:
-            args = [exp.Anonymous(this="POINT", expressions=[a.copy() for a in args[:2]]),
-                    exp.Anonymous(this="POINT", expressions=[a.copy() for a in args[2:]])]
+            args = [
+                exp.Anonymous(this="POINT", expressions=[a.copy() for a in args[:2]]),
+                exp.Anonymous(this="POINT", expressions=[a.copy() for a in args[2:]]),
+            ]
         if len(args) != 2:
             return None
         for mine, other in ((args[0], args[1]), (args[1], args[0])):
@@ -213,8 +242,13 @@ def _column_cone(cond: exp.Expression, alias: str, table) -> exp.Expression | No
             if col is not None and isinstance(other, exp.Anonymous) and other.name.upper() == "POINT":
                 x, y = list(other.expressions)[-2:]
                 if _free_of([x, y, cond.expression], alias):
-                    return _call("coneSearch", _coord(col), x.copy(), y.copy(),
-                                 exp.Mul(this=exp.Paren(this=cond.expression.copy()), expression=_num(3600, "g")))
+                    return _call(
+                        "coneSearch",
+                        _coord(col),
+                        x.copy(),
+                        y.copy(),
+                        exp.Mul(this=exp.Paren(this=cond.expression.copy()), expression=_num(3600, "g")),
+                    )
         return None
     if isinstance(cond, exp.EQ):
         f = cond.this if isinstance(cond.this, exp.Contains) else cond.expression
@@ -229,8 +263,13 @@ def _column_cone(cond: exp.Expression, alias: str, table) -> exp.Expression | No
             return None
         x, y, r = list(circle.expressions)[-3:]
         if _free_of([x, y, r], alias):
-            return _call("coneSearch", _coord(col), x.copy(), y.copy(),
-                         exp.Mul(this=exp.Paren(this=r.copy()), expression=_num(3600, "g")))
+            return _call(
+                "coneSearch",
+                _coord(col),
+                x.copy(),
+                y.copy(),
+                exp.Mul(this=exp.Paren(this=r.copy()), expression=_num(3600, "g")),
+            )
     return None
 
 
@@ -243,8 +282,10 @@ def _pg_value(v, col, first: bool) -> exp.Expression:
         node = exp.Literal.number(str(v)) if v >= 0 else exp.Neg(this=exp.Literal.number(str(-v)))
     elif isinstance(v, float):
         if v != v or v in (float("inf"), float("-inf")):
-            node = exp.Cast(this=exp.Literal.string("NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")),
-                            to=exp.DataType.build("DOUBLE PRECISION"))
+            node = exp.Cast(
+                this=exp.Literal.string("NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")),
+                to=exp.DataType.build("DOUBLE PRECISION"),
+            )
         else:
             node = _num(v)
     else:
@@ -263,29 +304,44 @@ def _inline_uploads(tree: exp.Expression, query: AdqlQuery, max_rows: int | None
         up = query.uploads[node.name.lower()]
         cols = up.table.columns
         if max_rows is not None and up.data.num_rows > max_rows:
-            raise UsageFault(f"HSC-SSP takes at most {max_rows} rows of an uploaded table in one query here "
-                             f"(TAP_UPLOAD.{node.name} has {up.data.num_rows}); the gateway splits larger uploads "
-                             "when the query is a crossmatch")
+            raise UsageFault(
+                f"HSC-SSP takes at most {max_rows} rows of an uploaded table in one query here "
+                f"(TAP_UPLOAD.{node.name} has {up.data.num_rows}); the gateway splits larger uploads "
+                "when the query is a crossmatch"
+            )
         for c in cols:
             if c.arraysize and c.datatype not in ("char", "unicodeChar"):
-                raise UsageFault(f"column {c.name} of TAP_UPLOAD.{node.name} is an array ({c.datatype}[{c.arraysize}]),"
-                                 " which HSC-SSP cannot be sent")
+                raise UsageFault(
+                    f"column {c.name} of TAP_UPLOAD.{node.name} is an array ({c.datatype}[{c.arraysize}]),"
+                    " which HSC-SSP cannot be sent"
+                )
         names = [exp.to_identifier(c.name, quoted=True) for c in cols]
         data = up.data.select([c.name for c in cols]) if all(c.name in up.data.column_names for c in cols) else up.data
         rows = data.to_pylist()
         if not rows:  # no rows: an empty relation of the right columns
             sel = exp.select(*[exp.alias_(_pg_value(None, c, True), c.name, quoted=True) for c in cols]).where(
-                exp.false())
+                exp.false()
+            )
             node.replace(exp.Subquery(this=sel, alias=exp.TableAlias(this=exp.to_identifier(node.alias_or_name))))
             continue
-        tuples = [exp.Tuple(expressions=[_pg_value(r[c.name] if c.name in r else list(r.values())[i], c, k == 0)
-                                         for i, c in enumerate(cols)]) for k, r in enumerate(rows)]
-        node.replace(exp.Values(expressions=tuples, alias=exp.TableAlias(
-            this=exp.to_identifier(node.alias_or_name), columns=names)))
+        tuples = [
+            exp.Tuple(
+                expressions=[
+                    _pg_value(r[c.name] if c.name in r else list(r.values())[i], c, k == 0) for i, c in enumerate(cols)
+                ]
+            )
+            for k, r in enumerate(rows)
+        ]
+        node.replace(
+            exp.Values(
+                expressions=tuples, alias=exp.TableAlias(this=exp.to_identifier(node.alias_or_name), columns=names)
+            )
+        )
 
 
-def to_hsc_sql(query: AdqlQuery, schemas: dict[str, str], limit: int | None = None,
-               upload_rows: int | None = None) -> str:
+def to_hsc_sql(
+    query: AdqlQuery, schemas: dict[str, str], limit: int | None = None, upload_rows: int | None = None
+) -> str:
     """HSC SQL text for a validated query.  ``schemas`` maps gateway schema names (lower-case)
     to HSC schemas; ``limit`` (MAXREC + 1) becomes the query's own LIMIT, lowered from its TOP
     if that is larger: on the ordered query itself, since SQL keeps no subquery's order in an
@@ -307,15 +363,23 @@ def to_hsc_sql(query: AdqlQuery, schemas: dict[str, str], limit: int | None = No
             if j.args.get("on") is not None:
                 j.set("on", _spatial_conds(j.args["on"], hsc_tables))
     _inline_uploads(tree, query, upload_rows)
-    left = [n for n in tree.find_all(exp.Anonymous, exp.Contains)
-            if ("CONTAINS" if isinstance(n, exp.Contains) else n.name.upper()) in GEOMETRY]
+    left = [
+        n
+        for n in tree.find_all(exp.Anonymous, exp.Contains)
+        if ("CONTAINS" if isinstance(n, exp.Contains) else n.name.upper()) in GEOMETRY
+    ]
     if left:  # name the innermost construct (the POLYGON rather than its CONTAINS)
-        node = next((n for n in left if not isinstance(n, exp.Contains) and n.name.upper() not in
-                     ("INTERSECTS", "POINT")), left[0])
+        node = next(
+            (n for n in left if not isinstance(n, exp.Contains) and n.name.upper() not in ("INTERSECTS", "POINT")),
+            left[0],
+        )
         name = "CONTAINS" if isinstance(node, exp.Contains) else node.name.upper()
-        raise UsageFault(f"{name} is not available on HSC-SSP here: only cones (CONTAINS with CIRCLE, or "
-                         "DISTANCE(...) < r) and boxes (BOX, or ra/dec BETWEEN) on a table's position are "
-                         "translated", position=position_of(node))
+        raise UsageFault(
+            f"{name} is not available on HSC-SSP here: only cones (CONTAINS with CIRCLE, or "
+            "DISTANCE(...) < r) and boxes (BOX, or ra/dec BETWEEN) on a table's position are "
+            "translated",
+            position=position_of(node),
+        )
     for t in tree.find_all(exp.Table):
         db = t.args.get("db")
         if db is not None and db.name.lower() in schemas:
@@ -356,8 +420,9 @@ def _tract_search(tree: exp.Select) -> None:
     calls = [n for n in tree.find_all(exp.Anonymous) if n.name.lower() == "tractsearch"]
     for call in calls:
         if len(call.expressions) not in (2, 3):
-            raise UsageFault("tractSearch takes (object_id, tract) or (object_id, tract1, tract2)",
-                             position=position_of(call))
+            raise UsageFault(
+                "tractSearch takes (object_id, tract) or (object_id, tract1, tract2)", position=position_of(call)
+            )
         fn = exp.Anonymous(this="tractSearch", expressions=[a.copy() for a in call.expressions])
         parent = call.parent
         if isinstance(parent, (exp.EQ, exp.NEQ)):
@@ -395,6 +460,7 @@ def _plain_names(tree: exp.Select, tables) -> None:
     """Write names as HSC users do: no quotes on lower-case regular identifiers, and no
     qualifier that only repeats the single table's own name."""
     import re
+
     bare = {t.name.lower() for a, t in tables if a.lower() == t.name.lower()}
     for col in tree.find_all(exp.Column):
         if len(tables) == 1 and col.table and col.table.lower() in bare and not col.args.get("db"):
@@ -404,12 +470,66 @@ def _plain_names(tree: exp.Select, tables) -> None:
             ident.set("quoted", False)
 
 
-PG_RESERVED = {"all", "analyse", "analyze", "and", "any", "array", "as", "asc", "both", "case", "cast", "check",
-               "collate", "column", "constraint", "create", "default", "desc", "distinct", "do", "else", "end",
-               "except", "false", "for", "foreign", "from", "grant", "group", "having", "in", "into", "leading",
-               "limit", "not", "null", "offset", "on", "only", "or", "order", "primary", "references", "select",
-               "some", "table", "then", "to", "trailing", "true", "union", "unique", "user", "using", "when",
-               "where", "window", "with"}
+PG_RESERVED = {
+    "all",
+    "analyse",
+    "analyze",
+    "and",
+    "any",
+    "array",
+    "as",
+    "asc",
+    "both",
+    "case",
+    "cast",
+    "check",
+    "collate",
+    "column",
+    "constraint",
+    "create",
+    "default",
+    "desc",
+    "distinct",
+    "do",
+    "else",
+    "end",
+    "except",
+    "false",
+    "for",
+    "foreign",
+    "from",
+    "grant",
+    "group",
+    "having",
+    "in",
+    "into",
+    "leading",
+    "limit",
+    "not",
+    "null",
+    "offset",
+    "on",
+    "only",
+    "or",
+    "order",
+    "primary",
+    "references",
+    "select",
+    "some",
+    "table",
+    "then",
+    "to",
+    "trailing",
+    "true",
+    "union",
+    "unique",
+    "user",
+    "using",
+    "when",
+    "where",
+    "window",
+    "with",
+}
 
 
 def _fold_star(tree: exp.Select, tables) -> None:

@@ -15,6 +15,7 @@
 
 Only ``tap_url`` is ever contacted (no request parameter names another host).
 """
+
 from __future__ import annotations
 
 import io
@@ -23,34 +24,52 @@ import logging
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import pyarrow as pa
 import requests
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pyvo.dal.exceptions import DALServiceError
 from sqlglot import exp
 
 from gateway.adql.dialect import adql_text
 from gateway.adql.validate import AdqlQuery, OutputColumn
 from gateway.archive import Archive, ArchiveConfig, Capabilities
+from gateway.config import EnvSecret
 from gateway.engine import GEOMETRY, normalize_batch, output_columns
 from gateway.faults import FatalFault, Fault, TransientFault, UsageFault
+from gateway.formats.builtin import VOTABLE as VOTABLE_MIME
 from gateway.rowstream import RowStream, limit_batches
-from gateway.config import EnvSecret
 from gateway.schema import VOTABLE_DATATYPES, Column, ForeignKey, Table
 from gateway.uploads import votable_to_arrow
-from gateway.upstream import (AddressPolicy, ChunkReader, GuardedAdapter, UpstreamSession, check_complete, checked_csv,
-                              iter_body, origin, read_body)
-from gateway.formats.builtin import VOTABLE as VOTABLE_MIME
+from gateway.upstream import (
+    AddressPolicy,
+    ChunkReader,
+    GuardedAdapter,
+    UpstreamSession,
+    check_complete,
+    checked_csv,
+    iter_body,
+    origin,
+    read_body,
+)
 
 from .binary2 import Binary2Answer, row_width
-from pyvo.dal.exceptions import DALServiceError
 
 log = logging.getLogger("gateway.ivoa")
-CSV_ARROW = {"boolean": pa.bool_(), "unsignedByte": pa.uint8(), "short": pa.int16(), "int": pa.int32(),
-             "long": pa.int64(), "float": pa.float32(), "double": pa.float64(), "char": pa.string()}
+CSV_ARROW = {
+    "boolean": pa.bool_(),
+    "unsignedByte": pa.uint8(),
+    "short": pa.int16(),
+    "int": pa.int32(),
+    "long": pa.int64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "char": pa.string(),
+}
 
 
 class CookieLogin(BaseModel):
@@ -67,42 +86,65 @@ class ConeService(BaseModel):
     """An upstream Simple Cone Search offered at ``/scs/{table}`` (SCS 1.03)."""
 
     model_config = ConfigDict(extra="forbid")
-    table: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*$",
-                       description="gateway name schema.table")
+    table: str = Field(
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*$", description="gateway name schema.table"
+    )
     url: AnyHttpUrl
     description: str | None = None
 
 
 class IvoaConfig(ArchiveConfig):
     tap_url: AnyHttpUrl | None = Field(None, description="base URL of the upstream TAP service (no trailing /sync)")
-    schemas: dict[str, str] = Field(default_factory=dict, description="upstream schema -> ADQL schema name in the gateway")
+    schemas: dict[str, str] = Field(
+        default_factory=dict, description="upstream schema -> ADQL schema name in the gateway"
+    )
     tables: list[str] | None = Field(None, description="upstream qualified table names to expose (default: all)")
-    snapshot: Path | None = Field(None, description="JSON metadata snapshot (relative to the config file); "
-                                  "written after a successful import, read when the upstream is unreachable")
+    snapshot: Path | None = Field(
+        None,
+        description="JSON metadata snapshot (relative to the config file); "
+        "written after a successful import, read when the upstream is unreachable",
+    )
     timeout: float = Field(60.0, gt=0, description="seconds one read of an upstream answer may wait")
-    deadline: float = Field(600.0, gt=0, description="seconds one upstream call may take in all, its whole "
-                            "answer read (an upstream trickling its answer is cut off here)")
-    compression: bool = Field(True, description="ask the upstream for gzip (Accept-Encoding); false for an "
-                              "upstream on this host or LAN, where compressing costs more time than it saves")
+    deadline: float = Field(
+        600.0,
+        gt=0,
+        description="seconds one upstream call may take in all, its whole "
+        "answer read (an upstream trickling its answer is cut off here)",
+    )
+    compression: bool = Field(
+        True,
+        description="ask the upstream for gzip (Accept-Encoding); false for an "
+        "upstream on this host or LAN, where compressing costs more time than it saves",
+    )
     poll_wait: int = Field(10, ge=1, le=60, description="UWS WAIT per poll of an upstream async job")
-    result_format: Literal["csv", "votable"] = Field("csv", description="how plain column selections are fetched: "
-                                                     "csv is streamed (TAP 1.1 says services should offer it)")
+    result_format: Literal["csv", "votable"] = Field(
+        "csv",
+        description="how plain column selections are fetched: csv is streamed (TAP 1.1 says services should offer it)",
+    )
     auth: CookieLogin | None = Field(None, description="per-user upstream login (CADC: cookie CADC_SSO)")
-    client_cert: EnvSecret | None = Field(None, description="service account for single-user deployments: "
-                                          "{env: VAR} naming a PEM file with certificate and key (CADC "
-                                          "tls-with-certificate), used for requests without user credentials")
+    client_cert: EnvSecret | None = Field(
+        None,
+        description="service account for single-user deployments: "
+        "{env: VAR} naming a PEM file with certificate and key (CADC "
+        "tls-with-certificate), used for requests without user credentials",
+    )
     ca_bundle: Path | None = Field(None, description="CA certificates to verify the upstream (default: system)")
     datalink_url: AnyHttpUrl | None = Field(None, description="upstream DataLink links endpoint")
     soda_url: AnyHttpUrl | None = Field(None, description="upstream SODA sync endpoint")
-    id_prefixes: list[str] = Field(default_factory=list, description="dataset IDs this upstream answers "
-                                   "DataLink for, e.g. ivo://cadc.nrc.ca/")
-    datalink_access: Literal["gateway", "direct"] = Field("gateway", description="SODA descriptors of "
-                                                          "DataLink answers point to the gateway or to the upstream")
+    id_prefixes: list[str] = Field(
+        default_factory=list, description="dataset IDs this upstream answers DataLink for, e.g. ivo://cadc.nrc.ca/"
+    )
+    datalink_access: Literal["gateway", "direct"] = Field(
+        "gateway", description="SODA descriptors of DataLink answers point to the gateway or to the upstream"
+    )
     max_cutout_bytes: int = Field(500_000_000, ge=1, description="largest SODA answer passed through")
     cone_services: list[ConeService] = Field(default_factory=list, description="upstream SCS endpoints")
     sia2_url: AnyHttpUrl | None = Field(None, description="upstream SIA 2.0 query endpoint")
-    uploads: bool = Field(True, description="the upstream accepts TAP_UPLOAD inline tables (TAP 1.1 §2.5.4): "
-                          "uploads and the planner's multi-cone lists are forwarded to it")
+    uploads: bool = Field(
+        True,
+        description="the upstream accepts TAP_UPLOAD inline tables (TAP 1.1 §2.5.4): "
+        "uploads and the planner's multi-cone lists are forwarded to it",
+    )
 
 
 @dataclass
@@ -148,8 +190,13 @@ class IvoaArchive(Archive):
     def upstream_urls(self) -> list:
         """Every upstream URL besides ``tap_url`` the archive may contact (its allowed origins)."""
         c = self.config
-        return [c.auth.login_url if c.auth else None, c.datalink_url, c.soda_url, c.sia2_url,
-                *[cs.url for cs in c.cone_services]]
+        return [
+            c.auth.login_url if c.auth else None,
+            c.datalink_url,
+            c.soda_url,
+            c.sia2_url,
+            *[cs.url for cs in c.cone_services],
+        ]
 
     def load_cones(self, snap: Path | None) -> list[Table]:
         """Metadata of each upstream cone search from its SR=0 metadata query (SCS 1.03 §2),
@@ -163,9 +210,17 @@ class IvoaArchive(Archive):
                 body = self._scs_get(str(cs.url), {"RA": "0", "DEC": "0", "SR": "0", "VERB": "3"})
                 cols = [_ucd1plus(c) for c in self._scs_parse(body)[0]]
                 ids = {c.ucd: c.name for c in cols}
-                out.append(Table(schema, name, cols, description=cs.description or f"cone search {cs.url}",
-                                 ra_column=ids.get("pos.eq.ra;meta.main"), dec_column=ids.get("pos.eq.dec;meta.main"),
-                                 id_column=ids.get("meta.id;meta.main")))
+                out.append(
+                    Table(
+                        schema,
+                        name,
+                        cols,
+                        description=cs.description or f"cone search {cs.url}",
+                        ra_column=ids.get("pos.eq.ra;meta.main"),
+                        dec_column=ids.get("pos.eq.dec;meta.main"),
+                        id_column=ids.get("meta.id;meta.main"),
+                    )
+                )
             if snap is not None:
                 snap.write_text(json.dumps([_table_json(t) for t in out], indent=1))
             return out
@@ -198,8 +253,9 @@ class IvoaArchive(Archive):
         cs = next((c for c in self.config.cone_services if c.table.lower() == table.qualified_name.lower()), None)
         if cs is None:
             return super().cone_search(table, cone, maxrec, verb)
-        body = self._scs_get(str(cs.url), {"RA": repr(cone.ra), "DEC": repr(cone.dec), "SR": repr(cone.radius),
-                                            "VERB": str(verb)})
+        body = self._scs_get(
+            str(cs.url), {"RA": repr(cone.ra), "DEC": repr(cone.dec), "SR": repr(cone.radius), "VERB": str(verb)}
+        )
         cols, arrays = self._scs_parse(body)
         declared = [table.column(c.name) or _ucd1plus(c) for c in cols]
         batch = normalize_batch(pa.RecordBatch.from_arrays(arrays, names=[c.name for c in cols]))
@@ -228,6 +284,7 @@ class IvoaArchive(Archive):
         """SIA 2.0 (SIA 2.0 §2) forwarded to ``sia2_url``; the answer mapped onto the ObsCore
         columns (STC-S ``s_region`` polygons become DALI polygons)."""
         from gateway.obscore import OBSCORE_COLUMNS, obscore_batch
+
         r = self.upstream_get("upstream SIA service", str(self.config.sia2_url), _sia2_params(query))
         cols, arrays = self._parse(r.content)
         rows = pa.Table.from_arrays(arrays, names=[c.name for c in cols]).to_pylist()
@@ -256,6 +313,7 @@ class IvoaArchive(Archive):
     # -- metadata -------------------------------------------------------------------------
     def _import(self) -> list[Table]:
         import pyvo
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tableset = pyvo.dal.TAPService(self.url, session=self.session).tables
@@ -271,15 +329,32 @@ class IvoaArchive(Archive):
             for i, fk in enumerate(getattr(t, "foreignkeys", []) or []):
                 ts, _, tt = fk.targettable.rpartition(".")
                 if ts in self.config.schemas:
-                    fks.append(ForeignKey(f"{gschema}.{tname}.fk{i}", f"{self.config.schemas[ts]}.{tt}",
-                                          tuple(c.fromcolumn for c in fk.fkcolumns),
-                                          tuple(c.targetcolumn for c in fk.fkcolumns), fk.description))
+                    fks.append(
+                        ForeignKey(
+                            f"{gschema}.{tname}.fk{i}",
+                            f"{self.config.schemas[ts]}.{tt}",
+                            tuple(c.fromcolumn for c in fk.fkcolumns),
+                            tuple(c.targetcolumn for c in fk.fkcolumns),
+                            fk.description,
+                        )
+                    )
             ra = next((c.name for c in cols if (c.ucd or "").startswith("pos.eq.ra;meta.main")), None)
             dec = next((c.name for c in cols if (c.ucd or "").startswith("pos.eq.dec;meta.main")), None)
             idc = next((c.name for c in cols if (c.ucd or "") == "meta.id;meta.main"), None)
-            out.append(Table(gschema, tname, cols, description=t.description, utype=t.utype,
-                             table_type=t.type or "table", ra_column=ra, dec_column=dec, id_column=idc,
-                             foreign_keys=fks))
+            out.append(
+                Table(
+                    gschema,
+                    tname,
+                    cols,
+                    description=t.description,
+                    utype=t.utype,
+                    table_type=t.type or "table",
+                    ra_column=ra,
+                    dec_column=dec,
+                    id_column=idc,
+                    foreign_keys=fks,
+                )
+            )
         if not out:
             raise ValueError(f"none of the schemas {sorted(self.config.schemas)} found upstream")
         return out
@@ -314,8 +389,11 @@ class IvoaArchive(Archive):
 
     def _login(self, creds) -> str:
         try:
-            r = self.session.post(str(self.config.auth.login_url), headers={"Accept": "text/plain"},
-                                  data={"username": creds.username, "password": creds.password})
+            r = self.session.post(
+                str(self.config.auth.login_url),
+                headers={"Accept": "text/plain"},
+                data={"username": creds.username, "password": creds.password},
+            )
         except requests.RequestException as e:
             raise TransientFault(f"upstream login service unreachable ({type(e).__name__})")
         if r.status_code in (401, 403):
@@ -365,8 +443,12 @@ class IvoaArchive(Archive):
         if maxrec is not None:
             params["MAXREC"] = str(maxrec + 1)
         declared = [o.column for o in native.outputs]
-        binary2 = (context is not None and context.response_format == VOTABLE_MIME
-                   and self.binary2_format is not None and row_width(declared) is not None)
+        binary2 = (
+            context is not None
+            and context.response_format == VOTABLE_MIME
+            and self.binary2_format is not None
+            and row_width(declared) is not None
+        )
         csv_types = None if binary2 else self._csv_types(native.outputs)
         if binary2:
             params["RESPONSEFORMAT"] = self.binary2_format
@@ -374,8 +456,11 @@ class IvoaArchive(Archive):
             params["RESPONSEFORMAT"] = "csv"
         session = self._session_for(context.actor if context is not None else None)
         async_job = context is not None and context.job_id is not None
-        r = self._run_async(session, params, context, native.uploads) if async_job else \
-            self._run_sync(session, params, native.uploads)
+        r = (
+            self._run_async(session, params, context, native.uploads)
+            if async_job
+            else self._run_sync(session, params, native.uploads)
+        )
         if csv_types is not None and r.headers.get("Content-Type", "").startswith("text/csv"):
             return self._csv_stream(r, native, csv_types, maxrec)
         if binary2 and _is_votable(r):
@@ -396,6 +481,7 @@ class IvoaArchive(Archive):
     def _binary2_stream(self, r, answer: Binary2Answer, native: ForwardPlan, maxrec: int | None) -> RowStream:
         """The upstream's BINARY2 answer whose FIELDs have the declared layout: its rows passed
         on to a BINARY2 writer (``RowStream.encoded``), or parsed whole for any other writer."""
+
         def overflow():
             stream.overflow = True
 
@@ -406,6 +492,7 @@ class IvoaArchive(Archive):
             cols, arrays = self._parse(answer.whole())
             batch = normalize_batch(pa.RecordBatch.from_arrays(arrays, names=[o.name for o in native.outputs]))
             yield from limit_batches([batch], maxrec, stream)
+
         stream = RowStream([o.column for o in native.outputs], [], on_close=r.close)
         stream.batches = batches()
         stream.encoded["binary2"] = lambda: answer.rows(maxrec, overflow, counted)
@@ -419,6 +506,7 @@ class IvoaArchive(Archive):
         """The RESPONSEFORMAT value for VOTable BINARY2 that the upstream's TAPRegExt
         capabilities list (TAPRegExt 1.0 §2.5, ivo-id ``#output-votable-binary2``), or None."""
         import pyvo
+
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -428,8 +516,9 @@ class IvoaArchive(Archive):
             return None
         for cap in caps:
             for f in getattr(cap, "outputformats", None) or []:
-                if (f.ivo_id or "").lower().endswith("#output-votable-binary2") or \
-                        "serialization=binary2" in (f.mime or "").lower().replace(" ", ""):
+                if (f.ivo_id or "").lower().endswith("#output-votable-binary2") or "serialization=binary2" in (
+                    f.mime or ""
+                ).lower().replace(" ", ""):
                     return f.mime
         return None
 
@@ -454,6 +543,7 @@ class IvoaArchive(Archive):
 
         import numpy as np
         import pyarrow.csv as pcsv
+
         body_chunks = checked_csv(self._body_chunks(r), f"upstream TAP service {self.url}")
         head = b""
         while b"\n" not in head:
@@ -476,11 +566,17 @@ class IvoaArchive(Archive):
         def batches():
             body = io.BufferedReader(ChunkReader(chunks()), 1 << 20)
             try:
-                reader = pcsv.open_csv(body, read_options=pcsv.ReadOptions(block_size=1 << 20, column_names=header),
-                                       convert_options=pcsv.ConvertOptions(
-                                           column_types=dict(zip(header, types.values())), null_values=[""],
-                                           strings_can_be_null=True, true_values=["T", "true", "True", "1"],
-                                           false_values=["F", "false", "False", "0"]))
+                reader = pcsv.open_csv(
+                    body,
+                    read_options=pcsv.ReadOptions(block_size=1 << 20, column_names=header),
+                    convert_options=pcsv.ConvertOptions(
+                        column_types=dict(zip(header, types.values())),
+                        null_values=[""],
+                        strings_can_be_null=True,
+                        true_values=["T", "true", "True", "1"],
+                        false_values=["F", "false", "False", "0"],
+                    ),
+                )
                 for b in reader:
                     yield normalize_batch(pa.RecordBatch.from_arrays(b.columns, names=names))
             except (pa.ArrowInvalid, OSError, requests.RequestException) as e:
@@ -515,6 +611,7 @@ class IvoaArchive(Archive):
                 raise TransientFault(f"upstream {self.url} broke off its CSV answer ({type(e).__name__})")
             finally:
                 stream.rows_passed = rows
+
         stream = RowStream([o.column for o in native.outputs], [], on_close=r.close)
         stream.batches = limit_batches(batches(), maxrec, stream)
         stream.encoded["csv"] = csv_body
@@ -539,12 +636,14 @@ class IvoaArchive(Archive):
         """Run on the upstream's UWS (pyvo ``AsyncTAPJob``), polling with blocking WAIT; the
         upstream job is aborted and deleted when the gateway job is cancelled, deleted after use."""
         import pyvo
+
         try:
             extra = {"RESPONSEFORMAT": params["RESPONSEFORMAT"]} if "RESPONSEFORMAT" in params else {}
             if uploads:
                 extra["uploads"] = {n: io.BytesIO(upload_votable(u)) for n, u in uploads.items()}
-            job = pyvo.dal.AsyncTAPJob.create(self.url, params["QUERY"], maxrec=params.get("MAXREC"),
-                                              session=session, **extra)
+            job = pyvo.dal.AsyncTAPJob.create(
+                self.url, params["QUERY"], maxrec=params.get("MAXREC"), session=session, **extra
+            )
         except DALServiceError as e:
             raise TransientFault(f"upstream TAP service {self.url} refused the job: {e}")
 
@@ -554,6 +653,7 @@ class IvoaArchive(Archive):
                 job.delete()
             except Exception:  # noqa: BLE001 - best effort; the upstream destroys it later anyway
                 log.warning("could not cancel upstream job %s", job.url)
+
         context.on_cancel(cancel)
         try:
             job.run()
@@ -591,8 +691,12 @@ class IvoaArchive(Archive):
     def datalink(self, ids: list[str], actor, service_url: str) -> bytes:
         """The upstream's DataLink document for ``ids`` (DataLink 1.1 §3); with
         ``datalink_access: gateway`` its SODA sync descriptors point to the gateway's proxy."""
-        r = self.upstream_get("upstream DataLink service", str(self.config.datalink_url),
-                              [("ID", i) for i in ids], self._session_for(actor))
+        r = self.upstream_get(
+            "upstream DataLink service",
+            str(self.config.datalink_url),
+            [("ID", i) for i in ids],
+            self._session_for(actor),
+        )
         check_complete(r.content, "votable", "upstream DataLink service")
         if self.config.datalink_access == "direct" or self.config.soda_url is None:
             return r.content
@@ -628,6 +732,7 @@ class IvoaArchive(Archive):
                     yield chunk
             if fits and sent % 2880:  # FITS 4.0 §3.1: whole blocks; a cut file breaks the response off
                 raise TransientFault("upstream SODA service broke off its FITS answer")
+
         return r.status_code, r.headers.get("Content-Type", "application/octet-stream"), chunks()
 
     def availability(self) -> tuple[bool, str]:
@@ -641,14 +746,18 @@ class IvoaArchive(Archive):
             return False, f"{self.name}: upstream {self.url} unreachable ({type(e).__name__})"
 
 
-UCD1 = {"ID_MAIN": "meta.id;meta.main", "POS_EQ_RA_MAIN": "pos.eq.ra;meta.main",
-        "POS_EQ_DEC_MAIN": "pos.eq.dec;meta.main"}
+UCD1 = {
+    "ID_MAIN": "meta.id;meta.main",
+    "POS_EQ_RA_MAIN": "pos.eq.ra;meta.main",
+    "POS_EQ_DEC_MAIN": "pos.eq.dec;meta.main",
+}
 
 
 def _ucd1plus(c: Column) -> Column:
     """SCS 1.03 columns carry UCD1 words; the three it mandates become their UCD1+ equivalents,
     other UCD1 words are dropped (they are not valid UCD1+)."""
     from astropy.io.votable.ucd import check_ucd
+
     ucd = UCD1.get(c.ucd or "", c.ucd)
     if ucd and not check_ucd(ucd, check_controlled_vocabulary=True):
         ucd = None
@@ -661,12 +770,27 @@ def _sia2_params(q) -> list[tuple[str, str]]:
     for shape in q.pos:
         kind = shape[0].upper()
         out.append(("POS", " ".join([kind, *map(repr, shape[1:])])))
-    for name, values in (("BAND", q.band), ("TIME", q.time), ("FOV", q.fov), ("SPATRES", q.spatres),
-                         ("EXPTIME", q.exptime), ("TIMERES", q.timeres), ("SPECRP", q.specrp)):
+    for name, values in (
+        ("BAND", q.band),
+        ("TIME", q.time),
+        ("FOV", q.fov),
+        ("SPATRES", q.spatres),
+        ("EXPTIME", q.exptime),
+        ("TIMERES", q.timeres),
+        ("SPECRP", q.specrp),
+    ):
         out += [(name, f"{lo!r} {hi!r}") for lo, hi in values]
-    for name, values in (("POL", q.pol), ("ID", q.id), ("COLLECTION", q.collection), ("FACILITY", q.facility),
-                         ("INSTRUMENT", q.instrument), ("DPTYPE", q.dptype), ("TARGET", q.target),
-                         ("FORMAT", q.format), ("CALIB", [str(c) for c in q.calib])):
+    for name, values in (
+        ("POL", q.pol),
+        ("ID", q.id),
+        ("COLLECTION", q.collection),
+        ("FACILITY", q.facility),
+        ("INSTRUMENT", q.instrument),
+        ("DPTYPE", q.dptype),
+        ("TARGET", q.target),
+        ("FORMAT", q.format),
+        ("CALIB", [str(c) for c in q.calib]),
+    ):
         out += [(name, v) for v in values]
     if q.maxrec is not None:
         out.append(("MAXREC", str(q.maxrec + 1)))
@@ -693,6 +817,7 @@ def rewrite_soda_descriptors(doc: bytes, soda_url: str) -> bytes:
     """Point the ``accessURL`` of every SODA sync service descriptor (DataLink 1.1 §4) of a
     DataLink document at ``soda_url``; everything else is kept."""
     from xml.etree import ElementTree as ET
+
     try:
         root = ET.fromstring(doc)
     except ET.ParseError as e:
@@ -715,6 +840,7 @@ def upload_votable(up) -> bytes:
     from astropy.io.votable import from_table
     from astropy.table import MaskedColumn
     from astropy.table import Table as AstropyTable
+
     t = AstropyTable()
     for c in up.table.columns:
         col = up.data.column(c.name)
@@ -722,8 +848,11 @@ def upload_votable(up) -> bytes:
         if c.datatype in ("char", "unicodeChar"):
             values = np.array([v if v is not None else "" for v in col.to_pylist()], dtype=str)
         else:
-            values = col.fill_null(0).to_numpy(zero_copy_only=False) if col.null_count else \
-                col.to_numpy(zero_copy_only=False)
+            values = (
+                col.fill_null(0).to_numpy(zero_copy_only=False)
+                if col.null_count
+                else col.to_numpy(zero_copy_only=False)
+            )
         t[c.name] = MaskedColumn(values, mask=mask, unit=c.unit)
     buf = io.BytesIO()
     from_table(t).to_xml(buf)
@@ -734,6 +863,7 @@ def read_votable(body: bytes, what: str):
     """Parse an upstream VOTable leniently (astropy, warnings off); TransientFault if it is
     unreadable or stops before its closing ``</VOTABLE>``."""
     from astropy.io.votable import parse
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -758,10 +888,20 @@ def _column(c) -> Column:
         size = "*"
     name = c.name
     delimited = name.startswith('"')
-    return Column(name.strip('"'), dt, arraysize=size, xtype=getattr(d, "extendedtype", None) if d else None,
-                  unit=str(c.unit) if c.unit else None, ucd=c.ucd or None, utype=c.utype or None,
-                  description=c.description, principal="principal" in (c.flags or []),
-                  indexed="indexed" in (c.flags or []), std="std" in (c.flags or []), delimited=delimited)
+    return Column(
+        name.strip('"'),
+        dt,
+        arraysize=size,
+        xtype=getattr(d, "extendedtype", None) if d else None,
+        unit=str(c.unit) if c.unit else None,
+        ucd=c.ucd or None,
+        utype=c.utype or None,
+        description=c.description,
+        principal="principal" in (c.flags or []),
+        indexed="indexed" in (c.flags or []),
+        std="std" in (c.flags or []),
+        delimited=delimited,
+    )
 
 
 def _table_json(t: Table) -> dict:
@@ -771,6 +911,8 @@ def _table_json(t: Table) -> dict:
 
 def _table_from_json(d: dict) -> Table:
     cols = [Column(**c) for c in d.pop("columns")]
-    fks = [ForeignKey(**{**f, "from_columns": tuple(f["from_columns"]), "target_columns": tuple(f["target_columns"])})
-           for f in d.pop("foreign_keys")]
+    fks = [
+        ForeignKey(**{**f, "from_columns": tuple(f["from_columns"]), "target_columns": tuple(f["target_columns"])})
+        for f in d.pop("foreign_keys")
+    ]
     return Table(columns=cols, foreign_keys=fks, **d)

@@ -8,20 +8,33 @@ BINARY2 the gateway would write, so its base64 text is copied through, counted t
 MAXREC.  The upstream's trailing
 ``QUERY_STATUS`` INFO (DALI 1.1 §4.4) becomes the stream's OVERFLOW or in-band ERROR.
 """
+
 from __future__ import annotations
 
 import binascii
 import math
 import xml.etree.ElementTree as ET
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from gateway.faults import FatalFault, UsageFault
 from gateway.schema import Column
 
-WIDTH = {"boolean": 1, "bit": 1, "unsignedByte": 1, "char": 1, "short": 2, "unicodeChar": 2, "int": 4,
-         "float": 4, "long": 8, "double": 8, "floatComplex": 8, "doubleComplex": 16}
+WIDTH = {
+    "boolean": 1,
+    "bit": 1,
+    "unsignedByte": 1,
+    "char": 1,
+    "short": 2,
+    "unicodeChar": 2,
+    "int": 4,
+    "float": 4,
+    "long": 8,
+    "double": 8,
+    "floatComplex": 8,
+    "doubleComplex": 16,
+}
 _WS = b" \t\r\n"
 
 
@@ -79,8 +92,8 @@ class Binary2Answer:
                 break
             self.head += chunk
         if close >= 0:
-            self.rest = self.head[close + 1:]
-            self._feed(self.head[:close + 1])
+            self.rest = self.head[close + 1 :]
+            self._feed(self.head[: close + 1])
         want = [(c.datatype, c.arraysize or None) for c in columns]
         self.ok = self.binary2 and self.fields == want
         self.width = row_width(columns) if self.ok else None
@@ -104,7 +117,9 @@ class Binary2Answer:
         """The complete answer, for a parser of any serialization."""
         return self.head + b"".join(self.chunks)
 
-    def rows(self, maxrec: int | None, on_overflow: Callable[[], None], count: Callable[[int], None]) -> Iterator[bytes]:
+    def rows(
+        self, maxrec: int | None, on_overflow: Callable[[], None], count: Callable[[int], None]
+    ) -> Iterator[bytes]:
         """The base64 text of the rows, at most ``maxrec`` of them (``on_overflow()`` when the
         upstream had more or said OVERFLOW); ``count(n)`` with the rows passed, at the end.
         The upstream's text is passed on as it came (its characters counted with numpy, up to
@@ -128,18 +143,18 @@ class Binary2Answer:
                     out, carry = carry + data[:cut], data[cut:].translate(None, _WS)
                 else:  # a piece shorter than the characters held back
                     joined = (carry + data).translate(None, _WS)
-                    out, carry = joined[:total - keep], joined[total - keep:]
+                    out, carry = joined[: total - keep], joined[total - keep :]
                 nbytes = (total - keep) // 4 * 3
                 if tail is not None and nbytes:
-                    last = out[_before_last_chars(out, 2):]
+                    last = out[_before_last_chars(out, 2) :]
                     nbytes -= last.count(b"=")
                 if limit is not None and sent + nbytes > limit:
                     text = out.translate(None, _WS)
                     full, part = divmod(limit - sent, 3)
-                    piece = text[:full * 4]
+                    piece = text[: full * 4]
                     if part:
                         try:
-                            group = binascii.a2b_base64(text[full * 4:full * 4 + 4])[:part]
+                            group = binascii.a2b_base64(text[full * 4 : full * 4 + 4])[:part]
                         except binascii.Error as e:
                             raise FatalFault(f"{self.what} sent a BINARY2 stream that is not base64 ({e})")
                         piece += binascii.b2a_base64(group, newline=False)
@@ -169,8 +184,11 @@ class Binary2Answer:
         status = []
         data = tail
         while data is not None:
-            status += [el for ev, el in self._feed(data) if ev == "end" and _local(el.tag) == "INFO"
-                       and el.get("name") == "QUERY_STATUS"]
+            status += [
+                el
+                for ev, el in self._feed(data)
+                if ev == "end" and _local(el.tag) == "INFO" and el.get("name") == "QUERY_STATUS"
+            ]
             data = next(self.chunks, None)
         for el in status:
             if el.get("value") == "OVERFLOW":

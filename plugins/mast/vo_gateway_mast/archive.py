@@ -19,32 +19,40 @@ request the API cannot bound (no cone and no id constraint) is refused with a me
 what to add.  Pan-STARRS requests are POSTed as a JSON body (form POSTs
 get HTTP 422 since 2023); HSC requests are GETs.
 """
+
 from __future__ import annotations
 
 import io
 import json
 import logging
 from dataclasses import replace
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
-from pathlib import Path
-
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from vo_gateway_ivoa.archive import IvoaArchive, IvoaConfig
 
 from gateway.archive import Cone, ScanRequest
 from gateway.faults import TransientFault, UsageFault
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
 from gateway.upstream import check_complete, read_body
-from vo_gateway_ivoa.archive import IvoaArchive, IvoaConfig
 
 from .metadata import BUNDLED
 
 log = logging.getLogger("gateway.mast")
-ARROW = {"boolean": pa.bool_(), "unsignedByte": pa.uint8(), "short": pa.int16(), "int": pa.int32(),
-         "long": pa.int64(), "float": pa.float32(), "double": pa.float64(), "char": pa.string()}
+ARROW = {
+    "boolean": pa.bool_(),
+    "unsignedByte": pa.uint8(),
+    "short": pa.int16(),
+    "int": pa.int32(),
+    "long": pa.int64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "char": pa.string(),
+}
 API_OPS = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
 HLA_PREFIX = "ivo://mast.stsci.edu/hla?"
 PS1_PREFIX = "ivo://mast.stsci.edu/ps1?"
@@ -58,7 +66,12 @@ class MastCatalog(BaseModel):
     path: str = Field(description="API path below base_url, e.g. hsc/v3/summary/magaper2")
 
 
-SCHEMA_OF = {"hsc/v3": "mast_hsc3", "hsc/v2": "mast_hsc2", "panstarrs/dr1": "mast_ps1dr1", "panstarrs/dr2": "mast_ps1dr2"}
+SCHEMA_OF = {
+    "hsc/v3": "mast_hsc3",
+    "hsc/v2": "mast_hsc2",
+    "panstarrs/dr1": "mast_ps1dr1",
+    "panstarrs/dr2": "mast_ps1dr2",
+}
 
 
 def _default_catalogs():
@@ -77,14 +90,21 @@ class MastConfig(IvoaConfig):
     uploads: bool = Field(False, description="not known to take TAP_UPLOAD: the planner sends cones instead")
     pagesize: int = Field(50_000, ge=1, description="rows per API page")
     max_rows: int = Field(2_000_000, ge=1, description="most rows fetched for one query before refusing")
-    hla_url: AnyHttpUrl | None = Field("https://hla.stsci.edu/cgi-bin/fitscut.cgi", description="HLA fitscut service "
-                                       "(SIA 2.0 over the images of the detailed table, SODA cutouts, previews)")
+    hla_url: AnyHttpUrl | None = Field(
+        "https://hla.stsci.edu/cgi-bin/fitscut.cgi",
+        description="HLA fitscut service (SIA 2.0 over the images of the detailed table, SODA cutouts, previews)",
+    )
     max_cutout_pixels: int = Field(4000, ge=1, description="largest HLA or PS1 cutout side, pixels")
-    metadata_cache: Path | None = Field(Path("var/mast_metadata.json"), description="column metadata read from the "
-                                        "API's /metadata endpoints; refreshed when older than metadata_max_age")
+    metadata_cache: Path | None = Field(
+        Path("var/mast_metadata.json"),
+        description="column metadata read from the "
+        "API's /metadata endpoints; refreshed when older than metadata_max_age",
+    )
     metadata_max_age: float = Field(7 * 86400, ge=0, description="seconds")
-    ps1_images_url: AnyHttpUrl | None = Field("https://ps1images.stsci.edu", description="PS1 image service "
-                                              "(ps1filenames.py listing, fitscut.cgi cutouts, full files)")
+    ps1_images_url: AnyHttpUrl | None = Field(
+        "https://ps1images.stsci.edu",
+        description="PS1 image service (ps1filenames.py listing, fitscut.cgi cutouts, full files)",
+    )
     ps1_types: list[str] = Field(default_factory=lambda: ["stack", "warp"], description="PS1 image types listed")
 
 
@@ -95,9 +115,19 @@ class MastArchive(IvoaArchive):
     def __init__(self, name, config, *, base_dir):
         super().__init__(name, config, base_dir=base_dir)
         self.base = str(config.base_url).rstrip("/")
-        self.capabilities = replace(self.capabilities, adql=False, cone=True, comparisons=True,
-                                    column_selection=True, order_by=True, top=True, bounded=True, datalink_proxy=True,
-                                    set_operations=False, common_tables=False)
+        self.capabilities = replace(
+            self.capabilities,
+            adql=False,
+            cone=True,
+            comparisons=True,
+            column_selection=True,
+            order_by=True,
+            top=True,
+            bounded=True,
+            datalink_proxy=True,
+            set_operations=False,
+            common_tables=False,
+        )
         self.by_table = {}
         for cat, t in zip(config.catalogs, self._tables):
             self.by_table[t.qualified_name.lower()] = (cat, t)
@@ -115,11 +145,14 @@ class MastArchive(IvoaArchive):
         MAST is unreachable the cache, else the bundled snapshot (:mod:`.metadata`)."""
         import json
         import time
+
         cache = (Path(self.base_dir) / self.config.metadata_cache) if self.config.metadata_cache else None
         known = {}
         if cache is not None and cache.exists():
             known = json.loads(cache.read_text())
-        fresh = cache is not None and cache.exists() and time.time() - cache.stat().st_mtime < self.config.metadata_max_age
+        fresh = (
+            cache is not None and cache.exists() and time.time() - cache.stat().st_mtime < self.config.metadata_max_age
+        )
         out, fetched = [], {}
         for cat in self.config.catalogs:
             if cat.path not in BUNDLED:
@@ -139,6 +172,7 @@ class MastArchive(IvoaArchive):
 
     def _fetch_metadata(self, path: str) -> list | None:
         import requests
+
         try:
             r = self.session.get(f"{str(self.config.base_url).rstrip('/')}/{path}/metadata", timeout=(5, 20))
             return r.json() if r.ok else None
@@ -164,9 +198,11 @@ class MastArchive(IvoaArchive):
         if request.cone is not None:
             cone = request.cone
             if cone.radius > self.config.max_radius:
-                raise UsageFault(f"the MAST catalogs API searches cones of at most {self.config.max_radius} deg "
-                                 f"radius (asked {cone.radius:g} deg on {table.qualified_name}); split the area "
-                                 "into smaller cones")
+                raise UsageFault(
+                    f"the MAST catalogs API searches cones of at most {self.config.max_radius} deg "
+                    f"radius (asked {cone.radius:g} deg on {table.qualified_name}); split the area "
+                    "into smaller cones"
+                )
             params.update(ra=cone.ra, dec=cone.dec, radius=cone.radius)
             bounded = True
         for p in request.predicates:
@@ -178,9 +214,11 @@ class MastArchive(IvoaArchive):
             elif p.op == "LIKE":
                 params[f"{p.column}.like"] = p.value
         if not bounded:
-            raise UsageFault(f"{table.qualified_name} is too large to scan: add a position, e.g. WHERE 1 = CONTAINS("
-                             f"POINT('ICRS', {table.ra_column}, {table.dec_column}), CIRCLE('ICRS', ra, dec, r)) with "
-                             f"r <= {self.config.max_radius} deg, or an id constraint such as {table.id_column} = ...")
+            raise UsageFault(
+                f"{table.qualified_name} is too large to scan: add a position, e.g. WHERE 1 = CONTAINS("
+                f"POINT('ICRS', {table.ra_column}, {table.dec_column}), CIRCLE('ICRS', ra, dec, r)) with "
+                f"r <= {self.config.max_radius} deg, or an id constraint such as {table.id_column} = ..."
+            )
         params["columns"] = list(request.columns) or [table.id_column]
         if request.order:
             col, desc = request.order[0]
@@ -196,8 +234,9 @@ class MastArchive(IvoaArchive):
 
     def claims(self, dataset_id: str) -> bool:
         """HLA images; HSC MatchIDs are answered at /datalink/{archive}/links only."""
-        return (self.hla and dataset_id.startswith(HLA_PREFIX)) or (self.ps1 is not None and
-                                                                      dataset_id.startswith(PS1_PREFIX))
+        return (self.hla and dataset_id.startswith(HLA_PREFIX)) or (
+            self.ps1 is not None and dataset_id.startswith(PS1_PREFIX)
+        )
 
     def datalink_column(self, table: Table) -> str | None:
         """Hubble Source Catalog summary rows link to their light curves by MatchID."""
@@ -214,33 +253,85 @@ class MastArchive(IvoaArchive):
         from urllib.parse import urlencode
 
         from gateway.formats.datalink import links_document, soda_descriptor
+
         detailed = self._detailed()
         rows = []
         for i in ids:
             if self.claims(i) and i.startswith(PS1_PREFIX):
-                filename = i[len(PS1_PREFIX):]
-                rows.append([i, self.ps1 + filename, "", "", f"PS1 image {filename.rsplit('/', 1)[-1]}", "#this",
-                             "image/fits", ""])
+                filename = i[len(PS1_PREFIX) :]
+                rows.append(
+                    [
+                        i,
+                        self.ps1 + filename,
+                        "",
+                        "",
+                        f"PS1 image {filename.rsplit('/', 1)[-1]}",
+                        "#this",
+                        "image/fits",
+                        "",
+                    ]
+                )
                 rows.append([i, "", "soda", "", "SODA cutout through PS1 fitscut", "#cutout", "image/fits", ""])
                 continue
             if self.claims(i):
-                name = i[len(HLA_PREFIX):]
+                name = i[len(HLA_PREFIX) :]
                 base = str(self.config.hla_url)
-                rows.append([i, f"{base}?" + urlencode({"red": name, "size": "ALL", "format": "fits"}), "", "",
-                             f"HLA image {name}", "#this", "image/fits", ""])
-                rows.append([i, f"{base}?" + urlencode({"red": name, "size": "ALL", "format": "jpeg",
-                                                         "output_size": 1024, "autoscale": 99.5, "asinh": 1}),
-                             "", "", "JPEG preview", "#preview", "image/jpeg", ""])
+                rows.append(
+                    [
+                        i,
+                        f"{base}?" + urlencode({"red": name, "size": "ALL", "format": "fits"}),
+                        "",
+                        "",
+                        f"HLA image {name}",
+                        "#this",
+                        "image/fits",
+                        "",
+                    ]
+                )
+                rows.append(
+                    [
+                        i,
+                        f"{base}?"
+                        + urlencode(
+                            {
+                                "red": name,
+                                "size": "ALL",
+                                "format": "jpeg",
+                                "output_size": 1024,
+                                "autoscale": 99.5,
+                                "asinh": 1,
+                            }
+                        ),
+                        "",
+                        "",
+                        "JPEG preview",
+                        "#preview",
+                        "image/jpeg",
+                        "",
+                    ]
+                )
                 rows.append([i, "", "soda", "", "SODA cutout through HLA fitscut", "#cutout", "image/fits", ""])
                 continue
             if not i.strip().isdigit() or detailed is None:
                 rows.append([i, "", "", "NotFoundFault: not an HSC MatchID", "", "#auxiliary", "", ""])
                 continue
-            q = (f"SELECT MatchID, SourceID, StartMJD, Detector, Filter, MagAper2, MagAuto, Flags, ImageName "
-                 f"FROM {detailed.qualified_name} WHERE MatchID = {int(i)} ORDER BY Filter, StartMJD")
+            q = (
+                f"SELECT MatchID, SourceID, StartMJD, Detector, Filter, MagAper2, MagAuto, Flags, ImageName "
+                f"FROM {detailed.qualified_name} WHERE MatchID = {int(i)} ORDER BY Filter, StartMJD"
+            )
             url = f"{service_url}/tap/sync?" + urlencode({"LANG": "ADQL", "QUERY": q})
-            rows.append([i, url, "", "", "light curve: every HSC measurement of this match, by filter and time",
-                         "#auxiliary", "application/x-votable+xml", ""])
+            rows.append(
+                [
+                    i,
+                    url,
+                    "",
+                    "",
+                    "light curve: every HSC measurement of this match, by filter and time",
+                    "#auxiliary",
+                    "application/x-votable+xml",
+                    "",
+                ]
+            )
         soda = soda_descriptor(f"{service_url}/soda/{self.name}/sync") if any(r[2] == "soda" for r in rows) else ""
         return links_document(rows, soda).encode()
 
@@ -255,8 +346,10 @@ class MastArchive(IvoaArchive):
             if batch.num_rows < pagesize or (want is not None and total >= want):
                 return
             if total >= self.config.max_rows:
-                raise UsageFault(f"the query matches more than {self.config.max_rows} rows of {table.qualified_name}; "
-                                 "narrow it (smaller cone, more constraints)")
+                raise UsageFault(
+                    f"the query matches more than {self.config.max_rows} rows of {table.qualified_name}; "
+                    "narrow it (smaller cone, more constraints)"
+                )
             page += 1
 
     def _fetch(self, cat: MastCatalog, table: Table, params: dict, want: int | None, actor) -> pa.Table:
@@ -269,11 +362,15 @@ class MastArchive(IvoaArchive):
         what = f"MAST catalogs API ({cat.path})"
         try:
             if cat.path.startswith("panstarrs/"):  # JSON body: form POSTs get 422 (astroquery#2709)
-                body = {k: (v[0] if isinstance(v, list) and len(v) == 1 and k != "columns" else v) for k, v in params.items()}
+                body = {
+                    k: (v[0] if isinstance(v, list) and len(v) == 1 and k != "columns" else v)
+                    for k, v in params.items()
+                }
                 if "sort_by" in body:
                     body["sort_by"] = [body["sort_by"]]
-                r = session.post(url, data=json.dumps(body), headers={"Content-Type": "application/json",
-                                                                      "Accept": "text/csv"})
+                r = session.post(
+                    url, data=json.dumps(body), headers={"Content-Type": "application/json", "Accept": "text/csv"}
+                )
             else:
                 q = [(k, x) for k, v in params.items() if k != "columns" for x in (v if isinstance(v, list) else [v])]
                 q.append(("columns", "[" + ",".join(params["columns"]) + "]"))
@@ -302,7 +399,9 @@ class MastArchive(IvoaArchive):
                 "  A_F475W, A_F475W_N, A_F475W_MAD, A_F814W, A_F814W_N, A_F814W_MAD\n"
                 f"FROM {summary.qualified_name}\n"
                 "WHERE 1 = CONTAINS(POINT('ICRS', MatchRA, MatchDec), CIRCLE('ICRS', 16.2016962, 2.1194959, 0.5))\n"
-                "  AND A_F475W_N >= 10 AND A_F814W_N >= 10", [summary.qualified_name])
+                "  AND A_F475W_N >= 10 AND A_F814W_N >= 10",
+                [summary.qualified_name],
+            )
         if detailed is not None:
             out["hsc_light_curve"] = (
                 "HSC: the light curve of one match",
@@ -310,7 +409,9 @@ class MastArchive(IvoaArchive):
                 "SELECT MatchID, SourceID, StartMJD, Detector, Filter, MagAper2, Flags, ImageName\n"
                 f"FROM {detailed.qualified_name}\n"
                 "WHERE MatchID = 80189155 AND Detector = 'ACS/WFC' AND Filter = 'F475W'\n"
-                "ORDER BY StartMJD", [detailed.qualified_name])
+                "ORDER BY StartMJD",
+                [detailed.qualified_name],
+            )
         return out
 
     # -- HLA images -------------------------------------------------------------------------
@@ -320,6 +421,7 @@ class MastArchive(IvoaArchive):
         and warp files of the skycell at each POS; the other SIA 2.0 constraints applied
         exactly to the records."""
         from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, record_matches
+
         detailed = self._detailed()
         if not query.pos:
             raise UsageFault("HST (HLA) and PS1 images are found by position: give POS")
@@ -329,8 +431,23 @@ class MastArchive(IvoaArchive):
             ra, dec, r = _circle(shape)
             if r > self.config.max_radius:
                 raise UsageFault(f"HLA images are searched within {self.config.max_radius} deg; give a smaller POS")
-            params = {"ra": ra, "dec": dec, "radius": r, "columns": ["ImageName", "Filter", "Detector", "Instrument",
-                      "StartMJD", "StopMJD", "ExposureTime", "WaveLength", "SourceRA", "SourceDec"]}
+            params = {
+                "ra": ra,
+                "dec": dec,
+                "radius": r,
+                "columns": [
+                    "ImageName",
+                    "Filter",
+                    "Detector",
+                    "Instrument",
+                    "StartMJD",
+                    "StopMJD",
+                    "ExposureTime",
+                    "WaveLength",
+                    "SourceRA",
+                    "SourceDec",
+                ],
+            }
             for row in self._fetch(cat, detailed, params, None, None).to_pylist():
                 name = row["ImageName"]
                 if not name:
@@ -338,8 +455,12 @@ class MastArchive(IvoaArchive):
                 rec = images.setdefault(name, self._hla_record(row))
                 rec["_ras"].append(row["SourceRA"])
                 rec["_decs"].append(row["SourceDec"])
-        records = [rec for shape in (query.pos if self.ps1 else ()) for rec in self._ps1_records(shape)
-                   if record_matches(rec, query)]
+        records = [
+            rec
+            for shape in (query.pos if self.ps1 else ())
+            for rec in self._ps1_records(shape)
+            if record_matches(rec, query)
+        ]
         for rec in images.values():
             ras, decs = rec.pop("_ras"), rec.pop("_decs")
             rec["s_ra"] = sum(x for x in ras if x is not None) / max(1, sum(x is not None for x in ras))
@@ -354,9 +475,12 @@ class MastArchive(IvoaArchive):
         """ObsCore records of the PS1 files of the skycell holding the shape's centre
         (``ps1filenames.py``, REFERENCE.md §2.5): one per band and image type."""
         ra, dec, _ = _circle(shape)
-        r = self.upstream_get("PS1 image service", self.ps1 + "/cgi-bin/ps1filenames.py",
-                              {"ra": repr(ra), "dec": repr(dec), "filters": "grizy",
-                               "type": ",".join(self.config.ps1_types)}, refused="the listing")
+        r = self.upstream_get(
+            "PS1 image service",
+            self.ps1 + "/cgi-bin/ps1filenames.py",
+            {"ra": repr(ra), "dec": repr(dec), "filters": "grizy", "type": ",".join(self.config.ps1_types)},
+            refused="the listing",
+        )
         text = read_body(r, "PS1 image service", "csv").decode()  # a line table: cut inside a line is an error
         lines = [ln.split() for ln in text.splitlines() if ln.strip()]
         if not lines:
@@ -368,26 +492,60 @@ class MastArchive(IvoaArchive):
             lo, hi = PS1_BANDS.get(row.get("filter"), (None, None))
             mjd = float(row.get("mjd") or 0) or None
             stack = row.get("type", "").startswith("stack")
-            out.append({"dataproduct_type": "image", "calib_level": 3 if stack else 2, "obs_collection": "PS1 DR2",
-                        "obs_id": row.get("shortname"), "obs_publisher_did": PS1_PREFIX + row["filename"],
-                        "access_url": self.ps1 + row["filename"], "access_format": "image/fits",
-                        "s_ra": float(row["ra"]), "s_dec": float(row["dec"]), "s_fov": 0.4,
-                        "t_min": mjd, "t_max": mjd, "em_min": lo * 1e-9 if lo else None, "em_max": hi * 1e-9 if hi else None,
-                        "facility_name": "PS1", "instrument_name": "GPC1", "target_name": row.get("type"),
-                        "o_ucd": "phot.flux.density", "pol_xel": 1, "em_xel": 1, "t_xel": 1})
+            out.append(
+                {
+                    "dataproduct_type": "image",
+                    "calib_level": 3 if stack else 2,
+                    "obs_collection": "PS1 DR2",
+                    "obs_id": row.get("shortname"),
+                    "obs_publisher_did": PS1_PREFIX + row["filename"],
+                    "access_url": self.ps1 + row["filename"],
+                    "access_format": "image/fits",
+                    "s_ra": float(row["ra"]),
+                    "s_dec": float(row["dec"]),
+                    "s_fov": 0.4,
+                    "t_min": mjd,
+                    "t_max": mjd,
+                    "em_min": lo * 1e-9 if lo else None,
+                    "em_max": hi * 1e-9 if hi else None,
+                    "facility_name": "PS1",
+                    "instrument_name": "GPC1",
+                    "target_name": row.get("type"),
+                    "o_ucd": "phot.flux.density",
+                    "pol_xel": 1,
+                    "em_xel": 1,
+                    "t_xel": 1,
+                }
+            )
         return out
 
     def _hla_record(self, row: dict) -> dict:
         from urllib.parse import urlencode
+
         wl = row.get("WaveLength")
-        return {"dataproduct_type": "image", "calib_level": 2, "obs_collection": "HLA", "obs_id": row["ImageName"],
-                "obs_publisher_did": HLA_PREFIX + row["ImageName"], "access_format": "image/fits",
-                "access_url": f"{self.config.hla_url}?" + urlencode({"red": row["ImageName"], "size": "ALL",
-                                                                     "format": "fits"}),
-                "t_min": row.get("StartMJD"), "t_max": row.get("StopMJD"), "t_exptime": row.get("ExposureTime"),
-                "em_min": wl * 0.9e-9 if wl else None, "em_max": wl * 1.1e-9 if wl else None,
-                "facility_name": "HST", "instrument_name": row.get("Detector") or row.get("Instrument"),
-                "o_ucd": "phot.flux.density", "pol_xel": 1, "em_xel": 1, "t_xel": 1, "_ras": [], "_decs": []}
+        return {
+            "dataproduct_type": "image",
+            "calib_level": 2,
+            "obs_collection": "HLA",
+            "obs_id": row["ImageName"],
+            "obs_publisher_did": HLA_PREFIX + row["ImageName"],
+            "access_format": "image/fits",
+            "access_url": f"{self.config.hla_url}?"
+            + urlencode({"red": row["ImageName"], "size": "ALL", "format": "fits"}),
+            "t_min": row.get("StartMJD"),
+            "t_max": row.get("StopMJD"),
+            "t_exptime": row.get("ExposureTime"),
+            "em_min": wl * 0.9e-9 if wl else None,
+            "em_max": wl * 1.1e-9 if wl else None,
+            "facility_name": "HST",
+            "instrument_name": row.get("Detector") or row.get("Instrument"),
+            "o_ucd": "phot.flux.density",
+            "pol_xel": 1,
+            "em_xel": 1,
+            "t_xel": 1,
+            "_ras": [],
+            "_decs": [],
+        }
 
     def soda(self, params: list[tuple[str, str]], actor):
         """SODA sync (SODA 1.0 §3) as one HLA fitscut call: the circle (or range) becomes
@@ -397,20 +555,24 @@ class MastArchive(IvoaArchive):
         if not self.claims(did):
             raise UsageFault(f"ID {did!r} is not an HLA or PS1 image of this service")
         ps1 = did.startswith(PS1_PREFIX)
-        name = did[len(PS1_PREFIX if ps1 else HLA_PREFIX):]
+        name = did[len(PS1_PREFIX if ps1 else HLA_PREFIX) :]
         value = p.get("CIRCLE") and "CIRCLE " + p["CIRCLE"] or p.get("POS")
         if not value:
             raise UsageFault("give a region: POS (CIRCLE or RANGE) or CIRCLE")
         from gateway.obscore import parse_shape
+
         ra, dec, r = _circle(parse_shape(value, "POS"))
         scale = 0.25 if ps1 else next((v for k, v in PIXSCALE.items() if f"_{k}_" in name), 0.05)
         size = max(1, int(round(2 * r * 3600 / scale)))
         if size > self.config.max_cutout_pixels:
             raise UsageFault(f"the cutout would be {size} pixels across; the limit is {self.config.max_cutout_pixels}")
         url = self.ps1 + "/cgi-bin/fitscut.cgi" if ps1 else str(self.config.hla_url)
-        r = self.upstream_get("PS1 fitscut" if ps1 else "HLA fitscut", url,
-                              {"red": name, "ra": repr(ra), "dec": repr(dec), "size": size, "format": "fits"},
-                              refused="the cutout")
+        r = self.upstream_get(
+            "PS1 fitscut" if ps1 else "HLA fitscut",
+            url,
+            {"red": name, "ra": repr(ra), "dec": repr(dec), "size": size, "format": "fits"},
+            refused="the cutout",
+        )
         check_complete(r.content, "fits", "PS1 fitscut" if ps1 else "HLA fitscut")
         return 200, "application/fits", [r.content]
 
@@ -428,8 +590,9 @@ class MastArchive(IvoaArchive):
         params = {"ra": cone.ra, "dec": cone.dec, "radius": cone.radius, "columns": cols}
         rows = self._fetch(cat, table, params, (maxrec + 1) if maxrec is not None else None, None)
         stream = RowStream([table.column(c) for c in cols], [])
-        stream.batches = limit_batches(rows.to_batches() or [pa.RecordBatch.from_pylist([], schema=rows.schema)],
-                                       maxrec, stream)
+        stream.batches = limit_batches(
+            rows.to_batches() or [pa.RecordBatch.from_pylist([], schema=rows.schema)], maxrec, stream
+        )
         return stream
 
     def availability(self) -> tuple[bool, str]:
@@ -445,9 +608,15 @@ def parse_csv(data: bytes, table: Table, columns: list[str]) -> pa.RecordBatch:
     if not data.strip():
         return pa.RecordBatch.from_pylist([], schema=pa.schema(list(types.items())))
     try:
-        t = pcsv.read_csv(io.BytesIO(data), convert_options=pcsv.ConvertOptions(
-            column_types=types, null_values=["", "null", "NULL"], strings_can_be_null=True,
-            include_columns=list(types)))
+        t = pcsv.read_csv(
+            io.BytesIO(data),
+            convert_options=pcsv.ConvertOptions(
+                column_types=types,
+                null_values=["", "null", "NULL"],
+                strings_can_be_null=True,
+                include_columns=list(types),
+            ),
+        )
     except pa.ArrowInvalid as e:
         raise TransientFault(f"MAST catalogs API sent unreadable CSV ({str(e)[:200]})")
     arrays = []
@@ -462,6 +631,7 @@ def parse_csv(data: bytes, table: Table, columns: list[str]) -> pa.RecordBatch:
 def _circle(shape: tuple) -> tuple[float, float, float]:
     """(ra, dec, radius) of the smallest circle around a SIA/SODA shape (degrees)."""
     import math
+
     if shape[0] == "circle":
         return shape[1], shape[2], shape[3]
     if shape[0] == "range":
@@ -484,6 +654,7 @@ def table_from_metadata(bundled: Table, meta: list[dict]) -> Table:
     from gateway.schema import VOTABLE_DATATYPES, Column
 
     from .metadata import clean_ucd
+
     old = {c.name.lower(): c for c in bundled.columns}
     cols = []
     for m in meta:
@@ -496,11 +667,17 @@ def table_from_metadata(bundled: Table, meta: list[dict]) -> Table:
         dt = dt if dt in VOTABLE_DATATYPES else "char"
         prev = old.get(name.lower())
         unit = None if m.get("unit") in (None, "NULL", "") else m["unit"]
-        col = Column(name, dt, arraysize="*" if dt == "char" else None, unit=unit or (prev.unit if prev else None),
-                     ucd=clean_ucd(m.get("ucd")) or (prev.ucd if prev else None),
-                     description=(None if m.get("description") in (None, "NULL") else m["description"])
-                     or (prev.description if prev else None),
-                     principal=prev.principal if prev else False, indexed=prev.indexed if prev else False)
+        col = Column(
+            name,
+            dt,
+            arraysize="*" if dt == "char" else None,
+            unit=unit or (prev.unit if prev else None),
+            ucd=clean_ucd(m.get("ucd")) or (prev.ucd if prev else None),
+            description=(None if m.get("description") in (None, "NULL") else m["description"])
+            or (prev.description if prev else None),
+            principal=prev.principal if prev else False,
+            indexed=prev.indexed if prev else False,
+        )
         cols.append(col)
     ids = {c.name for c in cols}
     keep = all(x in ids for x in (bundled.ra_column, bundled.dec_column, bundled.id_column) if x)

@@ -1,4 +1,5 @@
 """Entry point of the ``mast`` kind (entry-point group ``vo_gateway``)."""
+
 from gateway.hookspecs import hookimpl
 
 from .archive import MastArchive

@@ -17,6 +17,7 @@
 * Metadata: SkyMapper's TAP_SCHEMA when reachable (kept in ``snapshot``), else the bundled
   :mod:`.metadata`.
 """
+
 from __future__ import annotations
 
 import io
@@ -28,6 +29,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 from pydantic import AnyHttpUrl, Field, model_validator
 from sqlglot import exp
+from vo_gateway_ivoa.archive import IvoaArchive, IvoaConfig
 
 from gateway.adql.validate import AdqlQuery
 from gateway.archive import Cone, ImageQuery, ScanRequest
@@ -37,28 +39,45 @@ from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, parse_shape, record_
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
 from gateway.upstream import check_complete, read_body
-from vo_gateway_ivoa.archive import IvoaArchive, IvoaConfig
 
 from .metadata import BUNDLED
 
 log = logging.getLogger("gateway.skymapper")
-ARROW = {"boolean": pa.bool_(), "unsignedByte": pa.uint8(), "short": pa.int16(), "int": pa.int32(),
-         "long": pa.int64(), "float": pa.float32(), "double": pa.float64(), "char": pa.string()}
+ARROW = {
+    "boolean": pa.bool_(),
+    "unsignedByte": pa.uint8(),
+    "short": pa.int16(),
+    "int": pa.int32(),
+    "long": pa.int64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "char": pa.string(),
+}
 
 
 class SkyMapperConfig(IvoaConfig):
-    tap_url: AnyHttpUrl | None = Field(None, description="SkyMapper TAP, e.g. https://api.skymapper.nci.org.au/public/tap")
-    schemas: dict[str, str] = Field(default_factory=lambda: {"dr2": "skymapper_dr2", "dr4": "skymapper_dr4"},
-                                    description="SkyMapper schema -> ADQL schema name in the gateway")
-    catalogs: list[str] = Field(default_factory=lambda: ["dr2.master", "dr4.master"],
-                                description="SkyMapper tables served (sm-cone CATALOG values)")
+    tap_url: AnyHttpUrl | None = Field(
+        None, description="SkyMapper TAP, e.g. https://api.skymapper.nci.org.au/public/tap"
+    )
+    schemas: dict[str, str] = Field(
+        default_factory=lambda: {"dr2": "skymapper_dr2", "dr4": "skymapper_dr4"},
+        description="SkyMapper schema -> ADQL schema name in the gateway",
+    )
+    catalogs: list[str] = Field(
+        default_factory=lambda: ["dr2.master", "dr4.master"],
+        description="SkyMapper tables served (sm-cone CATALOG values)",
+    )
     cone_url: AnyHttpUrl = Field("https://skymapper.anu.edu.au/sm-cone/public/query", description="sm-cone service")
-    siap_url: AnyHttpUrl | None = Field(None, description="SIAP base, e.g. https://api.skymapper.nci.org.au/public/siap/dr4")
+    siap_url: AnyHttpUrl | None = Field(
+        None, description="SIAP base, e.g. https://api.skymapper.nci.org.au/public/siap/dr4"
+    )
     max_sr: float = Field(1.0, gt=0, le=10, description="largest cone radius sent to sm-cone, degrees")
     uploads: bool = Field(False, description="not known to take TAP_UPLOAD: the planner sends cones instead")
     max_rows: int = Field(1_000_000, ge=1, description="largest answer sm-cone gives")
-    sample_position: tuple[float, float] = Field((33.639837321, -0.766719986), description="where 'any n rows' "
-                                                 "queries (TOP n without WHERE/ORDER BY) take their rows, deg")
+    sample_position: tuple[float, float] = Field(
+        (33.639837321, -0.766719986),
+        description="where 'any n rows' queries (TOP n without WHERE/ORDER BY) take their rows, deg",
+    )
 
     @model_validator(mode="after")
     def _tables_are_catalogs(self):
@@ -82,8 +101,15 @@ class SkyMapperArchive(IvoaArchive):
     def __init__(self, name, config, *, base_dir):
         super().__init__(name, config, base_dir=base_dir)
         tap = self.url is not None  # ADQL forwarded to SkyMapper's TAP; else sm-cone scans (gateway.planner)
-        self.capabilities = replace(self.capabilities, adql=tap, cone=not tap, top=not tap, bounded=not tap,
-                                    set_operations=tap, common_tables=tap)
+        self.capabilities = replace(
+            self.capabilities,
+            adql=tap,
+            cone=not tap,
+            top=not tap,
+            bounded=not tap,
+            set_operations=tap,
+            common_tables=tap,
+        )
         if config.siap_url is not None:
             self.siap = str(config.siap_url).rstrip("/")
             self.release = self.siap.rsplit("/", 1)[-1]
@@ -93,9 +119,15 @@ class SkyMapperArchive(IvoaArchive):
         #: curve link (per-epoch photometry with the images' MJD needs SkyMapper's TAP: sm-cone
         #: serves no images table and takes no object_id)
         by = {(t.schema.lower(), t.name.lower()): t for t in self._tables}
-        self.lightcurves = {s: (by[(s, "master")], by[(s, "photometry")], by[(s, "images")])
-                            for s, n in by if n == "master" and (s, "photometry") in by and (s, "images") in by
-                            } if self.url is not None else {}
+        self.lightcurves = (
+            {
+                s: (by[(s, "master")], by[(s, "photometry")], by[(s, "images")])
+                for s, n in by
+                if n == "master" and (s, "photometry") in by and (s, "images") in by
+            }
+            if self.url is not None
+            else {}
+        )
         if self.lightcurves:
             self.capabilities = replace(self.capabilities, datalink_proxy=True)
 
@@ -144,9 +176,11 @@ class SkyMapperArchive(IvoaArchive):
         cone, sample = request.cone, request.cone is None
         if sample:
             if request.limit is None or request.predicates:
-                raise UsageFault(f"add a cone on {request.table.qualified_name}: WHERE 1 = CONTAINS(POINT('ICRS', "
-                                 f"{request.table.ra_column}, {request.table.dec_column}), CIRCLE('ICRS', ra, dec, "
-                                 f"radius)) (radius <= {self.config.max_sr} deg); SkyMapper is searched by position here")
+                raise UsageFault(
+                    f"add a cone on {request.table.qualified_name}: WHERE 1 = CONTAINS(POINT('ICRS', "
+                    f"{request.table.ra_column}, {request.table.dec_column}), CIRCLE('ICRS', ra, dec, "
+                    f"radius)) (radius <= {self.config.max_sr} deg); SkyMapper is searched by position here"
+                )
             cone = Cone(*self.config.sample_position, 0.05)
         batch = self._cone(catalog, cone, 3, actor)
         radius = cone.radius
@@ -178,8 +212,14 @@ class SkyMapperArchive(IvoaArchive):
         for shape in query.pos:
             ra, dec, w, h = shape_box(shape)
             for lo, hi in query.time or [(None, None)]:
-                params = {"POS": f"{ra!r},{dec!r}", "SIZE": f"{w:.6g},{h:.6g}", "FORMAT": "image/fits",
-                          "INTERSECT": query.intersect, "VERB": "3", "RESPONSEFORMAT": "CSV"}
+                params = {
+                    "POS": f"{ra!r},{dec!r}",
+                    "SIZE": f"{w:.6g},{h:.6g}",
+                    "FORMAT": "image/fits",
+                    "INTERSECT": query.intersect,
+                    "VERB": "3",
+                    "RESPONSEFORMAT": "CSV",
+                }
                 if bands:
                     params["BAND"] = bands
                 if lo is not None:
@@ -196,8 +236,10 @@ class SkyMapperArchive(IvoaArchive):
     def _siap(self, params: dict) -> list[dict]:
         r = self.upstream_get("SkyMapper SIAP", self.siap + "/query", params, refused="the request")
         try:
-            t = pcsv.read_csv(io.BytesIO(read_body(r, "SkyMapper SIAP", "csv")), convert_options=pcsv.ConvertOptions(
-                column_types={"unique_image_id": pa.string(), "band": pa.string()}))
+            t = pcsv.read_csv(
+                io.BytesIO(read_body(r, "SkyMapper SIAP", "csv")),
+                convert_options=pcsv.ConvertOptions(column_types={"unique_image_id": pa.string(), "band": pa.string()}),
+            )
         except pa.ArrowInvalid as e:
             raise TransientFault(f"SkyMapper SIAP sent unreadable CSV ({str(e)[:200]})")
         return t.to_pylist()
@@ -205,20 +247,43 @@ class SkyMapperArchive(IvoaArchive):
     def _obscore(self, row: dict, ra: float, dec: float, w: float, h: float) -> dict:
         centre, fwhm = FILTERS.get(row["band"], (None, None))
         c = math.cos(math.radians(dec))
-        corners = [ra - w / 2 / c, dec - h / 2, ra + w / 2 / c, dec - h / 2, ra + w / 2 / c, dec + h / 2,
-                   ra - w / 2 / c, dec + h / 2]
-        return {"dataproduct_type": "image", "calib_level": 2, "obs_collection": f"SkyMapper {self.release.upper()}",
-                "obs_id": row["unique_image_id"], "obs_publisher_did": self.did_prefix + row["unique_image_id"],
-                "access_url": row.get("get_fits"), "access_format": "image/fits",
-                "access_estsize": int(w * h * 3600 * 3600 / 0.25 * 4 / 1024) + 3,
-                "s_ra": ra, "s_dec": dec, "s_fov": max(w, h), "s_region": corners,
-                "s_resolution": row.get("mean_fwhm"), "t_min": row.get("mjd_obs"),
-                "t_max": (row["mjd_obs"] + row["exptime"] / 86400) if row.get("mjd_obs") is not None else None,
-                "t_exptime": row.get("exptime"), "t_xel": 1,
-                "em_min": (centre - fwhm / 2) * 1e-9 if centre else None,
-                "em_max": (centre + fwhm / 2) * 1e-9 if centre else None, "em_xel": 1, "pol_xel": 1,
-                "o_ucd": "phot.count", "facility_name": "SkyMapper 1.35m (Siding Spring Observatory)",
-                "instrument_name": "SkyMapper camera", "target_name": row.get("image_type")}
+        corners = [
+            ra - w / 2 / c,
+            dec - h / 2,
+            ra + w / 2 / c,
+            dec - h / 2,
+            ra + w / 2 / c,
+            dec + h / 2,
+            ra - w / 2 / c,
+            dec + h / 2,
+        ]
+        return {
+            "dataproduct_type": "image",
+            "calib_level": 2,
+            "obs_collection": f"SkyMapper {self.release.upper()}",
+            "obs_id": row["unique_image_id"],
+            "obs_publisher_did": self.did_prefix + row["unique_image_id"],
+            "access_url": row.get("get_fits"),
+            "access_format": "image/fits",
+            "access_estsize": int(w * h * 3600 * 3600 / 0.25 * 4 / 1024) + 3,
+            "s_ra": ra,
+            "s_dec": dec,
+            "s_fov": max(w, h),
+            "s_region": corners,
+            "s_resolution": row.get("mean_fwhm"),
+            "t_min": row.get("mjd_obs"),
+            "t_max": (row["mjd_obs"] + row["exptime"] / 86400) if row.get("mjd_obs") is not None else None,
+            "t_exptime": row.get("exptime"),
+            "t_xel": 1,
+            "em_min": (centre - fwhm / 2) * 1e-9 if centre else None,
+            "em_max": (centre + fwhm / 2) * 1e-9 if centre else None,
+            "em_xel": 1,
+            "pol_xel": 1,
+            "o_ucd": "phot.count",
+            "facility_name": "SkyMapper 1.35m (Siding Spring Observatory)",
+            "instrument_name": "SkyMapper camera",
+            "target_name": row.get("image_type"),
+        }
 
     def claims(self, dataset_id: str) -> bool:
         return self.config.siap_url is not None and dataset_id.startswith(self.did_prefix)
@@ -230,24 +295,66 @@ class SkyMapperArchive(IvoaArchive):
         as a TAP query URL (every detection with its image's MJD, by time), ``#auxiliary`` as
         MAST does for HSC matches."""
         from urllib.parse import urlencode
+
         rows = []
         for i in ids:
             if not self.claims(i):
                 if not i.strip().isdigit() or not self.lightcurves:
-                    rows.append([i, "", "", "NotFoundFault: not a SkyMapper image ID or master object_id",
-                                 "", "#auxiliary", "", ""])
-                for master, phot, images in self.lightcurves.values() if i.strip().isdigit() else ():
-                    q = (f"SELECT p.image_id, i.date AS mjd, p.filter, p.mag_psf, p.e_mag_psf, p.flags "
-                         f"FROM {phot.qualified_name} AS p JOIN {images.qualified_name} AS i ON i.image_id = p.image_id "
-                         f"WHERE p.object_id = {int(i)} ORDER BY i.date")
-                    rows.append([i, f"{service_url}/tap/sync?" + urlencode({"LANG": "ADQL", "QUERY": q}), "", "",
-                                 f"light curve: every {phot.qualified_name} detection of this object, by MJD",
-                                 "#auxiliary", "application/x-votable+xml", ""])
+                    rows.append(
+                        [
+                            i,
+                            "",
+                            "",
+                            "NotFoundFault: not a SkyMapper image ID or master object_id",
+                            "",
+                            "#auxiliary",
+                            "",
+                            "",
+                        ]
+                    )
+                for _master, phot, images in self.lightcurves.values() if i.strip().isdigit() else ():
+                    q = (
+                        f"SELECT p.image_id, i.date AS mjd, p.filter, p.mag_psf, p.e_mag_psf, p.flags "
+                        f"FROM {phot.qualified_name} AS p JOIN {images.qualified_name} AS i ON i.image_id = p.image_id "
+                        f"WHERE p.object_id = {int(i)} ORDER BY i.date"
+                    )
+                    rows.append(
+                        [
+                            i,
+                            f"{service_url}/tap/sync?" + urlencode({"LANG": "ADQL", "QUERY": q}),
+                            "",
+                            "",
+                            f"light curve: every {phot.qualified_name} detection of this object, by MJD",
+                            "#auxiliary",
+                            "application/x-votable+xml",
+                            "",
+                        ]
+                    )
                 continue
-            rows.append([i, "", "", "NotFoundFault: SkyMapper serves cutouts (<= 0.17 deg) only; use #cutout",
-                         "", "#this", "", ""])
-            rows.append([i, "", "soda", "", "SODA cutout from SkyMapper get_image (at most 0.17 deg across)",
-                         "#cutout", "image/fits", ""])
+            rows.append(
+                [
+                    i,
+                    "",
+                    "",
+                    "NotFoundFault: SkyMapper serves cutouts (<= 0.17 deg) only; use #cutout",
+                    "",
+                    "#this",
+                    "",
+                    "",
+                ]
+            )
+            rows.append(
+                [
+                    i,
+                    "",
+                    "soda",
+                    "",
+                    "SODA cutout from SkyMapper get_image (at most 0.17 deg across)",
+                    "#cutout",
+                    "image/fits",
+                    "",
+                ]
+            )
         soda = soda_descriptor(f"{service_url}/soda/{self.name}/sync") if any(r[2] == "soda" for r in rows) else ""
         return links_document(rows, soda).encode()
 
@@ -266,7 +373,12 @@ class SkyMapperArchive(IvoaArchive):
         ra, dec, w, h = shape_box(shapes[0])
         if max(w, h) > CUTOUT_MAX:
             raise UsageFault(f"SkyMapper cutouts are at most {CUTOUT_MAX} deg across (asked {max(w, h):.3g} deg)")
-        q = {"IMAGE": did[len(self.did_prefix):], "SIZE": f"{w:.6g},{h:.6g}", "POS": f"{ra!r},{dec!r}", "FORMAT": "fits"}
+        q = {
+            "IMAGE": did[len(self.did_prefix) :],
+            "SIZE": f"{w:.6g},{h:.6g}",
+            "POS": f"{ra!r},{dec!r}",
+            "FORMAT": "fits",
+        }
         r = self.upstream_get("SkyMapper get_image", self.siap + "/get_image", q, refused="the cutout")
         check_complete(r.content, "fits", "SkyMapper get_image")
         return 200, "application/fits", [r.content]
@@ -282,17 +394,27 @@ class SkyMapperArchive(IvoaArchive):
     def _cone(self, catalog: str, cone: Cone, verb: int, actor) -> pa.RecordBatch:
         """One sm-cone call (REFERENCE.md §3.1), parsed into the declared column types."""
         if cone.radius > self.config.max_sr:
-            raise UsageFault(f"SkyMapper cone searches are limited to a radius of {self.config.max_sr} deg "
-                             f"(asked {cone.radius:g} deg); split the area")
-        params = {"RA": repr(cone.ra), "DEC": repr(cone.dec), "SR": repr(cone.radius), "VERB": str(verb),
-                  "CATALOG": catalog, "RESPONSEFORMAT": "CSV"}
-        r = self.upstream_get("SkyMapper cone search", str(self.config.cone_url), params, self._session_for(actor),
-                              refused="the request")
+            raise UsageFault(
+                f"SkyMapper cone searches are limited to a radius of {self.config.max_sr} deg "
+                f"(asked {cone.radius:g} deg); split the area"
+            )
+        params = {
+            "RA": repr(cone.ra),
+            "DEC": repr(cone.dec),
+            "SR": repr(cone.radius),
+            "VERB": str(verb),
+            "CATALOG": catalog,
+            "RESPONSEFORMAT": "CSV",
+        }
+        r = self.upstream_get(
+            "SkyMapper cone search", str(self.config.cone_url), params, self._session_for(actor), refused="the request"
+        )
         table = next(t for t in self._tables if self.upstream_name(t) == catalog)
         batch = parse_csv(read_body(r, "SkyMapper cone search", "csv"), table)
         if batch.num_rows >= self.config.max_rows:
-            raise UsageFault(f"the cone holds more than SkyMapper's limit of {self.config.max_rows} rows; "
-                             "use a smaller radius")
+            raise UsageFault(
+                f"the cone holds more than SkyMapper's limit of {self.config.max_rows} rows; use a smaller radius"
+            )
         return batch
 
 
@@ -300,8 +422,11 @@ def _bands(intervals: list[tuple[float, float]]) -> str | None:
     """SkyMapper filters overlapping any BAND interval (metres): None = all, "" = none."""
     if not intervals:
         return None
-    hit = [b for b, (c, f) in FILTERS.items()
-           if any(lo <= (c + f / 2) * 1e-9 and hi >= (c - f / 2) * 1e-9 for lo, hi in intervals)]
+    hit = [
+        b
+        for b, (c, f) in FILTERS.items()
+        if any(lo <= (c + f / 2) * 1e-9 and hi >= (c - f / 2) * 1e-9 for lo, hi in intervals)
+    ]
     return ",".join(hit)
 
 
@@ -315,13 +440,20 @@ def parse_csv(data: bytes, table: Table) -> pa.RecordBatch:
         c = table.column(n)
         types[n] = ARROW.get(c.datatype, pa.string()) if c is not None else pa.string()
     try:
-        t = pcsv.read_csv(io.BytesIO(data), convert_options=pcsv.ConvertOptions(
-            column_types=types, null_values=[""], strings_can_be_null=True))
+        t = pcsv.read_csv(
+            io.BytesIO(data),
+            convert_options=pcsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True),
+        )
     except pa.ArrowInvalid as e:
         raise TransientFault(f"SkyMapper cone search sent unreadable CSV ({str(e)[:200]})")
     t = t.combine_chunks()
-    return pa.RecordBatch.from_arrays([t.column(i).chunk(0) if t.column(i).num_chunks else pa.array([], types[n])
-                                       for i, n in enumerate(t.column_names)], names=t.column_names)
+    return pa.RecordBatch.from_arrays(
+        [
+            t.column(i).chunk(0) if t.column(i).num_chunks else pa.array([], types[n])
+            for i, n in enumerate(t.column_names)
+        ],
+        names=t.column_names,
+    )
 
 
 def _alias_distance_order(tree: exp.Select) -> None:
@@ -335,8 +467,10 @@ def _alias_distance_order(tree: exp.Select) -> None:
         if isinstance(key, exp.Anonymous) and key.name.upper() == "DISTANCE":
             match = next((e for e in tree.expressions if isinstance(e, exp.Alias) and e.this == key), None)
             if match is None:
-                raise UsageFault("SkyMapper's TAP cannot ORDER BY DISTANCE(...) directly; select the DISTANCE "
-                                 "with an alias and ORDER BY the alias")
+                raise UsageFault(
+                    "SkyMapper's TAP cannot ORDER BY DISTANCE(...) directly; select the DISTANCE "
+                    "with an alias and ORDER BY the alias"
+                )
             o.set("this", exp.column(match.alias, quoted=True))
 
 

@@ -6,6 +6,7 @@ were seen in queries that ran; ``dr2.photometry``/``dr4.photometry``: see :func:
 assigned by the plugin (UCD1+).  When SkyMapper's TAP is configured and reachable its
 TAP_SCHEMA replaces this snapshot.
 """
+
 from __future__ import annotations
 
 from gateway.schema import Column, Table
@@ -16,24 +17,45 @@ XMATCH = ["dr1", "twomass", "allwise", "ucac4", "refcat2", "ps1_dr1", "galex_guv
 
 
 def _c(name, datatype, description, unit=None, ucd=None, arraysize=None, principal=False, indexed=False):
-    return Column(name, datatype, arraysize=arraysize, unit=unit, ucd=ucd, description=description,
-                  principal=principal, indexed=indexed)
+    return Column(
+        name,
+        datatype,
+        arraysize=arraysize,
+        unit=unit,
+        ucd=ucd,
+        description=description,
+        principal=principal,
+        indexed=indexed,
+    )
 
 
 def _common_head() -> list[Column]:
     return [
         _c("object_id", "long", "SkyMapper object identifier", ucd="meta.id;meta.main", principal=True, indexed=True),
-        _c("raj2000", "double", "Mean ICRS right ascension of the object", "deg", "pos.eq.ra;meta.main", principal=True),
-        _c("dej2000", "double", "Mean ICRS declination of the object", "deg", "pos.eq.dec;meta.main", principal=True,
-           indexed=True),
+        _c(
+            "raj2000", "double", "Mean ICRS right ascension of the object", "deg", "pos.eq.ra;meta.main", principal=True
+        ),
+        _c(
+            "dej2000",
+            "double",
+            "Mean ICRS declination of the object",
+            "deg",
+            "pos.eq.dec;meta.main",
+            principal=True,
+            indexed=True,
+        ),
     ]
 
 
 def _band_quality(b: str) -> list[Column]:
     return [
         _c(f"{b}_flags", "short", f"Bitwise OR of Source Extractor flags in {b}", ucd="meta.code.qual"),
-        _c(f"{b}_nimaflags", "int", f"Number of flagged pixels from bad, saturated or crosstalk pixels in {b}",
-           ucd="meta.number"),
+        _c(
+            f"{b}_nimaflags",
+            "int",
+            f"Number of flagged pixels from bad, saturated or crosstalk pixels in {b}",
+            ucd="meta.number",
+        ),
         _c(f"{b}_ngood", "short", f"Number of good measurements in {b}", ucd="meta.number"),
         _c(f"{b}_nch", "short", f"Number of measurements in {b} (incl. flagged)", ucd="meta.number"),
         _c(f"{b}_nclip", "short", f"Number of measurements in {b} clipped as outliers", ucd="meta.number"),
@@ -45,33 +67,53 @@ def _band_phot(b: str) -> list[Column]:
     return [
         _c(f"{b}_psf", "float", f"Mean PSF magnitude in {b} (AB)", "mag", f"phot.mag;{u}", principal=True),
         _c(f"e_{b}_psf", "float", f"Error of the mean PSF magnitude in {b}", "mag", f"stat.error;phot.mag;{u}"),
-        _c(f"{b}_rchi2var", "float", f"Reduced chi-square of the PSF magnitudes in {b} about their mean",
-           ucd="stat.fit.chi2"),
+        _c(
+            f"{b}_rchi2var",
+            "float",
+            f"Reduced chi-square of the PSF magnitudes in {b} about their mean",
+            ucd="stat.fit.chi2",
+        ),
         _c(f"{b}_petro", "float", f"Mean Petrosian magnitude in {b} (AB)", "mag", f"phot.mag;{u}"),
         _c(f"e_{b}_petro", "float", f"Error of the mean Petrosian magnitude in {b}", "mag", f"stat.error;phot.mag;{u}"),
     ]
 
 
 def _xmatch(name: str, id_type: str = "long") -> list[Column]:
-    return [_c(f"{name}_id" if name not in ("twomass", "allwise", "ucac4") else
-               {"twomass": "twomass_key", "allwise": "allwise_cntr", "ucac4": "ucac4_mpos"}[name], id_type,
-               f"Identifier of the nearest {name} match", ucd="meta.id.cross"),
-            _c(f"{name}_dist", "float", f"Distance to the nearest {name} match", "arcsec", "pos.angDistance")]
+    return [
+        _c(
+            f"{name}_id"
+            if name not in ("twomass", "allwise", "ucac4")
+            else {"twomass": "twomass_key", "allwise": "allwise_cntr", "ucac4": "ucac4_mpos"}[name],
+            id_type,
+            f"Identifier of the nearest {name} match",
+            ucd="meta.id.cross",
+        ),
+        _c(f"{name}_dist", "float", f"Distance to the nearest {name} match", "arcsec", "pos.angDistance"),
+    ]
 
 
 def dr2_master(schema: str) -> Table:
     cols = _common_head() + [
         _c("e_raj2000", "int", "RMS variation around the mean right ascension", "mas", "stat.error;pos.eq.ra"),
         _c("e_dej2000", "int", "RMS variation around the mean declination", "mas", "stat.error;pos.eq.dec"),
-        _c("smss_j", "char", "SkyMapper Southern Survey designation (SMSS JHHMMSS.ss+DDMMSS.s)", ucd="meta.id",
-           arraysize="18"),
+        _c(
+            "smss_j",
+            "char",
+            "SkyMapper Southern Survey designation (SMSS JHHMMSS.ss+DDMMSS.s)",
+            ucd="meta.id",
+            arraysize="18",
+        ),
         _c("mean_epoch", "double", "Mean epoch of the observations", "d", "time.epoch"),
         _c("rms_epoch", "float", "RMS variation around the mean epoch", "d", "stat.stdev;time.epoch"),
         _c("glon", "float", "Galactic longitude", "deg", "pos.galactic.lon"),
         _c("glat", "float", "Galactic latitude", "deg", "pos.galactic.lat"),
         _c("flags", "short", "Bitwise OR of Source Extractor flags across all observations", ucd="meta.code.qual"),
-        _c("nimaflags", "int", "Flagged pixels from bad, saturated or crosstalk pixels across all observations",
-           ucd="meta.number"),
+        _c(
+            "nimaflags",
+            "int",
+            "Flagged pixels from bad, saturated or crosstalk pixels across all observations",
+            ucd="meta.number",
+        ),
         _c("ngood", "short", "Number of good observations in all bands", ucd="meta.number"),
         _c("ngood_min", "short", "Minimum number of good observations in any band", ucd="meta.number"),
         _c("nch_max", "short", "Maximum number of observations in any band", ucd="meta.number"),
@@ -99,8 +141,15 @@ def dr2_master(schema: str) -> Table:
         _c("gaia_dr2_id2", "long", "Gaia DR2 source_id of the second nearest match", ucd="meta.id.cross"),
         _c("gaia_dr2_dist2", "float", "Distance to the second nearest Gaia DR2 match", "arcsec", "pos.angDistance"),
     ]
-    return Table(schema, "master", cols, description="SkyMapper DR2 master table: one row per astrophysical object",
-                 ra_column="raj2000", dec_column="dej2000", id_column="object_id")
+    return Table(
+        schema,
+        "master",
+        cols,
+        description="SkyMapper DR2 master table: one row per astrophysical object",
+        ra_column="raj2000",
+        dec_column="dej2000",
+        id_column="object_id",
+    )
 
 
 def dr4_master(schema: str) -> Table:
@@ -122,9 +171,16 @@ def dr4_master(schema: str) -> Table:
         _c("gaia_dr3_id1", "long", "Gaia DR3 source_id of the nearest match", ucd="meta.id.cross"),
         _c("gaia_dr3_dist1", "float", "Distance to the nearest Gaia DR3 match", "arcsec", "pos.angDistance"),
     ]
-    return Table(schema, "master", cols, description="SkyMapper DR4 master table: one row per astrophysical object "
-                 "(columns as seen in queries that ran; the full list comes from SkyMapper's TAP_SCHEMA)",
-                 ra_column="raj2000", dec_column="dej2000", id_column="object_id")
+    return Table(
+        schema,
+        "master",
+        cols,
+        description="SkyMapper DR4 master table: one row per astrophysical object "
+        "(columns as seen in queries that ran; the full list comes from SkyMapper's TAP_SCHEMA)",
+        ra_column="raj2000",
+        dec_column="dej2000",
+        id_column="object_id",
+    )
 
 
 def photometry(schema: str, release: str) -> Table:
@@ -136,26 +192,64 @@ def photometry(schema: str, release: str) -> Table:
     layout [INF: the DR2 table browser's list could not be read here]; SkyMapper's TAP_SCHEMA
     replaces this snapshot when ``tap_url`` is configured and reachable."""
     cols = [
-        _c("object_id", "long", f"object_id of the {release.upper()} master object detected", ucd="meta.id",
-           principal=True, indexed=True),
-        _c("image_id", "long", "Identifier of the image the detection is in", ucd="meta.id;obs.image",
-           principal=True),
-        _c("ra_img", "double", "ICRS right ascension of the detection in this image", "deg", "pos.eq.ra;meta.main",
-           principal=True),
-        _c("decl_img", "double", "ICRS declination of the detection in this image", "deg", "pos.eq.dec;meta.main",
-           principal=True, indexed=True),
-        _c("filter", "char", "SkyMapper filter of the image (u, v, g, r, i or z)", ucd="meta.id;instr.filter",
-           arraysize="1", principal=True),
+        _c(
+            "object_id",
+            "long",
+            f"object_id of the {release.upper()} master object detected",
+            ucd="meta.id",
+            principal=True,
+            indexed=True,
+        ),
+        _c("image_id", "long", "Identifier of the image the detection is in", ucd="meta.id;obs.image", principal=True),
+        _c(
+            "ra_img",
+            "double",
+            "ICRS right ascension of the detection in this image",
+            "deg",
+            "pos.eq.ra;meta.main",
+            principal=True,
+        ),
+        _c(
+            "decl_img",
+            "double",
+            "ICRS declination of the detection in this image",
+            "deg",
+            "pos.eq.dec;meta.main",
+            principal=True,
+            indexed=True,
+        ),
+        _c(
+            "filter",
+            "char",
+            "SkyMapper filter of the image (u, v, g, r, i or z)",
+            ucd="meta.id;instr.filter",
+            arraysize="1",
+            principal=True,
+        ),
         _c("mag_psf", "float", "PSF magnitude of the detection (AB)", "mag", "phot.mag", principal=True),
         _c("e_mag_psf", "float", "Error of the PSF magnitude", "mag", "stat.error;phot.mag", principal=True),
         _c("flags", "short", "Source Extractor flags of the detection", ucd="meta.code.qual"),
-        _c("nimaflags", "int", "Flagged pixels from bad, saturated or crosstalk pixels of the detection",
-           ucd="meta.number"),
+        _c(
+            "nimaflags",
+            "int",
+            "Flagged pixels from bad, saturated or crosstalk pixels of the detection",
+            ucd="meta.number",
+        ),
     ]
-    return Table(schema, "photometry", cols, description=f"SkyMapper {release.upper()} per-epoch photometry: one row "
-                 "per detection of a master object in one image", ra_column="ra_img", dec_column="decl_img")
+    return Table(
+        schema,
+        "photometry",
+        cols,
+        description=f"SkyMapper {release.upper()} per-epoch photometry: one row "
+        "per detection of a master object in one image",
+        ra_column="ra_img",
+        dec_column="decl_img",
+    )
 
 
-BUNDLED = {"dr2.master": dr2_master, "dr4.master": dr4_master,
-           "dr2.photometry": lambda schema: photometry(schema, "dr2"),
-           "dr4.photometry": lambda schema: photometry(schema, "dr4")}
+BUNDLED = {
+    "dr2.master": dr2_master,
+    "dr4.master": dr4_master,
+    "dr2.photometry": lambda schema: photometry(schema, "dr2"),
+    "dr4.photometry": lambda schema: photometry(schema, "dr4"),
+}
