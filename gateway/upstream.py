@@ -384,6 +384,31 @@ class UpstreamSession(requests.Session):
 _ERRORS = (OSError, requests.RequestException, urllib3.exceptions.HTTPError)
 
 
+def upstream_get(
+    session: requests.Session,
+    what: str,
+    url: str,
+    params=None,
+    timeout: float | None = None,
+    refused: str | None = None,
+) -> requests.Response:
+    """GET ``url`` through ``session`` (an :class:`UpstreamSession`).  Timeouts, connection
+    failures and HTTP 5xx become TransientFault naming ``what`` (``timeout``: the session's
+    read timeout, for the message); with ``refused`` set, HTTP 4xx becomes a UsageFault
+    "``what`` refused ``refused``: <the upstream's text>"."""
+    try:
+        r = session.get(url, params=params)
+    except requests.Timeout:
+        raise TransientFault(f"{what} did not answer" + (f" within {timeout} s" if timeout else ""))
+    except requests.RequestException as e:
+        raise TransientFault(f"{what} unreachable ({type(e).__name__})")
+    if r.status_code >= 500:
+        raise TransientFault(f"{what} failed: HTTP {r.status_code} {r.text[:300]}")
+    if refused is not None and r.status_code >= 400:
+        raise UsageFault(f"{what} refused {refused}: {r.text.strip()[:300]}")
+    return r
+
+
 def iter_body(r: requests.Response, what: str, size: int = 1 << 20) -> Iterator[bytes]:
     """The body of a streamed response in content-decoded chunks as they arrive (at most
     ``size`` bytes each), or the body already read.  Raises TransientFault "``what`` broke off

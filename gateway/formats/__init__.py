@@ -53,7 +53,7 @@ class FormatRegistry:
 
     def for_params(self, params) -> tuple[OutputFormat, str]:
         """:meth:`choose` for a request's ``RESPONSEFORMAT``, or its TAP synonym ``FORMAT``
-        (TAP 1.1 §2.7.4); ``params`` is a :class:`gateway.protocols.params.Params`."""
+        (TAP 1.1 §2.7.4); ``params`` is a :class:`gateway.dali.Params`."""
         value = params.get("RESPONSEFORMAT")
         return self.choose(value if value is not None else params.get("FORMAT"))
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
+from ..dali import Params
 from ..faults import Fault, UsageFault
 from ..formats.datalink import MIME, links_document, soda_descriptor
 from .errors import dali_error
-from .params import Params
 from .soda import find_image
 
 bp = Blueprint("datalink", __name__)

@@ -12,11 +12,11 @@ import pyarrow as pa
 from flask import Blueprint, Response, current_app
 
 from ..archive import Cone
+from ..dali import Params
 from ..faults import Fault, NotFoundFault, UsageFault
 from ..rowstream import RowStream
 from ..services.query import counting
 from .errors import scs_error
-from .params import Params
 
 bp = Blueprint("scs", __name__)
 

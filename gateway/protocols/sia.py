@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from flask import Blueprint, Response, current_app, send_file
 
 from ..archive import Archive, ImageQuery
+from ..dali import Params
 from ..faults import Fault, NotFoundFault, UsageFault
 from ..formats.votable import error_document
 from ..obscore import (
@@ -33,7 +34,6 @@ from ..rowstream import RowStream
 from ..schema import Column
 from . import vosi
 from .errors import dali_error
-from .params import Params
 
 bp = Blueprint("sia", __name__)
 

@@ -13,11 +13,11 @@ from xml.sax.saxutils import escape
 from flask import Blueprint, Response, current_app
 
 from ..auth import public
+from ..dali import Params
 from ..faults import Fault, NotFoundFault, UsageFault
 from ..obscore import parse_shape
 from . import vosi
 from .errors import soda_error
-from .params import Params
 
 bp = Blueprint("soda", __name__)
 

@@ -12,11 +12,11 @@ from xml.sax.saxutils import escape
 
 from flask import Blueprint, Response, current_app, request
 
+from ..dali import Params
 from ..faults import Fault, NotFoundFault
 from ..services.query import counting
 from . import vosi
 from .errors import dali_error
-from .params import Params
 
 bp = Blueprint("tap", __name__)
 XML = "text/xml"

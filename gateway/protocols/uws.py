@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, redirect, request, send_file
 
+from ..dali import Params
 from ..faults import NotFoundFault, UsageFault
 from ..formats.votable import error_document
 from ..uws import xml
 from ..uws.job import Phase, isoformat
-from .params import Params
 
 XML = "text/xml"
 LIST_LAST = 50  # the LAST added to the 303 after DELETE keeps that redirect cheap (UWS-13)

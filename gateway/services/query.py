@@ -18,8 +18,8 @@ from pathlib import Path
 from ..adql import analyze
 from ..archive import Archive, Cone, ImageQuery
 from ..auth import public
+from ..dali import Params
 from ..faults import FatalFault, Fault, TransientFault, UsageFault
-from ..protocols.params import Params
 from ..registry import UploadOverlay
 from ..rowstream import RowStream
 from ..uploads import UploadReader

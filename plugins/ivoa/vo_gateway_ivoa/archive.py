@@ -55,6 +55,7 @@ from gateway.upstream import (
     iter_body,
     origin,
     read_body,
+    upstream_get,
 )
 
 from .binary2 import Binary2Answer, row_width
@@ -235,18 +236,8 @@ class IvoaArchive(Archive):
     def upstream_get(self, what: str, url: str, params, session=None, refused: str | None = None) -> requests.Response:
         """GET ``url`` on an allowed upstream.  Timeouts, connection failures and HTTP 5xx become
         TransientFault naming ``what``; with ``refused`` set, HTTP 4xx becomes a UsageFault
-        "``what`` refused ``refused``: <the upstream's text>"."""
-        try:
-            r = (session or self.session).get(url, params=params)
-        except requests.Timeout:
-            raise TransientFault(f"{what} did not answer within {self.config.timeout} s")
-        except requests.RequestException as e:
-            raise TransientFault(f"{what} unreachable ({type(e).__name__})")
-        if r.status_code >= 500:
-            raise TransientFault(f"{what} failed: HTTP {r.status_code} {r.text[:300]}")
-        if refused is not None and r.status_code >= 400:
-            raise UsageFault(f"{what} refused {refused}: {r.text.strip()[:300]}")
-        return r
+        "``what`` refused ``refused``: <the upstream's text>" (:func:`gateway.upstream.upstream_get`)."""
+        return upstream_get(session or self.session, what, url, params, self.config.timeout, refused)
 
     def cone_search(self, table: Table, cone, maxrec: int | None, verb: int) -> RowStream:
         """SCS 1.03 on the upstream cone service behind ``table``; columns by the declared metadata."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import request
 
-from ..faults import UsageFault
+from .faults import UsageFault
 
 
 class Params:

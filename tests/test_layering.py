@@ -1,0 +1,62 @@
+"""Layering rules of the code base (docs/writing_an_archive.md): a first-party plugin depends
+on the core alone, as a third party's would, and the core's services never reach into the
+protocol (HTTP) layer."""
+
+import ast
+import tomllib
+
+from conftest import ROOT
+
+PLUGINS = sorted(p.name for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
+#: the one remaining exception: SkyMapper forwards ADQL to SkyMapper's TAP with the ivoa
+#: plugin's TAP client, until that client moves into the core (issue 15)
+KNOWN = {("skymapper", "vo_gateway_ivoa")}
+
+
+def _imports(path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module.split(".")[0]
+
+
+def test_no_plugin_imports_another_plugin():
+    found = set()
+    for name in PLUGINS:
+        own = f"vo_gateway_{name}"
+        for path in (ROOT / "plugins" / name).rglob("*.py"):
+            if "build" in path.parts:
+                continue
+            for mod in _imports(path):
+                if mod.startswith("vo_gateway_") and mod != own:
+                    found.add((name, mod))
+    assert found == KNOWN
+
+
+def test_no_plugin_distribution_requires_another_plugin():
+    found = set()
+    for name in PLUGINS:
+        deps = tomllib.loads((ROOT / "plugins" / name / "pyproject.toml").read_text())["project"]["dependencies"]
+        for dep in deps:
+            dist = dep.split(";")[0].split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip()
+            if dist.startswith("vo-gateway-"):
+                found.add((name, "vo_gateway_" + dist[len("vo-gateway-") :]))
+    assert found == KNOWN
+
+
+def test_services_do_not_import_the_protocol_layer():
+    bad = [
+        (p.name, m)
+        for p in (ROOT / "gateway" / "services").glob("*.py")
+        for m in _relative_imports(p)
+        if m.startswith("protocols")
+    ]
+    assert bad == []
+
+
+def _relative_imports(path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level >= 2 and node.module:
+            yield node.module
