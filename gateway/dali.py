@@ -34,6 +34,10 @@ class Params:
             raise UsageFault(f"parameter {name.upper()} is single-valued but was given {len(vals)} times")
         return vals[0]
 
+    def as_dict(self) -> dict[str, str | list[str]]:
+        """NAME -> value (a list where the parameter was given more than once), for hooks and logs."""
+        return {k: v[0] if len(v) == 1 else list(v) for k, v in self._values.items()}
+
     def getlist(self, name: str) -> list[str]:
         return list(self._values.get(name.upper(), []))
 

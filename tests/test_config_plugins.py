@@ -13,7 +13,7 @@ from gateway.engine import DuckDBArchive
 from gateway.hookspecs import hookimpl
 from gateway.schema import Column, Table
 from gateway.testing import make_app, parse_votable
-from tests.conftest import ROOT
+from tests.conftest import ROOT, demo_config
 
 
 class ToyConfig(ArchiveConfig):
@@ -225,3 +225,60 @@ def test_dockerfile_lints_clean():
 def test_root_page(client):
     r = client.get("/")
     assert r.status_code == 200 and b"demo.gaia_dr3_g10" in r.data and b"/tap" in r.data
+
+
+class Recorder:
+    """Records the query hooks (protocol, archive, rows, error)."""
+
+    def __init__(self):
+        self.started, self.finished = [], []
+
+    @hookimpl
+    def gateway_query_started(self, actor, protocol, archive, query):
+        self.started.append((protocol, archive))
+
+    @hookimpl
+    def gateway_query_finished(self, actor, protocol, archive, query, rows, overflow, error):
+        self.finished.append((protocol, archive, rows, error))
+
+
+def test_query_hooks_fire_for_every_protocol(tmp_path):
+    """gateway_query_started and gateway_query_finished for TAP, SCS, SIA 2.0, SIA 1.0 and
+    SODA, each with its protocol name and the rows written (hookspecs.py)."""
+    rec = Recorder()
+    app = make_app(demo_config(tmp_path), plugins=[rec], load_entrypoints=True)
+    c = app.test_client()
+    try:
+        r = c.get("/tap/sync", query_string={"LANG": "ADQL", "QUERY": "SELECT TOP 3 objid FROM demo.sdss_stars"})
+        r.get_data()
+        r = c.get("/scs/demo.sdss_stars", query_string={"RA": 200.45, "DEC": 36.8, "SR": 0.05})
+        scs_rows = _rows(r.data)
+        sia2 = c.get("/sia/query", query_string={"POS": "CIRCLE 200.45 36.81 0.05"})
+        sia1 = c.get("/sia1", query_string={"POS": "200.45,36.81", "SIZE": "0.05"})
+        did = "ivo://vo-gateway/demo?frame-r-004510-4-0030"
+        cut = c.get("/soda/sync", query_string={"ID": did, "CIRCLE": "200.45 36.8 0.01"})
+        empty = c.get("/soda/sync", query_string={"ID": did, "CIRCLE": "10 10 0.01"})
+        assert (sia2.status_code, sia1.status_code, cut.status_code, empty.status_code) == (200, 200, 200, 204)
+    finally:
+        app.extensions["vo_gateway"].jobs.close()
+    assert [p for p, _ in rec.started] == ["tap", "scs", "sia", "sia", "soda", "soda"]
+    assert [(p, a) for p, a, _, _ in rec.finished] == [
+        ("tap", "demo"),
+        ("scs", "demo"),
+        ("sia", "demo"),
+        ("sia", "demo"),
+        ("soda", "demo"),
+        ("soda", "demo"),
+    ]
+    rows = [n for _, _, n, _ in rec.finished]
+    assert rows[0] == 3 and rows[1] == scs_rows > 0 and rows[2] == len(parse_votable(sia2.data)[0]) > 0
+    assert rows[3] == _rows(sia1.data) > 0 and rows[4:] == [1, 0]
+
+
+def _rows(votable: bytes) -> int:
+    """Rows of a VOTable that may carry UCD1 names (SCS 1.03 and SIA 1.0 require them)."""
+    import io
+
+    from astropy.io.votable import parse_single_table
+
+    return len(parse_single_table(io.BytesIO(votable), verify="ignore").array)

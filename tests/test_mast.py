@@ -362,3 +362,20 @@ def test_exact_pushdown_streams_pages_and_like(gw, emu):
         if keep and f == "F814W"
     )
     assert list(t["MatchID"]) == expected and set(t["Filter"]) == {"F814W"}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("POS", "CIRCLE 16.2 2.12 0.001"), ("POS", "CIRCLE 16.3 2.12 0.001")],
+        [("CIRCLE", "16.2 2.12 0.001"), ("CIRCLE", "16.3 2.12 0.001")],
+        [("POS", "CIRCLE 16.2 2.12 0.001"), ("CIRCLE", "16.3 2.12 0.001")],
+    ],
+    ids=["two-POS", "two-CIRCLE", "POS-and-CIRCLE"],
+)
+def test_soda_sync_refuses_repeated_regions(gw, params):
+    """SODA 1.0 §3.1: repeated region parameters on sync get MultiValuedParamNotSupported, on
+    the proxied SODA (/soda/mast/sync) as on the gateway's own (/soda/sync)."""
+    for path, did in (("/soda/mast/sync", "ivo://mast.stsci.edu/hla?x"), ("/soda/sync", "ivo://vo-gateway/demo?x")):
+        r = gw.get(path, query_string=[("ID", did), *params])
+        assert r.status_code == 400 and r.data.startswith(b"MultiValuedParamNotSupported"), (path, r.data)

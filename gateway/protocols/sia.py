@@ -109,7 +109,8 @@ def sia2():
             q.maxrec if q.maxrec is not None else gw().config.service.sia_maxrec, gw().config.service.sia_maxrec
         )
         q.maxrec = limit
-        results = gw().queries.images(q, actor=gw().actor())
+        actor = gw().actor()
+        results = gw().queries.images(q, actor=actor)
     except Fault as f:
         return dali_error(f, label=True)
     # one archive answers in the common case; several are concatenated
@@ -129,6 +130,7 @@ def sia2():
         else [],
         overflow=overflow or limit == 0,
     )
+    gw().queries.finished(actor, "sia", "+".join(a.name for a, _ in results), p.as_dict(), merged, min(rows, limit))
     if fmt.is_votable:
         from ..formats.votable import write_votable
 
@@ -215,6 +217,10 @@ def sia1():
                 raise UsageFault(f"INTERSECT must be one of {', '.join(INTERSECTS)}")
             if "all" in formats or "image/fits" in formats:  # the archives' images are FITS
                 for archive in gw().image_archives():
+                    gw().queries._allowed(gw().actor(), "images", archive.name, archive.name)
+                    gw().queries.started(
+                        gw().actor(), "sia", archive.name, {"POS": pos, "SIZE": size, "INTERSECT": mode}
+                    )
                     local = archive.image_records()
                     for r in local:
                         if _sia1_match(r, ra, dec, sra, sdec, mode):
@@ -224,6 +230,10 @@ def sia1():
     except Fault as f:
         body = error_document(str(f))
         return Response(body, status=f.status, mimetype="text/xml")
+    for name in sorted({a.name for a, _ in records}) if not metadata else ():
+        gw().queries.finished(
+            gw().actor(), "sia", name, {"POS": pos, "SIZE": size}, None, sum(1 for a, _ in records if a.name == name)
+        )
     return Response(_sia1_votable(records, metadata), mimetype="text/xml")
 
 

@@ -12,7 +12,6 @@ from xml.sax.saxutils import escape
 
 from flask import Blueprint, Response, current_app
 
-from ..auth import public
 from ..dali import Params
 from ..faults import Fault, NotFoundFault, UsageFault
 from ..obscore import parse_shape
@@ -60,10 +59,14 @@ def sync():
         if not shapes:
             raise UsageFault("give a region: POS, CIRCLE or POLYGON")
         gw().queries._allowed(gw().actor(), "cutout", archive.name, ids[0])
-        gw().pm.hook.gateway_query_started(
-            actor=public(gw().actor()), protocol="soda", archive=archive.name, query={"ID": ids[0], "shape": shapes[0]}
-        )
-        data = archive.cutout(rec["obs_publisher_did"], shapes[0])
+        query = {"ID": ids[0], "shape": shapes[0]}
+        gw().queries.started(gw().actor(), "soda", archive.name, query)
+        try:
+            data = archive.cutout(rec["obs_publisher_did"], shapes[0])
+        except Fault as f:
+            gw().queries.finished(gw().actor(), "soda", archive.name, query, None, 0, error=str(f))
+            raise
+        gw().queries.finished(gw().actor(), "soda", archive.name, query, None, 0 if data is None else 1)
     except Fault as f:
         return soda_error(f)
     if data is None:
@@ -92,14 +95,33 @@ def proxy_sync(archive):
         a = soda_archive(archive)
         p = Params.from_request()
         ids = p.getlist("ID")
-        if len(ids) != 1:
+        regions = sum(len(p.getlist(k)) for k in ("POS", "CIRCLE", "POLYGON"))
+        if len(ids) > 1 or regions > 1:  # SODA 1.0 §3.1: sync answers one cutout
+            more = f"; several go to {gw().url(f'soda/{a.name}/async')}" if a.capabilities.soda_async else ""
+            return Response(
+                f"MultiValuedParamNotSupported: SODA sync takes one ID and one of POS, CIRCLE or POLYGON{more}\n",
+                status=400,
+                mimetype="text/plain",
+            )
+        if not ids:
             raise UsageFault("give exactly one ID")
         gw().queries._allowed(gw().actor(), "cutout", a.name, ids[0])
         pairs = Params.pairs_from_request()
-        gw().pm.hook.gateway_query_started(
-            actor=public(gw().actor()), protocol="soda", archive=a.name, query=dict(pairs)
+        gw().queries.started(gw().actor(), "soda", a.name, dict(pairs))
+        try:
+            status, ctype, body = a.soda(pairs, gw().actor())
+        except Fault as f:
+            gw().queries.finished(gw().actor(), "soda", a.name, dict(pairs), None, 0, error=str(f))
+            raise
+        gw().queries.finished(
+            gw().actor(),
+            "soda",
+            a.name,
+            dict(pairs),
+            None,
+            1 if status == 200 else 0,
+            error=None if status < 400 else f"HTTP {status}",
         )
-        status, ctype, body = a.soda(pairs, gw().actor())
     except Fault as f:
         return soda_error(f)
     return Response(body, status=status, content_type=ctype)

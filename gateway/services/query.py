@@ -261,19 +261,34 @@ class QueryService:
             if query.collection and own is not None and own not in query.collection:
                 continue
             self._allowed(actor, "images", archive.name, archive.name)
+            self.started(actor, "sia", archive.name, query_params(query))
             out.append((archive, archive.image_search(query)))
         return out
 
-    def finished(self, actor, protocol, archive, query, stream: RowStream, rows: int):
+    def started(self, actor, protocol: str, archive: str, query) -> None:
+        """``gateway_query_started`` (never with credentials: :func:`gateway.auth.public`)."""
+        self.gw.pm.hook.gateway_query_started(actor=public(actor), protocol=protocol, archive=archive, query=query)
+
+    def finished(self, actor, protocol, archive, query, stream: RowStream | None, rows: int, error: str | None = None):
+        """``gateway_query_finished`` after a response was written (or failed: ``error``)."""
         self.gw.pm.hook.gateway_query_finished(
             actor=public(actor),
             protocol=protocol,
             archive=archive,
             query=query,
             rows=rows,
-            overflow=stream.overflow,
-            error=stream.error,
+            overflow=bool(stream is not None and stream.overflow),
+            error=error if error is not None else (stream.error if stream is not None else None),
         )
+
+
+def query_params(query) -> dict:
+    """The parameters of an image query, for the hooks: the set fields of the dataclass."""
+    from dataclasses import asdict, is_dataclass
+
+    if not is_dataclass(query) or isinstance(query, type):
+        return {}
+    return {k: v for k, v in asdict(query).items() if v not in (None, [], ())}
 
 
 def storage_fault(e: OSError) -> Fault:
