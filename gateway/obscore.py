@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from .faults import UsageFault
-from .schema import Column
+from .schema import ARROW_TYPES, Column
 
 
 def _oc(name, datatype, ucd, unit=None, desc=None, arraysize=None, xtype=None):
@@ -93,8 +93,6 @@ OBSCORE_COLUMNS = [
     _oc("facility_name", "char", "meta.id;instr.tel", None, "Facility (telescope)", "*"),
     _oc("instrument_name", "char", "meta.id;instr", None, "Instrument", "*"),
 ]
-
-ARROW_TYPES = {"char": pa.string(), "int": pa.int32(), "long": pa.int64(), "double": pa.float64()}
 
 
 def obscore_batch(records: list[dict]) -> pa.RecordBatch:

@@ -986,13 +986,13 @@ def _name_in(t: pa.Table, name: str) -> str:
 
 
 def _empty(ref: Ref) -> pa.Table:
-    from .uploads import ARROW
+    from .schema import ARROW_TYPES
 
     cols = [ref.table.column(c) or Column(c, "double") for c in ref.columns]
     return pa.table(
         {
             c.name: pa.array(
-                [], pa.string() if c.datatype == "char" or c.arraysize else ARROW.get(c.datatype, pa.float64())
+                [], pa.string() if c.datatype == "char" or c.arraysize else ARROW_TYPES.get(c.datatype, pa.float64())
             )
             for c in cols
         }
@@ -1035,13 +1035,14 @@ def _cone_upload(cones: list[Cone]):
 
 def _key_upload(ref: Ref, keys: Predicate):
     """The join-key values as a TAP_UPLOAD table ``gw_keys(v)`` of the key column's type."""
+    from .schema import ARROW_TYPES
     from .schema import Table as T
-    from .uploads import ARROW, UploadTable
+    from .uploads import UploadTable
 
     col = ref.table.column(keys.column)
     assert col is not None  # a declared column (KeyMatch)
     meta = T("TAP_UPLOAD", "gw_keys", [Column("v", col.datatype, arraysize=col.arraysize)])
-    typ = pa.string() if col.datatype == "char" or col.arraysize else ARROW.get(col.datatype, pa.float64())
+    typ = pa.string() if col.datatype == "char" or col.arraysize else ARROW_TYPES.get(col.datatype, pa.float64())
     return UploadTable(meta, pa.table({"v": pa.array(list(keys.value), typ)}))
 
 

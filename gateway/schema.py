@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import pyarrow as pa
+
 VOTABLE_DATATYPES = {
     "boolean",
     "bit",
@@ -22,6 +24,21 @@ VOTABLE_DATATYPES = {
     "double",
     "floatComplex",
     "doubleComplex",
+}
+
+#: Arrow types of the VOTable scalar datatypes (VOTable 1.4 §2.1): how every archive reads an
+#: upstream's typed cells (CSV, VOTable) and how uploads and the planner hold them
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "boolean": pa.bool_(),
+    "bit": pa.bool_(),
+    "unsignedByte": pa.uint8(),
+    "short": pa.int16(),
+    "int": pa.int32(),
+    "long": pa.int64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "char": pa.string(),
+    "unicodeChar": pa.string(),
 }
 
 

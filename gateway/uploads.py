@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .faults import TransientFault, UsageFault
-from .schema import Column, Table
+from .schema import ARROW_TYPES, Column, Table
 
 SCHEMA = "TAP_UPLOAD"
 IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
@@ -90,16 +90,6 @@ RESERVED = {  # ADQL 2.1 §2.1.3 reserved words most likely to be FIELD names
     "table",
     "column",
     "key",
-}
-ARROW = {
-    "boolean": pa.bool_(),
-    "bit": pa.bool_(),
-    "unsignedByte": pa.uint8(),
-    "short": pa.int16(),
-    "int": pa.int32(),
-    "long": pa.int64(),
-    "float": pa.float32(),
-    "double": pa.float64(),
 }
 
 
@@ -269,7 +259,7 @@ def _to_arrow(values, col: Column) -> pa.Array:
         if col.xtype == "timestamp":
             return _timestamps(arr)
         return arr
-    base = ARROW[col.datatype]
+    base = ARROW_TYPES[col.datatype]
     if col.arraysize:  # numeric arrays: one list per row
         rows: list[list | None] = []
         for i, v in enumerate(data):

@@ -38,22 +38,13 @@ from gateway.config import EnvSecret
 from gateway.engine import GEOMETRY, normalize_batch, output_columns
 from gateway.faults import Fault, TransientFault, UsageFault
 from gateway.rowstream import RowStream, limit_batches
-from gateway.schema import Table
+from gateway.schema import ARROW_TYPES, Table
 from gateway.upstream import ChunkReader, UpstreamSession, check_complete, checked_csv, iter_body, origin
 
 from .metadata import TABLES, rerun_tables
 from .translate import to_hsc_sql
 
 log = logging.getLogger("gateway.hsc")
-ARROW = {
-    "boolean": pa.bool_(),
-    "short": pa.int16(),
-    "int": pa.int32(),
-    "long": pa.int64(),
-    "float": pa.float32(),
-    "double": pa.float64(),
-    "char": pa.string(),
-}
 
 
 class Account(BaseModel):
@@ -714,9 +705,9 @@ def stream_result(chunks, outputs: list[OutputColumn]):
                 f"HSC-SSP returned {len(header)} columns ({', '.join(header[:8])}...) for the {len(names)} selected"
             )
     types = {
-        h: ARROW[o.column.datatype]
+        h: ARROW_TYPES[o.column.datatype]
         for o, h in zip(outputs, picked)
-        if o.column is not None and o.column.datatype in ARROW
+        if o.column is not None and o.column.datatype in ARROW_TYPES
     }
     try:
         reader = pcsv.open_csv(
@@ -742,7 +733,7 @@ def stream_result(chunks, outputs: list[OutputColumn]):
 
 def _empty(outputs: list[OutputColumn]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
-        [pa.array([], ARROW.get(o.column.datatype, pa.string()) if o.column else pa.string()) for o in outputs],
+        [pa.array([], ARROW_TYPES.get(o.column.datatype, pa.string()) if o.column else pa.string()) for o in outputs],
         names=[o.name for o in outputs],
     )
 

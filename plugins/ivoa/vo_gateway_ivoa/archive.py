@@ -43,7 +43,7 @@ from gateway.engine import GEOMETRY, normalize_batch, output_columns
 from gateway.faults import FatalFault, Fault, TransientFault, UsageFault
 from gateway.formats.builtin import VOTABLE as VOTABLE_MIME
 from gateway.rowstream import RowStream, limit_batches
-from gateway.schema import VOTABLE_DATATYPES, Column, ForeignKey, Table
+from gateway.schema import ARROW_TYPES, VOTABLE_DATATYPES, Column, ForeignKey, Table
 from gateway.uploads import votable_to_arrow
 from gateway.upstream import (
     AddressPolicy,
@@ -61,16 +61,6 @@ from gateway.upstream import (
 from .binary2 import Binary2Answer, row_width
 
 log = logging.getLogger("gateway.ivoa")
-CSV_ARROW = {
-    "boolean": pa.bool_(),
-    "unsignedByte": pa.uint8(),
-    "short": pa.int16(),
-    "int": pa.int32(),
-    "long": pa.int64(),
-    "float": pa.float32(),
-    "double": pa.float64(),
-    "char": pa.string(),
-}
 
 
 class CookieLogin(BaseModel):
@@ -519,9 +509,9 @@ class IvoaArchive(Archive):
         types = {}
         for o in outputs:
             c = o.column
-            if c is None or c.datatype not in CSV_ARROW or (c.arraysize and c.datatype != "char") or c.xtype:
+            if c is None or c.datatype not in ARROW_TYPES or (c.arraysize and c.datatype != "char") or c.xtype:
                 return None
-            types[o.name] = CSV_ARROW[c.datatype]
+            types[o.name] = ARROW_TYPES[c.datatype]
         return types
 
     def _csv_stream(self, r, native: ForwardPlan, types: dict, maxrec: int | None) -> RowStream:

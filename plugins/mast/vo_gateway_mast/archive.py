@@ -36,22 +36,12 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from gateway.archive import Archive, ArchiveConfig, Capabilities, Cone, ScanRequest
 from gateway.faults import TransientFault, UsageFault
 from gateway.rowstream import RowStream, limit_batches
-from gateway.schema import Table
+from gateway.schema import ARROW_TYPES, Table
 from gateway.upstream import UpstreamSession, check_complete, origin, read_body, upstream_get
 
 from .metadata import BUNDLED
 
 log = logging.getLogger("gateway.mast")
-ARROW = {
-    "boolean": pa.bool_(),
-    "unsignedByte": pa.uint8(),
-    "short": pa.int16(),
-    "int": pa.int32(),
-    "long": pa.int64(),
-    "float": pa.float32(),
-    "double": pa.float64(),
-    "char": pa.string(),
-}
 API_OPS = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
 HLA_PREFIX = "ivo://mast.stsci.edu/hla?"
 PS1_PREFIX = "ivo://mast.stsci.edu/ps1?"
@@ -609,7 +599,7 @@ def parse_csv(data: bytes, table: Table, columns: list[str]) -> pa.RecordBatch:
     types = {}
     for n in columns:
         c = table.column(n)
-        types[c.name] = ARROW.get(c.datatype, pa.string())
+        types[c.name] = ARROW_TYPES.get(c.datatype, pa.string())
     if not data.strip():
         return pa.RecordBatch.from_pylist([], schema=pa.schema(list(types.items())))
     try:

@@ -37,22 +37,12 @@ from gateway.faults import TransientFault, UsageFault
 from gateway.formats.datalink import links_document, soda_descriptor
 from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, parse_shape, record_matches, shape_box
 from gateway.rowstream import RowStream, limit_batches
-from gateway.schema import Table
+from gateway.schema import ARROW_TYPES, Table
 from gateway.upstream import check_complete, read_body
 
 from .metadata import BUNDLED
 
 log = logging.getLogger("gateway.skymapper")
-ARROW = {
-    "boolean": pa.bool_(),
-    "unsignedByte": pa.uint8(),
-    "short": pa.int16(),
-    "int": pa.int32(),
-    "long": pa.int64(),
-    "float": pa.float32(),
-    "double": pa.float64(),
-    "char": pa.string(),
-}
 
 
 class SkyMapperConfig(IvoaConfig):
@@ -438,7 +428,7 @@ def parse_csv(data: bytes, table: Table) -> pa.RecordBatch:
     types = {}
     for n in head:
         c = table.column(n)
-        types[n] = ARROW.get(c.datatype, pa.string()) if c is not None else pa.string()
+        types[n] = ARROW_TYPES.get(c.datatype, pa.string()) if c is not None else pa.string()
     try:
         t = pcsv.read_csv(
             io.BytesIO(data),
