@@ -327,6 +327,9 @@ class UpstreamSession(requests.Session):
         self.deadline = deadline
         self.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # store nothing the upstream sets
         self.trust_env = False
+        from . import __version__
+
+        self.headers["User-Agent"] = f"vo-gateway/{__version__} (IVOA gateway; python-requests)"  # say who calls
         self.origin_proxies = {o: requests.utils.get_environ_proxies(o) for o in self.origins or ()}
         adapter = adapter or GuardedAdapter(AddressPolicy(self.origins, allow_private))
         self.mount("http://", adapter)  # one connection pool for every user's session

@@ -60,3 +60,11 @@ def _relative_imports(path):
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level >= 2 and node.module:
             yield node.module
+
+
+def test_the_package_knows_its_version_and_upstreams_hear_it():
+    import gateway
+    from gateway.upstream import UpstreamSession
+
+    assert gateway.__version__ == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert UpstreamSession(None, 5).headers["User-Agent"].startswith(f"vo-gateway/{gateway.__version__} ")
