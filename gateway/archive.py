@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .faults import UsageFault
+from .faults import TransientFault, UsageFault
 from .rowstream import RowStream
 from .schema import Table
 
@@ -246,8 +246,50 @@ class Archive:
 
     def cone_search(self, table: Table, cone: Cone, maxrec: int | None, verb: int) -> RowStream:
         """SCS on a positional ``table``; rows within ``cone`` (SCS 1.03 §2).  ``verb`` 1..3
-        selects the columns (1: id/ra/dec, 2: principal columns, 3: all)."""
-        raise UsageFault(f"archive {self.name} has no cone search")
+        selects the columns (1: id/ra/dec, 2: principal columns, 3: all).
+
+        The default serves archives that scan with cones (``capabilities.cone``): one
+        :meth:`scan` for the cone and the VERB's columns (plus ra/dec), the rows re-checked
+        against the cone on the sphere (a scan may return more), at most ``maxrec`` of them
+        (``overflow`` set when more exist)."""
+        if not self.capabilities.cone or self.capabilities.adql:
+            raise UsageFault(f"archive {self.name} has no cone search")
+        import numpy as np
+        import pyarrow as pa
+
+        from .engine import scs_columns
+        from .obscore import separation
+        from .rowstream import limit_batches
+
+        cols = scs_columns(table, verb)
+        wanted = [c.name for c in cols]
+        pos = [n for n in (table.ra_column, table.dec_column) if n]
+        limit = maxrec + 1 if maxrec is not None and self.capabilities.top else None
+        columns = (
+            list(dict.fromkeys(wanted + pos)) if self.capabilities.column_selection else [c.name for c in table.columns]
+        )
+        answer = self.scan(ScanRequest(table, columns, cone, limit=limit))
+        batches = list(answer)
+        if answer.error:
+            raise TransientFault(f"archive {self.name} failed while answering {table.qualified_name}: {answer.error}")
+        if answer.overflow:
+            raise TransientFault(
+                f"archive {self.name} cut its answer for {table.qualified_name} short (an upstream "
+                "row limit); ask for a smaller cone"
+            )
+        out = RowStream(cols, [])
+        # the scan stopped at ``limit`` rows: more may exist even if the cone check drops some
+        out.overflow = limit is not None and sum(b.num_rows for b in batches) >= limit
+        kept = []
+        for b in batches:
+            names = {n.lower(): n for n in b.schema.names}
+            ra = b.column(names[pos[0].lower()]).to_numpy(zero_copy_only=False).astype(float)
+            dec = b.column(names[pos[1].lower()]).to_numpy(zero_copy_only=False).astype(float)
+            inside = np.asarray(separation(ra, dec, cone.ra, cone.dec) <= cone.radius)
+            b = b.filter(pa.array(inside))
+            kept.append(pa.RecordBatch.from_arrays([b.column(names[n.lower()]) for n in wanted], names=wanted))
+        out.batches = limit_batches(kept, maxrec, out)
+        return out
 
     def image_search(self, query: ImageQuery) -> RowStream:
         """SIA: ObsCore-described images matching ``query`` (SIA 2.0 §2)."""

@@ -146,6 +146,25 @@ def test_scs_on_every_positional_table(gw, emu):
         assert r.status_code == 200 and b"ID_MAIN" in r.data
         sent = emu[0].requests[-1][2]
         assert float(sent["radius"][0]) == 0.05
+        import io
+
+        import numpy as np
+        from astropy.coordinates import SkyCoord
+        from astropy.io.votable import parse_single_table
+
+        got = parse_single_table(io.BytesIO(r.data), verify="ignore").to_table()
+        path = "hsc/v3/summary/magaper2" if table.startswith("mast_hsc3") else "panstarrs/dr2/mean"
+        truth = emu[0].table(path)
+        idc, rac, decc = (
+            ("MatchID", "MatchRA", "MatchDec") if table.startswith("mast_hsc3") else ("objID", "raMean", "decMean")
+        )
+        sep = (
+            SkyCoord(np.asarray(truth[rac]), np.asarray(truth[decc]), unit="deg")
+            .separation(SkyCoord(ra, dec, unit="deg"))
+            .deg
+        )
+        want = set(np.asarray(truth[idc])[sep <= 0.05].tolist())
+        assert {int(x) for x in got[idc].tolist()} == want and len(want) > 0  # SCS ids may be char
 
 
 def test_seed_flow_is_in_the_examples_and_runs(gw):

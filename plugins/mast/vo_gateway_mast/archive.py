@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from gateway.archive import Archive, ArchiveConfig, Capabilities, Cone, ScanRequest
+from gateway.archive import Archive, ArchiveConfig, Capabilities, ScanRequest
 from gateway.faults import TransientFault, UsageFault
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import ARROW_TYPES, Table
@@ -572,24 +572,6 @@ class MastArchive(Archive):
         return 200, "application/fits", [r.content]
 
     # -- SCS ------------------------------------------------------------------------------
-    def cone_search(self, table: Table, cone: Cone, maxrec: int | None, verb: int) -> RowStream:
-        if cone.radius > self.config.max_radius:
-            raise UsageFault(f"the MAST catalogs API searches cones of at most {self.config.max_radius} deg radius")
-        cat, _ = self.by_table[table.qualified_name.lower()]
-        if verb <= 1:
-            cols = [table.id_column, table.ra_column, table.dec_column]
-        elif verb == 2:
-            cols = [c.name for c in table.columns if c.principal] or [c.name for c in table.columns]
-        else:
-            cols = [c.name for c in table.columns]
-        params = {"ra": cone.ra, "dec": cone.dec, "radius": cone.radius, "columns": cols}
-        rows = self._fetch(cat, table, params, (maxrec + 1) if maxrec is not None else None, None)
-        stream = RowStream([table.column(c) for c in cols], [])
-        stream.batches = limit_batches(
-            rows.to_batches() or [pa.RecordBatch.from_pylist([], schema=rows.schema)], maxrec, stream
-        )
-        return stream
-
     def availability(self) -> tuple[bool, str]:
         return True, f"{self.name}: MAST catalogs API at {self.base} (checked per query)"
 
