@@ -1,4 +1,5 @@
-"""``vo-gateway`` command line: serve, worker, jobs, explain, plugins, tables, check-config."""
+"""``vo-gateway`` command line: serve, worker, jobs, explain, new-archive, plugins, tables,
+check-config."""
 
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ def main(argv=None) -> int:
         metavar="NAME=FILE",
         help="a TAP_UPLOAD table (VOTable, FITS or CSV file) the query names as TAP_UPLOAD.NAME",
     )
+    n = sub.add_parser("new-archive", help="write a new archive plugin (REST cone API) with an emulator and tests")
+    n.add_argument("name", help="the archive kind, a lower-case identifier")
+    n.add_argument("--dir", default=None, help="where to write it (default: ./vo-gateway-NAME)")
     for name, help_ in (
         ("plugins", "list installed plugins and archive kinds"),
         ("tables", "list the tables of the configured archives"),
@@ -56,6 +60,8 @@ def main(argv=None) -> int:
             return serve(args)
         if args.cmd == "jobs":
             return jobs(args)
+        if args.cmd == "new-archive":
+            return new_archive(args)
         app = _app(args.config)
     except ConfigError as e:
         print(f"configuration error:\n{e}", file=sys.stderr)
@@ -74,6 +80,25 @@ def main(argv=None) -> int:
             print(f"{t.qualified_name}\t{archive}\t{t.nrows if t.nrows is not None else ''}\t{t.description or ''}")
     else:
         print(f"configuration OK: {len(gw.catalogue.archives) - 1} archive(s), {len(gw.catalogue.tables())} tables")
+    return 0
+
+
+def new_archive(args) -> int:
+    """Write a plugin distribution for a new archive kind (:mod:`gateway.newarchive`)."""
+    from pathlib import Path
+
+    from .newarchive import new_archive as write
+
+    directory = Path(args.dir or f"vo-gateway-{args.name.replace('_', '-')}")
+    try:
+        files = write(args.name, directory)
+    except ValueError as e:
+        print(f"new-archive: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {len(files)} files to {directory}; next: cd {directory} && pip install -e '.[test]' && "
+        "python -m pytest -q tests"
+    )
     return 0
 
 
