@@ -68,3 +68,22 @@ class Params:
             return float(v)
         except ValueError:
             raise UsageFault(f"{name.upper()} must be a number, got {v!r}")
+
+
+def soda_regions(pairs: list[tuple[str, str]]) -> list[tuple]:
+    """Every region of a SODA request, in the order given: ``POS`` (``CIRCLE``/``RANGE``/
+    ``POLYGON`` with its keyword), ``CIRCLE`` (ra dec r) and ``POLYGON`` (ra dec ...) values,
+    each parsed by :func:`gateway.obscore.parse_shape` (SODA 1.0 §3.3).  Names are
+    case-insensitive (DALI 1.1 §3.1); a sync service that takes one region refuses more with
+    ``MultiValuedParamNotSupported`` (``gateway/protocols/soda.py``).  Raises UsageFault for a
+    value that is not a shape."""
+    from .obscore import parse_shape
+
+    shapes = []
+    for k, v in pairs:
+        name = k.upper()
+        if name == "POS":
+            shapes.append(parse_shape(v, "POS"))
+        elif name in ("CIRCLE", "POLYGON"):
+            shapes.append(parse_shape(f"{name} {v}", name))
+    return shapes

@@ -12,9 +12,8 @@ from xml.sax.saxutils import escape
 
 from flask import Blueprint, Response, current_app
 
-from ..dali import Params
+from ..dali import Params, soda_regions
 from ..faults import Fault, NotFoundFault, UsageFault
-from ..obscore import parse_shape
 from . import vosi
 from .errors import soda_error
 
@@ -46,9 +45,7 @@ def sync():
                 status=400,
                 mimetype="text/plain",
             )
-        shapes = [parse_shape(v, "POS") for v in p.getlist("POS")]
-        shapes += [parse_shape("CIRCLE " + v, "CIRCLE") for v in p.getlist("CIRCLE")]
-        shapes += [parse_shape("POLYGON " + v, "POLYGON") for v in p.getlist("POLYGON")]
+        shapes = soda_regions(Params.pairs_from_request())
         if len(shapes) > 1:
             return Response(
                 "MultiValuedParamNotSupported: give one of POS, CIRCLE or POLYGON, once\n",

@@ -35,6 +35,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from gateway.adql.validate import AdqlQuery, OutputColumn
 from gateway.archive import Archive, ArchiveConfig, Capabilities, Udf
 from gateway.config import EnvSecret
+from gateway.dali import soda_regions
 from gateway.engine import GEOMETRY, normalize_batch, output_columns
 from gateway.faults import Fault, TransientFault, UsageFault
 from gateway.rowstream import RowStream, limit_batches
@@ -468,27 +469,13 @@ class HscArchive(Archive):
             return f"{str(self.config.psf_url).rstrip('/')}/cgi/getpsf"
         return f"{str(self.config.das_url).rstrip('/')}/cgi-bin/cutout"
 
-    @staticmethod
-    def _regions(p: list[tuple[str, str]]) -> list[tuple]:
-        from gateway.obscore import parse_shape
-
-        shapes = []
-        for k, v in p:
-            if k.upper() == "POS":
-                shapes.append(parse_shape(v, "POS"))
-            elif k.upper() == "CIRCLE":
-                shapes.append(parse_shape("CIRCLE " + v, "CIRCLE"))
-            elif k.upper() == "POLYGON":
-                shapes.append(parse_shape("POLYGON " + v, "POLYGON"))
-        return shapes
-
     def soda(self, params: list[tuple[str, str]], actor):
         """SODA sync: a coadd ID cuts the region out with DAS cutout (``sw``/``sh`` of the
         circle's or range's box); a PSF ID asks the PSF picker at the region's centre.  The
         caller's HSC account is sent as HTTP Basic, as the HSC tools do.  One ID and one
         region per request; several go to SODA async (``/soda/{name}/async``, bulk upload)."""
         ids = [v for k, v in params if k.upper() == "ID"]
-        shapes = self._regions(params)
+        shapes = soda_regions(params)
         if len(ids) > 1 or len(shapes) > 1:
             return (
                 400,
@@ -542,7 +529,7 @@ class HscArchive(Archive):
         from gateway.uws.job import Result
 
         ids = [v for k, v in params if k == "ID"]
-        shapes = self._regions(params)
+        shapes = soda_regions(params)
         if not ids or not shapes:
             raise UsageFault("give at least one ID and one region (POS, CIRCLE)")
         import re

@@ -34,6 +34,7 @@ import pyarrow.csv as pcsv
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from gateway.archive import Archive, ArchiveConfig, Capabilities, ScanRequest
+from gateway.dali import soda_regions
 from gateway.faults import TransientFault, UsageFault
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import ARROW_TYPES, Table
@@ -551,12 +552,10 @@ class MastArchive(Archive):
             raise UsageFault(f"ID {did!r} is not an HLA or PS1 image of this service")
         ps1 = did.startswith(PS1_PREFIX)
         name = did[len(PS1_PREFIX if ps1 else HLA_PREFIX) :]
-        value = p.get("CIRCLE") and "CIRCLE " + p["CIRCLE"] or p.get("POS")
-        if not value:
-            raise UsageFault("give a region: POS (CIRCLE or RANGE) or CIRCLE")
-        from gateway.obscore import parse_shape
-
-        ra, dec, r = _circle(parse_shape(value, "POS"))
+        shapes = soda_regions(params)
+        if len(shapes) != 1:
+            raise UsageFault("give one region: POS (CIRCLE or RANGE) or CIRCLE")
+        ra, dec, r = _circle(shapes[0])
         scale = 0.25 if ps1 else next((v for k, v in PIXSCALE.items() if f"_{k}_" in name), 0.05)
         size = max(1, int(round(2 * r * 3600 / scale)))
         if size > self.config.max_cutout_pixels:

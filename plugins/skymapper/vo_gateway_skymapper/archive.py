@@ -33,9 +33,10 @@ from vo_gateway_ivoa.archive import IvoaArchive, IvoaConfig
 
 from gateway.adql.validate import AdqlQuery
 from gateway.archive import Cone, ImageQuery, ScanRequest
+from gateway.dali import soda_regions
 from gateway.faults import TransientFault, UsageFault
 from gateway.formats.datalink import links_document, soda_descriptor
-from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, parse_shape, record_matches, shape_box
+from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, record_matches, shape_box
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import ARROW_TYPES, Table
 from gateway.upstream import check_complete, read_body
@@ -355,9 +356,7 @@ class SkyMapperArchive(IvoaArchive):
         did = p.get("ID", "")
         if not self.claims(did):
             raise UsageFault(f"ID {did!r} is not a SkyMapper {self.release} image")
-        shapes = [parse_shape(p["POS"])] if p.get("POS") else []
-        if p.get("CIRCLE"):
-            shapes.append(parse_shape("CIRCLE " + p["CIRCLE"], "CIRCLE"))
+        shapes = soda_regions(params)
         if len(shapes) != 1:
             raise UsageFault("give one region: POS (CIRCLE or RANGE) or CIRCLE")
         ra, dec, w, h = shape_box(shapes[0])
