@@ -669,10 +669,11 @@ class Planner:
 
     @staticmethod
     def _key_values(k: KeyMatch, fetched: dict) -> Predicate:
-        """``column IN (...)``: the distinct non-null join-key values of the fetched source."""
+        """``column IN (...)``: the distinct non-null join-key values of the fetched source, as
+        a sorted Arrow array (sliced into IN lists or uploaded tables by the fetch)."""
         rows = fetched[k.source.index]
-        values = pc.unique(pc.drop_null(rows.column(_name_in(rows, k.source_column)))).to_pylist()
-        return Predicate(k.column, "IN", tuple(sorted(values)))
+        values = pc.unique(pc.drop_null(rows.column(_name_in(rows, k.source_column))))
+        return Predicate(k.column, "IN", values.take(pc.sort_indices(values)))
 
     def _cones(self, step: Step, fetched: dict, cones_of: dict) -> list[Cone] | None:
         """The cones bounding a step (None: no bound): its own (the smallest, when several are
@@ -702,7 +703,7 @@ class Planner:
             if step.how == "upload":
                 data = self.gw_upload(plan.query, ref)
                 table = data.select([_name_in(data, c) for c in ref.columns])
-            elif (cones is not None and not cones) or (isinstance(cones, Predicate) and not cones.value):
+            elif (isinstance(cones, list) and not cones) or (isinstance(cones, Predicate) and len(cones.value) == 0):
                 table = None  # a partner without rows: nothing can match
             elif step.how == "query":
                 table = self._fetch_query(ref, cones, context, plan)
@@ -744,7 +745,7 @@ class Planner:
         elif isinstance(cones, Predicate):
             n = self.config.keys_per_query
             texts = [
-                (_subquery_text(ref, None, keys=Predicate(cones.column, "IN", cones.value[i : i + n])), {})
+                (_subquery_text(ref, None, keys=Predicate(cones.column, "IN", _values(cones, i, n))), {})
                 for i in range(0, len(cones.value), n)
             ]
             cones = None
@@ -812,7 +813,7 @@ class Planner:
             n = self.config.keys_per_query
             requests = [
                 ScanRequest(
-                    ref.table, columns, None, [*ref.predicates, Predicate(cones.column, "IN", cones.value[i : i + n])]
+                    ref.table, columns, None, [*ref.predicates, Predicate(cones.column, "IN", _values(cones, i, n))]
                 )
                 for i in range(0, len(cones.value), n)
             ]
@@ -1033,6 +1034,12 @@ def _cone_upload(cones: list[Cone]):
     return UploadTable(meta, data)
 
 
+def _values(keys: Predicate, start: int, n: int) -> tuple:
+    """Values ``start`` .. ``start + n`` of a join-key Predicate, as a tuple (an IN list)."""
+    v = keys.value
+    return tuple(v.slice(start, n).to_pylist()) if isinstance(v, pa.Array) else tuple(v[start : start + n])
+
+
 def _key_upload(ref: Ref, keys: Predicate):
     """The join-key values as a TAP_UPLOAD table ``gw_keys(v)`` of the key column's type."""
     from .schema import ARROW_TYPES
@@ -1043,7 +1050,8 @@ def _key_upload(ref: Ref, keys: Predicate):
     assert col is not None  # a declared column (KeyMatch)
     meta = T("TAP_UPLOAD", "gw_keys", [Column("v", col.datatype, arraysize=col.arraysize)])
     typ = pa.string() if col.datatype == "char" or col.arraysize else ARROW_TYPES.get(col.datatype, pa.float64())
-    return UploadTable(meta, pa.table({"v": pa.array(list(keys.value), typ)}))
+    values = keys.value if isinstance(keys.value, pa.Array) else pa.array(list(keys.value))
+    return UploadTable(meta, pa.table({"v": values.cast(typ)}))
 
 
 def _ident(name: str) -> str:
