@@ -727,3 +727,39 @@ def test_uploads_are_forwarded_to_an_upstream_tap_sync_and_async(fed):
     for res in (tap.run_sync(q, uploads={"mine": targets}), tap.run_async(q, uploads={"mine": targets})):
         t = res.to_table()
         assert {(int(a), int(b)) for a, b in zip(t["tid"], t["source_id"])} == want and len(want) >= len(near)
+
+
+def test_planned_queries_are_cached_per_caller(tmp_path):
+    """A planned query on a remote archive is answered from the result cache the second time
+    (no upstream call), never for another caller, and a different query misses."""
+    cfg = demo_config(tmp_path, cache={"ttl": 300, "dir": str(tmp_path / "cache")})
+    emu = mast_app(extra_fields=[F])
+
+    def calls() -> int:
+        return sum(1 for r in emu.requests if r[1] != "metadata")
+
+    with serve(emu) as m:
+        cfg["archives"]["mast"] = {
+            "kind": "mast",
+            "base_url": m + "/api/v0.1",
+            "metadata_cache": None,
+            "hla_url": None,
+            "ps1_images_url": None,
+        }
+        app = make_app(cfg, load_entrypoints=True)
+        with serve(app) as url:
+            q = _join_query("embedded", "mast", (G[0], G[1], 0.5), 0.03, "distance")
+
+            def run(auth=None, query=q):
+                r = requests.post(url + "/tap/sync", data={"LANG": "ADQL", "QUERY": query}, auth=auth, timeout=60)
+                assert r.status_code == 200, r.text[:500]
+                return pairs_of(r)
+
+            first = run()
+            n = calls()
+            assert n > 0 and run() == first and calls() == n  # the same caller: from the cache
+            assert run(auth=("bob", "pw")) == first and calls() > n  # another caller: fetched again
+            n = calls()
+            run(query=q.replace("< 0.03", "< 0.02"))
+            assert calls() > n
+        app.extensions["vo_gateway"].jobs.close()

@@ -158,10 +158,31 @@ class QueryService:
         names = sorted({s.ref.archive for s in plan.steps} - {UploadOverlay.ARCHIVE})
         label = "+".join(names) or "tap_upload"
         self.gw.pm.hook.gateway_query_started(actor=public(actor), protocol="tap", archive=label, query=text)
-        stream = self.gw.planner.run(plan, limit, context)
+        key = self._plan_key(plan, label, limit, q, response_format, actor)
+        stream = None if key is None else self.gw.cache.get(key)
+        if stream is None:
+            stream = self.gw.planner.run(plan, limit, context)
+            if key is not None:
+                stream = self.gw.cache.tee(key, stream)
         if stream.datalink is not None and context.service_url:
             add_datalink_descriptor(stream, context.service_url)
         return QueryResult(stream, label)
+
+    def _plan_key(self, plan, label: str, limit, q, response_format, actor) -> str | None:
+        """The result-cache key of a planned query that reads a remote archive (a local one is
+        read again faster than cached): the query, every step's sub-query and archive, MAXREC,
+        the output format and the caller (:meth:`gateway.cache.ResultCache.key`).  None without a
+        cache, with uploads, or when every archive is local."""
+        from ..engine import DuckDBArchive
+        from ..planner import _subquery_text
+
+        if self.gw.cache is None or q.uploads:
+            return None
+        archives = self.gw.catalogue.archives
+        if all(isinstance(archives[s.ref.archive], DuckDBArchive) for s in plan.steps):
+            return None
+        steps = [f"{s.ref.archive}:{s.how}:{_subquery_text(s.ref, None)}" for s in plan.steps]
+        return self.gw.cache.key(label, "\n".join([q.ast.sql(), *steps]), limit, q.top, response_format, actor)
 
     def explain(self, text: str, uploads: dict | None = None) -> dict:
         """What the gateway would do with an ADQL query (``vo-gateway explain``): the archive
