@@ -232,6 +232,19 @@ class Archive:
         for upstream failures, with the upstream's message."""
         raise UsageFault(f"archive {self.name} does not accept ADQL queries")
 
+    def scan_batches(self, request: ScanRequest, context=None, hint: str = "narrow the query") -> list:
+        """Every batch of :meth:`scan`, read to its end.  Raises TransientFault when the archive
+        reports a failure, or cut its answer at an upstream row limit (``hint`` says what the
+        user can do): a cut answer is never passed on as a whole one."""
+        answer = self.scan(request, context)
+        batches = list(answer)
+        what = request.table.qualified_name
+        if answer.error:
+            raise TransientFault(f"archive {self.name} failed while answering {what}: {answer.error}")
+        if answer.overflow:
+            raise TransientFault(f"archive {self.name} cut its answer for {what} short (an upstream row limit); {hint}")
+        return batches
+
     def datalink_column(self, table: Table) -> str | None:
         """The column of ``table`` whose values are the IDs of this archive's DataLink service
         (``/datalink/{name}/links``), for the service descriptor of a query result."""
@@ -268,15 +281,7 @@ class Archive:
         columns = (
             list(dict.fromkeys(wanted + pos)) if self.capabilities.column_selection else [c.name for c in table.columns]
         )
-        answer = self.scan(ScanRequest(table, columns, cone, limit=limit))
-        batches = list(answer)
-        if answer.error:
-            raise TransientFault(f"archive {self.name} failed while answering {table.qualified_name}: {answer.error}")
-        if answer.overflow:
-            raise TransientFault(
-                f"archive {self.name} cut its answer for {table.qualified_name} short (an upstream "
-                "row limit); ask for a smaller cone"
-            )
+        batches = self.scan_batches(ScanRequest(table, columns, cone, limit=limit), hint="ask for a smaller cone")
         out = RowStream(cols, [])
         # the scan stopped at ``limit`` rows: more may exist even if the cone check drops some
         out.overflow = limit is not None and sum(b.num_rows for b in batches) >= limit

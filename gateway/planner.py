@@ -782,7 +782,7 @@ class Planner:
                     f"the sub-query on {ref.table.qualified_name} (archive {ref.archive}) returns more "
                     f"than {limit} rows (planner.max_subquery_rows); add constraints on that table"
                 )
-            t = _table(batches, stream, ref)
+            t = _table(batches, ref)
             with plan.progress.lock:
                 plan.progress.rows += t.num_rows
                 plan.progress.done += 1
@@ -826,18 +826,7 @@ class Planner:
             plan.progress.total += len(requests) - 1
 
         def one(request: ScanRequest):
-            stream = archive.scan(request, context)
-            batches = list(stream)
-            if stream.error:
-                raise TransientFault(
-                    f"archive {ref.archive} failed while answering {ref.table.qualified_name}: {stream.error}"
-                )
-            if stream.overflow:
-                raise TransientFault(
-                    f"archive {ref.archive} cut its answer for {ref.table.qualified_name} short "
-                    "(an upstream row limit); narrow the query"
-                )
-            t = _table(batches, stream, ref)
+            t = _table(archive.scan_batches(request, context), ref)
             with plan.progress.lock:
                 plan.progress.rows += t.num_rows
                 plan.progress.done += 1
@@ -1000,7 +989,7 @@ def _empty(ref: Ref) -> pa.Table:
     )
 
 
-def _table(batches: list[pa.RecordBatch], stream: RowStream, ref: Ref) -> pa.Table:
+def _table(batches: list[pa.RecordBatch], ref: Ref) -> pa.Table:
     """The needed columns of a fetched answer, named as declared."""
     if not batches:
         return _empty(ref)

@@ -25,7 +25,8 @@ from ..faults import UsageFault
 from ..schema import Column, Table
 from .dialect import ADQL
 
-GEOMETRY_FUNCTIONS = {
+#: ADQL 2.1 §2.4 geometry functions, in TAPRegExt declaration order (gateway/protocols/vosi.py)
+GEOMETRY_ORDER = (
     "POINT",
     "CIRCLE",
     "BOX",
@@ -37,7 +38,8 @@ GEOMETRY_FUNCTIONS = {
     "COORD2",
     "AREA",
     "CENTROID",
-}
+)
+GEOMETRY_FUNCTIONS = frozenset(GEOMETRY_ORDER)
 GEOMETRY_VALUES = {"POINT": "point", "CIRCLE": "circle", "BOX": "polygon", "POLYGON": "polygon", "CENTROID": "point"}
 
 ALLOWED = (

@@ -40,18 +40,10 @@ def sync():
         if not ids:
             raise UsageFault("ID is required")
         if len(ids) > 1:
-            return Response(
-                "MultiValuedParamNotSupported: this service cuts one ID per request\n",
-                status=400,
-                mimetype="text/plain",
-            )
+            return multi_valued("this service cuts one ID per request")
         shapes = soda_regions(Params.pairs_from_request())
         if len(shapes) > 1:
-            return Response(
-                "MultiValuedParamNotSupported: give one of POS, CIRCLE or POLYGON, once\n",
-                status=400,
-                mimetype="text/plain",
-            )
+            return multi_valued("give one of POS, CIRCLE or POLYGON, once")
         archive, rec = find_image(ids[0])
         if not shapes:
             raise UsageFault("give a region: POS, CIRCLE or POLYGON")
@@ -75,6 +67,11 @@ def sync():
     )
 
 
+def multi_valued(message: str) -> Response:
+    """SODA 1.0 §3.1's ``MultiValuedParamNotSupported`` error (400, ``text/plain``)."""
+    return Response(f"MultiValuedParamNotSupported: {message}\n", status=400, mimetype="text/plain")
+
+
 def soda_archive(name: str):
     """The archive whose SODA service is at ``/soda/{name}/`` (capabilities.datalink_proxy);
     NotFoundFault otherwise."""
@@ -95,11 +92,7 @@ def proxy_sync(archive):
         regions = sum(len(p.getlist(k)) for k in ("POS", "CIRCLE", "POLYGON"))
         if len(ids) > 1 or regions > 1:  # SODA 1.0 §3.1: sync answers one cutout
             more = f"; several go to {gw().url(f'soda/{a.name}/async')}" if a.capabilities.soda_async else ""
-            return Response(
-                f"MultiValuedParamNotSupported: SODA sync takes one ID and one of POS, CIRCLE or POLYGON{more}\n",
-                status=400,
-                mimetype="text/plain",
-            )
+            return multi_valued(f"SODA sync takes one ID and one of POS, CIRCLE or POLYGON{more}")
         if not ids:
             raise UsageFault("give exactly one ID")
         gw().queries._allowed(gw().actor(), "cutout", a.name, ids[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
+from ..adql.validate import GEOMETRY_ORDER
 from ..registry import Catalogue
 from ..schema import Table
 
@@ -50,23 +51,7 @@ def tap_capability(
     uploadMethod, retentionPeriod, executionDuration, outputLimit, uploadLimit, in that order).
     ``udfs``: the archives' :class:`~gateway.archive.Udf` forms (TAPRegExt §2.3, ``features-udf``)."""
     feats: list[tuple[str, list[str]]] = []
-    geo: list[str] = [
-        g
-        for g in (
-            "POINT",
-            "CIRCLE",
-            "BOX",
-            "POLYGON",
-            "CONTAINS",
-            "INTERSECTS",
-            "DISTANCE",
-            "COORD1",
-            "COORD2",
-            "AREA",
-            "CENTROID",
-        )
-        if g in geometry
-    ]
+    geo = [g for g in GEOMETRY_ORDER if g in geometry]
     if geo:
         feats.append(("adqlgeo", geo))
     feats += [

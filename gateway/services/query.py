@@ -97,9 +97,9 @@ class QueryService:
         for t in q.tables:
             if t.schema != "TAP_UPLOAD":
                 self._allowed(actor, "query", self.gw.catalogue.lookup(t.schema, t.name)[0], t.qualified_name)
-        archive, native = self._whole(q)
+        archive, native, plan = self._route(q)
         if archive is None:
-            return self._federated(q, text, maxrec, actor, context, service_url, response_format)
+            return self._federated(plan, q, text, maxrec, actor, context, service_url, response_format)
         name = archive.name
         for fn in sorted(q.udfs):
             owners = self.gw.catalogue.udfs()[fn][1]
@@ -128,29 +128,28 @@ class QueryService:
             add_datalink_descriptor(stream, context.service_url)
         return QueryResult(stream, name)
 
-    def _whole(self, q):
-        """(archive, native request) when one archive runs the whole query, else (None, None).
-        A query with uploads that the archive cannot translate whole (STILTS tapskymatch's
-        DISTANCE in the select list, on HSC-SSP) is planned instead; if planning fails too,
-        the archive's own refusal is what the user reads."""
+    def _route(self, q):
+        """(archive, native request, None) when one archive runs the whole query, else
+        (None, None, the planner's :class:`~gateway.planner.Plan`).  A query with uploads that
+        the archive cannot translate whole (STILTS tapskymatch's DISTANCE in the select list,
+        on HSC-SSP) is planned instead; if planning fails too, the archive's own refusal is
+        what the user reads."""
         archive = self.gw.planner.single_archive(q)
         if archive is None:
-            return None, None
+            return None, None, self.gw.planner.plan(q)
         try:
-            return archive, archive.translate(q)
+            return archive, archive.translate(q), None
         except UsageFault as refusal:
             if not q.uploads:
                 raise
             try:
-                self.gw.planner.plan(q)
+                return None, None, self.gw.planner.plan(q)
             except UsageFault:
                 raise refusal from None
-            return None, None
 
-    def _federated(self, q, text: str, maxrec, actor, context, service_url, response_format) -> QueryResult:
-        """A query over several archives, or over an archive that scans: planned and run by
+    def _federated(self, plan, q, text: str, maxrec, actor, context, service_url, response_format) -> QueryResult:
+        """A query over several archives, or over an archive that scans: run by
         :mod:`gateway.planner` (sub-queries upstream, the rest in a local DuckDB)."""
-        plan = self.gw.planner.plan(q)
         limit = self.maxrec(maxrec)
         if context is None:
             context = JobContext(None, actor, service_url=service_url)
@@ -190,14 +189,14 @@ class QueryService:
         catalogue = UploadOverlay(self.gw.catalogue, uploads) if uploads else self.gw.catalogue
         q = analyze(text, catalogue)
         q.uploads = uploads or {}
-        archive, _ = self._whole(q)
+        archive, _, plan = self._route(q)
         if archive is not None:
             return {
                 "federated": False,
                 "archive": archive.name,
                 "why": "every table is on this archive, which evaluates the whole query",
             }
-        return self.gw.planner.plan(q).explain()
+        return plan.explain()
 
     def read_uploads(self, values: list[str], open_part) -> dict | None:
         """TAP_UPLOAD tables named by the ``UPLOAD`` parameter values (None if there are none)."""
