@@ -66,13 +66,7 @@ def fed(tmp_path_factory, postgres_url):
     with serve(upstream) as up, serve(mast) as m, serve(sm) as s, serve(hsc) as h:
         cfg = demo_config(tmp)
         cfg["archives"]["mirror"] = {"kind": "ivoa", "tap_url": up + "/tap", "schemas": {"demo": "mirror"}}
-        cfg["archives"]["mast"] = {
-            "kind": "mast",
-            "base_url": m + "/api/v0.1",
-            "metadata_cache": None,
-            "hla_url": None,
-            "ps1_images_url": None,
-        }
+        cfg["archives"]["mast"] = mast_archive(m)
         cfg["archives"]["skymapper"] = {"kind": "skymapper", "cone_url": s + "/sm-cone/public/query"}
         cfg["archives"]["hsc"] = {
             "kind": "hsc",
@@ -92,6 +86,25 @@ def fed(tmp_path_factory, postgres_url):
             yield url, app, {"mast": mast, "skymapper": sm, "hsc": hsc}
         app.extensions["vo_gateway"].jobs.close()
     upstream.extensions["vo_gateway"].jobs.close()
+
+
+def mast_archive(base: str, **extra) -> dict:
+    """The config of a kind-mast archive over the MAST emulator at ``base`` (catalogs API only)."""
+    return {
+        "kind": "mast",
+        "base_url": base + "/api/v0.1",
+        "metadata_cache": None,
+        "hla_url": None,
+        "ps1_images_url": None,
+        **extra,
+    }
+
+
+def votable(table: Table, serialization: str = "tabledata") -> bytes:
+    """``table`` as VOTable bytes, for a TAP_UPLOAD part."""
+    buf = io.BytesIO()
+    table.write(buf, format="votable", tabledata_format=serialization)
+    return buf.getvalue()
 
 
 def truth_rows(kind: str, emus) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -182,15 +195,14 @@ def test_upload_crossmatch_against_every_archive_kind(fed, kind):
     tra = np.concatenate([ra[near] + rng.normal(0, 1 / 3600, len(near)), F[0] + rng.uniform(-0.1, 0.1, 10)])
     tdec = np.concatenate([dec[near] + rng.normal(0, 1 / 3600, len(near)), F[1] + rng.uniform(-0.1, 0.1, 10)])
     targets = Table({"tid": np.arange(len(tra)), "ra": tra, "dec": tdec})
-    buf = io.BytesIO()
-    targets.write(buf, format="votable")
+    vot = votable(targets)
     table, idc, rac, decc = SIDES[kind]
     r = 3 / 3600
     q = (
         f"SELECT u.tid AS aid, t.{idc} AS bid FROM TAP_UPLOAD.targets AS u JOIN {table} AS t "
         f"ON 1 = CONTAINS(POINT('ICRS', t.{rac}, t.{decc}), CIRCLE('ICRS', u.ra, u.dec, {r}))"
     )
-    got = pairs_of(sync(url, q, UPLOAD="targets,param:t", files={"t": ("t.xml", buf.getvalue())}))
+    got = pairs_of(sync(url, q, UPLOAD="targets,param:t", files={"t": ("t.xml", vot)}))
     want = match_pairs((np.arange(len(tra)), tra, tdec), (ids, ra, dec), r)
     assert got == want and len(want) >= len(near)
 
@@ -217,15 +229,14 @@ def test_bounds_propagate_through_a_chain_of_crossmatches(fed):
     hid, hra, hdec = truth_rows("hsc", emus)
     sid, sra, sdec = truth_rows("skymapper", emus)
     targets = Table({"tid": [1, 2, 3], "ra": [F[0], F[0] + 0.05, F[0] - 0.04], "dec": [F[1], F[1] + 0.02, F[1]]})
-    buf = io.BytesIO()
-    targets.write(buf, format="votable")
+    vot = votable(targets)
     q = (
         "SELECT u.tid, h.object_id AS aid, s.object_id AS bid FROM TAP_UPLOAD.t AS u "
         "JOIN hsc_s23b_wide.forced AS h ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', h.ra, h.dec)) < 0.03 "
         "JOIN skymapper_dr4.master AS s ON DISTANCE(POINT('ICRS', h.ra, h.dec), POINT('ICRS', s.raj2000, s.dej2000)) "
         "< 0.01 ORDER BY aid, bid"
     )
-    r = sync(url, q, UPLOAD="t,param:t", files={"t": ("t.xml", buf.getvalue())})
+    r = sync(url, q, UPLOAD="t,param:t", files={"t": ("t.xml", vot)})
     got = pairs_of(r)
     step1 = match_pairs((targets["tid"].data, targets["ra"].data, targets["dec"].data), (hid, hra, hdec), 0.03)
     keep = np.isin(hid, [h for _, h in step1])
@@ -242,14 +253,13 @@ def test_upload_against_hsc_forced_photometry_and_photoz(fed):
     hid, hra, hdec = truth_rows("hsc", emus)
     near = np.flatnonzero(in_cone(hra, hdec, (F[0], F[1], 0.15)))[:20]
     targets = Table({"tid": np.arange(len(near)), "ra": hra[near] + 0.2 / 3600, "dec": hdec[near]})
-    buf = io.BytesIO()
-    targets.write(buf, format="votable")
+    vot = votable(targets)
     q = (
         "SELECT u.tid AS aid, f.object_id AS bid, z.photoz_best FROM TAP_UPLOAD.mine AS u "
         "JOIN hsc_s23b_wide.forced AS f ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', f.ra, f.dec)) "
         "< 1.0/3600 JOIN hsc_s23b_wide.photoz_mizuki AS z ON z.object_id = f.object_id"
     )
-    r = sync(url, q, UPLOAD="mine,param:t", files={"t": ("t.xml", buf.getvalue())})
+    r = sync(url, q, UPLOAD="mine,param:t", files={"t": ("t.xml", vot)})
     got = pairs_of(r)
     want = match_pairs((targets["tid"].data, targets["ra"].data, targets["dec"].data), (hid, hra, hdec), 1 / 3600)
     assert got == want and len(want) >= len(near)
@@ -259,7 +269,7 @@ def test_upload_against_hsc_forced_photometry_and_photoz(fed):
         np.isclose(z, photoz[int(b)], equal_nan=True) or (z is np.ma.masked and photoz[int(b)] is None)
         for b, z in zip(t["bid"], t["photoz_best"])
     )
-    plan = app.extensions["vo_gateway"].queries.explain(q, {"mine": _upload("mine", buf.getvalue(), app)})
+    plan = app.extensions["vo_gateway"].queries.explain(q, {"mine": _upload("mine", vot, app)})
     assert plan["federated"] is False and plan["archive"] == "hsc"  # one HSC job, the upload inlined
     sql = next(b["catalog_job"]["sql"] for v, b in reversed(emus["hsc"].requests) if v == "submit")
     assert "(VALUES (CAST(0 AS BIGINT), CAST(" in sql and "coneSearch(f.coord, u.ra, u.dec, (1.0 / 3600) * 3600)" in sql
@@ -327,14 +337,13 @@ def test_an_upload_beyond_hsc_s_row_limit_is_split_into_jobs(fed):
             "dec": hdec[pick] + rng.normal(0, 0.3 / 3600, 2500),
         }
     )
-    buf = io.BytesIO()
-    targets.write(buf, format="votable", tabledata_format="binary2")
+    vot = votable(targets, "binary2")
     start = len(emus["hsc"].requests)
     q = (
         "SELECT u.tid AS aid, f.object_id AS bid FROM TAP_UPLOAD.t AS u JOIN hsc_s23b_wide.forced AS f "
         "ON 1 = CONTAINS(POINT('ICRS', f.ra, f.dec), CIRCLE('ICRS', u.ra, u.dec, 2.0/3600))"
     )
-    got = pairs_of(sync(url, q, UPLOAD="t,param:t", MAXREC="100000", files={"t": ("t.xml", buf.getvalue())}))
+    got = pairs_of(sync(url, q, UPLOAD="t,param:t", MAXREC="100000", files={"t": ("t.xml", vot)}))
     want = match_pairs((targets["tid"].data, targets["ra"].data, targets["dec"].data), (hid, hra, hdec), 2 / 3600)
     assert got == want and len(want) >= 2000
     sqls = [b["catalog_job"]["sql"] for v, b in emus["hsc"].requests[start:] if v == "submit"]
@@ -451,19 +460,11 @@ def test_job_info_reports_progress_while_the_job_runs(tmp_path, postgres_url):
     near = np.flatnonzero(in_cone(ra, dec, (F[0], F[1], 0.2)))[:12]
     cfg = demo_config(tmp_path)
     with serve(mast_app(extra_fields=[F], latency=0.3)) as m:
-        cfg["archives"]["mast"] = {
-            "kind": "mast",
-            "base_url": m + "/api/v0.1",
-            "metadata_cache": None,
-            "hla_url": None,
-            "ps1_images_url": None,
-            "max_concurrency": 1,
-        }
+        cfg["archives"]["mast"] = mast_archive(m, max_concurrency=1)
         app = make_app(cfg, load_entrypoints=True)
         with serve(app) as url:
             targets = Table({"tid": np.arange(len(near)), "ra": ra[near], "dec": dec[near]})
-            buf = io.BytesIO()
-            targets.write(buf, format="votable")
+            vot = votable(targets)
             r = requests.post(
                 url + "/tap/async",
                 data={
@@ -473,7 +474,7 @@ def test_job_info_reports_progress_while_the_job_runs(tmp_path, postgres_url):
                     "QUERY": "SELECT u.tid, m.objID FROM TAP_UPLOAD.t AS u JOIN mast_ps1dr2.mean AS m "
                     "ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', m.raMean, m.decMean)) < 0.0003",
                 },
-                files={"t": ("t.xml", buf.getvalue())},
+                files={"t": ("t.xml", vot)},
                 allow_redirects=False,
                 timeout=30,
             )
@@ -603,13 +604,12 @@ def test_ten_thousand_row_upload_against_a_rest_emulator(fed):
             "dec": dec[pick] + rng.normal(0, 0.5 / 3600, 10_000),
         }
     )
-    buf = io.BytesIO()
-    targets.write(buf, format="votable", tabledata_format="binary2")
+    vot = votable(targets, "binary2")
     q = (
         "SELECT u.tid AS aid, m.objID AS bid FROM TAP_UPLOAD.t AS u JOIN mast_ps1dr2.mean AS m "
         "ON 1 = CONTAINS(POINT('ICRS', m.raMean, m.decMean), CIRCLE('ICRS', u.ra, u.dec, 0.0004))"
     )
-    got = pairs_of(sync(url, q, UPLOAD="t,param:t", MAXREC="100000", files={"t": ("t.xml", buf.getvalue())}))
+    got = pairs_of(sync(url, q, UPLOAD="t,param:t", MAXREC="100000", files={"t": ("t.xml", vot)}))
     want = match_pairs((targets["tid"].data, targets["ra"].data, targets["dec"].data), (ids, ra, dec), 0.0004)
     assert got == want and len(want) >= 9_000
 
@@ -640,8 +640,7 @@ def test_abort_cancels_every_running_sub_query(fed):
     hsc.polls_to_done = 10_000
     try:
         targets = Table({"tid": [1, 2], "ra": [F[0], F[0] + 0.01], "dec": [F[1], F[1]]})
-        buf = io.BytesIO()
-        targets.write(buf, format="votable")
+        vot = votable(targets)
         q = (
             "SELECT u.tid, f.object_id, m.objID FROM TAP_UPLOAD.t AS u "
             "JOIN hsc_s23b_wide.forced AS f ON DISTANCE(POINT('ICRS', u.ra, u.dec), POINT('ICRS', f.ra, f.dec)) < 0.001 "
@@ -651,7 +650,7 @@ def test_abort_cancels_every_running_sub_query(fed):
         job = requests.post(
             url + "/tap/async",
             data={"LANG": "ADQL", "QUERY": q, "PHASE": "RUN", "UPLOAD": "t,param:t"},
-            files={"t": ("t.xml", buf.getvalue())},
+            files={"t": ("t.xml", vot)},
             allow_redirects=False,
             timeout=30,
         ).headers["Location"]
@@ -714,9 +713,8 @@ def test_uploads_are_forwarded_to_an_upstream_tap_sync_and_async(fed):
         "SELECT u.tid, g.source_id FROM TAP_UPLOAD.mine AS u JOIN mirror.gaia_dr3_g10 AS g "
         "ON 1 = CONTAINS(POINT('ICRS', g.ra, g.dec), CIRCLE('ICRS', u.ra, u.dec, 2.0/3600))"
     )
-    buf = io.BytesIO()
-    targets.write(buf, format="votable")
-    plan = app.extensions["vo_gateway"].queries.explain(q, {"mine": _upload("mine", buf.getvalue(), app)})
+    vot = votable(targets)
+    plan = app.extensions["vo_gateway"].queries.explain(q, {"mine": _upload("mine", vot, app)})
     assert plan == {
         "federated": False,
         "archive": "mirror",
@@ -739,13 +737,7 @@ def test_planned_queries_are_cached_per_caller(tmp_path):
         return sum(1 for r in emu.requests if r[1] != "metadata")
 
     with serve(emu) as m:
-        cfg["archives"]["mast"] = {
-            "kind": "mast",
-            "base_url": m + "/api/v0.1",
-            "metadata_cache": None,
-            "hla_url": None,
-            "ps1_images_url": None,
-        }
+        cfg["archives"]["mast"] = mast_archive(m)
         app = make_app(cfg, load_entrypoints=True)
         with serve(app) as url:
             q = _join_query("embedded", "mast", (G[0], G[1], 0.5), 0.03, "distance")
