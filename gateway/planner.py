@@ -55,7 +55,7 @@ from .adql.validate import AdqlQuery
 from .archive import Archive, ArchiveConfig, Cone, Predicate, ScanRequest
 from .engine import DuckDBArchive
 from .faults import TransientFault, UsageFault
-from .residual import cone_term, conjuncts, constant
+from .residual import cone_forms, cone_term, conjuncts, constant
 from .rowstream import RowStream
 from .schema import Column, Table
 
@@ -258,13 +258,6 @@ def _refs_of(cond: exp.Expression, scopes) -> set | None:
     return out
 
 
-def _point_cols(node, scopes) -> tuple[Ref, tuple[str, str]] | None:
-    """(ref, (ra, dec)) of ``POINT([frame,] ref.a, ref.b)``, plain columns of one reference."""
-    if not (isinstance(node, exp.Anonymous) and node.name.upper() == "POINT"):
-        return None
-    return _pair_cols(list(node.expressions)[-2:], scopes)
-
-
 def _pair_cols(args, scopes) -> tuple[Ref, tuple[str, str]] | None:
     """(ref, (a, b)) of two plain columns of one reference (nodes left where they are)."""
     if len(args) != 2 or not all(isinstance(a, exp.Column) for a in args):
@@ -277,37 +270,15 @@ def _pair_cols(args, scopes) -> tuple[Ref, tuple[str, str]] | None:
 def crossmatch(cond: exp.Expression, scopes) -> tuple[tuple, tuple, float] | None:
     """((ref_a, pos_a), (ref_b, pos_b), radius) of a crossmatch condition between two
     references: ``DISTANCE(POINT(a), POINT(b)) < r`` (or ``<=``, 4-argument DISTANCE, ``r >
-    DISTANCE``) or ``CONTAINS(POINT(a), CIRCLE(b.ra, b.dec, r)) = 1`` with constant r."""
+    DISTANCE``) or ``CONTAINS(POINT(a), CIRCLE(b.ra, b.dec, r)) = 1`` with constant r
+    (:func:`gateway.residual.cone_forms`)."""
+    forms = cone_forms(cond)
+    if not forms:
+        return None
+    mine, other, radius = forms[0]
+    a, b = _pair_cols(mine, scopes), _pair_cols(other, scopes)
     try:
-        if isinstance(cond, (exp.GT, exp.GTE)):
-            cond = (exp.LT if isinstance(cond, exp.GT) else exp.LTE)(this=cond.expression, expression=cond.this)
-        if (
-            isinstance(cond, (exp.LT, exp.LTE))
-            and isinstance(cond.this, exp.Anonymous)
-            and cond.this.name.upper() == "DISTANCE"
-        ):
-            args = list(cond.this.expressions)
-            if len(args) == 4:
-                a, b = _pair_cols(args[:2], scopes), _pair_cols(args[2:], scopes)
-            elif len(args) == 2:
-                a, b = _point_cols(args[0], scopes), _point_cols(args[1], scopes)
-            else:
-                return None
-            r = float(constant(cond.expression))
-        elif isinstance(cond, exp.EQ):
-            f = cond.this if isinstance(cond.this, exp.Contains) else cond.expression
-            one = cond.expression if f is cond.this else cond.this
-            if not isinstance(f, exp.Contains) or constant(one) != 1:
-                return None
-            circle = f.expression
-            if not (isinstance(circle, exp.Anonymous) and circle.name.upper() == "CIRCLE"):
-                return None
-            ra, dec, rad = list(circle.expressions)[-3:]
-            a = _point_cols(f.this, scopes)
-            b = _pair_cols([ra, dec], scopes)
-            r = float(constant(rad))
-        else:
-            return None
+        r = float(constant(radius))
     except (ValueError, TypeError, duckdb.Error):
         return None
     if a is None or b is None or a[0] is b[0] or not r >= 0:

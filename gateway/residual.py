@@ -65,41 +65,53 @@ def _is_pos(args, alias: str, table: Table) -> bool:
     )
 
 
+def cone_forms(cond: exp.Expression) -> list[tuple[list, list, exp.Expression]]:
+    """The readings of a cone condition as ``(position args, centre args, radius node)``:
+    ``CONTAINS(POINT(p), CIRCLE(c, r)) = 1`` gives one, ``DISTANCE(POINT(p), POINT(q)) < r``
+    (or ``<=``, ``r > DISTANCE``, the 4-argument DISTANCE) gives both point orders.  The
+    nodes are the query's own, left in place (ADQL 2.1 §4.2.7, §4.2.15).  Empty for any other
+    condition."""
+    if isinstance(cond, (exp.GT, exp.GTE)):
+        dist, radius = cond.expression, cond.this
+    elif isinstance(cond, (exp.LT, exp.LTE)):
+        dist, radius = cond.this, cond.expression
+    elif isinstance(cond, exp.EQ):
+        f = cond.this if isinstance(cond.this, exp.Contains) else cond.expression
+        one = cond.expression if f is cond.this else cond.this
+        try:
+            is_one = isinstance(f, exp.Contains) and constant(one) == 1
+        except (ValueError, TypeError, duckdb.Error):
+            return []
+        c = f.expression if is_one else None
+        if not (isinstance(c, exp.Anonymous) and c.name.upper() == "CIRCLE" and len(c.expressions) >= 3):
+            return []
+        p = _point_args(f.this)
+        return [(p, list(c.expressions[-3:-1]), c.expressions[-1])] if len(p) == 2 else []
+    else:
+        return []
+    if not (isinstance(dist, exp.Anonymous) and dist.name.upper() == "DISTANCE"):
+        return []
+    args = list(dist.expressions)
+    if len(args) == 4:
+        p, q = args[:2], args[2:]
+    elif len(args) == 2:
+        p, q = _point_args(args[0]), _point_args(args[1])
+    else:
+        return []
+    return [(p, q, radius), (q, p, radius)] if len(p) == len(q) == 2 else []
+
+
 def cone_term(cond: exp.Expression, alias: str, table: Table) -> Cone | None:
     """The cone of one condition ``CONTAINS(POINT(ra, dec), CIRCLE(a, d, r)) = 1`` or
     ``DISTANCE(POINT(ra, dec), POINT(a, d)) < r`` (either point order, 2- or 4-argument
-    DISTANCE) on the table's position columns with constant a, d, r; else None."""
-    try:
-        if isinstance(cond, exp.EQ):
-            f = cond.this if isinstance(cond.this, exp.Contains) else cond.expression
-            one = cond.expression if f is cond.this else cond.this
-            if isinstance(f, exp.Contains) and constant(one) == 1:
-                c = f.expression
-                if (
-                    _is_pos(_point_args(f.this), alias, table)
-                    and isinstance(c, exp.Anonymous)
-                    and c.name.upper() == "CIRCLE"
-                ):
-                    a, d, r = c.expressions[-3:]
-                    return Cone(float(constant(a)), float(constant(d)), float(constant(r)))
-        if (
-            isinstance(cond, (exp.LT, exp.LTE))
-            and isinstance(cond.this, exp.Anonymous)
-            and cond.this.name.upper() == "DISTANCE"
-        ):
-            args = cond.this.expressions
-            pts = args if len(args) == 2 else []
-            if len(args) == 4:
-                pts = [
-                    exp.Anonymous(this="POINT", expressions=args[:2]),
-                    exp.Anonymous(this="POINT", expressions=args[2:]),
-                ]
-            for mine, other in (pts, pts[::-1]) if pts else ():
-                if _is_pos(_point_args(mine), alias, table):
-                    a, d = _point_args(other)
-                    return Cone(float(constant(a)), float(constant(d)), float(constant(cond.expression)))
-    except (ValueError, TypeError, duckdb.Error):
-        return None
+    DISTANCE; :func:`cone_forms`) on the table's position columns with constant a, d, r; else
+    None."""
+    for mine, (a, d), r in cone_forms(cond):
+        if _is_pos(mine, alias, table):
+            try:
+                return Cone(float(constant(a)), float(constant(d)), float(constant(r)))
+            except (ValueError, TypeError, duckdb.Error):
+                return None
     return None
 
 

@@ -205,3 +205,18 @@ def test_an_empty_upload_and_the_row_limit():
             UPCOLS,
             upload_rows=2,
         )
+
+
+def test_cone_forms_leave_the_query_in_place():
+    """Reading a cone (here the flipped, 4-argument DISTANCE) moves no node of the query: every
+    column still hangs under its SELECT, which the planner's scope lookup relies on."""
+    from sqlglot import exp
+
+    from gateway.archive import Cone
+    from gateway.residual import cone_term
+
+    q = analyze("SELECT object_id FROM hsc_s23b_wide.forced WHERE 0.01 > DISTANCE(ra, dec, 150.0, 2.0)", Tables())
+    cond = q.ast.args["where"].this
+    assert cone_term(cond, "forced", FORCED) == Cone(150.0, 2.0, 0.01)
+    assert all(c.find_ancestor(exp.Select) is q.ast for c in q.ast.find_all(exp.Column))
+    assert "coneSearch(coord, 150.0, 2.0, 36)" in to_hsc_sql(q, SCHEMAS)

@@ -29,7 +29,7 @@ from sqlglot import exp
 
 from gateway.adql.validate import AdqlQuery, position_of
 from gateway.faults import UsageFault
-from gateway.residual import column_of, cone_term, conjuncts, constant
+from gateway.residual import column_of, cone_forms, cone_term, conjuncts, constant
 
 GEOMETRY = {
     "POINT",
@@ -204,13 +204,10 @@ def _spatial_conds(cond: exp.Expression, tables) -> exp.Expression:
     return combined
 
 
-def _own_point(node, alias: str, table) -> exp.Column | None:
-    """The ra column of ``POINT([frame,] alias.ra, alias.dec)`` on the table's position."""
-    if not (isinstance(node, exp.Anonymous) and node.name.upper() == "POINT"):
-        return None
-    args = list(node.expressions)[-2:]
+def _own_point(args: list, alias: str, table) -> exp.Column | None:
+    """The ra column when ``args`` are ``alias.ra, alias.dec``, the table's position."""
     cols = [column_of(a, alias, table) if isinstance(a, exp.Column) and a.table else None for a in args]
-    if None in cols or [c.name for c in cols] != [table.ra_column, table.dec_column]:
+    if len(cols) != 2 or None in cols or [c.name for c in cols if c] != [table.ra_column, table.dec_column]:
         return None
     return args[0]
 
@@ -221,55 +218,13 @@ def _free_of(nodes, alias: str) -> bool:
 
 def _column_cone(cond: exp.Expression, alias: str, table) -> exp.Expression | None:
     """``coneSearch(alias.coord, x, y, (r) * 3600)`` for a cone on the table's position whose
-    centre or radius are expressions of other tables (a crossmatch, an upload's rows)."""
-    if isinstance(cond, (exp.GT, exp.GTE)):
-        cond = (exp.LT if isinstance(cond, exp.GT) else exp.LTE)(this=cond.expression, expression=cond.this)
-    if (
-        isinstance(cond, (exp.LT, exp.LTE))
-        and isinstance(cond.this, exp.Anonymous)
-        and cond.this.name.upper() == "DISTANCE"
-    ):
-        args = list(cond.this.expressions)
-        if len(args) == 4:
-            args = [
-                exp.Anonymous(this="POINT", expressions=[a.copy() for a in args[:2]]),
-                exp.Anonymous(this="POINT", expressions=[a.copy() for a in args[2:]]),
-            ]
-        if len(args) != 2:
-            return None
-        for mine, other in ((args[0], args[1]), (args[1], args[0])):
-            col = _own_point(mine, alias, table)
-            if col is not None and isinstance(other, exp.Anonymous) and other.name.upper() == "POINT":
-                x, y = list(other.expressions)[-2:]
-                if _free_of([x, y, cond.expression], alias):
-                    return _call(
-                        "coneSearch",
-                        _coord(col),
-                        x.copy(),
-                        y.copy(),
-                        exp.Mul(this=exp.Paren(this=cond.expression.copy()), expression=_num(3600, "g")),
-                    )
-        return None
-    if isinstance(cond, exp.EQ):
-        f = cond.this if isinstance(cond.this, exp.Contains) else cond.expression
-        one = cond.expression if f is cond.this else cond.this
-        try:
-            if not isinstance(f, exp.Contains) or constant(one) != 1:
-                return None
-        except (ValueError, TypeError):
-            return None
-        circle, col = f.expression, _own_point(f.this, alias, table)
-        if col is None or not (isinstance(circle, exp.Anonymous) and circle.name.upper() == "CIRCLE"):
-            return None
-        x, y, r = list(circle.expressions)[-3:]
-        if _free_of([x, y, r], alias):
-            return _call(
-                "coneSearch",
-                _coord(col),
-                x.copy(),
-                y.copy(),
-                exp.Mul(this=exp.Paren(this=r.copy()), expression=_num(3600, "g")),
-            )
+    centre or radius are expressions of other tables (a crossmatch, an upload's rows);
+    the cone forms are those of :func:`gateway.residual.cone_forms`."""
+    for mine, (x, y), r in cone_forms(cond):
+        col = _own_point(mine, alias, table)
+        if col is not None and _free_of([x, y, r], alias):
+            radius = exp.Mul(this=exp.Paren(this=r.copy()), expression=_num(3600, "g"))
+            return _call("coneSearch", _coord(col), x.copy(), y.copy(), radius)
     return None
 
 
