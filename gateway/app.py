@@ -115,7 +115,10 @@ class Gateway:
 
     def geometry_functions(self) -> set[str]:
         sets = [a.capabilities.geometry_functions for a in self.catalogue.archives.values() if a.capabilities.adql]
-        return set.intersection(*map(set, sets)) if sets else set()
+        got = set.intersection(*map(set, sets)) if sets else set()
+        if got & {"POINT", "CIRCLE", "BOX", "POLYGON"}:  # rewritten into them before any archive sees the query
+            got |= {"COORDSYS", "REGION"}  # (gateway.adql.validate, ADQL 2.0 §2.4.9 and §2.4.14)
+        return got
 
     def any_archive(self, capability: str) -> bool:
         """Whether some ADQL archive has ``capability`` (a :class:`Capabilities` flag): the

@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,6 +217,21 @@ def _enclosing_select(node: exp.Expression) -> exp.Select | None:
     return p
 
 
+def _merged_columns(sel: exp.Select, local: list[Ref]) -> None:
+    """``JOIN ... USING (c)`` and ``NATURAL JOIN`` (ADQL 2.1 §2.2.1) join on columns the query
+    need not name: each table of the join fetches them (for NATURAL, every column name two of
+    its tables share), so the local engine joins the fetched rows on the same columns."""
+    joins = sel.args.get("joins") or []
+    names = {i.name.lower() for j in joins for i in j.args.get("using") or []}
+    if any(j.args.get("method") == "NATURAL" for j in joins):
+        counts = Counter(c.name.lower() for r in local for c in r.table.columns)
+        names |= {n for n, k in counts.items() if k > 1}
+    for r in local:
+        for c in r.table.columns:
+            if c.name.lower() in names:
+                r.columns.setdefault(c.name)
+
+
 def find_refs(tree: exp.Expression) -> tuple[list[Ref], dict[int, dict[str, Ref]]]:
     """Every table reference (in tree order) and, per SELECT (by id), its alias -> Ref."""
     refs: list[Ref] = []
@@ -390,6 +406,8 @@ class Planner:
             if ref is not None:
                 declared = ref.table.column(col.name)
                 ref.columns.setdefault(declared.name if declared is not None else col.name)
+        for sel in tree.find_all(exp.Select):
+            _merged_columns(sel, [r for r in refs if r.select is sel])
         udf_names = set(q.udfs)
         for sel in tree.find_all(exp.Select):
             local = [r for r in refs if r.select is sel]

@@ -1,15 +1,15 @@
 """ADQL 2.1 set operations (§2.2.4: UNION [ALL], EXCEPT, INTERSECT of whole SELECTs; an
 ORDER BY after the last SELECT sorts the combined rows; TOP stays with its SELECT) and WITH
-(§2.2.5, common table expressions), on the embedded archive against the parquet data,
-forwarded by the ivoa kind, declared in TAPRegExt with the lower-case IVOIDs, and refused by
-name where an archive cannot run them (issue 19)."""
+(§2.2.5, common table expressions): result metadata, mistakes, the TAPRegExt declaration with
+the lower-case IVOIDs, and the planner over MAST (issue 19).  Their results on the embedded
+archive, through the ivoa kind and through the planner over a REST archive are in the table of
+``tests/test_adql_conformance.py``."""
 
 from xml.etree import ElementTree as ET
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import demo_config
 
 from gateway.testing import make_app, parse_votable, serve
 
@@ -22,62 +22,6 @@ def run(client, q, **extra):
     t, status, _ = parse_votable(r.data)
     assert r.status_code == 200 and status == "OK", r.data[-400:]
     return t
-
-
-def cases():
-    bright = set(STARS.objid[STARS.psfmag_g < 18])
-    red = set(STARS.objid[(STARS.psfmag_g - STARS.psfmag_r) > 1])
-    bright_red = sorted(set(STARS.objid[(STARS.psfmag_g < 18) & ((STARS.psfmag_g - STARS.psfmag_r) > 1)]))
-    return [
-        (
-            "WITH b AS (SELECT objid, psfmag_g - psfmag_r AS gr FROM demo.sdss_stars WHERE psfmag_g < 18), "
-            "r AS (SELECT objid FROM b WHERE gr > 1) SELECT r.objid FROM r",
-            bright_red,
-            False,
-        ),
-        (
-            "WITH b AS (SELECT objid FROM demo.sdss_stars WHERE psfmag_g < 18) "
-            "SELECT TOP 4 s.objid FROM demo.sdss_stars AS s JOIN b ON b.objid = s.objid ORDER BY s.objid DESC",
-            sorted(bright, reverse=True)[:4],
-            True,
-        ),
-        (
-            "SELECT objid FROM demo.sdss_stars WHERE psfmag_g < 18 UNION "
-            "SELECT objid FROM demo.sdss_stars WHERE psfmag_g - psfmag_r > 1",
-            sorted(bright | red),
-            False,
-        ),
-        (
-            "SELECT objid FROM demo.sdss_stars WHERE psfmag_g < 18 UNION ALL "
-            "SELECT objid FROM demo.sdss_stars WHERE psfmag_g - psfmag_r > 1",
-            sorted(list(STARS.objid[STARS.psfmag_g < 18]) + list(STARS.objid[(STARS.psfmag_g - STARS.psfmag_r) > 1])),
-            False,
-        ),
-        (
-            "SELECT objid FROM demo.sdss_stars WHERE psfmag_g < 18 EXCEPT "
-            "SELECT objid FROM demo.sdss_stars WHERE psfmag_g - psfmag_r > 1",
-            sorted(bright - red),
-            False,
-        ),
-        (
-            "SELECT objid FROM demo.sdss_stars WHERE psfmag_g < 18 INTERSECT "
-            "SELECT objid FROM demo.sdss_stars WHERE psfmag_g - psfmag_r > 1",
-            sorted(bright & red),
-            False,
-        ),
-        (
-            "(SELECT TOP 3 objid FROM demo.sdss_stars ORDER BY objid) UNION ALL "
-            "(SELECT TOP 2 objid FROM demo.sdss_stars ORDER BY objid DESC) ORDER BY objid DESC",
-            sorted(sorted(STARS.objid)[:3] + sorted(STARS.objid)[-2:], reverse=True),
-            True,
-        ),
-    ]
-
-
-@pytest.mark.parametrize("query, want, ordered", cases())
-def test_set_operations_on_the_embedded_archive(client, query, want, ordered):
-    got = [int(v) for v in run(client, query)["objid"]]
-    assert (got if ordered else sorted(got)) == [int(v) for v in want] and len(want) > 1
 
 
 def test_result_names_and_metadata_come_from_the_first_select(client):
@@ -124,33 +68,6 @@ def test_declared_with_the_lower_case_ivoid(client, group, forms):
         for f in lf
     ]
     assert got == forms
-
-
-def test_forwarded_by_the_ivoa_kind(tmp_path):
-    up = make_app(demo_config(tmp_path / "up"), load_entrypoints=True)
-    with serve(up) as base:
-        front = make_app(
-            {
-                "archives": {
-                    "f": {
-                        "kind": "ivoa",
-                        "tap_url": base + "/tap",
-                        "schemas": {"demo": "up"},
-                        "snapshot": str(tmp_path / "s.json"),
-                    }
-                },
-                "jobs": {"store": f"sqlite:///{tmp_path}/j.sqlite", "results_dir": str(tmp_path / "r")},
-            },
-            load_entrypoints=True,
-        )
-        try:
-            c = front.test_client()
-            for query, want, ordered in cases():
-                got = [int(v) for v in run(c, query.replace("demo.", "up."))["objid"]]
-                assert (got if ordered else sorted(got)) == [int(v) for v in want]
-        finally:
-            front.extensions["vo_gateway"].jobs.close()
-    up.extensions["vo_gateway"].jobs.close()
 
 
 def test_set_operations_and_with_over_a_scanning_archive(tmp_path):

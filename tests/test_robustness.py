@@ -56,7 +56,7 @@ def test_query_length_is_bounded(client):
 
 def test_engine_errors_while_streaming_are_the_users(client):
     r = q(client, "SELECT TOP 1 COS(CAST((field + psfmagerr_u) AS SMALLINT)) AS c0 FROM demo.sdss_stars")
-    assert b"out of range for the destination type" in r.data and b"internal error" not in r.data
+    assert b"does not fit SMALLINT" in r.data and b"internal error" not in r.data
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -36,8 +37,10 @@ GEOMETRY_ORDER = (
     "DISTANCE",
     "COORD1",
     "COORD2",
+    "COORDSYS",
     "AREA",
     "CENTROID",
+    "REGION",
 )
 GEOMETRY_FUNCTIONS = frozenset(GEOMETRY_ORDER)
 GEOMETRY_VALUES = {"POINT": "point", "CIRCLE": "circle", "BOX": "polygon", "POLYGON": "polygon", "CENTROID": "point"}
@@ -130,6 +133,12 @@ CAST_TYPES = {
     exp.DataType.Type.DOUBLE,
     exp.DataType.Type.CHAR,
     exp.DataType.Type.VARCHAR,
+}
+#: how a user wrote the types the ADQL dialect reads under other names (for messages)
+CAST_NAMES = {
+    exp.DataType.Type.ROWVERSION: "TIMESTAMP",
+    exp.DataType.Type.BOOLEAN: "BOOLEAN",
+    exp.DataType.Type.TEXT: "TEXT",
 }
 NAMES: dict[type, str] = {  # user-facing names of sqlglot nodes for error messages
     exp.Union: "UNION",
@@ -294,6 +303,7 @@ def parse(text: str, udfs: frozenset[str] = frozenset()) -> exp.Select:
         err = e.errors[0] if e.errors else {}
         desc = err.get("description", str(e)).split(". Line")[0]
         hl = err.get("highlight")
+        desc = _in_user_terms(desc, hl, tokens, err.get("line"), err.get("col"))
         msg = f"ADQL syntax error: {desc}" + (f" near {hl!r}" if hl else "")
         pos = (err["line"], max(1, err["col"] - len(hl or "") + 1)) if "line" in err else None
         raise UsageFault(msg, position=pos)
@@ -333,8 +343,72 @@ def parse(text: str, udfs: frozenset[str] = frozenset()) -> exp.Select:
             )
         hexa.replace(exp.Literal.number(value))
     _check_depth(tree)
+    _region_and_coordsys(tree)
     check_allowed(tree, udfs)
     return tree
+
+
+#: STC-S shapes REGION reads (ADQL 2.0 §2.4.14; STC-S 1.33 §6): shape -> (ADQL function, numbers)
+STCS_SHAPES = {"POSITION": ("POINT", 2), "CIRCLE": ("CIRCLE", 3), "BOX": ("BOX", 4), "POLYGON": ("POLYGON", None)}
+
+
+def _region_and_coordsys(tree: exp.Expression) -> None:
+    """``REGION('stc-s')`` (ADQL 2.0 §2.4.14) becomes the geometry it describes: ``POSITION``,
+    ``CIRCLE``, ``BOX`` or ``POLYGON`` with an optional ICRS frame (STC-S 1.33 §6), so every
+    engine and upstream reads it as ``POINT``/``CIRCLE``/``BOX``/``POLYGON``.  ``COORDSYS(geom)``
+    (§2.4.9) is the literal ``'ICRS'``: every geometry here is ICRS.  Raises UsageFault for
+    other STC-S (unions, frames other than ICRS, wrong number counts)."""
+    from .geometry import FRAMES
+
+    for node in list(tree.find_all(exp.Anonymous)):
+        name = node.name.upper()
+        if name == "COORDSYS":
+            if len(node.expressions) != 1:
+                raise UsageFault("COORDSYS takes one geometry", position=position_of(node))
+            node.replace(exp.Literal.string("ICRS"))
+        elif name == "REGION":
+            args = node.expressions
+            if len(args) != 1 or not (isinstance(args[0], exp.Literal) and args[0].is_string):
+                raise UsageFault(
+                    "REGION takes one STC-S string: REGION('CIRCLE ICRS 10 0 1')", position=position_of(node)
+                )
+            words = args[0].name.split()
+            shape = words[0].upper() if words else ""
+            if shape not in STCS_SHAPES:
+                raise UsageFault(
+                    f"REGION reads the STC-S shapes {', '.join(STCS_SHAPES)}, not {shape or 'an empty string'!r}",
+                    position=position_of(node),
+                )
+            rest = words[1:]
+            frame = []
+            while rest and not _is_number(rest[0]):
+                frame.append(rest.pop(0).upper())
+            if " ".join(frame) not in FRAMES:
+                raise UsageFault(
+                    f"REGION: the frame {' '.join(frame)!r} is not ICRS (the only frame here)",
+                    position=position_of(node),
+                )
+            if not all(_is_number(w) for w in rest):
+                raise UsageFault(
+                    f"REGION: {shape} takes numbers only, got {args[0].name!r}", position=position_of(node)
+                )
+            function, count = STCS_SHAPES[shape]
+            if (count is not None and len(rest) != count) or (count is None and (len(rest) < 6 or len(rest) % 2)):
+                want = f"{count} numbers" if count is not None else "at least three ra dec pairs"
+                raise UsageFault(f"REGION: {shape} takes {want}, got {len(rest)}", position=position_of(node))
+            node.replace(
+                exp.Anonymous(
+                    this=function, expressions=[exp.Literal.string("ICRS")] + [exp.Literal.number(w) for w in rest]
+                )
+            )
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
 
 
 def _unit(text: str, node: exp.Expression):
@@ -384,6 +458,32 @@ def _in_unit(tree: exp.Expression, output: list[OutputColumn]) -> None:
         if id(node) in selected:
             output[selected[id(node)]].unit = target
         node.replace(exp.Paren(this=exp.Mul(this=args[0].copy(), expression=exp.Literal.number(repr(float(factor))))))
+
+
+def _in_user_terms(desc: str, highlight: str | None, tokens: list, line: int | None, col: int | None) -> str:
+    """A sqlglot parser message about a function's arguments, said of the function as the
+    user wrote it ("SQRT takes at most 1 argument, got 2"), not of sqlglot's classes."""
+    missing = re.match(r"Required keyword: '\w+' missing for <class '[\w.]+\.(\w+)'>", desc)
+    too_many = re.match(r"The number of provided arguments \((\d+)\) is greater than .* arguments \((\d+)\)", desc)
+    if not (missing or too_many):
+        return desc
+    at = next((i for i, t in enumerate(tokens) if t.line == line and t.col == col), None)
+    function = None
+    if at is not None and tokens[at].token_type == TokenType.R_PAREN:
+        depth = 0
+        for j in range(at, -1, -1):
+            depth += {TokenType.R_PAREN: 1, TokenType.L_PAREN: -1}.get(tokens[j].token_type, 0)
+            if depth == 0:
+                function = tokens[j - 1].text.upper() if j > 0 else None
+                break
+    if too_many:
+        most = too_many[2]
+        return (
+            f"{function or 'a function'} takes at most {most} argument{'' if most == '1' else 's'}, got {too_many[1]}"
+        )
+    if function:
+        return f"{function} is missing an argument"
+    return f"{(highlight or (missing[1] if missing else '')).upper()} is incomplete"
 
 
 def _token_error(e: TokenError) -> str:
@@ -441,8 +541,11 @@ def check_allowed(tree: exp.Expression, udfs: frozenset[str] = frozenset()) -> N
             continue
         elif isinstance(node, exp.DataType):
             if node.this not in CAST_TYPES:
+                spelled = CAST_NAMES.get(node.this) or node.sql(dialect=ADQL)
                 raise UsageFault(
-                    f"CAST to {node.sql(dialect=ADQL)} is not supported", position=position_of(node.parent)
+                    f"CAST to {spelled} is not supported; ADQL CAST here takes INTEGER, SMALLINT, BIGINT, REAL, "
+                    "DOUBLE PRECISION, CHAR(n) or VARCHAR(n)",
+                    position=position_of(node.parent),
                 )
         elif not isinstance(node, ALLOWED):
             name = NAMES.get(type(node)) or node.key.upper()
@@ -612,6 +715,10 @@ class _Analyzer:
             if isinstance(node, exp.Select) and node is not sel:
                 self.analyze_select(node, scope)
         using = {i.name.lower() for j in sel.args.get("joins") or [] for i in j.args.get("using") or []}
+        for i, j in enumerate(sel.args.get("joins") or []):
+            if j.args.get("method") == "NATURAL":  # ADQL 2.1 §2.2.1: the common column names merge
+                before = {c.name.lower() for s in sources[: i + 1] for c in s.columns}
+                using |= before & {c.name.lower() for c in sources[i + 1].columns}
         # a plain ORDER BY name that is an output column's sorts by it, also when a table column
         # has that name (SQL-92 §13.1: sort keys are columns of the result); left unbound here
         sort_aliases = {
