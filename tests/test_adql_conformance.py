@@ -16,6 +16,7 @@ COALESCE and IN_UNIT functions.  Refusals of what is not declared are checked by
 from __future__ import annotations
 
 import html
+import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from astropy.io import votable
 from conftest import demo_config
 
 from gateway.testing import make_app, parse_votable, serve
@@ -745,3 +747,80 @@ def test_the_text_forwarded_upstream_is_adql(adql, forwarded):
     from gateway.adql.validate import parse
 
     assert adql_text(parse(adql)) == forwarded
+
+
+#: result FIELD types (VOTable datatype, arraysize, xtype) of every function kind: ADQL 2.1
+#: §2.3-2.5 and §4.2 (COORD1/COORD2 and DISTANCE double, CONTAINS/INTERSECTS integer, geometry as
+#: DALI 1.1 §3.3 arrays), SQL-92 for aggregates and casts, whatever the arguments' literal types
+TYPES = [
+    ("ABS(id)", "int"),
+    ("ABS(period)", "double"),
+    ("CEILING(2)", "double"),
+    ("FLOOR(period)", "double"),
+    ("DEGREES(1)", "double"),
+    ("EXP(1)", "double"),
+    ("LOG(2)", "double"),
+    ("LOG10(2)", "double"),
+    ("MOD(id, 7)", "int"),
+    ("PI()", "double"),
+    ("POWER(2, 3)", "double"),
+    ("RAND()", "double"),
+    ("ROUND(period, 2)", "double"),
+    ("SQRT(4)", "double"),
+    ("TRUNCATE(period, 1)", "double"),
+    ("ATAN2(1, 2)", "double"),
+    ("UPPER(type)", "char", "*"),
+    ("type || 'x'", "char", "*"),
+    ("COALESCE(period, 0)", "double"),
+    ("CAST(period AS INTEGER)", "int"),
+    ("CAST(MOD(id, 1000) AS SMALLINT)", "short"),
+    ("CAST(id AS BIGINT)", "long"),
+    ("CAST(id AS REAL)", "float"),
+    ("CAST(id AS DOUBLE PRECISION)", "double"),
+    ("CAST(type AS CHAR(3))", "char", "3"),
+    ("CAST(id AS VARCHAR(10))", "char", "10*"),
+    ("IN_UNIT(ra, 'arcsec')", "double"),
+    ("0x1F", "int"),
+    ("1.5", "double"),
+    ("COUNT(*)", "long"),
+    ("SUM(id)", "long"),
+    ("AVG(id)", "double"),
+    ("MIN(id)", "int"),
+    ("COORD1(POINT('ICRS', 12, -3))", "double"),
+    ("COORD2(POINT('ICRS', 12.5, -3))", "double"),
+    ("DISTANCE(POINT('ICRS', 1, 2), POINT('ICRS', 3, 4))", "double"),
+    ("DISTANCE(ra, dec, 1, 2)", "double"),
+    ("CONTAINS(POINT('ICRS', 1, 2), CIRCLE('ICRS', 1, 2, 1))", "int"),
+    ("INTERSECTS(CIRCLE('ICRS', ra, dec, 1), CIRCLE('ICRS', 1, 2, 3))", "int"),
+    ("AREA(CIRCLE('ICRS', 1, 2, 3))", "double"),
+    ("POINT('ICRS', ra, dec)", "double", "2", "point"),
+    ("CENTROID(CIRCLE('ICRS', 1, 2, 3))", "double", "2", "point"),
+    ("CIRCLE('ICRS', ra, dec, 1)", "double", "3", "circle"),
+    ("REGION('CIRCLE ICRS 1 2 3')", "double", "3", "circle"),
+    ("POLYGON('ICRS', 1, 2, 3, 4, 5, 6)", "double", "*", "polygon"),
+    ("BOX('ICRS', 1, 2, 3, 4)", "double", "*", "polygon"),
+    ("COORDSYS(POINT('ICRS', 1, 2))", "char", "*"),
+]
+
+
+@pytest.mark.parametrize("expr, datatype, shape", [(t[0], t[1], t[2:]) for t in TYPES], ids=[t[0] for t in TYPES])
+def test_result_types(client, expr, datatype, shape):
+    agg = expr.split("(")[0] in ("COUNT", "SUM", "AVG", "MIN")
+    r = client.post(
+        "/tap/sync",
+        data={"LANG": "ADQL", "QUERY": f"SELECT {'' if agg else 'TOP 2 '}{expr} AS v FROM demo.s82_rrlyrae"},
+    )
+    t, status, _ = parse_votable(r.data)
+    f = votable.parse(io.BytesIO(r.data)).get_first_table().fields[0]
+    assert status == "OK" and len(t) >= 1
+    arraysize, xtype = (list(shape) + [None, None])[:2]
+    assert (f.datatype, f.arraysize, f.xtype) == (datatype, arraysize, xtype)
+
+
+def test_polygon_values_are_dali_polygons(client):
+    """A BOX or POLYGON value is the DALI polygon of its corners, longitudes in [0, 360)."""
+    t = result_rows(
+        client,
+        "SELECT TOP 1 BOX('ICRS', 1, 2, 3, 4) AS b, POLYGON('ICRS', -1, 0, 1, 0, 0, 1) AS p FROM demo.s82_rrlyrae",
+    )[1]
+    assert t[0] == ((359.5, 0.0, 2.5, 0.0, 2.5, 4.0, 359.5, 4.0), (359.0, 0.0, 1.0, 0.0, 0.0, 1.0))

@@ -113,29 +113,6 @@ def test_fuzz_profile_gives_no_500(client):
 
 
 @pytest.mark.parametrize(
-    "expr, datatype",
-    [
-        ("COORD2(POINT('ICRS', 12.5, -3))", "double"),
-        ("COORD1(POINT('ICRS', 12, -3))", "double"),
-        ("COORD1(POINT('ICRS', ra, dec))", "double"),
-        ("DISTANCE(POINT('ICRS', 1, 2), POINT('ICRS', 3, 4))", "double"),
-        ("CONTAINS(POINT('ICRS', 1, 2), CIRCLE('ICRS', 1, 2, 1))", "int"),
-    ],
-)
-def test_geometry_function_result_types(client, expr, datatype):
-    """COORD1/COORD2 and DISTANCE are double, CONTAINS an integer (ADQL 2.1 §4.2), whatever
-    the literals' own types (issue 19)."""
-    r = q(client, f"SELECT TOP 1 {expr} AS v FROM demo.sdss_stars")
-    field = parse_votable(r.data)[0]["v"]
-    assert r.status_code == 200 and str(field.dtype) in {"double": ("float64",), "int": ("int32",)}[datatype], (
-        field.dtype
-    )
-    values = {"COORD2(POINT('ICRS', 12.5, -3))": -3.0, "COORD1(POINT('ICRS', 12, -3))": 12.0}
-    if expr in values:
-        assert field[0] == values[expr]
-
-
-@pytest.mark.parametrize(
     "query, says",
     [
         ("SELEKT foo", "an ADQL query begins with SELECT, not 'SELEKT' (line 1, column 1)"),

@@ -350,7 +350,9 @@ class GeometryTranslator:
             return exp.Array(expressions=[exp.Cast(this=g.x, to=exp.DataType.build("DOUBLE")), g.y])
         if isinstance(g, Circle):
             return exp.Array(expressions=[exp.Cast(this=g.c.x, to=exp.DataType.build("DOUBLE")), g.c.y, g.r])
-        return exp.Array(expressions=[_f(v) for xy in g.verts for v in xy])
+        # double[*] (DALI 1.1 §3.3.7 polygon: longitudes in [0, 360)), not the literals' DECIMAL
+        flat = [_f(v) for ra, dec in g.verts for v in (ra % 360.0, dec)]
+        return exp.Array(expressions=[exp.Cast(this=flat[0], to=exp.DataType.build("DOUBLE"))] + flat[1:])
 
     def rewrite(self, tree: exp.Expression) -> exp.Expression:
         """Rewrite ``tree`` (changed in place: pass a copy) into engine SQL predicates and values."""

@@ -879,6 +879,8 @@ class _Analyzer:
             while name.lower() in used:
                 name, k = f"{base}_{k}", k + 1
             used.add(name.lower())
+            if col is None and isinstance(inner, exp.Cast):
+                col = _cast_column(inner, name)
             xtype = GEOMETRY_VALUES.get(inner.name.upper()) if isinstance(inner, exp.Anonymous) else None
             unit = "deg**2" if isinstance(inner, exp.Anonymous) and inner.name.upper() == "AREA" else None
             out.append(
@@ -887,6 +889,18 @@ class _Analyzer:
             new.append(exp.Alias(this=inner, alias=exp.Identifier(this=name, quoted=True)))
         sel.set("expressions", new)
         return out
+
+
+def _cast_column(cast: exp.Cast, name: str) -> Column | None:
+    """The FIELD of ``CAST(x AS CHAR(n))`` (``char``, arraysize ``n``) or ``VARCHAR(n)``
+    (arraysize ``n*``), VOTable 1.4 §2.2; other casts are typed by their values."""
+    to = cast.args.get("to")
+    if not isinstance(to, exp.DataType) or to.this not in (exp.DataType.Type.CHAR, exp.DataType.Type.VARCHAR):
+        return None
+    size = next((p.this.name for p in to.expressions if isinstance(p, exp.DataTypeParam)), None)
+    if size is None:
+        return None
+    return Column(name, "char", arraysize=size if to.this == exp.DataType.Type.CHAR else f"{size}*")
 
 
 def analyze(text: str, catalogue: Catalogue) -> AdqlQuery:
