@@ -819,3 +819,28 @@ def test_tractsearch_unknown_where_no_archive_declares_it(client):
         query_string={"LANG": "ADQL", "QUERY": "SELECT ra FROM demo.sdss_stars WHERE 1 = tractSearch(objid, 9813)"},
     )
     assert r.status_code == 400 and b"unknown ADQL function TRACTSEARCH()" in r.data
+
+
+def test_set_operations_and_with_are_evaluated_by_the_planner(gw, emu):
+    """HSC-SSP's SQL jobs take no UNION or WITH from the gateway (Capabilities.set_operations and
+    common_tables are off), so the planner sends each SELECT as its own job and combines the
+    rows itself (ADQL 2.1 §2.2.4, §2.2.5)."""
+    app, _ = emu
+    f = app.forced
+    ids = np.array(f["object_id"])
+    d1 = separation(f["ra"].to_numpy(), f["dec"].to_numpy(), 150.0, 2.0)
+    d2 = separation(f["ra"].to_numpy(), f["dec"].to_numpy(), 150.01, 2.0)
+    cone = "1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {}, 2.0, 120/3600.0))"
+    service = tap(gw[1], ("alice", "a-pw"))
+    union = service.run_sync(
+        f"SELECT object_id FROM hsc_s23b_wide.forced WHERE {cone.format(150.0)} EXCEPT "
+        f"SELECT object_id FROM hsc_s23b_wide.forced WHERE {cone.format(150.01)} ORDER BY object_id"
+    ).to_table()
+    want = sorted(set(ids[d1 <= 120 / 3600].tolist()) - set(ids[d2 <= 120 / 3600].tolist()))
+    assert [int(v) for v in union["object_id"]] == want and len(want) > 3
+    with_ = service.run_sync(
+        f"WITH c AS (SELECT object_id, i_cmodel_mag FROM hsc_s23b_wide.forced WHERE {cone.format(150.0)}) "
+        "SELECT object_id FROM c WHERE i_cmodel_mag < 24 ORDER BY object_id"
+    ).to_table()
+    mag = np.array(f["i_cmodel_mag"], dtype=float)
+    assert [int(v) for v in with_["object_id"]] == sorted(ids[(d1 <= 120 / 3600) & (mag < 24)].tolist())
