@@ -334,10 +334,10 @@ def test_csv_answers_pass_through_unchanged(front, upstream):
     also when quoted fields hold line ends, and flags the overflow; the row count reaches the
     finished hook."""
     import requests as rq
-    from vo_gateway_ivoa.archive import ForwardPlan
 
     from gateway.adql.validate import OutputColumn
     from gateway.schema import Column
+    from gateway.tapclient import ForwardPlan
 
     c = front[0].test_client()
     q = "SELECT source_id, ra, dec, phot_g_mean_mag FROM {s}.gaia_dr3_g10 WHERE dec > 60"
@@ -444,8 +444,8 @@ def test_binary2_reader_cuts_counts_and_reports_the_trailer():
     import base64
 
     import numpy as np
-    from vo_gateway_ivoa.binary2 import Binary2Answer, row_width
 
+    from gateway.binary2 import Binary2Answer, row_width
     from gateway.faults import Fault
     from gateway.schema import Column
 
@@ -575,7 +575,7 @@ def test_result_cache_reuses_identical_queries_per_caller(upstream, tmp_path):
 def test_upstream_session_reads_proxies_once_per_origin(monkeypatch):
     """The environment's proxy settings still apply (read when the session is made, per
     origin, honouring NO_PROXY); ~/.netrc and per-request environment lookups do not."""
-    from vo_gateway_ivoa.archive import UpstreamSession
+    from gateway.upstream import UpstreamSession
 
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "near.example")

@@ -8,9 +8,6 @@ import tomllib
 from conftest import ROOT
 
 PLUGINS = sorted(p.name for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
-#: the one remaining exception: SkyMapper forwards ADQL to SkyMapper's TAP with the ivoa
-#: plugin's TAP client, until that client moves into the core (issue 15)
-KNOWN = {("skymapper", "vo_gateway_ivoa")}
 
 
 def _imports(path):
@@ -32,7 +29,7 @@ def test_no_plugin_imports_another_plugin():
             for mod in _imports(path):
                 if mod.startswith("vo_gateway_") and mod != own:
                     found.add((name, mod))
-    assert found == KNOWN
+    assert found == set()
 
 
 def test_no_plugin_distribution_requires_another_plugin():
@@ -43,7 +40,7 @@ def test_no_plugin_distribution_requires_another_plugin():
             dist = dep.split(";")[0].split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip()
             if dist.startswith("vo-gateway-"):
                 found.add((name, "vo_gateway_" + dist[len("vo-gateway-") :]))
-    assert found == KNOWN
+    assert found == set()
 
 
 def test_services_do_not_import_the_protocol_layer():

@@ -147,11 +147,10 @@ def test_every_plugin_session_refuses_redirects_to_forbidden_addresses(redirecto
     snap = tmp_path / "snap.json"
     import json
 
-    from vo_gateway_ivoa.archive import _table_json
-
     from gateway.schema import Column, Table
+    from gateway.tapclient import table_json
 
-    snap.write_text(json.dumps([_table_json(Table("up", "t", [Column("a", "int")]))]))
+    snap.write_text(json.dumps([table_json(Table("up", "t", [Column("a", "int")]))]))
     cfg = {
         "archives": {
             "iv": {

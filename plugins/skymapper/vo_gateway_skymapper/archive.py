@@ -5,7 +5,7 @@
   ``RA``, ``DEC``, ``SR``, ``VERB``, ``CATALOG`` and ``RESPONSEFORMAT=CSV`` (parsed with pyarrow
   into the declared types); ``max_sr`` and ``max_rows`` are enforced with clear messages.
 * ADQL: with ``tap_url`` it is forwarded to SkyMapper's TAP (schema names rewritten in the AST,
-  by the ``ivoa`` kind this one builds on) with its known quirk handled: ``ORDER BY DISTANCE(...)``
+  by the core's TAP client, :mod:`gateway.tapclient`) with its known quirk handled: ``ORDER BY DISTANCE(...)``
   is rewritten to order by the selected alias.  Without ``tap_url`` a query must be bounded by a
   cone on the table's position (``CONTAINS(POINT, CIRCLE)=1`` or ``DISTANCE(...) < r``): the cone
   is fetched through sm-cone (``VERB=3``) and the whole query is evaluated exactly on those rows
@@ -29,7 +29,6 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 from pydantic import AnyHttpUrl, Field, model_validator
 from sqlglot import exp
-from vo_gateway_ivoa.archive import IvoaArchive, IvoaConfig
 
 from gateway.adql.validate import AdqlQuery
 from gateway.archive import Cone, ImageQuery, ScanRequest
@@ -39,6 +38,7 @@ from gateway.formats.datalink import links_document, soda_descriptor
 from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, record_matches, shape_box
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import ARROW_TYPES, Table
+from gateway.tapclient import TapArchive, TapConfig
 from gateway.upstream import check_complete, read_body
 
 from .metadata import BUNDLED
@@ -46,7 +46,7 @@ from .metadata import BUNDLED
 log = logging.getLogger("gateway.skymapper")
 
 
-class SkyMapperConfig(IvoaConfig):
+class SkyMapperConfig(TapConfig):
     tap_url: AnyHttpUrl | None = Field(
         None, description="SkyMapper TAP, e.g. https://api.skymapper.nci.org.au/public/tap"
     )
@@ -85,7 +85,7 @@ FILTERS = {"u": (349, 42), "v": (384, 31), "g": (510, 156), "r": (617, 158), "i"
 CUTOUT_MAX = 0.17  # deg, get_image SIZE limit
 
 
-class SkyMapperArchive(IvoaArchive):
+class SkyMapperArchive(TapArchive):
     kind = "skymapper"
     Config = SkyMapperConfig
 

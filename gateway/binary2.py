@@ -15,6 +15,7 @@ import binascii
 import math
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,7 @@ class Binary2Answer:
 
     def __init__(self, chunks: Iterator[bytes], columns: list[Column], what: str, max_head: int = 1 << 24):
         self.chunks, self.what = chunks, what
-        self.parser = ET.XMLPullParser(events=("start", "end"))
+        self.parser: ET.XMLPullParser = ET.XMLPullParser(events=("start", "end"))
         self.head = b""
         self.fields: list[tuple[str, str | None]] = []
         self.binary2 = False
@@ -96,12 +97,12 @@ class Binary2Answer:
             self._feed(self.head[: close + 1])
         want = [(c.datatype, c.arraysize or None) for c in columns]
         self.ok = self.binary2 and self.fields == want
-        self.width = row_width(columns) if self.ok else None
+        self.width = row_width(list(columns)) if self.ok else None
 
-    def _feed(self, data: bytes) -> list[tuple[str, ET.Element]]:
+    def _feed(self, data: bytes) -> list[tuple[str, Any]]:
         try:
             self.parser.feed(data)
-            events = list(self.parser.read_events())
+            events: list[Any] = list(self.parser.read_events())
         except ET.ParseError as e:
             raise FatalFault(f"{self.what} sent an unreadable VOTable ({e})")
         for ev, el in events:
@@ -126,10 +127,12 @@ class Binary2Answer:
         3 of them held back so each piece is whole 4-character groups); only the group where
         MAXREC falls is decoded and re-encoded.  The upstream's QUERY_STATUS=ERROR after its
         table raises UsageFault with its text."""
-        assert self.ok
-        width, carry, sent, tail = self.width, b"", 0, None
+        assert self.ok and self.width is not None
+        width: int = self.width
+        carry, sent = b"", 0
+        tail: bytes | None = None
         limit = None if maxrec is None else maxrec * width
-        data = self.rest
+        data: bytes = self.rest
         try:
             while True:
                 lt = data.find(b"<")
@@ -167,9 +170,10 @@ class Binary2Answer:
                     yield out
                 if tail is not None:
                     break
-                data = next(self.chunks, None)
-                if data is None:
+                more = next(self.chunks, None)
+                if more is None:
                     raise FatalFault(f"{self.what} broke off its BINARY2 answer")
+                data = more
             if total % 4:
                 raise FatalFault(f"{self.what} sent a BINARY2 stream of incomplete base64")
             if sent % width:
@@ -180,9 +184,9 @@ class Binary2Answer:
         finally:
             count(sent // width)
 
-    def _trailer(self, tail: bytes, on_overflow) -> None:
+    def _trailer(self, tail: bytes | None, on_overflow) -> None:
         status = []
-        data = tail
+        data: bytes | None = tail
         while data is not None:
             status += [
                 el
