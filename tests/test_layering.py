@@ -65,3 +65,21 @@ def test_the_package_knows_its_version_and_upstreams_hear_it():
 
     assert gateway.__version__ == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert UpstreamSession(None, 5).headers["User-Agent"].startswith(f"vo-gateway/{gateway.__version__} ")
+
+
+def test_skymapper_and_mast_take_only_their_own_keys():
+    """A kind's config model has its own keys (and the core's TAP client keys where its upstream
+    speaks TAP), not another kind's: ``sia2_url`` and ``cone_services`` belong to ``ivoa``."""
+    import pytest
+    from pydantic import ValidationError
+    from vo_gateway_mast.archive import MastArchive
+    from vo_gateway_skymapper.archive import SkyMapperArchive
+
+    for cls, extra in (
+        (SkyMapperArchive, {"sia2_url": "https://x.example/sia"}),
+        (SkyMapperArchive, {"cone_services": []}),
+        (SkyMapperArchive, {"datalink_url": "https://x.example/dl"}),
+        (MastArchive, {"tap_url": "https://x.example/tap"}),
+    ):
+        with pytest.raises(ValidationError, match=next(iter(extra))):
+            cls.Config.model_validate({"kind": cls.kind, **extra})
