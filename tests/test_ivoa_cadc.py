@@ -1,5 +1,5 @@
 """Kind ``ivoa`` against the CADC emulation (real CADC capabilities, ObsCore metadata and rows,
-login, REFERENCE.md §4): metadata equal to CADC's, pyvo through the gateway, and per-user
+login, docs/upstreams.md §4): metadata equal to CADC's, pyvo through the gateway, and per-user
 cookie login that never crosses users (issue 6, generic IVOA upstream items 1 and 3)."""
 
 from base64 import b64encode

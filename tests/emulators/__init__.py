@@ -1,4 +1,4 @@
-"""Loopback emulations of upstream archives, built from ../shared/upstreams/REFERENCE.md and
+"""Loopback emulations of upstream archives, built from docs/upstreams.md and
 the real recorded responses copied to tests/fixtures/ (with provenance)."""
 
 import numpy as np

@@ -1,5 +1,5 @@
 """A faithful loopback emulation of CADC's TAP service ``argus``, login and caom2ops
-(REFERENCE.md §4), serving the real recorded responses in tests/fixtures/cadc:
+(docs/upstreams.md §4), serving the real recorded responses in tests/fixtures/cadc:
 
 * ``/argus/capabilities`` — the real capabilities, hosts rewritten to this server;
 * ``/argus/tables`` — a VOSI tableset of ``ivoa.ObsCore`` whose columns are the FIELDs of the

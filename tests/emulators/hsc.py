@@ -1,4 +1,4 @@
-"""A loopback emulation of the HSC-SSP catalog-job API (REFERENCE.md §1.2; no recorded response
+"""A loopback emulation of the HSC-SSP catalog-job API (docs/upstreams.md §1.2; no recorded response
 exists, so it follows the reference and the official tools' code):
 
 ``POST {base}submit|status|download|delete|cancel|preview``, JSON bodies with
@@ -7,7 +7,7 @@ Bad credentials -> 401; SQL that does not run -> 406 with the error text (syntax
 ``skip_syntax_check``, ``status: "error"`` later.  Jobs go ``running`` -> ``done`` after
 ``app.polls_to_done`` status calls.  ``download`` gives CSV with ``#`` metainfo lines and the
 header line prefixed ``# ``.  The SQL runs on a real PostgreSQL, as on the real service
-(REFERENCE.md §1.3: PostgreSQL with ``cube``/``earthdistance``), over a synthetic sky (schemas
+(docs/upstreams.md §1.3: PostgreSQL with ``cube``/``earthdistance``), over a synthetic sky (schemas
 ``s23b_wide`` and ``pdr3_wide``: every table of the bundled metadata and ``photoz_mizuki``, one
 row per ``forced`` object; ``coord`` an ``earth`` value) with the stored functions
 ``coneSearch(coord, ra, dec, arcsec)`` and ``boxSearch(coord, ra1, ra2, dec1, dec2)`` (with its
@@ -233,7 +233,7 @@ def hsc_app(
         return a is not None and users.get(a.username) == a.password
 
     def cutout_fits(a) -> bytes | None:
-        """One DAS cutout (REFERENCE.md §1.5): HDU0 empty, HDU1 image, HDU2 mask, HDU3
+        """One DAS cutout (docs/upstreams.md §1.5): HDU0 empty, HDU1 image, HDU2 mask, HDU3
         variance; None where the sky has no data ("Rectangle not found in observed area")."""
         from astropy.io import fits
 
@@ -282,7 +282,7 @@ def hsc_app(
                 if data is None:
                     continue
                 members = [(name(lineno, row), data)]
-                if row.get("type") == "warp":  # a tar of the coadd's warps (REFERENCE.md §1.5)
+                if row.get("type") == "warp":  # a tar of the coadd's warps (docs/upstreams.md §1.5)
                     members = [
                         (
                             f"arch-230101-000000/{lineno}-warps-{row['filter']}-9813-{row['rerun']}/warp-{visit}.fits",

@@ -1,4 +1,4 @@
-"""A loopback emulation of the MAST catalogs API (REFERENCE.md §2.1-2.4) over a reproducible
+"""A loopback emulation of the MAST catalogs API (docs/upstreams.md §2.1-2.4) over a reproducible
 synthetic sky with the real column sets: HSC v3 summary (magaper2/magauto, 418 columns) and
 detailed around IC 1613, Pan-STARRS DR2 mean (124 columns) around the PS1 docs' example.
 
@@ -218,7 +218,7 @@ def mast_app(extra_fields=(), latency: float = 0.0) -> Flask:
 
     @app.route("/cgi-bin/fitscut.cgi")
     def fitscut():
-        """HLA fitscut (REFERENCE.md §2.5): red=<image>, ra/dec, size (pixels or ALL), format."""
+        """HLA fitscut (docs/upstreams.md §2.5): red=<image>, ra/dec, size (pixels or ALL), format."""
         from astropy.io import fits
 
         a = {k.lower(): v for k, v in request.args.items()}
@@ -257,7 +257,7 @@ def mast_app(extra_fields=(), latency: float = 0.0) -> Flask:
 
     @app.route("/ps1/cgi-bin/ps1filenames.py")
     def ps1filenames():
-        """PS1 file listing (REFERENCE.md §2.5): the real recorded rows at the recorded position,
+        """PS1 file listing (docs/upstreams.md §2.5): the real recorded rows at the recorded position,
         the same layout elsewhere; warps are two epochs per band."""
         a = request.args
         app.requests.append(("ps1filenames", "GET", dict(a)))

@@ -1,4 +1,4 @@
-"""A loopback emulation of SkyMapper's sm-cone and SIAP services (REFERENCE.md §3.1-3.2; no
+"""A loopback emulation of SkyMapper's sm-cone and SIAP services (docs/upstreams.md §3.1-3.2; no
 recorded response exists publicly, so it follows the reference).  SIAP: ``/siap/{dr}/query``
 (``POS=ra,dec``, ``SIZE``, ``BAND``, ``INTERSECT``, ``MJD_START/END``; CSV rows with
 ``unique_image_id, band, image_type, exptime, mjd_obs, mean_fwhm, zpapprox, get_fits, get_mask``)
@@ -127,7 +127,7 @@ def skymapper_app(extra_fields=()) -> Flask:
     return app
 
 
-# -- SIAP (REFERENCE.md §3.2) -------------------------------------------------------------------
+# -- SIAP (docs/upstreams.md §3.2) -------------------------------------------------------------------
 BAND_ORDER = "uvgriz"
 
 

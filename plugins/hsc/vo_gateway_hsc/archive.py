@@ -1,4 +1,4 @@
-"""Kind ``hsc``: Subaru HSC-SSP catalogs through the catalog-job API (REFERENCE.md §1.2), with
+"""Kind ``hsc``: Subaru HSC-SSP catalogs through the catalog-job API (docs/upstreams.md §1.2), with
 each user's own HSC account.
 
 * Translation: :mod:`.translate` (ADQL AST -> HSC SQL).  MAXREC wraps the query in ``LIMIT``.
@@ -121,7 +121,7 @@ class HscArchive(Archive):
         return self._tables
 
     def udfs(self) -> list[Udf]:
-        """HSC's ``tractSearch`` stored function (REFERENCE.md §1.3; the seed's "Tract
+        """HSC's ``tractSearch`` stored function (docs/upstreams.md §1.3; the seed's "Tract
         selection"): the way to select by tract (the ``tract`` column is computed, and HSC
         says not to filter on it)."""
         what = (
@@ -264,7 +264,7 @@ class HscArchive(Archive):
         stream.batches = limit_batches(all_batches(), maxrec, stream)
         return stream
 
-    # -- DAS cutouts and PSFs (REFERENCE.md §1.5-1.6) ---------------------------------------
+    # -- DAS cutouts and PSFs (docs/upstreams.md §1.5-1.6) ---------------------------------------
     DID = "ivo://hsc.mtk.nao.ac.jp/"
     DAS_TYPES = {"coadd": "coadd", "coadd-bg": "coadd/bg", "warp": "warp"}
     #: HSC filters and the aliases downloadCutout.py/downloadPsf.py accept (their parse_filter)
@@ -412,7 +412,7 @@ class HscArchive(Archive):
         return opts
 
     def _cutout_requests(self, did: str, shape: tuple, opts: dict | None = None) -> list[dict]:
-        """The DAS cutout or PSF picker parameters for one dataset ID and region (REFERENCE.md
+        """The DAS cutout or PSF picker parameters for one dataset ID and region (docs/upstreams.md
         §1.5-1.6), one per filter (``all`` names several), each with ``_kind`` (coadd,
         coadd-bg, warp, psf); ``opts`` from :meth:`_options`.  Raises UsageFault for bad input."""
         from gateway.obscore import shape_box
@@ -516,7 +516,7 @@ class HscArchive(Archive):
         check_complete(r.content, "fits", f"HSC-SSP {kind} service")
         return 200, "application/fits", [r.content]
 
-    BULK_ROWS = 990  # rows per uploaded list, as downloadCutout.py sends them (REFERENCE.md §1.5)
+    BULK_ROWS = 990  # rows per uploaded list, as downloadCutout.py sends them (docs/upstreams.md §1.5)
 
     def soda_job(self, params: list[tuple[str, str]], context, job_dir) -> list:
         """SODA async (SODA 1.0 §3.1): one result per (ID, region) combination, in request
@@ -632,7 +632,7 @@ class HscArchive(Archive):
 
 
 #: the tools' options offered through SODA (downloadCutout.py --tract; downloadPsf.py --tract
-#: --patch --centered; REFERENCE.md §1.5-1.6)
+#: --patch --centered; docs/upstreams.md §1.5-1.6)
 SODA_OPTIONS = (
     '<PARAM name="TRACT" datatype="int" ucd="meta.id;obs.field" value=""><DESCRIPTION>HSC tract of the '
     "cutout or PSF (default: any tract covering the position)</DESCRIPTION></PARAM>\n"
@@ -656,7 +656,7 @@ class TailKeeper(ChunkReader):
 
 def _body(chunks) -> tuple[str, ChunkReader]:
     """(header, readable CSV with that header first) of the download stream without its
-    ``#`` metainfo lines: the header line (``# a,b,c``) becomes the CSV header (REFERENCE.md
+    ``#`` metainfo lines: the header line (``# a,b,c``) becomes the CSV header (docs/upstreams.md
     §1.2, "Result layout")."""
     data = b""
     while True:
@@ -734,7 +734,7 @@ def _json(r: requests.Response, verb: str) -> dict:
 
 
 def _das_query(rerun: str, das_type: str, filt: str, ra: float, dec: float, w: float, h: float) -> dict:
-    """DAS cutout parameters (REFERENCE.md §1.5) for a ``w`` x ``h`` degree box at (ra, dec):
+    """DAS cutout parameters (docs/upstreams.md §1.5) for a ``w`` x ``h`` degree box at (ra, dec):
     image, mask and variance HDUs, any tract.  ``sw``/``sh`` are the box's *semi*-width and
     semi-height in degrees, as ``downloadCutout.py`` defines them (``--sw 10arcsec`` cuts a 20"
     box); :func:`_das_get` writes them for a GET, the bulk list as the tool does."""

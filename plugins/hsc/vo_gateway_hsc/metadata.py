@@ -14,9 +14,9 @@ D/UD column lists (narrow bands ``n387``, ``n816``, ``n921``), every other rerun
   fluxes and magnitudes float, flags boolean, counts int.  ``coord`` (the PostgreSQL earth
   value used by coneSearch) is not exposed, nor are the names the schema files cut short at
   45 characters (ending in ``~``: 210 Wide and 410 D/UD names of forced2-5 and meas2).
-* UCDs assigned by the plugin (REFERENCE.md §1.4): ``meta.id;meta.main``,
+* UCDs assigned by the plugin (docs/upstreams.md §1.4): ``meta.id;meta.main``,
   ``pos.eq.ra;meta.main``, ``phot.mag;em.opt.I``, ....
-* PDR3 and later (``rename_sigma``) rename ``*sigma`` to ``*err`` (REFERENCE.md §1.3).
+* PDR3 and later (``rename_sigma``) rename ``*sigma`` to ``*err`` (docs/upstreams.md §1.3).
 * ``photoz_*``: the usual photo-z columns (names per the HSC photo-z papers; not in the PDR2
   schema files, types inferred).  ``masks`` and PDR3's ``summary`` are not offered: no
   column list of them is available offline.
@@ -200,7 +200,7 @@ def rerun_tables(
     names = list(TABLES) if tables is None else tables
     out = [catalog_table(schema, t, dud=dud, rename_sigma=rename_sigma) for t in names]
     out += [photoz(schema, t) for t in photoz_tables]
-    if "forced" in names:  # the split tables and photo-z join forced on object_id (REFERENCE.md §1.3)
+    if "forced" in names:  # the split tables and photo-z join forced on object_id (docs/upstreams.md §1.3)
         for t in out:
             if t.name != "forced":
                 t.foreign_keys.append(

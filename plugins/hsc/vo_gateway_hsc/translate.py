@@ -1,4 +1,4 @@
-"""ADQL -> HSC-SSP SQL (PostgreSQL with the HSC stored functions, REFERENCE.md §1.3), by AST
+"""ADQL -> HSC-SSP SQL (PostgreSQL with the HSC stored functions, docs/upstreams.md §1.3), by AST
 transforms on the validated query, never string edits.
 
 | ADQL | HSC SQL |
@@ -140,7 +140,7 @@ def _centre_nodes(cond, alias, table):
 
 
 def box_search(coord: exp.Column, ra1: float, ra2: float, dec1: float, dec2: float) -> exp.Expression:
-    """``boxSearch`` with its RA-wrap rule (REFERENCE.md §1.3): ra1 > ra2 or ra1 < 0 is written
+    """``boxSearch`` with its RA-wrap rule (docs/upstreams.md §1.3): ra1 > ra2 or ra1 < 0 is written
     as ``ra1 .. ra2 + 360`` so the box crosses RA 0."""
     if ra1 < 0:
         ra1, ra2 = ra1 + 360, ra2 + 360
@@ -371,7 +371,7 @@ def _postgres_functions(tree: exp.Select) -> None:
 def _tract_search(tree: exp.Select) -> None:
     """ADQL ``1 = tractSearch(object_id, t[, t2])`` (a user-defined function, integer-valued
     as ADQL predicates are) -> HSC's boolean stored function ``tractSearch(...)``
-    (REFERENCE.md §1.3); ``= 0`` -> ``NOT``; elsewhere ``tractSearch(...)::integer``."""
+    (docs/upstreams.md §1.3); ``= 0`` -> ``NOT``; elsewhere ``tractSearch(...)::integer``."""
     calls = [n for n in tree.find_all(exp.Anonymous) if n.name.lower() == "tractsearch"]
     for call in calls:
         if len(call.expressions) not in (2, 3):

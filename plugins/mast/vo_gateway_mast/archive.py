@@ -1,4 +1,4 @@
-"""Kind ``mast``: the MAST catalogs API (``catalogs.mast.stsci.edu/api/v0.1``, REFERENCE.md §2)
+"""Kind ``mast``: the MAST catalogs API (``catalogs.mast.stsci.edu/api/v0.1``, docs/upstreams.md §2)
 behind the gateway's TAP and SCS.
 
 A scanning archive (``Capabilities`` cone, comparisons, column_selection, order_by, top,
@@ -136,7 +136,7 @@ class MastArchive(Archive):
         return upstream_get(self.session, what, url, params, self.config.timeout, refused)
 
     def load_tables(self, snap) -> list[Table]:
-        """Column metadata per catalog: the API's ``/metadata`` (REFERENCE.md §2.1), kept in
+        """Column metadata per catalog: the API's ``/metadata`` (docs/upstreams.md §2.1), kept in
         ``metadata_cache``; a cache younger than ``metadata_max_age`` is used as it is; when
         MAST is unreachable the cache, else the bundled snapshot (:mod:`.metadata`)."""
         import json
@@ -181,7 +181,7 @@ class MastArchive(Archive):
 
     # -- scans ----------------------------------------------------------------------------
     def scan(self, request: ScanRequest, context=None) -> RowStream:
-        """One MAST catalogs API query (REFERENCE.md §2.1) for a :class:`ScanRequest`: the cone
+        """One MAST catalogs API query (docs/upstreams.md §2.1) for a :class:`ScanRequest`: the cone
         as ``ra``/``dec``/``radius`` (at most ``max_radius``), ``=``/``IN`` as repeated values,
         ``<``, ``<=``, ``>``, ``>=`` as ``col.lt|lte|gt|gte``, LIKE as ``col.like``, the columns
         as ``columns``, ORDER BY as ``sort_by`` and the limit as ``pagesize``; more pages are
@@ -469,7 +469,7 @@ class MastArchive(Archive):
 
     def _ps1_records(self, shape) -> list[dict]:
         """ObsCore records of the PS1 files of the skycell holding the shape's centre
-        (``ps1filenames.py``, REFERENCE.md §2.5): one per band and image type."""
+        (``ps1filenames.py``, docs/upstreams.md §2.5): one per band and image type."""
         ra, dec, _ = _circle(shape)
         r = self.upstream_get(
             "PS1 image service",

@@ -5,7 +5,7 @@ UCDs (``phot.mag;em.opt;;meta.main``), and UCDs assigned where MAST publishes no
 * ``ps1_dr2_mean``: the real ``panstarrs/dr2/mean/metadata`` answer (124 columns).
 * ``hsc3_summary``: HSC v3 summary (magaper2 or magauto): 19 object columns + 133 filters x
   (mag, MAD, N) = 418 columns, names from the MAST TAP view, descriptions from STScI.
-* ``hsc3_detailed``: the 39 columns of HSC v3 detailed (REFERENCE.md §2.2).
+* ``hsc3_detailed``: the 39 columns of HSC v3 detailed (docs/upstreams.md §2.2).
 * the other tables: their real column names from MAST's TAP views, types inferred from the
   names; the API's ``/metadata`` replaces them whenever MAST is reachable (see the archive).
 """
@@ -317,7 +317,7 @@ def from_tap_view(view: str, ra: str | None, dec: str | None, idc: str, descript
 
 
 def hsc2(kind: str):
-    """HSC v2: the v3 column sets with ``_Sigma`` for ``_MAD`` (REFERENCE.md §2.2)."""
+    """HSC v2: the v3 column sets with ``_Sigma`` for ``_MAD`` (docs/upstreams.md §2.2)."""
 
     def build(schema: str, name: str) -> Table:
         t = hsc3_summary(schema, name, kind) if kind != "detailed" else hsc3_detailed(schema, name)

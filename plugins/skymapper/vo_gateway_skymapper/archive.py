@@ -1,5 +1,5 @@
 """Kind ``skymapper``: the SkyMapper Southern Survey through its native services
-(REFERENCE.md §3): sm-cone (SCS), SkyMapper TAP when configured, bundled metadata.
+(docs/upstreams.md §3): sm-cone (SCS), SkyMapper TAP when configured, bundled metadata.
 
 * SCS on every configured catalogue (``dr2.master``, ``dr4.master``, ...) goes to sm-cone with
   ``RA``, ``DEC``, ``SR``, ``VERB``, ``CATALOG`` and ``RESPONSEFORMAT=CSV`` (parsed with pyarrow
@@ -13,7 +13,7 @@
 * Images (with ``siap_url``): SIA 2.0 queries become SIAP ``query`` calls (``POS=ra,dec``,
   ``SIZE=w,h``, ``BAND``, ``MJD_START/END``, ``INTERSECT=OVERLAPS``, ``RESPONSEFORMAT=CSV``), one
   ObsCore row per image; DataLink for those IDs offers a SODA ``#cutout`` served by
-  ``get_image`` (at most 0.17 deg across, REFERENCE.md §3.2), proxied by the gateway.
+  ``get_image`` (at most 0.17 deg across, docs/upstreams.md §3.2), proxied by the gateway.
 * Metadata: SkyMapper's TAP_SCHEMA when reachable (kept in ``snapshot``), else the bundled
   :mod:`.metadata`.
 """
@@ -381,7 +381,7 @@ class SkyMapperArchive(TapArchive):
         return stream
 
     def _cone(self, catalog: str, cone: Cone, verb: int, actor) -> pa.RecordBatch:
-        """One sm-cone call (REFERENCE.md §3.1), parsed into the declared column types."""
+        """One sm-cone call (docs/upstreams.md §3.1), parsed into the declared column types."""
         if cone.radius > self.config.max_sr:
             raise UsageFault(
                 f"SkyMapper cone searches are limited to a radius of {self.config.max_sr} deg "
@@ -446,7 +446,7 @@ def parse_csv(data: bytes, table: Table) -> pa.RecordBatch:
 
 
 def _alias_distance_order(tree: exp.Select) -> None:
-    """SkyMapper's TAP rejects ``ORDER BY DISTANCE(...)`` on the raw expression (REFERENCE.md
+    """SkyMapper's TAP rejects ``ORDER BY DISTANCE(...)`` on the raw expression (docs/upstreams.md
     §3.3): order by the alias of the same selected expression instead, or say what to do."""
     order = tree.args.get("order")
     if order is None:

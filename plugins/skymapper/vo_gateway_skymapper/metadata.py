@@ -1,6 +1,6 @@
 """Bundled metadata of the SkyMapper master tables, so the gateway starts offline.
 
-``dr2.master``: the full column list of REFERENCE.md §3.4 (derived from the official table
+``dr2.master``: the full column list of docs/upstreams.md §3.4 (derived from the official table
 browser ``skymapper.anu.edu.au/table-browser/dr2/``); ``dr4.master``: the columns of §3.5 that
 were seen in queries that ran; ``dr2.photometry``/``dr4.photometry``: see :func:`photometry`.  SkyMapper publishes no UCDs in these sources; the UCDs here are
 assigned by the plugin (UCD1+).  When SkyMapper's TAP is configured and reachable its
@@ -186,7 +186,7 @@ def dr4_master(schema: str) -> Table:
 def photometry(schema: str, release: str) -> Table:
     """Per-epoch photometry (``dr2.photometry``, ``dr4.photometry``: one row per detection of a
     master object in one image; the analogue of Pan-STARRS detections).  Columns: those of
-    REFERENCE.md §3.5 for ``dr4.photometry`` whose type a query that ran against SkyMapper's
+    docs/upstreams.md §3.5 for ``dr4.photometry`` whose type a query that ran against SkyMapper's
     TAP established (object_id, image_id, ra_img, decl_img, filter, mag_psf, e_mag_psf, flags),
     with ``nimaflags`` typed as in the master table.  DR2's photometry table has the same
     layout [INF: the DR2 table browser's list could not be read here]; SkyMapper's TAP_SCHEMA
