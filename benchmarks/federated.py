@@ -149,7 +149,7 @@ def local_join(gw, n: int, label: str) -> None:
     import pyarrow as pa
 
     from gateway.adql import analyze
-    from gateway.registry import UploadOverlay
+    from gateway.catalogue import UploadOverlay
     from gateway.schema import Column
     from gateway.schema import Table as T
     from gateway.uploads import UploadTable

@@ -18,12 +18,12 @@ from werkzeug.exceptions import HTTPException
 from .archive import Archive
 from .auth import public
 from .cache import ResultCache
+from .catalogue import Catalogue
 from .config import ConfigError, GatewayConfig, format_validation_error, load_config
 from .faults import FatalFault, Fault, UsageFault
 from .formats import FormatRegistry
 from .planner import Planner
 from .plugins import make_plugin_manager
-from .registry import Catalogue
 from .schema import Table
 from .services.query import QueryService
 from .uws.service import JobService

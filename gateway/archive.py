@@ -271,8 +271,8 @@ class Archive:
         import pyarrow as pa
 
         from .engine import scs_columns
-        from .obscore import separation
         from .rowstream import limit_batches
+        from .sky import separation
 
         cols = scs_columns(table, verb)
         wanted = [c.name for c in cols]

@@ -10,7 +10,6 @@ Measured here (2 cores): a 1′ cone over the 482k-row dec-sorted Gaia table, 1.
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from .archive import Archive, Capabilities, Cone
 from .faults import FatalFault, UsageFault
 from .rowstream import RowStream, limit_batches
 from .schema import Column, Table
+from .sky import ra_band
 
 BATCH_ROWS = 16384
 GEOMETRY = frozenset({"POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS", "DISTANCE", "COORD1", "COORD2"})
@@ -543,37 +543,6 @@ def scs_columns(table: Table, verb: int) -> list[Column]:
     if verb == 2:
         return [c for c in table.columns if c.principal] or table.columns
     return table.columns
-
-
-def ra_band(cone: Cone) -> tuple[float, float] | None:
-    """The exact RA interval of a circle, ``ra ± asin(sin r / cos dec)``; None when the
-    circle reaches within 1 degree of a pole or crosses RA 0 (no RA filter then)."""
-    if abs(cone.dec) + cone.radius >= 89.0:
-        return None
-    half = math.degrees(math.asin(min(1.0, math.sin(math.radians(cone.radius)) / math.cos(math.radians(cone.dec)))))
-    if cone.ra - half < 0 or cone.ra + half > 360:
-        return None
-    return cone.ra - half, cone.ra + half
-
-
-def cone_rows(ra: np.ndarray, dec: np.ndarray, cone: Cone) -> np.ndarray:
-    """Indices (ascending) of the positions within ``cone``, for ``dec`` sorted ascending
-    (NaN last): a binary search for the declination band, the exact RA band of the circle,
-    then the same haversine test as the SQL of :func:`gateway.adql.geometry.haversine`."""
-    lo = int(np.searchsorted(dec, cone.dec - cone.radius, side="left"))
-    hi = int(np.searchsorted(dec, cone.dec + cone.radius, side="right"))
-    idx = np.arange(lo, hi)
-    r, d = ra[lo:hi], dec[lo:hi]
-    band = ra_band(cone)
-    if band is not None:
-        keep = (r >= band[0]) & (r <= band[1])
-        idx, r, d = idx[keep], r[keep], d[keep]
-    h = (
-        np.sin(np.radians(cone.dec - d) / 2.0) ** 2
-        + np.cos(np.radians(d)) * math.cos(math.radians(cone.dec)) * np.sin(np.radians(cone.ra - r) / 2.0) ** 2
-    )
-    dist = np.degrees(2.0 * np.arcsin(np.minimum(1.0, np.sqrt(h))))
-    return idx[dist <= cone.radius]
 
 
 #: DuckDB's type names in engine messages -> ADQL's (ADQL 2.1 §2.3.6, VOTable datatypes)

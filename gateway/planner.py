@@ -753,7 +753,7 @@ class Planner:
 
         def one(item):
             text, uploads = item
-            from .registry import UploadOverlay
+            from .catalogue import UploadOverlay
 
             cat = UploadOverlay(self.gw.catalogue, uploads) if uploads else self.gw.catalogue
             sub = analyze(text, cat)

@@ -9,7 +9,7 @@ import requests
 from conftest import needs_stilts
 from emulators.hsc import hsc_app
 
-from gateway.obscore import separation
+from gateway.sky import separation
 from gateway.testing import make_app, parse_votable, serve
 
 Q = (

@@ -133,7 +133,7 @@ def test_split_tables_join_using_object_id_and_booleans():
 def _with_upload(adql: str, data: dict, cols, upload_rows=None) -> str:
     import pyarrow as pa
 
-    from gateway.registry import UploadOverlay
+    from gateway.catalogue import UploadOverlay
     from gateway.uploads import UploadTable
 
     up = UploadTable(Table("TAP_UPLOAD", "t", cols), pa.table(data))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from emulators.mast import IC1613, PS1_FIELD, mast_app
 
-from gateway.obscore import separation as _sep
+from gateway.sky import separation as _sep
 from gateway.testing import make_app, parse_votable, serve
 
 SEED = (

@@ -14,7 +14,7 @@ from conftest import needs_stilts
 from emulators.skymapper import skymapper_app
 
 from gateway.hookspecs import hookimpl
-from gateway.obscore import separation as _sep
+from gateway.sky import separation as _sep
 from gateway.testing import make_app, parse_votable, serve
 
 SEED_CONE = (

@@ -221,7 +221,7 @@ def test_scs_index_answers_what_the_sql_cone_answers(app, client):
 
     from gateway.archive import Cone
     from gateway.engine import DuckDBArchive
-    from gateway.obscore import separation
+    from gateway.sky import separation
 
     a = app.extensions["vo_gateway"].catalogue.archives["demo"]
     table = next(t for t in a.tables() if t.name == "gaia_dr3_g10")

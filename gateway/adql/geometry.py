@@ -32,6 +32,7 @@ import numpy as np
 from sqlglot import exp
 
 from ..faults import UsageFault
+from ..sky import convex_pieces, polygon_area, polygon_centroid
 from .validate import position_of
 
 FRAMES = {"", "ICRS", "ICRS GEOCENTER", "ICRS BARYCENTER", "UNKNOWNFRAME"}
@@ -69,38 +70,6 @@ def _const(e: exp.Expression) -> float | None:
     return None
 
 
-def _unit_vectors(verts: list[tuple[float, float]]) -> np.ndarray:
-    ra, dec = np.radians(np.array(verts, dtype=float)).T
-    return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=1)
-
-
-def _fan(verts):
-    """(signed spherical excess, unit vector sum) of each triangle of the fan from vertex 0
-    (Van Oosterom & Strackee 1983: tan(E/2) = a.(b x c) / (1 + a.b + b.c + c.a))."""
-    v = _unit_vectors(verts)
-    out = []
-    for b, c in zip(v[1:-1], v[2:]):
-        a = v[0]
-        num = float(np.dot(a, np.cross(b, c)))
-        den = 1 + float(np.dot(a, b) + np.dot(b, c) + np.dot(c, a))
-        out.append((2 * math.atan2(num, den), a + b + c))
-    return out
-
-
-def polygon_area(verts: list[tuple[float, float]]) -> float:
-    """Area in square degrees of a spherical polygon with great-circle edges (at most a
-    hemisphere), whatever the vertices' orientation."""
-    return abs(sum(e for e, _ in _fan(verts))) * (180 / math.pi) ** 2
-
-
-def polygon_centroid(verts: list[tuple[float, float]]) -> tuple[float, float]:
-    """(ra, dec) in degrees of a spherical polygon's centroid: the area-weighted sum of its fan
-    triangles' centre directions, normalised."""
-    total = sum(e * s / np.linalg.norm(s) for e, s in _fan(verts))
-    x, y, z = total / np.linalg.norm(total)
-    return math.degrees(math.atan2(y, x)) % 360, math.degrees(math.asin(max(-1.0, min(1.0, z))))
-
-
 def _fn(name: str, *args: exp.Expression) -> exp.Expression:
     return exp.Anonymous(this=name, expressions=list(args))
 
@@ -125,64 +94,6 @@ def haversine(p1: Point, p2: Point) -> exp.Expression:
         ),
     )
     return _fn("degrees", exp.Mul(this=_f(2), expression=_fn("asin", _fn("least", _f(1), _fn("sqrt", inner)))))
-
-
-def _unit(ra: float, dec: float) -> np.ndarray:
-    a, d = math.radians(ra), math.radians(dec)
-    return np.array([math.cos(d) * math.cos(a), math.cos(d) * math.sin(a), math.sin(d)])
-
-
-def convex_pieces(verts: list[tuple[float, float]]) -> list[list[np.ndarray]]:
-    """Split a simple spherical polygon into convex pieces (lists of unit vectors, CCW seen
-    from outside the sphere, i.e. interior on the left)."""
-    vs = [_unit(*v) for v in verts]
-    c = np.sum(vs, axis=0)
-    if np.linalg.norm(c) < 1e-12:
-        raise UsageFault("POLYGON is too large (must fit in a hemisphere)")
-    c /= np.linalg.norm(c)
-    if any(np.dot(v, c) <= 1e-12 for v in vs):
-        raise UsageFault("POLYGON is too large (must fit in a hemisphere)")
-    # gnomonic projection about c
-    e1 = np.cross([0, 0, 1], c)
-    if np.linalg.norm(e1) < 1e-9:
-        e1 = np.array([1.0, 0, 0])
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(c, e1)
-    pts = [(np.dot(v, e1) / np.dot(v, c), np.dot(v, e2) / np.dot(v, c)) for v in vs]
-    area = sum(pts[i][0] * pts[(i + 1) % len(pts)][1] - pts[(i + 1) % len(pts)][0] * pts[i][1] for i in range(len(pts)))
-    idx = list(range(len(pts)))
-    if area < 0:
-        idx.reverse()
-    if abs(area) < 1e-18:
-        raise UsageFault("POLYGON is degenerate (zero area)")
-
-    def cross(o, a, b):
-        return (pts[a][0] - pts[o][0]) * (pts[b][1] - pts[o][1]) - (pts[a][1] - pts[o][1]) * (pts[b][0] - pts[o][0])
-
-    if all(cross(idx[i], idx[(i + 1) % len(idx)], idx[(i + 2) % len(idx)]) >= 0 for i in range(len(idx))):
-        return [[vs[i] for i in idx]]
-    tris = []
-    ring = idx[:]
-    guard = 0
-    while len(ring) > 3 and guard < 10000:
-        guard += 1
-        n = len(ring)
-        for i in range(n):
-            a, b, cc = ring[i - 1], ring[i], ring[(i + 1) % n]
-            if cross(a, b, cc) <= 0:
-                continue
-            if any(
-                p not in (a, b, cc) and cross(a, b, p) >= 0 and cross(b, cc, p) >= 0 and cross(cc, a, p) >= 0
-                for p in ring
-            ):
-                continue
-            tris.append([vs[a], vs[b], vs[cc]])
-            ring.pop(i)
-            break
-        else:
-            raise UsageFault("POLYGON edges cross each other")
-    tris.append([vs[i] for i in ring])
-    return tris
 
 
 def in_convex(p: Point, piece: list[np.ndarray]) -> exp.Expression:

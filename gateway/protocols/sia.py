@@ -18,20 +18,13 @@ import pyarrow.compute as pc
 from flask import Blueprint, Response, current_app, send_file
 
 from ..archive import Archive, ImageQuery
-from ..dali import Params
+from ..dali import Params, dali_number, parse_shape
 from ..faults import Fault, NotFoundFault, UsageFault
 from ..formats.votable import error_document
-from ..obscore import (
-    OBSCORE_COLUMNS,
-    dali_number,
-    parse_shape,
-    polygon_contains,
-    shape_overlaps_polygon,
-    shape_vertices,
-    unit,
-)
+from ..obscore import OBSCORE_COLUMNS
 from ..rowstream import RowStream
 from ..schema import Column
+from ..sky import polygon_contains, shape_overlaps_polygon, shape_vertices, unit
 from . import vosi
 from .errors import dali_error
 

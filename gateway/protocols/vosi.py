@@ -6,7 +6,7 @@ from __future__ import annotations
 from xml.sax.saxutils import escape, quoteattr
 
 from ..adql.validate import GEOMETRY_ORDER
-from ..registry import Catalogue
+from ..catalogue import Catalogue
 from ..schema import Table
 
 XSI = "http://www.w3.org/2001/XMLSchema-instance"

@@ -18,9 +18,9 @@ from pathlib import Path
 from ..adql import analyze
 from ..archive import Archive, Cone, ImageQuery
 from ..auth import public
+from ..catalogue import UploadOverlay
 from ..dali import Params
 from ..faults import FatalFault, Fault, TransientFault, UsageFault
-from ..registry import UploadOverlay
 from ..rowstream import RowStream
 from ..uploads import UploadReader
 from ..uws.executor import JobContext

@@ -23,7 +23,7 @@ import pyarrow.csv as pcsv
 from flask import Flask, Response, request
 from vo_gateway_mast.metadata import BUNDLED
 
-from gateway.obscore import separation
+from gateway.sky import separation
 
 from . import NP, column_values, discs
 

@@ -24,9 +24,9 @@ from pydantic import AnyHttpUrl
 
 from gateway.archive import Archive, ArchiveConfig, Capabilities, ScanRequest
 from gateway.hookspecs import hookimpl
-from gateway.obscore import separation
 from gateway.rowstream import RowStream
 from gateway.schema import ARROW_TYPES, Table
+from gateway.sky import separation
 from gateway.upstream import UpstreamSession, origin, read_body, upstream_get
 
 DEMO = Path(__file__).resolve().parents[2] / "data" / "demo"

@@ -24,7 +24,7 @@ import pyarrow.csv as pcsv
 from flask import Flask, Response, request
 from vo_gateway_skymapper.metadata import BUNDLED
 
-from gateway.obscore import separation
+from gateway.sky import separation
 
 from . import column_values, discs
 

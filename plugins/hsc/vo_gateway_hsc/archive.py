@@ -291,7 +291,8 @@ class HscArchive(Archive):
         POS box (HTTP Basic with the user's HSC account), the DataLink gives the SODA path."""
         from urllib.parse import urlencode
 
-        from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, record_matches, shape_box
+        from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, record_matches
+        from gateway.sky import shape_box
 
         if not query.pos:
             raise UsageFault("HSC-SSP images are cut out around a position: give POS")
@@ -415,7 +416,7 @@ class HscArchive(Archive):
         """The DAS cutout or PSF picker parameters for one dataset ID and region (docs/upstreams.md
         §1.5-1.6), one per filter (``all`` names several), each with ``_kind`` (coadd,
         coadd-bg, warp, psf); ``opts`` from :meth:`_options`.  Raises UsageFault for bad input."""
-        from gateway.obscore import shape_box
+        from gateway.sky import shape_box
 
         opts = opts or {}
         if not self.claims(did):

@@ -35,9 +35,10 @@ from gateway.archive import Cone, ImageQuery, ScanRequest
 from gateway.dali import soda_regions
 from gateway.faults import TransientFault, UsageFault
 from gateway.formats.datalink import links_document, soda_descriptor
-from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, record_matches, shape_box
+from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, record_matches
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import ARROW_TYPES, Table
+from gateway.sky import shape_box
 from gateway.tapclient import TapArchive, TapConfig
 from gateway.upstream import check_complete, read_body
 
