@@ -11,7 +11,7 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flask import Flask, request
+from flask import Flask, g, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -25,6 +25,7 @@ from .formats import FormatRegistry
 from .planner import Planner
 from .plugins import make_plugin_manager
 from .schema import Table
+from .services.cutout import CutoutService
 from .services.query import QueryService
 from .uws.service import JobService
 
@@ -71,6 +72,7 @@ class Gateway:
         self.cache = ResultCache(config.cache, config.base_dir) if config.cache.ttl else None
         self.planner = Planner(self)
         self.queries = QueryService(self)
+        self.cutouts = CutoutService(self)
         self.jobs = JobService(config.jobs, config.base_dir)
         self.jobs.runners["tap"] = self.queries.run_job
         for name, a in archives.items():
@@ -96,11 +98,17 @@ class Gateway:
         return f"{base}/{path}".rstrip("/") if path else base
 
     def actor(self):
+        """The caller of the current request (``gateway_actor_from_request``), resolved once per
+        request and kept for it (flask ``g``)."""
+        if "vo_gateway_actor" in g:
+            return g.vo_gateway_actor
         try:
-            return self.pm.hook.gateway_actor_from_request(request=request)
+            actor = self.pm.hook.gateway_actor_from_request(request=request)
         except Exception:  # noqa: BLE001
             log.exception("gateway_actor_from_request failed")
-            return None
+            actor = None
+        g.vo_gateway_actor = actor
+        return actor
 
     def availability(self) -> tuple[bool, list[str]]:
         ok, notes = True, []

@@ -8,7 +8,8 @@ archive owns upstream knowledge only (no Flask, no HTTP policy):
 * :attr:`capabilities` — what it can push down (the planner and TAPRegExt read this);
 * :meth:`translate` / :meth:`execute` — validated ADQL -> native request -> :class:`RowStream`
   (SQL upstreams, ``capabilities.adql``), or :meth:`scan` — a :class:`ScanRequest` -> rows;
-* optional :meth:`cone_search` (SCS), :meth:`image_search` (SIA), :meth:`cutout` (SODA);
+* optional :meth:`cone_search` (SCS), :meth:`image_search` (SIA), :meth:`cutout` (SODA,
+  a :class:`CutoutRequest` in, a :class:`Cutout` out);
 * :meth:`availability` — VOSI availability probe.
 
 Writing one is described in ``docs/writing_an_archive.md``.
@@ -16,6 +17,7 @@ Writing one is described in ``docs/writing_an_archive.md``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -132,6 +134,28 @@ class Udf:
     name: str
     form: str
     description: str
+
+
+@dataclass(frozen=True)
+class CutoutRequest:
+    """A SODA sync request (SODA 1.0 §3.3) for one dataset: ``id`` as the client gave it,
+    ``region`` the one POS/CIRCLE/POLYGON shape as :func:`gateway.dali.parse_shape` gives it
+    (None when the request has none), and ``params``, every ``(NAME, value)`` of the request
+    with names upper-case, for an archive's own parameters (HSC's ``TRACT``, ``PATCH``)."""
+
+    id: str
+    region: tuple | None
+    params: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Cutout:
+    """A cutout: ``chunks`` of the body (FITS unless ``content_type`` says otherwise), with the
+    ``filename`` a client saves it under."""
+
+    chunks: Iterable[bytes]
+    content_type: str = "application/fits"
+    filename: str | None = None
 
 
 @dataclass(frozen=True)
@@ -309,9 +333,13 @@ class Archive:
         """Local path of the full dataset for ``image_id`` (publisher DID or obs_id)."""
         raise UsageFault(f"archive {self.name} has no images")
 
-    def cutout(self, image_id: str, shape: tuple) -> bytes | None:
-        """SODA cutout of image ``image_id`` for ``shape`` (as in :class:`ImageQuery.pos`).
-        Returns FITS bytes, or None when the region contains no pixels (SODA 1.0 §3.3: 204)."""
+    def cutout(self, request: CutoutRequest, context=None) -> Cutout | None:
+        """One SODA sync cutout (SODA 1.0 §3) of a dataset this archive serves: its own images
+        (``image_records``) or the IDs it ``claims``.  ``context`` is a
+        :class:`gateway.uws.executor.JobContext` (``context.actor`` with the caller's
+        credentials).  Returns None when the region holds no data (SODA 1.0 §3.3: 204).  Raises
+        UsageFault for bad input (:class:`gateway.faults.MultiValuedFault` for a request that
+        needs SODA async), TransientFault for upstream failures with the upstream's message."""
         raise UsageFault(f"archive {self.name} has no cutout service")
 
     # -- DataLink / SODA of an upstream (capabilities.datalink_proxy) ------------------------
@@ -324,10 +352,6 @@ class Archive:
         root: this archive's SODA proxy is ``{service_url}/soda/{name}/sync``, its TAP
         ``{service_url}/tap``.  Raises TransientFault for upstream failures."""
         raise UsageFault(f"archive {self.name} has no DataLink service")
-
-    def soda(self, params: list[tuple[str, str]], actor):
-        """Proxy one SODA sync request: returns ``(status, content_type, body chunks)``."""
-        raise UsageFault(f"archive {self.name} has no cutout service")
 
     def soda_job(self, params: list[tuple[str, str]], context, job_dir) -> list:
         """Run one SODA async job (SODA 1.0 §3.1, ``capabilities.soda_async``): ``params`` are

@@ -50,6 +50,13 @@ class NotFoundFault(UsageFault):
     status = 404
 
 
+class MultiValuedFault(UsageFault):
+    """A service that takes one value got several (DALI 1.1 §3.1; SODA 1.0 §3.1
+    ``MultiValuedParamNotSupported``): HTTP 400."""
+
+    label = "MultiValuedParamNotSupported"
+
+
 class TransientFault(Fault):
     """An upstream or resource is temporarily unavailable; retrying later may work: HTTP 503."""
 

@@ -232,6 +232,11 @@ class Recorder:
 
     def __init__(self):
         self.started, self.finished = [], []
+        self.actor_calls = 0
+
+    @hookimpl
+    def gateway_actor_from_request(self, request):
+        self.actor_calls += 1  # defers (None) to the built-in actor
 
     @hookimpl
     def gateway_query_started(self, actor, protocol, archive, query):
@@ -261,6 +266,7 @@ def test_query_hooks_fire_for_every_protocol(tmp_path):
         assert (sia2.status_code, sia1.status_code, cut.status_code, empty.status_code) == (200, 200, 200, 204)
     finally:
         app.extensions["vo_gateway"].jobs.close()
+    assert rec.actor_calls == 6  # the actor is resolved once per request
     assert [p for p, _ in rec.started] == ["tap", "scs", "sia", "sia", "soda", "soda"]
     assert [(p, a) for p, a, _, _ in rec.finished] == [
         ("tap", "demo"),

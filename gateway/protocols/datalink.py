@@ -11,7 +11,6 @@ from ..dali import Params
 from ..faults import Fault, UsageFault
 from ..formats.datalink import MIME, links_document, soda_descriptor
 from .errors import dali_error
-from .soda import find_image
 
 bp = Blueprint("datalink", __name__)
 
@@ -66,7 +65,7 @@ def links():
     rows = []
     for i in ids:
         try:
-            archive, rec = find_image(i)
+            archive, rec = gw().cutouts.find_image(i)
         except Fault as f:
             rows.append([i, "", "", f"{f.label}: {f}", "", "#this", "", ""])
             continue

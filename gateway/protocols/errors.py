@@ -13,7 +13,7 @@ from xml.sax.saxutils import quoteattr
 
 from flask import Response
 
-from ..faults import Fault, NotFoundFault, TransientFault, UsageFault
+from ..faults import Fault, MultiValuedFault, NotFoundFault, TransientFault, UsageFault
 from ..formats.votable import HEADER, error_document
 
 VOTABLE_MIME = "application/x-votable+xml"
@@ -32,7 +32,10 @@ def scs_error(f: Fault) -> Response:
 
 
 def soda_error(f: Fault) -> Response:
-    if isinstance(f, NotFoundFault):
+    """SODA 1.0 §5.2 error: ``text/plain`` beginning with the SODA error vocabulary."""
+    if isinstance(f, MultiValuedFault):
+        label = f.label
+    elif isinstance(f, NotFoundFault):
         label = "UsageError"
     elif isinstance(f, UsageFault):
         label = "UsageError"

@@ -8,12 +8,14 @@ SODA vocabulary (``UsageError``, ``MultiValuedParamNotSupported``, ...).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from xml.sax.saxutils import escape
 
 from flask import Blueprint, Response, current_app
 
+from ..archive import CutoutRequest
 from ..dali import Params, soda_regions
-from ..faults import Fault, NotFoundFault, UsageFault
+from ..faults import Fault, MultiValuedFault, NotFoundFault, UsageFault
 from . import vosi
 from .errors import soda_error
 
@@ -24,52 +26,37 @@ def gw():
     return current_app.extensions["vo_gateway"]
 
 
-def find_image(image_id: str):
-    for a in gw().image_archives():
-        for r in a.image_records():
-            if r["obs_publisher_did"].lower() == image_id.lower():
-                return a, r
-    raise NotFoundFault(f"no dataset with ID {image_id}")
+def _request(more: str = "") -> CutoutRequest:
+    """The one ID and at most one region of a SODA sync request (SODA 1.0 §3.1: sync answers
+    one cutout; several are MultiValuedParamNotSupported, ``more`` says where they can go)."""
+    pairs = [(k.upper(), v) for k, v in Params.pairs_from_request()]
+    ids = [v for k, v in pairs if k == "ID"]
+    regions = soda_regions(pairs)
+    if len(ids) > 1 or len(regions) > 1:
+        raise MultiValuedFault(f"SODA sync takes one ID and one of POS, CIRCLE or POLYGON{more}")
+    if not ids:
+        raise UsageFault("ID is required")
+    return CutoutRequest(ids[0], regions[0] if regions else None, pairs)
+
+
+def _answer(cutout) -> Response:
+    if cutout is None:
+        return Response(status=204)  # SODA 1.0 §3.3: the region holds no data
+    headers = {"Content-Disposition": f'inline; filename="{cutout.filename}"'} if cutout.filename else {}
+    return Response(cutout.chunks, content_type=cutout.content_type, headers=headers)
 
 
 @bp.route("/sync", methods=["GET", "POST"])
 def sync():
-    p = Params.from_request()
+    """SODA sync of the gateway's own images (their publisher DIDs)."""
     try:
-        ids = p.getlist("ID")
-        if not ids:
-            raise UsageFault("ID is required")
-        if len(ids) > 1:
-            return multi_valued("this service cuts one ID per request")
-        shapes = soda_regions(Params.pairs_from_request())
-        if len(shapes) > 1:
-            return multi_valued("give one of POS, CIRCLE or POLYGON, once")
-        archive, rec = find_image(ids[0])
-        if not shapes:
+        req = _request()
+        archive, rec = gw().cutouts.find_image(req.id)
+        if req.region is None:
             raise UsageFault("give a region: POS, CIRCLE or POLYGON")
-        gw().queries._allowed(gw().actor(), "cutout", archive.name, ids[0])
-        query = {"ID": ids[0], "shape": shapes[0]}
-        gw().queries.started(gw().actor(), "soda", archive.name, query)
-        try:
-            data = archive.cutout(rec["obs_publisher_did"], shapes[0])
-        except Fault as f:
-            gw().queries.finished(gw().actor(), "soda", archive.name, query, None, 0, error=str(f))
-            raise
-        gw().queries.finished(gw().actor(), "soda", archive.name, query, None, 0 if data is None else 1)
+        return _answer(gw().cutouts.cutout(archive, replace(req, id=rec["obs_publisher_did"]), gw().actor()))
     except Fault as f:
         return soda_error(f)
-    if data is None:
-        return Response(status=204)
-    return Response(
-        data,
-        mimetype="application/fits",
-        headers={"Content-Disposition": f'inline; filename="{rec["obs_id"]}-cutout.fits"'},
-    )
-
-
-def multi_valued(message: str) -> Response:
-    """SODA 1.0 §3.1's ``MultiValuedParamNotSupported`` error (400, ``text/plain``)."""
-    return Response(f"MultiValuedParamNotSupported: {message}\n", status=400, mimetype="text/plain")
 
 
 def soda_archive(name: str):
@@ -83,38 +70,14 @@ def soda_archive(name: str):
 
 @bp.route("/<archive>/sync", methods=["GET", "POST"])
 def proxy_sync(archive):
-    """SODA sync of an upstream archive (the accessURL its DataLink descriptors point to when
-    ``datalink_access: gateway``): parameters forwarded, the answer streamed back."""
+    """SODA sync of an archive's own dataset IDs (the accessURL its DataLink descriptors point
+    to): the archive cuts or forwards, the answer is streamed back."""
     try:
         a = soda_archive(archive)
-        p = Params.from_request()
-        ids = p.getlist("ID")
-        regions = sum(len(p.getlist(k)) for k in ("POS", "CIRCLE", "POLYGON"))
-        if len(ids) > 1 or regions > 1:  # SODA 1.0 §3.1: sync answers one cutout
-            more = f"; several go to {gw().url(f'soda/{a.name}/async')}" if a.capabilities.soda_async else ""
-            return multi_valued(f"SODA sync takes one ID and one of POS, CIRCLE or POLYGON{more}")
-        if not ids:
-            raise UsageFault("give exactly one ID")
-        gw().queries._allowed(gw().actor(), "cutout", a.name, ids[0])
-        pairs = Params.pairs_from_request()
-        gw().queries.started(gw().actor(), "soda", a.name, dict(pairs))
-        try:
-            status, ctype, body = a.soda(pairs, gw().actor())
-        except Fault as f:
-            gw().queries.finished(gw().actor(), "soda", a.name, dict(pairs), None, 0, error=str(f))
-            raise
-        gw().queries.finished(
-            gw().actor(),
-            "soda",
-            a.name,
-            dict(pairs),
-            None,
-            1 if status == 200 else 0,
-            error=None if status < 400 else f"HTTP {status}",
-        )
+        more = f"; several go to {gw().url(f'soda/{a.name}/async')}" if a.capabilities.soda_async else ""
+        return _answer(gw().cutouts.cutout(a, _request(more), gw().actor()))
     except Fault as f:
         return soda_error(f)
-    return Response(body, status=status, content_type=ctype)
 
 
 def _capabilities(base: str, modes=("sync",)) -> Response:

@@ -34,9 +34,9 @@ from astropy.wcs import WCS
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.adql.validate import OutputColumn
-from gateway.archive import ArchiveConfig, Cone, ImageQuery
+from gateway.archive import ArchiveConfig, Cone, Cutout, CutoutRequest, ImageQuery
 from gateway.engine import DuckDBArchive, normalize_batch, output_columns, scs_columns, votable_type
-from gateway.faults import NotFoundFault
+from gateway.faults import NotFoundFault, UsageFault
 from gateway.obscore import OBSCORE_COLUMNS, obscore_batch
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Column, ForeignKey, Table
@@ -377,10 +377,14 @@ class EmbeddedArchive(DuckDBArchive):
                 os.replace(tmp, dst)
         return dst
 
-    def cutout(self, image_id: str, shape: tuple) -> bytes | None:
-        """SODA cutout: the pixel bounding box of ``shape`` clipped to the image; the output
+    def cutout(self, request: CutoutRequest, context=None) -> Cutout | None:
+        """SODA cutout: the pixel bounding box of the region clipped to the image; the output
         WCS is the input WCS shifted to the cutout origin (astropy ``Cutout2D``)."""
-        if not shape_overlaps_polygon(shape, self.image_record(image_id)["_footprint"]):
+        image_id, shape = request.id, request.region
+        if shape is None:
+            raise UsageFault("give a region: POS, CIRCLE or POLYGON")
+        rec = self.image_record(image_id)
+        if not shape_overlaps_polygon(shape, rec["_footprint"]):
             return None
         path = self.image_file(image_id)
         with fits.open(path, memmap=True) as hdul:
@@ -415,7 +419,7 @@ class EmbeddedArchive(DuckDBArchive):
             out = fits.PrimaryHDU(data=np.asarray(cut.data), header=header)
             buf = io.BytesIO()
             out.writeto(buf)
-            return buf.getvalue()
+            return Cutout([buf.getvalue()], filename=f"{rec['obs_id']}-cutout.fits")
 
 
 def _interval_hit(lo, hi, intervals) -> bool:

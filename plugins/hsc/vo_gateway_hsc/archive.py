@@ -33,11 +33,11 @@ import requests
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from gateway.adql.validate import AdqlQuery, OutputColumn
-from gateway.archive import Archive, ArchiveConfig, Capabilities, Udf
+from gateway.archive import Archive, ArchiveConfig, Capabilities, Cutout, CutoutRequest, Udf
 from gateway.config import EnvSecret
 from gateway.dali import soda_regions
 from gateway.engine import GEOMETRY, normalize_batch, output_columns
-from gateway.faults import Fault, TransientFault, UsageFault
+from gateway.faults import Fault, MultiValuedFault, TransientFault, UsageFault
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import ARROW_TYPES, Table
 from gateway.upstream import ChunkReader, UpstreamSession, check_complete, checked_csv, iter_body, origin
@@ -470,52 +470,32 @@ class HscArchive(Archive):
             return f"{str(self.config.psf_url).rstrip('/')}/cgi/getpsf"
         return f"{str(self.config.das_url).rstrip('/')}/cgi-bin/cutout"
 
-    def soda(self, params: list[tuple[str, str]], actor):
+    def cutout(self, request: CutoutRequest, context=None) -> Cutout | None:
         """SODA sync: a coadd ID cuts the region out with DAS cutout (``sw``/``sh`` of the
         circle's or range's box); a PSF ID asks the PSF picker at the region's centre.  The
-        caller's HSC account is sent as HTTP Basic, as the HSC tools do.  One ID and one
-        region per request; several go to SODA async (``/soda/{name}/async``, bulk upload)."""
-        ids = [v for k, v in params if k.upper() == "ID"]
-        shapes = soda_regions(params)
-        if len(ids) > 1 or len(shapes) > 1:
-            return (
-                400,
-                "text/plain",
-                [
-                    f"MultiValuedParamNotSupported: SODA sync takes one ID and one region; "
-                    f"submit several to {self.name}'s SODA async service "
-                    f"(/soda/{self.name}/async)\n".encode()
-                ],
-            )
-        if not ids:
-            raise UsageFault("ID is required")
-        if not shapes:
+        caller's HSC account is sent as HTTP Basic, as the HSC tools do.  One file per
+        request; several (``filter=all``, warps) go to SODA async (``/soda/{name}/async``)."""
+        if request.region is None:
             raise UsageFault("give a region: POS (CIRCLE or RANGE) or CIRCLE")
-        reqs = self._cutout_requests(ids[0], shapes[0], self._options(params))
+        actor = context.actor if context is not None else None
+        reqs = self._cutout_requests(request.id, request.region, self._options(request.params))
         if len(reqs) > 1 or reqs[0]["_kind"] == "warp":
-            return (
-                400,
-                "text/plain",
-                [
-                    f"MultiValuedParamNotSupported: {ids[0]} is several files (filter=all, "
-                    f"or warps); submit it to {self.name}'s SODA async service "
-                    f"(/soda/{self.name}/async)\n".encode()
-                ],
+            raise MultiValuedFault(
+                f"{request.id} is several files (filter=all, or warps); submit it to "
+                f"{self.name}'s SODA async service (/soda/{self.name}/async)"
             )
         q = reqs[0]
         kind = q.pop("_kind")
         if kind == "psf":  # downloadPsf.py always POSTs a bulk=on list, one row for one PSF
             files = list(self._bulk("psf", [q], self._credential(actor), None))
-            if not files:
-                return 204, "text/plain", [b""]  # SODA 1.0 §3.3: no PSF there
-            return 200, "application/fits", [files[0][1]]
+            return Cutout([files[0][1]]) if files else None  # none: SODA 1.0 §3.3, no PSF there
         r = self._upstream("GET", self._service_url(kind), self._credential(actor), kind, params=_das_get(q))
         if r.status_code == 404 and "not found in observed area" in r.text:
-            return 204, "text/plain", [b""]  # SODA 1.0 §3.3: the region holds no data
+            return None  # SODA 1.0 §3.3: the region holds no data
         if r.status_code >= 400:
             raise TransientFault(f"HSC-SSP {kind} service failed: HTTP {r.status_code} {r.text.strip()[:300]}")
         check_complete(r.content, "fits", f"HSC-SSP {kind} service")
-        return 200, "application/fits", [r.content]
+        return Cutout([r.content])
 
     BULK_ROWS = 990  # rows per uploaded list, as downloadCutout.py sends them (docs/upstreams.md §1.5)
 

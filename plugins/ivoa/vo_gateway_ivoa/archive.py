@@ -17,8 +17,9 @@ import pyarrow as pa
 import requests
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
+from gateway.archive import Cutout, CutoutRequest
 from gateway.engine import normalize_batch
-from gateway.faults import TransientFault, UsageFault
+from gateway.faults import NotFoundFault, TransientFault, UsageFault
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Column, Table
 from gateway.tapclient import TapArchive, TapConfig, read_votable, table_from_json, table_json
@@ -166,25 +167,34 @@ class IvoaArchive(TapArchive):
             return r.content
         return rewrite_soda_descriptors(r.content, f"{service_url}/soda/{self.name}/sync")
 
-    def soda(self, params: list[tuple[str, str]], actor):
-        """Forward one SODA sync request to ``soda_url`` with the caller's own login; the
-        answer (FITS or the upstream's text/plain error) is streamed back, at most
-        ``max_cutout_bytes``."""
+    def cutout(self, request: CutoutRequest, context=None) -> Cutout | None:
+        """Forward one SODA sync request (every parameter as the client gave it) to
+        ``soda_url`` with the caller's own login; the FITS answer is streamed back, at most
+        ``max_cutout_bytes``.  The upstream's 204 is None; its 4xx error text becomes a
+        UsageFault (NotFoundFault for 404) saying what the upstream said."""
         if self.config.soda_url is None:
             raise UsageFault(f"archive {self.name} has no SODA service configured")
-        session = self._session_for(actor)
+        session = self._session_for(context.actor if context is not None else None)
         try:
-            r = session.get(str(self.config.soda_url), params=params, stream=True)
+            r = session.get(str(self.config.soda_url), params=request.params, stream=True)
         except requests.RequestException as e:
             raise TransientFault(f"upstream SODA service unreachable ({type(e).__name__})")
         if r.status_code >= 500:
             raise TransientFault(f"upstream SODA service failed: HTTP {r.status_code} {r.text[:300]}")
+        if r.status_code == 204:
+            return None
+        if r.status_code >= 400:
+            said = r.text.strip()[:300]
+            for label in ("UsageError:", "NotFoundFault:", "Error:"):
+                said = said.removeprefix(label).strip()
+            fault = NotFoundFault if r.status_code == 404 else UsageFault
+            raise fault(f"upstream SODA service said: {said}")
         size = int(r.headers.get("Content-Length") or 0)
         if size > self.config.max_cutout_bytes:
             r.close()
             raise UsageFault(f"the cutout would be {size} bytes; the limit is {self.config.max_cutout_bytes}")
         limit = self.config.max_cutout_bytes
-        fits = r.status_code == 200 and "fits" in r.headers.get("Content-Type", "").lower()
+        fits = "fits" in r.headers.get("Content-Type", "").lower()
 
         def chunks():
             sent = 0
@@ -197,7 +207,7 @@ class IvoaArchive(TapArchive):
             if fits and sent % 2880:  # FITS 4.0 §3.1: whole blocks; a cut file breaks the response off
                 raise TransientFault("upstream SODA service broke off its FITS answer")
 
-        return r.status_code, r.headers.get("Content-Type", "application/octet-stream"), chunks()
+        return Cutout(chunks(), r.headers.get("Content-Type", "application/octet-stream"))
 
 
 UCD1 = {

@@ -33,8 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from gateway.archive import Archive, ArchiveConfig, Capabilities, ScanRequest
-from gateway.dali import soda_regions
+from gateway.archive import Archive, ArchiveConfig, Capabilities, Cutout, CutoutRequest, ScanRequest
 from gateway.faults import TransientFault, UsageFault
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import ARROW_TYPES, Table
@@ -543,19 +542,17 @@ class MastArchive(Archive):
             "_decs": [],
         }
 
-    def soda(self, params: list[tuple[str, str]], actor):
+    def cutout(self, request: CutoutRequest, context=None) -> Cutout | None:
         """SODA sync (SODA 1.0 §3) as one HLA fitscut call: the circle (or range) becomes
         ``ra, dec, size`` in the image's pixels; sides over ``max_cutout_pixels`` are refused."""
-        p = {k.upper(): v for k, v in params}
-        did = p.get("ID", "")
+        did = request.id
         if not self.claims(did):
             raise UsageFault(f"ID {did!r} is not an HLA or PS1 image of this service")
         ps1 = did.startswith(PS1_PREFIX)
         name = did[len(PS1_PREFIX if ps1 else HLA_PREFIX) :]
-        shapes = soda_regions(params)
-        if len(shapes) != 1:
+        if request.region is None:
             raise UsageFault("give one region: POS (CIRCLE or RANGE) or CIRCLE")
-        ra, dec, r = _circle(shapes[0])
+        ra, dec, r = _circle(request.region)
         scale = 0.25 if ps1 else next((v for k, v in PIXSCALE.items() if f"_{k}_" in name), 0.05)
         size = max(1, int(round(2 * r * 3600 / scale)))
         if size > self.config.max_cutout_pixels:
@@ -568,7 +565,7 @@ class MastArchive(Archive):
             refused="the cutout",
         )
         check_complete(r.content, "fits", "PS1 fitscut" if ps1 else "HLA fitscut")
-        return 200, "application/fits", [r.content]
+        return Cutout([r.content])
 
     # -- SCS ------------------------------------------------------------------------------
     def availability(self) -> tuple[bool, str]:

@@ -31,8 +31,7 @@ from pydantic import AnyHttpUrl, Field, model_validator
 from sqlglot import exp
 
 from gateway.adql.validate import AdqlQuery
-from gateway.archive import Cone, ImageQuery, ScanRequest
-from gateway.dali import soda_regions
+from gateway.archive import Cone, Cutout, CutoutRequest, ImageQuery, ScanRequest
 from gateway.faults import TransientFault, UsageFault
 from gateway.formats.datalink import links_document, soda_descriptor
 from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, record_matches
@@ -350,17 +349,15 @@ class SkyMapperArchive(TapArchive):
         soda = soda_descriptor(f"{service_url}/soda/{self.name}/sync") if any(r[2] == "soda" for r in rows) else ""
         return links_document(rows, soda).encode()
 
-    def soda(self, params: list[tuple[str, str]], actor):
+    def cutout(self, request: CutoutRequest, context=None) -> Cutout | None:
         """SODA sync (SODA 1.0 §3) as one ``get_image`` call: CIRCLE/POS CIRCLE -> square of the
         circle's diameter, POS RANGE -> its box; sizes over 0.17 deg are refused."""
-        p = {k.upper(): v for k, v in params}
-        did = p.get("ID", "")
+        did = request.id
         if not self.claims(did):
             raise UsageFault(f"ID {did!r} is not a SkyMapper {self.release} image")
-        shapes = soda_regions(params)
-        if len(shapes) != 1:
+        if request.region is None:
             raise UsageFault("give one region: POS (CIRCLE or RANGE) or CIRCLE")
-        ra, dec, w, h = shape_box(shapes[0])
+        ra, dec, w, h = shape_box(request.region)
         if max(w, h) > CUTOUT_MAX:
             raise UsageFault(f"SkyMapper cutouts are at most {CUTOUT_MAX} deg across (asked {max(w, h):.3g} deg)")
         q = {
@@ -371,7 +368,7 @@ class SkyMapperArchive(TapArchive):
         }
         r = self.upstream_get("SkyMapper get_image", self.siap + "/get_image", q, refused="the cutout")
         check_complete(r.content, "fits", "SkyMapper get_image")
-        return 200, "application/fits", [r.content]
+        return Cutout([r.content])
 
     # -- SCS ------------------------------------------------------------------------------
     def cone_search(self, table: Table, cone: Cone, maxrec: int | None, verb: int) -> RowStream:
