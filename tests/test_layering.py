@@ -83,3 +83,26 @@ def test_skymapper_and_mast_take_only_their_own_keys():
     ):
         with pytest.raises(ValidationError, match=next(iter(extra))):
             cls.Config.model_validate({"kind": cls.kind, **extra})
+
+
+def test_plugins_import_only_the_documented_sdk():
+    """Every ``gateway`` name a first-party plugin imports is listed in the plugin SDK section
+    of docs/writing_an_archive.md, and none is private."""
+    import re
+
+    doc = (ROOT / "docs/writing_an_archive.md").read_text().split("## The plugin SDK", 1)[1]
+    sdk: dict[str, set[str]] = {}
+    for item in re.split(r"\n- ", doc):
+        for module in re.findall(r"`(gateway(?:\.\w+)+)`", item):
+            sdk[module] = set(re.findall(r"`(\w+)`", item))
+    used = set()
+    for name in PLUGINS:
+        for path in (ROOT / "plugins" / name).rglob("*.py"):
+            if "build" in path.parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gateway"):
+                    used |= {(node.module, a.name) for a in node.names}
+    assert used, "no plugin imports found"
+    bad = sorted((m, n) for m, n in used if m not in sdk or n not in sdk[m] or n.startswith("_"))
+    assert bad == [], f"not in the documented SDK: {bad}"
