@@ -10,6 +10,10 @@ Fixtures/helpers:
 * :func:`parse_votable` — parse VOTable bytes with astropy (pedantic) and return
   ``(table, query_status, infos)``; raises AssertionError if it is not a valid DALI result.
 * fixture ``gateway_factory`` — ``gateway_factory(config_dict, plugins=[...])`` -> Flask test client.
+* :func:`start_process` — a real ``vo-gateway serve`` process on a config file (for clients that
+  need a separate server).
+* :func:`taplint` and :func:`votlint` — STILTS's TAP and VOTable validators, their ERROR and
+  FAILURE (taplint) or ERROR and WARNING (votlint) reports as a list: empty means clean.
 """
 
 from __future__ import annotations
@@ -115,3 +119,49 @@ def gateway_factory():
         return make_app(config, plugins, load_entrypoints, base_dir).test_client()
 
     return factory
+
+
+ALL_TAPLINT_STAGES = "TMV TME TMS TMC CPV CAP AVV QGE QPO QAS UWS MDQ OBS UPL EXA"  # all but LOC (no ObsLocTAP)
+
+
+def taplint(tap_url: str, stages: str = ALL_TAPLINT_STAGES, *extra: str) -> tuple[list, dict]:
+    """Run ``stilts taplint`` (JSON report) and return (ERROR/FAILURE reports, whole report).
+    taplint always exits 0, so the report is what tells.  Needs ``stilts`` on PATH."""
+    import json
+    import subprocess
+
+    out = subprocess.run(
+        [
+            "stilts",
+            "taplint",
+            f"tapurl={tap_url}",
+            f"stages={stages}",
+            "format=json",
+            "report=EWF",
+            "maxrepeat=4",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    doc = json.loads(out.stdout)
+    bad = [
+        (s["code"], r["code"], r.get("text") or r.get("lines"))
+        for s in doc["sections"]
+        for r in s["reports"]
+        if r["level"] in ("ERROR", "FAILURE")
+    ]
+    return bad, doc
+
+
+def votlint(votable: bytes, tmp_dir) -> list[str]:
+    """The ERROR and WARNING lines ``stilts votlint`` reports for a VOTable document (written
+    to ``tmp_dir``); an empty list is a clean document.  Needs ``stilts`` on PATH."""
+    import subprocess
+    from pathlib import Path
+
+    f = Path(tmp_dir) / "votlint.vot"
+    f.write_bytes(votable)
+    out = subprocess.run(["stilts", "votlint", f"votable={f}"], capture_output=True, text=True, timeout=120)
+    return [x for x in (out.stdout + out.stderr).splitlines() if x.startswith(("ERROR", "WARNING"))]

@@ -177,37 +177,3 @@ def postgres_url(tmp_path_factory):
     yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     proc.terminate()
     proc.wait(20)
-
-
-ALL_TAPLINT_STAGES = "TMV TME TMS TMC CPV CAP AVV QGE QPO QAS UWS MDQ OBS UPL EXA"  # all but LOC (no ObsLocTAP)
-
-
-def taplint(tap_url: str, stages: str = ALL_TAPLINT_STAGES, *extra: str) -> tuple[list, dict]:
-    """Run ``stilts taplint`` (JSON report) and return (ERROR/FAILURE reports, whole report).
-    taplint always exits 0, so the report is what tells (CLIENTS.md §3.2)."""
-    import json
-    import subprocess
-
-    out = subprocess.run(
-        [
-            "stilts",
-            "taplint",
-            f"tapurl={tap_url}",
-            f"stages={stages}",
-            "format=json",
-            "report=EWF",
-            "maxrepeat=4",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    doc = json.loads(out.stdout)
-    bad = [
-        (s["code"], r["code"], r.get("text") or r.get("lines"))
-        for s in doc["sections"]
-        for r in s["reports"]
-        if r["level"] in ("ERROR", "FAILURE")
-    ]
-    return bad, doc

@@ -6,12 +6,12 @@ TAP service (issues 4 and 6)."""
 import subprocess
 
 import pytest
-from conftest import demo_config, needs_stilts, taplint
+from conftest import demo_config, needs_stilts
 from emulators.cadc import cadc_app
 from emulators.hsc import hsc_app
 from emulators.skymapper import skymapper_app
 
-from gateway.testing import make_app, serve
+from gateway.testing import make_app, serve, taplint
 
 
 @pytest.fixture(scope="module")

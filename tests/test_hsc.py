@@ -807,7 +807,7 @@ def test_tractsearch_is_a_declared_udf_translated_for_hsc(gw, emu, tmp_path):
 @needs_stilts
 def test_taplint_clean_with_the_udf_declared(gw):
     """taplint's capability stage reads the features-udf forms (TAPRegExt 1.0 §2.3)."""
-    from conftest import taplint
+    from gateway.testing import taplint
 
     bad, doc = taplint(gw[1] + "/tap", "CAP TME")
     assert bad == [], bad

@@ -9,11 +9,11 @@ import time
 import pyarrow as pa
 import pytest
 import requests
-from conftest import demo_config, needs_stilts, taplint
+from conftest import demo_config, needs_stilts
 from flask import Flask, Response, request
 
 from gateway.hookspecs import hookimpl
-from gateway.testing import make_app, parse_votable, serve
+from gateway.testing import make_app, parse_votable, serve, taplint
 
 ERROR_VOT = (
     b'<?xml version="1.0"?><VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">'

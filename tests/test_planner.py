@@ -20,13 +20,13 @@ import yaml
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
-from conftest import ROOT, demo_config, needs_stilts, taplint
+from conftest import ROOT, demo_config, needs_stilts
 from emulators.hsc import CENTRES, hsc_app
 from emulators.mast import mast_app
 from emulators.skymapper import FIELDS, skymapper_app
 from emulators.skymapper import synthetic as sm_synthetic
 
-from gateway.testing import make_app, parse_votable, serve
+from gateway.testing import make_app, parse_votable, serve, taplint
 
 F = FIELDS[0]  # the field every emulator holds rows in (SkyMapper's first)
 
