@@ -14,7 +14,6 @@ from flask import Blueprint, Response, current_app, request
 
 from ..dali import Params
 from ..faults import Fault, NotFoundFault
-from ..services.query import counting
 from . import vosi
 from .errors import dali_error
 
@@ -34,18 +33,8 @@ def sync():
     try:
         p = Params.from_request()
         fmt, ctype = g.formats.for_params(p)
-        maxrec = p.get_int("MAXREC")
-        text = p.get("QUERY")
-        uploads = g.queries.read_uploads(p.getlist("UPLOAD"), request.files.get)
-        res = g.queries.adql(
-            p.get("LANG"),
-            text,
-            maxrec,
-            actor=actor,
-            uploads=uploads,
-            context=context,
-            service_url=g.url(),
-            response_format=fmt.mime,
+        chunks = g.queries.tap_answer(
+            p, fmt, actor, context, request.files.get, service_url=g.url(), on_done=lambda rows: release()
         )
     except Fault as f:
         release()
@@ -53,13 +42,6 @@ def sync():
     except BaseException:
         release()
         raise
-    infos = [("standardID", "ivo://ivoa.net/std/TAP"), ("QUERY", text)]
-
-    def done(rows):
-        release()
-        g.queries.finished(actor, "tap", res.archive, text, res.stream, rows)
-
-    chunks = counting(fmt.writer(res.stream, infos), res.stream, done)
     try:  # a writer that needs every row before its first byte (FITS) fails here, before the status is sent
         first = next(chunks, b"")
     except Fault as f:

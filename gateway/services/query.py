@@ -222,19 +222,36 @@ class QueryService:
         finally:
             Scope.exit()
 
-    def _run_job(self, p, fmt, ctype, context, job_dir: Path, open_part) -> list[Result]:
-        uploads = self.read_uploads(p.getlist("UPLOAD"), open_part)
+    def tap_answer(
+        self, p: Params, fmt, actor, context, open_part, service_url: str | None = None, on_done=None
+    ) -> Iterator[bytes]:
+        """The one TAP answer path of sync and async (TAP 1.1 §2.3: LANG, QUERY, MAXREC,
+        UPLOAD; ``fmt`` the RESPONSEFORMAT's output format): the query run through
+        :meth:`adql`, written by the format's streaming writer, its chunks counted.  When they
+        end (or the consumer stops), ``on_done(rows)`` and then ``gateway_query_finished`` run.
+        Sync streams the chunks to the client, async writes them to the job's result file.
+        Raises Fault for the query's mistakes before any chunk."""
         text = p.get("QUERY")
         res = self.adql(
             p.get("LANG"),
             text,
             p.get_int("MAXREC"),
-            actor=context.actor,
-            uploads=uploads,
+            actor=actor,
+            uploads=self.read_uploads(p.getlist("UPLOAD"), open_part),
             context=context,
+            service_url=service_url,
             response_format=fmt.mime,
         )
         infos = [("standardID", "ivo://ivoa.net/std/TAP"), ("QUERY", text)]
+
+        def done(rows):
+            if on_done is not None:
+                on_done(rows)
+            self.finished(actor, "tap", res.archive, text, res.stream, rows)
+
+        return counting(fmt.writer(res.stream, infos), res.stream, done)
+
+    def _run_job(self, p, fmt, ctype, context, job_dir: Path, open_part) -> list[Result]:
         path = job_dir / f"result.{fmt.extension}"
         tmp = path.with_suffix(".part")
         rows = 0
@@ -242,12 +259,12 @@ class QueryService:
         def done(n):
             nonlocal rows
             rows = n
-            self.finished(context.actor, "tap", res.archive, text, res.stream, n)
 
+        chunks = self.tap_answer(p, fmt, context.actor, context, open_part, on_done=done)
         written = 0
         try:
             with open(tmp, "wb") as f:
-                for chunk in counting(fmt.writer(res.stream, infos), res.stream, done):
+                for chunk in chunks:
                     f.write(chunk)
                     written += len(chunk)
                     context.check()
