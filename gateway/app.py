@@ -16,7 +16,6 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from .archive import Archive
-from .auth import public
 from .cache import ResultCache
 from .catalogue import Catalogue
 from .config import ConfigError, GatewayConfig, format_validation_error, load_config
@@ -77,19 +76,8 @@ class Gateway:
         self.jobs.runners["tap"] = self.queries.run_job
         for name, a in archives.items():
             if a.capabilities.soda_async:
-                self.jobs.runners[f"soda:{name}"] = self._soda_runner(a)
+                self.jobs.runners[f"soda:{name}"] = self.cutouts.job_runner(a)
         self.started = datetime.now(UTC).replace(microsecond=0)
-
-    def _soda_runner(self, archive: Archive):
-        def run(job, context, job_dir):
-            for i in [v for k, v in job.parameters if k == "ID"]:
-                self.queries._allowed(context.actor, "cutout", archive.name, i)
-            self.pm.hook.gateway_query_started(
-                actor=public(context.actor), protocol="soda", archive=archive.name, query=dict(job.parameters)
-            )
-            return archive.soda_job(list(job.parameters), context, job_dir)
-
-        return run
 
     # -- helpers used by the blueprints -----------------------------------------------------
     def url(self, path: str = "") -> str:

@@ -263,11 +263,13 @@ def test_query_hooks_fire_for_every_protocol(tmp_path):
         did = "ivo://vo-gateway/demo?frame-r-004510-4-0030"
         cut = c.get("/soda/sync", query_string={"ID": did, "CIRCLE": "200.45 36.8 0.01"})
         empty = c.get("/soda/sync", query_string={"ID": did, "CIRCLE": "10 10 0.01"})
+        none = c.get("/sia1", query_string={"POS": "10,10", "SIZE": "0.05"})
         assert (sia2.status_code, sia1.status_code, cut.status_code, empty.status_code) == (200, 200, 200, 204)
+        assert none.status_code == 200 and _rows(none.data) == 0
     finally:
         app.extensions["vo_gateway"].jobs.close()
-    assert rec.actor_calls == 6  # the actor is resolved once per request
-    assert [p for p, _ in rec.started] == ["tap", "scs", "sia", "sia", "soda", "soda"]
+    assert rec.actor_calls == 7  # the actor is resolved once per request
+    assert [p for p, _ in rec.started] == ["tap", "scs", "sia", "sia", "soda", "soda", "sia"]
     assert [(p, a) for p, a, _, _ in rec.finished] == [
         ("tap", "demo"),
         ("scs", "demo"),
@@ -275,10 +277,11 @@ def test_query_hooks_fire_for_every_protocol(tmp_path):
         ("sia", "demo"),
         ("soda", "demo"),
         ("soda", "demo"),
+        ("sia", "demo"),  # an SIA 1.0 query that found nothing finishes too
     ]
     rows = [n for _, _, n, _ in rec.finished]
     assert rows[0] == 3 and rows[1] == scs_rows > 0 and rows[2] == len(parse_votable(sia2.data)[0]) > 0
-    assert rows[3] == _rows(sia1.data) > 0 and rows[4:] == [1, 0]
+    assert rows[3] == _rows(sia1.data) > 0 and rows[4:] == [1, 0, 0]
 
 
 def _rows(votable: bytes) -> int:

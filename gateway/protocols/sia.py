@@ -24,7 +24,6 @@ from ..formats.votable import error_document
 from ..obscore import OBSCORE_COLUMNS
 from ..rowstream import RowStream
 from ..schema import Column
-from ..sky import polygon_contains, shape_overlaps_polygon, shape_vertices, unit
 from . import vosi
 from .errors import dali_error
 
@@ -209,65 +208,11 @@ def sia1():
             if mode not in INTERSECTS:
                 raise UsageFault(f"INTERSECT must be one of {', '.join(INTERSECTS)}")
             if "all" in formats or "image/fits" in formats:  # the archives' images are FITS
-                for archive in gw().image_archives():
-                    gw().queries._allowed(gw().actor(), "images", archive.name, archive.name)
-                    gw().queries.started(
-                        gw().actor(), "sia", archive.name, {"POS": pos, "SIZE": size, "INTERSECT": mode}
-                    )
-                    local = archive.image_records()
-                    for r in local:
-                        if _sia1_match(r, ra, dec, sra, sdec, mode):
-                            records.append((archive, r))
-                    if not local:  # an upstream image service: asked with the same INTERSECT
-                        records += [(archive, r) for r in _upstream_images(archive, ra, dec, sra, sdec, mode)]
+                records = gw().queries.sia1_images(ra, dec, sra, sdec, mode, gw().actor(), {"POS": pos, "SIZE": size})
     except Fault as f:
         body = error_document(str(f))
         return Response(body, status=f.status, mimetype="text/xml")
-    for name in sorted({a.name for a, _ in records}) if not metadata else ():
-        gw().queries.finished(
-            gw().actor(), "sia", name, {"POS": pos, "SIZE": size}, None, sum(1 for a, _ in records if a.name == name)
-        )
     return Response(_sia1_votable(records, metadata), mimetype="text/xml")
-
-
-def _upstream_images(archive, ra, dec, sra, sdec, mode) -> list[dict]:
-    """SIA 1.0 records from an archive without local image records: its ``image_search`` on
-    the POS/SIZE box (SIA 1.0 §4.1), the INTERSECT mode passed on (``ImageQuery.intersect``)."""
-    from ..archive import ImageQuery
-
-    cosd = max(math.cos(math.radians(dec)), 1e-6)
-    box = ("range", ra - sra / 2 / cosd, ra + sra / 2 / cosd, max(-90.0, dec - sdec / 2), min(90.0, dec + sdec / 2))
-    q = ImageQuery(pos=[box], intersect=mode, maxrec=gw().config.service.sia_maxrec)
-    out = []
-    for batch in archive.image_search(q):
-        out += batch.to_pylist()
-    return out
-
-
-def _sia1_match(r, ra, dec, sra, sdec, mode) -> bool:
-    fp = r["_footprint"]
-    cosd = max(math.cos(math.radians(dec)), 1e-6)
-    if sra == 0 and sdec == 0 or mode == "CENTER":
-        return bool(polygon_contains(unit([v[0] for v in fp], [v[1] for v in fp]), unit([ra], [dec]))[0])
-    box = (
-        "polygon",
-        ra - sra / 2 / cosd,
-        dec - sdec / 2,
-        ra + sra / 2 / cosd,
-        dec - sdec / 2,
-        ra + sra / 2 / cosd,
-        dec + sdec / 2,
-        ra - sra / 2 / cosd,
-        dec + sdec / 2,
-    )
-    fpv = unit([v[0] for v in fp], [v[1] for v in fp])
-    boxv = shape_vertices(box)
-    bv = unit([v[0] for v in boxv], [v[1] for v in boxv])
-    if mode == "COVERS":
-        return bool(polygon_contains(fpv, bv).all())
-    if mode == "ENCLOSED":
-        return bool(polygon_contains(bv, fpv).all())
-    return shape_overlaps_polygon(box, fp)
 
 
 def _sia1_votable(records, metadata: bool) -> str:

@@ -40,3 +40,33 @@ class CutoutService:
             raise
         finally:
             queries.finished(actor, "soda", archive.name, query, None, 0 if answer is None else 1, error=error)
+
+    def job_runner(self, archive: Archive):
+        """The UWS runner of ``archive``'s SODA async jobs (SODA 1.0 §3.1): the ``cutout``
+        permission for each ID, then :meth:`~gateway.archive.Archive.soda_job` between
+        ``query_started`` and ``query_finished`` (rows: the results written)."""
+        queries = self.gw.queries
+
+        def run(job, context, job_dir):
+            for i in [v for k, v in job.parameters if k == "ID"]:
+                queries._allowed(context.actor, "cutout", archive.name, i)
+            query = dict(job.parameters)
+            queries.started(context.actor, "soda", archive.name, query)
+            error, results = None, []
+            try:
+                results = archive.soda_job(list(job.parameters), context, job_dir)
+                return results
+            except Exception as e:
+                error = str(e) if isinstance(e, Fault) else f"internal error ({type(e).__name__})"
+                raise
+            finally:
+                queries.finished(context.actor, "soda", archive.name, query, None, len(results), error=error)
+
+        return run
+
+    def links(self, archive: Archive, ids: list[str], actor) -> bytes:
+        """The DataLink document ``archive`` writes for its own ``ids`` (DataLink 1.1 §3), each
+        ID after the ``datalink`` permission hook."""
+        for i in ids:
+            self.gw.queries._allowed(actor, "datalink", archive.name, i)
+        return archive.datalink(ids, actor, self.gw.url())

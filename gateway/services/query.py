@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from ..catalogue import UploadOverlay
 from ..dali import Params
 from ..faults import FatalFault, Fault, TransientFault, UsageFault
 from ..rowstream import RowStream
+from ..sky import polygon_contains, shape_overlaps_polygon, shape_vertices, unit
 from ..uploads import UploadReader
 from ..uws.executor import JobContext
 from ..uws.job import Result
@@ -302,6 +304,30 @@ class QueryService:
             out.append((archive, archive.image_search(query)))
         return out
 
+    def sia1_images(self, ra, dec, sra, sdec, mode: str, actor, query: dict) -> list[tuple[Archive, dict]]:
+        """SIA 1.0 (SIA 1.0 §4.1): the ObsCore records of every image archive that meet the
+        POS/SIZE box (degrees) under ``mode`` (COVERS, ENCLOSED, CENTER or OVERLAPS), local
+        footprints matched here, upstream image services asked with the same INTERSECT.  Each
+        archive after the ``images`` permission, between ``query_started`` and
+        ``query_finished`` (``protocol="sia"``)."""
+        out: list[tuple[Archive, dict]] = []
+        for archive in self.gw.image_archives():
+            self._allowed(actor, "images", archive.name, archive.name)
+            self.started(actor, "sia", archive.name, {**query, "INTERSECT": mode})
+            error, found = None, []
+            try:
+                local = archive.image_records()
+                found = [r for r in local if _sia1_match(r, ra, dec, sra, sdec, mode)]
+                if not local:  # an upstream image service: asked with the same INTERSECT
+                    found = _upstream_images(archive, ra, dec, sra, sdec, mode, self.gw.config.service.sia_maxrec)
+            except Fault as f:
+                error = str(f)
+                raise
+            finally:
+                self.finished(actor, "sia", archive.name, query, None, len(found), error=error)
+            out += [(archive, r) for r in found]
+        return out
+
     def started(self, actor, protocol: str, archive: str, query) -> None:
         """``gateway_query_started`` (never with credentials: :func:`gateway.auth.public`)."""
         self.gw.pm.hook.gateway_query_started(actor=public(actor), protocol=protocol, archive=archive, query=query)
@@ -377,3 +403,41 @@ def counting(chunks: Iterator[bytes], stream: RowStream, on_done) -> Iterator[by
             on_done(rows or stream.rows_passed)
         except Exception:  # noqa: BLE001 - a notification hook must not break a response
             log.exception("gateway_query_finished hook failed")
+
+
+def _upstream_images(archive, ra, dec, sra, sdec, mode, maxrec: int) -> list[dict]:
+    """SIA 1.0 records from an archive without local image records: its ``image_search`` on
+    the POS/SIZE box (SIA 1.0 §4.1), the INTERSECT mode passed on (``ImageQuery.intersect``)."""
+    cosd = max(math.cos(math.radians(dec)), 1e-6)
+    box = ("range", ra - sra / 2 / cosd, ra + sra / 2 / cosd, max(-90.0, dec - sdec / 2), min(90.0, dec + sdec / 2))
+    q = ImageQuery(pos=[box], intersect=mode, maxrec=maxrec)
+    out = []
+    for batch in archive.image_search(q):
+        out += batch.to_pylist()
+    return out
+
+
+def _sia1_match(r, ra, dec, sra, sdec, mode) -> bool:
+    fp = r["_footprint"]
+    cosd = max(math.cos(math.radians(dec)), 1e-6)
+    if sra == 0 and sdec == 0 or mode == "CENTER":
+        return bool(polygon_contains(unit([v[0] for v in fp], [v[1] for v in fp]), unit([ra], [dec]))[0])
+    box = (
+        "polygon",
+        ra - sra / 2 / cosd,
+        dec - sdec / 2,
+        ra + sra / 2 / cosd,
+        dec - sdec / 2,
+        ra + sra / 2 / cosd,
+        dec + sdec / 2,
+        ra - sra / 2 / cosd,
+        dec + sdec / 2,
+    )
+    fpv = unit([v[0] for v in fp], [v[1] for v in fp])
+    boxv = shape_vertices(box)
+    bv = unit([v[0] for v in boxv], [v[1] for v in boxv])
+    if mode == "COVERS":
+        return bool(polygon_contains(fpv, bv).all())
+    if mode == "ENCLOSED":
+        return bool(polygon_contains(bv, fpv).all())
+    return shape_overlaps_polygon(box, fp)
