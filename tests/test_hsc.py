@@ -268,6 +268,17 @@ def test_bulk_cutouts_and_psfs_through_soda_async(gw, emu):
     r = s.get(url + "/sync", params=[("ID", coadd), ("CIRCLE", "150 2 0.002"), ("CIRCLE", "150.01 2 0.002")])
     assert r.status_code == 400 and r.text.startswith("MultiValuedParamNotSupported") and "/async" in r.text
     n = len(app.requests)
+    from gateway.hookspecs import hookimpl
+
+    class Finished:
+        seen: list = []
+
+        @hookimpl
+        def gateway_query_finished(self, actor, protocol, archive, query, rows, overflow, error):
+            self.seen.append((protocol, archive, rows, error))
+
+    rec = Finished()
+    gw[0].extensions["vo_gateway"].pm.register(rec)
     job = s.post(
         url + "/async",
         data=[
@@ -291,6 +302,8 @@ def test_bulk_cutouts_and_psfs_through_soda_async(gw, emu):
     assert sent[0][1].splitlines()[1].startswith("s23b_wide coadd HSC-I any 1.5000000000000000e+02deg")
     results = [(r.id_, r.href) for r in doc.results]
     assert [i for i, _ in results] == ["coadd-1", "coadd-2", "coadd-3", "psf-4", "psf-5", "psf-6"]
+    gw[0].extensions["vo_gateway"].pm.unregister(rec)
+    assert rec.seen == [("soda", "hsc", 6, None)]  # the async job finishes like every query
     bodies = [s.get(h) for _, h in results]
     assert bodies[1].headers["Content-Type"].startswith("text/plain") and bodies[1].text.startswith("Error")
     assert "CIRCLE 10 10 0.002" in bodies[1].text and bodies[4].text.startswith("Error")
