@@ -159,6 +159,35 @@ class Cutout:
 
 
 @dataclass(frozen=True)
+class Link:
+    """One row of a DataLink ``{links}`` table (DataLink 1.1 §3.2): ``id`` the input ID,
+    ``semantics`` a term of the DataLink vocabulary (``#this``, ``#preview``, ``#cutout``,
+    ``#auxiliary``, ...), and one of ``access_url``, ``service_def`` (the ID of a service
+    descriptor: ``"soda"``/``"soda-async"`` for the archive's SODA) or ``error_message``
+    (DataLink 1.1 §3.2.4, starting with a fault name such as ``NotFoundFault:``).
+    ``content_length`` in bytes."""
+
+    id: str
+    semantics: str = "#this"
+    access_url: str | None = None
+    service_def: str | None = None
+    error_message: str | None = None
+    description: str | None = None
+    content_type: str | None = None
+    content_length: int | None = None
+
+
+@dataclass
+class Links:
+    """What :meth:`Archive.links` answers: the rows, and service descriptors their
+    ``service_def`` names besides the archive's SODA (VOTable ``RESOURCE type="meta"`` text,
+    DataLink 1.1 §4, e.g. an upstream's own)."""
+
+    rows: list[Link]
+    descriptors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Cone:
     """A cone in ICRS degrees: centre ``ra``, ``dec``; ``radius`` > 0 (SCS ``SR``)."""
 
@@ -205,6 +234,9 @@ class Archive:
     kind: ClassVar[str]
     Config: ClassVar[type[ArchiveConfig]] = ArchiveConfig
     capabilities: Capabilities = Capabilities()
+    #: PARAM elements of this archive's own SODA parameters, added to the ``inputParams`` of its
+    #: SODA service descriptors in DataLink answers (DataLink 1.1 §4.1)
+    soda_params: ClassVar[str] = ""
 
     def __init__(self, name: str, config: ArchiveConfig, *, base_dir: Path):
         self.name = name
@@ -347,10 +379,14 @@ class Archive:
         """Whether this archive answers DataLink for ``dataset_id`` (e.g. by ID prefix)."""
         return False
 
-    def datalink(self, ids: list[str], actor, service_url: str) -> bytes:
-        """The DataLink 1.1 document for ``ids``.  ``service_url`` is the gateway's external
-        root: this archive's SODA proxy is ``{service_url}/soda/{name}/sync``, its TAP
-        ``{service_url}/tap``.  Raises TransientFault for upstream failures."""
+    def links(self, ids: list[str], context) -> Links:
+        """DataLink 1.1 (§3) for dataset IDs this archive ``claims``: one or more :class:`Link`
+        per ID (an ID it cannot answer gets a Link with ``error_message``).  ``context`` is a
+        :class:`gateway.uws.executor.JobContext`: ``context.actor`` (with credentials) and
+        ``context.service_url``, the gateway's external root (its TAP is
+        ``{service_url}/tap``).  A link with ``service_def="soda"`` (or ``"soda-async"``) names
+        this archive's SODA service at ``/soda/{name}/sync`` (``/async``), whose descriptor the
+        gateway writes, with :attr:`soda_params`.  Raises TransientFault for upstream failures."""
         raise UsageFault(f"archive {self.name} has no DataLink service")
 
     def soda_job(self, params: list[tuple[str, str]], context, job_dir) -> list:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
+from ..archive import Link
 from ..schema import Column
 from .votable import HEADER, field_xml, info_xml
 
@@ -22,9 +23,10 @@ LINK_COLUMNS = [
 ]
 
 
-def links_document(rows: list[list[str]], descriptors: str = "") -> str:
-    """``rows``: one list of 8 strings per link, in :data:`LINK_COLUMNS` order ("" = null);
-    ``descriptors``: service-descriptor RESOURCEs appended after the results."""
+def links_document(links: list[Link], descriptors: str = "") -> str:
+    """The DataLink document of ``links`` (:class:`gateway.archive.Link`, one TR each in
+    :data:`LINK_COLUMNS` order, None as null); ``descriptors``: service-descriptor RESOURCEs
+    appended after the results."""
     out = [
         HEADER,
         '<RESOURCE type="results">\n',
@@ -34,8 +36,18 @@ def links_document(rows: list[list[str]], descriptors: str = "") -> str:
     ]
     out += [field_xml(c, id="id_col" if c.name == "ID" else None) for c in LINK_COLUMNS]
     out.append("<DATA><TABLEDATA>\n")
-    for r in rows:
-        out.append("<TR>" + "".join(f"<TD>{escape(v)}</TD>" for v in r) + "</TR>\n")
+    for lk in links:
+        cells = (
+            lk.id,
+            lk.access_url,
+            lk.service_def,
+            lk.error_message,
+            lk.description,
+            lk.semantics,
+            lk.content_type,
+            None if lk.content_length is None else str(lk.content_length),
+        )
+        out.append("<TR>" + "".join(f"<TD>{escape(v or '')}</TD>" for v in cells) + "</TR>\n")
     out.append("</TABLEDATA></DATA>\n</TABLE>\n</RESOURCE>\n")
     out.append(descriptors)
     out.append("</VOTABLE>\n")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
+from ..archive import Link
 from ..dali import Params
 from ..faults import Fault, UsageFault
 from ..formats.datalink import MIME, links_document, soda_descriptor
@@ -60,18 +61,31 @@ def links():
             return archive_document(next(iter(upstream.values())), ids)
     except Fault as f:
         return dali_error(f, label=True)
-    rows = []
+    rows: list[Link] = []
     for i in ids:
         try:
             archive, rec = gw().cutouts.find_image(i)
         except Fault as f:
-            rows.append([i, "", "", f"{f.label}: {f}", "", "#this", "", ""])
+            rows.append(Link(i, error_message=f"{f.label}: {f}", semantics="#this"))
             continue
         url = gw().url(f"data/{archive.name}/{rec['obs_id']}.fits")
         rows.append(
-            [i, url, "", "", f"full image {rec['obs_id']}", "#this", "image/fits", str(rec["access_estsize"] * 1024)]
+            Link(
+                i,
+                access_url=url,
+                description=f"full image {rec['obs_id']}",
+                semantics="#this",
+                content_type="image/fits",
+                content_length=int(rec["access_estsize"]) * 1024,
+            )
         )
         rows.append(
-            [i, "", "soda", "", "SODA cutout of this image (POS, CIRCLE or POLYGON)", "#cutout", "image/fits", ""]
+            Link(
+                i,
+                service_def="soda",
+                description="SODA cutout of this image (POS, CIRCLE or POLYGON)",
+                semantics="#cutout",
+                content_type="image/fits",
+            )
         )
     return Response(links_document(rows, soda_descriptor(gw().url("soda/sync"))), content_type=MIME)

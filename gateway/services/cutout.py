@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..archive import Archive, Cutout, CutoutRequest
 from ..faults import Fault, NotFoundFault
+from ..formats.datalink import links_document, soda_descriptor
 from ..uws.executor import JobContext
 
 
@@ -64,9 +65,19 @@ class CutoutService:
 
         return run
 
-    def links(self, archive: Archive, ids: list[str], actor) -> bytes:
-        """The DataLink document ``archive`` writes for its own ``ids`` (DataLink 1.1 §3), each
-        ID after the ``datalink`` permission hook."""
+    def links(self, archive: Archive, ids: list[str], actor) -> str:
+        """The DataLink document (DataLink 1.1 §3) of ``archive`` for its own ``ids``, each ID
+        after the ``datalink`` permission hook: the archive's :class:`~gateway.archive.Link`
+        rows, the descriptors of its SODA services the rows name (with its ``soda_params``;
+        async too where it runs SODA jobs), and the descriptors it gives itself."""
         for i in ids:
             self.gw.queries._allowed(actor, "datalink", archive.name, i)
-        return archive.datalink(ids, actor, self.gw.url())
+        answer = archive.links(ids, JobContext(None, actor, service_url=self.gw.url()))
+        named = {lk.service_def for lk in answer.rows}
+        descriptors = ""
+        if named & {"soda", "soda-async"}:
+            base = self.gw.url(f"soda/{archive.name}")
+            descriptors += soda_descriptor(base + "/sync", extra_params=archive.soda_params)
+            if archive.capabilities.soda_async:
+                descriptors += soda_descriptor(base + "/async", "soda-async", "async", archive.soda_params)
+        return links_document(answer.rows, descriptors + "".join(answer.descriptors))

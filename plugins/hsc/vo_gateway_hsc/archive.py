@@ -33,7 +33,7 @@ import requests
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from gateway.adql.validate import AdqlQuery, OutputColumn
-from gateway.archive import Archive, ArchiveConfig, Capabilities, Cutout, CutoutRequest, Udf
+from gateway.archive import Archive, ArchiveConfig, Capabilities, Cutout, CutoutRequest, Link, Links, Udf
 from gateway.config import EnvSecret
 from gateway.dali import soda_regions
 from gateway.engine import GEOMETRY, normalize_batch, output_columns
@@ -97,10 +97,23 @@ class HscPlan:
     query: AdqlQuery | None = None  # re-translated with MAXREC + 1 as its own LIMIT
 
 
+#: the tools' options offered through SODA (downloadCutout.py --tract; downloadPsf.py --tract
+#: --patch --centered; docs/upstreams.md §1.5-1.6)
+SODA_OPTIONS = (
+    '<PARAM name="TRACT" datatype="int" ucd="meta.id;obs.field" value=""><DESCRIPTION>HSC tract of the '
+    "cutout or PSF (default: any tract covering the position)</DESCRIPTION></PARAM>\n"
+    '<PARAM name="PATCH" datatype="char" arraysize="*" ucd="meta.id;obs.field" value=""><DESCRIPTION>patch '
+    "x,y within the tract, for PSFs (default: auto)</DESCRIPTION></PARAM>\n"
+    '<PARAM name="CENTERED" datatype="boolean" value=""><DESCRIPTION>PSFs: centre the PSF in its image '
+    "(default true)</DESCRIPTION></PARAM>\n"
+)
+
+
 class HscArchive(Archive):
     kind = "hsc"
     Config = HscConfig
     capabilities = Capabilities(adql=True, uploads=True, upload_rows=2000, geometry_functions=GEOMETRY)
+    soda_params = SODA_OPTIONS
 
     def __init__(self, name, config: HscConfig, *, base_dir):
         super().__init__(name, config, base_dir=base_dir)
@@ -355,46 +368,36 @@ class HscArchive(Archive):
                 return [physical]
         raise UsageFault(f"unknown HSC filter {name!r}; valid: {', '.join(self.FILTERS)} (or all)")
 
-    def datalink(self, ids: list[str], actor, service_url: str) -> bytes:
+    def links(self, ids: list[str], context) -> Links:
         """DataLink 1.1 for a coadd: ``#cutout`` (SODA through DAS cutout) and ``#auxiliary``
         (the PSF model at a position, a SODA call on the ``?psf/`` ID)."""
-        from gateway.formats.datalink import links_document, soda_descriptor
-
-        rows = []
+        rows: list[Link] = []
         for i in ids:
             if not self.claims(i):
-                rows.append([i, "", "", "NotFoundFault: not an HSC-SSP coadd of this service", "", "#cutout", "", ""])
+                rows.append(
+                    Link(i, error_message="NotFoundFault: not an HSC-SSP coadd of this service", semantics="#cutout")
+                )
                 continue
             psf = i.replace("?coadd-bg/", "?psf/").replace("?coadd/", "?psf/")
             rows.append(
-                [
+                Link(
                     i,
-                    "",
-                    "soda",
-                    "",
-                    "cutout of the coadd (DAS cutout: image, mask, variance)",
-                    "#cutout",
-                    "application/fits",
-                    "",
-                ]
+                    service_def="soda",
+                    description="cutout of the coadd (DAS cutout: image, mask, variance)",
+                    semantics="#cutout",
+                    content_type="application/fits",
+                )
             )
             rows.append(
-                [
+                Link(
                     psf,
-                    "",
-                    "soda",
-                    "",
-                    "PSF model at the centre of POS (PSF picker)",
-                    "#auxiliary",
-                    "application/fits",
-                    "",
-                ]
+                    service_def="soda",
+                    description="PSF model at the centre of POS (PSF picker)",
+                    semantics="#auxiliary",
+                    content_type="application/fits",
+                )
             )
-        return links_document(
-            rows,
-            soda_descriptor(f"{service_url}/soda/{self.name}/sync", extra_params=SODA_OPTIONS)
-            + soda_descriptor(f"{service_url}/soda/{self.name}/async", "soda-async", "async", SODA_OPTIONS),
-        ).encode()
+        return Links(rows)
 
     @staticmethod
     def _options(params: list[tuple[str, str]]) -> dict:
@@ -610,18 +613,6 @@ class HscArchive(Archive):
 
     def availability(self) -> tuple[bool, str]:
         return True, f"{self.name}: HSC-SSP catalog-job API at {self.url} (checked per query)"
-
-
-#: the tools' options offered through SODA (downloadCutout.py --tract; downloadPsf.py --tract
-#: --patch --centered; docs/upstreams.md §1.5-1.6)
-SODA_OPTIONS = (
-    '<PARAM name="TRACT" datatype="int" ucd="meta.id;obs.field" value=""><DESCRIPTION>HSC tract of the '
-    "cutout or PSF (default: any tract covering the position)</DESCRIPTION></PARAM>\n"
-    '<PARAM name="PATCH" datatype="char" arraysize="*" ucd="meta.id;obs.field" value=""><DESCRIPTION>patch '
-    "x,y within the tract, for PSFs (default: auto)</DESCRIPTION></PARAM>\n"
-    '<PARAM name="CENTERED" datatype="boolean" value=""><DESCRIPTION>PSFs: centre the PSF in its image '
-    "(default true)</DESCRIPTION></PARAM>\n"
-)
 
 
 class TailKeeper(ChunkReader):

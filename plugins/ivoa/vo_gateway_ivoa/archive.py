@@ -17,7 +17,7 @@ import pyarrow as pa
 import requests
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from gateway.archive import Cutout, CutoutRequest
+from gateway.archive import Cutout, CutoutRequest, Link, Links
 from gateway.engine import normalize_batch
 from gateway.faults import NotFoundFault, TransientFault, UsageFault
 from gateway.rowstream import RowStream, limit_batches
@@ -153,19 +153,20 @@ class IvoaArchive(TapArchive):
     def claims(self, dataset_id: str) -> bool:
         return any(dataset_id.startswith(p) for p in self.config.id_prefixes)
 
-    def datalink(self, ids: list[str], actor, service_url: str) -> bytes:
-        """The upstream's DataLink document for ``ids`` (DataLink 1.1 §3); with
+    def links(self, ids: list[str], context) -> Links:
+        """The upstream's DataLink answer for ``ids`` (DataLink 1.1 §3): its ``{links}`` rows
+        and its service descriptors (DataLink 1.1 §4), kept as the upstream wrote them; with
         ``datalink_access: gateway`` its SODA sync descriptors point to the gateway's proxy."""
         r = self.upstream_get(
             "upstream DataLink service",
             str(self.config.datalink_url),
             [("ID", i) for i in ids],
-            self._session_for(actor),
+            self._session_for(context.actor if context is not None else None),
         )
         check_complete(r.content, "votable", "upstream DataLink service")
-        if self.config.datalink_access == "direct" or self.config.soda_url is None:
-            return r.content
-        return rewrite_soda_descriptors(r.content, f"{service_url}/soda/{self.name}/sync")
+        proxy = self.config.datalink_access == "gateway" and self.config.soda_url is not None
+        soda_url = f"{context.service_url}/soda/{self.name}/sync" if proxy and context is not None else None
+        return upstream_links(r.content, soda_url)
 
     def cutout(self, request: CutoutRequest, context=None) -> Cutout | None:
         """Forward one SODA sync request (every parameter as the client gave it) to
@@ -277,22 +278,69 @@ def _stcs_polygon(value) -> list[float] | None:
     return nums if len(nums) >= 6 and len(nums) % 2 == 0 else None
 
 
-def rewrite_soda_descriptors(doc: bytes, soda_url: str) -> bytes:
-    """Point the ``accessURL`` of every SODA sync service descriptor (DataLink 1.1 §4) of a
-    DataLink document at ``soda_url``; everything else is kept."""
+def upstream_links(doc: bytes, soda_url: str | None) -> Links:
+    """An upstream DataLink document as :class:`~gateway.archive.Links`: the rows of its
+    ``{links}`` table, and its service descriptors (``RESOURCE type="meta"``, DataLink 1.1 §4)
+    as VOTable text.  With ``soda_url``, the ``accessURL`` of every SODA sync descriptor is
+    pointed at it.  The upstream's QUERY_STATUS=ERROR is a UsageFault with its text."""
     from xml.etree import ElementTree as ET
 
     try:
         root = ET.fromstring(doc)
     except ET.ParseError as e:
         raise TransientFault(f"upstream DataLink answer is not XML ({e})")
-    for res in root.iter():
-        if not res.tag.endswith("RESOURCE") or res.get("type") != "meta":
-            continue
-        params = {p.get("name"): p for p in res if p.tag.endswith("PARAM")}
-        std = params.get("standardID")
-        if std is not None and (std.get("value") or "").lower().startswith("ivo://ivoa.net/std/soda#sync"):
-            params["accessURL"].set("value", soda_url)
-            params["accessURL"].attrib.pop("arraysize", None)
-            params["accessURL"].set("arraysize", "*")
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    ns = root.tag[1:].split("}")[0] if root.tag.startswith("{") else ""
+    q = (lambda t: f"{{{ns}}}{t}") if ns else (lambda t: t)
+    if ns:
+        ET.register_namespace("", ns)  # the descriptors keep the VOTable namespace, unprefixed
+    rows: list[Link] = []
+    descriptors = []
+    for res in root.iter(q("RESOURCE")):
+        if res.get("type") == "meta":
+            params = {p.get("name"): p for p in res.iter(q("PARAM")) if p.get("name") in ("standardID", "accessURL")}
+            std = params.get("standardID")
+            if (
+                soda_url
+                and std is not None
+                and (std.get("value") or "").lower().startswith("ivo://ivoa.net/std/soda#sync")
+            ):
+                params["accessURL"].set("value", soda_url)
+                params["accessURL"].set("arraysize", "*")
+            descriptors.append(ET.tostring(res, encoding="unicode") + "\n")
+    vot = read_votable(doc, "upstream DataLink service")  # any serialization of the links table
+    results = next((r for r in vot.resources if r.type == "results"), None)
+    for info in results.infos if results is not None else []:
+        if info.name == "QUERY_STATUS" and info.value == "ERROR":
+            raise UsageFault(f"upstream DataLink service said: {(info.content or '').strip()}")
+    for table in results.tables if results is not None else []:
+        names = [f.name.lower() for f in table.fields]
+        for rec in table.array:
+            cells = {n: _cell(v) for n, v in zip(names, rec)}
+            length = cells.get("content_length")
+            rows.append(
+                Link(
+                    cells.get("id") or "",
+                    cells.get("semantics") or "",
+                    access_url=cells.get("access_url"),
+                    service_def=cells.get("service_def"),
+                    error_message=cells.get("error_message"),
+                    description=cells.get("description"),
+                    content_type=cells.get("content_type"),
+                    content_length=int(length) if length is not None else None,
+                )
+            )
+    return Links(rows, descriptors)
+
+
+def _cell(v):
+    """A links-table cell as text (or an int for content_length), None for null."""
+    import numpy as np
+
+    if v is np.ma.masked or v is None:
+        return None
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, np.integer):
+        return int(v)
+    text = str(v).strip()
+    return text or None

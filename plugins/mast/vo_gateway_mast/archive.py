@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
-from gateway.archive import Archive, ArchiveConfig, Capabilities, Cutout, CutoutRequest, ScanRequest
+from gateway.archive import Archive, ArchiveConfig, Capabilities, Cutout, CutoutRequest, Link, Links, ScanRequest
 from gateway.faults import TransientFault, UsageFault
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import ARROW_TYPES, Table
@@ -240,53 +240,53 @@ class MastArchive(Archive):
             return "MatchID"
         return None
 
-    def datalink(self, ids: list[str], actor, service_url: str) -> bytes:
+    def links(self, ids: list[str], context) -> Links:
         """DataLink 1.1.  An HLA image: ``#this`` (the whole image, fitscut size=ALL),
         ``#preview`` (JPEG) and ``#cutout`` (SODA through the gateway).  An HSC MatchID: the
         match's light curve (all its detailed rows by filter and time) as a TAP query URL,
         semantics ``#auxiliary``."""
         from urllib.parse import urlencode
 
-        from gateway.formats.datalink import links_document, soda_descriptor
-
         detailed = self._detailed()
-        rows = []
+        rows: list[Link] = []
         for i in ids:
             if self.claims(i) and i.startswith(PS1_PREFIX):
                 filename = i[len(PS1_PREFIX) :]
                 rows.append(
-                    [
+                    Link(
                         i,
-                        self.ps1 + filename,
-                        "",
-                        "",
-                        f"PS1 image {filename.rsplit('/', 1)[-1]}",
-                        "#this",
-                        "image/fits",
-                        "",
-                    ]
+                        access_url=self.ps1 + filename,
+                        description=f"PS1 image {filename.rsplit('/', 1)[-1]}",
+                        semantics="#this",
+                        content_type="image/fits",
+                    )
                 )
-                rows.append([i, "", "soda", "", "SODA cutout through PS1 fitscut", "#cutout", "image/fits", ""])
+                rows.append(
+                    Link(
+                        i,
+                        service_def="soda",
+                        description="SODA cutout through PS1 fitscut",
+                        semantics="#cutout",
+                        content_type="image/fits",
+                    )
+                )
                 continue
             if self.claims(i):
                 name = i[len(HLA_PREFIX) :]
                 base = str(self.config.hla_url)
                 rows.append(
-                    [
+                    Link(
                         i,
-                        f"{base}?" + urlencode({"red": name, "size": "ALL", "format": "fits"}),
-                        "",
-                        "",
-                        f"HLA image {name}",
-                        "#this",
-                        "image/fits",
-                        "",
-                    ]
+                        access_url=f"{base}?" + urlencode({"red": name, "size": "ALL", "format": "fits"}),
+                        description=f"HLA image {name}",
+                        semantics="#this",
+                        content_type="image/fits",
+                    )
                 )
                 rows.append(
-                    [
+                    Link(
                         i,
-                        f"{base}?"
+                        access_url=f"{base}?"
                         + urlencode(
                             {
                                 "red": name,
@@ -297,38 +297,39 @@ class MastArchive(Archive):
                                 "asinh": 1,
                             }
                         ),
-                        "",
-                        "",
-                        "JPEG preview",
-                        "#preview",
-                        "image/jpeg",
-                        "",
-                    ]
+                        description="JPEG preview",
+                        semantics="#preview",
+                        content_type="image/jpeg",
+                    )
                 )
-                rows.append([i, "", "soda", "", "SODA cutout through HLA fitscut", "#cutout", "image/fits", ""])
+                rows.append(
+                    Link(
+                        i,
+                        service_def="soda",
+                        description="SODA cutout through HLA fitscut",
+                        semantics="#cutout",
+                        content_type="image/fits",
+                    )
+                )
                 continue
             if not i.strip().isdigit() or detailed is None:
-                rows.append([i, "", "", "NotFoundFault: not an HSC MatchID", "", "#auxiliary", "", ""])
+                rows.append(Link(i, error_message="NotFoundFault: not an HSC MatchID", semantics="#auxiliary"))
                 continue
             q = (
                 f"SELECT MatchID, SourceID, StartMJD, Detector, Filter, MagAper2, MagAuto, Flags, ImageName "
                 f"FROM {detailed.qualified_name} WHERE MatchID = {int(i)} ORDER BY Filter, StartMJD"
             )
-            url = f"{service_url}/tap/sync?" + urlencode({"LANG": "ADQL", "QUERY": q})
+            url = f"{context.service_url}/tap/sync?" + urlencode({"LANG": "ADQL", "QUERY": q})
             rows.append(
-                [
+                Link(
                     i,
-                    url,
-                    "",
-                    "",
-                    "light curve: every HSC measurement of this match, by filter and time",
-                    "#auxiliary",
-                    "application/x-votable+xml",
-                    "",
-                ]
+                    access_url=url,
+                    description="light curve: every HSC measurement of this match, by filter and time",
+                    semantics="#auxiliary",
+                    content_type="application/x-votable+xml",
+                )
             )
-        soda = soda_descriptor(f"{service_url}/soda/{self.name}/sync") if any(r[2] == "soda" for r in rows) else ""
-        return links_document(rows, soda).encode()
+        return Links(rows)
 
     def _pages(self, cat: MastCatalog, table: Table, params: dict, want: int | None, actor):
         """Yield the pages of one API query (stopping after ``want`` rows), typed, -999 as null."""

@@ -31,9 +31,8 @@ from pydantic import AnyHttpUrl, Field, model_validator
 from sqlglot import exp
 
 from gateway.adql.validate import AdqlQuery
-from gateway.archive import Cone, Cutout, CutoutRequest, ImageQuery, ScanRequest
+from gateway.archive import Cone, Cutout, CutoutRequest, ImageQuery, Link, Links, ScanRequest
 from gateway.faults import TransientFault, UsageFault
-from gateway.formats.datalink import links_document, soda_descriptor
 from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, record_matches
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import ARROW_TYPES, Table
@@ -279,7 +278,7 @@ class SkyMapperArchive(TapArchive):
     def claims(self, dataset_id: str) -> bool:
         return self.config.siap_url is not None and dataset_id.startswith(self.did_prefix)
 
-    def datalink(self, ids: list[str], actor, service_url: str) -> bytes:
+    def links(self, ids: list[str], context) -> Links:
         """DataLink 1.1: SkyMapper serves cutouts, not whole CCDs: per image ID a ``#cutout``
         row to the gateway's SODA (``get_image``, at most 0.17 deg) and a ``#this`` row saying
         so.  A master ``object_id``: its light curve, per release with per-epoch photometry,
@@ -287,21 +286,16 @@ class SkyMapperArchive(TapArchive):
         MAST does for HSC matches."""
         from urllib.parse import urlencode
 
-        rows = []
+        rows: list[Link] = []
         for i in ids:
             if not self.claims(i):
                 if not i.strip().isdigit() or not self.lightcurves:
                     rows.append(
-                        [
+                        Link(
                             i,
-                            "",
-                            "",
-                            "NotFoundFault: not a SkyMapper image ID or master object_id",
-                            "",
-                            "#auxiliary",
-                            "",
-                            "",
-                        ]
+                            error_message="NotFoundFault: not a SkyMapper image ID or master object_id",
+                            semantics="#auxiliary",
+                        )
                     )
                 for _master, phot, images in self.lightcurves.values() if i.strip().isdigit() else ():
                     q = (
@@ -310,44 +304,32 @@ class SkyMapperArchive(TapArchive):
                         f"WHERE p.object_id = {int(i)} ORDER BY i.date"
                     )
                     rows.append(
-                        [
+                        Link(
                             i,
-                            f"{service_url}/tap/sync?" + urlencode({"LANG": "ADQL", "QUERY": q}),
-                            "",
-                            "",
-                            f"light curve: every {phot.qualified_name} detection of this object, by MJD",
-                            "#auxiliary",
-                            "application/x-votable+xml",
-                            "",
-                        ]
+                            access_url=f"{context.service_url}/tap/sync?" + urlencode({"LANG": "ADQL", "QUERY": q}),
+                            description=f"light curve: every {phot.qualified_name} detection of this object, by MJD",
+                            semantics="#auxiliary",
+                            content_type="application/x-votable+xml",
+                        )
                     )
                 continue
             rows.append(
-                [
+                Link(
                     i,
-                    "",
-                    "",
-                    "NotFoundFault: SkyMapper serves cutouts (<= 0.17 deg) only; use #cutout",
-                    "",
-                    "#this",
-                    "",
-                    "",
-                ]
+                    error_message="NotFoundFault: SkyMapper serves cutouts (<= 0.17 deg) only; use #cutout",
+                    semantics="#this",
+                )
             )
             rows.append(
-                [
+                Link(
                     i,
-                    "",
-                    "soda",
-                    "",
-                    "SODA cutout from SkyMapper get_image (at most 0.17 deg across)",
-                    "#cutout",
-                    "image/fits",
-                    "",
-                ]
+                    service_def="soda",
+                    description="SODA cutout from SkyMapper get_image (at most 0.17 deg across)",
+                    semantics="#cutout",
+                    content_type="image/fits",
+                )
             )
-        soda = soda_descriptor(f"{service_url}/soda/{self.name}/sync") if any(r[2] == "soda" for r in rows) else ""
-        return links_document(rows, soda).encode()
+        return Links(rows)
 
     def cutout(self, request: CutoutRequest, context=None) -> Cutout | None:
         """SODA sync (SODA 1.0 §3) as one ``get_image`` call: CIRCLE/POS CIRCLE -> square of the
