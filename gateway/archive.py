@@ -356,6 +356,12 @@ class Archive:
         """SIA: ObsCore-described images matching ``query`` (SIA 2.0 §2)."""
         raise UsageFault(f"archive {self.name} has no images")
 
+    def image_collections(self) -> list[str] | None:
+        """The ObsCore ``obs_collection`` values of this archive's images, when it knows them
+        without a query (SIA 2.0 ``COLLECTION`` skips archives with none of the asked ones);
+        None: ask :meth:`image_search`."""
+        return None
+
     def image_records(self) -> list[dict]:
         """ObsCore records (dicts keyed by ObsCore column names, plus ``_footprint``: the
         corner list ``[(ra, dec), ...]`` and ``_band``) of all images."""

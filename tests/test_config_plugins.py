@@ -291,3 +291,30 @@ def _rows(votable: bytes) -> int:
     from astropy.io.votable import parse_single_table
 
     return len(parse_single_table(io.BytesIO(votable), verify="ignore").array)
+
+
+def test_scs_metadata_queries_pass_the_permission_hook(tmp_path):
+    """SR=0 (SCS 1.03 §2: the FIELDs, no rows) asks the ``cone`` permission and fires the
+    query hooks like any cone; a refusal is a 403 SCS error."""
+
+    class NoCones(Recorder):
+        @hookimpl
+        def gateway_permission_allowed(self, actor, action, archive, resource):
+            return False if action == "cone" else None
+
+    rec = NoCones()
+    app = make_app(demo_config(tmp_path), plugins=[rec], load_entrypoints=True)
+    try:
+        r = app.test_client().get("/scs/demo.sdss_stars", query_string={"RA": 200.45, "DEC": 36.8, "SR": 0})
+    finally:
+        app.extensions["vo_gateway"].jobs.close()
+    assert r.status_code == 403 and b"not allowed to cone demo.sdss_stars" in r.data
+    assert rec.started == []
+    allow = Recorder()
+    app = make_app(demo_config(tmp_path / "b"), plugins=[allow], load_entrypoints=True)
+    try:
+        r = app.test_client().get("/scs/demo.sdss_stars", query_string={"RA": 200.45, "DEC": 36.8, "SR": 0})
+        assert r.status_code == 200 and _rows(r.data) == 0
+    finally:
+        app.extensions["vo_gateway"].jobs.close()
+    assert allow.started == [("scs", "demo")] and [f[:3] for f in allow.finished] == [("scs", "demo", 0)]

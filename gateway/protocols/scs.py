@@ -48,10 +48,9 @@ def cone(name):
         verb = min(max(verb, 1), 3)
         maxrec = p.get_int("MAXREC")
         actor = gw().actor()
-        if sr == 0:
-            stream = archive.cone_search(table, Cone(ra, dec, 1e-9), 0, verb)
-        else:
-            stream = gw().queries.cone(archive, table, Cone(ra % 360, dec, sr), maxrec, verb, actor)
+        # SR=0: the metadata, no rows (SCS 1.03 §2), through the same permission and hooks
+        cone = Cone(ra % 360, dec, sr) if sr > 0 else Cone(ra % 360, dec, 1e-9)
+        stream = gw().queries.cone(archive, table, cone, maxrec if sr > 0 else 0, verb, actor)
     except Fault as f:
         return scs_error(f)
     stream = scs_view(stream, table)

@@ -296,8 +296,8 @@ class QueryService:
     def images(self, query: ImageQuery, actor=None) -> list[tuple[Archive, RowStream]]:
         out = []
         for archive in self.gw.image_archives():
-            own = getattr(archive.config, "image_collection", None)  # archives naming one collection
-            if query.collection and own is not None and own not in query.collection:
+            own = archive.image_collections()
+            if query.collection and own is not None and not set(own) & set(query.collection):
                 continue
             self._allowed(actor, "images", archive.name, archive.name)
             self.started(actor, "sia", archive.name, query_params(query))

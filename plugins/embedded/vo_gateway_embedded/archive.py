@@ -339,6 +339,9 @@ class EmbeddedArchive(DuckDBArchive):
         }
         return rec
 
+    def image_collections(self) -> list[str] | None:
+        return [self.config.image_collection] if self.config.image_collection else None
+
     def image_records(self) -> list[dict]:
         return list(self._images)
 
