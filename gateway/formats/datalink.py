@@ -72,3 +72,16 @@ def soda_descriptor(access_url: str, rid: str = "soda", mode: str = "sync", extr
         + extra_params
         + "</GROUP>\n</RESOURCE>\n"
     )
+
+
+def links_descriptor(access_url: str, ref: str) -> str:
+    """The DataLink service descriptor (DataLink 1.1 §4) of a query result: its ``ID``
+    parameter takes the values of the FIELD whose ID is ``ref``, so clients (pyvo
+    ``iter_datalinks``, TOPCAT) find each row's links at ``access_url``."""
+    return (
+        '<RESOURCE type="meta" utype="adhoc:service" name="datalink">\n'
+        '<PARAM name="standardID" datatype="char" arraysize="*" value="ivo://ivoa.net/std/DataLink#links-1.1"/>\n'
+        f'<PARAM name="accessURL" datatype="char" arraysize="*" value={quoteattr(access_url)}/>\n'
+        '<GROUP name="inputParams">\n<PARAM name="ID" datatype="char" arraysize="*" ucd="meta.id;meta.main" '
+        f'ref={quoteattr(ref)} value=""/>\n</GROUP>\n</RESOURCE>\n'
+    )

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from flask import Blueprint, Response, current_app, send_file
 
-from ..archive import Archive, ImageQuery
+from ..archive import ImageQuery
 from ..dali import Params, dali_number, parse_shape
 from ..faults import Fault, NotFoundFault, UsageFault
 from ..formats.votable import error_document
@@ -108,7 +108,7 @@ def sia2():
     # one archive answers in the common case; several are concatenated
     batches, overflow = [], False
     for archive, stream in results:
-        if type(archive).image_file is not Archive.image_file:  # local files: served by /data
+        if archive.image_records():  # images with local files: served by /data
             stream = with_access_urls(stream, archive.name)
         batches.extend(list(stream))
         overflow |= stream.overflow

@@ -368,19 +368,14 @@ def add_datalink_descriptor(stream: RowStream, service_url: str) -> None:
     """A DataLink service descriptor (DataLink 1.1 §4) whose ID is the column ``stream.datalink``
     names, so clients (pyvo ``iter_datalinks``, TOPCAT) find each row's links."""
     import re
-    from xml.sax.saxutils import quoteattr
+
+    from ..formats.datalink import links_descriptor
 
     assert stream.datalink is not None
     archive, column = stream.datalink
     fid = column if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", column) else "datalink_id"  # astropy names by ID
     stream.field_ids[column] = fid
-    stream.postamble += (
-        '<RESOURCE type="meta" utype="adhoc:service" name="datalink">\n'
-        '<PARAM name="standardID" datatype="char" arraysize="*" value="ivo://ivoa.net/std/DataLink#links-1.1"/>\n'
-        f'<PARAM name="accessURL" datatype="char" arraysize="*" value={quoteattr(f"{service_url}/datalink/{archive}/links")}/>\n'
-        '<GROUP name="inputParams">\n<PARAM name="ID" datatype="char" arraysize="*" ucd="meta.id;meta.main" '
-        f'ref={quoteattr(fid)} value=""/>\n</GROUP>\n</RESOURCE>\n'
-    )
+    stream.postamble += links_descriptor(f"{service_url}/datalink/{archive}/links", fid)
 
 
 def counting(chunks: Iterator[bytes], stream: RowStream, on_done) -> Iterator[bytes]:
