@@ -7,7 +7,7 @@ the ``cutout`` permission hook, ``gateway_query_started`` and, in a ``finally``,
 from __future__ import annotations
 
 from ..archive import Archive, Cutout, CutoutRequest
-from ..faults import Fault, NotFoundFault
+from ..faults import NotFoundFault
 from ..formats.datalink import links_document, soda_descriptor
 from ..uws.executor import JobContext
 
@@ -30,17 +30,10 @@ class CutoutService:
         data (SODA 1.0 §3.3: 204).  Raises Fault (403 when the permission hook refuses)."""
         queries = self.gw.queries
         queries._allowed(actor, "cutout", archive.name, request.id)
-        query = {"ID": request.id, "region": request.region}
-        queries.started(actor, "soda", archive.name, query)
-        error, answer = None, None
-        try:
+        with queries.hooked(actor, "soda", archive.name, {"ID": request.id, "region": request.region}) as tally:
             answer = archive.cutout(request, JobContext(None, actor, service_url=self.gw.url()))
-            return answer
-        except Exception as e:
-            error = str(e) if isinstance(e, Fault) else f"internal error ({type(e).__name__})"
-            raise
-        finally:
-            queries.finished(actor, "soda", archive.name, query, None, 0 if answer is None else 1, error=error)
+            tally.rows = 0 if answer is None else 1
+        return answer
 
     def job_runner(self, archive: Archive):
         """The UWS runner of ``archive``'s SODA async jobs (SODA 1.0 §3.1): the ``cutout``
@@ -51,17 +44,10 @@ class CutoutService:
         def run(job, context, job_dir):
             for i in [v for k, v in job.parameters if k == "ID"]:
                 queries._allowed(context.actor, "cutout", archive.name, i)
-            query = dict(job.parameters)
-            queries.started(context.actor, "soda", archive.name, query)
-            error, results = None, []
-            try:
+            with queries.hooked(context.actor, "soda", archive.name, dict(job.parameters)) as tally:
                 results = archive.soda_job(list(job.parameters), context, job_dir)
-                return results
-            except Exception as e:
-                error = str(e) if isinstance(e, Fault) else f"internal error ({type(e).__name__})"
-                raise
-            finally:
-                queries.finished(context.actor, "soda", archive.name, query, None, len(results), error=error)
+                tally.rows = len(results)
+            return results
 
         return run
 

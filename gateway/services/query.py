@@ -13,6 +13,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,14 @@ from ..uws.job import Result
 log = logging.getLogger("gateway.query")
 
 LANGS = {"ADQL", "ADQL-2.0", "ADQL-2.1"}
+
+
+@dataclass
+class Tally:
+    """What one hooked archive call reports to ``gateway_query_finished``."""
+
+    rows: int = 0
+    error: str | None = None
 
 
 @dataclass
@@ -313,20 +322,30 @@ class QueryService:
         out: list[tuple[Archive, dict]] = []
         for archive in self.gw.image_archives():
             self._allowed(actor, "images", archive.name, archive.name)
-            self.started(actor, "sia", archive.name, {**query, "INTERSECT": mode})
-            error, found = None, []
-            try:
+            with self.hooked(actor, "sia", archive.name, {**query, "INTERSECT": mode}) as tally:
                 local = archive.image_records()
                 found = [r for r in local if _sia1_match(r, ra, dec, sra, sdec, mode)]
                 if not local:  # an upstream image service: asked with the same INTERSECT
                     found = _upstream_images(archive, ra, dec, sra, sdec, mode, self.gw.config.service.sia_maxrec)
-            except Fault as f:
-                error = str(f)
-                raise
-            finally:
-                self.finished(actor, "sia", archive.name, query, None, len(found), error=error)
+                tally.rows = len(found)
             out += [(archive, r) for r in found]
         return out
+
+    @contextmanager
+    def hooked(self, actor, protocol: str, archive: str, query):
+        """The query hooks around one archive call: ``gateway_query_started``, the body, and in
+        a ``finally`` ``gateway_query_finished`` with the rows the body sets on the yielded
+        :class:`Tally` and the error it raised (a Fault's message; "internal error" for
+        anything else).  Hooks never see credentials (:func:`gateway.auth.public`)."""
+        self.started(actor, protocol, archive, query)
+        tally = Tally()
+        try:
+            yield tally
+        except Exception as e:
+            tally.error = str(e) if isinstance(e, Fault) else f"internal error ({type(e).__name__})"
+            raise
+        finally:
+            self.finished(actor, protocol, archive, query, None, tally.rows, error=tally.error)
 
     def started(self, actor, protocol: str, archive: str, query) -> None:
         """``gateway_query_started`` (never with credentials: :func:`gateway.auth.public`)."""
