@@ -15,7 +15,6 @@ from ..archive import Cone
 from ..dali import Params
 from ..faults import Fault, NotFoundFault, UsageFault
 from ..rowstream import RowStream
-from ..services.query import counting
 from .errors import scs_error
 
 bp = Blueprint("scs", __name__)
@@ -47,22 +46,22 @@ def cone(name):
         verb = p.get_int("VERB", 2)
         verb = min(max(verb, 1), 3)
         maxrec = p.get_int("MAXREC")
-        actor = gw().actor()
+        fmt = gw().formats.lookup(p.get("RESPONSEFORMAT") or "votable/td")
+        if fmt is None:
+            raise UsageFault(f"unsupported RESPONSEFORMAT {p.get('RESPONSEFORMAT')!r}")
         # SR=0: the metadata, no rows (SCS 1.03 §2), through the same permission and hooks
         cone = Cone(ra % 360, dec, sr) if sr > 0 else Cone(ra % 360, dec, 1e-9)
-        stream = gw().queries.cone(archive, table, cone, maxrec if sr > 0 else 0, verb, actor)
+        chunks = gw().queries.cone(
+            archive,
+            table,
+            cone,
+            maxrec if sr > 0 else 0,
+            verb,
+            gw().actor(),
+            lambda stream: fmt.writer(scs_view(stream, table), [("standardID", "ivo://ivoa.net/std/ConeSearch")]),
+        )
     except Fault as f:
         return scs_error(f)
-    stream = scs_view(stream, table)
-    fmt = gw().formats.lookup(p.get("RESPONSEFORMAT") or "votable/td")
-    if fmt is None:
-        return scs_error(UsageFault(f"unsupported RESPONSEFORMAT {p.get('RESPONSEFORMAT')!r}"))
-    g = gw()
-    chunks = counting(
-        fmt.writer(stream, [("standardID", "ivo://ivoa.net/std/ConeSearch")]),
-        stream,
-        lambda rows: g.queries.finished(actor, "scs", archive.name, {"RA": ra, "DEC": dec, "SR": sr}, stream, rows),
-    )
     return Response(chunks, content_type="text/xml;content=x-votable" if fmt.is_votable else fmt.mime)
 
 

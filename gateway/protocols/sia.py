@@ -11,7 +11,7 @@ DALI VOTables whose message starts with ``UsageFault:`` (SIA 2.0 §4).
 from __future__ import annotations
 
 import math
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import escape
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,8 +20,8 @@ from flask import Blueprint, Response, current_app, send_file
 from ..archive import ImageQuery
 from ..dali import Params, dali_number, parse_shape
 from ..faults import Fault, NotFoundFault, UsageFault
+from ..formats.datalink import links_descriptor
 from ..formats.votable import error_document
-from ..obscore import OBSCORE_COLUMNS
 from ..rowstream import RowStream
 from ..schema import Column
 from . import vosi
@@ -78,16 +78,6 @@ def with_access_urls(stream: RowStream, archive: str) -> RowStream:
     return stream
 
 
-def datalink_descriptor() -> str:
-    return (
-        '<RESOURCE type="meta" utype="adhoc:service" name="datalink">\n'
-        '<PARAM name="standardID" datatype="char" arraysize="*" value="ivo://ivoa.net/std/DataLink#links-1.1"/>\n'
-        f'<PARAM name="accessURL" datatype="char" arraysize="*" value={quoteattr(gw().url("datalink/links"))}/>\n'
-        '<GROUP name="inputParams">\n<PARAM name="ID" datatype="char" arraysize="*" ucd="meta.id;meta.main" '
-        'ref="obs_publisher_did" value=""/>\n</GROUP>\n</RESOURCE>\n'
-    )
-
-
 @bp.route("/sia/query", methods=["GET", "POST"])
 def sia2():
     try:
@@ -101,28 +91,9 @@ def sia2():
             q.maxrec if q.maxrec is not None else gw().config.service.sia_maxrec, gw().config.service.sia_maxrec
         )
         q.maxrec = limit
-        actor = gw().actor()
-        results = gw().queries.images(q, actor=actor)
+        merged = gw().queries.images(q, gw().actor(), with_access_urls)
     except Fault as f:
         return dali_error(f, label=True)
-    # one archive answers in the common case; several are concatenated
-    batches, overflow = [], False
-    for archive, stream in results:
-        if archive.image_records():  # images with local files: served by /data
-            stream = with_access_urls(stream, archive.name)
-        batches.extend(list(stream))
-        overflow |= stream.overflow
-    rows = sum(b.num_rows for b in batches)
-    if rows > limit:
-        overflow = True
-    merged = RowStream(
-        OBSCORE_COLUMNS,
-        [pa.Table.from_batches(batches, schema=batches[0].schema).slice(0, limit).to_batches()[0]]
-        if batches and limit
-        else [],
-        overflow=overflow or limit == 0,
-    )
-    gw().queries.finished(actor, "sia", "+".join(a.name for a, _ in results), p.as_dict(), merged, min(rows, limit))
     if fmt.is_votable:
         from ..formats.votable import write_votable
 
@@ -131,7 +102,7 @@ def sia2():
             merged,
             [("standardID", "ivo://ivoa.net/std/SIA#query-2.0")],
             ser,
-            postamble=datalink_descriptor(),
+            postamble=links_descriptor(gw().url("datalink/links"), "obs_publisher_did"),
             field_ids={"obs_publisher_did": "obs_publisher_did"},
         )
         return Response(body, content_type=fmt_value if "/" in fmt_value else fmt.mime)

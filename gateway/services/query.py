@@ -292,26 +292,55 @@ class QueryService:
             raise
         return [Result("result", ctype, str(path), path.stat().st_size, rows)]
 
-    def cone(self, archive: Archive, table, cone: Cone, maxrec: int | None, verb: int, actor=None) -> RowStream:
+    def cone(self, archive: Archive, table, cone: Cone, maxrec: int | None, verb: int, actor, write) -> Iterator[bytes]:
+        """SCS (SCS 1.03 §2) on ``table`` of ``archive``: after the ``cone`` permission, the
+        archive's rows within ``cone`` (``verb`` 1-3), written by ``write(stream)``; the chunks
+        are counted and ``gateway_query_finished`` fires when they end (or with the error when
+        the archive refuses)."""
         self._allowed(actor, "cone", archive.name, table.qualified_name)
-        self.gw.pm.hook.gateway_query_started(
-            actor=public(actor),
-            protocol="scs",
-            archive=archive.name,
-            query={"RA": cone.ra, "DEC": cone.dec, "SR": cone.radius},
+        query = {"RA": cone.ra, "DEC": cone.dec, "SR": cone.radius}
+        self.started(actor, "scs", archive.name, query)
+        try:
+            stream = archive.cone_search(table, cone, self.maxrec(maxrec), verb)
+        except Exception as e:
+            error = str(e) if isinstance(e, Fault) else f"internal error ({type(e).__name__})"
+            self.finished(actor, "scs", archive.name, query, None, 0, error=error)
+            raise
+        return counting(
+            write(stream), stream, lambda rows: self.finished(actor, "scs", archive.name, query, stream, rows)
         )
-        return archive.cone_search(table, cone, self.maxrec(maxrec), verb)
 
-    def images(self, query: ImageQuery, actor=None) -> list[tuple[Archive, RowStream]]:
-        out = []
+    def images(self, query: ImageQuery, actor, local_urls) -> RowStream:
+        """SIA 2.0 (SIA 2.0 §2): the ObsCore rows of every image archive for ``query``, each
+        archive after the ``images`` permission and within the query hooks; archives whose
+        images are local files get their access URLs from ``local_urls(stream, archive name)``.
+        At most ``query.maxrec`` rows, ``overflow`` set when there were more."""
+        import pyarrow as pa
+
+        from ..obscore import OBSCORE_COLUMNS
+
+        batches, overflow = [], False
         for archive in self.gw.image_archives():
             own = archive.image_collections()
             if query.collection and own is not None and not set(own) & set(query.collection):
                 continue
             self._allowed(actor, "images", archive.name, archive.name)
-            self.started(actor, "sia", archive.name, query_params(query))
-            out.append((archive, archive.image_search(query)))
-        return out
+            with self.hooked(actor, "sia", archive.name, query_params(query)) as tally:
+                stream = archive.image_search(query)
+                if archive.image_records():  # images with local files
+                    stream = local_urls(stream, archive.name)
+                got = list(stream)
+                tally.rows = sum(b.num_rows for b in got)
+            batches += got
+            overflow |= stream.overflow
+        limit = query.maxrec if query.maxrec is not None else self.gw.config.service.sia_maxrec
+        rows = sum(b.num_rows for b in batches)
+        kept = pa.Table.from_batches(batches, schema=batches[0].schema).slice(0, limit) if batches and limit else None
+        return RowStream(
+            OBSCORE_COLUMNS,
+            kept.combine_chunks().to_batches() if kept is not None and kept.num_rows else [],
+            overflow=overflow or rows > limit or limit == 0,
+        )
 
     def sia1_images(self, ra, dec, sra, sdec, mode: str, actor, query: dict) -> list[tuple[Archive, dict]]:
         """SIA 1.0 (SIA 1.0 §4.1): the ObsCore records of every image archive that meet the
