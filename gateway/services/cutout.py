@@ -29,7 +29,7 @@ class CutoutService:
         """The cutout of ``request`` by ``archive`` for ``actor``; None when the region holds no
         data (SODA 1.0 §3.3: 204).  Raises Fault (403 when the permission hook refuses)."""
         queries = self.gw.queries
-        queries._allowed(actor, "cutout", archive.name, request.id)
+        queries.check_permission(actor, "cutout", archive.name, request.id)
         with queries.hooked(actor, "soda", archive.name, {"ID": request.id, "region": request.region}) as tally:
             answer = archive.cutout(request, JobContext(None, actor, service_url=self.gw.url()))
             tally.rows = 0 if answer is None else 1
@@ -43,7 +43,7 @@ class CutoutService:
 
         def run(job, context, job_dir):
             for i in [v for k, v in job.parameters if k == "ID"]:
-                queries._allowed(context.actor, "cutout", archive.name, i)
+                queries.check_permission(context.actor, "cutout", archive.name, i)
             with queries.hooked(context.actor, "soda", archive.name, dict(job.parameters)) as tally:
                 results = archive.soda_job(list(job.parameters), context, job_dir)
                 tally.rows = len(results)
@@ -57,7 +57,7 @@ class CutoutService:
         rows, the descriptors of its SODA services the rows name (with its ``soda_params``;
         async too where it runs SODA jobs), and the descriptors it gives itself."""
         for i in ids:
-            self.gw.queries._allowed(actor, "datalink", archive.name, i)
+            self.gw.queries.check_permission(actor, "datalink", archive.name, i)
         answer = archive.links(ids, JobContext(None, actor, service_url=self.gw.url()))
         named = {lk.service_def for lk in answer.rows}
         descriptors = ""

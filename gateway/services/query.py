@@ -69,7 +69,9 @@ class QueryService:
             return svc.maxrec_default
         return min(requested, svc.maxrec_hard)
 
-    def _allowed(self, actor, action: str, archive: str, resource: str) -> None:
+    def check_permission(self, actor, action: str, archive: str, resource: str) -> None:
+        """``gateway_permission_allowed`` for ``actor`` (without credentials); raises a 403
+        Fault when a plugin refuses ``action`` on ``resource`` of ``archive``."""
         ok = self.gw.pm.hook.gateway_permission_allowed(
             actor=public(actor), action=action, archive=archive, resource=resource
         )
@@ -107,7 +109,7 @@ class QueryService:
         q.uploads = uploads or {}
         for t in q.tables:
             if t.schema != "TAP_UPLOAD":
-                self._allowed(actor, "query", self.gw.catalogue.lookup(t.schema, t.name)[0], t.qualified_name)
+                self.check_permission(actor, "query", self.gw.catalogue.lookup(t.schema, t.name)[0], t.qualified_name)
         archive, native, plan = self._route(q)
         if archive is None:
             return self._federated(plan, q, text, maxrec, actor, context, service_url, response_format)
@@ -297,7 +299,7 @@ class QueryService:
         archive's rows within ``cone`` (``verb`` 1-3), written by ``write(stream)``; the chunks
         are counted and ``gateway_query_finished`` fires when they end (or with the error when
         the archive refuses)."""
-        self._allowed(actor, "cone", archive.name, table.qualified_name)
+        self.check_permission(actor, "cone", archive.name, table.qualified_name)
         query = {"RA": cone.ra, "DEC": cone.dec, "SR": cone.radius}
         self.started(actor, "scs", archive.name, query)
         try:
@@ -324,7 +326,7 @@ class QueryService:
             own = archive.image_collections()
             if query.collection and own is not None and not set(own) & set(query.collection):
                 continue
-            self._allowed(actor, "images", archive.name, archive.name)
+            self.check_permission(actor, "images", archive.name, archive.name)
             with self.hooked(actor, "sia", archive.name, query_params(query)) as tally:
                 stream = archive.image_search(query)
                 if archive.image_records():  # images with local files
@@ -350,7 +352,7 @@ class QueryService:
         ``query_finished`` (``protocol="sia"``)."""
         out: list[tuple[Archive, dict]] = []
         for archive in self.gw.image_archives():
-            self._allowed(actor, "images", archive.name, archive.name)
+            self.check_permission(actor, "images", archive.name, archive.name)
             with self.hooked(actor, "sia", archive.name, {**query, "INTERSECT": mode}) as tally:
                 local = archive.image_records()
                 found = [r for r in local if _sia1_match(r, ra, dec, sra, sdec, mode)]
