@@ -305,8 +305,7 @@ class QueryService:
         try:
             stream = archive.cone_search(table, cone, self.maxrec(maxrec), verb)
         except Exception as e:
-            error = str(e) if isinstance(e, Fault) else f"internal error ({type(e).__name__})"
-            self.finished(actor, "scs", archive.name, query, None, 0, error=error)
+            self.finished(actor, "scs", archive.name, query, None, 0, error=hook_error(e))
             raise
         return counting(
             write(stream), stream, lambda rows: self.finished(actor, "scs", archive.name, query, stream, rows)
@@ -373,7 +372,7 @@ class QueryService:
         try:
             yield tally
         except Exception as e:
-            tally.error = str(e) if isinstance(e, Fault) else f"internal error ({type(e).__name__})"
+            tally.error = hook_error(e)
             raise
         finally:
             self.finished(actor, protocol, archive, query, None, tally.rows, error=tally.error)
@@ -462,11 +461,18 @@ def _upstream_images(archive, ra, dec, sra, sdec, mode, maxrec: int) -> list[dic
     return out
 
 
+def hook_error(e: Exception) -> str:
+    """The ``error`` ``gateway_query_finished`` gets for an exception: a Fault's message (the
+    user's or the upstream's words), "internal error" for anything else (never a trace)."""
+    return str(e) if isinstance(e, Fault) else f"internal error ({type(e).__name__})"
+
+
 def _sia1_match(r, ra, dec, sra, sdec, mode) -> bool:
     fp = r["_footprint"]
+    fpv = unit([v[0] for v in fp], [v[1] for v in fp])
     cosd = max(math.cos(math.radians(dec)), 1e-6)
     if sra == 0 and sdec == 0 or mode == "CENTER":
-        return bool(polygon_contains(unit([v[0] for v in fp], [v[1] for v in fp]), unit([ra], [dec]))[0])
+        return bool(polygon_contains(fpv, unit([ra], [dec]))[0])
     box = (
         "polygon",
         ra - sra / 2 / cosd,
@@ -478,7 +484,6 @@ def _sia1_match(r, ra, dec, sra, sdec, mode) -> bool:
         ra - sra / 2 / cosd,
         dec + sdec / 2,
     )
-    fpv = unit([v[0] for v in fp], [v[1] for v in fp])
     boxv = shape_vertices(box)
     bv = unit([v[0] for v in boxv], [v[1] for v in boxv])
     if mode == "COVERS":
