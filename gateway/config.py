@@ -132,6 +132,13 @@ class PlannerConfig(BaseModel):
         description="a crossmatch partner with at most this many rows "
         "(an upload, a fetched sub-query) bounds the other side by one cone per row",
     )
+    cone_group_size: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="degrees: partner rows closer than about this share one covering cone (one "
+        "upstream request instead of one per row; the crossmatch itself stays exact); 0: one cone per row",
+    )
     cones_per_query: int = Field(200, ge=1, description="cones OR-ed into one sub-query of an SQL archive")
     keys_per_query: int = Field(
         1000,

@@ -22,7 +22,9 @@ other query is planned here (``docs/planner.md``):
 4. **Fetch.**  The references of one stage are fetched concurrently, each archive's requests
    bounded by its ``max_concurrency``: SQL archives get ADQL sub-queries (cones OR-ed,
    ``planner.cones_per_query`` at a time; a DuckDB archive gets the cones as a TAP_UPLOAD
-   table), scanning archives one :class:`~gateway.archive.ScanRequest` per cone.
+   table), scanning archives one :class:`~gateway.archive.ScanRequest` per cone.  Where cones
+   are sent one at a time (scans, OR-ed sub-queries), cones closer than
+   ``planner.cone_group_size`` share one covering cone.
 5. **Local evaluation.**  The fetched rows are registered in a per-query DuckDB (spilling to
    ``planner.temp_directory`` beyond ``planner.memory_limit``), where the whole query (joins,
    residual WHERE, GROUP BY/HAVING, DISTINCT, set operations, ORDER BY, TOP, OFFSET) runs; its
@@ -59,6 +61,7 @@ from .faults import TransientFault, UsageFault
 from .residual import cone_forms, cone_term, conjuncts, constant
 from .rowstream import RowStream
 from .schema import Column, Table
+from .sky import covering_cones
 
 log = logging.getLogger("gateway.planner")
 UPLOAD = "tap_upload"
@@ -744,6 +747,7 @@ class Planner:
                 for i in range(0, len(cones), per)
             ]
         elif cones:
+            cones = self._grouped(cones)
             n = self.config.cones_per_query
             texts = [(_subquery_text(ref, cones[i : i + n]), {}) for i in range(0, len(cones), n)]
         else:
@@ -809,7 +813,7 @@ class Planner:
         else:
             requests = [
                 ScanRequest(ref.table, columns, c, list(ref.predicates), order, limit)
-                for c in (cones if cones is not None else [None])
+                for c in (self._grouped(cones) if cones is not None else [None])
             ]
         with plan.progress.lock:
             plan.progress.total += len(requests) - 1
@@ -827,6 +831,14 @@ class Planner:
             return t
 
         return self._many(ref, archive, requests, one, plan, dedupe=len(requests) > 1, describe=lambda r: r.describe())
+
+    def _grouped(self, cones: list[Cone]) -> list[Cone]:
+        """``cones`` for an archive that takes them one request (or one OR-ed sub-query) at
+        a time: cones whose centres lie within ``planner.cone_group_size`` degrees of each other
+        share one covering cone (:func:`gateway.sky.covering_cones`), so a dense target list
+        costs one request per patch of sky instead of one per target.  The crossmatch stays
+        exact: the fetched rows are a superset, and the join is evaluated here."""
+        return [Cone(*c) for c in covering_cones(cones, self.config.cone_group_size)]
 
     @staticmethod
     def _any_rows(plan: Plan) -> bool:

@@ -227,3 +227,38 @@ def cone_rows(ra: np.ndarray, dec: np.ndarray, cone: Cone) -> np.ndarray:
     )
     dist = np.degrees(2.0 * np.arcsin(np.minimum(1.0, np.sqrt(h))))
     return idx[dist <= cone.radius]
+
+
+def covering_cones(cones: list[Cone], cell: float) -> list[tuple[float, float, float]]:
+    """Cones ``(ra, dec, r)`` (degrees) that together cover ``cones``, where cones whose
+    centres lie within about ``cell`` degrees of each other share one.
+
+    The centres are binned on a grid of declination bands ``cell`` high, each cut into RA
+    cells about ``cell`` wide.  A cell with one cone keeps it; a cell with several gets one cone
+    about their centres' mean direction, of radius the largest (distance from it + own radius),
+    which contains each of them (the triangle inequality).  ``cell <= 0`` keeps every cone.
+    """
+    if cell <= 0 or len(cones) < 2:
+        return [(c.ra, c.dec, c.radius) for c in cones]
+    ra = np.array([c.ra for c in cones], float)
+    dec = np.array([c.dec for c in cones], float)
+    rad = np.array([c.radius for c in cones], float)
+    band = np.floor((dec + 90.0) / cell)
+    centre = np.radians(np.minimum(90.0, (band + 0.5) * cell - 90.0))
+    per_band = np.maximum(1, np.floor(360.0 * np.cos(centre) / cell))
+    key = band * 1e7 + np.floor(np.mod(ra, 360.0) / 360.0 * per_band)
+    order = np.argsort(key, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(key[order]) != 0])
+    out = []
+    for members in np.split(order, starts[1:]):
+        if len(members) == 1:
+            k = members[0]
+            out.append((float(ra[k]), float(dec[k]), float(rad[k])))
+            continue
+        v = unit(ra[members], dec[members]).sum(axis=0)
+        v /= np.linalg.norm(v)
+        ca = math.degrees(math.atan2(v[1], v[0])) % 360.0
+        cd = math.degrees(math.asin(max(-1.0, min(1.0, v[2]))))
+        reach = float(np.max(separation(ra[members], dec[members], ca, cd) + rad[members]))
+        out.append((ca, cd, reach + 1e-12))
+    return out

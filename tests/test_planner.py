@@ -296,7 +296,7 @@ def test_targets_against_the_hubble_source_catalog_and_their_light_curves(fed):
     assert got == match_pairs(
         (targets["tid"].data, targets["ra"].data, targets["dec"].data), (mid, mra, mdec), 1 / 3600
     )
-    links = next(res.iter_datalinks())
+    links = next(res.iter_datalinks(preserve_order=True))  # the first row's links
     curve = pyvo.dal.DALResults.from_result_url(next(r for r in links if r.semantics == "#auxiliary").access_url)
     first = int(res.to_table()["MatchID"][0])
     assert sorted(curve.to_table()["StartMJD"]) == sorted(
@@ -461,6 +461,7 @@ def test_job_info_reports_progress_while_the_job_runs(tmp_path, postgres_url):
     cfg = demo_config(tmp_path)
     with serve(mast_app(extra_fields=[F], latency=0.3)) as m:
         cfg["archives"]["mast"] = mast_archive(m, max_concurrency=1)
+        cfg["planner"] = {"cone_group_size": 0}  # one request per target, to count them
         app = make_app(cfg, load_entrypoints=True)
         with serve(app) as url:
             targets = Table({"tid": np.arange(len(near)), "ra": ra[near], "dec": dec[near]})
@@ -589,10 +590,11 @@ def test_taplint_over_the_federated_planner_service(fed):
     assert bad == [], "\n".join(map(str, bad))
 
 
-@pytest.mark.slow
 def test_ten_thousand_row_upload_against_a_rest_emulator(fed):
-    """10,000 targets × MAST: one API request per target (bounded concurrency), exact."""
+    """10,000 targets within 0.6 deg × MAST: exact, in one catalogs-API request per patch of
+    sky (``planner.cone_group_size``) instead of one per target."""
     url, _, emus = fed
+    start = len(emus["mast"].requests)
     ids, ra, dec = truth_rows("mast", emus)
     rng = np.random.default_rng(11)
     near = np.flatnonzero(in_cone(ra, dec, (F[0], F[1], 0.6)))
@@ -612,6 +614,8 @@ def test_ten_thousand_row_upload_against_a_rest_emulator(fed):
     got = pairs_of(sync(url, q, UPLOAD="t,param:t", MAXREC="100000", files={"t": ("t.xml", vot)}))
     want = match_pairs((targets["tid"].data, targets["ra"].data, targets["dec"].data), (ids, ra, dec), 0.0004)
     assert got == want and len(want) >= 9_000
+    cones = [p for path, _, p in emus["mast"].requests[start:] if path == "panstarrs/dr2/mean"]
+    assert 100 < len(cones) < 2_000, len(cones)  # 1.13 deg² in cells of 0.05 deg: about 450
 
 
 def test_every_published_example_runs_including_the_crossmatches(fed):
@@ -755,3 +759,27 @@ def test_planned_queries_are_cached_per_caller(tmp_path):
             run(query=q.replace("< 0.03", "< 0.02"))
             assert calls() > n
         app.extensions["vo_gateway"].jobs.close()
+
+
+@pytest.mark.parametrize("centre", [(33.6, -0.8), (0.01, 10.0), (359.99, -45.0), (120.0, 89.97), (250.0, -89.99)])
+def test_covering_cones_contain_every_cone_and_share_dense_ones(centre):
+    """gateway.sky.covering_cones: every input cone lies inside one output cone (checked with
+    astropy separations), at RA 0/360 and the poles too; dense cones share; cell 0 keeps all."""
+    from gateway.archive import Cone
+    from gateway.sky import covering_cones
+
+    rng = np.random.default_rng(int(centre[0] * 100 + centre[1]))
+    n = 400
+    c = SkyCoord(centre[0] * u.deg, centre[1] * u.deg)
+    pts = c.directional_offset_by(rng.uniform(0, 360, n) * u.deg, np.sqrt(rng.uniform(0, 0.2**2, n)) * u.deg)
+    cones = [Cone(float(a), float(d), float(r)) for a, d, r in zip(pts.ra.deg, pts.dec.deg, rng.uniform(1e-4, 3e-3, n))]
+    out = covering_cones(cones, 0.05)
+    assert len(out) < n / 2
+    big = SkyCoord([o[0] for o in out] * u.deg, [o[1] for o in out] * u.deg)
+    radii = np.array([o[2] for o in out])
+    for cone, p in zip(cones, pts):
+        assert np.any(p.separation(big).deg + cone.radius <= radii + 1e-9), cone
+    assert all(0 <= o[0] < 360 and -90 <= o[1] <= 90 for o in out)
+    assert covering_cones(cones, 0) == [(k.ra, k.dec, k.radius) for k in cones]
+    far = [Cone(0.0, -30.0, 0.001), Cone(90.0, 0.0, 0.001)]
+    assert covering_cones(far, 0.05) == [(k.ra, k.dec, k.radius) for k in far]
