@@ -1079,11 +1079,13 @@ def _subquery_text(ref: Ref, cones: list[Cone] | None, upload: bool = False, key
         )
     text = f"SELECT {cols} FROM {_ident(t.schema)}.{_ident(t.name)} AS {a}"
     if upload and pos and keys is None:
+        # a join driven by the uploaded cones (an indexed cone search per cone upstream, where
+        # EXISTS would test every row of the table against every cone); a row in two cones
+        # comes twice and is deduplicated by the fetch
         text = (
-            f"SELECT {cols} FROM {_ident(t.schema)}.{_ident(t.name)} AS {a} WHERE EXISTS (SELECT 1 FROM "
-            f"TAP_UPLOAD.gw_cones AS gw_c WHERE 1 = CONTAINS({pos}, CIRCLE('ICRS', gw_c.ra, gw_c.dec, gw_c.r)))"
+            f"SELECT {cols} FROM TAP_UPLOAD.gw_cones AS gw_c JOIN {_ident(t.schema)}.{_ident(t.name)} AS {a} "
+            f"ON 1 = CONTAINS({pos}, CIRCLE('ICRS', gw_c.ra, gw_c.dec, gw_c.r))"
         )
-        return text + "".join(f" AND ({w})" for w in where)
     if where:
         text += " WHERE " + " AND ".join(f"({w})" for w in where)
     return text

@@ -315,11 +315,11 @@ def test_upstream_cone_search_offered_at_scs(upstream, tmp_path):
 def test_large_plain_selections_stream_as_csv(front, upstream):
     rec = upstream[1]
     c = front[0].test_client()
-    q = "SELECT source_id, ra, dec, phot_g_mean_mag FROM {s}.gaia_dr3_g10 WHERE dec > 30"
+    q = "SELECT source_id, ra, dec, phot_g_mean_mag FROM {s}.gaia_dr3_g10 WHERE dec > 70"  # 12,536 rows
     r1, (t1, s1, _) = run(c, q.format(s="up"), MAXREC=200000, RESPONSEFORMAT="votable/td")
     assert rec.formats[-1] == ("/tap/sync", "csv")
     _, (t2, _, _) = run(make_client_for(upstream), q.format(s="demo"), MAXREC=200000)
-    assert s1 == "OK" and len(t1) == len(t2) > 50000
+    assert s1 == "OK" and len(t1) == len(t2) > 10000
     assert list(t1["source_id"]) == list(t2["source_id"]) and list(t1["ra"]) == list(t2["ra"])
     assert t1["phot_g_mean_mag"].dtype == t2["phot_g_mean_mag"].dtype
     _, (t3, s3, _) = run(c, q.format(s="up"), MAXREC=1000, RESPONSEFORMAT="votable/td")
@@ -385,11 +385,11 @@ def test_binary2_answers_pass_through(front, upstream):
 
     rec = upstream[1]
     c = front[0].test_client()
-    q = "SELECT source_id, ra, dec, phot_g_mean_mag FROM {s}.gaia_dr3_g10 WHERE dec > 30"
+    q = "SELECT source_id, ra, dec, phot_g_mean_mag FROM {s}.gaia_dr3_g10 WHERE dec > 70"  # 12,536 rows
     r1, (t1, s1, _) = run(c, q.format(s="up"), MAXREC=200000)
     assert rec.formats[-1] == ("/tap/sync", "application/x-votable+xml")
     r2, (t2, _, _) = run(make_client_for(upstream), q.format(s="demo"), MAXREC=200000)
-    assert s1 == "OK" and len(t1) == len(t2) > 50000
+    assert s1 == "OK" and len(t1) == len(t2) > 10000
     assert _stream_text(r1.data).replace(b"\n", b"") == _stream_text(r2.data).replace(b"\n", b"")
     for name in t1.colnames:
         assert t1[name].dtype == t2[name].dtype and (t1[name] == t2[name]).all()

@@ -9,8 +9,9 @@ Bad credentials -> 401; SQL that does not run -> 406 with the error text (syntax
 header line prefixed ``# ``.  The SQL runs on a real PostgreSQL, as on the real service
 (docs/upstreams.md §1.3: PostgreSQL with ``cube``/``earthdistance``), over a synthetic sky (schemas
 ``s23b_wide`` and ``pdr3_wide``: every table of the bundled metadata and ``photoz_mizuki``, one
-row per ``forced`` object; ``coord`` an ``earth`` value) with the stored functions
-``coneSearch(coord, ra, dec, arcsec)`` and ``boxSearch(coord, ra1, ra2, dec1, dec2)`` (with its
+row per ``forced`` object; ``coord`` an ``earth`` value with a GiST index) with the stored functions
+``coneSearch(coord, ra, dec, arcsec)`` (an ``earth_box`` test the index answers, then the exact
+distance) and ``boxSearch(coord, ra1, ra2, dec1, dec2)`` (with its
 RA-wrap rule), so PostgreSQL itself judges the dialect (no boolean = integer, no
 round(double precision, int), ...).  The submit-time syntax check is PostgreSQL's ``EXPLAIN``.
 ``app.jobs`` and ``app.requests`` are kept for the tests.
@@ -60,7 +61,8 @@ FUNCTIONS = """
 CREATE EXTENSION IF NOT EXISTS cube;
 CREATE EXTENSION IF NOT EXISTS earthdistance;
 CREATE FUNCTION coneSearch(c earth, ra0 float8, dec0 float8, r_arcsec float8) RETURNS boolean AS $$
-    SELECT earth_distance(c, ll_to_earth(dec0, ra0)) <= radians(r_arcsec / 3600.0) * earth() $$
+    SELECT earth_box(ll_to_earth(dec0, ra0), radians(r_arcsec / 3600.0) * earth()) @> c
+       AND earth_distance(c, ll_to_earth(dec0, ra0)) <= radians(r_arcsec / 3600.0) * earth() $$
     LANGUAGE sql IMMUTABLE;
 CREATE FUNCTION boxSearch(c earth, ra1 float8, ra2 float8, dec1 float8, dec2 float8) RETURNS boolean AS $$
     SELECT latitude(c) BETWEEN dec1 AND dec2 AND CASE
@@ -140,6 +142,8 @@ def hsc_app(
             if "ra" in rows.column_names:
                 con.execute(f"ALTER TABLE s23b_wide.{name} ADD COLUMN coord earth")
                 con.execute(f'UPDATE s23b_wide.{name} SET coord = ll_to_earth("dec", ra)')
+                con.execute(f"CREATE INDEX ON s23b_wide.{name} USING gist (coord)")
+                con.execute(f"ANALYZE s23b_wide.{name}")
             con.execute(f"CREATE VIEW pdr3_wide.{name} AS SELECT * FROM s23b_wide.{name}")
     app.forced = forced  # type: ignore[attr-defined]
     app.photoz = tables["photoz_mizuki"]  # type: ignore[attr-defined]
