@@ -8,6 +8,7 @@ TAP_SCHEMA, and registers the protocol blueprints.  Nothing happens at import ti
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -165,9 +166,11 @@ class Gateway:
                 f"ORDER BY dist",
                 [t.qualified_name],
             )
-        for t in tabs.values():
+        joins: Counter[str] = Counter()  # two join examples per archive: the idea, not every key
+        for name, t in self.catalogue.tables():
             for fk in t.foreign_keys:
-                if fk.target_table in tabs:
+                if fk.target_table in tabs and joins[name] < 2:
+                    joins[name] += 1
                     tt = tabs[fk.target_table]
                     on = " AND ".join(f"e.{a} = s.{b}" for a, b in zip(fk.from_columns, fk.target_columns))
                     out[f"join_{t.name}"] = (

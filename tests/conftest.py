@@ -163,6 +163,8 @@ def postgres_url(tmp_path_factory):
             "listen_addresses=127.0.0.1",
             "-c",
             "fsync=off",
+            "-c",
+            "jit=off",  # compiling a small query's plan costs more than running it
         ],
         stdout=open(d / "log", "w"),
         stderr=subprocess.STDOUT,

@@ -1,7 +1,10 @@
-"""The benchmark runner still works (tiny sizes); numbers are printed, not asserted."""
+"""The benchmark runner still works (tiny sizes); numbers are printed, not asserted.  The two
+that start gateways, emulators and STILTS of their own are ``slow`` (``.ci/run`` runs them)."""
 
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -30,6 +33,7 @@ def test_jobs_bench_quick(live_url):
     assert "jobs/s" in out.stdout and "WAIT wake-up" in out.stdout
 
 
+@pytest.mark.slow
 def test_vs_dachs_quick():
     """The DaCHS comparison runner on a tiny generated catalogue, gateway side only."""
     out = subprocess.run(
@@ -70,6 +74,7 @@ def test_fuzz_bench_small():
     assert "200 queries" in out.stdout and "bad answers (5xx, broken streams, in-band internal errors): 0" in out.stdout
 
 
+@pytest.mark.slow
 def test_federated_bench_quick():
     """The federated planner benchmark (50 targets against the MAST emulator): both ways find
     the astropy ground truth."""

@@ -72,10 +72,13 @@ def test_disconnected_sync_query_stops_within_a_second(server):
         s = socket.create_connection((host, port))
         q = urllib.parse.urlencode({"LANG": "ADQL", "QUERY": HEAVY, "RESPONSEFORMAT": fmt})
         s.sendall(f"GET /tap/sync?{q} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-        time.sleep(1.0)
-        busy = cpu_seconds(proc.pid)
-        time.sleep(0.5)
-        assert cpu_seconds(proc.pid) - busy > 0.3, "the heavy query is not running"
+        running_by = time.monotonic() + 10  # on a loaded machine the server gets a share of a core
+        while True:
+            busy = cpu_seconds(proc.pid)
+            time.sleep(0.5)
+            if cpu_seconds(proc.pid) - busy > 0.1:
+                break
+            assert time.monotonic() < running_by, "the heavy query is not running"
         s.close()
         gone = time.monotonic()
         stopped = busy_until_idle(proc.pid, gone)
