@@ -83,12 +83,12 @@ def start_process(config_path, port: int | None = None, log=None, extra_args=())
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
+    for _ in range(600):
         try:
             if requests.get(url + "/tap/availability", timeout=2).ok:
                 return proc, url
         except requests.ConnectionError:
-            time.sleep(0.5)
+            time.sleep(0.1)
     proc.kill()
     raise RuntimeError("gateway did not start")
 

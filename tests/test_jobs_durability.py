@@ -136,7 +136,10 @@ def test_two_gateway_processes_share_jobs_through_postgresql(tmp_path, postgres_
     sa.create_engine(postgres_url).connect().close()
     cfg = live_config(tmp_path, jobs={"store": postgres_url})
     log = open(tmp_path / "gw.log", "w")
-    (a, url_a), (b, url_b) = start_process(cfg, log=log), start_process(cfg, log=log)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:  # both start at once
+        (a, url_a), (b, url_b) = pool.map(lambda _: start_process(cfg, log=log), range(2))
     try:
         job = submit(url_a, "SELECT TOP 3 id FROM demo.s82_rrlyrae ORDER BY id")
         other = job.replace(url_a, url_b)

@@ -78,16 +78,12 @@ CREATE FUNCTION tractSearch(object_id bigint, t1 integer, t2 integer) RETURNS bo
 _DATABASES = itertools.count(1)
 
 
-def hsc_app(
-    pg_url: str, users: dict[str, str] | None = None, n: int = 2000, missing=("a_g",), centres=tuple(CENTRES)
-) -> Flask:
-    """``pg_url``: a PostgreSQL server (``postgresql://...``, the tests' ``postgres_url``) in
-    which the emulator makes a database of its own.  ``missing``: columns of the bundled
-    metadata the emulated tables lack (schema drift)."""
-    app = Flask("hsc-emulator")
-    users = users or {"alice": "a-pw"}
-    app.requests, app.jobs, app.polls_to_done, app.truncate = [], {}, 2, False  # type: ignore[attr-defined]
-    ids = itertools.count(1000)
+_BUILT: dict[tuple, tuple[str, dict[str, pa.Table]]] = {}
+
+
+def _build(pg_url: str, n: int, missing, centres) -> tuple[str, dict[str, pa.Table]]:
+    """The emulator's tables (``forced`` and the other rerun tables, one row per object) and the
+    DSN of a new PostgreSQL database holding them."""
     rng = np.random.default_rng(4242)
     ra, dec = discs(rng, list(centres), n, 0.2)
     m = len(ra)
@@ -120,7 +116,7 @@ def hsc_app(
             }
         )
     server = pg_url.replace("postgresql+psycopg://", "postgresql://")
-    dbname = f"hsc_emulator_{next(_DATABASES)}_{id(app)}"
+    dbname = f"hsc_emulator_{next(_DATABASES)}"
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {dbname}")
         admin.execute(f"CREATE DATABASE {dbname}")
@@ -134,18 +130,38 @@ def hsc_app(
         con.execute("CREATE SCHEMA s23b_wide; CREATE SCHEMA pdr3_wide")
         for name, rows in tables.items():
             cols = ", ".join(f'"{c}" {PG_TYPES[types[name][c]]}' for c in rows.column_names)
+            if "ra" in rows.column_names:
+                cols += ', coord earth GENERATED ALWAYS AS (ll_to_earth("dec", ra)) STORED'
             con.execute(f"CREATE TABLE s23b_wide.{name} ({cols})")
             buf = io.BytesIO()
             pcsv.write_csv(rows, buf)
-            with con.cursor().copy(f"COPY s23b_wide.{name} FROM STDIN WITH (FORMAT csv, HEADER true)") as cp:
+            names = ", ".join(f'"{c}"' for c in rows.column_names)
+            copy = f"COPY s23b_wide.{name} ({names}) FROM STDIN WITH (FORMAT csv, HEADER true)"
+            with con.cursor().copy(copy) as cp:
                 cp.write(buf.getvalue())
             if "ra" in rows.column_names:
-                con.execute(f"ALTER TABLE s23b_wide.{name} ADD COLUMN coord earth")
-                con.execute(f'UPDATE s23b_wide.{name} SET coord = ll_to_earth("dec", ra)')
                 con.execute(f"CREATE INDEX ON s23b_wide.{name} USING gist (coord)")
-                con.execute(f"ANALYZE s23b_wide.{name}")
+                con.execute(f"ANALYZE s23b_wide.{name} (object_id, coord)")
             con.execute(f"CREATE VIEW pdr3_wide.{name} AS SELECT * FROM s23b_wide.{name}")
-    app.forced = forced  # type: ignore[attr-defined]
+    return dsn, tables
+
+
+def hsc_app(
+    pg_url: str, users: dict[str, str] | None = None, n: int = 2000, missing=("a_g",), centres=tuple(CENTRES)
+) -> Flask:
+    """``pg_url``: a PostgreSQL server (``postgresql://...``, the tests' ``postgres_url``) in
+    which the emulator makes a database of its own.  ``missing``: columns of the bundled
+    metadata the emulated tables lack (schema drift).  The sky and its database depend only on
+    these arguments and are built once per server and arguments (the SQL run is read-only)."""
+    app = Flask("hsc-emulator")
+    users = users or {"alice": "a-pw"}
+    app.requests, app.jobs, app.polls_to_done, app.truncate = [], {}, 2, False  # type: ignore[attr-defined]
+    ids = itertools.count(1000)
+    key = (pg_url, n, tuple(missing), tuple(map(tuple, centres)))
+    if key not in _BUILT:
+        _BUILT[key] = _build(pg_url, n, missing, centres)
+    dsn, tables = _BUILT[key]
+    app.forced = tables["forced"]  # type: ignore[attr-defined]
     app.photoz = tables["photoz_mizuki"]  # type: ignore[attr-defined]
     app.forced2 = tables["forced2"]  # type: ignore[attr-defined]
 

@@ -13,6 +13,7 @@ rows; Pan-STARRS writes -999 for null numbers, HSC leaves them empty.  ``app.req
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from pathlib import Path
@@ -33,7 +34,13 @@ PS1_FIELD = (210.802429, 54.348750)
 
 def synthetic(path: str, seed: int = 1613, extra_fields=()) -> pa.Table:
     """Reproducible rows of a catalog: 3000 in a 0.6 deg disc around its field (and each of
-    ``extra_fields``), declared types, masked magnitudes."""
+    ``extra_fields``), declared types, masked magnitudes.  Made once per arguments (an Arrow
+    table is immutable)."""
+    return _synthetic(path, seed, tuple(tuple(f) for f in extra_fields))
+
+
+@functools.cache
+def _synthetic(path: str, seed: int, extra_fields: tuple) -> pa.Table:
     table = BUNDLED[path]("x", "y")
     rng = np.random.default_rng(seed + sum(map(ord, path)))
     if path.startswith("hsc/v3/detailed"):

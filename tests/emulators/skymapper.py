@@ -16,6 +16,7 @@ gives the full synthetic table (pyarrow) for comparisons.
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -33,7 +34,12 @@ FIELDS = [(33.639837321, -0.766719986), (200.45, -45.0)]
 
 def synthetic(catalog: str, n_per_field: int = 1500, seed: int = 4510, extra_fields=()) -> pa.Table:
     """Reproducible rows of a master catalogue in 1-degree discs around ``FIELDS`` (and
-    ``extra_fields``)."""
+    ``extra_fields``).  Made once per arguments (an Arrow table is immutable)."""
+    return _synthetic(catalog, n_per_field, seed, tuple(tuple(f) for f in extra_fields))
+
+
+@functools.cache
+def _synthetic(catalog: str, n_per_field: int, seed: int, extra_fields: tuple) -> pa.Table:
     table = BUNDLED[catalog]("x")
     rng = np.random.default_rng(seed + (0 if catalog == "dr2.master" else 1))
     all_ra, all_dec = discs(rng, [*FIELDS, *extra_fields], n_per_field, 1.0)
