@@ -79,6 +79,16 @@ def shape_overlaps_polygon(shape: tuple, poly_radec: list[tuple[float, float]]) 
     return bool(polygon_contains(other, verts).any())
 
 
+def box_corners(ra: float, dec: float, width: float, height: float) -> list[float]:
+    """The corners of a ``width`` x ``height`` degree box centred on (ra, dec), as a flat DALI
+    polygon ``[ra1, dec1, ...]`` (SW, SE, NE, NW; RA in [0, 360)): the width is measured on the
+    sky, so the RA half-width is ``width / 2 / cos(dec)`` (cos clamped at 1e-6 at the poles).
+    SIA 1.0 ``POS``/``SIZE`` regions (SIA 1.0 §4.1) and image footprints from a centre and size."""
+    half = width / 2 / max(math.cos(math.radians(dec)), 1e-6)
+    lo, hi = dec - height / 2, dec + height / 2
+    return [(ra - half) % 360.0, lo, (ra + half) % 360.0, lo, (ra + half) % 360.0, hi, (ra - half) % 360.0, hi]
+
+
 def shape_vertices(shape: tuple) -> list[tuple[float, float]]:
     if shape[0] == "range":
         ra1, ra2, d1, d2 = shape[1:]

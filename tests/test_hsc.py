@@ -276,6 +276,7 @@ def test_bulk_cutouts_and_psfs_through_soda_async(gw, emu):
         @hookimpl
         def gateway_query_finished(self, actor, protocol, archive, query, rows, overflow, error):
             self.seen.append((protocol, archive, rows, error))
+            self.query = query
 
     rec = Finished()
     gw[0].extensions["vo_gateway"].pm.register(rec)
@@ -304,6 +305,8 @@ def test_bulk_cutouts_and_psfs_through_soda_async(gw, emu):
     assert [i for i, _ in results] == ["coadd-1", "coadd-2", "coadd-3", "psf-4", "psf-5", "psf-6"]
     gw[0].extensions["vo_gateway"].pm.unregister(rec)
     assert rec.seen == [("soda", "hsc", 6, None)]  # the async job finishes like every query
+    assert rec.query["ID"] == [coadd, psf] and rec.query["CIRCLE"] == ["150.0 2.0 0.002", "10 10 0.002"]
+    assert rec.query["POS"] == "RANGE 150.01 150.02 2.0 2.01"  # every value the job was given
     bodies = [s.get(h) for _, h in results]
     assert bodies[1].headers["Content-Type"].startswith("text/plain") and bodies[1].text.startswith("Error")
     assert "CIRCLE 10 10 0.002" in bodies[1].text and bodies[4].text.startswith("Error")

@@ -44,7 +44,11 @@ class CutoutService:
         def run(job, context, job_dir):
             for i in [v for k, v in job.parameters if k == "ID"]:
                 queries.check_permission(context.actor, "cutout", archive.name, i)
-            with queries.hooked(context.actor, "soda", archive.name, dict(job.parameters)) as tally:
+            params: dict[str, list[str]] = {}
+            for k, v in job.parameters:
+                params.setdefault(k, []).append(v)
+            query = {k: vs[0] if len(vs) == 1 else vs for k, vs in params.items()}  # every ID and POS kept
+            with queries.hooked(context.actor, "soda", archive.name, query) as tally:
                 results = archive.soda_job(list(job.parameters), context, job_dir)
                 tally.rows = len(results)
             return results

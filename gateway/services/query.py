@@ -24,7 +24,7 @@ from ..catalogue import UploadOverlay
 from ..dali import Params
 from ..faults import FatalFault, Fault, TransientFault, UsageFault
 from ..rowstream import RowStream
-from ..sky import polygon_contains, shape_overlaps_polygon, shape_vertices, unit
+from ..sky import box_corners, polygon_contains, shape_overlaps_polygon, shape_vertices, unit
 from ..uploads import UploadReader
 from ..uws.executor import JobContext
 from ..uws.job import Result
@@ -470,20 +470,9 @@ def hook_error(e: Exception) -> str:
 def _sia1_match(r, ra, dec, sra, sdec, mode) -> bool:
     fp = r["_footprint"]
     fpv = unit([v[0] for v in fp], [v[1] for v in fp])
-    cosd = max(math.cos(math.radians(dec)), 1e-6)
     if sra == 0 and sdec == 0 or mode == "CENTER":
         return bool(polygon_contains(fpv, unit([ra], [dec]))[0])
-    box = (
-        "polygon",
-        ra - sra / 2 / cosd,
-        dec - sdec / 2,
-        ra + sra / 2 / cosd,
-        dec - sdec / 2,
-        ra + sra / 2 / cosd,
-        dec + sdec / 2,
-        ra - sra / 2 / cosd,
-        dec + sdec / 2,
-    )
+    box = ("polygon", *box_corners(ra, dec, sra, sdec))
     boxv = shape_vertices(box)
     bv = unit([v[0] for v in boxv], [v[1] for v in boxv])
     if mode == "COVERS":

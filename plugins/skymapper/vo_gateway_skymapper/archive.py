@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 from dataclasses import replace
 
 import pyarrow as pa
@@ -36,7 +35,7 @@ from gateway.faults import TransientFault, UsageFault
 from gateway.obscore import OBSCORE_COLUMNS, obscore_batch, record_matches
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import ARROW_TYPES, Table
-from gateway.sky import shape_box
+from gateway.sky import box_corners, shape_box
 from gateway.tapclient import TapArchive, TapConfig
 from gateway.upstream import check_complete, read_body
 
@@ -236,17 +235,7 @@ class SkyMapperArchive(TapArchive):
 
     def _obscore(self, row: dict, ra: float, dec: float, w: float, h: float) -> dict:
         centre, fwhm = FILTERS.get(row["band"], (None, None))
-        c = math.cos(math.radians(dec))
-        corners = [
-            ra - w / 2 / c,
-            dec - h / 2,
-            ra + w / 2 / c,
-            dec - h / 2,
-            ra + w / 2 / c,
-            dec + h / 2,
-            ra - w / 2 / c,
-            dec + h / 2,
-        ]
+        corners = box_corners(ra, dec, w, h)
         return {
             "dataproduct_type": "image",
             "calib_level": 2,
