@@ -7,6 +7,7 @@ the ``cutout`` permission hook, ``gateway_query_started`` and, in a ``finally``,
 from __future__ import annotations
 
 from ..archive import Archive, Cutout, CutoutRequest
+from ..dali import Params
 from ..faults import NotFoundFault
 from ..formats.datalink import links_document, soda_descriptor
 from ..uws.executor import JobContext
@@ -44,10 +45,7 @@ class CutoutService:
         def run(job, context, job_dir):
             for i in [v for k, v in job.parameters if k == "ID"]:
                 queries.check_permission(context.actor, "cutout", archive.name, i)
-            params: dict[str, list[str]] = {}
-            for k, v in job.parameters:
-                params.setdefault(k, []).append(v)
-            query = {k: vs[0] if len(vs) == 1 else vs for k, vs in params.items()}  # every ID and POS kept
+            query = Params(list(job.parameters)).as_dict()  # every ID and region kept
             with queries.hooked(context.actor, "soda", archive.name, query) as tally:
                 results = archive.soda_job(list(job.parameters), context, job_dir)
                 tally.rows = len(results)
