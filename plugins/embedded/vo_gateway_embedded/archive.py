@@ -132,8 +132,7 @@ def read_table_file(path: Path, fmt: str | None) -> tuple[pa.Table, dict[str, di
     if fmt == "csv":
         import pyarrow.csv as pacsv
 
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rb") as f:
+        with _open(path) as f:
             return pacsv.read_csv(f), meta
     from astropy.table import Table as AstropyTable
 
@@ -371,9 +370,8 @@ class EmbeddedArchive(DuckDBArchive):
         dst = cache / f"{key}-{src.stem}"
         with self._image_lock:
             if not dst.exists():
-                opener = bz2.open if src.suffix == ".bz2" else gzip.open
                 tmp = dst.with_suffix(".part")
-                with opener(src, "rb") as fi, open(tmp, "wb") as fo:
+                with _open(src) as fi, open(tmp, "wb") as fo:
                     while chunk := fi.read(1 << 20):
                         fo.write(chunk)
                 os.replace(tmp, dst)
@@ -468,10 +466,14 @@ def _matches(r: dict, q: ImageQuery) -> bool:
     return True
 
 
+def _open(path: Path):
+    """``path`` opened for binary reading, decompressed by its suffix (``.gz``, ``.bz2``)."""
+    return {".bz2": bz2.open, ".gz": gzip.open}.get(path.suffix, open)(path, "rb")
+
+
 def _primary_header(path: Path) -> fits.Header:
     """The primary header of a FITS file, plain or gzip/bzip2-compressed, read up to its END
     card only: ``fits.open`` seeks past the data unit, which for a compressed file means
     decompressing all of it (about 0.35 s per SDSS frame)."""
-    opener = {".bz2": bz2.open, ".gz": gzip.open}.get(path.suffix, open)
-    with opener(path, "rb") as f:
+    with _open(path) as f:
         return fits.Header.fromfile(f)
