@@ -19,6 +19,7 @@ round(double precision, int), ...).  The submit-time syntax check is PostgreSQL'
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 
@@ -78,12 +79,10 @@ CREATE FUNCTION tractSearch(object_id bigint, t1 integer, t2 integer) RETURNS bo
 _DATABASES = itertools.count(1)
 
 
-_BUILT: dict[tuple, tuple[str, dict[str, pa.Table]]] = {}
-
-
-def _build(pg_url: str, n: int, missing, centres) -> tuple[str, dict[str, pa.Table]]:
+@functools.cache
+def _build(pg_url: str, n: int, missing: tuple, centres: tuple) -> tuple[str, dict[str, pa.Table]]:
     """The emulator's tables (``forced`` and the other rerun tables, one row per object) and the
-    DSN of a new PostgreSQL database holding them."""
+    DSN of a new PostgreSQL database holding them; made once per arguments."""
     rng = np.random.default_rng(4242)
     ra, dec = discs(rng, list(centres), n, 0.2)
     m = len(ra)
@@ -150,17 +149,14 @@ def hsc_app(
     pg_url: str, users: dict[str, str] | None = None, n: int = 2000, missing=("a_g",), centres=tuple(CENTRES)
 ) -> Flask:
     """``pg_url``: a PostgreSQL server (``postgresql://...``, the tests' ``postgres_url``) in
-    which the emulator makes a database of its own.  ``missing``: columns of the bundled
+    which the emulator makes the database of its sky.  ``missing``: columns of the bundled
     metadata the emulated tables lack (schema drift).  The sky and its database depend only on
     these arguments and are built once per server and arguments (the SQL run is read-only)."""
     app = Flask("hsc-emulator")
     users = users or {"alice": "a-pw"}
     app.requests, app.jobs, app.polls_to_done, app.truncate = [], {}, 2, False  # type: ignore[attr-defined]
     ids = itertools.count(1000)
-    key = (pg_url, n, tuple(missing), tuple(map(tuple, centres)))
-    if key not in _BUILT:
-        _BUILT[key] = _build(pg_url, n, missing, centres)
-    dsn, tables = _BUILT[key]
+    dsn, tables = _build(pg_url, n, tuple(missing), tuple(map(tuple, centres)))
     app.forced = tables["forced"]  # type: ignore[attr-defined]
     app.photoz = tables["photoz_mizuki"]  # type: ignore[attr-defined]
     app.forced2 = tables["forced2"]  # type: ignore[attr-defined]
