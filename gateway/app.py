@@ -238,6 +238,7 @@ COMPRESSED = [
     "text/tab-separated-values",
     "application/json",
     "text/plain",
+    "text/html",
 ]
 
 
@@ -283,7 +284,8 @@ def create_app(config: GatewayConfig | str | Path | None = None, plugins=(), loa
         compress(app, config.service.compress_level)
     app.config["MAX_FORM_MEMORY_SIZE"] = 10_000_000  # a long QUERY is still a form field
 
-    from .protocols import datalink, root, scs, sia, soda, tap, uws
+    from . import web
+    from .protocols import datalink, scs, sia, soda, tap, uws
 
     app.register_blueprint(uws.make_blueprint("tap", "tap_async", "/tap/async"))
     for name, a in gw.catalogue.archives.items():
@@ -294,7 +296,7 @@ def create_app(config: GatewayConfig | str | Path | None = None, plugins=(), loa
     app.register_blueprint(sia.bp)
     app.register_blueprint(soda.bp, url_prefix="/soda")
     app.register_blueprint(datalink.bp, url_prefix="/datalink")
-    app.register_blueprint(root.bp)
+    web.init_app(app)
 
     @app.errorhandler(Fault)
     def _fault(f: Fault):

@@ -8,6 +8,7 @@ from functools import partial
 from ..hookspecs import hookimpl
 from . import OutputFormat
 from .fits import write_fits
+from .html import write_html
 from .text import write_csv, write_json, write_tsv
 from .votable import write_votable
 
@@ -54,4 +55,5 @@ def gateway_register_formats():
         OutputFormat("text/tab-separated-values", ("tsv",), write_tsv, None, "tsv"),
         OutputFormat("application/fits", ("fits",), write_fits, None, "fits", extra_mimes=("image/fits",)),
         OutputFormat("application/json", ("json",), write_json, None, "json"),
+        OutputFormat("text/html", ("html",), write_html, None, "html"),
     ]

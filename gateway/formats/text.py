@@ -3,7 +3,10 @@
 CSV is RFC 4180 with a header line (``text/csv;header=present``, TAP 1.1 §2.7.4); TSV is
 ``text/tab-separated-values`` with a header line, tabs/newlines in values replaced by spaces.
 Arrays are written space-separated, as in DALI 1.1 §3.3.  JSON is
-``{"metadata": [...], "data": [[...], ...]}`` (the layout ESA/Gaia TAP+ and pyvo-users know).
+``{"metadata": [...], "data": [[...], ...], "query_status": "OK"|"OVERFLOW"|"ERROR"}`` (the
+layout ESA/Gaia TAP+ users know).  JavaScript numbers hold integers exactly only up to 2**53, so
+``long`` values (Gaia ``source_id``, SDSS ``objID``) are written as decimal strings and their
+metadata says so with ``"json_type": "string"`` (as the proto3 JSON mapping writes int64).
 An error after streaming began is appended as a last line ``# QUERY_STATUS=ERROR: ...``
 (there is no in-band status in CSV; DALI 1.1 §4.4.2 allows only VOTable trailing INFOs).
 """
@@ -89,6 +92,7 @@ def write_json(stream: RowStream, infos) -> Iterator[bytes]:
                 ("unit", c.unit),
                 ("ucd", c.ucd),
                 ("description", c.description),
+                ("json_type", "string" if c.datatype in LONG_TYPES else None),
             )
             if v is not None
         }
@@ -101,7 +105,7 @@ def write_json(stream: RowStream, infos) -> Iterator[bytes]:
         for batch in stream:
             if not batch.num_rows:
                 continue
-            lists = [_json_values(a) for a in batch.columns]
+            lists = [_json_values(a, c.datatype in LONG_TYPES) for a, c in zip(batch.columns, stream.columns)]
             body = ",\n".join(json.dumps(list(r), allow_nan=False) for r in zip(*lists))
             yield (("" if first else ",\n") + body).encode()
             first = False
@@ -116,8 +120,15 @@ def write_json(stream: RowStream, infos) -> Iterator[bytes]:
     yield (tail + "}\n").encode()
 
 
-def _json_values(a: pa.Array) -> list:
+LONG_TYPES = ("long",)
+
+
+def _json_values(a: pa.Array, as_string: bool = False) -> list:
     vals = a.to_pylist()
+    if as_string:
+        if pa.types.is_integer(a.type):
+            return [None if v is None else str(v) for v in vals]
+        return [None if v is None else [None if x is None else str(x) for x in v] for v in vals]
     if pa.types.is_floating(a.type):
         return [None if v is None or v != v or v in (float("inf"), float("-inf")) else v for v in vals]
     return vals

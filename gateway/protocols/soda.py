@@ -2,7 +2,9 @@
 
 ``ID`` (one dataset), and one of ``POS`` (CIRCLE/RANGE/POLYGON), ``CIRCLE`` (DALI circle
 ``ra dec r``) or ``POLYGON`` (DALI polygon).  Returns FITS with the cutout's WCS; a region
-with no pixels gives HTTP 204 (SODA 1.0 §3.3).  Errors are ``text/plain`` beginning with the
+with no pixels gives HTTP 204 (SODA 1.0 §3.3).  ``RESPONSEFORMAT=image/png`` (or ``png``;
+DALI 1.1 §3.4.3) gives an asinh-stretched PNG preview of the cutout instead
+(:mod:`gateway.formats.preview`), for browsers and thumbnails.  Errors are ``text/plain`` beginning with the
 SODA vocabulary (``UsageError``, ``MultiValuedParamNotSupported``, ...).
 """
 
@@ -16,6 +18,7 @@ from flask import Blueprint, Response, current_app
 from ..archive import CutoutRequest
 from ..dali import Params, soda_regions
 from ..faults import Fault, MultiValuedFault, NotFoundFault, UsageFault
+from ..formats import preview
 from . import vosi
 from .errors import soda_error
 
@@ -39,9 +42,28 @@ def _request(more: str = "") -> CutoutRequest:
     return CutoutRequest(ids[0], regions[0] if regions else None, pairs)
 
 
-def _answer(cutout) -> Response:
+def _wants_png() -> bool:
+    """Whether the request's ``RESPONSEFORMAT`` asks for a PNG preview (FITS otherwise);
+    UsageFault for a format SODA here cannot write."""
+    value = (Params.from_request().get("RESPONSEFORMAT") or "").strip().lower()
+    if value in ("", "application/fits", "image/fits", "fits"):
+        return False
+    if value in (preview.PNG, "png"):
+        return True
+    raise UsageFault(f"unsupported RESPONSEFORMAT {value!r}; SODA here writes application/fits or image/png")
+
+
+def _answer(cutout, png: bool = False) -> Response:
     if cutout is None:
         return Response(status=204)  # SODA 1.0 §3.3: the region holds no data
+    if png:
+        if "fits" not in cutout.content_type:
+            raise UsageFault(f"a {cutout.content_type} cutout cannot be previewed as PNG")
+        stem = (cutout.filename or "cutout").rsplit(".fits", 1)[0]
+        body = preview.fits_to_png(b"".join(cutout.chunks))
+        return Response(
+            body, content_type=preview.PNG, headers={"Content-Disposition": f'inline; filename="{stem}.png"'}
+        )
     headers = {"Content-Disposition": f'inline; filename="{cutout.filename}"'} if cutout.filename else {}
     return Response(cutout.chunks, content_type=cutout.content_type, headers=headers)
 
@@ -50,11 +72,11 @@ def _answer(cutout) -> Response:
 def sync():
     """SODA sync of the gateway's own images (their publisher DIDs)."""
     try:
-        req = _request()
+        req, png = _request(), _wants_png()
         archive, rec = gw().cutouts.find_image(req.id)
         if req.region is None:
             raise UsageFault("give a region: POS, CIRCLE or POLYGON")
-        return _answer(gw().cutouts.cutout(archive, replace(req, id=rec["obs_publisher_did"]), gw().actor()))
+        return _answer(gw().cutouts.cutout(archive, replace(req, id=rec["obs_publisher_did"]), gw().actor()), png)
     except Fault as f:
         return soda_error(f)
 
@@ -75,7 +97,8 @@ def proxy_sync(archive):
     try:
         a = soda_archive(archive)
         more = f"; several go to {gw().url(f'soda/{a.name}/async')}" if a.capabilities.soda_async else ""
-        return _answer(gw().cutouts.cutout(a, _request(more), gw().actor()))
+        req, png = _request(more), _wants_png()
+        return _answer(gw().cutouts.cutout(a, req, gw().actor()), png)
     except Fault as f:
         return soda_error(f)
 

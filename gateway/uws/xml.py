@@ -20,7 +20,8 @@ NS = (
     'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
 )
 HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
-#: namespace of the ``uws:jobInfo`` content (the schema allows any element there, UWS 1.1 §2.2.1.2)
+#: namespace of the ``uws:jobInfo`` content (the schema allows any element there, UWS 1.1 §2.2.1.2):
+#: JSON with the running query's ``progress`` and ``plan`` and, once results exist, their ``rows``
 INFO_NS = "urn:vo-gateway:jobinfo"
 
 
@@ -76,10 +77,13 @@ def job_document(job: Job, job_url: str) -> str:
             f'<uws:errorSummary type="{job.error_type or "fatal"}" hasDetail="true">'
             f"<uws:message>{escape(job.error_message)}</uws:message></uws:errorSummary>"
         )
-    if job.job_info:
+    info = dict(job.job_info or {})
+    if job.results and any(r.rows for r in job.results):
+        info["rows"] = sum(r.rows for r in job.results)  # rows written to the results
+    if info:
         parts.append(
             f'<uws:jobInfo><info xmlns="{INFO_NS}" format="application/json">'
-            f"{escape(json.dumps(job.job_info, separators=(',', ':')))}</info></uws:jobInfo>"
+            f"{escape(json.dumps(info, separators=(',', ':')))}</info></uws:jobInfo>"
         )
     parts.append("</uws:job>\n")
     return "".join(parts)
