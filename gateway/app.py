@@ -8,6 +8,7 @@ TAP_SCHEMA, and registers the protocol blueprints.  Nothing happens at import ti
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,14 +156,18 @@ class Gateway:
         )
         pos = [t for t in tabs.values() if t.positional]
         for t in pos[:3]:
-            key = f"cone_{t.name}"
-            out[key] = (
+            r = example_radius(t.nrows)
+            mag = next(
+                (c.name for c in t.columns if (c.ucd or "").startswith("phot.mag") and "stat" not in c.ucd), None
+            )
+            cols = ", ".join(x for x in (t.id_column, t.ra_column, t.dec_column, mag) if x)
+            out[f"cone_{t.name}"] = (
                 f"Cone search on {t.qualified_name}",
-                f"Rows of {t.qualified_name} within 0.5 degrees of a position, nearest first.",
-                f"SELECT TOP 100 {t.id_column}, {t.ra_column}, {t.dec_column},\n"
+                f"The 100 rows of {t.qualified_name} nearest a position, within {r} degrees.",
+                f"SELECT TOP 100 {cols},\n"
                 f"  DISTANCE(POINT('ICRS', {t.ra_column}, {t.dec_column}), POINT('ICRS', {self._centre(t)})) AS dist\n"
                 f"FROM {t.qualified_name}\n"
-                f"WHERE 1 = CONTAINS(POINT('ICRS', {t.ra_column}, {t.dec_column}), CIRCLE('ICRS', {self._centre(t)}, 0.5))\n"
+                f"WHERE 1 = CONTAINS(POINT('ICRS', {t.ra_column}, {t.dec_column}), CIRCLE('ICRS', {self._centre(t)}, {r}))\n"
                 f"ORDER BY dist",
                 [t.qualified_name],
             )
@@ -229,6 +234,18 @@ class Gateway:
             return "180.0, 0.0"
 
 
+def example_radius(nrows: int | None) -> float:
+    """A cone radius (degrees) that holds about 200 rows of an all-sky table of ``nrows``
+    rows (0.5 when the row count is not known), between 0.05 and 5 degrees."""
+    if not nrows:
+        return 0.5
+    r = math.sqrt(200 * ALL_SKY_DEG2 / (math.pi * nrows))
+    return round(min(5.0, max(0.05, r)), 2)
+
+
+ALL_SKY_DEG2 = 4 * math.pi * (180 / math.pi) ** 2  # 41,253 square degrees
+
+
 #: MIME types compressed for clients that ask (FITS is left alone: image pixels hardly compress)
 COMPRESSED = [
     "application/x-votable+xml",
@@ -275,7 +292,7 @@ def create_app(config: GatewayConfig | str | Path | None = None, plugins=(), loa
     registered after the entry points.  Raises :class:`ConfigError` for invalid configuration."""
     if not isinstance(config, GatewayConfig):
         config = load_config(config)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the web blueprint serves /static
     app.response_class.autocorrect_location_header = True
     gw = Gateway(config, plugins, load_entrypoints)
     app.extensions["vo_gateway"] = gw

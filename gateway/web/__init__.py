@@ -158,6 +158,12 @@ def index():
     )
 
 
+@bp.route("/favicon.ico")
+def favicon():
+    """The icon browsers ask for on every page, the XML and HTML answers included."""
+    return bp.send_static_file("favicon.svg")
+
+
 @bp.route("/ui/schema.json")
 def schema_json():
     """``{"archives": [{"name", "kind", "title", "schemas": [{"name", "tables": [{"name",

@@ -43,7 +43,7 @@
             const rows = t.nrows === null || t.nrows === undefined ? "" : ` ${Number(t.nrows).toLocaleString("en")} rows`;
             const td = VOG.el("details", { class: "table", "data-name": t.name.toLowerCase() },
               VOG.el("summary", {}, nameSpan(t.name, t.description || ""), " ",
-                VOG.el("a", { href: data.tablePage + encodeURIComponent(t.name), title: "table page", class: "meta" }, "ⓘ"),
+                VOG.el("a", { href: data.tablePage + encodeURIComponent(t.name), title: "table page: columns, sample rows, cone search", class: "meta table-link" }, "[page]"),
                 VOG.el("span", { class: "meta" }, rows)),
               cols);
             sd.append(td);
