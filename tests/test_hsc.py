@@ -161,6 +161,13 @@ def test_credentials_are_the_users_own(gw, emu):
     r = requests.get(url + "/tap/sync", params=q)
     assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Basic")
     assert parse_votable(r.content)[1] == "ERROR"
+    # a browser opening the URL gets the same Basic challenge (its login dialog), over a readable page
+    nav = {"Sec-Fetch-Dest": "document", "Upgrade-Insecure-Requests": "1", "Accept": "text/html,*/*;q=0.8"}
+    r = requests.get(url + "/tap/sync", params={**q, "RESPONSEFORMAT": "html"}, headers=nav)
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Basic")
+    assert r.headers["Content-Type"].startswith("text/html") and "HSC" in r.text
+    r = requests.get(url + "/tap/sync", params={**q, "RESPONSEFORMAT": "html"}, headers=nav, auth=("bob", "b-pw"))
+    assert r.status_code == 200 and "QUERY_STATUS=OK" in r.text and "b-pw" not in r.text
     r = requests.get(url + "/tap/sync", params=q, auth=("alice", "wrong"))
     assert r.status_code == 401 and b"invalid HSC account or password" in r.content and b"wrong" not in r.content
     r = requests.get(url + "/tap/sync", params=q, auth=("bob", "b-pw"))
