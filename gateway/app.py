@@ -158,7 +158,8 @@ class Gateway:
         for t in pos[:3]:
             r = example_radius(t.nrows)
             mag = next(
-                (c.name for c in t.columns if (c.ucd or "").startswith("phot.mag") and "stat" not in c.ucd), None
+                (c.name for c in t.columns if (c.ucd or "").startswith("phot.mag") and "stat" not in (c.ucd or "")),
+                None,
             )
             cols = ", ".join(x for x in (t.id_column, t.ra_column, t.dec_column, mag) if x)
             out[f"cone_{t.name}"] = (

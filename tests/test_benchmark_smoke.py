@@ -34,6 +34,19 @@ def test_jobs_bench_quick(live_url):
 
 
 @pytest.mark.slow
+def test_web_bench_quick(live_url):
+    """The page timings, server side and in headless Chromium."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/web.py"), "--quick", "--url", live_url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "ratio to peer" in out.stdout and "Gaia cone example" in out.stdout and "rows in the DOM" in out.stdout
+
+
+@pytest.mark.slow
 def test_vs_dachs_quick():
     """The DaCHS comparison runner on a tiny generated catalogue, gateway side only."""
     out = subprocess.run(

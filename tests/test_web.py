@@ -109,7 +109,9 @@ def test_html_format_escapes_the_query_and_the_values(client):
     ):
         html = r.get_data(as_text=True)
         assert r.status_code == 200 and r.mimetype == "text/html"
-        assert "<script>" not in html and "<img" not in html and html.count("&lt;script&gt;") == 5  # 2 in the query, 3 cells
+        assert (
+            "<script>" not in html and "<img" not in html and html.count("&lt;script&gt;") == 5
+        )  # 2 in the query, 3 cells
         assert "QUERY_STATUS=OK: 3 rows" in html and "ra <span class='unit'>[deg]</span>" in html
         gaia = pq.read_table(ROOT / "data" / "demo" / "gaia_dr3_g10.parquet").sort_by("source_id")
         ids = re.findall(r"<tr><td class='n'>(-?\d+)</td>", html)

@@ -65,7 +65,7 @@ def for_browsers(response: Response) -> Response:
     if request.blueprint == "web" or not wants_html() or response.mimetype == "text/html":
         return response
     if response.status_code >= 400:
-        message = error_message(response.get_data(), response.mimetype)
+        message = error_message(response.get_data(), response.mimetype or "")
         page = error_page(response.status_code, message, ERROR_KINDS.get(response.status_code, "Error"))
         for h in ("WWW-Authenticate", "Retry-After"):
             if h in response.headers:
@@ -173,7 +173,7 @@ def schema_json():
     out = []
     for aname, arch in g.catalogue.archives.items():
         schemas: dict[str, list] = {}
-        for _, t in [(a, t) for a, t in g.catalogue.tables() if a == aname]:
+        for t in (t for a, t in g.catalogue.tables() if a == aname):
             schemas.setdefault(t.schema, []).append(
                 {
                     "name": t.qualified_name,
