@@ -157,6 +157,17 @@ class PlannerConfig(BaseModel):
     temp_directory: Path = Field(Path("var/planner"), description="spill directory (relative to the config file)")
 
 
+class WebConfig(BaseModel):
+    """The browser interface (docs/web.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    hips_url: AnyHttpUrl | None = Field(
+        None,
+        description="a HiPS survey (HiPS 1.0) shown with Aladin Lite under results that have positions; "
+        "unset: no sky view, and no page asks anything of another origin",
+    )
+
+
 class GatewayConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
@@ -164,6 +175,7 @@ class GatewayConfig(BaseModel):
     uploads: UploadsConfig = Field(default_factory=UploadsConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     archives: dict[str, dict[str, Any]] = Field(default_factory=dict)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -51,6 +52,7 @@ def driver(tmp_path_factory):
         "--disable-sync",
         "--disable-default-apps",
         "--disable-quic",
+        "--enable-unsafe-swiftshader",  # WebGL2 for Aladin Lite without a GPU
         f"--user-data-dir={profile}",
     ):
         opts.add_argument(arg)
@@ -386,3 +388,72 @@ def test_protocol_urls_are_pages_for_a_browser(page, live_url):
     assert "UWS job" in page.title and "PENDING" in page.page_source
     assert requests.get(r.url, timeout=10).headers["Content-Type"].startswith("text/xml")
     requests.post(r.url, data={"ACTION": "DELETE"}, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def hips_server():
+    from gateway.testing import serve
+    from tests.emulators.hips import make_app
+
+    app = make_app()
+    with serve(app) as url:
+        yield url + "/hips", app.config["requests"]
+
+
+def sky_gateway(tmp_path, hips_url: str):
+    from gateway.app import create_app
+    from gateway.testing import serve
+    from tests.conftest import live_config
+
+    return serve(create_app(live_config(tmp_path, web={"hips_url": hips_url})))
+
+
+def network_urls(driver) -> list[str]:
+    out = []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg["method"] == "Network.requestWillBeSent":
+            out.append(msg["params"]["request"]["url"])
+    return [u for u in out if urlparse(u).scheme in ("http", "https", "ws", "wss")]
+
+
+def test_sky_view_over_a_configured_hips_server(driver, hips_server, tmp_path):
+    """With ``web.hips_url`` set, a result with positions is drawn by Aladin Lite over that
+    HiPS: the survey's tiles come from the HiPS server, every row is a source, and no request
+    goes anywhere but the gateway and the configured HiPS server."""
+    from selenium.webdriver.support.ui import Select
+
+    hips, seen = hips_server
+    with sky_gateway(tmp_path, hips) as url:
+        driver.get_log("performance")
+        open_query_page(driver, url)
+        Select(by_id(driver, "example-select")).select_by_value("cone_gaia_dr3_g10")
+        run(driver)
+        wait(driver, lambda: "positions" in by_id(driver, "aladin-status").text, 60, "the sky view")
+        assert by_id(driver, "aladin-status").text == "100 positions"
+        sources = driver.execute_script("return vogAladin.catalog.getSources().map(s => [s.ra, s.dec])")
+        rows = driver.execute_script("return window.vogPositions")
+        assert sources == [list(p) for p in zip(rows["ra"], rows["dec"])] and len(sources) == 100
+        wait(driver, lambda: any("/Norder" in p for p in seen), 30, "HiPS tiles")
+        time.sleep(1)  # let the tiles just fetched be drawn before the picture
+        by_id(driver, "aladin-box").screenshot(str(SHOTS / "test_sky_view_over_a_configured_hips_server.png"))
+        allowed = {urlparse(url)[:2], urlparse(hips)[:2]}
+        foreign = [u for u in network_urls(driver) if urlparse(u)[:2] not in allowed]
+        assert foreign == [] and "/hips/properties" in seen
+
+
+def test_sky_view_unreachable_breaks_nothing(driver, tmp_path):
+    """A HiPS server that does not answer: the page says the sky view is not available,
+    the result table is there, and Aladin Lite never falls back to a survey elsewhere."""
+    from gateway.testing import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/hips"
+    with sky_gateway(tmp_path, dead) as url:
+        driver.get_log("performance")
+        open_query_page(driver, url, "SELECT TOP 20 source_id, ra, dec FROM demo.gaia_dr3_g10 ORDER BY source_id")
+        run(driver)
+        assert len(by_css(driver, "#result-table tbody tr")) == 20
+        wait(driver, lambda: "not available" in by_id(driver, "aladin-status").text, 30, "the note")
+        allowed = {urlparse(url)[:2], urlparse(dead)[:2]}
+        assert [u for u in network_urls(driver) if urlparse(u)[:2] not in allowed] == []
+    driver.get_log("browser")  # the refused connection is logged by the browser: expected here

@@ -146,8 +146,10 @@ def index():
     formats = [{"mime": f.mime, "name": (f.aliases[0] if f.aliases else f.extension)} for f in g.formats.formats]
     archives = [(n, a.kind, a.title) for n, a in g.catalogue.archives.items()]
     cones = [t.qualified_name for _, t in g.positional_tables()]
+    hips = g.config.web.hips_url
     return _page(
         "query.html",
+        hips_url=str(hips).rstrip("/") if hips else None,
         services=services,
         examples=examples,
         formats=formats,

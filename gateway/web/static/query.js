@@ -153,6 +153,24 @@
       if (a.dataset.format === "text/html") a.target = "_blank"; else a.setAttribute("download", "");
     }
     setupPlot();
+    publishPositions();
+  }
+
+  /* the rows' positions for the sky view (sky.js, only when a HiPS server is configured) */
+  function publishPositions() {
+    const r = roles();
+    const detail = { ra: [], dec: [], label: [] };
+    if (r.ra >= 0 && r.dec >= 0) {
+      const id = table.meta.findIndex((m) => ucd(m).includes("meta.id"));
+      for (const row of table.rows) {
+        if (row[r.ra] === null || row[r.dec] === null) continue;
+        detail.ra.push(Number(row[r.ra]));
+        detail.dec.push(Number(row[r.dec]));
+        detail.label.push(id >= 0 ? String(row[id]) : "");
+      }
+    }
+    window.vogPositions = detail;
+    document.dispatchEvent(new CustomEvent("vog:positions", { detail }));
   }
 
   /* ---- pager ---- */
