@@ -7,6 +7,8 @@ maps a fault onto its own document shape and HTTP status (``gateway.protocols.er
 
 from __future__ import annotations
 
+import contextlib
+
 
 class Fault(Exception):
     """Base class.  ``status`` is the HTTP status for sync responses; ``position`` is an
@@ -69,3 +71,17 @@ class FatalFault(Fault):
 
     label = "FatalFault"
     status = 500
+
+
+@contextlib.contextmanager
+def naming_archive(archive: str):
+    """Within this block, an upstream failure (:class:`TransientFault`) names the archive it
+    came from, as users know it: ``archive mast: upstream mast.stsci.edu failed: HTTP 502 ...``.
+    The fault keeps its class, status and headers."""
+    try:
+        yield
+    except TransientFault as f:
+        if f"archive {archive}" not in f.message:
+            f.message = f"archive {archive}: {f.message}"
+            f.args = (f.message,)
+        raise

@@ -249,6 +249,8 @@ def test_upstream_failures_are_reported_as_such(broken):
         r = c.get("/tap/sync", query_string=q)
         assert r.status_code == status and text in r.data, (m, r.data)
         assert parse_votable(r.data)[1] == "ERROR"
+        if status == 503:  # an upstream failure names the archive it came from
+            assert b"archive cadc: " in r.data, r.data
     assert b"cadc: upstream" in c.get("/tap/availability").data
 
 

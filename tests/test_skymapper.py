@@ -131,7 +131,7 @@ def test_scs_limits_and_upstream_errors(gw, emu, tmp_path):
     broken = make_app(sm_config("http://127.0.0.1:9", tmp_path), load_entrypoints=True)
     try:
         r = broken.test_client().get("/scs/skymapper_dr4.master", query_string={"RA": RA0, "DEC": DEC0, "SR": 0.1})
-        assert r.status_code == 503 and b"SkyMapper cone search unreachable" in r.data
+        assert r.status_code == 503 and b"archive sm: SkyMapper cone search unreachable" in r.data
     finally:
         broken.extensions["vo_gateway"].jobs.close()
 

@@ -22,7 +22,7 @@ from ..archive import Archive, Cone, ImageQuery
 from ..auth import public
 from ..catalogue import UploadOverlay
 from ..dali import Params
-from ..faults import FatalFault, Fault, TransientFault, UsageFault
+from ..faults import FatalFault, Fault, TransientFault, UsageFault, naming_archive
 from ..rowstream import RowStream
 from ..sky import box_corners, polygon_contains, shape_overlaps_polygon, shape_vertices, unit
 from ..uploads import UploadReader
@@ -130,11 +130,12 @@ class QueryService:
         key = None if request is None else self.gw.cache.key(name, request, limit, q.top, response_format, actor)
         stream = None if key is None else self.gw.cache.get(key)
         if stream is None:
-            if limit == 0:
-                stream = archive.execute(native, 0, top=None, context=context)
-                stream.overflow = True
-            else:
-                stream = archive.execute(native, limit, top=q.top, context=context)
+            with naming_archive(name):
+                if limit == 0:
+                    stream = archive.execute(native, 0, top=None, context=context)
+                    stream.overflow = True
+                else:
+                    stream = archive.execute(native, limit, top=q.top, context=context)
             if key is not None:
                 stream = self.gw.cache.tee(key, stream)
         if stream.datalink is not None and context.service_url:
@@ -303,7 +304,8 @@ class QueryService:
         query = {"RA": cone.ra, "DEC": cone.dec, "SR": cone.radius}
         self.started(actor, "scs", archive.name, query)
         try:
-            stream = archive.cone_search(table, cone, self.maxrec(maxrec), verb)
+            with naming_archive(archive.name):
+                stream = archive.cone_search(table, cone, self.maxrec(maxrec), verb)
         except Exception as e:
             self.finished(actor, "scs", archive.name, query, None, 0, error=hook_error(e))
             raise
@@ -370,7 +372,8 @@ class QueryService:
         self.started(actor, protocol, archive, query)
         tally = Tally()
         try:
-            yield tally
+            with naming_archive(archive):
+                yield tally
         except Exception as e:
             tally.error = hook_error(e)
             raise
