@@ -157,7 +157,7 @@ def test_two_gateway_processes_share_jobs_through_postgresql(tmp_path, postgres_
         t0 = time.monotonic()
         while phase(quick, 5) not in ("COMPLETED", "ERROR"):
             pass
-        assert phase(quick) == "COMPLETED" and time.monotonic() - t0 < 10
+        assert phase(quick) == "COMPLETED" and time.monotonic() - t0 < 20  # vs hours for SLOW; loaded CI
     finally:
         for p in (a, b):
             os.killpg(p.pid, signal.SIGTERM)

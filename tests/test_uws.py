@@ -197,8 +197,11 @@ def test_abort_stops_a_running_query(c, jobs_app):
     t0 = time.monotonic()
     assert path_of(c.post(job + "/phase", data={"PHASE": "ABORT"})) == job
     assert phase_of(c, job) == "ABORTED"
-    while jobs_app.extensions["vo_gateway"].jobs.running:  # the DuckDB statement was interrupted
-        assert time.monotonic() - t0 < 5
+    job_id = job.rsplit("/", 1)[-1]
+    # the DuckDB statement (a 2.3e11-pair cross join: hours) was interrupted; this job only, as
+    # other tests' jobs may run in the same app, with a bound that holds on a loaded CI machine
+    while job_id in jobs_app.extensions["vo_gateway"].jobs.running:
+        assert time.monotonic() - t0 < 15
         time.sleep(0.05)
     assert phase_of(c, job) == "ABORTED"
 
