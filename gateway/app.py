@@ -7,6 +7,7 @@ TAP_SCHEMA, and registers the protocol blueprints.  Nothing happens at import ti
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 from collections import Counter
@@ -53,22 +54,31 @@ class Gateway:
             by_mime[f.mime] = f
         self.formats = FormatRegistry(list(by_mime.values()))
         archives: dict[str, Archive] = {}
+        problems = []  # every archive section's problems, reported at once
+        lines = config.yaml_lines
         for name, section in config.archives.items():
             kind = section.get("kind")
             cls = self.kinds.get(kind) if isinstance(kind, str) else None
             if cls is None:
-                raise ConfigError(
-                    f"archives.{name}.kind: unknown kind {kind!r} "
-                    f"(installed kinds: {', '.join(sorted(self.kinds)) or 'none'})"
+                close = difflib.get_close_matches(str(kind), list(self.kinds), n=1)
+                at = f" (line {lines[('archives', name, 'kind')]})" if ("archives", name, "kind") in lines else ""
+                problems.append(
+                    f"archives.{name}.kind{at}: unknown kind {kind!r}"
+                    + (f"; did you mean {close[0]!r}?" if close else "")
+                    + f" (installed kinds: {', '.join(sorted(self.kinds)) or 'none'})"
                 )
+                continue
             try:
                 acfg = cls.Config.model_validate(section)
             except ValidationError as e:
-                raise ConfigError(format_validation_error(e, prefix=f"archives.{name}"))
+                problems.append(format_validation_error(e, f"archives.{name}", lines, cls.Config))
+                continue
             try:
                 archives[name] = cls(name, acfg, base_dir=config.base_dir)
             except (ValueError, OSError) as e:
-                raise ConfigError(f"archives.{name}: {e}")
+                problems.append(f"archives.{name}: {e}")
+        if problems:
+            raise ConfigError("\n".join(problems))
         self.catalogue = Catalogue(archives)
         self.cache = ResultCache(config.cache, config.base_dir) if config.cache.ttl else None
         self.planner = Planner(self)

@@ -16,26 +16,48 @@ def _app(path):
     return create_app(path)
 
 
+CONFIG_HELP = "config file (default: $VO_GATEWAY_CONFIG, else ./config.yaml)"
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("vo-gateway")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def main(argv=None) -> int:
+    fmt = _Help
     ap = argparse.ArgumentParser(prog="vo-gateway", description="IVOA gateway to astronomical archives")
+    ap.add_argument("--version", action="version", version=f"vo-gateway {version()}")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("serve", help="run the service (gunicorn -k gthread)")
-    s.add_argument("--config", default=None, help="config file (default: $VO_GATEWAY_CONFIG or ./config.yaml)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--workers", type=int, default=1)
-    s.add_argument("--threads", type=int, default=8)
+    s = sub.add_parser("serve", help="run the service (gunicorn -k gthread)", formatter_class=fmt)
+    s.add_argument("--config", default=None, help=CONFIG_HELP)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    s.add_argument("--port", type=int, default=8000, help="TCP port")
+    s.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
+    s.add_argument("--threads", type=int, default=8, help="request threads per worker")
     w = sub.add_parser("worker", help="run UWS jobs from the distributed queue (jobs.executor: huey)")
-    w.add_argument("--config", default=None)
+    w.add_argument("--config", default=None, help=CONFIG_HELP)
     w.add_argument("--workers", type=int, default=None, help="job threads (default: jobs.workers)")
     j = sub.add_parser("jobs", help="list, show or delete UWS jobs in the job store")
-    j.add_argument("--config", default=None)
+    j.add_argument("--config", default=None, help=CONFIG_HELP)
     j.add_argument("action", choices=["list", "show", "delete"])
     j.add_argument("job_id", nargs="?")
     j.add_argument("--phase", action="append", default=[], help="list: only jobs in this phase (repeatable)")
     j.add_argument("--last", type=int, default=None, help="list: only the n most recent jobs")
     e = sub.add_parser("explain", help="show how the gateway would answer an ADQL query (docs/planner.md)")
-    e.add_argument("--config", default=None)
+    e.add_argument("--config", default=None, help=CONFIG_HELP)
     e.add_argument("query", help="the ADQL query")
     e.add_argument(
         "--upload",
@@ -53,11 +75,13 @@ def main(argv=None) -> int:
         ("check-config", "validate the configuration and build every archive"),
     ):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--config", default=None)
+        p.add_argument("--config", default=None, help=CONFIG_HELP)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "serve":
             return serve(args)
+        if args.cmd == "plugins":
+            return plugins(args)
         if args.cmd == "jobs":
             return jobs(args)
         if args.cmd == "new-archive":
@@ -71,15 +95,32 @@ def main(argv=None) -> int:
         return worker(gw, args)
     if args.cmd == "explain":
         return explain(gw, args)
-    if args.cmd == "plugins":
-        for name, _plugin in gw.pm.list_name_plugin():
-            print(name)
-        print("archive kinds: " + ", ".join(f"{k} ({c.__module__})" for k, c in sorted(gw.kinds.items())))
-    elif args.cmd == "tables":
+    if args.cmd == "tables":
         for archive, t in gw.catalogue.tables():
             print(f"{t.qualified_name}\t{archive}\t{t.nrows if t.nrows is not None else ''}\t{t.description or ''}")
     else:
         print(f"configuration OK: {len(gw.catalogue.archives) - 1} archive(s), {len(gw.catalogue.tables())} tables")
+    return 0
+
+
+def plugins(args) -> int:
+    """The installed plugins and archive kinds; needs no config file (one given, or found, only
+    adds its ``service.plugins_blocked``)."""
+    from pathlib import Path
+
+    from .config import load_config
+    from .plugins import entry_points, make_plugin_manager
+
+    path = (
+        args.config or os.environ.get("VO_GATEWAY_CONFIG") or ("config.yaml" if Path("config.yaml").exists() else None)
+    )
+    blocked = load_config(path).service.plugins_blocked if path else []
+    pm = make_plugin_manager(load_entrypoints=True, blocked=blocked)
+    for ep in entry_points():
+        dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "?"
+        print(f"{ep.name}\t{dist}\t{'blocked' if ep.name in blocked else ep.value}")
+    kinds = {cls.kind: cls for classes in pm.hook.gateway_register_archives() for cls in classes or []}
+    print("archive kinds: " + ", ".join(f"{k} ({c.__module__})" for k, c in sorted(kinds.items())))
     return 0
 
 

@@ -178,6 +178,8 @@ class GatewayConfig(BaseModel):
     web: WebConfig = Field(default_factory=WebConfig)
     archives: dict[str, dict[str, Any]] = Field(default_factory=dict)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+    #: the YAML line of each key path, for error messages (:func:`yaml_lines`)
+    yaml_lines: dict[tuple, int] = Field(default_factory=dict, exclude=True, repr=False)
 
 
 def _loc(loc: tuple) -> str:
@@ -190,31 +192,90 @@ def _loc(loc: tuple) -> str:
     return out
 
 
-def format_validation_error(e: ValidationError, prefix: str = "") -> str:
-    lines = []
+def yaml_lines(text: str) -> dict[tuple, int]:
+    """The 1-based line of every key and list item of a YAML document, by key path
+    (``("archives", "demo", "kind")``), from PyYAML's node marks; {} for non-mapping roots."""
+    lines: dict[tuple, int] = {}
+
+    def walk(node, path: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = path + (k.value,)
+                lines[key] = k.start_mark.line + 1
+                walk(v, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                lines[path + (i,)] = v.start_mark.line + 1
+                walk(v, path + (i,))
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _fields_at(model: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """The keys a config model accepts at ``loc`` (for "did you mean")."""
+    for part in loc:
+        if model is None or isinstance(part, int):
+            return []
+        field = model.model_fields.get(str(part))
+        ann = field.annotation if field is not None else None
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return list(model.model_fields) if model is not None else []
+
+
+def format_validation_error(
+    e: ValidationError,
+    prefix: str = "",
+    lines: dict[tuple, int] | None = None,
+    model: type[BaseModel] | None = None,
+) -> str:
+    """One line per problem: the key path, the YAML line when known (``lines`` from
+    :func:`yaml_lines`, keyed from the document root, so including ``prefix``), what is wrong,
+    and for an unknown key the closest accepted one (``model``: the model validated)."""
+    import difflib
+
+    out = []
+    base = tuple(p for p in prefix.split(".") if p) if prefix else ()
     for err in e.errors():
-        where = _loc(tuple(err["loc"]))
+        loc = tuple(err["loc"])
+        where = _loc(loc)
         where = f"{prefix}.{where}" if prefix and where else (prefix or where)
+        full = base + loc
+        line = next(((lines or {}).get(full[:n]) for n in range(len(full), 0, -1) if (lines or {}).get(full[:n])), None)
+        at = f" (line {line})" if line else ""
         if err["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown key")
+            close = difflib.get_close_matches(str(loc[-1]), _fields_at(model, loc[:-1]), n=1, cutoff=0.6)
+            out.append(f"{where}{at}: unknown key" + (f"; did you mean {close[0]!r}?" if close else ""))
         elif err["type"] == "missing":
-            lines.append(f"{where}: required field is missing")
+            out.append(f"{where}{at}: required field is missing")
         else:
-            lines.append(f"{where}: {err['msg']}")
-    return "\n".join(lines)
+            out.append(f"{where}{at}: {err['msg']}")
+    return "\n".join(out)
 
 
 def load_config(path: str | os.PathLike | None = None, data: dict | None = None) -> GatewayConfig:
     """Read and validate the top level of ``config.yaml`` (archive sections are validated when
     the app is built, by each archive's plugin).  Raises :class:`ConfigError`."""
+    lines: dict[tuple, int] = {}
     if data is None:
         p = Path(path or os.environ.get("VO_GATEWAY_CONFIG", "config.yaml"))
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            text = p.read_text()
         except FileNotFoundError:
             raise ConfigError(f"{p}: config file not found")
+        try:
+            data = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {e}")
+            mark = getattr(e, "problem_mark", None)
+            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            what = " ".join(x for x in (getattr(e, "problem", None), getattr(e, "context", None)) if x) or str(e)
+            raise ConfigError(f"{p}{where}: not valid YAML: {what}")
+        lines = yaml_lines(text)
         base = p.resolve().parent
     else:
         base = Path.cwd()
@@ -222,13 +283,18 @@ def load_config(path: str | os.PathLike | None = None, data: dict | None = None)
         raise ConfigError("config: the top level must be a mapping")
     if data.get("base_dir") is not None:  # relative paths of the file resolve against this directory
         base = (base / str(data["base_dir"])).resolve()
+    problems = []
     try:
-        cfg = GatewayConfig.model_validate({**data, "base_dir": base})
+        cfg = GatewayConfig.model_validate({**data, "base_dir": base, "yaml_lines": lines})
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e))
-    for name, section in cfg.archives.items():
+        problems.append(format_validation_error(e, lines=lines, model=GatewayConfig))
+        cfg = None
+    for name, section in (data.get("archives") or {}).items() if isinstance(data.get("archives"), dict) else ():
+        at = f" (line {lines[('archives', name)]})" if ("archives", name) in lines else ""
         if not isinstance(section, dict):
-            raise ConfigError(f"archives.{name}: must be a mapping")
-        if "kind" not in section:
-            raise ConfigError(f"archives.{name}.kind: required field is missing")
+            problems.append(f"archives.{name}{at}: must be a mapping")
+        elif "kind" not in section:
+            problems.append(f"archives.{name}.kind{at}: required field is missing")
+    if problems or cfg is None:
+        raise ConfigError("\n".join(problems))
     return cfg

@@ -318,3 +318,69 @@ def test_scs_metadata_queries_pass_the_permission_hook(tmp_path):
     finally:
         app.extensions["vo_gateway"].jobs.close()
     assert allow.started == [("scs", "demo")] and [f[:3] for f in allow.finished] == [("scs", "demo", 0)]
+
+
+def _cli(*args, cwd=None, env=None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
+        timeout=120,
+    )
+
+
+def test_cli_version_help_and_plugins_outside_the_checkout(tmp_path):
+    from importlib.metadata import version
+
+    out = _cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"vo-gateway {version('vo-gateway')}"
+    h = _cli("serve", "--help").stdout
+    assert "(default: 8000)" in h and "request threads per worker (default: 8)" in h and "(default: None)" not in h
+    out = _cli("plugins", cwd=tmp_path, env={"VO_GATEWAY_CONFIG": ""})  # no config.yaml here
+    assert out.returncode == 0, out.stderr
+    assert "embedded\tvo-gateway-embedded" in out.stdout and "archive kinds: embedded" in out.stdout
+
+
+def test_a_plugin_that_fails_to_import_is_named(tmp_path):
+    """An installed plugin whose module is missing: every command says which plugin, from which
+    distribution, and how to block it; blocking it lets the commands work again."""
+    info = tmp_path / "site" / "vo_gateway_broken-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vo-gateway-broken\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[vo_gateway]\nbroken = vo_gateway_broken_missing.plugin\n")
+    env = {"PYTHONPATH": str(tmp_path / "site")}
+    out = _cli("check-config", "--config", str(ROOT / "config.yaml"), env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "plugin 'broken' (distribution vo-gateway-broken 1.0) failed to import: ModuleNotFoundError" in out.stderr
+    assert "plugins_blocked: [broken]" in out.stderr
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        (ROOT / "config.yaml").read_text().replace("service:\n", "service:\n  plugins_blocked: [broken]\n", 1)
+        + f"base_dir: {ROOT}\n"
+    )
+    assert _cli("check-config", "--config", str(cfg), env=env).returncode == 0
+    listed = _cli("plugins", "--config", str(cfg), env=env)
+    assert listed.returncode == 0 and "broken\tvo-gateway-broken 1.0\tblocked" in listed.stdout
+
+
+def test_check_config_reports_every_problem_with_its_line(tmp_path):
+    bad = tmp_path / "config.yaml"
+    bad.write_text(
+        "service:\n  title: x\n  maxrec_defualt: 5\njobs:\n  workers: 0\narchives:\n  demo:\n    kind: embedded\n"
+    )
+    err = _cli("check-config", "--config", str(bad)).stderr
+    assert "service.maxrec_defualt (line 3): unknown key; did you mean 'maxrec_default'?" in err
+    assert "jobs.workers (line 5): Input should be greater than or equal to 1" in err
+    bad.write_text("archives:\n  a:\n    kind: embeded\n  b:\n    kind: embedded\n    tabels: []\n")
+    err = _cli("check-config", "--config", str(bad)).stderr
+    assert "archives.a.kind (line 3): unknown kind 'embeded'; did you mean 'embedded'?" in err
+    assert "archives.b.tabels (line 6): unknown key; did you mean 'tables'?" in err
+    bad.write_text("service:\n  title: [x\n")
+    err = _cli("check-config", "--config", str(bad)).stderr
+    assert f"{bad}, line 3, column 1: not valid YAML" in err and "<unicode string>" not in err
