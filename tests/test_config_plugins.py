@@ -384,3 +384,59 @@ def test_check_config_reports_every_problem_with_its_line(tmp_path):
     bad.write_text("service:\n  title: [x\n")
     err = _cli("check-config", "--config", str(bad)).stderr
     assert f"{bad}, line 3, column 1: not valid YAML" in err and "<unicode string>" not in err
+
+
+def test_serve_is_quiet_and_exits_cleanly(tmp_path):
+    """``vo-gateway serve`` with Python's warnings on: no astropy FITS warnings at start, none
+    on the first queries, no nanobind "leaked" lines or worker crash at shutdown, and no
+    control socket under $HOME shared by every instance on the host."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from gateway.testing import free_port
+    from tests.conftest import live_config
+
+    port, log = free_port(), tmp_path / "serve.log"
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"} | {"HOME": str(home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(live_config(tmp_path)), "--port", str(port)],
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if requests.get(url + "/tap/availability", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        cone = "SELECT TOP 5 source_id FROM demo.gaia_dr3_g10 WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 10, 10, 3))"
+        for q in (
+            cone,
+            "SELECT TOP 3 s.id, e.mjd FROM demo.s82_rrlyrae AS s JOIN demo.s82_rrlyrae_epochs AS e ON e.id = s.id",
+        ):
+            assert requests.post(url + "/tap/sync", data={"LANG": "ADQL", "QUERY": q}, timeout=30).ok
+        cut = requests.get(
+            url + "/soda/sync",
+            params={"ID": "ivo://vo-gateway/demo?frame-r-004510-4-0030", "CIRCLE": "200.45 36.8 0.01"},
+            timeout=30,
+        )
+        assert cut.ok
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    text = log.read_text()
+    assert "Listening at" in text
+    for noise in ("Warning", "leaked", "SIGSEGV", "Traceback", "Control socket"):
+        assert noise not in text, f"{noise!r} in the serve output:\n{text}"
+    assert not (home / ".gunicorn").exists()

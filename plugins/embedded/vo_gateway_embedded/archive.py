@@ -19,6 +19,7 @@ import io
 import os
 import tempfile
 import threading
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -30,7 +31,7 @@ import pyarrow.parquet as pq
 import yaml
 from astropy.io import fits
 from astropy.nddata import Cutout2D
-from astropy.wcs import WCS
+from astropy.wcs import WCS, FITSFixedWarning
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.adql.validate import OutputColumn
@@ -41,6 +42,15 @@ from gateway.obscore import OBSCORE_COLUMNS, obscore_batch
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Column, ForeignKey, Table
 from gateway.sky import cone_rows, separation, shape_overlaps_polygon, shape_vertices
+
+
+def wcs_of(header) -> WCS:
+    """The WCS of an image header.  astropy's FITSFixedWarnings are silenced: on the SDSS
+    frames they only report the standard fixes it applies (RADECSYS read as RADESYS, MJD-OBS
+    from DATE-OBS), which are right, and would otherwise print at every start."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(header)
 
 
 class ColumnSpec(BaseModel):
@@ -291,7 +301,7 @@ class EmbeddedArchive(DuckDBArchive):
     def _image_record(self, spec: ImageSpec) -> dict:
         path = self._path(spec.path)
         hdr = _primary_header(path)
-        w = WCS(hdr)
+        w = wcs_of(hdr)
         nx, ny = hdr["NAXIS1"], hdr["NAXIS2"]
         corners = w.calc_footprint(axes=(nx, ny))
         cra, cdec = w.wcs_pix2world([[(nx - 1) / 2, (ny - 1) / 2]], 0)[0]
@@ -389,7 +399,7 @@ class EmbeddedArchive(DuckDBArchive):
         path = self.image_file(image_id)
         with fits.open(path, memmap=True) as hdul:
             hdu = hdul[0]
-            w = WCS(hdu.header)
+            w = wcs_of(hdu.header)
             ny, nx = hdu.data.shape
             if shape[0] == "circle":
                 ra, dec, r = shape[1:]
