@@ -4,10 +4,10 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 VO_GATEWAY_CONFIG=/app/config.yaml
 WORKDIR /app
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY gateway ./gateway
 COPY plugins ./plugins
-RUN pip install --no-cache-dir ".[postgresql]" ./plugins/embedded ./plugins/ivoa ./plugins/skymapper ./plugins/mast ./plugins/hsc
+RUN pip install --no-cache-dir -c constraints.txt ".[postgresql,server]" ./plugins/embedded ./plugins/ivoa ./plugins/skymapper ./plugins/mast ./plugins/hsc
 
 COPY config.yaml ./
 COPY data ./data
@@ -18,4 +18,8 @@ RUN useradd --system --home-dir /app gateway && mkdir -p /app/var && chown gatew
 VOLUME /app/var
 USER gateway
 EXPOSE 8000
-CMD ["gunicorn", "-c", "python:gateway.gunicorn_conf", "--workers", "2", "--threads", "8", "--bind", "0.0.0.0:8000", "gateway.wsgi:app"]
+# /healthz: the process answers; /readyz adds the config and the job store (docs/deployment.md)
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4).status != 200)"]
+# vo-gateway serve checks the configuration before it starts gunicorn (same settings as gateway.gunicorn_conf)
+CMD ["vo-gateway", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", "--threads", "8"]

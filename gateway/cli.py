@@ -230,7 +230,11 @@ def jobs(args) -> int:
 
 
 def serve(args) -> int:
-    from gunicorn.app.base import BaseApplication
+    try:
+        from gunicorn.app.base import BaseApplication
+    except ImportError:
+        print("vo-gateway serve runs on gunicorn: pip install 'vo-gateway[server]'", file=sys.stderr)
+        return 2
 
     config = os.path.abspath(args.config or os.environ.get("VO_GATEWAY_CONFIG", "config.yaml"))
     app = _app(config)  # validate before forking

@@ -118,7 +118,12 @@ class HueyExecutor(Executor):
     local = False
 
     def __init__(self, queue_url: str, name: str = "vo-gateway"):
-        from huey import RedisHuey
+        try:
+            from huey import RedisHuey
+        except ImportError:
+            from ..config import ConfigError
+
+            raise ConfigError("jobs.executor: huey needs the huey extra: pip install 'vo-gateway[huey]'") from None
 
         self.huey = RedisHuey(name, url=queue_url, results=False)
 
