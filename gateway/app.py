@@ -308,6 +308,10 @@ def create_app(config: GatewayConfig | str | Path | None = None, plugins=(), loa
     gw = Gateway(config, plugins, load_entrypoints)
     app.extensions["vo_gateway"] = gw
     app.config["MAX_CONTENT_LENGTH"] = config.uploads.max_bytes + 1_000_000  # uploads + the other fields
+    from . import ops
+
+    ops.configure_logging(config.service.log_format)
+    ops.init_app(app)  # first: its after_request runs last, on the final (compressed) answer
     if config.service.compress_level:
         compress(app, config.service.compress_level)
     app.config["MAX_FORM_MEMORY_SIZE"] = 10_000_000  # a long QUERY is still a form field

@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from .config import CacheConfig
+from .ops import record_cache
 from .rowstream import RowStream
 
 log = logging.getLogger("gateway.cache")
@@ -45,6 +46,7 @@ class ResultCache:
     def get(self, key: str) -> RowStream | None:
         """The stream of a stored result, or None."""
         entry = self.store.get(key)
+        record_cache(entry is not None)
         if entry is None:
             return None
         stream = RowStream(

@@ -66,6 +66,9 @@ class ServiceConfig(BaseModel):
         description="gzip/deflate level of responses to clients that "
         "send Accept-Encoding (RFC 9110 §12.5.3); 1 is fastest, 0 turns compression off",
     )
+    log_format: Literal["console", "json"] = Field(
+        "console", description="access and application log lines: readable (console) or JSON (json), docs/deployment.md"
+    )
 
 
 class JobsConfig(BaseModel):

@@ -77,7 +77,11 @@ class FatalFault(Fault):
 def naming_archive(archive: str):
     """Within this block, an upstream failure (:class:`TransientFault`) names the archive it
     came from, as users know it: ``archive mast: upstream mast.stsci.edu failed: HTTP 502 ...``.
-    The fault keeps its class, status and headers."""
+    The fault keeps its class, status and headers.  Upstream calls made within are counted
+    under the archive's name (:mod:`gateway.ops`)."""
+    from .ops import ARCHIVE
+
+    token = ARCHIVE.set(archive)
     try:
         yield
     except TransientFault as f:
@@ -85,3 +89,5 @@ def naming_archive(archive: str):
             f.message = f"archive {archive}: {f.message}"
             f.args = (f.message,)
         raise
+    finally:
+        ARCHIVE.reset(token)

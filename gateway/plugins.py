@@ -1,7 +1,7 @@
 """Per-app pluggy plugin manager (project name and entry-point group ``vo_gateway``).
 
 Nothing is loaded at import time: :func:`make_plugin_manager` is called by ``create_app``.
-Built-ins (output formats, the HTTP Basic actor) are registered through the same hooks as third parties.
+Built-ins (output formats, the HTTP Basic actor, the access log's row counts) are registered through the same hooks as third parties.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pluggy
 
 from . import hookspecs
 
-DEFAULT_PLUGINS = ("gateway.formats.builtin", "gateway.auth")
+DEFAULT_PLUGINS = ("gateway.formats.builtin", "gateway.auth", "gateway.ops")
 
 
 def make_plugin_manager(plugins=(), load_entrypoints: bool = True, blocked=()) -> pluggy.PluginManager:

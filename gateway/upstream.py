@@ -44,6 +44,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import parse_url
 
 from .faults import TransientFault, UsageFault
+from .ops import record_upstream
 
 
 class AddressRefused(UsageFault):
@@ -352,10 +353,13 @@ class UpstreamSession(requests.Session):
                 if self.origins is not None and origin(url) not in self.origins:
                     raise AddressRefused(f"{origin(url)} is not a configured upstream")
                 _current.call = call
+                t0, status = time.perf_counter(), None
                 try:
                     r = super().request(method, url, *a, proxies=self.origin_proxies.get(origin(url)), **k)
+                    status = r.status_code
                 finally:
                     _current.call = None
+                    record_upstream(method, url, status, time.perf_counter() - t0)
             except AddressRefused as e:
                 if self.origins is None:  # a user's URL (TAP_UPLOAD): the user's mistake
                     raise

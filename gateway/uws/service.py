@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ..faults import Fault, NotFoundFault, TransientFault, UsageFault
+from ..ops import request_id
 from .executor import Cancelled, Executor, HueyExecutor, InProcessExecutor, JobContext
 from .job import Job, Phase, Result, parse_time, utcnow
 from .store import JobStore
@@ -227,6 +228,9 @@ class JobService:
             destruction=now + timedelta(seconds=self.cfg.destruction_default),
             service_url=service_url,
         )
+        rid = request_id()
+        if rid is not None:
+            job.job_info = {"request_id": rid}  # the request that made it (X-Request-ID, docs/deployment.md)
         run = self._apply(job, params, files)
         self.store.insert(job)
         if run:
@@ -396,10 +400,12 @@ class JobService:
         self.running[job_id] = ctx
         self._notify()
         done = threading.Event()
-        threading.Thread(target=self._report, args=(job_id, ctx, done), name=f"uws-info-{job_id}", daemon=True).start()
+        threading.Thread(
+            target=self._report, args=(job_id, ctx, done, job.job_info or {}), name=f"uws-info-{job_id}", daemon=True
+        ).start()
 
         def info() -> dict:
-            return {"job_info": ctx.info()} if ctx.info is not None else {}
+            return {"job_info": {**(job.job_info or {}), **ctx.info()}} if ctx.info is not None else {}
 
         try:
             runner = self.runners[job.service]
@@ -470,13 +476,13 @@ class JobService:
             self.running.pop(job_id, None)
             self._notify()
 
-    def _report(self, job_id: str, ctx: JobContext, done: threading.Event) -> None:
+    def _report(self, job_id: str, ctx: JobContext, done: threading.Event, base: dict) -> None:
         """Write what the running query reports into the job record every second, so the job
         document's ``uws:jobInfo`` (progress, plan) is never more than about 1 s old."""
         while not done.wait(1.0):
             if ctx.info is None:
                 continue
             try:
-                self.store.update(job_id, only_in=(Phase.EXECUTING,), job_info=ctx.info())
+                self.store.update(job_id, only_in=(Phase.EXECUTING,), job_info={**base, **ctx.info()})
             except Exception:  # noqa: BLE001 - a progress report never fails the job
                 log.exception("job %s: progress report failed", job_id)

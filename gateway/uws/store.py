@@ -200,6 +200,17 @@ class JobStore:
         with self.engine.connect() as c:
             return list(c.execute(sa.select(jobs_t.c.job_id).where(jobs_t.c.destruction <= now)).scalars())
 
+    def ping(self) -> None:
+        """Raise if the store does not answer a query (readiness, ``/readyz``)."""
+        with self.engine.connect() as c:
+            c.execute(sa.text("SELECT 1"))
+
+    def count_by_phase(self) -> dict[str, int]:
+        """How many jobs the store holds in each phase (``vo_gateway_jobs``)."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(jobs_t.c.phase, sa.func.count()).group_by(jobs_t.c.phase))
+            return {str(phase): int(n) for phase, n in rows}
+
     def active_on(self, executor_id: str) -> builtins.list[Job]:
         with self.engine.connect() as c:
             rows = c.execute(
