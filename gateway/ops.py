@@ -150,7 +150,7 @@ def configure_logging(fmt: str) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),  # today's stderr (tests swap it)
         cache_logger_on_first_use=False,
     )
     logging.getLogger("gateway").setLevel(logging.INFO)

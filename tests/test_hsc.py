@@ -175,6 +175,27 @@ def test_credentials_are_the_users_own(gw, emu):
     assert emu[0].requests[-1][1]["credential"]["account_name"] == "bob"
 
 
+def test_no_credential_in_any_log(gw, emu, capfd):
+    """Sync, async, a wrong password and a cutout with per-user HSC accounts: the access lines
+    (structlog events), the upstream calls they list and everything the process wrote to
+    stdout/stderr hold no password and no Authorization value."""
+    import base64
+
+    from structlog.testing import capture_logs
+
+    url = gw[1]
+    secrets = ["a-pw", "b-pw", "wr0ng-pw"]
+    secrets += [base64.b64encode(f"{u}:{p}".encode()).decode() for u, p in (("alice", "a-pw"), ("bob", "b-pw"))]
+    with capture_logs() as logs:
+        requests.get(url + "/tap/sync", params={"LANG": "ADQL", "QUERY": Q}, auth=("alice", "a-pw")).raise_for_status()
+        requests.get(url + "/tap/sync", params={"LANG": "ADQL", "QUERY": Q}, auth=("bob", "wr0ng-pw"))
+        tap(url, ("bob", "b-pw")).run_async(Q)
+    out, err = capfd.readouterr()
+    text = repr(logs) + out + err
+    assert any(e.get("event") == "request" and e["upstream"] for e in logs)  # the upstream calls were logged
+    assert [s for s in secrets if s in text] == []
+
+
 def test_hsc_sql_errors_and_slow_jobs(gw, emu):
     app, _ = emu
     url = gw[1]
