@@ -236,6 +236,7 @@ def main(argv=None) -> int:
     cfg["base_dir"] = str(ROOT)
     cfg["cache"] = {"ttl": 0}
     cfg["jobs"] = {"store": f"sqlite:///{tmp}/jobs.sqlite", "results_dir": str(tmp / "results")}
+    cfg["limits"] = {"enabled": False}  # the benchmark is the load: no request limits
     cfg["archives"]["mast"] = {
         "kind": "mast",
         "base_url": emu_url + "/api/v0.1",

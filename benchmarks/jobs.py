@@ -41,6 +41,7 @@ def start_server(tmp: Path):
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg["base_dir"] = str(ROOT)
     cfg["jobs"] = {"store": f"sqlite:///{tmp}/jobs.sqlite", "results_dir": str(tmp / "results"), "workers": 4}
+    cfg["limits"] = {"enabled": False}  # the benchmark is the load: no request limits
     (tmp / "config.yaml").write_text(yaml.safe_dump(cfg))
     return start_process(tmp / "config.yaml")
 

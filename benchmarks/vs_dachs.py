@@ -143,6 +143,7 @@ def gateway_config(catalog: Path, work: Path, extra_rows: int | None = None) -> 
         "service": {"title": "vo-gateway bench", "maxrec_default": 20000, "maxrec_hard": 100_000_000},
         "archives": {"bench": {"kind": "embedded", "adql_schema": "bench", "tables": tables}},
         "jobs": {"store": "sqlite:///var/jobs.sqlite", "results_dir": "var/results"},
+        "limits": {"enabled": False},  # the benchmark is the load: no request limits
     }
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -322,6 +323,7 @@ def overhead(up_base: str, work: Path, a, name: str = "up") -> dict:
             }
         },
         "jobs": {"store": f"sqlite:///var/jobs_{name}.sqlite", "results_dir": f"var/results_{name}"},
+        "limits": {"enabled": False},
         "cache": {"ttl": 0},
     }  # each repetition goes upstream: the pass-through is measured, not the cache
     path = work / f"front_{name}.yaml"

@@ -312,6 +312,11 @@ def create_app(config: GatewayConfig | str | Path | None = None, plugins=(), loa
 
     ops.configure_logging(config.service.log_format)
     ops.init_app(app)  # first: its after_request runs last, on the final (compressed) answer
+    from . import limits, upstream
+
+    limits.init_app(app, config.limits)
+    upstream.set_concurrency(config.limits.upstream_concurrency)
+    gw.jobs.max_active_per_owner = config.limits.async_jobs_per_user
     if config.service.compress_level:
         compress(app, config.service.compress_level)
     app.config["MAX_FORM_MEMORY_SIZE"] = 10_000_000  # a long QUERY is still a form field

@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AnyHttpUrl, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+)
 
 
 class ConfigError(Exception):
@@ -160,6 +169,50 @@ class PlannerConfig(BaseModel):
     temp_directory: Path = Field(Path("var/planner"), description="spill directory (relative to the config file)")
 
 
+def _rate(v: str) -> str:
+    from limits import parse
+
+    try:
+        parse(v)
+    except ValueError:
+        raise ValueError(f"{v!r} is not a rate such as '600/minute' or '10 per second'") from None
+    return v
+
+
+Rate = Annotated[str, AfterValidator(_rate)]
+Protocol = Literal["tap", "scs", "sia", "sia1", "soda", "datalink", "data"]
+
+
+class LimitsConfig(BaseModel):
+    """Request rates and concurrency caps (docs/deployment.md § Limits)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    storage_url: str = Field(
+        "memory://",
+        description="where the rate counters live: memory:// (this process) or redis://host:port/db (shared)",
+    )
+    per_user: dict[Protocol, Rate] = Field(
+        default_factory=lambda: {  # type: ignore[arg-type]  # mypy reads the literals as str
+            "tap": "600/minute",
+            "scs": "1200/minute",
+            "sia": "600/minute",
+            "sia1": "600/minute",
+            "soda": "600/minute",
+            "datalink": "1200/minute",
+            "data": "600/minute",
+        },
+        description="requests per caller (owner, or client address when anonymous) to each protocol",
+    )
+    per_address: Rate | None = Field("6000/minute", description="every request from one client address")
+    async_jobs_per_user: int = Field(
+        20, ge=1, description="QUEUED or EXECUTING async jobs of one owner (anonymous callers share one pool)"
+    )
+    upstream_concurrency: int = Field(
+        16, ge=1, le=1024, description="requests in flight to one archive's upstream, all users together"
+    )
+
+
 class WebConfig(BaseModel):
     """The browser interface (docs/web.md)."""
 
@@ -179,6 +232,7 @@ class GatewayConfig(BaseModel):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     archives: dict[str, dict[str, Any]] = Field(default_factory=dict)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
     #: the YAML line of each key path, for error messages (:func:`yaml_lines`)

@@ -66,6 +66,13 @@ class TransientFault(Fault):
     status = 503
 
 
+class RateLimitFault(TransientFault):
+    """The caller used up a limit (``limits`` in config.yaml): HTTP 429 with ``Retry-After``
+    (RFC 6585 §4); retrying after that many seconds works."""
+
+    status = 429
+
+
 class FatalFault(Fault):
     """The service failed in a way that retrying will not fix: HTTP 500."""
 

@@ -29,13 +29,15 @@ import pytest
 
 def make_app(config: dict, plugins=(), load_entrypoints: bool = False, base_dir=None):
     """An app for ``config`` (a dict as config.yaml would give).  The result cache is off
-    unless ``config`` has a ``cache`` section, so every query reaches the (emulated) upstream."""
+    unless ``config`` has a ``cache`` section, so every query reaches the (emulated) upstream;
+    the request limits are off unless it has a ``limits`` section (a test's requests all come
+    from 127.0.0.1)."""
     from pathlib import Path
 
     from .app import create_app
     from .config import load_config
 
-    cfg = load_config(data={"cache": {"ttl": 0}, **config})
+    cfg = load_config(data={"cache": {"ttl": 0}, "limits": {"enabled": False}, **config})
     if base_dir is not None:
         cfg.base_dir = Path(base_dir)
     return create_app(cfg, plugins=plugins, load_entrypoints=load_entrypoints)

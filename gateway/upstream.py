@@ -297,6 +297,28 @@ class GuardedAdapter(requests.adapters.HTTPAdapter):
         }
 
 
+#: requests in flight to one upstream (its origin set), every session and user together
+#: (``limits.upstream_concurrency``; :func:`set_concurrency`)
+_CONCURRENCY = 16
+_SLOTS: dict[frozenset, tuple[int, threading.BoundedSemaphore]] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+def set_concurrency(n: int) -> None:
+    """The cap on concurrent requests to each archive's upstream (config ``limits``)."""
+    global _CONCURRENCY
+    _CONCURRENCY = n
+
+
+def _slots(origins: frozenset) -> threading.BoundedSemaphore:
+    with _SLOTS_LOCK:
+        size, sem = _SLOTS.get(origins, (0, None))
+        if sem is None or size != _CONCURRENCY:
+            sem = threading.BoundedSemaphore(_CONCURRENCY)
+            _SLOTS[origins] = (_CONCURRENCY, sem)
+        return sem
+
+
 class UpstreamSession(requests.Session):
     """The HTTP client of an archive (or of TAP_UPLOAD fetches): a default timeout (pyvo passes
     none) and a total ``deadline`` per call, only the ``origins`` given (a URL or redirect to any
@@ -306,6 +328,10 @@ class UpstreamSession(requests.Session):
     of on every request as requests does (about 0.5 ms a call); a ``.netrc`` is never consulted,
     so no service-wide login can reach an upstream on a user's behalf.  Redirects are followed
     here (at most :attr:`MAX_REDIRECTS`), each ``Location`` checked like the first URL.
+
+    At most ``limits.upstream_concurrency`` requests run at once against one upstream (its
+    origins), whichever user or query they serve; a request that finds no free slot within the
+    read timeout fails as TransientFault.  A streamed response holds its slot until it is closed.
 
     Each response carries ``upstream_call`` (:class:`Call`); read streamed bodies with
     :func:`iter_body` or :func:`read_body`."""
@@ -339,6 +365,26 @@ class UpstreamSession(requests.Session):
     def _what(self) -> str:
         return f"upstream {sorted(self.origins)[0]}" if self.origins else "the remote server"
 
+    def _slot(self):
+        """Take one of the upstream's request slots; returns the function that gives it back
+        (once).  Sessions without fixed origins (TAP_UPLOAD fetches) are not capped."""
+        if not self.origins:
+            return lambda: None
+        sem = _slots(self.origins)
+        if not sem.acquire(timeout=self.default_timeout[1]):
+            raise TransientFault(
+                f"{self._what()} is busy: {_CONCURRENCY} requests to it are running already "
+                "(limits.upstream_concurrency); retry later"
+            )
+        done = threading.Event()
+
+        def release() -> None:
+            if not done.is_set():
+                done.set()
+                sem.release()
+
+        return release
+
     def request(self, method, url, *a, **k):
         k.setdefault("timeout", self.default_timeout)
         k.setdefault("verify", self.verify)  # explicit: REQUESTS_CA_BUNDLE would override the session's
@@ -352,14 +398,22 @@ class UpstreamSession(requests.Session):
                 check_url(url, "URL" if hop == 0 else "redirect to")
                 if self.origins is not None and origin(url) not in self.origins:
                     raise AddressRefused(f"{origin(url)} is not a configured upstream")
+                release = self._slot()
                 _current.call = call
                 t0, status = time.perf_counter(), None
                 try:
                     r = super().request(method, url, *a, proxies=self.origin_proxies.get(origin(url)), **k)
                     status = r.status_code
+                except BaseException:
+                    release()
+                    raise
                 finally:
                     _current.call = None
                     record_upstream(method, url, status, time.perf_counter() - t0)
+                if k.get("stream"):
+                    _release_on_close(r, release)
+                else:
+                    release()
             except AddressRefused as e:
                 if self.origins is None:  # a user's URL (TAP_UPLOAD): the user's mistake
                     raise
@@ -384,6 +438,22 @@ class UpstreamSession(requests.Session):
             if r.status_code == 303:
                 method, k = "GET", {key: v for key, v in k.items() if key not in ("data", "files", "json")}
         raise TransientFault(f"{self._what()} redirected more than {self.MAX_REDIRECTS} times")
+
+
+def _release_on_close(r: requests.Response, release) -> None:
+    """A streamed response gives its slot back when closed, or when it is garbage-collected."""
+    import weakref
+
+    close = r.close
+
+    def closing():
+        try:
+            close()
+        finally:
+            release()
+
+    r.close = closing  # type: ignore[method-assign]
+    weakref.finalize(r, release)
 
 
 # -- reading bodies ----------------------------------------------------------------------------

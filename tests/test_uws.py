@@ -102,6 +102,7 @@ def test_job_document_shape_and_text_children(c):
         "destruction",
         "parameters",
         "results",
+        "jobInfo",  # the request id of the request that made it (gateway/ops.py)
     ]
     nil = "{http://www.w3.org/2001/XMLSchema-instance}nil"
     for tag in ("ownerId", "quote", "startTime", "endTime"):

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ..faults import Fault, NotFoundFault, TransientFault, UsageFault
+from ..faults import Fault, NotFoundFault, RateLimitFault, TransientFault, UsageFault
 from ..ops import request_id
 from .executor import Cancelled, Executor, HueyExecutor, InProcessExecutor, JobContext
 from .job import Job, Phase, Result, parse_time, utcnow
@@ -77,6 +77,8 @@ class JobService:
         self.runners: dict[str, Callable[[Job, JobContext, Path], list[Result]]] = {}
         self.host = socket.gethostname()
         self.running: dict[str, JobContext] = {}
+        #: QUEUED/EXECUTING jobs one owner may have (config ``limits.async_jobs_per_user``; 0: no cap)
+        self.max_active_per_owner = 0
         self._actors: dict[str, object] = {}
         self.changed = threading.Condition()
         self._version = 0
@@ -320,6 +322,12 @@ class JobService:
         RUN on a queued or running job is a no-op; on a finished job it is refused (403)."""
         if job.phase in Phase.ACTIVE:
             return
+        if self.max_active_per_owner and self.store.count_active(job.owner_key) >= self.max_active_per_owner:
+            raise RateLimitFault(
+                f"you have {self.max_active_per_owner} async jobs queued or running already "
+                "(limits.async_jobs_per_user); wait for one to finish, or abort one, then RUN this job",
+                headers={"Retry-After": "10"},
+            )
         executor = self._executor()
         owner = self.executor_id if executor.local else None
         if not self.store.update(

@@ -205,6 +205,13 @@ class JobStore:
         with self.engine.connect() as c:
             c.execute(sa.text("SELECT 1"))
 
+    def count_active(self, owner_key: str | None) -> int:
+        """QUEUED or EXECUTING jobs of one owner (anonymous: ``None``, one pool)."""
+        owner = jobs_t.c.owner_key.is_(None) if owner_key is None else jobs_t.c.owner_key == owner_key
+        with self.engine.connect() as c:
+            q = sa.select(sa.func.count()).select_from(jobs_t).where(owner, jobs_t.c.phase.in_(Phase.ACTIVE))
+            return int(c.execute(q).scalar_one())
+
     def count_by_phase(self) -> dict[str, int]:
         """How many jobs the store holds in each phase (``vo_gateway_jobs``)."""
         with self.engine.connect() as c:
