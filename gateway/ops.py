@@ -99,10 +99,11 @@ def endpoint(url: str) -> str:
     return f"{u.scheme}://{host}{port}{u.path}"
 
 
-def record_upstream(method: str, url: str, status: int | None, seconds: float) -> None:
+def record_upstream(method: str, url: str, status: int | None, seconds: float, kind: str | None = None) -> None:
     """One upstream call (:class:`gateway.upstream.UpstreamSession`): metrics, and the access
-    line of the request that made it."""
-    archive = ARCHIVE.get() or (urlsplit(url).hostname or "unknown")
+    line of the request that made it.  Labelled by the archive whose code made it, else by
+    ``kind`` (``upload``: a TAP_UPLOAD fetch, whose hosts users choose), else by host."""
+    archive = ARCHIVE.get() or kind or (urlsplit(url).hostname or "unknown")
     code = str(status) if status is not None else "failed"
     UPSTREAM.labels(archive, code).inc()
     UPSTREAM_LATENCY.labels(archive).observe(seconds)

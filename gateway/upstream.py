@@ -409,7 +409,7 @@ class UpstreamSession(requests.Session):
                     raise
                 finally:
                     _current.call = None
-                    record_upstream(method, url, status, time.perf_counter() - t0)
+                    record_upstream(method, url, status, time.perf_counter() - t0, None if self.origins else "upload")
                 if k.get("stream"):
                     _release_on_close(r, release)
                 else:

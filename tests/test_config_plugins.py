@@ -97,7 +97,10 @@ def test_apps_are_isolated():
     "cfg, message",
     [
         ({"archives": {"t": {"kind": "toy", "colour": "red"}}}, "archives.t.colour: unknown key"),
-        ({"archives": {"t": {"kind": "tyo"}}}, "archives.t.kind: unknown kind 'tyo' (installed kinds: toy)"),
+        (
+            {"archives": {"t": {"kind": "tyo"}}},
+            "archives.t.kind: unknown kind 'tyo'; did you mean 'toy'? (installed kinds: toy)",
+        ),
         ({"archives": {"t": {"title": "x"}}}, "archives.t.kind: required field is missing"),
         ({"service": {"base_url": "not a url"}}, "service.base_url"),
         ({"servise": {}}, "servise: unknown key"),

@@ -485,8 +485,9 @@ def test_job_info_reports_progress_while_the_job_runs(tmp_path, postgres_url):
                 doc = ET.fromstring(requests.get(job_url, timeout=30).content)
                 phase = doc.find("{http://www.ivoa.net/xml/UWS/v1.0}phase").text
                 node = doc.find("{http://www.ivoa.net/xml/UWS/v1.0}jobInfo/{urn:vo-gateway:jobinfo}info")
-                if phase == "EXECUTING" and node is not None:
-                    seen.append(json.loads(node.text)["progress"]["subqueries_done"])
+                info = json.loads(node.text) if node is not None else {}
+                if phase == "EXECUTING" and "progress" in info:  # before the first report: the request id only
+                    seen.append(info["progress"]["subqueries_done"])
                 time.sleep(0.25)
             assert phase == "COMPLETED"
             final = json.loads(doc.find("{http://www.ivoa.net/xml/UWS/v1.0}jobInfo/{urn:vo-gateway:jobinfo}info").text)
