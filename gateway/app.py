@@ -335,6 +335,15 @@ def create_app(config: GatewayConfig | str | Path | None = None, plugins=(), loa
     app.register_blueprint(datalink.bp, url_prefix="/datalink")
     web.init_app(app)
 
+    @app.before_request
+    def _utf8_query_string():
+        """A query string must be UTF-8 once percent-decoded (RFC 3986 §2.5, DALI 1.1 §3.1);
+        raw bytes that are not would otherwise fail deep inside the request parser."""
+        try:
+            request.query_string.decode()
+        except UnicodeDecodeError as e:
+            raise UsageFault(f"the query string is not UTF-8 (byte {e.start}); percent-encode UTF-8 text") from None
+
     @app.errorhandler(Fault)
     def _fault(f: Fault):
         from .protocols.errors import dali_error

@@ -300,6 +300,12 @@ def _read_csv(name: str, data: bytes):
     import pyarrow.csv as pcsv
 
     try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageFault(
+            f"UPLOAD {name}: neither a VOTable nor a UTF-8 CSV table (byte {e.start} is not UTF-8)"
+        ) from None
+    try:
         t = pcsv.read_csv(io.BytesIO(data))
     except pa.ArrowInvalid as e:
         raise UsageFault(f"UPLOAD {name}: neither a VOTable nor a CSV table with a header line ({e})")
