@@ -98,3 +98,21 @@ def naming_archive(archive: str):
         raise
     finally:
         ARCHIVE.reset(token)
+
+
+def naming_batches(batches, archive: str):
+    """``batches`` (an iterator of an archive's RowStream), each one produced within
+    :func:`naming_archive`: a failure while the rows stream names the archive too."""
+    it = iter(batches)
+    try:
+        while True:
+            with naming_archive(archive):
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    return
+            yield batch
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()

@@ -57,7 +57,7 @@ from .adql.dialect import ADQL
 from .adql.validate import AdqlQuery
 from .archive import Archive, ArchiveConfig, Cone, Predicate, ScanRequest
 from .engine import DuckDBArchive
-from .faults import TransientFault, UsageFault
+from .faults import TransientFault, UsageFault, naming_archive
 from .residual import cone_forms, cone_term, conjuncts, constant
 from .rowstream import RowStream
 from .schema import Column, Table
@@ -882,14 +882,18 @@ class Planner:
         (duplicates of overlapping cones removed) in the items' order."""
         step = next(s for s in plan.steps if s.ref is ref)
         step.requests = [describe(i) for i in items]
+        def named(item):  # an upstream failure names the archive; its calls are counted under it
+            with naming_archive(ref.archive):
+                return one(item)
+
         if len(items) == 1:
-            return one(items[0])
+            return named(items[0])
         from .upstream import current_scope
 
         scope = current_scope()
         workers = min(len(items), getattr(archive.config, "max_concurrency", 8))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(self._in_scope, scope, one, i) for i in items]
+            futures = [pool.submit(self._in_scope, scope, named, i) for i in items]
             try:
                 parts = [f.result() for f in futures]
             except BaseException:

@@ -48,7 +48,9 @@ class CuttingProxy:
       after a line end);
     * ``short``: the full Content-Length, the body cut at two thirds;
     * ``chunked``: chunked encoding without its last chunk;
-    * ``trickle``: the headers, then one byte of the body every 0.1 s.
+    * ``trickle``: the headers, then one byte of the body every 0.1 s;
+    * ``hang``: nothing at all, the connection held open until the gateway gives up (30 s at most);
+    * ``5xx``: ``502 Bad Gateway`` with a text body naming the fault, the upstream not asked.
     """
 
     def __init__(self, target: str):
@@ -84,6 +86,25 @@ class CuttingProxy:
             n = int(headers.get("Content-Length", 0))
             while len(body) < n:
                 body += c.recv(65536)
+            early = self.mode if self.match in path and self.mode in ("hang", "5xx") else None
+            if early == "hang":
+                self.cuts += 1
+                c.settimeout(30)
+                try:
+                    c.recv(1)  # returns when the gateway closes the connection
+                except OSError:
+                    pass
+                self.closed_at = time.monotonic()
+                return
+            if early == "5xx":
+                self.cuts += 1
+                text = b"the upstream database is on fire (netfaults 5xx)"
+                c.sendall(
+                    b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\n"
+                    + f"Content-Length: {len(text)}\r\nConnection: close\r\n\r\n".encode()
+                    + text
+                )
+                return
             fwd = {
                 k: v
                 for k, v in headers.items()

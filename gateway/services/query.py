@@ -22,7 +22,7 @@ from ..archive import Archive, Cone, ImageQuery
 from ..auth import public
 from ..catalogue import UploadOverlay
 from ..dali import Params
-from ..faults import FatalFault, Fault, TransientFault, UsageFault, naming_archive
+from ..faults import FatalFault, Fault, TransientFault, UsageFault, naming_archive, naming_batches
 from ..rowstream import RowStream
 from ..sky import box_corners, polygon_contains, shape_overlaps_polygon, shape_vertices, unit
 from ..uploads import UploadReader
@@ -257,6 +257,8 @@ class QueryService:
             response_format=fmt.mime,
         )
         infos = [("standardID", "ivo://ivoa.net/std/TAP"), ("QUERY", text)]
+        if res.archive in self.gw.catalogue.archives:  # one archive's rows: its failures name it
+            res.stream.batches = naming_batches(res.stream.batches, res.archive)
 
         def done(rows):
             if on_done is not None:
@@ -306,6 +308,7 @@ class QueryService:
         try:
             with naming_archive(archive.name):
                 stream = archive.cone_search(table, cone, self.maxrec(maxrec), verb)
+            stream.batches = naming_batches(stream.batches, archive.name)
         except Exception as e:
             self.finished(actor, "scs", archive.name, query, None, 0, error=hook_error(e))
             raise

@@ -31,6 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
+import requests
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
 from gateway.archive import Archive, ArchiveConfig, Capabilities, Cutout, CutoutRequest, Link, Links, ScanRequest
@@ -374,6 +375,8 @@ class MastArchive(Archive):
         except Exception as e:  # requests' errors: the upstream is unreachable
             if isinstance(e, (TransientFault, UsageFault)):
                 raise
+            if isinstance(e, requests.Timeout):
+                raise TransientFault(f"{what} did not answer within {self.config.timeout} s")
             raise TransientFault(f"{what} unreachable ({type(e).__name__})")
         if r.status_code >= 500:
             raise TransientFault(f"{what} failed: HTTP {r.status_code} {r.text[:300]}")
