@@ -179,3 +179,73 @@ def test_long_get_queries_reach_the_service(server):
         timeout=30,
     )
     assert r.status_code == 400 and b"at most 1000000" in r.content
+
+
+def test_a_really_full_results_filesystem(tmp_path):
+    """The results directory on a 1 MiB tmpfs (a mount namespace of the gateway's own, via
+    ``unshare``): a job whose result does not fit ends in ERROR with "results storage is full"
+    (the kernel's ENOSPC, not a simulation), a result completed before stays byte-identical, and
+    once the failed job is deleted a small job completes."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    import requests
+
+    from gateway.testing import free_port
+    from tests.conftest import live_config
+
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    results = tmp_path / "results"
+    results.mkdir()
+    cfg = live_config(tmp_path)
+    port = free_port()
+    serve = f"{sys.executable} -m gateway.cli serve --config {cfg} --port {port}"
+    proc = subprocess.Popen(
+        ["unshare", "-Urm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {results} && exec {serve}"],
+        stdout=open(tmp_path / "serve.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if requests.get(url + "/readyz", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+            if proc.poll() is not None:
+                pytest.skip("no mount namespace here: " + (tmp_path / "serve.log").read_text()[-300:])
+
+        def job(query, fmt="csv"):
+            r = requests.post(
+                url + "/tap/async",
+                data={"LANG": "ADQL", "QUERY": query, "RESPONSEFORMAT": fmt, "PHASE": "RUN"},
+                allow_redirects=False,
+            )
+            loc = r.headers["Location"]
+            for _ in range(600):
+                phase = requests.get(loc + "/phase").text
+                if phase in ("COMPLETED", "ERROR", "ABORTED"):
+                    return loc, phase
+                time.sleep(0.05)
+            raise AssertionError("the job did not finish")
+
+        small, phase = job("SELECT TOP 100 source_id, ra FROM demo.gaia_dr3_g10 ORDER BY source_id")
+        assert phase == "COMPLETED"
+        before = requests.get(small + "/results/result").content
+        big, phase = job("SELECT TOP 100000 * FROM demo.gaia_dr3_g10", "votable/td")
+        assert phase == "ERROR"
+        assert "results storage is full" in requests.get(big + "/error").text
+        assert requests.get(small + "/results/result").content == before
+        requests.post(big, data={"ACTION": "DELETE"})
+        again, phase = job("SELECT TOP 10 source_id FROM demo.gaia_dr3_g10")
+        assert phase == "COMPLETED" and len(requests.get(again + "/results/result").text.splitlines()) == 11
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
