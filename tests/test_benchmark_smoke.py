@@ -47,6 +47,16 @@ def test_web_bench_quick(live_url):
 
 
 @pytest.mark.slow
+def test_load_bench_quick():
+    """The concurrent-clients load runner (gateway only, 10 clients for 3 s)."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/load.py"), "--quick"], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert "vo-gateway: 10 clients" in out.stdout and "  scs " in out.stdout and "  async " in out.stdout
+
+
+@pytest.mark.slow
 def test_vs_dachs_quick():
     """The DaCHS comparison runner on a tiny generated catalogue, gateway side only."""
     out = subprocess.run(
