@@ -882,6 +882,7 @@ class Planner:
         (duplicates of overlapping cones removed) in the items' order."""
         step = next(s for s in plan.steps if s.ref is ref)
         step.requests = [describe(i) for i in items]
+
         def named(item):  # an upstream failure names the archive; its calls are counted under it
             with naming_archive(ref.archive):
                 return one(item)
