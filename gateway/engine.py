@@ -378,8 +378,7 @@ class DuckDBArchive(Archive):
             for view, table in (views or {}).items():
                 cur.register(view, table)
             if probe is not None:
-                cur.execute(probe, params or [])
-                schema = cur.to_arrow_table().schema
+                schema = cur.sql(probe, params=params or None).to_arrow_table().schema  # a relation: no extra copy
                 reader = None
             else:  # a relation's reader streams; a DB-API result's copies the rows first (1e7 rows: 470 MiB)
                 reader = cur.sql(sql, params=params or None).to_arrow_reader(BATCH_ROWS)
