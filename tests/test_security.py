@@ -484,9 +484,10 @@ FAULT_CASES = {
 
 @pytest.mark.parametrize("kind", sorted(FAULT_CASES))
 def test_hanging_and_failing_upstreams_of_every_kind(kind, tmp_path, request):
-    """Each plugin kind behind a proxy that (1) holds the connection without answering and
-    (2) answers 502: a clear 503 naming the archive, within the configured read timeout plus a
-    margin, never a hang and never rows passed off as a result; afterwards the same query works."""
+    """Each plugin kind behind a proxy that (1) holds the connection without answering, (2)
+    answers 502 and (3) trickles its answer a byte every 0.1 s: a clear 503 naming the archive,
+    within the configured deadline plus a margin, never a hang and never rows passed off as a
+    result; afterwards the same query works (truncation and redirects: the tests above)."""
     emu = _emulator(kind, request)
     match, cfg, q = FAULT_CASES[kind]
     auth = {"Authorization": "Basic YWxpY2U6YS1wdw=="}
@@ -508,7 +509,7 @@ def test_hanging_and_failing_upstreams_of_every_kind(kind, tmp_path, request):
             c = app.test_client()
             get = {"LANG": "ADQL", "QUERY": q}
             assert c.get("/tap/sync", query_string=get, headers=auth).status_code == 200
-            for mode, says in (("hang", b"within"), ("5xx", b"502")):
+            for mode, says in (("hang", b"within"), ("5xx", b"502"), ("trickle", b"")):
                 proxy.mode, n = mode, proxy.cuts
                 t0 = time.monotonic()
                 r = c.get("/tap/sync", query_string=get, headers=auth)
