@@ -63,12 +63,13 @@ def serve(app):
         srv.shutdown()
 
 
-def start_process(config_path, port: int | None = None, log=None, extra_args=()):
+def start_process(config_path, port: int | None = None, log=None, extra_args=(), env=None, wrap=None):
     """Start ``vo-gateway serve`` (gunicorn gthread) on a loopback port and wait until
     ``/tap/availability`` answers; returns ``(Popen, base_url)``.  ``extra_args``: more
-    ``serve`` options (``--workers 2``).  The process leads its own
-    session, so ``os.killpg(proc.pid, signal.SIGKILL)`` kills master and workers.  Raises
-    RuntimeError if it does not start."""
+    ``serve`` options (``--workers 2``); ``env``: the whole environment (default: this one with
+    Python warnings off); ``wrap(argv) -> argv``: run the command inside another (``unshare``).
+    The process leads its own session, so ``os.killpg(proc.pid, signal.SIGKILL)`` kills master
+    and workers.  Raises RuntimeError if it does not start."""
     import os
     import subprocess
     import sys
@@ -77,11 +78,22 @@ def start_process(config_path, port: int | None = None, log=None, extra_args=())
     import requests
 
     port = port or free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "serve",
+        "--config",
+        str(config_path),
+        "--port",
+        str(port),
+        *extra_args,
+    ]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path), "--port", str(port), *extra_args],
+        wrap(argv) if wrap is not None else argv,
         stdout=log or subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        env=env if env is not None else {**os.environ, "PYTHONWARNINGS": "ignore"},
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -90,6 +102,8 @@ def start_process(config_path, port: int | None = None, log=None, extra_args=())
             if requests.get(url + "/tap/availability", timeout=2).ok:
                 return proc, url
         except requests.ConnectionError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with status {proc.returncode}")
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("gateway did not start")

@@ -395,34 +395,18 @@ def test_serve_is_quiet_and_exits_cleanly(tmp_path):
     control socket under $HOME shared by every instance on the host."""
     import os
     import signal
-    import subprocess
-    import sys
-    import time
 
     import requests
 
-    from gateway.testing import free_port
+    from gateway.testing import start_process
     from tests.conftest import live_config
 
-    port, log = free_port(), tmp_path / "serve.log"
+    log = tmp_path / "serve.log"
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"} | {"HOME": str(home)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(live_config(tmp_path)), "--port", str(port)],
-        stdout=open(log, "w"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_process(live_config(tmp_path), log=open(log, "w"), env=env)
     try:
-        for _ in range(300):
-            try:
-                if requests.get(url + "/tap/availability", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
         cone = "SELECT TOP 5 source_id FROM demo.gaia_dr3_g10 WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 10, 10, 3))"
         for q in (
             cone,
