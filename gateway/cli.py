@@ -237,7 +237,11 @@ def serve(args) -> int:
         return 2
 
     config = os.path.abspath(args.config or os.environ.get("VO_GATEWAY_CONFIG", "config.yaml"))
-    app = _app(config)  # validate before forking
+    import tempfile
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # the workers' metrics, summed (gateway.ops)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="vo-gateway-metrics-")
+    app = _app(config)  # validate before forking; after the line above: prometheus-client reads it at import
 
     from . import gunicorn_conf
 
@@ -256,7 +260,13 @@ def serve(args) -> int:
         def load(self):
             return app
 
-    App().run()
+    try:
+        App().run()
+    finally:
+        if os.environ["PROMETHEUS_MULTIPROC_DIR"].startswith(tempfile.gettempdir()):
+            import shutil
+
+            shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     return 0
 
 

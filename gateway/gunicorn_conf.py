@@ -20,6 +20,10 @@ def worker_exit(server, worker):
     import os
     import sys
 
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())
     gw = getattr(worker.wsgi, "extensions", {}).get("vo_gateway") if worker.wsgi else None
     if gw is not None:
         gw.jobs.close()

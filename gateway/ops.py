@@ -17,7 +17,9 @@ the health and readiness probes (``docs/deployment.md`` § Operating it).
   ``vo_gateway_upstream_request_duration_seconds{archive}``,
   ``vo_gateway_result_cache_total{result}``, ``vo_gateway_rows_streamed_total{protocol}``,
   ``vo_gateway_bytes_streamed_total{protocol}`` and ``vo_gateway_jobs{phase}`` (read from
-  the job store at each scrape).  The counters are per process.
+  the job store at each scrape).  Under ``vo-gateway serve`` the worker processes share their
+  counters through ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess mode), so
+  any worker's ``/metrics`` gives the service's totals.
 * ``/healthz``: the process answers.  ``/readyz``: the configuration is loaded and the job store
   answers (503 otherwise).  VOSI ``/tap/availability`` still probes every archive.
 """
@@ -25,6 +27,7 @@ the health and readiness probes (``docs/deployment.md`` § Operating it).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import sys
@@ -35,7 +38,8 @@ from urllib.parse import urlsplit
 
 import structlog
 from flask import Blueprint, Flask, Response, current_app, g, request
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .hookspecs import hookimpl
@@ -239,15 +243,38 @@ def readyz():
     return Response("ready\n", mimetype="text/plain")
 
 
+class JobsCollector:
+    """``vo_gateway_jobs{phase}``, counted in the job store when scraped (the same in every
+    process, so not a per-process gauge)."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def collect(self):
+        family = GaugeMetricFamily("vo_gateway_jobs", "UWS jobs in the job store by phase", labels=["phase"])
+        try:
+            for phase, n in self.store.count_by_phase().items():
+                family.add_metric([phase], n)
+        except Exception:  # noqa: BLE001 - the other metrics are still worth a scrape
+            logging.getLogger("gateway").exception("metrics: the job store could not be counted")
+        yield family
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+
+
 @bp.route("/metrics")
 def metrics():
-    """Prometheus text exposition: this process's counters and the job store's jobs by phase."""
-    gw = current_app.extensions["vo_gateway"]
-    jobs = CollectorRegistry(auto_describe=True)
-    gauge = Gauge("vo_gateway_jobs", "UWS jobs in the job store by phase", ["phase"], registry=jobs)
-    try:
-        for phase, n in gw.jobs.store.count_by_phase().items():
-            gauge.labels(phase).set(n)
-    except Exception:  # noqa: BLE001 - the other metrics are still worth a scrape
-        logging.getLogger("gateway").exception("metrics: the job store could not be counted")
-    return Response(generate_latest(REGISTRY) + generate_latest(jobs), mimetype=CONTENT_TYPE_LATEST)
+    """Prometheus text exposition: the counters (every worker's, in multiprocess mode) and the
+    job store's jobs by phase."""
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        counters = CollectorRegistry()
+        multiprocess.MultiProcessCollector(counters)
+    else:
+        counters = REGISTRY
+    jobs = CollectorRegistry()
+    jobs.register(JobsCollector(current_app.extensions["vo_gateway"].jobs.store))
+    return Response(generate_latest(counters) + generate_latest(jobs), mimetype=CONTENT_TYPE_LATEST)

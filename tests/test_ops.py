@@ -144,3 +144,39 @@ def test_upstream_calls_are_logged_and_counted_without_query_strings(sm):
     key = ("vo_gateway_upstream_requests_total", (("archive", "sm"), ("status", "200")))
     assert after[key] - before.get(key, 0) == 1
     assert np.isfinite(after[("vo_gateway_upstream_request_duration_seconds_sum", (("archive", "sm"),))])
+
+
+def test_metrics_sum_every_worker(tmp_path):
+    """Under ``vo-gateway serve --workers 2`` every scrape, whichever worker answers it, counts
+    the requests all workers answered (prometheus-client's multiprocess mode)."""
+    import os
+    import signal
+
+    import requests
+
+    from gateway.testing import start_process
+    from tests.conftest import live_config
+
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"} | {"PYTHONWARNINGS": "ignore"}
+    proc, url = start_process(live_config(tmp_path), extra_args=["--workers", "2", "--threads", "4"], env=env)
+    key = ("vo_gateway_requests_total", (("protocol", "tap"), ("status", "200")))
+
+    def scrape() -> dict:
+        r = requests.get(url + "/metrics")  # a new connection each time: either worker may answer
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(r.text)
+            for s in f.samples
+        }
+
+    try:
+        before = scrape()[key]  # the start-up probes of /tap/availability
+        s = requests.Session()
+        for _ in range(40):
+            s.get(
+                url + "/tap/sync", params={"LANG": "ADQL", "QUERY": "SELECT TOP 1 ra FROM demo.sdss_stars"}
+            ).raise_for_status()
+        assert [scrape()[key] for _ in range(8)] == [before + 40] * 8
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
