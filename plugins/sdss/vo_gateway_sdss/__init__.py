@@ -1,0 +1,1 @@
+"""vo-gateway archive kind ``sdss`` (SDSS SkyServer SQL search)."""
