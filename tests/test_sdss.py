@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import needs_stilts
 from emulators.sdss import sdss_app
 
 from gateway.config import ConfigError
 from gateway.sky import separation
-from gateway.testing import make_app, parse_votable, serve
+from gateway.testing import make_app, parse_votable, serve, taplint
 
 JOIN = (
     "SELECT TOP 10 p.objid, p.ra, p.dec, p.psfmag_r, s.z, s.specobjid\n"
@@ -153,3 +154,12 @@ def test_tap_schema_has_the_documented_columns(gw):
     assert status == "OK" and len(cols) == 509
     assert cols["objid"][0] == "long" and cols["ra"] == ("double", "deg", "pos.eq.ra;meta.main")
     assert cols["psfmag_r"] == ("float", "mag", "phot.mag;em.opt.R")
+
+
+@needs_stilts
+def test_taplint_over_the_sdss_service(gw):
+    """taplint: metadata (509 + 190 columns per table family) and capabilities of a gateway with
+    the sdss kind; its query stages over TAP_SCHEMA (SDSS tables refuse ``SELECT TOP 1 *``
+    without a position: "too large to scan", tested above)."""
+    bad, _ = taplint(gw[1] + "/tap", "TMV TME TMS TMC CAP AVV QGE QPO QAS MDQ UWS", "tables=TAP_SCHEMA.*")
+    assert bad == [], "\n".join(map(str, bad))
