@@ -70,21 +70,24 @@ def test_photo_spec_join_top_10(gw, emu):
 
 
 def test_requests_are_what_astroquery_sends(gw, emu):
-    """Each SkyServer request is astroquery.sdss's SDSS.query_sql payload for that SQL, to the
-    same x_results.aspx path of the configured release."""
+    """The seed join goes to SkyServer as one T-SQL statement, the cone as SkyServer's indexed
+    fGetNearbyObjEq join; the request is astroquery.sdss's SDSS.query_sql payload for that
+    SQL, to the x_results.aspx path of the configured release."""
     from astroquery.sdss import SDSS
 
     emu_app, _ = emu
     emu_app.config["requests"].clear()
     gw[0].test_client().post("/tap/sync", data={"LANG": "ADQL", "QUERY": JOIN})
-    assert len(emu_app.config["requests"]) == 2  # the cone on PhotoObj, then the spectra of its objects
-    for release, sent in emu_app.config["requests"]:
-        assert release == "dr17"
-        expected = SDSS.query_sql(sent["cmd"], get_query_payload=True, data_release=17)
-        assert {**expected, "cmd": expected["cmd"].strip()} == sent
-    cone = emu_app.config["requests"][0][1]["cmd"]
-    assert cone.startswith("SELECT t.objid, t.ra, t.dec, t.psfmag_r FROM dbo.PhotoObj AS t ")
-    assert "JOIN dbo.fGetNearbyObjEq(200.5, 36.85, 18.0) AS n ON n.objID = t.objID" in cone  # 0.3 deg = 18'
+    ((release, sent),) = emu_app.config["requests"]
+    assert release == "dr17"
+    assert sent["cmd"] == (
+        "SELECT TOP 10 p.objid, p.ra, p.dec, p.psfmag_r, s.z, s.specobjid "
+        "FROM dbo.PhotoObj AS p JOIN dbo.SpecObj AS s ON s.bestobjid = p.objid "
+        "JOIN dbo.fGetNearbyObjEq(200.5, 36.85, 18.0) AS n0 ON n0.objID = p.objID "
+        "WHERE p.psfmag_r < 19 ORDER BY p.psfmag_r"
+    )  # 0.3 deg = 18 arcmin
+    expected = SDSS.query_sql(sent["cmd"], get_query_payload=True, data_release=17)
+    assert {**expected, "cmd": expected["cmd"].strip()} == sent
 
 
 def test_psf_magnitude_of_a_star_at_a_position(gw, emu):
@@ -120,13 +123,21 @@ def test_skyserver_errors_unbounded_scans_and_the_row_cap(emu, tmp_path):
         "/tap/sync", data={"LANG": "ADQL", "QUERY": "SELECT TOP 5 objid FROM sdss_dr17.PhotoObj WHERE psfmag_r < 15"}
     )
     assert r.status_code == 400 and b"too large to scan: add a position" in r.data and b"objid = ..." in r.data
+    join = "SELECT TOP 3 s.z FROM sdss_dr17.SpecObj AS s JOIN sdss_dr17.PhotoObj AS p ON s.bestobjid = p.objid"
+    r = c.post("/tap/sync", data={"LANG": "ADQL", "QUERY": join + " WHERE p.psfmag_r < 14"})
+    assert r.status_code == 400 and b"sdss_dr17.SpecObj is too large to scan" in r.data
     emu_app.config["row_limit"] = 5  # SkyServer cuts at its cap; the gateway is told the same cap
     capped = make_app(config(base, tmp_path / "capped", row_limit=5), load_entrypoints=True)
     try:
         r = capped.test_client().post("/tap/sync", data={"LANG": "ADQL", "QUERY": cone})
-        assert r.status_code == 503 and b"cut its answer" in r.data  # never passed off as complete
+        table, status, _ = parse_votable(r.data)
+        assert r.status_code == 200 and status == "OVERFLOW" and len(table) == 5  # never passed off as complete
+        r = capped.test_client().get(
+            "/scs/sdss_dr17.PhotoObj", query_string={"RA": 200.5, "DEC": 36.85, "SR": 0.2, "RESPONSEFORMAT": "csv"}
+        )
+        assert len(r.get_data(as_text=True).splitlines()) == 1 + 5  # the cut rows only
         r = capped.test_client().get("/scs/sdss_dr17.PhotoObj", query_string={"RA": 200.5, "DEC": 36.85, "SR": 0.2})
-        assert r.status_code == 503 and b"cut its answer" in r.data
+        assert b'<INFO name="QUERY_STATUS" value="OVERFLOW"' in r.data
     finally:
         emu_app.config["row_limit"] = 500_000
         for a in (app, capped):
@@ -163,3 +174,30 @@ def test_taplint_over_the_sdss_service(gw):
     without a position: "too large to scan", tested above)."""
     bad, _ = taplint(gw[1] + "/tap", "TMV TME TMS TMC CAP AVV QGE QPO QAS MDQ UWS", "tables=TAP_SCHEMA.*")
     assert bad == [], "\n".join(map(str, bad))
+
+
+def test_crossmatch_with_another_archive(emu, tmp_path):
+    """A TAP query joining the embedded demo table with SDSS: the planner sends SkyServer the
+    covering cones as one union of indexed fGetNearbyObjEq calls; every demo star in the field
+    finds itself (the emulator holds the same stars)."""
+    from conftest import demo_config
+
+    emu_app, base = emu
+    cfg = demo_config(tmp_path)
+    cfg["archives"]["sdss"] = {"kind": "sdss", "skyserver_url": base}
+    app = make_app(cfg, load_entrypoints=True)
+    q = (
+        "SELECT d.objid, s.objid AS sdss_objid FROM demo.sdss_stars AS d JOIN sdss_dr17.PhotoObj AS s "
+        "ON 1 = CONTAINS(POINT('ICRS', s.ra, s.dec), CIRCLE('ICRS', d.ra, d.dec, 1.0/3600)) "
+        "WHERE 1 = CONTAINS(POINT('ICRS', d.ra, d.dec), CIRCLE('ICRS', 200.5, 36.85, 0.05))"
+    )
+    try:
+        emu_app.config["requests"].clear()
+        t, status, _ = parse_votable(app.test_client().post("/tap/sync", data={"LANG": "ADQL", "QUERY": q}).data)
+        p = photo(emu_app)
+        inside = separation(p["ra"], p["dec"], 200.5, 36.85) <= 0.05
+        assert status == "OK" and sorted(zip(t["objid"], t["sdss_objid"])) == sorted((o, o) for o in p["objid"][inside])
+        sent = [r[1]["cmd"] for r in emu_app.config["requests"]]
+        assert len(sent) == 1 and "UNION SELECT objID FROM dbo.fGetNearbyObjEq(" in sent[0]
+    finally:
+        app.extensions["vo_gateway"].jobs.close()

@@ -126,6 +126,10 @@ def sdss_app(row_limit: int = 500_000) -> Flask:
     db.execute(
         f"CREATE MACRO dbo.fGetNearbySpecObjEq(ra0, dec0, r) AS TABLE SELECT specObjID, {HAVERSINE} AS distance FROM dbo.SpecObjAll WHERE distance <= r"
     )
+    db.execute(
+        "CREATE MACRO dbo.fDistanceArcMinEq(ra, dec, ra0, dec0) AS "
+        + HAVERSINE.replace("ra -", "ra -").replace("dec -", "dec -")
+    )
     app.config["db"] = db
 
     @app.route("/<release>/en/tools/search/x_results.aspx")

@@ -3,13 +3,12 @@ the way ``astroquery.sdss`` sends them (``SDSS.query_sql``): ``GET
 {skyserver}/{release}/en/tools/search/x_results.aspx`` with ``cmd`` (the SQL, on one line),
 ``format=csv`` and ``searchtool=SQL``.
 
-* The kind scans (:meth:`SdssArchive.scan`); the federated planner does the rest of any ADQL
-  query, joins of PhotoObj with SpecObj included.  A scan becomes one T-SQL statement:
-  ``SELECT TOP n columns FROM dbo.Table AS t``, a cone as a join with SkyServer's
-  ``dbo.fGetNearbyObjEq(ra, dec, r_arcmin)`` (``fGetNearbySpecObjEq`` for spectra) on the id,
-  and the conditions, ``=``, ``IN``, comparisons and ``LIKE``, in ``WHERE``.  A scan with
-  neither a cone nor an id condition (``objID``, ``specObjID``, ``bestObjID``) is refused:
-  SkyServer's tables hold 10^8 to 10^9 rows.
+* ADQL over SDSS tables goes to SkyServer as one T-SQL statement (:mod:`.translate`): joins
+  of PhotoObj with SpecObj, conditions and TOP as written, cones as SkyServer's indexed
+  ``dbo.fGetNearbyObjEq`` joins.  Queries that also touch other archives are planned by the
+  gateway, which sends SkyServer its part.  A query block with neither a cone nor an id
+  condition (``objID``, ``specObjID``, ``bestObjID``) is refused: SkyServer's tables hold 10^8
+  to 10^9 rows.  SCS builds the same cone statement (:meth:`SdssArchive.cone_search`).
 * Answers are CSV after a ``#Table1`` line.  SkyServer reports SQL errors with HTTP 200 and
   ``error_message`` in the text; that becomes a 400 with SkyServer's own message.  When the
   answer has ``row_limit`` rows (SkyServer's cap), the answer is cut: OVERFLOW, never complete.
@@ -20,22 +19,32 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import dataclass
 from typing import Literal
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
 from pydantic import AnyHttpUrl, Field
 
-from gateway.archive import Archive, ArchiveConfig, Capabilities, ScanRequest
+from gateway.adql.validate import AdqlQuery, OutputColumn
+from gateway.archive import Archive, ArchiveConfig, Capabilities, Cone
+from gateway.engine import normalize_batch, output_columns, scs_columns
 from gateway.faults import TransientFault, UsageFault
-from gateway.rowstream import RowStream
+from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import ARROW_TYPES, Table
 from gateway.upstream import UpstreamSession, origin, upstream_get
 
-from .metadata import TABLES, sdss_tables
+from .metadata import sdss_tables
+from .translate import SPECTRA, to_skyserver_sql
 
 RELEASES = ("dr12", "dr13", "dr14", "dr15", "dr16", "dr17", "dr18", "dr19")
-SPECTRA = {name.lower() for name, (source, _, _) in TABLES.items() if source == "SpecObjAll"}
+
+
+@dataclass
+class SdssPlan:
+    sql: str
+    outputs: list[OutputColumn]
+    query: AdqlQuery  # re-translated with MAXREC + 1 as its TOP
 
 
 class SdssConfig(ArchiveConfig):
@@ -45,14 +54,6 @@ class SdssConfig(ArchiveConfig):
     row_limit: int = Field(500_000, ge=1, description="SkyServer's row cap: an answer this long is cut (OVERFLOW)")
     timeout: float = Field(60.0, gt=0, description="seconds one read of a SkyServer answer may wait")
     deadline: float = Field(600.0, gt=0, description="seconds one SkyServer call may take in all")
-
-
-def _literal(v) -> str:
-    if isinstance(v, str):
-        return "'" + v.replace("'", "''") + "'"
-    if isinstance(v, bool):
-        return "1" if v else "0"
-    return repr(v) if isinstance(v, float) else str(v)
 
 
 def error_text(text: str) -> str:
@@ -66,7 +67,7 @@ def error_text(text: str) -> str:
 class SdssArchive(Archive):
     kind = "sdss"
     Config = SdssConfig
-    capabilities = Capabilities(cone=True, comparisons=True, column_selection=True, top=True, bounded=True)
+    capabilities = Capabilities(adql=True, geometry_functions=frozenset({"CONTAINS", "POINT", "CIRCLE", "DISTANCE"}))
 
     def __init__(self, name, config: SdssConfig, *, base_dir):
         super().__init__(name, config, base_dir=base_dir)
@@ -83,55 +84,48 @@ class SdssArchive(Archive):
     def title(self) -> str:
         return self.config.title or f"SDSS {self.config.release.upper()} (SkyServer SQL search)"
 
-    # -- the SQL of a scan ------------------------------------------------------------------
-    def sql(self, request: ScanRequest) -> str:
-        """The T-SQL statement SkyServer runs for ``request`` (one line, as astroquery sends it).
-        Raises UsageFault when the request has neither a cone nor an id condition."""
-        t = request.table
-        idc = t.id_column or "objid"
-        keys = {idc} | {c for fk in t.foreign_keys for c in fk.from_columns}  # indexed ids (objID, bestObjID)
-        spectra = t.name.lower() in SPECTRA
-        wanted = request.columns or [idc]
-        everything = {c.lower() for c in wanted} >= {c.name for c in t.columns}
-        cols = "t.*" if everything else ", ".join(f"t.{c}" for c in wanted)
-        top = f"TOP {request.limit} " if request.limit is not None else ""
-        parts = [f"SELECT {top}{cols} FROM dbo.{t.name} AS t"]
-        bounded = False
-        if request.cone is not None:
-            c = request.cone
-            fn = "fGetNearbySpecObjEq" if spectra else "fGetNearbyObjEq"
-            key = "specObjID" if spectra else "objID"
-            parts.append(f"JOIN dbo.{fn}({c.ra!r}, {c.dec!r}, {c.radius * 60!r}) AS n ON n.{key} = t.{key}")
-            bounded = True
-        where = []
-        for p in request.predicates:
-            col = t.column(p.column)
-            if col is None:
-                continue
-            name = f"t.{col.name}"
-            if p.op == "IN":
-                where.append(f"{name} IN ({', '.join(_literal(v) for v in p.value)})")
-                bounded |= col.name in keys
-            elif p.op in ("=", "!=", "<", "<=", ">", ">="):
-                where.append(f"{name} {'<>' if p.op == '!=' else p.op} {_literal(p.value)}")
-                bounded |= p.op == "=" and col.name in keys
-            elif p.op == "LIKE":
-                where.append(f"{name} LIKE {_literal(p.value)}")
-        if not bounded:
-            raise UsageFault(
-                f"{t.qualified_name} is too large to scan: add a position, e.g. WHERE 1 = CONTAINS("
-                f"POINT('ICRS', ra, dec), CIRCLE('ICRS', ra, dec, r)), or an id constraint such as {idc} = ..."
-            )
-        if where:
-            parts.append("WHERE " + " AND ".join(where))
-        if request.order:
-            parts.append("ORDER BY " + ", ".join(f"t.{c}{' DESC' if d else ''}" for c, d in request.order))
-        return " ".join(parts)
+    # -- queries --------------------------------------------------------------------------
+    def translate(self, query: AdqlQuery) -> SdssPlan:
+        return SdssPlan(to_skyserver_sql(query, self.schema.lower()), query.output, query)
 
-    def scan(self, request: ScanRequest, context=None) -> RowStream:
-        """One SkyServer SQL search for ``request`` (module docstring): rows typed as the
-        table declares them, OVERFLOW when SkyServer's row cap cut the answer."""
-        sql = self.sql(request)
+    def execute(self, native: SdssPlan, maxrec: int | None, top: int | None = None, context=None) -> RowStream:
+        """The query on SkyServer: at most ``maxrec`` rows (MAXREC + 1 asked as its TOP),
+        OVERFLOW when more exist or when SkyServer's ``row_limit`` cut the answer."""
+        sql = native.sql
+        if maxrec is not None and not (top is not None and top <= maxrec):
+            sql = to_skyserver_sql(native.query, self.schema.lower(), limit=maxrec + 1)
+        types = [o.column for o in native.outputs]
+        table = self.fetch(sql, [o.name for o in native.outputs], types)
+        stream = RowStream(output_columns(native.outputs, table.schema), [])
+        stream.overflow = table.num_rows >= self.config.row_limit or (maxrec is not None and table.num_rows > maxrec)
+        stream.batches = limit_batches([normalize_batch(b) for b in table.to_batches()], maxrec, stream)
+        return stream
+
+    def result_key(self, native: SdssPlan) -> str:
+        return native.sql
+
+    def cone_search(self, table: Table, cone: Cone, maxrec: int | None, verb: int) -> RowStream:
+        """SCS (SCS 1.03 §2): ``SELECT TOP maxrec+1 <VERB columns> FROM dbo.Table AS t JOIN
+        dbo.fGetNearbyObjEq(ra, dec, r_arcmin) AS n ON n.objID = t.objID``."""
+        cols = scs_columns(table, verb)
+        spectra = table.name.lower() in SPECTRA
+        fn, key = ("fGetNearbySpecObjEq", "specObjID") if spectra else ("fGetNearbyObjEq", "objID")
+        names = "t.*" if len(cols) == len(table.columns) else ", ".join(f"t.{c.name}" for c in cols)
+        top = f"TOP {maxrec + 1} " if maxrec is not None else ""
+        sql = (
+            f"SELECT {top}{names} FROM dbo.{table.name} AS t JOIN dbo.{fn}({cone.ra!r}, {cone.dec!r}, "
+            f"{cone.radius * 60!r}) AS n ON n.{key} = t.{key}"
+        )
+        rows = self.fetch(sql, [c.name for c in cols], list(cols))
+        stream = RowStream(list(cols), [])
+        stream.overflow = rows.num_rows >= self.config.row_limit or (maxrec is not None and rows.num_rows > maxrec)
+        stream.batches = limit_batches(rows.to_batches(), maxrec, stream)
+        return stream
+
+    def fetch(self, sql: str, names: list[str], columns: list) -> pa.Table:
+        """One SkyServer SQL search (module docstring): its CSV answer with the declared types of
+        ``columns`` (None: as pyarrow reads it) under ``names``.  Raises UsageFault for
+        SkyServer's errors (its text), TransientFault for failures."""
         r = upstream_get(
             self.session,
             "SkyServer",
@@ -146,22 +140,19 @@ class SdssArchive(Archive):
         if not text.startswith("#Table1"):
             raise TransientFault(f"SkyServer answered something that is not a CSV table: {text[:200]!r}")
         body = text.split("\n", 1)[1] if "\n" in text else ""
-        names = [c.strip().lower() for c in body.split("\n", 1)[0].split(",")] if body.strip() else []
-        cols = [request.table.column(n) for n in names]
-        if any(c is None for c in cols):
-            raise TransientFault(f"SkyServer answered columns that were not asked for: {names}")
-        stream = RowStream(cols, [])  # type: ignore[arg-type]  # checked above
-        if not names:
-            return stream
-        types = {c.name: ARROW_TYPES.get(c.datatype, pa.string()) if not c.arraysize else pa.string() for c in cols}  # type: ignore[union-attr]
-        table = pcsv.read_csv(
+        header = [h.strip() for h in body.split("\n", 1)[0].split(",")] if body.strip() else []
+        if len(header) != len(names):
+            raise TransientFault(f"SkyServer answered {len(header)} columns for {len(names)}: {header}")
+        types = {
+            n: (pa.string() if c.arraysize else ARROW_TYPES.get(c.datatype, pa.string()))
+            for n, c in zip(names, columns)
+            if c is not None
+        }
+        return pcsv.read_csv(
             io.BytesIO(body.encode()),
             read_options=pcsv.ReadOptions(column_names=names, skip_rows=1),
             convert_options=pcsv.ConvertOptions(column_types=types, strings_can_be_null=True),
         )
-        stream.overflow = table.num_rows >= self.config.row_limit
-        stream.batches = table.to_batches()
-        return stream
 
     def availability(self) -> tuple[bool, str]:
         return True, f"{self.name}: SkyServer {self.config.release} at {self.url} (asked per query)"

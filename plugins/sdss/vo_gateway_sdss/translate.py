@@ -1,0 +1,283 @@
+"""ADQL -> SkyServer T-SQL (docs/upstreams.md §5), on the validated ADQL AST, written by
+sqlglot's ``tsql`` dialect:
+
+* ``schema.Table`` -> ``dbo.Table``; ``TOP`` stays, lowered to MAXREC + 1 when that is smaller.
+* A cone on a table's own position, an AND-ed ``1 = CONTAINS(POINT(t.ra, t.dec), CIRCLE(ra, dec,
+  r))`` with constant centre and radius, becomes a join with SkyServer's indexed cone
+  function: ``JOIN dbo.fGetNearbyObjEq(ra, dec, r_arcmin) AS n0 ON n0.objID = t.objID``
+  (``fGetNearbySpecObjEq`` and ``specObjID`` for spectra).
+* Any other circle (an OR of cones, a crossmatch) becomes ``dbo.fDistanceArcMinEq(...) <= r``
+  in arcmin, and ``DISTANCE(p, q)`` becomes ``dbo.fDistanceArcMinEq(...) / 60`` in degrees.
+* ADQL's one-argument ``ROUND``, ``TRUNCATE`` and ``MOD`` take their T-SQL spellings.
+* Refused, each with its name: every other geometry (BOX, POLYGON, POINT outside these), and a
+  query block whose SDSS tables have neither a cone nor an id condition (SkyServer's tables hold
+  10^8 to 10^9 rows).
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlglot
+from sqlglot import exp
+
+from gateway.adql.validate import AdqlQuery, position_of
+from gateway.faults import UsageFault
+
+SPECTRA = {"specobjall", "specobj"}
+REGULAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: T-SQL reserved words that could be ADQL column or alias names: these stay [quoted]
+TSQL_RESERVED = {"ORDER", "GROUP", "KEY", "FILE", "PLAN", "USER", "TABLE", "INDEX", "PERCENT", "TOP", "FROM", "WHERE"}
+GEOMETRY = {
+    "POINT",
+    "CIRCLE",
+    "BOX",
+    "POLYGON",
+    "REGION",
+    "AREA",
+    "CENTROID",
+    "COORD1",
+    "COORD2",
+    "INTERSECTS",
+    "CONTAINS",
+}
+
+
+def _fn(name: str, *args: exp.Expression) -> exp.Expression:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def _point(node) -> tuple[exp.Expression, exp.Expression] | None:
+    if isinstance(node, exp.Anonymous) and node.name.upper() == "POINT" and len(node.expressions) == 3:
+        return node.expressions[1], node.expressions[2]
+    return None
+
+
+def _circle(node) -> tuple[exp.Expression, exp.Expression, exp.Expression] | None:
+    if isinstance(node, exp.Anonymous) and node.name.upper() == "CIRCLE" and len(node.expressions) == 4:
+        return node.expressions[1], node.expressions[2], node.expressions[3]
+    return None
+
+
+def _contains(term) -> exp.Contains | None:
+    """The CONTAINS of ``1 = CONTAINS(...)`` or ``CONTAINS(...) = 1``."""
+    if isinstance(term, exp.EQ):
+        for a, b in ((term.this, term.expression), (term.expression, term.this)):
+            if isinstance(a, exp.Literal) and a.name == "1" and isinstance(b, exp.Contains):
+                return b
+    return None
+
+
+def _number(node) -> float | None:
+    if isinstance(node, exp.Literal) and not node.is_string:
+        return float(node.name)
+    if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal):
+        return -float(node.this.name)
+    if isinstance(node, exp.Div | exp.Mul) and _number(node.this) is not None and _number(node.expression) is not None:
+        a, b = _number(node.this), _number(node.expression)
+        return a / b if isinstance(node, exp.Div) else a * b  # type: ignore[operator]
+    return None
+
+
+def _terms(node) -> list:
+    if isinstance(node, exp.And):
+        return _terms(node.this) + _terms(node.expression)
+    if isinstance(node, exp.Paren):
+        return _terms(node.this)
+    return [node]
+
+
+def _disjuncts(node) -> list:
+    if isinstance(node, exp.Or):
+        return _disjuncts(node.this) + _disjuncts(node.expression)
+    if isinstance(node, exp.Paren):
+        return _disjuncts(node.this)
+    return [node]
+
+
+def _cone(term, refs: dict) -> tuple[str, float, float, float] | None:
+    """(alias, ra, dec, radius in degrees) of ``1 = CONTAINS(POINT(t.ra, t.dec), CIRCLE(ra, dec,
+    r))`` on one of ``refs``' own positions, with a constant centre and radius."""
+    c = _contains(term)
+    if c is None:
+        return None
+    point, circle = _point(c.this), _circle(c.expression)
+    if point is None or circle is None or not all(isinstance(x, exp.Column) for x in point):
+        return None
+    alias = point[0].table.lower() or (next(iter(refs)) if len(refs) == 1 else "")
+    if alias not in refs:
+        return None
+    meta = refs[alias].meta.get("gw_table")
+    if meta is None or (point[0].name.lower(), point[1].name.lower()) != (meta.ra_column, meta.dec_column):
+        return None
+    centre = [_number(x) for x in circle]
+    if any(v is None for v in centre):
+        return None
+    return alias, centre[0], centre[1], centre[2]  # type: ignore[return-value]
+
+
+def _sdss_refs(sel: exp.Select, schema: str) -> dict[str, exp.Table]:
+    """alias (lower-case) -> table node, for this SELECT's own SDSS tables."""
+    out = {}
+    for t in [sel.args.get("from_")] + list(sel.args.get("joins") or []):
+        node = t.this if t is not None else None
+        meta = node.meta.get("gw_table") if isinstance(node, exp.Table) else None
+        if meta is not None and meta.schema.lower() == schema:
+            out[(node.alias_or_name).lower()] = node
+    return out
+
+
+def _id_columns(table) -> set[str]:
+    meta = table.meta.get("gw_table")
+    if meta is None:
+        return set()
+    return {meta.id_column or ""} | {c for fk in meta.foreign_keys for c in fk.from_columns}
+
+
+def _bounded_by_id(term, refs: dict) -> str | None:
+    """The alias an ``id = constant`` or ``id IN (constants)`` condition bounds."""
+    col = None
+    if isinstance(term, exp.EQ):
+        for a, b in ((term.this, term.expression), (term.expression, term.this)):
+            if isinstance(a, exp.Column) and isinstance(b, exp.Literal | exp.Neg):
+                col = a
+    elif isinstance(term, exp.In) and isinstance(term.this, exp.Column) and not term.args.get("query"):
+        col = term.this
+    if col is None:
+        return None
+    alias = (col.table or (next(iter(refs)) if len(refs) == 1 else "")).lower()
+    return alias if alias in refs and col.name.lower() in _id_columns(refs[alias]) else None
+
+
+def to_skyserver_sql(query: AdqlQuery, schema: str, limit: int | None = None) -> str:
+    """The T-SQL statement for a validated query over tables of ``schema`` (the ADQL schema,
+    lower-case).  ``limit`` (MAXREC + 1) lowers the query's TOP.  Raises UsageFault."""
+    tree = query.ast.copy()
+    if not isinstance(tree, exp.Select):
+        raise UsageFault("SkyServer is asked one SELECT at a time here; set operations run in the gateway")
+    if limit is not None and (query.top is None or limit < query.top):
+        tree.set("limit", exp.Limit(expression=exp.Literal.number(limit)))
+    n = 0
+    for sel in reversed(list(tree.find_all(exp.Select))):  # inner first
+        refs = _sdss_refs(sel, schema)
+        if not refs:
+            continue
+        bounded: set[str] = set()
+        where = sel.args.get("where")
+        kept = []
+        for term in _terms(where.this) if where is not None else []:
+            cones = [_cone(d, refs) for d in _disjuncts(term)]
+            aliases = {c[0] for c in cones if c is not None}
+            if cones and None not in cones and len(aliases) == 1 and not aliases & bounded:
+                (alias,) = aliases
+                table = refs[alias]
+                spectra = table.name.lower() in SPECTRA
+                fn, key = ("fGetNearbySpecObjEq", "specObjID") if spectra else ("fGetNearbyObjEq", "objID")
+                calls = [f"dbo.{fn}({ra!r}, {dec!r}, {r * 60!r})" for _, ra, dec, r in cones]  # type: ignore[misc]
+                source = (
+                    calls[0] if len(calls) == 1 else "(" + " UNION ".join(f"SELECT {key} FROM {c}" for c in calls) + ")"
+                )
+                join = sqlglot.parse_one(
+                    f"SELECT 1 FROM x JOIN {source} AS n{n} ON n{n}.{key} = {table.alias_or_name}.{key}", read="tsql"
+                ).args["joins"][0]
+                sel.append("joins", join)
+                n += 1
+                bounded.add(alias)
+                continue
+            by_id = _bounded_by_id(term, refs)
+            if by_id:
+                bounded.add(by_id)
+            kept.append(term)
+        if where is not None:
+            sel.set("where", exp.Where(this=exp.and_(*kept)) if kept else None)
+        links = [t for t in kept if isinstance(t, exp.EQ)]
+        for join in sel.args.get("joins") or []:
+            on = join.args.get("on")
+            for term in _terms(on) if on is not None else []:
+                by_id = _bounded_by_id(term, refs)
+                if by_id:
+                    bounded.add(by_id)
+                elif isinstance(term, exp.EQ):
+                    links.append(term)
+        grew = True
+        while grew:  # a table joined on one of its ids to a bounded table is bounded too
+            grew = False
+            for term in links:
+                a, b = term.this, term.expression
+                if not (isinstance(a, exp.Column) and isinstance(b, exp.Column)):
+                    continue
+                for x, y in ((a, b), (b, a)):
+                    ax, ay = x.table.lower(), y.table.lower()
+                    if ax in refs and ax not in bounded and (ay in bounded or ay not in refs):
+                        if x.name.lower() in _id_columns(refs[ax]):
+                            bounded.add(ax)
+                            grew = True
+        unbounded = [alias for alias in refs if alias not in bounded]
+        if unbounded:
+            t = refs[unbounded[0]]
+            meta = t.meta.get("gw_table")
+            idc = meta.id_column if meta is not None else "objid"
+            raise UsageFault(
+                f"{schema}.{meta.name if meta is not None else t.name} is too large to scan: add a position, e.g. "
+                "WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', ra, dec, r)), or an id constraint "
+                f"such as {idc} = ...",
+                position=position_of(t),
+            )
+    _geometry(tree)
+    _functions(tree)
+    for t in tree.find_all(exp.Table):
+        meta = t.meta.get("gw_table")
+        if meta is not None and meta.schema.lower() == schema:
+            t.set("db", exp.to_identifier("dbo"))
+            t.set("this", exp.to_identifier(meta.name))
+    for e in tree.expressions:  # the validator's FIELD-name aliases where they change nothing
+        if isinstance(e, exp.Alias) and isinstance(e.this, exp.Column) and e.alias.lower() == e.this.name.lower():
+            e.replace(e.this)
+    for ident in tree.find_all(exp.Identifier):  # SkyServer's own spelling: plain names unquoted
+        if REGULAR.fullmatch(ident.name) and ident.name.upper() not in TSQL_RESERVED:
+            ident.set("quoted", False)
+    return tree.sql(dialect="tsql", normalize_functions=False)
+
+
+def _geometry(tree: exp.Expression) -> None:
+    for eq in list(tree.find_all(exp.EQ)):
+        c = _contains(eq)
+        if c is None:
+            continue
+        point, circle = _point(c.this), _circle(c.expression)
+        if point is None or circle is None:
+            raise UsageFault("only CONTAINS(POINT, CIRCLE) is translated for SkyServer", position=position_of(c))
+        arcmin = exp.Mul(this=exp.Paren(this=circle[2].copy()), expression=exp.Literal.number(60))
+        eq.replace(
+            exp.LTE(this=_fn("dbo.fDistanceArcMinEq", point[0], point[1], circle[0], circle[1]), expression=arcmin)
+        )
+    for node in list(tree.find_all(exp.Anonymous)):
+        if node.name.upper() == "DISTANCE" and len(node.expressions) == 2:
+            p, q = _point(node.expressions[0]), _point(node.expressions[1])
+            if p is None or q is None:
+                raise UsageFault("DISTANCE takes two POINTs here", position=position_of(node))
+            node.replace(
+                exp.Paren(this=exp.Div(this=_fn("dbo.fDistanceArcMinEq", *p, *q), expression=exp.Literal.number(60.0)))
+            )
+    for node in tree.find_all(exp.Anonymous, exp.Contains):
+        name = "CONTAINS" if isinstance(node, exp.Contains) else node.name.upper()
+        if name in GEOMETRY:
+            raise UsageFault(
+                f"{name} is not available on SkyServer here: only cones (CONTAINS with CIRCLE) and DISTANCE "
+                "are translated",
+                position=position_of(node),
+            )
+
+
+def _functions(tree: exp.Expression) -> None:
+    """ADQL 2.1 §2.3 math functions whose T-SQL spelling differs."""
+    for node in list(tree.find_all(exp.Round)):
+        if node.args.get("decimals") is None:
+            node.set("decimals", exp.Literal.number(0))
+    for node in list(tree.find_all(exp.Anonymous)):
+        name = node.name.upper()
+        if name == "TRUNCATE":
+            digits = node.expressions[1] if len(node.expressions) > 1 else exp.Literal.number(0)
+            node.replace(exp.Anonymous(this="ROUND", expressions=[node.expressions[0], digits, exp.Literal.number(1)]))
+        elif name == "MOD" and len(node.expressions) == 2:
+            node.replace(exp.Mod(this=node.expressions[0], expression=node.expressions[1]))
