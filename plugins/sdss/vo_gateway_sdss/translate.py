@@ -22,25 +22,15 @@ import sqlglot
 from sqlglot import exp
 
 from gateway.adql.validate import AdqlQuery, position_of
+from gateway.engine import GEOMETRY_21
 from gateway.faults import UsageFault
+from gateway.residual import cone_term, conjuncts
 
 SPECTRA = {"specobjall", "specobj"}
 REGULAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: T-SQL reserved words that could be ADQL column or alias names: these stay [quoted]
 TSQL_RESERVED = {"ORDER", "GROUP", "KEY", "FILE", "PLAN", "USER", "TABLE", "INDEX", "PERCENT", "TOP", "FROM", "WHERE"}
-GEOMETRY = {
-    "POINT",
-    "CIRCLE",
-    "BOX",
-    "POLYGON",
-    "REGION",
-    "AREA",
-    "CENTROID",
-    "COORD1",
-    "COORD2",
-    "INTERSECTS",
-    "CONTAINS",
-}
+GEOMETRY = GEOMETRY_21 | {"REGION"}
 
 
 def _fn(name: str, *args: exp.Expression) -> exp.Expression:
@@ -68,25 +58,6 @@ def _contains(term) -> exp.Contains | None:
     return None
 
 
-def _number(node) -> float | None:
-    if isinstance(node, exp.Literal) and not node.is_string:
-        return float(node.name)
-    if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal):
-        return -float(node.this.name)
-    if isinstance(node, exp.Div | exp.Mul) and _number(node.this) is not None and _number(node.expression) is not None:
-        a, b = _number(node.this), _number(node.expression)
-        return a / b if isinstance(node, exp.Div) else a * b  # type: ignore[operator]
-    return None
-
-
-def _terms(node) -> list:
-    if isinstance(node, exp.And):
-        return _terms(node.this) + _terms(node.expression)
-    if isinstance(node, exp.Paren):
-        return _terms(node.this)
-    return [node]
-
-
 def _disjuncts(node) -> list:
     if isinstance(node, exp.Or):
         return _disjuncts(node.this) + _disjuncts(node.expression)
@@ -96,24 +67,20 @@ def _disjuncts(node) -> list:
 
 
 def _cone(term, refs: dict) -> tuple[str, float, float, float] | None:
-    """(alias, ra, dec, radius in degrees) of ``1 = CONTAINS(POINT(t.ra, t.dec), CIRCLE(ra, dec,
-    r))`` on one of ``refs``' own positions, with a constant centre and radius."""
-    c = _contains(term)
-    if c is None:
-        return None
-    point, circle = _point(c.this), _circle(c.expression)
-    if point is None or circle is None or not all(isinstance(x, exp.Column) for x in point):
-        return None
-    alias = point[0].table.lower() or (next(iter(refs)) if len(refs) == 1 else "")
-    if alias not in refs:
-        return None
-    meta = refs[alias].meta.get("gw_table")
-    if meta is None or (point[0].name.lower(), point[1].name.lower()) != (meta.ra_column, meta.dec_column):
-        return None
-    centre = [_number(x) for x in circle]
-    if any(v is None for v in centre):
-        return None
-    return alias, centre[0], centre[1], centre[2]  # type: ignore[return-value]
+    """(alias, ra, dec, radius in degrees) of a cone on one of ``refs``' own positions with a
+    constant centre and radius (:func:`gateway.residual.cone_term`: ``CONTAINS(POINT, CIRCLE)
+    = 1`` or ``DISTANCE(...) < r``)."""
+    for alias, node in refs.items():
+        meta = node.meta.get("gw_table")
+        cone = cone_term(term, alias, meta) if meta is not None and (len(refs) == 1 or _names(term, alias)) else None
+        if cone is not None:
+            return alias, cone.ra, cone.dec, cone.radius
+    return None
+
+
+def _names(term, alias: str) -> bool:
+    """Whether ``term`` names ``alias`` (with several tables, an unqualified column is ambiguous)."""
+    return any(c.table.lower() == alias for c in term.find_all(exp.Column))
 
 
 def _sdss_refs(sel: exp.Select, schema: str) -> dict[str, exp.Table]:
@@ -165,7 +132,7 @@ def to_skyserver_sql(query: AdqlQuery, schema: str, limit: int | None = None) ->
         bounded: set[str] = set()
         where = sel.args.get("where")
         kept = []
-        for term in _terms(where.this) if where is not None else []:
+        for term in list(conjuncts(where.this)) if where is not None else []:
             cones = [_cone(d, refs) for d in _disjuncts(term)]
             aliases = {c[0] for c in cones if c is not None}
             if cones and None not in cones and len(aliases) == 1 and not aliases & bounded:
@@ -193,7 +160,7 @@ def to_skyserver_sql(query: AdqlQuery, schema: str, limit: int | None = None) ->
         links = [t for t in kept if isinstance(t, exp.EQ)]
         for join in sel.args.get("joins") or []:
             on = join.args.get("on")
-            for term in _terms(on) if on is not None else []:
+            for term in list(conjuncts(on)) if on is not None else []:
                 by_id = _bounded_by_id(term, refs)
                 if by_id:
                     bounded.add(by_id)
