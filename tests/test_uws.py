@@ -201,8 +201,8 @@ def test_abort_stops_a_running_query(c, jobs_app):
     job_id = job.rsplit("/", 1)[-1]
     # the DuckDB statement (a 2.3e11-pair cross join: hours) was interrupted; this job only, as
     # other tests' jobs may run in the same app, with a bound that holds on a loaded CI machine
-    while job_id in jobs_app.extensions["vo_gateway"].jobs.running:
-        assert time.monotonic() - t0 < 15
+    while job_id in jobs_app.extensions["vo_gateway"].jobs.running:  # 0.07 s on an idle machine
+        assert time.monotonic() - t0 < 30
         time.sleep(0.05)
     assert phase_of(c, job) == "ABORTED"
 

@@ -202,8 +202,6 @@ def test_sort_by_magnitude(page, live_url, gaia):
 def test_jobs_page_async_query_reaches_completed(page, live_url, gaia):
     """Submit an async query on the jobs page and watch it reach COMPLETED, with its rows;
     its result opens; delete removes it."""
-    from selenium.webdriver.common.by import By
-
     page.get(live_url + "/ui/jobs")
     by_css(page, "details.submit summary")[0].click()
     box = by_id(page, "job-query")
@@ -213,21 +211,25 @@ def test_jobs_page_async_query_reaches_completed(page, live_url, gaia):
     wait(page, lambda: "submitted" in by_id(page, "job-status").text, what="the submission")
     job = by_id(page, "job-status").text.split()[-1]
     row = f"#jobs-table tr[data-job='{job}']"
-    seen = set()
 
-    def completed():
-        found = by_css(page, row)
-        if found:
-            seen.add(found[0].get_attribute("data-phase"))
-        return found and found[0].get_attribute("data-phase") == "COMPLETED"
+    def completed():  # one script: the rows are replaced while they are read
+        return (
+            page.execute_script("const tr = document.querySelector(arguments[0]); return tr && tr.dataset.phase", row)
+            == "COMPLETED"
+        )
 
     wait(page, completed, 60, "COMPLETED")
-    tr = by_css(page, row)[0]
+    # the table is re-rendered every few seconds: read the row and act on it in one script
+    rows, href = page.execute_script(
+        "const tr = document.querySelector(arguments[0]);"
+        "return [tr.querySelector('td.rows').textContent, tr.querySelector('a.result').href];",
+        row,
+    )
     expected = int((gaia.phot_g_mean_mag < 6).sum())
-    assert tr.find_element(By.CSS_SELECTOR, "td.rows").text == str(expected)
-    result = requests.get(tr.find_element(By.CSS_SELECTOR, "a.result").get_attribute("href"), timeout=30).json()
+    assert rows == str(expected)
+    result = requests.get(href, timeout=30).json()
     assert sorted(int(r[0]) for r in result["data"]) == sorted(gaia.source_id[gaia.phot_g_mean_mag < 6].tolist())
-    tr.find_element(By.CSS_SELECTOR, "button.delete").click()
+    page.execute_script("document.querySelector(arguments[0] + ' button.delete').click()", row)
     wait(page, lambda: not by_css(page, row), what="the deleted job to go")
     assert requests.get(f"{live_url}/tap/async/{job}", timeout=10).status_code == 404
 
