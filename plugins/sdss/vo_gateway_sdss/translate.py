@@ -22,7 +22,7 @@ import sqlglot
 from sqlglot import exp
 
 from gateway.adql.validate import AdqlQuery, position_of
-from gateway.engine import GEOMETRY_21
+from gateway.engine import GEOMETRY as ADQL_GEOMETRY
 from gateway.faults import UsageFault
 from gateway.residual import cone_term, conjuncts
 
@@ -30,7 +30,7 @@ SPECTRA = {"specobjall", "specobj"}
 REGULAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: T-SQL reserved words that could be ADQL column or alias names: these stay [quoted]
 TSQL_RESERVED = {"ORDER", "GROUP", "KEY", "FILE", "PLAN", "USER", "TABLE", "INDEX", "PERCENT", "TOP", "FROM", "WHERE"}
-GEOMETRY = GEOMETRY_21 | {"REGION"}
+GEOMETRY = ADQL_GEOMETRY | {"AREA", "CENTROID", "REGION"}
 
 
 def _fn(name: str, *args: exp.Expression) -> exp.Expression:
