@@ -201,3 +201,25 @@ def test_crossmatch_with_another_archive(emu, tmp_path):
         assert len(sent) == 1 and "UNION SELECT objID FROM dbo.fGetNearbyObjEq(" in sent[0]
     finally:
         app.extensions["vo_gateway"].jobs.close()
+
+
+def test_distance_cones_and_refused_geometry(gw, emu):
+    """``DISTANCE(...) < r`` is a cone too (SkyServer's indexed join); other geometry is refused
+    by name, with its position."""
+    emu_app, _ = emu
+    c = gw[0].test_client()
+    emu_app.config["requests"].clear()
+    q = "SELECT objid FROM sdss_dr17.Star WHERE DISTANCE(POINT('ICRS', ra, dec), POINT('ICRS', 200.5, 36.85)) < 0.02"
+    t, status, _ = parse_votable(c.post("/tap/sync", data={"LANG": "ADQL", "QUERY": q}).data)
+    p = photo(emu_app)
+    assert sorted(int(v) for v in t["objid"]) == sorted(
+        int(o) for o in p["objid"][separation(p["ra"], p["dec"], 200.5, 36.85) < 0.02]
+    )
+    (sent,) = [r[1]["cmd"] for r in emu_app.config["requests"]]
+    assert "dbo.fGetNearbyObjEq(200.5, 36.85, 1.2)" in sent and "WHERE" not in sent
+    box = "1 = CONTAINS(POINT('ICRS', ra, dec), BOX('ICRS', 200.5, 36.85, 0.1, 0.1))"
+    r = c.post("/tap/sync", data={"LANG": "ADQL", "QUERY": f"SELECT objid FROM sdss_dr17.Star WHERE {box}"})
+    assert r.status_code == 400 and b"too large to scan" in r.data  # a box is no indexed bound
+    q = f"SELECT objid FROM sdss_dr17.Star WHERE {box} AND objid = {int(p['objid'][0])}"
+    r = c.post("/tap/sync", data={"LANG": "ADQL", "QUERY": q})
+    assert r.status_code == 400 and b"BOX is not available on SkyServer" in r.data and b"(line 1, column" in r.data

@@ -213,7 +213,13 @@ def _geometry(tree: exp.Expression) -> None:
             continue
         point, circle = _point(c.this), _circle(c.expression)
         if point is None or circle is None:
-            raise UsageFault("only CONTAINS(POINT, CIRCLE) is translated for SkyServer", position=position_of(c))
+            shape = c.expression if isinstance(c.expression, exp.Anonymous) else c
+            name = shape.name.upper() if isinstance(shape, exp.Anonymous) else "CONTAINS"
+            raise UsageFault(
+                f"{name} is not available on SkyServer here: only cones (CONTAINS with CIRCLE) and DISTANCE "
+                "are translated",
+                position=position_of(shape),
+            )
         arcmin = exp.Mul(this=exp.Paren(this=circle[2].copy()), expression=exp.Literal.number(60))
         eq.replace(
             exp.LTE(this=_fn("dbo.fDistanceArcMinEq", point[0], point[1], circle[0], circle[1]), expression=arcmin)
