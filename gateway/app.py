@@ -25,7 +25,7 @@ from .config import ConfigError, GatewayConfig, format_validation_error, load_co
 from .faults import FatalFault, Fault, UsageFault
 from .formats import FormatRegistry
 from .planner import Planner
-from .plugins import make_plugin_manager
+from .plugins import archive_kinds, make_plugin_manager
 from .schema import Table
 from .services.cutout import CutoutService
 from .services.query import QueryService
@@ -40,12 +40,7 @@ class Gateway:
     def __init__(self, config: GatewayConfig, plugins=(), load_entrypoints=True):
         self.config = config
         self.pm = make_plugin_manager(plugins, load_entrypoints, config.service.plugins_blocked)
-        self.kinds: dict[str, type[Archive]] = {}
-        for classes in self.pm.hook.gateway_register_archives():
-            for cls in classes or []:
-                if cls.kind in self.kinds and self.kinds[cls.kind] is not cls:
-                    raise ConfigError(f"archive kind {cls.kind!r} is registered by two plugins")
-                self.kinds[cls.kind] = cls
+        self.kinds: dict[str, type[Archive]] = archive_kinds(self.pm)
         formats: list = []
         for group in reversed(self.pm.hook.gateway_register_formats()):
             formats.extend(group or [])

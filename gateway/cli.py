@@ -109,7 +109,7 @@ def plugins(args) -> int:
     from pathlib import Path
 
     from .config import load_config
-    from .plugins import entry_points, make_plugin_manager
+    from .plugins import archive_kinds, entry_points, make_plugin_manager
 
     path = (
         args.config or os.environ.get("VO_GATEWAY_CONFIG") or ("config.yaml" if Path("config.yaml").exists() else None)
@@ -119,7 +119,7 @@ def plugins(args) -> int:
     for ep in entry_points():
         dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "?"
         print(f"{ep.name}\t{dist}\t{'blocked' if ep.name in blocked else ep.value}")
-    kinds = {cls.kind: cls for classes in pm.hook.gateway_register_archives() for cls in classes or []}
+    kinds = archive_kinds(pm)
     print("archive kinds: " + ", ".join(f"{k} ({c.__module__})" for k, c in sorted(kinds.items())))
     return 0
 

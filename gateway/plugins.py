@@ -61,3 +61,17 @@ def load_entry_points(pm: pluggy.PluginManager) -> None:
                 f"fix or uninstall it, or block it in config.yaml:\n  service:\n    plugins_blocked: [{ep.name}]"
             ) from None
         pm.register(plugin, name=ep.name)
+
+
+def archive_kinds(pm: pluggy.PluginManager) -> dict:
+    """kind -> Archive class, from every plugin's ``gateway_register_archives``.  Raises
+    ConfigError when two plugins register one kind."""
+    from .config import ConfigError
+
+    kinds: dict = {}
+    for classes in pm.hook.gateway_register_archives():
+        for cls in classes or []:
+            if cls.kind in kinds and kinds[cls.kind] is not cls:
+                raise ConfigError(f"archive kind {cls.kind!r} is registered by two plugins")
+            kinds[cls.kind] = cls
+    return kinds

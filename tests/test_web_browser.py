@@ -73,14 +73,8 @@ def page(driver, live_url, request):
     yield driver
     driver.save_screenshot(str(SHOTS / f"{request.node.name}.png"))
     origin = urlparse(live_url)
-    urls = []
-    for entry in driver.get_log("performance"):
-        msg = json.loads(entry["message"])["message"]
-        if msg["method"] == "Network.requestWillBeSent":
-            urls.append(msg["params"]["request"]["url"])
-    assert any(u.startswith(live_url) for u in urls), "no request logged: the check below would prove nothing"
-    # network requests only: data:, blob: and Chromium's own chrome:// resources never leave the browser
-    network = [u for u in urls if urlparse(u).scheme in ("http", "https", "ws", "wss", "ftp")]
+    network = network_urls(driver)
+    assert any(u.startswith(live_url) for u in network), "no request logged: the check below would prove nothing"
     foreign = [u for u in network if urlparse(u)[:2] != origin[:2]]
     assert foreign == [], f"requests outside {live_url}: {foreign}"
     logged = driver.get_log("browser")  # JavaScript errors, and failed loads (4xx: the error tests' own)
@@ -88,6 +82,17 @@ def page(driver, live_url, request):
         e for e in logged if e["level"] == "SEVERE" and "the server responded with a status of 4" not in e["message"]
     ]
     assert errors == [], errors
+
+
+def network_urls(driver) -> list[str]:
+    """The URLs the browser requested since the log was last read, network ones only: data:,
+    blob: and Chromium's own chrome:// resources never leave the browser."""
+    out = []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg["method"] == "Network.requestWillBeSent":
+            out.append(msg["params"]["request"]["url"])
+    return [u for u in out if urlparse(u).scheme in ("http", "https", "ws", "wss", "ftp")]
 
 
 def wait(d, until, timeout=30, what="the page"):
@@ -408,15 +413,6 @@ def sky_gateway(tmp_path, hips_url: str):
     from tests.conftest import live_config
 
     return serve(create_app(live_config(tmp_path, web={"hips_url": hips_url})))
-
-
-def network_urls(driver) -> list[str]:
-    out = []
-    for entry in driver.get_log("performance"):
-        msg = json.loads(entry["message"])["message"]
-        if msg["method"] == "Network.requestWillBeSent":
-            out.append(msg["params"]["request"]["url"])
-    return [u for u in out if urlparse(u).scheme in ("http", "https", "ws", "wss")]
 
 
 def test_sky_view_over_a_configured_hips_server(driver, hips_server, tmp_path):

@@ -42,10 +42,10 @@ def _request(more: str = "") -> CutoutRequest:
     return CutoutRequest(ids[0], regions[0] if regions else None, pairs)
 
 
-def _wants_png() -> bool:
+def _wants_png(req: CutoutRequest) -> bool:
     """Whether the request's ``RESPONSEFORMAT`` asks for a PNG preview (FITS otherwise);
     UsageFault for a format SODA here cannot write."""
-    value = (Params.from_request().get("RESPONSEFORMAT") or "").strip().lower()
+    value = next((v for k, v in req.params if k == "RESPONSEFORMAT"), "").strip().lower()
     if value in ("", "application/fits", "image/fits", "fits"):
         return False
     if value in (preview.PNG, "png"):
@@ -72,7 +72,8 @@ def _answer(cutout, png: bool = False) -> Response:
 def sync():
     """SODA sync of the gateway's own images (their publisher DIDs)."""
     try:
-        req, png = _request(), _wants_png()
+        req = _request()
+        png = _wants_png(req)
         archive, rec = gw().cutouts.find_image(req.id)
         if req.region is None:
             raise UsageFault("give a region: POS, CIRCLE or POLYGON")
@@ -97,7 +98,8 @@ def proxy_sync(archive):
     try:
         a = soda_archive(archive)
         more = f"; several go to {gw().url(f'soda/{a.name}/async')}" if a.capabilities.soda_async else ""
-        req, png = _request(more), _wants_png()
+        req = _request(more)
+        png = _wants_png(req)
         return _answer(gw().cutouts.cutout(a, req, gw().actor()), png)
     except Fault as f:
         return soda_error(f)

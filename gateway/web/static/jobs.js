@@ -47,7 +47,7 @@
     for (const p of doc.getElementsByTagNameNS(UWS, "parameter")) params[p.getAttribute("id").toLowerCase()] = p.textContent;
     const info = jobInfo(doc);
     const result = [...doc.getElementsByTagNameNS(UWS, "result")].find((r) => r.getAttribute("id") === "result");
-    const rows = info.rows ?? info.rows_written ?? (result ? "" : "");
+    const rows = info.rows ?? "";
     const tr = VOG.el("tr", { "data-job": id, "data-phase": phase });
     const buttons = VOG.el("td", { class: "actions" });
     if (ACTIVE.has(phase))
@@ -61,7 +61,7 @@
       VOG.el("td", {}, time(one(doc, "creationTime"))),
       VOG.el("td", {}, time(one(doc, "startTime"))),
       VOG.el("td", {}, time(one(doc, "endTime"))),
-      VOG.el("td", { class: "num rows" }, rows === undefined ? "" : String(rows)),
+      VOG.el("td", { class: "num rows" }, String(rows)),
       VOG.el("td", { class: "progress" }, progressText(info)),
       VOG.el("td", { class: "query" }, VOG.el("code", {}, (params.query || "").slice(0, 200))),
       buttons,

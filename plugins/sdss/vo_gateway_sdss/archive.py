@@ -97,7 +97,7 @@ class SdssArchive(Archive):
         types = [o.column for o in native.outputs]
         table = self.fetch(sql, [o.name for o in native.outputs], types)
         stream = RowStream(output_columns(native.outputs, table.schema), [])
-        stream.overflow = table.num_rows >= self.config.row_limit or (maxrec is not None and table.num_rows > maxrec)
+        stream.overflow = self.overflowed(table.num_rows, maxrec)
         stream.batches = limit_batches([normalize_batch(b) for b in table.to_batches()], maxrec, stream)
         return stream
 
@@ -118,9 +118,14 @@ class SdssArchive(Archive):
         )
         rows = self.fetch(sql, [c.name for c in cols], list(cols))
         stream = RowStream(list(cols), [])
-        stream.overflow = rows.num_rows >= self.config.row_limit or (maxrec is not None and rows.num_rows > maxrec)
+        stream.overflow = self.overflowed(rows.num_rows, maxrec)
         stream.batches = limit_batches(rows.to_batches(), maxrec, stream)
         return stream
+
+    def overflowed(self, rows: int, maxrec: int | None) -> bool:
+        """An answer of ``rows`` rows is not complete: SkyServer's cap cut it, or it holds the
+        MAXREC + 1st row."""
+        return rows >= self.config.row_limit or (maxrec is not None and rows > maxrec)
 
     def fetch(self, sql: str, names: list[str], columns: list) -> pa.Table:
         """One SkyServer SQL search (module docstring): its CSV answer with the declared types of
