@@ -307,6 +307,12 @@ REST_CASES = {
         "SELECT object_id, raj2000, dej2000 FROM skymapper_dr4.master WHERE "
         "1 = CONTAINS(POINT('ICRS', raj2000, dej2000), CIRCLE('ICRS', 33.64, -0.77, 0.2))",
     ),
+    "sdss": (
+        "x_results",
+        lambda u: {"kind": "sdss", "skyserver_url": u},
+        "SELECT objid, ra, dec, psfmag_r FROM sdss_dr17.PhotoObj WHERE "
+        "1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', 200.5, 36.85, 0.2))",
+    ),
     "hsc": (
         "download",
         lambda u: {
@@ -326,8 +332,8 @@ REST_CASES = {
 
 @pytest.mark.parametrize("kind", sorted(REST_CASES))
 def test_rest_plugins_detect_truncation(kind, tmp_path, request):
-    """MAST (catalogs API CSV pages), SkyMapper (sm-cone CSV) and HSC-SSP (the job download),
-    each behind a cutting proxy in front of its emulated upstream, in every mode and format."""
+    """MAST (catalogs API CSV pages), SkyMapper (sm-cone CSV), SkyServer (its SQL search CSV)
+    and HSC-SSP (the job download), each behind a cutting proxy in front of its emulated upstream, in every mode and format."""
     if kind == "hsc":
         from emulators.hsc import hsc_app
 
@@ -336,6 +342,10 @@ def test_rest_plugins_detect_truncation(kind, tmp_path, request):
         from emulators.mast import mast_app
 
         emu = mast_app()
+    elif kind == "sdss":
+        from emulators.sdss import sdss_app
+
+        emu = sdss_app()
     else:
         from emulators.skymapper import skymapper_app
 
@@ -469,6 +479,10 @@ def _emulator(kind: str, request):
         from emulators.skymapper import skymapper_app
 
         return skymapper_app()
+    if kind == "sdss":
+        from emulators.sdss import sdss_app
+
+        return sdss_app()
     return make_app(demo_config(request.getfixturevalue("tmp_path") / "up"), load_entrypoints=True)  # a TAP upstream
 
 

@@ -32,7 +32,7 @@ from gateway.engine import normalize_batch, output_columns, scs_columns
 from gateway.faults import TransientFault, UsageFault
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import ARROW_TYPES, Table
-from gateway.upstream import UpstreamSession, origin, upstream_get
+from gateway.upstream import UpstreamSession, check_complete, origin, upstream_get
 
 from .metadata import sdss_tables
 from .translate import SPECTRA, to_skyserver_sql
@@ -140,6 +140,8 @@ class SdssArchive(Archive):
             refused="the query",
         )
         text = r.text
+        if "error_message" not in text:
+            check_complete(r.content, "csv", "SkyServer")  # a cut answer is an error, never fewer rows
         if "error_message" in text:
             raise UsageFault(f"SkyServer refused the query: {error_text(text)}")
         if not text.startswith("#Table1"):
