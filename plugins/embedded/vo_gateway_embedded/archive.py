@@ -15,11 +15,9 @@ from __future__ import annotations
 import bz2
 import gzip
 import hashlib
-import io
 import os
 import tempfile
 import threading
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -30,27 +28,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 from astropy.io import fits
-from astropy.nddata import Cutout2D
-from astropy.wcs import WCS, FITSFixedWarning
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.adql.validate import OutputColumn
 from gateway.archive import ArchiveConfig, Cone, Cutout, CutoutRequest, ImageQuery
 from gateway.engine import DuckDBArchive, normalize_batch, output_columns, scs_columns, votable_type
 from gateway.faults import NotFoundFault, UsageFault
+from gateway.imagecut import cut_hdu, wcs_of
 from gateway.obscore import OBSCORE_COLUMNS, obscore_batch
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Column, ForeignKey, Table
-from gateway.sky import cone_rows, separation, shape_overlaps_polygon, shape_vertices
-
-
-def wcs_of(header) -> WCS:
-    """The WCS of an image header.  astropy's FITSFixedWarnings are silenced: on the SDSS
-    frames they only report the standard fixes it applies (RADECSYS read as RADESYS, MJD-OBS
-    from DATE-OBS), which are right, and would otherwise print at every start."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        return WCS(header)
+from gateway.sky import cone_rows, separation, shape_overlaps_polygon
 
 
 class ColumnSpec(BaseModel):
@@ -398,38 +386,8 @@ class EmbeddedArchive(DuckDBArchive):
             return None
         path = self.image_file(image_id)
         with fits.open(path, memmap=True) as hdul:
-            hdu = hdul[0]
-            w = wcs_of(hdu.header)
-            ny, nx = hdu.data.shape
-            if shape[0] == "circle":
-                ra, dec, r = shape[1:]
-                ang = np.linspace(0, 2 * np.pi, 64, endpoint=False)
-                ddec = r * np.sin(ang)
-                dra = r * np.cos(ang) / np.maximum(np.cos(np.radians(np.clip(dec + ddec, -89.999, 89.999))), 1e-6)
-                pts = np.column_stack([ra + dra, dec + ddec])
-                pts = np.vstack([pts, [[ra, dec]]])
-            else:
-                pts = np.array(shape_vertices(shape), dtype=float)
-            px = w.wcs_world2pix(pts, 0)
-            x0, x1 = np.floor(px[:, 0].min() + 0.5), np.ceil(px[:, 0].max() + 0.5)
-            y0, y1 = np.floor(px[:, 1].min() + 0.5), np.ceil(px[:, 1].max() + 0.5)
-            x0, y0 = max(int(x0), 0), max(int(y0), 0)
-            x1, y1 = min(int(x1), nx), min(int(y1), ny)
-            if x1 <= x0 or y1 <= y0:
-                return None
-            cut = Cutout2D(
-                hdu.data, position=((x0 + x1 - 1) / 2, (y0 + y1 - 1) / 2), size=(y1 - y0, x1 - x0), wcs=w, mode="trim"
-            )
-            header = hdu.header.copy()
-            for k in list(header):
-                if k.startswith(("CRPIX", "CRVAL", "CD1_", "CD2_", "CTYPE", "NAXIS")):
-                    del header[k]
-            header.update(cut.wcs.to_header())
-            header["HISTORY"] = f"vo-gateway SODA cutout of {image_id}"
-            out = fits.PrimaryHDU(data=np.asarray(cut.data), header=header)
-            buf = io.BytesIO()
-            out.writeto(buf)
-            return Cutout([buf.getvalue()], filename=f"{rec['obs_id']}-cutout.fits")
+            body = cut_hdu(hdul[0].data, hdul[0].header, shape, f"vo-gateway SODA cutout of {image_id}")
+        return None if body is None else Cutout([body], filename=f"{rec['obs_id']}-cutout.fits")
 
 
 def _interval_hit(lo, hi, intervals) -> bool:
