@@ -9,8 +9,13 @@
   extinction), every other documented column NULL, ``mode`` 1 and ``type`` 6.  ``SpecObjAll``
   is synthetic: every 7th star with a spectrum whose ``specObjID`` follows SkyServer's bit layout
   (plate << 50 | fiber << 38 | ...), above 2**63 for plates from 8193 on.
+* ``Field`` and ``Frame`` hold the demo's one real field (run 4510, camcol 4, field 30; the
+  ugriz frames in ``data/demo``): centre and ra/dec range from the frames' own WCS, per-band
+  MJD from their ``TAI``, ``fieldID`` in SkyServer's bit layout; other columns NULL.
 * Answers: ``#Table1``, the header, CSV rows; SQL errors as HTTP 200 with ``error_message``
   (as SkyServer); at most ``row_limit`` rows, silently, as SkyServer cuts them.
+* The SAS: ``GET /sas/{release}/eboss/photoObj/frames/301/{run}/{camcol}/frame-...fits.bz2``
+  serves those frame files as they are (``app.config["sas_cut"]``: a byte count to stop at).
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ HAVERSINE = (
 def _documented(source: str) -> list[tuple[str, str]]:
     import json
 
-    path = ROOT / "plugins/sdss/vo_gateway_sdss/data" / f"{source}_dr12.json"
+    path = ROOT / "plugins/sdss/vo_gateway_sdss/data" / f"{source if '_' in source else source + '_dr12'}.json"
     return [(r["name"], SQL_TYPES[r["type"]]) for r in json.loads(path.read_text())[0]["Rows"]]
 
 
@@ -75,6 +80,34 @@ def spectra(stars: pa.Table) -> pa.Table:
             "fiberID": pa.array(fiber.astype(np.int16)),
         }
     )
+
+
+FRAMES = sorted((ROOT / "data/demo").glob("frame-*-004510-4-0030.fits.bz2"))
+
+
+def fields() -> pa.Table:
+    """The Field row of the demo's field, from its five frames' headers."""
+    import bz2
+
+    from astropy.io import fits
+
+    from gateway.imagecut import wcs_of
+
+    row = {"run": 4510, "rerun": 301, "camcol": 4, "field": 30, "skyVersion": 2}
+    row["fieldID"] = (2 << 59) | (301 << 48) | (4510 << 32) | (4 << 29) | (30 << 16)
+    corners = []
+    for path in FRAMES:
+        with bz2.open(path) as f:
+            h = fits.Header.fromfile(f)
+        band = path.name.split("-")[1]
+        w = wcs_of(h)
+        corners += [tuple(c) for c in w.calc_footprint(axes=(h["NAXIS1"], h["NAXIS2"]))]
+        row[f"mjd_{band}"] = h["TAI"] / 86400.0
+        if band == "r":
+            row["ra"], row["dec"] = (float(v) for v in w.wcs_pix2world([[1023.5, 744.0]], 0)[0])
+    row["raMin"], row["raMax"] = min(c[0] for c in corners), max(c[0] for c in corners)
+    row["decMin"], row["decMax"] = min(c[1] for c in corners), max(c[1] for c in corners)
+    return pa.table({k: [v] for k, v in row.items()})
 
 
 def sdss_app(row_limit: int = 500_000) -> Flask:
@@ -116,6 +149,14 @@ def sdss_app(row_limit: int = 500_000) -> Flask:
         for name, typ in _documented("SpecObjAll")
     ]
     db.execute(f"CREATE TABLE dbo.SpecObjAll AS SELECT {', '.join(cols)} FROM spec")
+    db.register("field_rows", fields())
+    for table, source in (("Field", "Field_sqlloader"), ("Frame", "Frame_sqlloader")):
+        have = set(fields().column_names)
+        cols = [
+            f'CAST({chr(34) + name + chr(34) if name in have else ("0" if name == "zoom" else "NULL")} AS {typ}) AS "{name}"'
+            for name, typ in _documented(source)
+        ]
+        db.execute(f"CREATE TABLE dbo.{table} AS SELECT {', '.join(cols)} FROM field_rows")
     db.execute("CREATE VIEW dbo.PhotoObj AS SELECT * FROM dbo.PhotoObjAll WHERE mode = 1")
     db.execute("CREATE VIEW dbo.Star AS SELECT * FROM dbo.PhotoObj WHERE type = 6")
     db.execute("CREATE VIEW dbo.Galaxy AS SELECT * FROM dbo.PhotoObj WHERE type = 3")
@@ -131,6 +172,20 @@ def sdss_app(row_limit: int = 500_000) -> Flask:
         + HAVERSINE.replace("ra -", "ra -").replace("dec -", "dec -")
     )
     app.config["db"] = db
+
+    app.config["sas_cut"] = None
+    app.config["sas_requests"] = sas_requests = []
+
+    @app.route("/sas/<release>/eboss/photoObj/frames/<int:rerun>/<int:run>/<int:camcol>/<name>")
+    def sas(release, rerun, run, camcol, name):
+        sas_requests.append(request.path)
+        path = ROOT / "data/demo" / name
+        if rerun != 301 or path not in FRAMES or f"-{run:06d}-{camcol}-" not in name:
+            return Response("Not Found", status=404, mimetype="text/plain")
+        data = path.read_bytes()
+        if app.config["sas_cut"]:
+            data = data[: app.config["sas_cut"]]
+        return Response(data, mimetype="application/x-bzip2")
 
     @app.route("/<release>/en/tools/search/x_results.aspx")
     def search(release):

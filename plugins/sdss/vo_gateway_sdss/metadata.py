@@ -1,6 +1,8 @@
-"""SDSS tables and columns, from SkyServer's own column documentation (``dbo.fDocColumns``) as
-astroquery 0.4.11 ships it for DR12 (``data/PhotoObjAll_dr12.json``, ``data/SpecObjAll_dr12.json``;
-see the plugin README for provenance).  Types map from SQL Server to VOTable (``bigint`` ->
+"""SDSS tables and columns, from SkyServer's own column documentation: ``dbo.fDocColumns`` as
+astroquery 0.4.11 ships it for DR12 (``data/PhotoObjAll_dr12.json``, ``data/SpecObjAll_dr12.json``)
+and the ``--/U``/``--/D`` documentation of SkyServer's schema source, which its schema browser
+shows (``data/Field_sqlloader.json``, ``data/Frame_sqlloader.json``); see the plugin README for
+provenance.  Types map from SQL Server to VOTable (``bigint`` ->
 ``long``, ``real`` -> ``float``, ``float`` -> ``double``, ``smallint`` -> ``short``, ``tinyint``
 -> ``unsignedByte``, ``varchar`` -> ``char(*)``); units are SkyServer's; UCDs are added for the
 columns users select by meaning (positions, ids, PSF/model/Petrosian magnitudes, redshift).
@@ -10,8 +12,10 @@ holds: those columns are ``char`` holding the exact decimal digits.
 
 Tables offered (each a view or table SkyServer has under that name): ``PhotoObjAll``,
 ``PhotoObj`` (primary objects), ``Star``, ``Galaxy`` with PhotoObjAll's columns; ``SpecObjAll``
-and ``SpecObj`` (clean spectra) with SpecObjAll's.  ``Field``, ``Frame`` and ``PhotoTag`` have no
-offline column source and are not offered yet.
+and ``SpecObj`` (clean spectra) with SpecObjAll's; ``Field`` (one row per imaging field: run,
+camcol, field, centre and ra/dec range, per-band MJD and PSF width) and ``Frame`` (the fields'
+astrometry per JPEG zoom level, without its ``img`` JPEG column, which CSV cannot carry).
+``PhotoTag`` is not offered: SkyServer's schema has had no PhotoTag since 2013 (DR10).
 """
 
 from __future__ import annotations
@@ -55,10 +59,19 @@ def _ucd(name: str) -> str | None:
     return None
 
 
+#: column source -> bundled documentation file
+SOURCES = {
+    "PhotoObjAll": "PhotoObjAll_dr12.json",
+    "SpecObjAll": "SpecObjAll_dr12.json",
+    "Field": "Field_sqlloader.json",
+    "Frame": "Frame_sqlloader.json",
+}
+
+
 @cache
 def columns(source: str) -> tuple[Column, ...]:
-    """The columns of ``PhotoObjAll`` or ``SpecObjAll`` from the bundled documentation."""
-    rows = json.loads((DATA / f"{source}_dr12.json").read_text())[0]["Rows"]
+    """The columns of a :data:`SOURCES` table from the bundled documentation."""
+    rows = json.loads((DATA / SOURCES[source]).read_text())[0]["Rows"]
     out = []
     for r in rows:
         name = r["name"].lower()
@@ -70,6 +83,10 @@ def columns(source: str) -> tuple[Column, ...]:
         ucd = _ucd(name) or (r["ucd"] or None)
         if source == "SpecObjAll" and name == "z":
             ucd = "src.redshift"
+        if source in ("Field", "Frame") and name == "fieldid":
+            ucd = "meta.id;meta.main"
+        if name.startswith("mjd") and (r["unit"] or "").lower() in ("", "days", "mjd"):
+            ucd = ucd or "time.epoch"
         out.append(Column(name, datatype, arraysize, unit=r["unit"] or None, ucd=ucd, description=desc))
     return tuple(out)
 
@@ -82,6 +99,12 @@ TABLES = {
     "Galaxy": ("PhotoObjAll", "primary objects classified as galaxies (type = 3)", "objid"),
     "SpecObjAll": ("SpecObjAll", "every spectrum", "specobjid"),
     "SpecObj": ("SpecObjAll", "the clean science spectra (one per object)", "specobjid"),
+    "Field": (
+        "Field",
+        "every imaging field (2048 x 1489 pixels of a camera column): centre, ra/dec range, per-band MJD, PSF width and calibration",
+        "fieldid",
+    ),
+    "Frame": ("Frame", "the astrometry of every field at each JPEG zoom level", "fieldid"),
 }
 
 

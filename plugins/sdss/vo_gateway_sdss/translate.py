@@ -6,27 +6,37 @@ sqlglot's ``tsql`` dialect:
   r))`` with constant centre and radius, becomes a join with SkyServer's indexed cone
   function: ``JOIN dbo.fGetNearbyObjEq(ra, dec, r_arcmin) AS n0 ON n0.objID = t.objID``
   (``fGetNearbySpecObjEq`` and ``specObjID`` for spectra).
-* Any other circle (an OR of cones, a crossmatch) becomes ``dbo.fDistanceArcMinEq(...) <= r``
+* A cone on ``Field`` or ``Frame`` (about 10^6 rows, no indexed cone function) and any other
+  circle (an OR of cones, a crossmatch) becomes ``dbo.fDistanceArcMinEq(...) <= r``
   in arcmin, and ``DISTANCE(p, q)`` becomes ``dbo.fDistanceArcMinEq(...) / 60`` in degrees.
 * ADQL's one-argument ``ROUND``, ``TRUNCATE`` and ``MOD`` take their T-SQL spellings.
-* Refused, each with its name: every other geometry (BOX, POLYGON, POINT outside these), and a
-  query block whose SDSS tables have neither a cone nor an id condition (SkyServer's tables hold
-  10^8 to 10^9 rows).
+* A box or convex polygon on a table's own position, an AND-ed ``1 = CONTAINS(POINT(t.ra,
+  t.dec), BOX|POLYGON(...))`` with constant arguments, becomes an ra/dec range SkyServer's
+  ra/dec index answers (the polygon's bounding range, its great-circle edges' bulge
+  included) AND one plane test per edge on the unit vector of (ra, dec), which makes it
+  exact: the gateway's BOX is the polygon with corners ``(ra ± w/2, dec ± h/2)`` and
+  great-circle sides (ADQL 2.0 §2.4.4, :mod:`gateway.adql.geometry`).
+* Refused, each with its name: every other geometry (a non-convex polygon, POINT outside
+  these), and a query block whose SDSS tables have neither a cone, a box nor an id condition
+  (SkyServer's tables hold 10^8 to 10^9 rows).
 """
 
 from __future__ import annotations
 
+import math
 import re
 
+import numpy as np
 import sqlglot
 from sqlglot import exp
 
 from gateway.adql.validate import AdqlQuery, position_of
 from gateway.engine import GEOMETRY as ADQL_GEOMETRY
 from gateway.faults import UsageFault
-from gateway.residual import cone_term, conjuncts
+from gateway.residual import column_of, cone_term, conjuncts, constant
 
 SPECTRA = {"specobjall", "specobj"}
+FIELDS = {"field", "frame"}  # ~10^6 rows and no indexed cone function: cones as fDistanceArcMinEq
 REGULAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: T-SQL reserved words that could be ADQL column or alias names: these stay [quoted]
 TSQL_RESERVED = {"ORDER", "GROUP", "KEY", "FILE", "PLAN", "USER", "TABLE", "INDEX", "PERCENT", "TOP", "FROM", "WHERE"}
@@ -76,6 +86,85 @@ def _cone(term, refs: dict) -> tuple[str, float, float, float] | None:
         if cone is not None:
             return alias, cone.ra, cone.dec, cone.radius
     return None
+
+
+def _vec(ra: float, dec: float) -> np.ndarray:
+    a, d = math.radians(ra), math.radians(dec)
+    return np.array([math.cos(d) * math.cos(a), math.cos(d) * math.sin(a), math.sin(d)])
+
+
+def _polygon(term, refs: dict) -> tuple[str, list[tuple[float, float]]] | None:
+    """(alias, vertices) of ``1 = CONTAINS(POINT(t.ra, t.dec), BOX|POLYGON(...))`` on one of
+    ``refs``' own positions with constant arguments (BOX as its four corners)."""
+    c = _contains(term)
+    point = _point(c.this) if c is not None else None
+    shape = c.expression if c is not None else None
+    if point is None or not isinstance(shape, exp.Anonymous) or shape.name.upper() not in ("BOX", "POLYGON"):
+        return None
+    for alias, node in refs.items():
+        meta = node.meta.get("gw_table")
+        if meta is None or not (len(refs) == 1 or _names(term, alias)):
+            continue
+        ra, dec = (column_of(p, alias, meta) for p in point)
+        if ra is None or dec is None or (ra.name, dec.name) != (meta.ra_column, meta.dec_column):
+            continue
+        nodes = list(shape.expressions)
+        if nodes and isinstance(nodes[0], exp.Literal) and nodes[0].is_string:
+            nodes = nodes[1:]  # the coordinate system (ICRS; checked by the validator)
+        try:
+            args = [float(constant(a)) for a in nodes]
+        except (ValueError, TypeError):
+            return None
+        if shape.name.upper() == "BOX":
+            if len(args) != 4:
+                return None
+            a, d, w, h = args
+            return alias, [
+                (a - w / 2, d - h / 2),
+                (a + w / 2, d - h / 2),
+                (a + w / 2, d + h / 2),
+                (a - w / 2, d + h / 2),
+            ]
+        return alias, [(args[i] % 360.0, args[i + 1]) for i in range(0, len(args) - 1, 2)]
+    return None
+
+
+def _polygon_sql(ref: str, verts: list[tuple[float, float]], position) -> str:
+    """T-SQL for a point (``ref``.ra, ``ref``.dec) inside the convex spherical polygon
+    ``verts``: its ra/dec bounding range (for SkyServer's index) AND one edge-plane test per
+    side on the point's unit vector.  Raises UsageFault for a polygon that is not convex."""
+    v = [_vec(a, d) for a, d in verts]
+    centre = sum(v)
+    centre = centre / np.linalg.norm(centre)
+    planes = []
+    for i in range(len(v)):
+        n = np.cross(v[i], v[(i + 1) % len(v)])
+        n = n if n @ centre > 0 else -n
+        if any(n @ w < -1e-12 for w in v):
+            raise UsageFault("a POLYGON that is not convex is not available on SkyServer here", position=position)
+        planes.append(n / np.linalg.norm(n))
+    t = np.linspace(0.0, 1.0, 257)
+    edge = np.concatenate([[v[i] * (1 - s) + v[(i + 1) % len(v)] * s for s in t] for i in range(len(v))])
+    edge /= np.linalg.norm(edge, axis=1)[:, None]
+    dec = np.degrees(np.arcsin(np.clip(edge[:, 2], -1, 1)))
+    ra = np.degrees(np.arctan2(edge[:, 1], edge[:, 0])) % 360.0
+    pad = 1e-5
+    d1, d2 = float(dec.min()) - pad, float(dec.max()) + pad
+    spread = (ra - ra[0] + 180.0) % 360.0 - 180.0  # unwrapped about the first vertex
+    r1, r2 = float(ra[0] + spread.min()) - pad, float(ra[0] + spread.max()) + pad
+    if d2 >= 90.0 - pad or d1 <= -90.0 + pad or r2 - r1 >= 360.0:
+        ra_sql = None  # a polygon around a pole: any RA
+    elif r1 < 0.0:
+        ra_sql = f"({ref}.ra >= {r1 + 360.0!r} OR {ref}.ra <= {r2!r})"
+    elif r2 >= 360.0:
+        ra_sql = f"({ref}.ra >= {r1!r} OR {ref}.ra <= {r2 - 360.0!r})"
+    else:
+        ra_sql = f"{ref}.ra BETWEEN {r1!r} AND {r2!r}"
+    x = f"COS(RADIANS({ref}.dec)) * COS(RADIANS({ref}.ra))"
+    y = f"COS(RADIANS({ref}.dec)) * SIN(RADIANS({ref}.ra))"
+    z = f"SIN(RADIANS({ref}.dec))"
+    tests = [f"{x} * {float(n[0])!r} + {y} * {float(n[1])!r} + {z} * {float(n[2])!r} >= 0" for n in planes]
+    return " AND ".join([f"{ref}.dec BETWEEN {d1!r} AND {d2!r}"] + ([ra_sql] if ra_sql else []) + tests)
 
 
 def _names(term, alias: str) -> bool:
@@ -138,6 +227,10 @@ def to_skyserver_sql(query: AdqlQuery, schema: str, limit: int | None = None) ->
             if cones and None not in cones and len(aliases) == 1 and not aliases & bounded:
                 (alias,) = aliases
                 table = refs[alias]
+                if table.name.lower() in FIELDS:  # no indexed cone function: fDistanceArcMinEq
+                    bounded.add(alias)
+                    kept.append(term)
+                    continue
                 spectra = table.name.lower() in SPECTRA
                 fn, key = ("fGetNearbySpecObjEq", "specObjID") if spectra else ("fGetNearbyObjEq", "objID")
                 calls = [f"dbo.{fn}({ra!r}, {dec!r}, {r * 60!r})" for _, ra, dec, r in cones]  # type: ignore[misc]
@@ -149,6 +242,14 @@ def to_skyserver_sql(query: AdqlQuery, schema: str, limit: int | None = None) ->
                 ).args["joins"][0]
                 sel.append("joins", join)
                 n += 1
+                bounded.add(alias)
+                continue
+            poly = _polygon(term, refs)
+            if poly is not None:
+                alias, verts = poly
+                c = _contains(term)
+                sql = _polygon_sql(refs[alias].alias_or_name, verts, position_of(c.expression) if c else None)
+                kept.append(exp.Paren(this=sqlglot.parse_one(sql, read="tsql")))
                 bounded.add(alias)
                 continue
             by_id = _bounded_by_id(term, refs)
@@ -186,7 +287,7 @@ def to_skyserver_sql(query: AdqlQuery, schema: str, limit: int | None = None) ->
             idc = meta.id_column if meta is not None else "objid"
             raise UsageFault(
                 f"{schema}.{meta.name if meta is not None else t.name} is too large to scan: add a position, e.g. "
-                "WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', ra, dec, r)), or an id constraint "
+                "WHERE 1 = CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', ra, dec, r)) (or a BOX), or an id constraint "
                 f"such as {idc} = ...",
                 position=position_of(t),
             )
