@@ -117,6 +117,12 @@ class TapConfig(ArchiveConfig):
         "tls-with-certificate), used for requests without user credentials",
     )
     ca_bundle: Path | None = Field(None, description="CA certificates to verify the upstream (default: system)")
+    max_rows: int | None = Field(
+        None,
+        ge=1,
+        description="the upstream's hard row limit (TAPRegExt outputLimit hard, read from its capabilities "
+        "when not set): an answer of that many rows is reported as OVERFLOW, never as complete",
+    )
     uploads: bool = Field(
         True,
         description="the upstream accepts TAP_UPLOAD inline tables (TAP 1.1 §2.5.4): "
@@ -156,7 +162,10 @@ class TapArchive(Archive):
         self._tokens_lock = threading.Lock()
         self.snapshot = (Path(base_dir) / config.snapshot) if config.snapshot else None
         self._tables = self.load_tables(self.snapshot)
-        self.binary2_format = self._upstream_binary2() if self.url and config.result_format == "csv" else None
+        self.binary2_format, self.max_rows = self._upstream_capabilities() if self.url else (None, None)
+        if config.result_format != "csv":
+            self.binary2_format = None
+        self.max_rows = config.max_rows or self.max_rows
         if config.uploads:
             self.capabilities = replace(self.capabilities, uploads=True)
         if self.url is None:
@@ -323,6 +332,14 @@ class TapArchive(Archive):
         params: dict[str, Any] = {"LANG": "ADQL", "QUERY": native.adql}
         if maxrec is not None:
             params["MAXREC"] = str(maxrec + 1)
+        cap = self.max_rows
+        capped = cap is not None and (maxrec is None or maxrec + 1 > cap)
+        if capped:
+            params["MAXREC"] = str(cap)  # the upstream stops there: an answer that long may be cut
+        stream = self._forward(native, params, maxrec, context)
+        return _overflow_at(stream, cast(int, cap)) if capped else stream
+
+    def _forward(self, native: ForwardPlan, params: dict, maxrec: int | None, context) -> RowStream:
         declared = [o.column for o in native.outputs]
         binary2 = (
             context is not None
@@ -386,9 +403,10 @@ class TapArchive(Archive):
         """The response body in chunks as they arrive (:func:`gateway.upstream.iter_body`)."""
         return iter_body(r, f"upstream TAP service {self.url}")
 
-    def _upstream_binary2(self) -> str | None:
-        """The RESPONSEFORMAT value for VOTable BINARY2 that the upstream's TAPRegExt
-        capabilities list (TAPRegExt 1.0 §2.5, ivo-id ``#output-votable-binary2``), or None."""
+    def _upstream_capabilities(self) -> tuple[str | None, int | None]:
+        """From the upstream's TAPRegExt capabilities (TAPRegExt 1.0 §2.5, §2.7): the
+        RESPONSEFORMAT value for VOTable BINARY2 (ivo-id ``#output-votable-binary2``) and the
+        hard output limit in rows; None for what it does not say or when they are unreadable."""
         import pyvo
 
         try:
@@ -397,14 +415,23 @@ class TapArchive(Archive):
                 caps = pyvo.dal.TAPService(self.url, session=self.session).capabilities
         except Exception as e:  # noqa: BLE001 - without capabilities the gateway fetches CSV
             log.info("%s: upstream capabilities not readable (%s); BINARY2 not asked", self.name, type(e).__name__)
-            return None
+            return None, None
+        binary2, hard = None, None
         for cap in caps:
             for f in getattr(cap, "outputformats", None) or []:
-                if (f.ivo_id or "").lower().endswith("#output-votable-binary2") or "serialization=binary2" in (
-                    f.mime or ""
-                ).lower().replace(" ", ""):
-                    return f.mime
-        return None
+                if binary2 is None and (
+                    (f.ivo_id or "").lower().endswith("#output-votable-binary2")
+                    or "serialization=binary2" in (f.mime or "").lower().replace(" ", "")
+                ):
+                    binary2 = f.mime
+            limit = getattr(cap, "outputlimit", None)
+            h = getattr(limit, "hard", None) if limit is not None else None
+            if h is not None and (getattr(h, "unit", None) or "row") in ("row", "rows"):
+                try:
+                    hard = int(h.content)
+                except (TypeError, ValueError):
+                    pass
+        return binary2, hard
 
     def _csv_types(self, outputs: list[OutputColumn]) -> dict | None:
         if self.config.result_format != "csv":
@@ -647,6 +674,31 @@ def _column(c) -> Column:
         std="std" in (c.flags or []),
         delimited=delimited,
     )
+
+
+def _overflow_at(stream: RowStream, cap: int) -> RowStream:
+    """``stream`` with OVERFLOW set when ``cap`` rows came: the upstream's hard limit, at which
+    it stops without saying so in CSV (a cut answer is never passed off as complete)."""
+    batches = stream.batches
+
+    def counted():
+        n = 0
+        for b in batches:
+            n += b.num_rows
+            yield b
+        if n >= cap:
+            stream.overflow = True
+
+    stream.batches = counted()
+    for name, encode in list(stream.encoded.items()):
+
+        def encoded(encode=encode):
+            yield from encode()
+            if (stream.rows_passed or 0) >= cap:
+                stream.overflow = True
+
+        stream.encoded[name] = encoded
+    return stream
 
 
 def table_json(t: Table) -> dict:
