@@ -10,6 +10,7 @@ COPY plugins ./plugins
 RUN pip install --no-cache-dir -c constraints.txt ".[postgresql,server]" ./plugins/embedded ./plugins/ivoa ./plugins/skymapper ./plugins/mast ./plugins/hsc ./plugins/sdss
 
 COPY config.yaml ./
+COPY configs ./configs
 COPY data ./data
 
 # UWS job store and results (jobs.store / jobs.results_dir); mount shared storage here, or point

@@ -187,15 +187,18 @@ class TapArchive(Archive):
             return []
         try:
             tables = self._import()
-            if snap is not None:
-                snap.parent.mkdir(parents=True, exist_ok=True)
-                snap.write_text(json.dumps([table_json(t) for t in tables], indent=1))
-            return tables
         except (requests.RequestException, OSError, ValueError, DALServiceError) as e:
             if snap is None or not snap.exists():
                 raise ValueError(f"upstream {self.url} unreachable ({type(e).__name__}) and no metadata snapshot")
             log.warning("%s: upstream metadata not readable (%s); using snapshot %s", self.name, type(e).__name__, snap)
             return [table_from_json(d) for d in json.loads(snap.read_text())]
+        if snap is not None:
+            try:  # a read-only snapshot (a shipped one in an image) stays as it is
+                snap.parent.mkdir(parents=True, exist_ok=True)
+                snap.write_text(json.dumps([table_json(t) for t in tables], indent=1))
+            except OSError as e:
+                log.warning("%s: snapshot %s not updated (%s)", self.name, snap, type(e).__name__)
+        return tables
 
     # -- metadata -------------------------------------------------------------------------
     def _import(self) -> list[Table]:
