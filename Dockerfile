@@ -7,7 +7,7 @@ WORKDIR /app
 COPY pyproject.toml README.md constraints.txt ./
 COPY gateway ./gateway
 COPY plugins ./plugins
-RUN pip install --no-cache-dir -c constraints.txt ".[postgresql,server]" ./plugins/embedded ./plugins/ivoa ./plugins/skymapper ./plugins/mast ./plugins/hsc ./plugins/sdss
+RUN pip install --no-cache-dir -c constraints.txt ".[postgresql,server]" ./plugins/embedded ./plugins/ivoa ./plugins/skymapper ./plugins/mast ./plugins/hsc ./plugins/sdss ./plugins/hats
 
 COPY config.yaml ./
 COPY configs ./configs

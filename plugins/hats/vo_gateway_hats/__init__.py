@@ -1,0 +1,1 @@
+"""vo-gateway archive kind ``hats``: HATS catalogues served over TAP and SCS (plugins/hats/README.md)."""

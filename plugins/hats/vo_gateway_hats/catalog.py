@@ -1,0 +1,249 @@
+"""One HATS catalogue (HATS 1.0: HEALPix-partitioned Parquet, ``hats.properties``, margin
+caches): its metadata as a gateway :class:`~gateway.schema.Table`, the partitions a sky region
+touches, and the reading of partitions.
+
+* The catalogue is opened once with ``hats`` (the partition tree, properties and Parquet schema)
+  and ``lsdb`` (for crossmatches, which need the margin cache).  A collection directory opens
+  its primary catalogue and default margin.
+* Columns: names and types from the Parquet schema; units, UCDs and descriptions from the
+  user's metadata file (YAML ``columns: [{name, unit, ucd, description}]``), else from the
+  Parquet field metadata; the positional columns from the properties (``hats_col_ra``,
+  ``hats_col_dec``).  The spatial index column ``_healpix_29`` is not offered.
+* A region (cone, polygon) becomes the set of partitions it touches (``hats``'
+  ``filter_by_cone`` / ``filter_by_polygon``), and inside those the row groups whose
+  ``_healpix_29`` range can hold it (pyarrow filters on the order-29 ranges of the region's
+  MOC): only those are read.  Column selection and comparisons go into the same Parquet read.
+* Every partition read is counted (:attr:`HatsCatalog.partitions_read`); a read that fails
+  names the partition.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as pds
+import yaml
+
+from gateway.engine import votable_type
+from gateway.faults import TransientFault
+from gateway.schema import Column, Table
+
+SPATIAL_INDEX = "_healpix_29"
+#: a region's MOC is used to filter row groups when it has at most this many order-29 ranges
+MAX_RANGE_FILTERS = 64
+
+
+@dataclass
+class Region:
+    """A sky region in ICRS degrees: ``("circle", ra, dec, r)`` or ``("polygon", [(ra, dec), ...])``."""
+
+    kind: str
+    args: tuple
+
+    def describe(self) -> str:
+        if self.kind == "circle":
+            ra, dec, r = self.args
+            return f"CIRCLE({ra}, {dec}, {r})"
+        return f"POLYGON({len(self.args[0])} vertices)"
+
+
+@dataclass
+class Partition:
+    """One partition: its HEALPix ``order``/``pixel`` and the Parquet file or directory."""
+
+    order: int
+    pixel: int
+    path: str
+
+    @property
+    def name(self) -> str:
+        return f"Norder={self.order}/Npix={self.pixel}"
+
+
+@dataclass
+class ReadRequest:
+    """What to read from some partitions of a catalogue: the ``columns`` (None: all offered),
+    pyarrow ``filters`` (DNF list of ``(column, op, value)``) and order-29 ``ranges``
+    (``[lo, hi)`` of ``_healpix_29``) that the rows may lie in (None: anywhere)."""
+
+    partitions: list[Partition]
+    columns: list[str] | None = None
+    filters: list[tuple] = field(default_factory=list)
+    ranges: list[tuple[int, int]] | None = None
+
+
+def _term(f, op: str, value):
+    if op == "in":
+        return f.isin(list(value))
+    if op in ("=", "=="):
+        return f == value
+    if op == "!=":
+        return f != value
+    if op == "<":
+        return f < value
+    if op == "<=":
+        return f <= value
+    if op == ">":
+        return f > value
+    if op == ">=":
+        return f >= value
+    raise ValueError(op)
+
+
+def read_partition(part: Partition, columns: list[str] | None, filters: list[tuple], ranges) -> pa.Table:
+    """The rows of one partition: ``columns`` only, rows passing ``filters`` and lying in the
+    ``ranges`` of ``_healpix_29`` (row groups outside them are skipped by their statistics).
+    A module-level function, so Dask workers can run it.  Raises TransientFault naming the
+    partition when its file cannot be read."""
+    expr = None
+    for col, op, value in filters:
+        term = _term(pds.field(col), op, value)
+        expr = term if expr is None else expr & term
+    if ranges:
+        h = pds.field(SPATIAL_INDEX)
+        span = None
+        for lo, hi in ranges:
+            t = (h >= lo) & (h < hi)
+            span = t if span is None else span | t
+        expr = span if expr is None else expr & span
+    try:
+        dataset = pds.dataset(part.path, format="parquet")
+        table = dataset.to_table(columns=columns, filter=expr)
+    except (OSError, pa.ArrowException, ValueError) as e:
+        raise TransientFault(f"partition {part.name} could not be read ({type(e).__name__}: {str(e)[:200]})")
+    return table
+
+
+def _valid_ucd(ucd: str | None) -> str | None:
+    """A UCD1+ word list from Parquet field metadata, or None (older UCD1 words such as
+    ``ID_MAIN`` are not UCD1+ and would break clients' VOTable parsing)."""
+    from astropy.io.votable.ucd import check_ucd
+
+    return ucd if ucd and check_ucd(ucd, check_controlled_vocabulary=True) else None
+
+
+class HatsCatalog:
+    """An opened HATS catalogue (module docstring)."""
+
+    def __init__(self, path: str, schema: str, name: str, metadata: Path | None, id_column: str | None, description):
+        import hats
+        import lsdb
+
+        self.path = path
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                self.lsdb = lsdb.open_catalog(path, columns="all")
+            except Exception as e:  # noqa: BLE001 - any failure to open is reported by path and reason
+                raise ValueError(f"HATS catalogue {path} cannot be opened: {type(e).__name__}: {e}") from None
+        self.hc = self.lsdb.hc_structure
+        info = self.hc.catalog_info
+        self.ra, self.dec = info.ra_column, info.dec_column
+        self.nrows = int(info.total_rows or 0)
+        self.margin_arcsec = (
+            float(self.lsdb.margin.hc_structure.catalog_info.margin_threshold) if self.lsdb.margin is not None else None
+        )
+        self.base = self.hc.catalog_base_dir
+        self._hats = hats
+        self._lock = threading.Lock()
+        self.partitions_read = 0
+        self.table = self._table(schema, name, metadata, id_column, description)
+
+    # -- metadata ---------------------------------------------------------------------------
+    def _table(self, schema: str, name: str, metadata: Path | None, id_column: str | None, description) -> Table:
+        given: dict[str, dict] = {}
+        if metadata is not None:
+            doc = yaml.safe_load(metadata.read_text()) or {}
+            given = {c["name"].lower(): c for c in doc.get("columns", [])}
+        arrow = self.hc.schema
+        cols = []
+        for f in arrow:
+            if f.name == SPATIAL_INDEX:
+                continue
+            datatype, arraysize = votable_type(f.type)
+            meta = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
+            g = given.get(f.name.lower(), {})
+            ucd = g.get("ucd") or _valid_ucd(meta.get("ucd"))
+            if f.name == self.ra and not ucd:
+                ucd = "pos.eq.ra;meta.main"
+            if f.name == self.dec and not ucd:
+                ucd = "pos.eq.dec;meta.main"
+            if id_column and f.name == id_column and not ucd:
+                ucd = "meta.id;meta.main"
+            unit = g.get("unit") or meta.get("unit") or ("deg" if f.name in (self.ra, self.dec) else None)
+            cols.append(
+                Column(
+                    f.name,
+                    datatype,
+                    arraysize,
+                    unit=unit,
+                    ucd=ucd,
+                    description=g.get("description") or meta.get("description"),
+                    principal=f.name in (self.ra, self.dec, id_column),
+                    indexed=f.name in (self.ra, self.dec),
+                )
+            )
+        what = description or f"HATS catalogue {Path(str(self.path)).name}"
+        return Table(
+            schema,
+            name,
+            cols,
+            description=f"{what} ({self.nrows:,} rows in {len(self.partitions())} HEALPix partitions)",
+            ra_column=self.ra,
+            dec_column=self.dec,
+            id_column=id_column,
+            nrows=self.nrows or None,
+        )
+
+    # -- partitions ---------------------------------------------------------------------------
+    def partitions(self, hc_structure=None) -> list[Partition]:
+        from hats.io import pixel_catalog_file
+
+        hc = hc_structure if hc_structure is not None else self.hc
+        suffix = hc.catalog_info.npix_suffix
+        return [
+            Partition(p.order, p.pixel, str(pixel_catalog_file(self.base, p, npix_suffix=suffix)))
+            for p in hc.get_healpix_pixels()
+        ]
+
+    def select(self, regions: list[Region] | None) -> tuple[list[Partition], list[tuple[int, int]] | None]:
+        """The partitions the union of ``regions`` touches and the order-29 ranges its rows may
+        lie in (None: do not filter by range); all partitions for None."""
+        if not regions:
+            return self.partitions(), None
+        parts: dict[str, Partition] = {}
+        ranges: list[tuple[int, int]] = []
+        by_range = True
+        for region in regions:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    if region.kind == "circle":
+                        ra, dec, r = region.args
+                        # a hair wider: the gateway's exact test decides at the edge
+                        sub = self.hc.filter_by_cone(ra, dec, r * 3600 * (1 + 1e-9) + 1e-6)
+                    else:
+                        (verts,) = region.args
+                        sub = self.hc.filter_by_polygon(verts)
+                except ValueError:  # no partition in the region
+                    continue
+            for p in self.partitions(sub):
+                parts.setdefault(p.path, p)
+            moc = getattr(sub, "moc", None)
+            r29 = np.asarray(moc.to_depth29_ranges) if moc is not None else None
+            if r29 is None or len(r29) > MAX_RANGE_FILTERS:
+                by_range = False  # too many ranges to be worth filtering by
+            else:
+                ranges += [(int(lo), int(hi)) for lo, hi in r29]
+        return list(parts.values()), (ranges if by_range and ranges else None)
+
+    def read(self, part: Partition, columns, filters, ranges) -> pa.Table:
+        table = read_partition(part, columns, filters, ranges)
+        with self._lock:
+            self.partitions_read += 1
+        return table

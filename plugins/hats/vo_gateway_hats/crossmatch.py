@@ -1,0 +1,143 @@
+"""Crossmatches of the ``hats`` kind on LSDB: every pair within a radius, margin-aware, partition
+by partition on Dask (the cluster of ``dask_scheduler``, else threads in this process).
+
+LSDB aligns the two catalogues' partitions and gives each pair of aligned partitions, with the
+right catalogue's margin cache, to a crossmatch algorithm.  Its default (``KdTreeCrossmatch``)
+keeps the k nearest neighbours; a TAP join keeps every pair, so :class:`AllPairs` finds them
+all: a k-d tree of the unit vectors on each side and every pair closer than the chord of the
+radius (scipy ``cKDTree.sparse_distance_matrix``).  The gateway then evaluates the ADQL join
+condition again on the pairs, exactly.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from lsdb.core.crossmatch.kdtree_match import KdTreeCrossmatch
+from lsdb.core.crossmatch.kdtree_utils import _get_chord_distance
+from scipy.spatial import cKDTree
+
+from gateway.engine import normalize_batch
+
+from .catalog import SPATIAL_INDEX
+
+
+class AllPairs(KdTreeCrossmatch):
+    """Every pair of a left and a right row closer than ``radius_arcsec`` (a hair more: the
+    gateway's exact test decides at the edge)."""
+
+    def perform_crossmatch(self, crossmatch_args):
+        left_xyz, right_xyz = self._get_point_coordinates(
+            crossmatch_args.left_df,
+            crossmatch_args.left_catalog_info,
+            crossmatch_args.right_df,
+            crossmatch_args.right_catalog_info,
+        )
+        extra = pd.DataFrame({"_dist_arcsec": pd.Series(dtype=pd.ArrowDtype(pa.float64()))})
+        if len(left_xyz) == 0 or len(right_xyz) == 0:
+            return np.array([], dtype=np.int64), np.array([], dtype=np.int64), extra
+        chord = _get_chord_distance(self.radius_arcsec * (1 + 1e-9) + 1e-6)
+        pairs = cKDTree(left_xyz).sparse_distance_matrix(cKDTree(right_xyz), chord, output_type="ndarray")
+        arc = np.degrees(2.0 * np.arcsin(np.minimum(1.0, 0.5 * pairs["v"]))) * 3600
+        extra = pd.DataFrame({"_dist_arcsec": pd.Series(arc, dtype=pd.ArrowDtype(pa.float64()))})
+        return pairs["i"].astype(np.int64), pairs["j"].astype(np.int64), extra
+
+
+def _searched(cat, bounds):
+    """An LSDB catalogue narrowed to the one region of ``bounds`` (several: not narrowed)."""
+    if len(bounds.regions) != 1:
+        return cat
+    region = bounds.regions[0]
+    if region.kind == "circle":
+        ra, dec, r = region.args
+        return cat.cone_search(ra, dec, r * 3600 * (1 + 1e-9) + 1e-6, fine=False)
+    (verts,) = region.args
+    return cat.polygon_search(verts, fine=False)
+
+
+def crossmatch_batches(archive, loader, context, progress):
+    """(batches, schema) of the pairs view: left columns as ``l__name``, right as ``r__name``."""
+    import lsdb
+
+    spec = loader.xm
+    right_cat = loader.catalog
+    lcols, rcols = spec["left_columns"], spec["right_columns"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        right = _searched(right_cat.lsdb[rcols], spec["right_bounds"])
+        if spec["left"] is not None:
+            left = _searched(spec["left"].lsdb[lcols], spec["left_bounds"])
+            left_schema = spec["left"].hc.schema
+        else:
+            upload: pa.Table = spec["upload"]
+            ra, dec = spec["left_pos"]
+            df = upload.to_pandas(types_mapper=pd.ArrowDtype)
+            left = lsdb.from_dataframe(df, ra_column=ra, dec_column=dec, margin_threshold=None)
+            left_schema = upload.schema
+        xm = left.crossmatch(
+            right,
+            algorithm=AllPairs(radius_arcsec=spec["radius_arcsec"]),
+            suffixes=("__l", "__r"),
+            suffix_method="all_columns",
+            log_changes=False,
+        )
+    fields = [pa.field("l__" + n, left_schema.field(n).type) for n in lcols]
+    fields += [pa.field("r__" + n, right_cat.hc.schema.field(n).type) for n in rcols]
+    schema = normalize_batch(pa.RecordBatch.from_pylist([], schema=pa.schema(fields))).schema
+    parts = xm.to_delayed()
+    progress["partitions"] += len(parts)
+
+    def batches():
+        client = archive.client()
+        if client is not None:
+            from distributed import as_completed
+
+            queue = iter(parts)
+            ahead = 2 * archive.config.threads
+            live = as_completed([client.compute(d) for d in _take(queue, ahead)])
+            for fut in live:
+                if context is not None:
+                    context.check()
+                df = fut.result()
+                for d in _take(queue, 1):
+                    live.add(client.compute(d))
+                progress["partitions_done"] += 1
+                yield from _pairs(df, lcols, rcols, schema)
+            return
+        import dask
+
+        queue = iter(parts)
+        while window := _take(queue, 4 * archive.config.threads):  # parallel within, bounded memory
+            if context is not None:
+                context.check()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                frames = dask.compute(*window, scheduler="threads", num_workers=archive.config.threads)
+            for df in frames:
+                progress["partitions_done"] += 1
+                yield from _pairs(df, lcols, rcols, schema)
+
+    return batches(), schema
+
+
+def _pairs(df, lcols, rcols, schema: pa.Schema):
+    if len(df) == 0:
+        return
+    df = df.reset_index(drop=df.index.name == SPATIAL_INDEX)
+    arrays = [pa.array(df[n + "__l"], from_pandas=True) for n in lcols]
+    arrays += [pa.array(df[n + "__r"], from_pandas=True) for n in rcols]
+    batch = pa.RecordBatch.from_arrays(arrays, names=["l__" + n for n in lcols] + ["r__" + n for n in rcols])
+    yield normalize_batch(batch).cast(schema) if normalize_batch(batch).schema != schema else normalize_batch(batch)
+
+
+def _take(it, n):
+    out = []
+    for _ in range(n):
+        try:
+            out.append(next(it))
+        except StopIteration:
+            break
+    return out
