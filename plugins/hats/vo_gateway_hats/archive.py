@@ -206,13 +206,7 @@ class HatsArchive(DuckDBArchive):
     def __init__(self, name, config: HatsConfig, *, base_dir):
         super().__init__(name, config, base_dir=base_dir)
         self.config: HatsConfig = config
-        self.capabilities = dc_replace(
-            DuckDBArchive.capabilities,
-            uploads=True,
-            set_operations=True,
-            common_tables=True,
-            geometry_functions=GEOMETRY_21,
-        )
+        # capabilities: DuckDBArchive's (ADQL 2.1 with uploads, set operations, WITH, geometry)
         self.catalogs: dict[str, HatsCatalog] = {}
         problems = []
         for spec in config.catalogs:
