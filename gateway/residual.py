@@ -27,6 +27,15 @@ def conjuncts(where: exp.Expression):
         yield where
 
 
+def disjuncts(node: exp.Expression) -> list:
+    """The top-level OR terms of a condition."""
+    if isinstance(node, exp.Or):
+        return disjuncts(node.this) + disjuncts(node.expression)
+    if isinstance(node, exp.Paren):
+        return disjuncts(node.this)
+    return [node]
+
+
 def constant(node: exp.Expression):
     """Value of a constant expression (no column); ValueError otherwise."""
     if isinstance(node, exp.Literal):  # the common case, without an engine

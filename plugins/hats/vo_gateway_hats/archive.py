@@ -45,12 +45,12 @@ from gateway.adql.validate import AdqlQuery, position_of
 from gateway.archive import ArchiveConfig, Cone
 from gateway.engine import DuckDBArchive, normalize_batch, scs_columns
 from gateway.faults import UsageFault
-from gateway.residual import column_of, cone_forms, cone_term, conjuncts, constant
+from gateway.residual import column_of, cone_forms, cone_term, conjuncts, constant, disjuncts
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
 from gateway.sky import separation
 
-from .catalog import HatsCatalog, Partition, Region, read_partition
+from .catalog import HatsCatalog, Partition, Region, read_partition, take
 from .crossmatch import crossmatch_batches
 
 XM_VIEW = "hats__xm"
@@ -191,14 +191,6 @@ def _comparison(term, alias: str, table: Table) -> list[tuple] | None:
     return None
 
 
-def _disjuncts(node) -> list:
-    if isinstance(node, exp.Or):
-        return _disjuncts(node.this) + _disjuncts(node.expression)
-    if isinstance(node, exp.Paren):
-        return _disjuncts(node.this)
-    return [node]
-
-
 class HatsArchive(DuckDBArchive):
     kind = "hats"
     Config = HatsConfig
@@ -286,7 +278,7 @@ class HatsArchive(DuckDBArchive):
         region_terms = []
         for term in terms:
             cones = []
-            for d in _disjuncts(term):
+            for d in disjuncts(term):
                 c = cone_term(d, alias, table) if (len(_names(d)) <= 1 or alias in _names(d)) else None
                 p = None if c is not None else _polygon(d, alias, table)
                 if c is None and p is None:
@@ -531,10 +523,7 @@ class HatsArchive(DuckDBArchive):
 
             queue = iter(parts)
             live = as_completed(
-                [
-                    client.submit(read_partition, p, columns, filters, ranges, pure=False)
-                    for p in _take(queue, 2 * ahead)
-                ]
+                [client.submit(read_partition, p, columns, filters, ranges, pure=False) for p in take(queue, 2 * ahead)]
             )
             for fut in live:
                 if context is not None:
@@ -542,20 +531,20 @@ class HatsArchive(DuckDBArchive):
                 table = fut.result()
                 with cat._lock:
                     cat.partitions_read += 1
-                for p in _take(queue, 1):
+                for p in take(queue, 1):
                     live.add(client.submit(read_partition, p, columns, filters, ranges, pure=False))
                 progress["partitions_done"] += 1
                 yield from _batches(table, columns)
             return
         pending: deque = deque()
         queue = iter(parts)
-        for p in _take(queue, ahead):
+        for p in take(queue, ahead):
             pending.append(self.pool.submit(cat.read, p, columns, filters, ranges))
         while pending:
             if context is not None:
                 context.check()
             table = pending.popleft().result()
-            for p in _take(queue, 1):
+            for p in take(queue, 1):
                 pending.append(self.pool.submit(cat.read, p, columns, filters, ranges))
             progress["partitions_done"] += 1
             yield from _batches(table, columns)
@@ -598,16 +587,6 @@ class HatsArchive(DuckDBArchive):
 
 def _names(term) -> set[str]:
     return {c.table.lower() for c in term.find_all(exp.Column) if c.table}
-
-
-def _take(it, n: int) -> list:
-    out = []
-    for _ in range(n):
-        try:
-            out.append(next(it))
-        except StopIteration:
-            break
-    return out
 
 
 def _schema(cat: HatsCatalog, columns: list[str]) -> pa.Schema:

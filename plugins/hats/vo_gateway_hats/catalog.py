@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 import warnings
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -247,3 +248,8 @@ class HatsCatalog:
         with self._lock:
             self.partitions_read += 1
         return table
+
+
+def take(it, n: int) -> list:
+    """The next ``n`` items of the iterator ``it`` (fewer at its end)."""
+    return list(islice(it, n))

@@ -22,7 +22,7 @@ from scipy.spatial import cKDTree
 
 from gateway.engine import normalize_batch
 
-from .catalog import SPATIAL_INDEX
+from .catalog import SPATIAL_INDEX, take
 
 
 class AllPairs(KdTreeCrossmatch):
@@ -97,12 +97,12 @@ def crossmatch_batches(archive, loader, context, progress):
 
             queue = iter(parts)
             ahead = 2 * archive.config.threads
-            live = as_completed([client.compute(d) for d in _take(queue, ahead)])
+            live = as_completed([client.compute(d) for d in take(queue, ahead)])
             for fut in live:
                 if context is not None:
                     context.check()
                 df = fut.result()
-                for d in _take(queue, 1):
+                for d in take(queue, 1):
                     live.add(client.compute(d))
                 progress["partitions_done"] += 1
                 yield from _pairs(df, lcols, rcols, schema)
@@ -110,7 +110,7 @@ def crossmatch_batches(archive, loader, context, progress):
         import dask
 
         queue = iter(parts)
-        while window := _take(queue, 4 * archive.config.threads):  # parallel within, bounded memory
+        while window := take(queue, 4 * archive.config.threads):  # parallel within, bounded memory
             if context is not None:
                 context.check()
             with warnings.catch_warnings():
@@ -131,13 +131,3 @@ def _pairs(df, lcols, rcols, schema: pa.Schema):
     arrays += [pa.array(df[n + "__r"], from_pandas=True) for n in rcols]
     batch = pa.RecordBatch.from_arrays(arrays, names=["l__" + n for n in lcols] + ["r__" + n for n in rcols])
     yield normalize_batch(batch).cast(schema) if normalize_batch(batch).schema != schema else normalize_batch(batch)
-
-
-def _take(it, n):
-    out = []
-    for _ in range(n):
-        try:
-            out.append(next(it))
-        except StopIteration:
-            break
-    return out

@@ -29,7 +29,7 @@ from sqlglot import exp
 
 from gateway.adql.validate import AdqlQuery, position_of
 from gateway.faults import UsageFault
-from gateway.residual import column_of, cone_forms, cone_term, conjuncts, constant
+from gateway.residual import column_of, cone_forms, cone_term, conjuncts, constant, disjuncts
 
 GEOMETRY = {
     "POINT",
@@ -149,18 +149,10 @@ def box_search(coord: exp.Column, ra1: float, ra2: float, dec1: float, dec2: flo
     return _call("boxSearch", coord, _num(ra1), _num(ra2), _num(dec1), _num(dec2))
 
 
-def _disjuncts(node: exp.Expression) -> list[exp.Expression]:
-    while isinstance(node, exp.Paren):
-        node = node.this
-    if isinstance(node, exp.Or):
-        return _disjuncts(node.this) + _disjuncts(node.expression)
-    return [node]
-
-
 def _spatial(cond: exp.Expression, tables) -> exp.Expression | None:
     """``coneSearch``/``boxSearch`` for a cone or box term on a table's position, or for an OR
     of such terms (the planner's multi-cone sub-queries); None for anything else."""
-    terms = _disjuncts(cond)
+    terms = disjuncts(cond)
     if len(terms) > 1:
         parts = [_spatial(t, tables) for t in terms]
         if any(p is None for p in parts):

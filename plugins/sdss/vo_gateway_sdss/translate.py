@@ -33,7 +33,7 @@ from sqlglot import exp
 from gateway.adql.validate import AdqlQuery, position_of
 from gateway.engine import GEOMETRY as ADQL_GEOMETRY
 from gateway.faults import UsageFault
-from gateway.residual import column_of, cone_term, conjuncts, constant
+from gateway.residual import column_of, cone_term, conjuncts, constant, disjuncts
 
 SPECTRA = {"specobjall", "specobj"}
 FIELDS = {"field", "frame"}  # ~10^6 rows and no indexed cone function: cones as fDistanceArcMinEq
@@ -66,14 +66,6 @@ def _contains(term) -> exp.Contains | None:
             if isinstance(a, exp.Literal) and a.name == "1" and isinstance(b, exp.Contains):
                 return b
     return None
-
-
-def _disjuncts(node) -> list:
-    if isinstance(node, exp.Or):
-        return _disjuncts(node.this) + _disjuncts(node.expression)
-    if isinstance(node, exp.Paren):
-        return _disjuncts(node.this)
-    return [node]
 
 
 def _cone(term, refs: dict) -> tuple[str, float, float, float] | None:
@@ -222,7 +214,7 @@ def to_skyserver_sql(query: AdqlQuery, schema: str, limit: int | None = None) ->
         where = sel.args.get("where")
         kept = []
         for term in list(conjuncts(where.this)) if where is not None else []:
-            cones = [_cone(d, refs) for d in _disjuncts(term)]
+            cones = [_cone(d, refs) for d in disjuncts(term)]
             aliases = {c[0] for c in cones if c is not None}
             if cones and None not in cones and len(aliases) == 1 and not aliases & bounded:
                 (alias,) = aliases
