@@ -28,7 +28,9 @@ crossmatches).  A query with no spatial or id bound over a catalogue of more tha
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -221,12 +223,26 @@ class HatsArchive(DuckDBArchive):
         self.pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix=f"hats-{name}")
         self._client = None
         self._client_lock = threading.Lock()
-        threading.Thread(target=self._warm_up, name=f"hats-{name}-warm-up", daemon=True).start()
+        self._warm_pid: int | None = None
+        self._warm_lock = threading.Lock()
+        # A forked worker (gunicorn builds the app in its master, then forks) warms itself at
+        # once.  The master never compiles: a fork while another thread holds numba's compiler
+        # lock would leave the child's copy of that lock held forever.
+        ref = weakref.WeakMethod(self.warm_up)
+        os.register_at_fork(after_in_child=lambda: (m := ref()) is not None and m())
 
-    def _warm_up(self) -> None:
-        """Compile, once per process and in the background, the numba functions that hats uses
-        to select partitions and to align two catalogues (about 10 to 30 s of CPU on first use):
-        the first query does not wait for them."""
+    def warm_up(self) -> None:
+        """Start, once per process and in the background, compiling the numba functions that
+        hats uses to select partitions and to align two catalogues (about 10 to 30 s of CPU on
+        first use), so that the first crossmatch does not wait for them.  Called in a forked
+        child and on the archive's first query."""
+        with self._warm_lock:
+            if self._warm_pid == os.getpid():
+                return
+            self._warm_pid = os.getpid()
+        threading.Thread(target=self._compile, name=f"hats-{self.name}-warm-up", daemon=True).start()
+
+    def _compile(self) -> None:
         from .crossmatch import AllPairs
 
         cat = next(iter(self.catalogs.values()))
@@ -298,6 +314,7 @@ class HatsArchive(DuckDBArchive):
         return b
 
     def translate(self, query: AdqlQuery) -> HatsPlan:
+        self.warm_up()
         tree = query.ast.copy()
         refs = [n for n in tree.find_all(exp.Table) if self.catalog_of(n) is not None]
         loaders: dict[str, Loader] = {}
@@ -553,6 +570,7 @@ class HatsArchive(DuckDBArchive):
     def cone_search(self, table: Table, cone: Cone, maxrec: int | None, verb: int) -> RowStream:
         """SCS 1.03 §2: the partitions the cone touches (and the row groups of its HEALPix
         ranges), then the exact cone test, at most ``maxrec`` rows (OVERFLOW beyond)."""
+        self.warm_up()
         cat = self.catalogs[table.name.lower()]
         cols = scs_columns(table, verb)
         names = [c.name for c in cols]
