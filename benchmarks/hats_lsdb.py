@@ -149,16 +149,20 @@ def main() -> None:
 
         # -- 1. the 1' cone -------------------------------------------------------------
         rng = np.random.default_rng(3)
-        centres = [(float(rng.uniform(0, 360)), float(np.degrees(np.arcsin(rng.uniform(-1, 1))))) for _ in range(a.cones)]
+        centres = [
+            (float(rng.uniform(0, 360)), float(np.degrees(np.arcsin(rng.uniform(-1, 1))))) for _ in range(a.cones)
+        ]
         for ra, dec in centres[:3]:  # warm both
             s.get(f"{url}/scs/hats.gaia", params={"RA": ra, "DEC": dec, "SR": 1 / 60}).raise_for_status()
             g_cat.cone_search(ra, dec, 60).compute(progress_bar=False)
         gw, direct = [], []
         for ra, dec in centres:
-            dt, r = timed(lambda: s.get(f"{url}/scs/hats.gaia", params={"RA": ra, "DEC": dec, "SR": 1 / 60}))
+            dt, r = timed(
+                lambda ra=ra, dec=dec: s.get(f"{url}/scs/hats.gaia", params={"RA": ra, "DEC": dec, "SR": 1 / 60})
+            )
             r.raise_for_status()
             gw.append(dt)
-            direct.append(timed(lambda: g_cat.cone_search(ra, dec, 60).compute(progress_bar=False))[0])
+            direct.append(timed(lambda ra=ra, dec=dec: g_cat.cone_search(ra, dec, 60).compute(progress_bar=False))[0])
         mg, md = statistics.median(gw) * 1000, statistics.median(direct) * 1000
         print(
             f"1' cone on Gaia, {len(centres)} random centres: SCS over HTTP median {mg:.1f} ms "
@@ -170,7 +174,11 @@ def main() -> None:
         up = hats_data.generated_table(a.small, seed=21).slice(0, a.upload)
         vot = io.BytesIO()
         Table(
-            {"tid": up.column("obj_id").to_numpy(), "ra": up.column("ra").to_numpy(), "dec": up.column("dec").to_numpy()}
+            {
+                "tid": up.column("obj_id").to_numpy(),
+                "ra": up.column("ra").to_numpy(),
+                "dec": up.column("dec").to_numpy(),
+            }
         ).write(vot, format="votable", tabledata_format="binary2")
         q = (
             "SELECT u.tid, g.source_id, g.ra, g.dec, g.phot_g_mean_mag FROM TAP_UPLOAD.mine AS u JOIN hats.gaia AS g "
@@ -190,7 +198,7 @@ def main() -> None:
                 )
             )
 
-        overhead("upload x Gaia", f"{a.upload:,}-row upload x Gaia (482,176), 1\"", gw_upload, lsdb_upload, a.repeat)
+        overhead("upload x Gaia", f'{a.upload:,}-row upload x Gaia (482,176), 1"', gw_upload, lsdb_upload, a.repeat)
 
         # -- 3. the catalogue crossmatch ------------------------------------------------
         q = (
@@ -210,7 +218,7 @@ def main() -> None:
         reset_peak(pids)
         overhead(
             "catalogue crossmatch",
-            f"{a.big:,} x {a.small:,} crossmatch, 1\"",
+            f'{a.big:,} x {a.small:,} crossmatch, 1"',
             lambda: tap(q)[0],
             lsdb_big,
             a.repeat,
@@ -224,7 +232,7 @@ def main() -> None:
             tap(q.format(r=radius))  # the pages cached, the first of each size
             base = peak_rss(pids)
             reset_peak(pids)
-            dt, (rows, size) = timed(lambda: tap(q.format(r=radius)))
+            dt, (rows, size) = timed(lambda radius=radius: tap(q.format(r=radius)))
             print(
                 f"  {radius:>4} deg: {rows:>11,} rows, {size / 1e6:8.1f} MB in {dt:6.2f} s; "
                 f"worker peak RSS {peak_rss(pids):.0f} MiB (before {base:.0f})"

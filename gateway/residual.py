@@ -4,6 +4,7 @@ translators such as the HSC plugin's).
 * :func:`conjuncts`, :func:`constant` — top-level AND terms of a WHERE and constant folding.
 * :func:`column_of` — the declared column a plain column reference names.
 * :func:`cone_term` — the cone of a ``CONTAINS(POINT, CIRCLE)=1`` / ``DISTANCE(...) < r`` term.
+* :func:`polygon_term` — the vertices of a ``CONTAINS(POINT, BOX|POLYGON)=1`` term.
 * :func:`any_rows` — whether any rows of the table answer the query (no WHERE/ORDER/GROUP).
 """
 
@@ -122,6 +123,44 @@ def cone_term(cond: exp.Expression, alias: str, table: Table) -> Cone | None:
             except (ValueError, TypeError, duckdb.Error):
                 return None
     return None
+
+
+def polygon_term(cond: exp.Expression, alias: str, table: Table) -> list[tuple[float, float]] | None:
+    """The vertices (ra, dec in degrees, ra in [0, 360)) of one condition
+    ``CONTAINS(POINT(ra, dec), BOX(a, d, w, h) | POLYGON(a1, d1, ...)) = 1`` (either side of
+    the ``=``) on the table's position columns with constant arguments; a BOX as its four
+    corners a ± w/2, d ± h/2 (ADQL 2.1 §4.2.5, §4.2.13).  Else None."""
+    if not isinstance(cond, exp.EQ):
+        return None
+    f = cond.this if isinstance(cond.this, exp.Contains) else cond.expression
+    one = cond.expression if f is cond.this else cond.this
+    try:
+        if not isinstance(f, exp.Contains) or constant(one) != 1:
+            return None
+    except (ValueError, TypeError, duckdb.Error):
+        return None
+    shape = f.expression
+    if not (isinstance(shape, exp.Anonymous) and shape.name.upper() in ("BOX", "POLYGON")):
+        return None
+    if not _is_pos(_point_args(f.this), alias, table):
+        return None
+    nodes = list(shape.expressions)
+    if nodes and isinstance(nodes[0], exp.Literal) and nodes[0].is_string:
+        nodes = nodes[1:]  # the coordinate system (checked by the validator)
+    try:
+        v = [float(constant(n)) for n in nodes]
+    except (ValueError, TypeError, duckdb.Error):
+        return None
+    if shape.name.upper() == "BOX":
+        if len(v) != 4:
+            return None
+        a, d, w, h = v
+        corners = [(a - w / 2, d - h / 2), (a + w / 2, d - h / 2), (a + w / 2, d + h / 2), (a - w / 2, d + h / 2)]
+    else:
+        if len(v) < 6 or len(v) % 2:
+            return None
+        corners = [(v[i], v[i + 1]) for i in range(0, len(v), 2)]
+    return [(a % 360.0, d) for a, d in corners]
 
 
 def any_rows(tree: exp.Select) -> bool:

@@ -6,6 +6,7 @@ crossmatch; partitions read are counted against the HEALPix cells a cone touches
 
 from __future__ import annotations
 
+import io
 import shutil
 
 import numpy as np
@@ -225,6 +226,33 @@ def test_scs_and_async_progress(app, truth):
 
         doc = requests.get(job.url).text
         assert "partitions_done" in doc and job.fetch_result().to_table()["n"][0] > 30_000
+
+
+def test_served_by_forked_workers(tmp_path, truth):
+    """``vo-gateway serve`` builds the app in gunicorn's master and forks its workers: the
+    workers answer (the master never compiles numba code, whose lock a fork would leave held)."""
+    import os
+    import signal
+
+    import requests
+    import yaml
+
+    from gateway.testing import start_process
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(hats_config(tmp_path)))
+    proc, url = start_process(path, extra_args=("--workers", "2", "--threads", "2"))
+    try:
+        for _ in range(4):  # both workers, whichever gets the connection
+            r = requests.get(f"{url}/scs/hats.gaia", params={"RA": 83.82, "DEC": -5.39, "SR": 0.5}, timeout=120)
+            want = np.count_nonzero(separation(truth["ra"], truth["dec"], 83.82, -5.39) <= 0.5)
+            from astropy.io.votable import parse_single_table
+
+            table = parse_single_table(io.BytesIO(r.content), verify="ignore").to_table()  # SCS's UCD1 ID_MAIN
+            assert r.status_code == 200 and len(table) == want > 10
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
 
 
 def test_refusals_and_failures(tmp_path):

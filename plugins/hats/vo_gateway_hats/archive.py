@@ -47,7 +47,7 @@ from gateway.adql.validate import AdqlQuery, position_of
 from gateway.archive import ArchiveConfig, Cone
 from gateway.engine import DuckDBArchive, normalize_batch, scs_columns
 from gateway.faults import UsageFault
-from gateway.residual import column_of, cone_forms, cone_term, conjuncts, constant, disjuncts
+from gateway.residual import column_of, cone_forms, cone_term, conjuncts, constant, disjuncts, polygon_term
 from gateway.rowstream import RowStream, limit_batches
 from gateway.schema import Table
 from gateway.sky import separation
@@ -118,40 +118,6 @@ OPS = {exp.EQ: "=", exp.NEQ: "!=", exp.LT: "<", exp.LTE: "<=", exp.GT: ">", exp.
 
 def _alias(node: exp.Table) -> str:
     return node.alias_or_name.lower()
-
-
-def _polygon(term, alias: str, table: Table) -> Region | None:
-    """``1 = CONTAINS(POINT(t.ra, t.dec), BOX|POLYGON(...))`` with constant arguments."""
-    if not isinstance(term, exp.EQ):
-        return None
-    for a, b in ((term.this, term.expression), (term.expression, term.this)):
-        if isinstance(a, exp.Literal) and a.name == "1" and isinstance(b, exp.Contains):
-            point, shape = b.this, b.expression
-            break
-    else:
-        return None
-    if not (isinstance(point, exp.Anonymous) and point.name.upper() == "POINT"):
-        return None
-    if not (isinstance(shape, exp.Anonymous) and shape.name.upper() in ("BOX", "POLYGON")):
-        return None
-    ra, dec = (column_of(p, alias, table) for p in point.expressions[-2:])
-    if ra is None or dec is None or (ra.name, dec.name) != (table.ra_column, table.dec_column):
-        return None
-    nodes = list(shape.expressions)
-    if nodes and isinstance(nodes[0], exp.Literal) and nodes[0].is_string:
-        nodes = nodes[1:]
-    try:
-        v = [float(constant(n)) for n in nodes]
-    except (ValueError, TypeError):
-        return None
-    if shape.name.upper() == "BOX":
-        if len(v) != 4:
-            return None
-        a, d, w, h = v
-        verts = [(a - w / 2, d - h / 2), (a + w / 2, d - h / 2), (a + w / 2, d + h / 2), (a - w / 2, d + h / 2)]
-    else:
-        verts = [(v[i] % 360.0, v[i + 1]) for i in range(0, len(v) - 1, 2)]
-    return Region("polygon", ([(a % 360.0, d) for a, d in verts],))
 
 
 def _comparison(term, alias: str, table: Table) -> list[tuple] | None:
@@ -296,11 +262,11 @@ class HatsArchive(DuckDBArchive):
             cones = []
             for d in disjuncts(term):
                 c = cone_term(d, alias, table) if (len(_names(d)) <= 1 or alias in _names(d)) else None
-                p = None if c is not None else _polygon(d, alias, table)
-                if c is None and p is None:
+                v = None if c is not None else polygon_term(d, alias, table)
+                if c is None and v is None:
                     cones = []
                     break
-                cones.append(Region("circle", (c.ra, c.dec, c.radius)) if c is not None else p)
+                cones.append(Region("circle", (c.ra, c.dec, c.radius)) if c is not None else Region("polygon", (v,)))
             if cones:
                 region_terms.append(cones)
                 continue

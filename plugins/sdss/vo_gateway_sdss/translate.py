@@ -33,7 +33,7 @@ from sqlglot import exp
 from gateway.adql.validate import AdqlQuery, position_of
 from gateway.engine import GEOMETRY as ADQL_GEOMETRY
 from gateway.faults import UsageFault
-from gateway.residual import column_of, cone_term, conjuncts, constant, disjuncts
+from gateway.residual import cone_term, conjuncts, disjuncts, polygon_term
 
 SPECTRA = {"specobjall", "specobj"}
 FIELDS = {"field", "frame"}  # ~10^6 rows and no indexed cone function: cones as fDistanceArcMinEq
@@ -87,37 +87,14 @@ def _vec(ra: float, dec: float) -> np.ndarray:
 
 def _polygon(term, refs: dict) -> tuple[str, list[tuple[float, float]]] | None:
     """(alias, vertices) of ``1 = CONTAINS(POINT(t.ra, t.dec), BOX|POLYGON(...))`` on one of
-    ``refs``' own positions with constant arguments (BOX as its four corners)."""
-    c = _contains(term)
-    point = _point(c.this) if c is not None else None
-    shape = c.expression if c is not None else None
-    if point is None or not isinstance(shape, exp.Anonymous) or shape.name.upper() not in ("BOX", "POLYGON"):
-        return None
+    ``refs``' own positions with constant arguments (:func:`gateway.residual.polygon_term`)."""
     for alias, node in refs.items():
         meta = node.meta.get("gw_table")
-        if meta is None or not (len(refs) == 1 or _names(term, alias)):
-            continue
-        ra, dec = (column_of(p, alias, meta) for p in point)
-        if ra is None or dec is None or (ra.name, dec.name) != (meta.ra_column, meta.dec_column):
-            continue
-        nodes = list(shape.expressions)
-        if nodes and isinstance(nodes[0], exp.Literal) and nodes[0].is_string:
-            nodes = nodes[1:]  # the coordinate system (ICRS; checked by the validator)
-        try:
-            args = [float(constant(a)) for a in nodes]
-        except (ValueError, TypeError):
-            return None
-        if shape.name.upper() == "BOX":
-            if len(args) != 4:
-                return None
-            a, d, w, h = args
-            return alias, [
-                (a - w / 2, d - h / 2),
-                (a + w / 2, d - h / 2),
-                (a + w / 2, d + h / 2),
-                (a - w / 2, d + h / 2),
-            ]
-        return alias, [(args[i] % 360.0, args[i + 1]) for i in range(0, len(args) - 1, 2)]
+        verts = (
+            polygon_term(term, alias, meta) if meta is not None and (len(refs) == 1 or _names(term, alias)) else None
+        )
+        if verts is not None:
+            return alias, verts
     return None
 
 
