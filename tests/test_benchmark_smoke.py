@@ -73,3 +73,12 @@ def test_federated_bench_quick():
     stdout = bench("federated.py", "--quick", timeout=600)
     assert "gateway planner (one sync TAP_UPLOAD query)" in stdout and "= truth" in stdout, stdout
     assert "DIFFER" not in stdout and "ms per query" in stdout, stdout
+
+
+@pytest.mark.slow
+def test_hats_lsdb_quick():
+    """The HATS-against-LSDB runner on the suite's small catalogues (built by hats-import)."""
+    stdout = bench("hats_lsdb.py", "--quick", timeout=900)
+    for line in ("1' cone on Gaia", "upload x Gaia", "crossmatch, 1\"", "RSS against result size"):
+        assert line in stdout
+    assert "ROW COUNTS DIFFER" not in stdout

@@ -224,24 +224,55 @@ class HatsCatalog:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
-                    if region.kind == "circle":
-                        ra, dec, r = region.args
-                        # a hair wider: the gateway's exact test decides at the edge
-                        sub = self.hc.filter_by_cone(ra, dec, r * 3600 * (1 + 1e-9) + 1e-6)
-                    else:
-                        (verts,) = region.args
-                        sub = self.hc.filter_by_polygon(verts)
+                    moc = self._moc(region)
+                    sub = self.hc.filter_by_moc(moc)
                 except ValueError:  # no partition in the region
                     continue
             for p in self.partitions(sub):
                 parts.setdefault(p.path, p)
-            moc = getattr(sub, "moc", None)
-            r29 = np.asarray(moc.to_depth29_ranges) if moc is not None else None
-            if r29 is None or len(r29) > MAX_RANGE_FILTERS:
+            r29 = np.asarray(moc.to_depth29_ranges)
+            if len(r29) > MAX_RANGE_FILTERS:
                 by_range = False  # too many ranges to be worth filtering by
             else:
                 ranges += [(int(lo), int(hi)) for lo, hi in r29]
         return list(parts.values()), (ranges if by_range and ranges else None)
+
+    def _moc(self, region: Region):
+        """The region's MOC (mocpy), at the HEALPix order whose cells are about half the
+        region's radius (coarser while it has more than MAX_RANGE_FILTERS order-29 ranges, not
+        coarser than the partitions), a hair wider than the region: the exact test decides at
+        the edge."""
+        from hats.pixel_math.region_to_moc import cone_to_moc, polygon_to_moc
+
+        from gateway.sky import separation
+
+        if region.kind == "circle":
+            ra, dec, r = region.args
+        else:
+            (verts,) = region.args
+            v = np.asarray(verts, dtype=float)
+            xyz = np.stack(
+                [
+                    np.cos(np.radians(v[:, 1])) * np.cos(np.radians(v[:, 0])),
+                    np.cos(np.radians(v[:, 1])) * np.sin(np.radians(v[:, 0])),
+                    np.sin(np.radians(v[:, 1])),
+                ]
+            ).sum(axis=1)
+            ra = float(np.degrees(np.arctan2(xyz[1], xyz[0])) % 360.0)
+            dec = float(np.degrees(np.arctan2(xyz[2], np.hypot(xyz[0], xyz[1]))))
+            r = float(np.max(separation(v[:, 0], v[:, 1], ra, dec)))
+        low = int(self.hc.get_max_coverage_order())
+        order = int(np.clip(np.floor(np.log2(58.6 / max(r / 2, 1e-9))), low, 20))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if region.kind == "circle":
+                moc = cone_to_moc(ra, dec, r * 3600 * (1 + 1e-9) + 1e-6, order)
+            else:
+                moc = polygon_to_moc(verts, order)
+        while len(moc.to_depth29_ranges) > MAX_RANGE_FILTERS and order > low:
+            order -= 1
+            moc = moc.degrade_to_order(order)
+        return moc
 
     def read(self, part: Partition, columns, filters, ranges) -> pa.Table:
         table = read_partition(part, columns, filters, ranges)

@@ -11,6 +11,8 @@ condition again on the pairs, exactly.
 
 from __future__ import annotations
 
+import queue
+import threading
 import warnings
 
 import numpy as np
@@ -95,32 +97,87 @@ def crossmatch_batches(archive, loader, context, progress):
         if client is not None:
             from distributed import as_completed
 
-            queue = iter(parts)
+            pending = iter(parts)
             ahead = 2 * archive.config.threads
-            live = as_completed([client.compute(d) for d in take(queue, ahead)])
+            live = as_completed([client.compute(d) for d in take(pending, ahead)])
             for fut in live:
                 if context is not None:
                     context.check()
                 df = fut.result()
-                for d in take(queue, 1):
+                for d in take(pending, 1):
                     live.add(client.compute(d))
                 progress["partitions_done"] += 1
                 yield from _pairs(df, lcols, rcols, schema)
             return
-        import dask
-
-        queue = iter(parts)
-        while window := take(queue, 4 * archive.config.threads):  # parallel within, bounded memory
-            if context is not None:
-                context.check()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                frames = dask.compute(*window, scheduler="threads", num_workers=archive.config.threads)
-            for df in frames:
-                progress["partitions_done"] += 1
-                yield from _pairs(df, lcols, rcols, schema)
+        yield from _pipeline(parts, archive.config.threads, context, progress, lcols, rcols, schema)
 
     return batches(), schema
+
+
+class _Stopped(Exception):
+    """The consumer of a crossmatch went away (cancelled job, closed connection, error)."""
+
+
+def _pipeline(parts, threads: int, context, progress, lcols, rcols, schema):
+    """The pairs of ``parts`` (Dask delayed frames) on Dask's threaded scheduler, one graph for
+    all of them (a partition and margin that several pairs of partitions share is read once),
+    streamed as the partitions finish: each result goes into a queue of ``2 * threads`` frames
+    whose put blocks its worker thread while the consumer is behind, so at most a few
+    partitions' pairs are held in memory however large the answer.  When the consumer stops
+    (cancelled job, closed connection, error) the blocked and later puts raise and the
+    computation ends."""
+    import dask
+
+    out: queue.Queue = queue.Queue(maxsize=2 * threads)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped()
+
+    def sink(df) -> int:
+        put(df)
+        return 0
+
+    def run() -> None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                dask.compute(
+                    *[dask.delayed(sink, pure=False)(d) for d in parts], scheduler="threads", num_workers=threads
+                )
+            put(done)
+        except _Stopped:
+            pass
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which raises it
+            try:
+                put(e)
+            except _Stopped:
+                pass
+
+    threading.Thread(target=run, name="hats-crossmatch", daemon=True).start()
+    try:
+        while True:
+            if context is not None:
+                context.check()
+            try:
+                item = out.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            progress["partitions_done"] += 1
+            yield from _pairs(item, lcols, rcols, schema)
+    finally:
+        stop.set()
 
 
 def _pairs(df, lcols, rcols, schema: pa.Schema):
