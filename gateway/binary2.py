@@ -15,7 +15,7 @@ import binascii
 import math
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -230,7 +230,7 @@ class BinaryField:
         self.null: str | None = None
 
 
-def read_fixed_binary(data: bytes) -> tuple[list[BinaryField], list[np.ndarray]] | None:
+def read_fixed_binary(data: bytes) -> tuple[list[BinaryField], list[Any]] | None:
     """The first TABLE of a VOTable document whose rows are an inline base64 BINARY or BINARY2
     STREAM of fixed-width scalar cells (numbers, ``char``/``unicodeChar`` of a fixed
     ``arraysize``), decoded with numpy in one pass: its FIELDs and one masked array per
@@ -246,12 +246,13 @@ def read_fixed_binary(data: bytes) -> tuple[list[BinaryField], list[np.ndarray]]
     end = data.find(b"</STREAM", close) if close >= 0 else -1
     if end < 0:
         return None
-    parser = ET.XMLPullParser(events=("start", "end"))
+    parser: ET.XMLPullParser = ET.XMLPullParser(events=("start", "end"))
     fields: list[BinaryField] = []
     tables, kind, stream = 0, None, None
     try:
         parser.feed(data[: close + 1])
-        for ev, el in parser.read_events():
+        events: list[Any] = list(parser.read_events())
+        for ev, el in events:
             tag = _local(el.tag)
             if ev == "start" and tag == "TABLE":
                 tables += 1
@@ -266,7 +267,7 @@ def read_fixed_binary(data: bytes) -> tuple[list[BinaryField], list[np.ndarray]]
             elif ev == "start" and tag in ("BINARY", "BINARY2"):
                 kind = tag
             elif ev == "start" and tag == "STREAM":
-                stream = el
+                stream = cast(ET.Element, el)
         parser.feed(data[end:])
         parser.close()
     except ET.ParseError:
@@ -275,7 +276,7 @@ def read_fixed_binary(data: bytes) -> tuple[list[BinaryField], list[np.ndarray]]
         return None
     if stream.get("href") or (stream.get("encoding") or "base64") != "base64":
         return None
-    layout: list[tuple[str, Any]] = []
+    layout: list[Any] = []
     if kind == "BINARY2":
         layout.append(("_nulls", "u1", (math.ceil(len(fields) / 8),)))
     for i, f in enumerate(fields):

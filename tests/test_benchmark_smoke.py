@@ -79,6 +79,6 @@ def test_federated_bench_quick():
 def test_hats_lsdb_quick():
     """The HATS-against-LSDB runner on the suite's small catalogues (built by hats-import)."""
     stdout = bench("hats_lsdb.py", "--quick", timeout=900)
-    for line in ("1' cone on Gaia", "upload x Gaia", "crossmatch, 1\"", "RSS against result size"):
+    for line in ("1' cone on Gaia", "upload x Gaia", 'crossmatch, 1"', "RSS against result size"):
         assert line in stdout
     assert "ROW COUNTS DIFFER" not in stdout
