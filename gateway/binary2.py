@@ -239,8 +239,6 @@ def read_fixed_binary(data: bytes) -> tuple[list[BinaryField], list[Any]] | None
     other document (other serializations, arrays, variable sizes, ``boolean`` and ``bit``,
     complex numbers, a STREAM by reference, a malformed document): the caller then parses it
     with astropy, which gives its own errors."""
-    import binascii
-
     start = data.find(b"<STREAM")
     close = data.find(b">", start) if start >= 0 else -1
     end = data.find(b"</STREAM", close) if close >= 0 else -1
@@ -316,6 +314,6 @@ def read_fixed_binary(data: bytes) -> tuple[list[BinaryField], list[Any]] | None
                 except ValueError:
                     return None
         elif f.datatype == "unicodeChar":
-            v = np.array([bytes(r.astype(">u2").tobytes()).decode("utf-16-be").rstrip("\0") for r in v], dtype=object)
+            v = np.array([r.tobytes().decode("utf-16-be").rstrip("\0") for r in v], dtype=object)
         out.append(np.ma.MaskedArray(v, mask=mask))
     return fields, out

@@ -244,20 +244,14 @@ class HatsCatalog:
         the edge."""
         from hats.pixel_math.region_to_moc import cone_to_moc, polygon_to_moc
 
-        from gateway.sky import separation
+        from gateway.sky import separation, unit
 
         if region.kind == "circle":
             ra, dec, r = region.args
         else:
             (verts,) = region.args
             v = np.asarray(verts, dtype=float)
-            xyz = np.stack(
-                [
-                    np.cos(np.radians(v[:, 1])) * np.cos(np.radians(v[:, 0])),
-                    np.cos(np.radians(v[:, 1])) * np.sin(np.radians(v[:, 0])),
-                    np.sin(np.radians(v[:, 1])),
-                ]
-            ).sum(axis=1)
+            xyz = unit(v[:, 0], v[:, 1]).sum(axis=0)
             ra = float(np.degrees(np.arctan2(xyz[1], xyz[0])) % 360.0)
             dec = float(np.degrees(np.arctan2(xyz[2], np.hypot(xyz[0], xyz[1]))))
             r = float(np.max(separation(v[:, 0], v[:, 1], ra, dec)))
