@@ -153,6 +153,32 @@ def test_only_the_touched_partitions_are_read(app):
     assert cat.partitions_read - before == meets == 1 and total == 48
 
 
+def test_id_lookups_read_only_the_partitions_the_index_names(app, truth):
+    """``source_id IN (...)`` goes through the collection's index catalogue: the rows equal
+    numpy's, and only the partitions whose HEALPix cells hold those stars (mocpy) are read."""
+    from astropy import units as u
+    from mocpy import MOC
+
+    cat = archive(app).catalogs["gaia"]
+    assert "source_id" in cat.indexes
+    pick = np.array([5, 200_000, 481_000])
+    ids = [int(v) for v in truth["source_id"][pick]] + [1]  # 1: no such star
+    holding = {
+        (p.order, p.pixel)
+        for p in cat.partitions()
+        if MOC.from_healpix_cells(
+            ipix=np.array([p.pixel], dtype=np.uint64), depth=np.array([p.order], dtype=np.uint8), max_depth=p.order
+        )
+        .contains_lonlat(truth["ra"][pick] * u.deg, truth["dec"][pick] * u.deg)
+        .any()
+    }
+    before = cat.partitions_read
+    _, t, status = run(app, f"SELECT source_id, ra FROM hats.gaia WHERE source_id IN ({', '.join(map(str, ids))})")
+    assert status == "OK" and sorted(map(int, t["source_id"])) == sorted(ids[:3])
+    assert np.allclose(sorted(t["ra"]), sorted(truth["ra"][pick]))
+    assert 1 <= len(holding) <= 3 and cat.partitions_read - before == len(holding)
+
+
 def _pairs(a_ra, a_dec, b_ra, b_dec, r):
     def vec(ra, dec):
         ra, dec = np.radians(ra), np.radians(dec)

@@ -273,7 +273,7 @@ class HatsArchive(DuckDBArchive):
             f = _comparison(term, alias, table)
             if f is not None:
                 b.filters += f
-                if table.id_column and any(c == table.id_column and op in ("=", "in") for c, op, _ in f):
+                if any((c == table.id_column or c.lower() in cat.indexes) and op in ("=", "in") for c, op, _ in f):
                     b.by_id = True
         if region_terms:  # AND of region conditions: the smallest set bounds (each is exact later)
             b.regions = min(region_terms, key=lambda rs: sum(r.args[2] ** 2 if r.kind == "circle" else 1 for r in rs))
@@ -471,6 +471,9 @@ class HatsArchive(DuckDBArchive):
             return crossmatch_batches(self, loader, context, progress)
         cat, b = loader.catalog, loader.bounds
         parts, ranges = cat.select(b.regions or None)
+        keep = cat.partitions_of(b.filters) if b.by_id else None
+        if keep is not None:
+            parts = [p for p in parts if (p.order, p.pixel) in keep]
         if not b.regions and not b.by_id:
             limit = self.config.async_scan_rows if context is not None and context.job_id else self.config.scan_rows
             if cat.nrows > limit:

@@ -15,13 +15,18 @@ touches, and the reading of partitions.
   MOC): only those are read.  Column selection and comparisons go into the same Parquet read.
 * Every partition read is counted (:attr:`HatsCatalog.partitions_read`); a read that fails
   names the partition.
+* Id lookups: a collection's index catalogues (``all_indexes`` in ``collection.properties``,
+  built by hats-import's ``add_index``) map a column's values to the partitions holding them;
+  an ``=`` or ``IN`` condition on an indexed column reads only those partitions
+  (:meth:`HatsCatalog.partitions_of`).  Without an index, the same condition still skips row
+  groups by their Parquet statistics.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -155,6 +160,7 @@ class HatsCatalog:
         self._lock = threading.Lock()
         self._views: OrderedDict[tuple[str, ...], object] = OrderedDict()
         self.partitions_read = 0
+        self.indexes = self._indexes(hats, path)
         self.table = self._table(schema, name, metadata, id_column, description)
 
     # -- metadata ---------------------------------------------------------------------------
@@ -202,6 +208,48 @@ class HatsCatalog:
             id_column=id_column,
             nrows=self.nrows or None,
         )
+
+    @staticmethod
+    def _indexes(hats, path: str) -> dict[str, object]:
+        """The collection's index catalogues, opened now (lower-case column name -> hats
+        ``IndexCatalog``); one that cannot be opened is reported by path and reason."""
+        from hats.catalog.catalog_collection import CatalogCollection
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            coll = hats.read_hats(path)
+            if not isinstance(coll, CatalogCollection) or not coll.all_indexes:
+                return {}
+            out = {}
+            for name in coll.all_indexes:
+                where = coll.get_index_dir_for_field(name)
+                try:
+                    out[name.lower()] = hats.read_hats(where)
+                except Exception as e:  # noqa: BLE001 - reported by path and reason
+                    raise ValueError(
+                        f"HATS index catalogue {where} cannot be opened: {type(e).__name__}: {e}"
+                    ) from None
+        return out
+
+    def partitions_of(self, filters: list[tuple]) -> set[tuple[int, int]] | None:
+        """(order, pixel) of the partitions that may hold the rows of the first ``=``/``IN``
+        filter on an indexed column (hats ``IndexCatalog.loc_partitions``, one Parquet read of
+        the index); None when no filter has an index.  Raises TransientFault naming the index
+        when it cannot be read."""
+        for column, op, value in filters:
+            index = self.indexes.get(column.lower())
+            if index is None or op not in ("=", "in"):
+                continue
+            values = list(value) if op == "in" else [value]
+            try:
+                pixels = index.loc_partitions(values)  # type: ignore[attr-defined]
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                continue  # values the index column cannot hold (e.g. 1.5 for a long): statistics decide
+            except Exception as e:  # noqa: BLE001 - a read failure names the index
+                where = index.catalog_base_dir  # type: ignore[attr-defined]
+                raise TransientFault(f"HATS index {where} could not be read ({type(e).__name__}: {str(e)[:200]})")
+            return {(int(p.order), int(p.pixel)) for p in pixels}
+        return None
 
     VIEWS = 16
 
