@@ -311,7 +311,7 @@ class HatsArchive(DuckDBArchive):
         streamable = (
             isinstance(tree, exp.Select)
             and len(loaders) == 1
-            and not query.uploads
+            and not any(t.meta.get("gw_archive") == "tap_upload" for t in tree.find_all(exp.Table))
             and not any(True for _ in tree.find_all(exp.Subquery, exp.With, exp.Join))
         )
         plan = DuckDBArchive.translate(self, dc_replace(query, ast=tree))
