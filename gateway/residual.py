@@ -5,6 +5,7 @@ translators such as the HSC plugin's).
 * :func:`column_of` — the declared column a plain column reference names.
 * :func:`cone_term` — the cone of a ``CONTAINS(POINT, CIRCLE)=1`` / ``DISTANCE(...) < r`` term.
 * :func:`polygon_term` — the vertices of a ``CONTAINS(POINT, BOX|POLYGON)=1`` term.
+* :func:`contains_of` — the ``CONTAINS`` of a ``CONTAINS(...)=1`` term.
 * :func:`any_rows` — whether any rows of the table answer the query (no WHERE/ORDER/GROUP).
 """
 
@@ -75,6 +76,21 @@ def _is_pos(args, alias: str, table: Table) -> bool:
     )
 
 
+def contains_of(cond: exp.Expression) -> exp.Contains | None:
+    """The ``CONTAINS(...)`` of ``CONTAINS(...) = 1`` or ``1 = CONTAINS(...)`` (the constant
+    may be any expression equal to 1); else None (ADQL 2.1 §4.2.7)."""
+    if not isinstance(cond, exp.EQ):
+        return None
+    f = cond.this if isinstance(cond.this, exp.Contains) else cond.expression
+    if not isinstance(f, exp.Contains):
+        return None
+    one = cond.expression if f is cond.this else cond.this
+    try:
+        return f if constant(one) == 1 else None
+    except (ValueError, TypeError, duckdb.Error):
+        return None
+
+
 def cone_forms(cond: exp.Expression) -> list[tuple[list, list, exp.Expression]]:
     """The readings of a cone condition as ``(position args, centre args, radius node)``:
     ``CONTAINS(POINT(p), CIRCLE(c, r)) = 1`` gives one, ``DISTANCE(POINT(p), POINT(q)) < r``
@@ -86,14 +102,9 @@ def cone_forms(cond: exp.Expression) -> list[tuple[list, list, exp.Expression]]:
     elif isinstance(cond, (exp.LT, exp.LTE)):
         dist, radius = cond.this, cond.expression
     elif isinstance(cond, exp.EQ):
-        f = cond.this if isinstance(cond.this, exp.Contains) else cond.expression
-        one = cond.expression if f is cond.this else cond.this
-        try:
-            is_one = isinstance(f, exp.Contains) and constant(one) == 1
-        except (ValueError, TypeError, duckdb.Error):
-            return []
-        c = f.expression if is_one else None
-        if not (isinstance(c, exp.Anonymous) and c.name.upper() == "CIRCLE" and len(c.expressions) >= 3):
+        f = contains_of(cond)
+        c = f.expression if f is not None else None
+        if f is None or not (isinstance(c, exp.Anonymous) and c.name.upper() == "CIRCLE" and len(c.expressions) >= 3):
             return []
         p = _point_args(f.this)
         return [(p, list(c.expressions[-3:-1]), c.expressions[-1])] if len(p) == 2 else []
@@ -130,14 +141,8 @@ def polygon_term(cond: exp.Expression, alias: str, table: Table) -> list[tuple[f
     ``CONTAINS(POINT(ra, dec), BOX(a, d, w, h) | POLYGON(a1, d1, ...)) = 1`` (either side of
     the ``=``) on the table's position columns with constant arguments; a BOX as its four
     corners a ± w/2, d ± h/2 (ADQL 2.1 §4.2.5, §4.2.13).  Else None."""
-    if not isinstance(cond, exp.EQ):
-        return None
-    f = cond.this if isinstance(cond.this, exp.Contains) else cond.expression
-    one = cond.expression if f is cond.this else cond.this
-    try:
-        if not isinstance(f, exp.Contains) or constant(one) != 1:
-            return None
-    except (ValueError, TypeError, duckdb.Error):
+    f = contains_of(cond)
+    if f is None:
         return None
     shape = f.expression
     if not (isinstance(shape, exp.Anonymous) and shape.name.upper() in ("BOX", "POLYGON")):

@@ -301,21 +301,20 @@ class HatsCatalog:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
-                    moc = self._moc(region)
+                    moc, r29 = self._moc(region)
                     sub = self.hc.filter_by_moc(moc)
                 except ValueError:  # no partition in the region
                     continue
             for p in self.partitions(sub):
                 parts.setdefault(p.path, p)
-            r29 = np.asarray(moc.to_depth29_ranges)
             if len(r29) > MAX_RANGE_FILTERS:
                 by_range = False  # too many ranges to be worth filtering by
             else:
                 ranges += [(int(lo), int(hi)) for lo, hi in r29]
         return list(parts.values()), (ranges if by_range and ranges else None)
 
-    def _moc(self, region: Region):
-        """The region's MOC (mocpy), at the HEALPix order whose cells are about half the
+    def _moc(self, region: Region) -> tuple:
+        """(MOC, its order-29 ranges as an (n, 2) array) of the region (mocpy), at the HEALPix order whose cells are about half the
         region's radius (coarser while it has more than MAX_RANGE_FILTERS order-29 ranges, not
         coarser than the partitions), a hair wider than the region: the exact test decides at
         the edge."""
@@ -340,10 +339,12 @@ class HatsCatalog:
                 moc = cone_to_moc(ra, dec, r * 3600 * (1 + 1e-9) + 1e-6, order)
             else:
                 moc = polygon_to_moc(verts, order)
-        while len(moc.to_depth29_ranges) > MAX_RANGE_FILTERS and order > low:
+        r29 = np.asarray(moc.to_depth29_ranges)
+        while len(r29) > MAX_RANGE_FILTERS and order > low:
             order -= 1
             moc = moc.degrade_to_order(order)
-        return moc
+            r29 = np.asarray(moc.to_depth29_ranges)
+        return moc, r29
 
     def read(self, part: Partition, columns, filters, ranges) -> pa.Table:
         table = read_partition(part, columns, filters, ranges)

@@ -33,7 +33,7 @@ from sqlglot import exp
 from gateway.adql.validate import AdqlQuery, position_of
 from gateway.engine import GEOMETRY as ADQL_GEOMETRY
 from gateway.faults import UsageFault
-from gateway.residual import cone_term, conjuncts, disjuncts, polygon_term
+from gateway.residual import cone_term, conjuncts, contains_of, disjuncts, polygon_term
 
 SPECTRA = {"specobjall", "specobj"}
 FIELDS = {"field", "frame"}  # ~10^6 rows and no indexed cone function: cones as fDistanceArcMinEq
@@ -56,15 +56,6 @@ def _point(node) -> tuple[exp.Expression, exp.Expression] | None:
 def _circle(node) -> tuple[exp.Expression, exp.Expression, exp.Expression] | None:
     if isinstance(node, exp.Anonymous) and node.name.upper() == "CIRCLE" and len(node.expressions) == 4:
         return node.expressions[1], node.expressions[2], node.expressions[3]
-    return None
-
-
-def _contains(term) -> exp.Contains | None:
-    """The CONTAINS of ``1 = CONTAINS(...)`` or ``CONTAINS(...) = 1``."""
-    if isinstance(term, exp.EQ):
-        for a, b in ((term.this, term.expression), (term.expression, term.this)):
-            if isinstance(a, exp.Literal) and a.name == "1" and isinstance(b, exp.Contains):
-                return b
     return None
 
 
@@ -216,7 +207,7 @@ def to_skyserver_sql(query: AdqlQuery, schema: str, limit: int | None = None) ->
             poly = _polygon(term, refs)
             if poly is not None:
                 alias, verts = poly
-                c = _contains(term)
+                c = contains_of(term)
                 sql = _polygon_sql(refs[alias].alias_or_name, verts, position_of(c.expression) if c else None)
                 kept.append(exp.Paren(this=sqlglot.parse_one(sql, read="tsql")))
                 bounded.add(alias)
@@ -278,7 +269,7 @@ def to_skyserver_sql(query: AdqlQuery, schema: str, limit: int | None = None) ->
 
 def _geometry(tree: exp.Expression) -> None:
     for eq in list(tree.find_all(exp.EQ)):
-        c = _contains(eq)
+        c = contains_of(eq)
         if c is None:
             continue
         point, circle = _point(c.this), _circle(c.expression)
