@@ -368,11 +368,17 @@ class EmbeddedArchive(DuckDBArchive):
         dst = cache / f"{key}-{src.stem}"
         with self._image_lock:
             if not dst.exists():
-                tmp = dst.with_suffix(".part")
-                with _open(src) as fi, open(tmp, "wb") as fo:
-                    while chunk := fi.read(1 << 20):
-                        fo.write(chunk)
-                os.replace(tmp, dst)
+                # a temporary name of this process's own: other processes (server workers, test
+                # workers) may decompress the same file into the same cache at the same time
+                fd, tmp = tempfile.mkstemp(dir=cache, prefix=dst.name + ".", suffix=".part")
+                try:
+                    with _open(src) as fi, os.fdopen(fd, "wb") as fo:
+                        while chunk := fi.read(1 << 20):
+                            fo.write(chunk)
+                    os.replace(tmp, dst)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
         return dst
 
     def cutout(self, request: CutoutRequest, context=None) -> Cutout | None:
