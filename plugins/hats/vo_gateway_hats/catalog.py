@@ -314,8 +314,8 @@ class HatsCatalog:
         return list(parts.values()), (ranges if by_range and ranges else None)
 
     def _moc(self, region: Region) -> tuple:
-        """(MOC, its order-29 ranges as an (n, 2) array) of the region (mocpy), at the HEALPix order whose cells are about half the
-        region's radius (coarser while it has more than MAX_RANGE_FILTERS order-29 ranges, not
+        """(MOC, its order-29 ranges as an (n, 2) array) of the region (mocpy), at the
+        HEALPix order whose cells are about half the region's radius (coarser while it has more than MAX_RANGE_FILTERS order-29 ranges, not
         coarser than the partitions), a hair wider than the region: the exact test decides at
         the edge."""
         from hats.pixel_math.region_to_moc import cone_to_moc, polygon_to_moc
